@@ -1,0 +1,46 @@
+/**
+ * Consumer identity from `Authorization: Bearer <JWT>`: HS256 with JWT_SECRET locally, a JWKS (URL or inline)
+ * with issuer and audience checks in production. The user id is `sub`; `groups` lists the user's groups.
+ */
+import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from "jose";
+import { vars, type Env, type Vars } from "../env";
+import { AppError } from "../errors";
+import type { User } from "../engine/run";
+
+let keys: { source: Vars; key: Uint8Array | JWTVerifyGetKey } | undefined;
+
+function verificationKey(v: Vars): Uint8Array | JWTVerifyGetKey {
+  if (keys?.source === v) return keys.key;
+  const key = v.JWKS_URL
+    ? createRemoteJWKSet(new URL(v.JWKS_URL))
+    : v.JWKS_JSON
+      ? createLocalJWKSet(JSON.parse(v.JWKS_JSON))
+      : new TextEncoder().encode(v.JWT_SECRET!);
+  keys = { source: v, key };
+  return key;
+}
+
+/** The user named by the request's bearer token; null without one; UNAUTHENTICATED for a bad one. */
+export async function authenticate(env: Env, authorization: string | undefined): Promise<User | null> {
+  if (!authorization) return null;
+  const m = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(authorization.trim());
+  if (!m) throw new AppError("UNAUTHENTICATED", "Authorization must be 'Bearer <JWT>'");
+  const v = vars(env);
+  const key = verificationKey(v);
+  try {
+    const options = {
+      algorithms: v.JWKS_URL || v.JWKS_JSON ? ["RS256", "ES256", "EdDSA"] : ["HS256"],
+      issuer: v.JWT_ISSUER,
+      audience: v.JWT_AUDIENCE,
+      requiredClaims: ["sub", "exp"],
+    };
+    const { payload } =
+      key instanceof Uint8Array ? await jwtVerify(m[1]!, key, options) : await jwtVerify(m[1]!, key, options);
+    const sub = payload.sub;
+    if (!sub || sub.length > 128) throw new Error("sub must name the user");
+    const groups = Array.isArray(payload.groups) ? payload.groups.filter((g): g is string => typeof g === "string") : [];
+    return { id: sub, groups };
+  } catch (e) {
+    throw new AppError("UNAUTHENTICATED", `invalid token: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,52 @@
+/** The typed, validated form of task configs that requests run against. Built once per pushed version. */
+import type { RuleCheck } from "./request-rules";
+import type { Period } from "./time";
+import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
+
+export interface CompiledRule {
+  field: string;
+  /** `get` rules read the query string, `post` rules the JSON body (the seed's per-field `method`). */
+  source: "query" | "body";
+  checks: RuleCheck[];
+  message: string;
+}
+
+/** A kind of chance: `initial` per period is the seed's fixed-frequency count; increments come from rewards. */
+export interface ChanceKind {
+  id: string;
+  name: string;
+  initial: number;
+  per: Period;
+}
+
+export interface CompiledTask {
+  id: string;
+  activityId: string;
+  name: string;
+  method: "GET" | "POST";
+  rules: CompiledRule[];
+  params: Record<string, unknown>;
+  validators: Placed<ValidatorDefinition>[];
+  commands: Placed<CommandDefinition>[];
+  rewards: Placed<RewardDefinition>[];
+  afterCommands: Placed<CommandDefinition>[];
+}
+
+export interface CompiledActivity {
+  id: string;
+  name: string;
+  file: string;
+  timezone: string;
+  /** The account namespace all of this activity's rows live under. */
+  namespace: string;
+  begin: number;
+  end: number;
+  windowMessage: string;
+  chances: Record<string, ChanceKind>;
+  tasks: Record<string, CompiledTask>;
+}
+
+export interface CompiledConfig {
+  version: string;
+  activities: Map<string, CompiledActivity>;
+}

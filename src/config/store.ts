@@ -1,0 +1,69 @@
+/**
+ * Pushed config versions in D1. `npm run tasks:push` writes a version and an activation through wrangler; each
+ * isolate looks for a new activation every CONFIG_REFRESH_MS and compiles a new version once.
+ */
+import { desc, eq } from "drizzle-orm";
+import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
+import { configActivations, configVersions } from "../db/schema";
+import { vars, type Env } from "../env";
+import { AppError } from "../errors";
+import { compileConfig, ConfigError, type ConfigFile } from "./compile";
+import type { CompiledConfig } from "./compiled";
+
+export interface ConfigBundle {
+  files: ConfigFile[];
+}
+
+/** SQL that stores a version (if new) and makes it the active one; shared by the push script and tests. */
+export function activationSql(hash: string, bundle: ConfigBundle, now: number, note: string): string[] {
+  const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
+  return [
+    `INSERT OR IGNORE INTO config_versions (hash, created_at, file_count, bundle) VALUES (${q(hash)}, ${now}, ${bundle.files.length}, ${q(JSON.stringify(bundle))});`,
+    `INSERT INTO config_activations (hash, activated_at, note) VALUES (${q(hash)}, ${now}, ${q(note)});`,
+  ];
+}
+
+/** The active version's hash, or undefined when nothing was ever pushed. */
+export async function activeVersion(db: DrizzleD1Database): Promise<string | undefined> {
+  const [row] = await db
+    .select({ hash: configActivations.hash })
+    .from(configActivations)
+    .orderBy(desc(configActivations.id))
+    .limit(1);
+  return row?.hash;
+}
+
+let current: { config: CompiledConfig; checkedAt: number } | undefined;
+let refreshing: Promise<CompiledConfig> | undefined;
+
+/** The compiled active config, at most CONFIG_REFRESH_MS old. */
+export async function activeConfig(env: Env): Promise<CompiledConfig> {
+  if (current && Date.now() - current.checkedAt < vars(env).CONFIG_REFRESH_MS) return current.config;
+  refreshing ??= refresh(env).finally(() => (refreshing = undefined));
+  return refreshing;
+}
+
+async function refresh(env: Env): Promise<CompiledConfig> {
+  const db = drizzle(env.DB);
+  const hash = await activeVersion(db);
+  if (!hash) throw new AppError("UNAVAILABLE", "no task config has been pushed yet: run `npm run tasks:push`");
+  if (current?.config.version === hash) {
+    current.checkedAt = Date.now();
+    return current.config;
+  }
+  const [row] = await db.select({ bundle: configVersions.bundle }).from(configVersions).where(eq(configVersions.hash, hash));
+  if (!row) throw new AppError("UNAVAILABLE", `config version ${hash} is active but not stored`);
+  try {
+    const config = compileConfig((JSON.parse(row.bundle) as ConfigBundle).files, hash);
+    current = { config, checkedAt: Date.now() };
+    return config;
+  } catch (e) {
+    // A version this build cannot compile (pushed from newer tooling): keep serving the last good one.
+    if (e instanceof ConfigError && current) {
+      console.error(JSON.stringify({ message: "pushed config rejected; keeping the previous version", hash, issues: e.issues }));
+      current.checkedAt = Date.now();
+      return current.config;
+    }
+    throw e instanceof ConfigError ? new AppError("UNAVAILABLE", `active config ${hash} is invalid: ${e.message}`) : e;
+  }
+}

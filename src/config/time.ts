@@ -1,0 +1,109 @@
+/** Activity time: wall-clock strings in an IANA timezone, and the periods (day, week, month) chances reset on. */
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatterFor(timeZone: string): Intl.DateTimeFormat {
+  let f = formatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", {
+      timeZone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    });
+    formatters.set(timeZone, f);
+  }
+  return f;
+}
+
+export function isTimeZone(timeZone: string): boolean {
+  try {
+    formatterFor(timeZone);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface WallClock {
+  year: number;
+  month: number;
+  day: number;
+  hour: number;
+  minute: number;
+  second: number;
+}
+
+/** The wall clock in `timeZone` at instant `ms`. */
+export function wallClock(ms: number, timeZone: string): WallClock {
+  const parts: Record<string, number> = {};
+  for (const p of formatterFor(timeZone).formatToParts(new Date(ms))) {
+    if (p.type !== "literal") parts[p.type] = Number(p.value);
+  }
+  return {
+    year: parts.year!,
+    month: parts.month!,
+    day: parts.day!,
+    hour: parts.hour!,
+    minute: parts.minute!,
+    second: parts.second!,
+  };
+}
+
+function offsetAt(ms: number, timeZone: string): number {
+  const w = wallClock(ms, timeZone);
+  const asUtc = Date.UTC(w.year, w.month - 1, w.day, w.hour, w.minute, w.second);
+  return asUtc - Math.floor(ms / 1000) * 1000;
+}
+
+const LOCAL_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?$/;
+const HAS_OFFSET = /(Z|[+-]\d{2}:?\d{2})$/i;
+
+/**
+ * Parses an activity time: ISO 8601 with an offset (`2019-11-06T00:00:00+08:00`) is absolute; the seed's
+ * `2019-11-06 00:00:00` (or a bare date) is a wall-clock time in the activity's timezone.
+ * Returns epoch milliseconds, or null when the text is not a valid time.
+ */
+export function parseActivityTime(text: string, timeZone: string): number | null {
+  const trimmed = text.trim();
+  if (HAS_OFFSET.test(trimmed) && trimmed.includes("T")) {
+    const ms = Date.parse(trimmed);
+    return Number.isNaN(ms) ? null : ms;
+  }
+  const m = LOCAL_TIME.exec(trimmed);
+  if (!m) return null;
+  const [year, month, day, hour, minute, second, milli] = m.slice(1).map((v) => (v === undefined ? 0 : Number(v)));
+  const guess = Date.UTC(year!, month! - 1, day!, hour!, minute!, second!, milli!);
+  // Reject 2019-02-30 and 25:00: Date.UTC would silently roll them over.
+  const check = new Date(guess);
+  if (check.getUTCMonth() !== month! - 1 || check.getUTCDate() !== day! || hour! > 23 || minute! > 59 || second! > 59) {
+    return null;
+  }
+  // Two passes settle the offset across a DST change.
+  let ms = guess - offsetAt(guess, timeZone);
+  ms = guess - offsetAt(ms, timeZone);
+  return ms;
+}
+
+export type Period = "day" | "week" | "month" | "activity";
+
+const pad = (n: number) => String(n).padStart(2, "0");
+
+/** The name of the period containing `ms` in `timeZone`: `2019-11-06`, `2019-W45`, `2019-11` or `all`. */
+export function periodKey(period: Period, ms: number, timeZone: string): string {
+  if (period === "activity") return "all";
+  const w = wallClock(ms, timeZone);
+  if (period === "day") return `${w.year}-${pad(w.month)}-${pad(w.day)}`;
+  if (period === "month") return `${w.year}-${pad(w.month)}`;
+  // ISO 8601 week: the week with the year's first Thursday is week 1.
+  const date = new Date(Date.UTC(w.year, w.month - 1, w.day));
+  const dayOfWeek = date.getUTCDay() || 7;
+  date.setUTCDate(date.getUTCDate() + 4 - dayOfWeek);
+  const weekYear = date.getUTCFullYear();
+  const week = Math.ceil(((date.getTime() - Date.UTC(weekYear, 0, 1)) / 86_400_000 + 1) / 7);
+  return `${weekYear}-W${pad(week)}`;
+}

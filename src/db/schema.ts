@@ -1,0 +1,112 @@
+/** Drizzle schema of the D1 database; mirrors `migrations/` (the SQL there is the source of truth). */
+import { sqliteTable, text, integer, primaryKey } from "drizzle-orm/sqlite-core";
+
+export const configVersions = sqliteTable("config_versions", {
+  hash: text("hash").primaryKey(),
+  createdAt: integer("created_at").notNull(),
+  fileCount: integer("file_count").notNull(),
+  bundle: text("bundle").notNull(),
+});
+
+export const configActivations = sqliteTable("config_activations", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  hash: text("hash").notNull(),
+  activatedAt: integer("activated_at").notNull(),
+  note: text("note").notNull().default(""),
+});
+
+export const counters = sqliteTable(
+  "counters",
+  {
+    namespace: text("namespace").notNull(),
+    owner: text("owner").notNull(),
+    key: text("key").notNull(),
+    value: integer("value").notNull(),
+    cap: integer("cap"),
+    floor: integer("floor"),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.namespace, t.owner, t.key] })],
+);
+
+export const locks = sqliteTable("locks", {
+  key: text("key").primaryKey(),
+  token: text("token").notNull(),
+  expiresAt: integer("expires_at").notNull(),
+});
+
+export const idempotencyKeys = sqliteTable(
+  "idempotency_keys",
+  {
+    userId: text("user_id").notNull(),
+    key: text("key").notNull(),
+    requestHash: text("request_hash").notNull(),
+    statusCode: integer("status_code").notNull().default(0),
+    response: text("response"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.key] })],
+);
+
+export const requestRecords = sqliteTable("request_records", {
+  id: text("id").primaryKey(),
+  namespace: text("namespace").notNull(),
+  activityId: text("activity_id").notNull(),
+  taskId: text("task_id").notNull(),
+  userId: text("user_id"),
+  configVersion: text("config_version").notNull(),
+  outcome: text("outcome").notNull(),
+  params: text("params").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const participations = sqliteTable("participations", {
+  id: text("id").primaryKey(),
+  requestId: text("request_id").notNull().unique(),
+  namespace: text("namespace").notNull(),
+  activityId: text("activity_id").notNull(),
+  taskId: text("task_id").notNull(),
+  userId: text("user_id").notNull(),
+  period: text("period").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const rewardRecords = sqliteTable("reward_records", {
+  id: text("id").primaryKey(),
+  requestId: text("request_id").notNull(),
+  participationId: text("participation_id").notNull(),
+  namespace: text("namespace").notNull(),
+  activityId: text("activity_id").notNull(),
+  taskId: text("task_id").notNull(),
+  userId: text("user_id").notNull(),
+  type: text("type").notNull(),
+  amount: integer("amount").notNull(),
+  detail: text("detail").notNull(),
+  status: text("status").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const deliveries = sqliteTable("deliveries", {
+  id: text("id").primaryKey(),
+  kind: text("kind").notNull(),
+  grantId: text("grant_id"),
+  namespace: text("namespace").notNull(),
+  userId: text("user_id").notNull(),
+  target: text("target").notNull(),
+  payload: text("payload").notNull(),
+  status: text("status").notNull(),
+  attempts: integer("attempts").notNull().default(0),
+  lastError: text("last_error"),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const couponWallet = sqliteTable("coupon_wallet", {
+  id: text("id").primaryKey(),
+  deliveryId: text("delivery_id").notNull().unique(),
+  namespace: text("namespace").notNull(),
+  userId: text("user_id").notNull(),
+  couponSn: text("coupon_sn").notNull(),
+  channel: text("channel").notNull(),
+  createdAt: integer("created_at").notNull(),
+});

@@ -1,0 +1,115 @@
+/**
+ * The EVENTS queue consumer. Request records are inserted in one batch per message batch (idempotent by request
+ * id). Deliveries are attempted one by one; a failure retries with exponential backoff and, after the last
+ * attempt, is recorded as failed. Redelivered messages find their work already done and only ack.
+ */
+import { eq } from "drizzle-orm";
+import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
+import { couponWallet, deliveries, requestRecords, rewardRecords } from "../db/schema";
+import { vars, type Env, type QueueMessage } from "../env";
+import type { DeliveryTarget } from "./outbox";
+
+/** Attempts before a delivery is recorded as failed (the queue's max_retries is the ceiling). */
+export const MAX_DELIVERY_ATTEMPTS = 6;
+
+export function backoffSeconds(attempt: number): number {
+  return Math.min(600, 5 * 2 ** (attempt - 1));
+}
+
+export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env): Promise<void> {
+  const db = drizzle(env.DB);
+  const requests = batch.messages.filter((m) => m.body.kind === "request");
+  if (requests.length > 0) {
+    try {
+      await db
+        .insert(requestRecords)
+        .values(requests.map((m) => (m.body as Extract<QueueMessage, { kind: "request" }>).record))
+        .onConflictDoNothing();
+      for (const m of requests) m.ack();
+    } catch (e) {
+      console.error(JSON.stringify({ message: "request records not written; retrying", error: String(e) }));
+      for (const m of requests) m.retry({ delaySeconds: 2 });
+    }
+  }
+  for (const m of batch.messages) {
+    if (m.body.kind !== "delivery") continue;
+    const retryIn = await deliver(db, env, m.body.deliveryId);
+    if (retryIn === undefined) m.ack();
+    else m.retry({ delaySeconds: retryIn });
+  }
+}
+
+/** One delivery attempt. Returns undefined when finished (delivered, failed for good, or already done). */
+export async function deliver(db: DrizzleD1Database, env: Env, id: string): Promise<number | undefined> {
+  const [d] = await db.select().from(deliveries).where(eq(deliveries.id, id));
+  if (!d || d.status !== "pending") return undefined;
+  const attempt = d.attempts + 1;
+  const target = JSON.parse(d.target) as DeliveryTarget;
+  const payload = JSON.parse(d.payload) as Record<string, unknown>;
+  const now = Date.now();
+  let error: string | undefined;
+  try {
+    if (target.type === "wallet") {
+      await db.batch([
+        db
+          .insert(couponWallet)
+          .values({
+            id: `w_${d.id}`,
+            deliveryId: d.id,
+            namespace: d.namespace,
+            userId: d.userId,
+            couponSn: String(payload.couponSn),
+            channel: String(payload.channel),
+            createdAt: now,
+          })
+          .onConflictDoNothing(),
+        ...finish(db, d.id, d.grantId, "delivered", attempt, null, now),
+      ]);
+      return undefined;
+    }
+    const headers: Record<string, string> = { "content-type": "application/json", "idempotency-key": d.id };
+    const token = d.kind === "coupon" ? vars(env).COUPON_CENTER_TOKEN : undefined;
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await fetch(target.url, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ deliveryId: d.id, kind: d.kind, ...payload }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    await res.body?.cancel();
+    if (res.ok) {
+      await db.batch(finish(db, d.id, d.grantId, "delivered", attempt, null, now) as [any, ...any[]]);
+      return undefined;
+    }
+    error = `HTTP ${res.status}`;
+  } catch (e) {
+    error = String((e as Error).message ?? e);
+  }
+  if (attempt >= MAX_DELIVERY_ATTEMPTS) {
+    await db.batch(finish(db, d.id, d.grantId, "failed", attempt, error, now) as [any, ...any[]]);
+    console.error(JSON.stringify({ message: "delivery failed for good", deliveryId: d.id, attempts: attempt, error }));
+    return undefined;
+  }
+  await db
+    .update(deliveries)
+    .set({ attempts: attempt, lastError: error, updatedAt: now })
+    .where(eq(deliveries.id, d.id));
+  return backoffSeconds(attempt);
+}
+
+function finish(
+  db: DrizzleD1Database,
+  id: string,
+  grantId: string | null,
+  status: "delivered" | "failed",
+  attempts: number,
+  error: string | null,
+  now: number,
+) {
+  const steps = [
+    db.update(deliveries).set({ status, attempts, lastError: error, updatedAt: now }).where(eq(deliveries.id, id)),
+  ];
+  if (grantId) steps.push(db.update(rewardRecords).set({ status }).where(eq(rewardRecords.id, grantId)) as any);
+  return steps;
+}
+

@@ -1,0 +1,29 @@
+/** The seed's log executor: writes one structured line to the worker's logs (Workers Logs / `wrangler tail`). */
+import { z } from "zod";
+import { defineCommand } from "../define";
+
+export const log = defineCommand({
+  code: "log",
+  description:
+    "Writes a structured JSON log line with the request id, activity, task, user and (as afterCommand) the " +
+    "rewards, for audit and for following a test user's request in the logs.",
+  args: z
+    .object({ message: z.string().default("task run"), level: z.enum(["info", "warn"]).default("info") })
+    .strict()
+    .optional(),
+  example: { message: "red packet opened", level: "info" },
+  needsUser: false,
+  prepare: (args) => ({ message: args?.message ?? "task run", level: args?.level ?? "info" }),
+  run(run, { message, level }) {
+    const line = JSON.stringify({
+      message,
+      requestId: run.init.requestId,
+      activityId: run.activity.id,
+      taskId: run.task.id,
+      userId: run.user?.id ?? null,
+      rewards: run.rewards,
+    });
+    if (level === "warn") console.warn(line);
+    else console.log(line);
+  },
+});

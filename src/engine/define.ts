@@ -1,0 +1,92 @@
+/**
+ * What a component is: a validator, command or reward definition with a code, zod-typed args and a function.
+ * Each lives in its own file and is listed once in `registry.ts`.
+ */
+import type { z } from "zod";
+import type { ErrorCode } from "../errors";
+import type { CompiledActivity, CompiledTask } from "../config/compiled";
+import type { TaskRun } from "./run";
+
+/** A validator's or guard's refusal: answered with this code and message. */
+export interface Rejection {
+  code: ErrorCode;
+  message: string;
+}
+
+/** What a definition knows when its args are compiled (once, at config load). */
+export interface CompileContext {
+  activity: Omit<CompiledActivity, "tasks">;
+  taskId: string;
+  params: Record<string, unknown>;
+}
+
+/** Thrown by `prepare` to reject args with a reason (and optionally the path below the component). */
+export class ArgsError extends Error {
+  constructor(
+    message: string,
+    readonly path: (string | number)[] = [],
+  ) {
+    super(message);
+  }
+}
+
+interface Definition<Args extends z.ZodType, Prepared> {
+  code: string;
+  /** One paragraph for the config reference. */
+  description: string;
+  args: Args;
+  /** A YAML-ready example of the args, shown in the reference (undefined: used as a bare code). */
+  example?: unknown;
+  /** A bare code takes its args from `params[fromParams]` when present (the seed's `params.timeWindow`). */
+  fromParams?: string;
+  /** Checks what zod cannot (cross-references, times in the activity's timezone); runs once at load. */
+  prepare?: (args: z.output<Args>, ctx: CompileContext) => Prepared;
+}
+
+export interface ValidatorDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>>
+  extends Definition<Args, Prepared> {
+  /** True when the validator works on the signed-in user (so `login` must come before it). */
+  needsUser: boolean;
+  check(run: TaskRun, args: Prepared): Promise<Rejection | undefined> | Rejection | undefined;
+}
+
+export interface CommandDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>>
+  extends Definition<Args, Prepared> {
+  needsUser: boolean;
+  /** Adds writes to the run's commit plan, or does work that must happen before the reward. */
+  run(run: TaskRun, args: Prepared): Promise<void> | void;
+}
+
+/** What one reward gave (or, with `granted: false`, why not). Shown to the consumer as-is. */
+export type RewardOutcome =
+  | ({ type: string; granted: true; grantId: string; amount: number } & Record<string, unknown>)
+  | { type: string; granted: false; reason: string };
+
+export interface RewardDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>>
+  extends Definition<Args, Prepared> {
+  grant(run: TaskRun, args: Prepared): Promise<RewardOutcome> | RewardOutcome;
+}
+
+export function defineValidator<Args extends z.ZodType, Prepared = z.output<Args>>(
+  d: ValidatorDefinition<Args, Prepared>,
+): ValidatorDefinition<Args, Prepared> {
+  return d;
+}
+export function defineCommand<Args extends z.ZodType, Prepared = z.output<Args>>(
+  d: CommandDefinition<Args, Prepared>,
+): CommandDefinition<Args, Prepared> {
+  return d;
+}
+export function defineReward<Args extends z.ZodType, Prepared = z.output<Args>>(
+  d: RewardDefinition<Args, Prepared>,
+): RewardDefinition<Args, Prepared> {
+  return d;
+}
+
+/** A component placed in a task: its definition and its compiled args. */
+export interface Placed<D> {
+  def: D;
+  args: unknown;
+}
+
+export type { CompiledActivity, CompiledTask };

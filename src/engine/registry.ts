@@ -1,0 +1,16 @@
+/** Every component code the config may name. Adding a component is its file and one line here. */
+import type { CommandDefinition, RewardDefinition, ValidatorDefinition } from "./define";
+import { timeWindow } from "./validators/time-window";
+import { login } from "./validators/login";
+import { lock } from "./validators/lock";
+import { limit } from "./validators/limit";
+import { chances } from "./validators/chances";
+import { log } from "./commands/log";
+import { notify } from "./commands/notify";
+import { chancesReward } from "./rewards/chances";
+import { redPacket } from "./rewards/red-packet";
+import { coupon } from "./rewards/coupon";
+
+export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances];
+export const commands: CommandDefinition<any, any>[] = [log, notify];
+export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon];

@@ -1,0 +1,48 @@
+/** Coupons: a coupon SN and channel sent to the coupon center (built-in wallet, or an HTTP coupon center). */
+import { z } from "zod";
+import { vars } from "../../env";
+import { planDelivery } from "../../delivery/outbox";
+import { defineReward } from "../define";
+
+export const coupon = defineReward({
+  code: "coupon",
+  description:
+    "Issues a coupon by its SN and channel, as in the seed's coupon center integration. The grant is recorded at " +
+    "once with status `pending` and delivered asynchronously with retries: to the built-in coupon wallet, or to " +
+    "the HTTP coupon center at COUPON_CENTER_URL when that is set. Its status becomes `delivered` or, after the " +
+    "last retry, `failed`. `stock` caps how many are issued (SOLD_OUT beyond it).",
+  args: z
+    .object({
+      couponSn: z.string().min(1),
+      channel: z.string().min(1),
+      probability: z.number().min(0).max(1).default(1),
+      stock: z.number().int().min(0).optional(),
+      message: z.string().optional(),
+    })
+    .strict(),
+  example: { couponSn: "CPN-2019-1111", channel: "double11", stock: 1000 },
+  prepare: (args) => ({ ...args, message: args.message ?? "All coupons have been given out" }),
+  grant(run, args) {
+    if (args.probability < 1 && run.random() >= args.probability) {
+      return { type: "coupon", granted: false, reason: "MISSED" };
+    }
+    if (args.stock !== undefined) {
+      run.plan.counters.push({
+        ref: run.activityCounter(`coupon:stock:${args.couponSn}`),
+        delta: 1,
+        cap: args.stock,
+        rejection: { code: "SOLD_OUT", message: args.message },
+      });
+    }
+    const detail = { couponSn: args.couponSn, channel: args.channel };
+    const grantId = run.recordGrant({ type: "coupon", amount: 1, detail, status: "pending" });
+    const { COUPON_CENTER_URL } = vars(run.init.env);
+    planDelivery(run, {
+      kind: "coupon",
+      grantId,
+      target: COUPON_CENTER_URL ? { type: "http", url: COUPON_CENTER_URL } : { type: "wallet" },
+      payload: { ...detail, userId: run.requireUser().id, grantId, activityId: run.activity.id },
+    });
+    return { type: "coupon", granted: true, grantId, amount: 1, ...detail, status: "pending" };
+  },
+});

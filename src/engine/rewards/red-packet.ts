@@ -1,0 +1,75 @@
+/** Red packets: a fixed or random amount of money, with a win probability, user groups, stock and budget. */
+import { z } from "zod";
+import { ArgsError, defineReward } from "../define";
+
+const minor = z.number().int().min(1);
+
+const Amount = z.union([
+  minor,
+  z.object({ min: minor, max: minor }).strict(),
+  z.object({ weighted: z.array(z.object({ amount: minor, weight: z.number().positive() }).strict()).min(1) }).strict(),
+]);
+
+export const redPacket = defineReward({
+  code: "redPacket",
+  description:
+    "Credits money (integer minor units, e.g. fen) to the user's red-packet balance. `amount` is fixed, a range " +
+    "`{min, max}` drawn uniformly, or `{weighted: [{amount, weight}]}`. `probability` is the chance to win at all; " +
+    "`groups` restricts it to users in one of those groups. `stock` caps how many are given and `budget` caps their " +
+    "total amount; both hold under any concurrency, and a run that would cross either is refused with SOLD_OUT and " +
+    "changes nothing. `stockKey`/`stockField` name the stock (the seed's fields), so tasks can share one.",
+  args: z
+    .object({
+      amount: Amount,
+      probability: z.number().min(0).max(1).default(1),
+      groups: z.array(z.string().min(1)).min(1).optional(),
+      stock: z.number().int().min(0).optional(),
+      budget: z.number().int().min(0).optional(),
+      currency: z.string().regex(/^[A-Z]{3}$/).default("CNY"),
+      stockKey: z.string().min(1).optional(),
+      stockField: z.string().min(1).optional(),
+      message: z.string().optional(),
+    })
+    .strict(),
+  example: { amount: 1, stock: 3, stockKey: "limit_key", stockField: "limit_key_90" },
+  prepare(args, { taskId }) {
+    const a = args.amount;
+    if (typeof a === "object" && "min" in a && a.min > a.max) throw new ArgsError("min must not exceed max", ["amount"]);
+    const stockName = args.stockKey ? [args.stockKey, args.stockField].filter(Boolean).join(":") : `task:${taskId}`;
+    return { ...args, stockName, message: args.message ?? "All red packets have been given out" };
+  },
+  grant(run, args) {
+    const user = run.requireUser();
+    if (args.groups && !args.groups.some((g) => user.groups.includes(g))) {
+      return { type: "redPacket", granted: false, reason: "NOT_IN_GROUP" };
+    }
+    if (args.probability < 1 && run.random() >= args.probability) {
+      return { type: "redPacket", granted: false, reason: "MISSED" };
+    }
+    const amount = drawAmount(args.amount, () => run.random());
+    const rejection = { code: "SOLD_OUT" as const, message: args.message };
+    if (args.stock !== undefined) {
+      run.plan.counters.push({ ref: run.activityCounter(`redPacket:stock:${args.stockName}`), delta: 1, cap: args.stock, rejection });
+    }
+    if (args.budget !== undefined) {
+      run.plan.counters.push({ ref: run.activityCounter(`redPacket:spent:${args.stockName}`), delta: amount, cap: args.budget, rejection });
+    }
+    run.plan.counters.push({ ref: run.userCounter(`redPacket:balance:${args.currency}`), delta: amount, floor: 0 });
+    const grantId = run.recordGrant({ type: "redPacket", amount, detail: { currency: args.currency }, status: "granted" });
+    return { type: "redPacket", granted: true, grantId, amount, currency: args.currency };
+  },
+});
+
+type AmountSpec = z.output<typeof Amount>;
+
+function drawAmount(spec: AmountSpec, random: () => number): number {
+  if (typeof spec === "number") return spec;
+  if ("min" in spec) return spec.min + Math.floor(random() * (spec.max - spec.min + 1));
+  const total = spec.weighted.reduce((s, w) => s + w.weight, 0);
+  let r = random() * total;
+  for (const w of spec.weighted) {
+    r -= w.weight;
+    if (r < 0) return w.amount;
+  }
+  return spec.weighted[spec.weighted.length - 1]!.amount;
+}

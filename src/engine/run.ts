@@ -1,0 +1,125 @@
+/** One execution of a task: what the components read (user, params, time) and what they plan to write. */
+import type { DrizzleD1Database } from "drizzle-orm/d1";
+import type { BatchItem } from "drizzle-orm/batch";
+import type { CompiledActivity, CompiledTask } from "../config/compiled";
+import { periodKey, type Period } from "../config/time";
+import type { Env } from "../env";
+import type { CounterChange, CounterRef } from "../accounts/counters";
+import { rewardRecords } from "../db/schema";
+import { AppError } from "../errors";
+import type { RewardOutcome } from "./define";
+
+export interface User {
+  id: string;
+  /** User groups from the token's `groups` claim (red packets and other rewards may be restricted to them). */
+  groups: string[];
+}
+
+/**
+ * Everything a run will write, committed as one D1 batch (a transaction) after the last reward: either all of
+ * it lands or none of it does.
+ */
+export class CommitPlan {
+  /** Bounded counter changes, in pipeline order; the first that would cross its bound rejects the run. */
+  readonly counters: CounterChange[] = [];
+  readonly writes: BatchItem<"sqlite">[] = [];
+  /** Appended after every other write (releasing the run's lock in the same transaction). */
+  readonly closing: BatchItem<"sqlite">[] = [];
+  /** Undo of work done before the commit (a lock taken), run when the request fails. */
+  readonly onFailure: (() => Promise<unknown>)[] = [];
+  /** Work that must follow a successful commit (sending queued deliveries). */
+  readonly afterCommit: (() => Promise<unknown>)[] = [];
+}
+
+export interface TaskRunInit {
+  requestId: string;
+  now: number;
+  env: Env;
+  db: DrizzleD1Database;
+  activity: CompiledActivity;
+  task: CompiledTask;
+  user: User | null;
+  params: Record<string, unknown>;
+  configVersion: string;
+  ctx: { waitUntil(promise: Promise<unknown>): void };
+}
+
+export class TaskRun {
+  readonly plan = new CommitPlan();
+  readonly rewards: RewardOutcome[] = [];
+  readonly participationId: string;
+
+  constructor(readonly init: TaskRunInit) {
+    this.participationId = `p_${init.requestId}`;
+  }
+
+  get activity() {
+    return this.init.activity;
+  }
+  get task() {
+    return this.init.task;
+  }
+  get now() {
+    return this.init.now;
+  }
+  get db() {
+    return this.init.db;
+  }
+  get user() {
+    return this.init.user;
+  }
+
+  /** The signed-in user; compile-time checks put `login` before any component that calls this. */
+  requireUser(): User {
+    if (!this.init.user) throw new AppError("UNAUTHENTICATED", "sign in to take part");
+    return this.init.user;
+  }
+
+  /** The period containing now, in the activity's timezone. */
+  period(p: Period): string {
+    return periodKey(p, this.now, this.activity.timezone);
+  }
+
+  userCounter(key: string): CounterRef {
+    return { namespace: this.activity.namespace, owner: this.requireUser().id, key };
+  }
+
+  activityCounter(key: string): CounterRef {
+    return { namespace: this.activity.namespace, owner: "", key };
+  }
+
+  /** Stable ids derived from the request id: a retried commit of the same request cannot grant twice. */
+  grantId(index: number): string {
+    return `g_${this.init.requestId}_${index}`;
+  }
+
+  /** Plans the reward record of a grant and returns its id. */
+  recordGrant(grant: { type: string; amount: number; detail: Record<string, unknown>; status: "granted" | "pending" }) {
+    const id = this.grantId(this.rewards.length);
+    const user = this.requireUser();
+    this.plan.writes.push(
+      this.db.insert(rewardRecords).values({
+        id,
+        requestId: this.init.requestId,
+        participationId: this.participationId,
+        namespace: this.activity.namespace,
+        activityId: this.activity.id,
+        taskId: this.task.id,
+        userId: user.id,
+        type: grant.type,
+        amount: grant.amount,
+        detail: JSON.stringify(grant.detail),
+        status: grant.status,
+        createdAt: this.now,
+      }),
+    );
+    return id;
+  }
+
+  /** A uniform random number in [0, 1) from the platform's CSPRNG (draws must not be predictable). */
+  random(): number {
+    const buf = new Uint32Array(1);
+    crypto.getRandomValues(buf);
+    return buf[0]! / 2 ** 32;
+  }
+}

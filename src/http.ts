@@ -1,0 +1,60 @@
+/** The Hono app's shared types and helpers: per-request context, the clock, and the API's response schemas. */
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
+import { vars, type Env } from "./env";
+import { AppError, ERROR_CODES, errorBody } from "./errors";
+
+export interface AppVariables {
+  requestId: string;
+  /** The request's "now": the real clock, or X-Fanfare-Now when the clock override is allowed. */
+  now: number;
+  db: DrizzleD1Database;
+}
+
+export type AppEnv = { Bindings: Env; Variables: AppVariables };
+
+export function createApp() {
+  return new OpenAPIHono<AppEnv>({
+    // Path and query validation failures use the one error model.
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        const issue = result.error.issues[0];
+        const where = issue?.path.join(".") || "request";
+        return c.json(errorBody(c.get("requestId"), "INVALID_PARAMS", `${where}: ${issue?.message ?? "invalid"}`), 400);
+      }
+    },
+  });
+}
+
+/** Reads the clock for this request. The override exists for tests and benchmarks that replay whole windows. */
+export function requestNow(env: Env, header: string | undefined): number {
+  if (header === undefined || vars(env).ALLOW_CLOCK_OVERRIDE !== "true") return Date.now();
+  const ms = /^\d+$/.test(header) ? Number(header) : Date.parse(header);
+  if (!Number.isFinite(ms)) throw new AppError("INVALID_PARAMS", "X-Fanfare-Now must be epoch ms or ISO 8601");
+  return ms;
+}
+
+export function database(env: Env): DrizzleD1Database {
+  return drizzle(env.DB);
+}
+
+export const ErrorSchema = z
+  .object({
+    ok: z.literal(false),
+    requestId: z.string(),
+    error: z.object({
+      code: z.enum(ERROR_CODES).openapi({ description: "Stable machine-readable code" }),
+      message: z.string().openapi({ description: "The configured message for this failure" }),
+    }),
+  })
+  .openapi("Error");
+
+export const errorResponse = (description: string) => ({
+  description,
+  content: { "application/json": { schema: ErrorSchema } },
+});
+
+export const IdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "not a valid id")
+  .openapi({ example: "double11-2019" });

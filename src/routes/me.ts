@@ -1,0 +1,105 @@
+/** GET /v1/activities/{activityId}/me: the signed-in user's chances, balances, participations and rewards. */
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { and, count, desc, eq, like } from "drizzle-orm";
+import { authenticate } from "../auth/token";
+import { chanceBalances } from "../accounts/chances";
+import { activeConfig } from "../config/store";
+import { counters, participations, rewardRecords } from "../db/schema";
+import { AppError } from "../errors";
+import { errorResponse, IdSchema, type AppEnv } from "../http";
+
+const MeSchema = z
+  .object({
+    ok: z.literal(true),
+    requestId: z.string(),
+    activityId: z.string(),
+    userId: z.string(),
+    chances: z.record(z.string(), z.object({ name: z.string(), balance: z.number().int(), resets: z.string() })),
+    redPacketBalance: z.record(z.string(), z.number().int()).openapi({ description: "Minor units by currency" }),
+    participations: z.object({
+      total: z.number().int(),
+      byTask: z.record(z.string(), z.number().int()),
+      recent: z.array(z.object({ id: z.string(), taskId: z.string(), period: z.string(), at: z.string() })),
+    }),
+    rewards: z.array(
+      z.object({
+        grantId: z.string(),
+        taskId: z.string(),
+        type: z.string(),
+        amount: z.number().int(),
+        detail: z.record(z.string(), z.unknown()),
+        status: z.string(),
+        at: z.string(),
+      }),
+    ),
+  })
+  .openapi("Me");
+
+const route = createRoute({
+  method: "get",
+  path: "/v1/activities/{activityId}/me",
+  tags: ["Tasks"],
+  summary: "The user's chances, balances, participations and rewards in an activity",
+  security: [{ bearer: [] }],
+  request: { params: z.object({ activityId: IdSchema }) },
+  responses: {
+    200: { description: "The user's state", content: { "application/json": { schema: MeSchema } } },
+    401: errorResponse("UNAUTHENTICATED"),
+    404: errorResponse("NOT_FOUND: unknown activity"),
+  },
+});
+
+const RECENT = 50;
+
+export function registerMe(app: OpenAPIHono<AppEnv>) {
+  app.openapi(route, async (c) => {
+    const user = await authenticate(c.env, c.req.header("authorization"));
+    if (!user) throw new AppError("UNAUTHENTICATED", "sign in to see your activity");
+    const { activityId } = c.req.valid("param");
+    const activity = (await activeConfig(c.env)).activities.get(activityId);
+    if (!activity) throw new AppError("NOT_FOUND", `no activity '${activityId}'`);
+    const db = c.get("db");
+    const ns = activity.namespace;
+    const mine = and(eq(participations.namespace, ns), eq(participations.userId, user.id));
+    const [chances, balances, byTask, recent, rewards] = await Promise.all([
+      chanceBalances(db, activity, user.id, c.get("now")),
+      db
+        .select({ key: counters.key, value: counters.value })
+        .from(counters)
+        .where(and(eq(counters.namespace, ns), eq(counters.owner, user.id), like(counters.key, "redPacket:balance:%"))),
+      db.select({ taskId: participations.taskId, n: count() }).from(participations).where(mine).groupBy(participations.taskId),
+      db.select().from(participations).where(mine).orderBy(desc(participations.createdAt)).limit(RECENT),
+      db
+        .select()
+        .from(rewardRecords)
+        .where(and(eq(rewardRecords.namespace, ns), eq(rewardRecords.userId, user.id)))
+        .orderBy(desc(rewardRecords.createdAt))
+        .limit(RECENT),
+    ]);
+    return c.json(
+      {
+        ok: true as const,
+        requestId: c.get("requestId"),
+        activityId,
+        userId: user.id,
+        chances,
+        redPacketBalance: Object.fromEntries(balances.map((b) => [b.key.slice("redPacket:balance:".length), b.value])),
+        participations: {
+          total: byTask.reduce((s, t) => s + t.n, 0),
+          byTask: Object.fromEntries(byTask.map((t) => [t.taskId, t.n])),
+          recent: recent.map((p) => ({ id: p.id, taskId: p.taskId, period: p.period, at: new Date(p.createdAt).toISOString() })),
+        },
+        rewards: rewards.map((r) => ({
+          grantId: r.id,
+          taskId: r.taskId,
+          type: r.type,
+          amount: r.amount,
+          detail: JSON.parse(r.detail) as Record<string, unknown>,
+          status: r.status,
+          at: new Date(r.createdAt).toISOString(),
+        })),
+      },
+      200,
+    );
+  });
+}

@@ -1,0 +1,163 @@
+/** POST (or GET) /v1/activities/{activityId}/tasks/{taskId}: run a task for the signed-in user. */
+import { z, type OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { authenticate } from "../auth/token";
+import { checkKey, claimKey, completeKey, releaseKey } from "../accounts/idempotency";
+import { activeConfig } from "../config/store";
+import { runTask } from "../engine/pipeline";
+import { AppError, errorBody } from "../errors";
+import { errorResponse, IdSchema, type AppEnv } from "../http";
+
+export const MAX_BODY_BYTES = 16 * 1024;
+const PATH = "/v1/activities/:activityId/tasks/:taskId";
+
+const RewardSchema = z
+  .object({
+    type: z.string().openapi({ example: "redPacket" }),
+    granted: z.boolean(),
+    grantId: z.string().optional(),
+    amount: z.number().int().optional().openapi({ description: "Minor units for money; a count otherwise" }),
+    reason: z.string().optional().openapi({ description: "Why nothing was granted: MISSED, NOT_IN_GROUP" }),
+  })
+  .passthrough()
+  .openapi("RewardOutcome");
+
+export const TaskSuccessSchema = z
+  .object({
+    ok: z.literal(true),
+    requestId: z.string(),
+    activityId: z.string(),
+    taskId: z.string(),
+    rewards: z.array(RewardSchema),
+  })
+  .openapi("TaskResult");
+
+const TaskParamsSchema = z
+  .record(z.string(), z.unknown())
+  .openapi("TaskParams", { description: "The task's request fields, checked by its `request` rules", example: { deviceId: "d-1", sex: 1, phone: "13800138000" } });
+
+const responses = {
+  200: { description: "The task ran", content: { "application/json": { schema: TaskSuccessSchema } } },
+  400: errorResponse("INVALID_JSON or INVALID_PARAMS (with the rule's configured message)"),
+  401: errorResponse("UNAUTHENTICATED: missing (for tasks with `login`), malformed or forged token"),
+  403: errorResponse("OUTSIDE_TIME_WINDOW, NOT_ELIGIBLE or NO_CHANCES"),
+  404: errorResponse("NOT_FOUND: unknown activity or task"),
+  405: errorResponse("METHOD_NOT_ALLOWED: the task takes the other method"),
+  409: errorResponse("LOCKED (a concurrent duplicate) or SOLD_OUT"),
+  413: errorResponse("PAYLOAD_TOO_LARGE: body over 16 KB"),
+  422: errorResponse("IDEMPOTENCY_MISMATCH: the key was used with a different request"),
+  503: errorResponse("UNAVAILABLE: no config pushed, or the worker is misconfigured"),
+};
+
+const request = {
+  params: z.object({ activityId: IdSchema, taskId: IdSchema.openapi({ example: "openRedPacket" }) }),
+  headers: z.object({
+    "idempotency-key": z.string().optional().openapi({ description: "Replays the first answer for 24 h" }),
+  }),
+};
+
+async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function parseBody(method: string, text: string): Record<string, unknown> {
+  if (method !== "POST" || text.trim() === "") return {};
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new AppError("INVALID_JSON", "the request body is not valid JSON");
+  }
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new AppError("INVALID_PARAMS", "the request body must be a JSON object of task params");
+  }
+  return body as Record<string, unknown>;
+}
+
+export function registerTasks(app: OpenAPIHono<AppEnv>) {
+  for (const method of ["post", "get"] as const) {
+    app.openAPIRegistry.registerPath({
+      method,
+      path: "/v1/activities/{activityId}/tasks/{taskId}",
+      tags: ["Tasks"],
+      summary: method === "post" ? "Run a task (POST tasks)" : "Run a task (tasks configured with method GET)",
+      description:
+        "Runs the task's pipeline: request rules → validators → command → reward → afterCommand. Params come from " +
+        "the JSON body (POST) or the query string. The first failing step answers with its code and message.",
+      security: [{ bearer: [] }],
+      request: method === "post" ? { ...request, body: { content: { "application/json": { schema: TaskParamsSchema } }, required: false } } : request,
+      responses,
+    });
+  }
+
+  app.on(
+    ["GET", "POST", "PUT", "PATCH", "DELETE"],
+    PATH,
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new AppError("PAYLOAD_TOO_LARGE", `the request body is over ${MAX_BODY_BYTES / 1024} KB`);
+      },
+    }),
+    async (c) => {
+      const requestId = c.get("requestId");
+      const method = c.req.method;
+      const ids = request.params.safeParse(c.req.param());
+      if (!ids.success) throw new AppError("NOT_FOUND", "no such activity or task");
+      const contentType = c.req.header("content-type");
+      if (method === "POST" && contentType && !/^application\/json\b/i.test(contentType)) {
+        throw new AppError("UNSUPPORTED_MEDIA_TYPE", "send params as application/json");
+      }
+      const user = await authenticate(c.env, c.req.header("authorization"));
+      const text = method === "POST" ? await c.req.text() : "";
+      const body = parseBody(method, text);
+      const config = await activeConfig(c.env);
+      const db = c.get("db");
+      const now = c.get("now");
+
+      const key = c.req.header("idempotency-key");
+      const idem = key !== undefined && user ? { userId: user.id, key: checkKey(key) } : undefined;
+      if (idem) {
+        const url = new URL(c.req.url);
+        const hash = await sha256(`${method} ${url.pathname}?${url.searchParams.toString()}\n${text}`);
+        const claim = await claimKey(db, idem.userId, idem.key, hash, Date.now());
+        if (claim.state === "replay") {
+          return new Response(claim.body, {
+            status: claim.status,
+            headers: { "content-type": "application/json", "idempotent-replayed": "true" },
+          });
+        }
+      }
+
+      try {
+        const result = await runTask({
+          requestId,
+          now,
+          env: c.env,
+          ctx: c.executionCtx,
+          db,
+          config,
+          method,
+          activityId: ids.data.activityId,
+          taskId: ids.data.taskId,
+          query: c.req.query(),
+          body,
+          user,
+          completeIdempotency: idem && ((answer) => completeKey(db, idem.userId, idem.key, 200, answer)),
+        });
+        return c.json(result, 200);
+      } catch (e) {
+        if (idem) {
+          // Refusals replay like successes; an unexpected failure frees the key for the client's retry.
+          if (e instanceof AppError && e.status < 500) {
+            await completeKey(db, idem.userId, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message))).run();
+          } else {
+            await releaseKey(db, idem.userId, idem.key).run();
+          }
+        }
+        throw e;
+      }
+    },
+  );
+}
