@@ -21,10 +21,13 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
   const requests = batch.messages.filter((m) => m.body.kind === "request");
   if (requests.length > 0) {
     try {
-      await db
-        .insert(requestRecords)
-        .values(requests.map((m) => (m.body as Extract<QueueMessage, { kind: "request" }>).record))
-        .onConflictDoNothing();
+      const records = requests.map((m) => (m.body as Extract<QueueMessage, { kind: "request" }>).record);
+      // D1 binds at most 100 parameters per statement: 9 columns → 11 rows per insert, all in one batch.
+      const inserts = [];
+      for (let i = 0; i < records.length; i += 11) {
+        inserts.push(db.insert(requestRecords).values(records.slice(i, i + 11)).onConflictDoNothing());
+      }
+      await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
       for (const m of requests) m.ack();
     } catch (e) {
       console.error(JSON.stringify({ message: "request records not written; retrying", error: String(e) }));

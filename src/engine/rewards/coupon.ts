@@ -8,15 +8,16 @@ export const coupon = defineReward({
   code: "coupon",
   description:
     "Issues a coupon by its SN and channel, as in the seed's coupon center integration. The grant is recorded at " +
-    "once with status `pending` and delivered asynchronously with retries: to the built-in coupon wallet, or to " +
-    "the HTTP coupon center at COUPON_CENTER_URL when that is set. Its status becomes `delivered` or, after the " +
-    "last retry, `failed`. `stock` caps how many are issued (SOLD_OUT beyond it).",
+    "once with status `pending` and delivered asynchronously with retries: to the built-in coupon wallet, or to an " +
+    "HTTP coupon center (this reward's `center` URL, else COUPON_CENTER_URL when set). Its status then becomes " +
+    "`delivered` or, after the last retry, `failed`. `stock` caps how many are issued (SOLD_OUT beyond it).",
   args: z
     .object({
       couponSn: z.string().min(1),
       channel: z.string().min(1),
       probability: z.number().min(0).max(1).default(1),
       stock: z.number().int().min(0).optional(),
+      center: z.url({ protocol: /^https?$/ }).optional(),
       message: z.string().optional(),
     })
     .strict(),
@@ -36,11 +37,11 @@ export const coupon = defineReward({
     }
     const detail = { couponSn: args.couponSn, channel: args.channel };
     const grantId = run.recordGrant({ type: "coupon", amount: 1, detail, status: "pending" });
-    const { COUPON_CENTER_URL } = vars(run.init.env);
+    const center = args.center ?? vars(run.init.env).COUPON_CENTER_URL;
     planDelivery(run, {
       kind: "coupon",
       grantId,
-      target: COUPON_CENTER_URL ? { type: "http", url: COUPON_CENTER_URL } : { type: "wallet" },
+      target: center ? { type: "http", url: center } : { type: "wallet" },
       payload: { ...detail, userId: run.requireUser().id, grantId, activityId: run.activity.id },
     });
     return { type: "coupon", granted: true, grantId, amount: 1, ...detail, status: "pending" };

@@ -1,0 +1,91 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { call, pushConfigs, rows, runTask } from "../helpers";
+
+// Asia/Shanghai is UTC+8: its day 2026-11-22 runs from 2026-11-21T16:00Z to 2026-11-22T16:00Z.
+const DAY1 = "2026-11-22T10:00:00+08:00";
+const DAY1_LATE = "2026-11-22T23:59:59+08:00";
+const DAY2 = "2026-11-23T00:00:00+08:00";
+
+const limits = `
+id: limits
+name: Participation limits
+timezone: Asia/Shanghai
+timeWindow: { beginTime: "2026-11-01 00:00:00", endTime: "2026-12-31 23:59:59" }
+tasks:
+  twicePerDay:
+    validator: [login, { limit: { perUserPerDay: 2, perUser: 3, message: Come back tomorrow } }]
+  firstFive:
+    validator: [login, { limit: { total: 5, message: Only the first five } }]
+  onceForAll:
+    validator: [login, { limit: { perUser: 1, scope: activity } }]
+  alsoOnceForAll:
+    validator: [login, { limit: { perUser: 1, scope: activity } }]
+`;
+
+beforeAll(async () => {
+  await pushConfigs({ "test/limits.yaml": limits });
+});
+
+describe("chances: the daily sign-in grants draws that the lucky draw spends", () => {
+  it("starts each day with the fixed allowance, spends it, then refuses with NO_CHANCES and spends nothing", async () => {
+    const first = await runTask("double11", "luckyDraw", { user: "drawer", now: DAY1 });
+    expect(first.status).toBe(200);
+    const second = await runTask("double11", "luckyDraw", { user: "drawer", now: DAY1 });
+    expect(second.status).toBe(403);
+    expect(second.json.error).toEqual({ code: "NO_CHANCES", message: "No draws left today - sign in to earn one" });
+    const me = await call("/v1/activities/double11/me", { method: "GET", user: "drawer", now: DAY1 });
+    expect(me.json.chances.draw).toEqual({ name: "Lucky draws", balance: 0, resets: "day" });
+    expect(me.json.participations.byTask).toEqual({ luckyDraw: 1 });
+  });
+
+  it("signing in adds one draw for today, which the draw task can then spend", async () => {
+    await runTask("double11", "luckyDraw", { user: "signer", now: DAY1 });
+    expect((await runTask("double11", "signIn", { user: "signer", now: DAY1 })).json.rewards).toEqual([
+      expect.objectContaining({ type: "chances", granted: true, amount: 1, chance: "draw" }),
+    ]);
+    const me = await call("/v1/activities/double11/me", { method: "GET", user: "signer", now: DAY1 });
+    expect(me.json.chances.draw.balance).toBe(1);
+    expect((await runTask("double11", "luckyDraw", { user: "signer", now: DAY1 })).status).toBe(200);
+    expect((await runTask("double11", "luckyDraw", { user: "signer", now: DAY1 })).status).toBe(403);
+  });
+
+  it("resets at midnight in the activity's timezone, not UTC", async () => {
+    await runTask("double11", "luckyDraw", { user: "night-owl", now: DAY1 });
+    expect((await runTask("double11", "luckyDraw", { user: "night-owl", now: DAY1_LATE })).json.error.code).toBe("NO_CHANCES");
+    expect((await runTask("double11", "luckyDraw", { user: "night-owl", now: DAY2 })).status).toBe(200);
+  });
+
+  it("never lets concurrent draws spend more than the balance", async () => {
+    await runTask("double11", "signIn", { user: "burst", now: DAY1 });
+    // Balance is 2 (allowance 1 + sign-in 1); the lock turns most duplicates away, the floor the rest.
+    const results = await Promise.all(Array.from({ length: 10 }, () => runTask("double11", "luckyDraw", { user: "burst", now: DAY1 })));
+    expect(results.filter((r) => r.status === 200).length).toBeLessThanOrEqual(2);
+    const [{ value }] = await rows<any>("SELECT value FROM counters WHERE owner = 'burst' AND key = 'chance:draw:2026-11-22'");
+    expect(value).toBeGreaterThanOrEqual(0);
+    expect(value).toBe(2 - results.filter((r) => r.status === 200).length);
+  });
+});
+
+describe("participation limits", () => {
+  it("allows two a day and three in all, refusing the rest with the configured message", async () => {
+    const at = [DAY1, DAY1, DAY1, DAY2, DAY2];
+    const statuses = [];
+    for (const now of at) statuses.push((await runTask("limits", "twicePerDay", { user: "regular", now })).status);
+    expect(statuses).toEqual([200, 200, 403, 200, 403]);
+    const refused = await runTask("limits", "twicePerDay", { user: "regular", now: DAY2 });
+    expect(refused.json.error).toEqual({ code: "NOT_ELIGIBLE", message: "Come back tomorrow" });
+    expect(await rows("SELECT * FROM participations WHERE user_id = 'regular'")).toHaveLength(3);
+  });
+
+  it("caps all users together: 20 concurrent users, exactly 5 take part", async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => runTask("limits", "firstFive", { user: `fan-${i}`, now: DAY1 })));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(5);
+    expect(results.filter((r) => r.json.error?.message === "Only the first five")).toHaveLength(15);
+    expect(await rows("SELECT * FROM participations WHERE namespace = 'limits' AND task_id = 'firstFive'")).toHaveLength(5);
+  });
+
+  it("with scope activity, counts participations across the activity's tasks", async () => {
+    expect((await runTask("limits", "onceForAll", { user: "scoped", now: DAY1 })).status).toBe(200);
+    expect((await runTask("limits", "alsoOnceForAll", { user: "scoped", now: DAY1 })).json.error.code).toBe("NOT_ELIGIBLE");
+  });
+});

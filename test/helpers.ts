@@ -1,0 +1,86 @@
+/** Test helpers: push configs the way `tasks:push` does, mint tokens, and call the real worker. */
+import { env, exports } from "cloudflare:workers";
+import { SignJWT } from "jose";
+import { bundleHash, type ConfigFile } from "../src/config/compile";
+import { activationSql } from "../src/config/store";
+
+/** Pushes the shipped task-configs plus `extra` files as the active version (through the same SQL as the CLI). */
+export async function pushConfigs(extra: Record<string, string> = {}, includeShipped = true): Promise<string> {
+  const files: ConfigFile[] = [
+    ...(includeShipped ? env.TEST_TASK_CONFIGS : []),
+    ...Object.entries(extra).map(([name, source]) => ({ name, source })),
+  ];
+  const hash = await bundleHash(files);
+  const sql = activationSql(hash, { files }, Date.now(), "test");
+  await env.DB.batch(sql.map((s) => env.DB.prepare(s)));
+  return hash;
+}
+
+export async function token(userId: string, opts: { groups?: string[]; secret?: string; expiresIn?: number } = {}) {
+  return new SignJWT({ groups: opts.groups ?? [] })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject(userId)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + (opts.expiresIn ?? 3600))
+    .sign(new TextEncoder().encode(opts.secret ?? env.JWT_SECRET!));
+}
+
+export interface CallOptions {
+  user?: string;
+  groups?: string[];
+  method?: string;
+  body?: unknown;
+  rawBody?: string;
+  query?: Record<string, string>;
+  now?: string | number;
+  headers?: Record<string, string>;
+}
+
+export interface ApiResponse {
+  status: number;
+  headers: Headers;
+  json: any;
+}
+
+export async function call(path: string, opts: CallOptions = {}): Promise<ApiResponse> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.user) headers.authorization = `Bearer ${await token(opts.user, { groups: opts.groups })}`;
+  if (opts.now !== undefined) headers["x-fanfare-now"] = String(opts.now);
+  const method = opts.method ?? "POST";
+  let body: string | undefined = opts.rawBody;
+  if (body === undefined && method === "POST") body = JSON.stringify(opts.body ?? {});
+  if (body !== undefined) headers["content-type"] ??= "application/json";
+  const url = new URL(`https://fanfare.test${path}`);
+  for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
+  const res = await exports.default.fetch(new Request(url, { method, headers, body }));
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, headers: res.headers, json };
+}
+
+export const runTask = (activity: string, task: string, opts: CallOptions = {}) =>
+  call(`/v1/activities/${activity}/tasks/${task}`, opts);
+
+/** Rows of a table for one namespace (records are asserted on, not mocks). */
+export async function rows<T = Record<string, unknown>>(sql: string, ...bind: unknown[]): Promise<T[]> {
+  return (await env.DB.prepare(sql).bind(...bind).all<T>()).results;
+}
+
+/** Polls until `check` returns a truthy value (work done by the queue consumer), or fails after `ms`. */
+export async function eventually<T>(check: () => Promise<T>, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A unique suffix so each test's activity lives in its own namespace. */
+export const unique = () => crypto.randomUUID().slice(0, 8);
