@@ -98,9 +98,9 @@ class FileCompiler {
   }
 
   compile(source: string): CompiledActivity | undefined {
-    const doc = parseDocument(source, { prettyErrors: false, uniqueKeys: true });
+    const doc = parseDocument(source, { prettyErrors: true, uniqueKeys: true });
     if (doc.errors.length > 0) {
-      for (const e of doc.errors) this.issue([], `YAML: ${e.message.split("\n")[0]} (line ${e.linePos?.[0]?.line ?? "?"})`);
+      for (const e of doc.errors) this.issue([], `YAML: ${e.message.split("\n")[0]}`);
       return undefined;
     }
     const parsed = ActivityFileSchema.safeParse(doc.toJS());

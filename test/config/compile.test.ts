@@ -1,0 +1,88 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { compileConfig, ConfigError, type ConfigIssue } from "../../src/config/compile";
+
+const header = `
+id: act
+name: An activity
+timezone: Asia/Shanghai
+timeWindow: { beginTime: "2026-11-01 00:00:00", endTime: "2026-11-30 23:59:59" }
+chances: { draw: { initial: 1, per: day } }
+`;
+
+function issues(source: string, name = "task-configs/act.yaml"): ConfigIssue[] {
+  try {
+    compileConfig([{ name, source }], "v");
+  } catch (e) {
+    if (e instanceof ConfigError) return e.issues;
+    throw e;
+  }
+  return [];
+}
+
+describe("task configs are checked when loaded, with file, path and reason", () => {
+  it("accepts the shipped example", () => {
+    const config = compileConfig(env.TEST_TASK_CONFIGS, "v");
+    const d11 = config.activities.get("double11")!;
+    expect(Object.keys(d11.tasks)).toEqual(["openRedPacket", "signIn", "luckyDraw"]);
+    expect(d11.tasks.openRedPacket!.validators.map((v) => v.def.code)).toEqual(["timeWindow", "login", "lock", "limit"]);
+  });
+
+  const cases: [string, string, Partial<ConfigIssue>][] = [
+    ["an unknown validator code", `tasks: { t: { validator: [login, captcha] } }`, { path: "tasks.t.validator[1]", reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances" }],
+    ["an unknown reward type", `tasks: { t: { validator: [login], reward: [ { lottery: { pool: p } } ] } }`, { path: "tasks.t.reward[0]" }],
+    ["an unknown command", `tasks: { t: { command: MSign_Command } }`, { path: "tasks.t.command[0]", reason: expect.stringContaining("unknown command 'MSign_Command'") }],
+    ["a bad regex", `tasks: { t: { request: [ { field: phone, rule: "regex:/^1[3-9\\\\d{9}$/" } ] } }`, { path: "tasks.t.request[0].rule", reason: expect.stringContaining("bad regex") }],
+    ["a regex without slashes", `tasks: { t: { request: [ { field: phone, rule: "regex:^1$" } ] } }`, { path: "tasks.t.request[0].rule" }],
+    ["an unknown rule", `tasks: { t: { request: [ { field: a, rule: "email" } ] } }`, { reason: expect.stringContaining("unknown rule 'email'") }],
+    ["a bad in list", `tasks: { t: { request: [ { field: a, rule: "in:" } ] } }`, { reason: expect.stringContaining("in:[0,1]") }],
+    ["min without a number", `tasks: { t: { request: [ { field: a, rule: "min:x" } ] } }`, { reason: expect.stringContaining("needs a number") }],
+    ["a reversed task window", `tasks: { t: { validator: [ { timeWindow: { beginTime: "2026-11-20 00:00:00", endTime: "2026-11-10 00:00:00" } } ] } }`, { path: "tasks.t.validator[0].timeWindow.endTime", reason: "beginTime must be before endTime" }],
+    ["a task window outside the activity", `tasks: { t: { validator: [ { timeWindow: { beginTime: "2026-10-20 00:00:00" } } ] } }`, { reason: "the task's window must lie inside the activity's timeWindow" }],
+    ["a time that is not a time", `tasks: { t: { validator: [ { timeWindow: { beginTime: "2026-02-30 00:00:00" } } ] } }`, { path: "tasks.t.validator[0].timeWindow.beginTime" }],
+    ["a reward without login", `tasks: { t: { reward: [ { redPacket: { amount: 1 } } ] } }`, { path: "tasks.t.validator", reason: expect.stringContaining("add 'login'") }],
+    ["lock before login", `tasks: { t: { validator: [lock, login] } }`, { path: "tasks.t.validator[0]", reason: expect.stringContaining("put 'login' before it") }],
+    ["an unknown chance kind", `tasks: { t: { validator: [login, { chances: { chance: spins } }] } }`, { path: "tasks.t.validator[1].chances.chance", reason: expect.stringContaining("unknown chance kind 'spins'") }],
+    ["a negative amount", `tasks: { t: { validator: [login], reward: [ { redPacket: { amount: -5 } } ] } }`, { path: expect.stringContaining("tasks.t.reward[0].redPacket.amount") }],
+    ["a probability above 1", `tasks: { t: { validator: [login], reward: [ { redPacket: { amount: 5, probability: 1.5 } } ] } }`, { path: "tasks.t.reward[0].redPacket.probability" }],
+    ["a missing $params path", `tasks: { t: { validator: [login], reward: [ { redPacket: $params.stockRedPacket } ] } }`, { reason: "$params.stockRedPacket is not set in this task's params" }],
+    ["an unknown task key", `tasks: { t: { validators: [login] } }`, { path: "tasks.t", reason: expect.stringContaining("validators") }],
+    ["a limit with no cap", `tasks: { t: { validator: [login, { limit: {} }] } }`, { reason: expect.stringContaining("set at least one of") }],
+    ["two components in one entry", `tasks: { t: { validator: [ { login: {}, lock: {} } ] } }`, { path: "tasks.t.validator[0]" }],
+    ["a GET task reading the body", `tasks: { t: { method: GET, request: [ { field: a, rule: required, method: post } ] } }`, { path: "tasks.t.request[0].method" }],
+    ["a lowercase method is fine but DELETE is not", `tasks: { t: { method: delete } }`, { path: "tasks.t.method" }],
+  ];
+
+  for (const [what, tasks, expected] of cases) {
+    it(`reports ${what}`, () => {
+      const found = issues(header + tasks);
+      expect(found.length).toBeGreaterThan(0);
+      expect(found[0]).toMatchObject({ file: "task-configs/act.yaml", ...expected });
+    });
+  }
+
+  it("reports a missing field, a bad timezone and a reversed activity window", () => {
+    expect(issues(`id: a\ntimeWindow: { beginTime: "2026-11-01", endTime: "2026-11-02" }\ntasks: { t: {} }`)).toContainEqual({
+      file: "task-configs/act.yaml",
+      path: "name",
+      reason: expect.stringContaining("expected string"),
+    });
+    expect(issues(header.replace("Asia/Shanghai", "Mars/Olympus") + "tasks: { t: {} }")[0]).toMatchObject({ path: "timezone" });
+    expect(issues(header.replace('"2026-11-30 23:59:59"', '"2026-10-01 00:00:00"') + "tasks: { t: {} }")[0]).toEqual({
+      file: "task-configs/act.yaml",
+      path: "timeWindow.endTime",
+      reason: "endTime must be after beginTime",
+    });
+  });
+
+  it("reports YAML syntax errors with their line", () => {
+    expect(issues("id: a\nname: [unclosed\n")[0]!.reason).toMatch(/^YAML: .*line \d+/);
+  });
+
+  it("reports duplicate activity ids and shared account namespaces across files", () => {
+    const a = header + "tasks: { t: {} }";
+    expect(() => compileConfig([{ name: "a.yaml", source: a }, { name: "b.yaml", source: a }], "v")).toThrow(/also defined in a.yaml/);
+    const b = a.replace("id: act", "id: other\naccount: act");
+    expect(() => compileConfig([{ name: "a.yaml", source: a }, { name: "b.yaml", source: b }], "v")).toThrow(/account 'act' is already used/);
+  });
+});

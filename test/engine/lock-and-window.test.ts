@@ -1,0 +1,95 @@
+import { env } from "cloudflare:workers";
+import { drizzle } from "drizzle-orm/d1";
+import { beforeAll, describe, expect, it } from "vitest";
+import { acquireLock } from "../../src/accounts/locks";
+import { pushConfigs, rows, runTask } from "../helpers";
+
+const NOW = "2026-11-22T10:00:00+08:00";
+
+const windows = `
+id: windows
+name: Time windows
+timezone: Asia/Shanghai
+timeWindow:
+  beginTime: "2026-11-06 00:00:00"
+  endTime: "2026-11-10 23:59:59"
+  message: The promotion has ended
+tasks:
+  seedWindow:
+    params:
+      timeWindow: { beginTime: "2026-11-08 00:00:00", endTime: "2026-11-09 00:00:00" }
+    validator: [ { timeWindow: { beginTime: "2026-11-08 00:00:00", endTime: "2026-11-09 00:00:00", message: Opens on the 8th } } ]
+  fromParams:
+    params:
+      timeWindow: { beginTime: "2026-11-08T00:00:00Z", endTime: "2026-11-08T12:00:00Z" }
+    validator: [timeWindow]
+  activityWindow:
+    validator: [timeWindow]
+`;
+
+const locking = `
+id: locking
+name: Locks
+timeWindow: { beginTime: "2026-11-01 00:00:00", endTime: "2026-12-31 23:59:59" }
+tasks:
+  once:
+    validator: [login, { lock: { message: Slow down } }, { limit: { perUser: 1 } }]
+    reward: [ { redPacket: { amount: 5 } } ]
+  repeatable:
+    validator: [login, lock]
+    reward: [ { redPacket: { amount: 5, stock: 1 } } ]
+`;
+
+beforeAll(async () => {
+  await pushConfigs({ "test/windows.yaml": windows, "test/locking.yaml": locking });
+});
+
+describe("time windows", () => {
+  it("reads the seed's wall-clock times in the activity's timezone", async () => {
+    // 2026-11-08 00:00 in Shanghai is 2026-11-07T16:00Z.
+    const before = await runTask("windows", "seedWindow", { now: "2026-11-07T15:59:59Z" });
+    expect(before.status).toBe(403);
+    expect(before.json.error).toEqual({ code: "OUTSIDE_TIME_WINDOW", message: "Opens on the 8th" });
+    expect((await runTask("windows", "seedWindow", { now: "2026-11-07T16:00:00Z" })).status).toBe(200);
+    expect((await runTask("windows", "seedWindow", { now: "2026-11-08T16:00:01Z" })).status).toBe(403);
+  });
+
+  it("takes a bare timeWindow's times from params.timeWindow, ISO 8601 with offsets as given", async () => {
+    expect((await runTask("windows", "fromParams", { now: "2026-11-08T11:59:59Z" })).status).toBe(200);
+    expect((await runTask("windows", "fromParams", { now: "2026-11-08T12:00:01Z" })).status).toBe(403);
+  });
+
+  it("closes every task outside the activity's window, with the activity's message", async () => {
+    const after = await runTask("windows", "activityWindow", { now: "2026-11-11T00:00:00+08:00" });
+    expect(after.json.error).toEqual({ code: "OUTSIDE_TIME_WINDOW", message: "The promotion has ended" });
+    expect((await runTask("windows", "activityWindow", { now: "2026-11-10T23:59:59+08:00" })).status).toBe(200);
+  });
+});
+
+describe("the per-user lock", () => {
+  it("gives 20 concurrent duplicates of one user exactly one effect", async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, () => runTask("locking", "once", { user: "double-tapper", now: NOW })));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(1);
+    for (const r of results.filter((r) => r.status !== 200)) expect(["LOCKED", "NOT_ELIGIBLE"]).toContain(r.json.error.code);
+    expect(await rows("SELECT * FROM reward_records WHERE user_id = 'double-tapper'")).toHaveLength(1);
+    expect(await rows("SELECT * FROM participations WHERE user_id = 'double-tapper'")).toHaveLength(1);
+  });
+
+  it("answers LOCKED with the configured message while another run holds the lock, and runs once it expires", async () => {
+    const db = drizzle(env.DB);
+    const key = ["locking", "held-user", "once"].join("\u0000");
+    expect(await acquireLock(db, key, "another-request", Date.now(), 300)).toBe(true);
+    const held = await runTask("locking", "once", { user: "held-user", now: NOW });
+    expect(held.status).toBe(409);
+    expect(held.json.error).toEqual({ code: "LOCKED", message: "Slow down" });
+    await new Promise((r) => setTimeout(r, 350));
+    expect((await runTask("locking", "once", { user: "held-user", now: NOW })).status).toBe(200);
+  });
+
+  it("releases the lock when a run is refused later in the pipeline, and after success", async () => {
+    expect((await runTask("locking", "repeatable", { user: "first", now: NOW })).status).toBe(200);
+    expect((await runTask("locking", "repeatable", { user: "second", now: NOW })).json.error.code).toBe("SOLD_OUT");
+    expect((await runTask("locking", "repeatable", { user: "second", now: NOW })).json.error.code).toBe("SOLD_OUT");
+    expect(await rows("SELECT * FROM locks WHERE key LIKE 'locking%'")).toHaveLength(0);
+  });
+});
