@@ -98,7 +98,7 @@ async function main() {
       if (!to) throw new Error("there is no earlier version to roll back to");
       const known = d1Query<{ hash: string }>(target, `SELECT hash FROM config_versions WHERE hash = '${to.replaceAll("'", "''")}'`);
       if (known.length === 0) throw new Error(`no stored version ${to}`);
-      activate([`INSERT INTO config_activations (hash, activated_at, note) VALUES ('${to}', ${Date.now()}, 'rollback from ${current.hash}');`]);
+      activate(activationSql(to, undefined, Date.now(), `rollback from ${current.hash}`));
       console.log(`version ${to} is active again (was ${current.hash})`);
       return;
     }

@@ -14,11 +14,16 @@ export interface ConfigBundle {
   files: ConfigFile[];
 }
 
-/** SQL that stores a version (if new) and makes it the active one; shared by the push script and tests. */
-export function activationSql(hash: string, bundle: ConfigBundle, now: number, note: string): string[] {
+/**
+ * SQL that makes a version active: stores the bundle first when given (a push), or re-activates a stored one
+ * (a rollback). Shared by the push script and the tests, so both write exactly what the worker reads.
+ */
+export function activationSql(hash: string, bundle: ConfigBundle | undefined, now: number, note: string): string[] {
   const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
   return [
-    `INSERT OR IGNORE INTO config_versions (hash, created_at, file_count, bundle) VALUES (${q(hash)}, ${now}, ${bundle.files.length}, ${q(JSON.stringify(bundle))});`,
+    ...(bundle
+      ? [`INSERT OR IGNORE INTO config_versions (hash, created_at, file_count, bundle) VALUES (${q(hash)}, ${now}, ${bundle.files.length}, ${q(JSON.stringify(bundle))});`]
+      : []),
     `INSERT INTO config_activations (hash, activated_at, note) VALUES (${q(hash)}, ${now}, ${q(note)});`,
   ];
 }
@@ -38,7 +43,8 @@ let refreshing: Promise<CompiledConfig> | undefined;
 
 /** The compiled active config, at most CONFIG_REFRESH_MS old. */
 export async function activeConfig(env: Env): Promise<CompiledConfig> {
-  if (current && Date.now() - current.checkedAt < vars(env).CONFIG_REFRESH_MS) return current.config;
+  const age = current ? Date.now() - current.checkedAt : -1;
+  if (current && age >= 0 && age < vars(env).CONFIG_REFRESH_MS) return current.config;
   refreshing ??= refresh(env).finally(() => (refreshing = undefined));
   return refreshing;
 }
