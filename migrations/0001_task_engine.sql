@@ -29,11 +29,13 @@ CREATE TABLE counters (
   CONSTRAINT counter_within_bounds CHECK ((cap IS NULL OR value <= cap) AND (floor IS NULL OR value >= floor))
 );
 
--- Per-user concurrency locks (the seed's LockValidator): one holder until release or expiry.
+-- Per-user concurrency locks (the seed's LockValidator), optimistic: a run's commit records when it committed;
+-- a run that started before another run's commit on the same key finds it and is refused (LOCKED).
+-- The CASE in the upsert yields NULL for such a run, and NOT NULL aborts its whole batch.
 CREATE TABLE locks (
-  key         TEXT PRIMARY KEY,
-  token       TEXT NOT NULL,
-  expires_at  INTEGER NOT NULL
+  key           TEXT PRIMARY KEY,
+  holder        TEXT NOT NULL,          -- request id of the last run that committed
+  committed_at  INTEGER NOT NULL
 );
 
 -- Idempotency-Key replays (24 h). status_code 0 = the first request is still running.

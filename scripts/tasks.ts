@@ -4,14 +4,15 @@
  *   tasks push [--remote] [--note …] validate, then store and activate the bundle through wrangler
  *   tasks versions [--remote]        the activation history, newest first
  *   tasks rollback [--remote] [--to HASH]  re-activate the previous (or a given) version
- * Local (`--local`, the default) targets the dev server's D1; `--remote` the deployed database.
+ * Local (`--local`, the default) targets the dev server's D1 (`--persist-to DIR` for another local state);
+ * `--remote` the deployed database.
  */
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { bundleHash, compileConfig, ConfigError, type ConfigFile } from "../src/config/compile";
 import { activationSql, type ConfigBundle } from "../src/config/store";
-import { d1Query, wrangler } from "./wrangler";
+import { d1Query, wrangler, type D1Target } from "./wrangler";
 
 const root = join(import.meta.dirname, "..");
 const args = process.argv.slice(2);
@@ -21,7 +22,9 @@ const option = (name: string) => {
   const i = args.indexOf(name);
   return i === -1 ? undefined : args[i + 1];
 };
-const target = flag("--remote") ? "--remote" : "--local";
+const persistTo = option("--persist-to");
+const target: D1Target = flag("--remote") ? ["--remote"] : ["--local", ...(persistTo ? ["--persist-to", persistTo] : [])];
+const where = flag("--remote") ? "remote" : "local";
 
 function readConfigs(dir = option("--dir") ?? join(root, "task-configs")): ConfigFile[] {
   return readdirSync(dir)
@@ -62,7 +65,7 @@ function history(): Activation[] {
 function activate(sql: string[]) {
   const file = join(mkdtempSync(join(tmpdir(), "fanfare-")), "push.sql");
   writeFileSync(file, sql.join("\n"));
-  wrangler(["d1", "execute", "DB", target, "--file", file], { capture: true });
+  wrangler(["d1", "execute", "DB", ...target, "--file", file], { capture: true });
 }
 
 async function main() {
@@ -74,12 +77,12 @@ async function main() {
       const { files, hash } = await check();
       const [current] = history();
       if (current?.hash === hash) {
-        console.log(`version ${hash} is already active (${target.slice(2)}); nothing to push`);
+        console.log(`version ${hash} is already active (${where}); nothing to push`);
         return;
       }
       const bundle: ConfigBundle = { files };
       activate(activationSql(hash, bundle, Date.now(), option("--note") ?? "push"));
-      console.log(`pushed version ${hash} (${files.length} file(s)) to ${target.slice(2)} D1; running workers pick it up within seconds`);
+      console.log(`pushed version ${hash} (${files.length} file(s)) to ${where} D1; running workers pick it up within seconds`);
       return;
     }
     case "versions": {

@@ -16,9 +16,12 @@ export function wrangler(args: string[], opts: { capture?: boolean } = {}): stri
   return res.stdout ?? "";
 }
 
+/** Where `wrangler d1 execute` points: `--local` (optionally with `--persist-to DIR`) or `--remote`. */
+export type D1Target = string[];
+
 /** Runs one SQL query through `wrangler d1 execute` and returns its rows. */
-export function d1Query<T>(target: "--local" | "--remote", sql: string): T[] {
-  const out = wrangler(["d1", "execute", "DB", target, "--json", "--command", sql], { capture: true });
+export function d1Query<T>(target: D1Target, sql: string): T[] {
+  const out = wrangler(["d1", "execute", "DB", ...target, "--json", "--command", sql], { capture: true });
   const parsed = JSON.parse(out.slice(out.indexOf("["))) as { results: T[] }[];
   return parsed[0]?.results ?? [];
 }

@@ -24,7 +24,7 @@ export interface Env {
 
 /** Messages on the EVENTS queue. */
 export type QueueMessage =
-  | { kind: "request"; record: RequestRecordMessage }
+  | { kind: "requests"; records: RequestRecordMessage[] }
   | { kind: "delivery"; deliveryId: string };
 
 export interface RequestRecordMessage {

@@ -7,8 +7,8 @@ import type { Env, QueueMessage } from "./env";
 
 export default {
   fetch: app.fetch,
-  queue: (batch, env) => consumeEvents(batch, env),
-  scheduled: async (_controller, env) => {
+  queue: (batch, env, _ctx) => consumeEvents(batch, env),
+  scheduled: async (_controller, env, _ctx) => {
     const resent = await resendStale(drizzle(env.DB), env, Date.now());
     if (resent > 0) console.log(JSON.stringify({ message: "re-sent stale deliveries", count: resent }));
   },

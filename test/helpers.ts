@@ -72,11 +72,11 @@ export async function rows<T = Record<string, unknown>>(sql: string, ...bind: un
 }
 
 /** Polls until `check` returns a truthy value (work done by the queue consumer), or fails after `ms`. */
-export async function eventually<T>(check: () => Promise<T>, ms = 10_000): Promise<T> {
+export async function eventually<T>(check: () => Promise<T>, ms = 10_000): Promise<NonNullable<T>> {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await check();
-    if (value) return value;
+    if (value) return value as NonNullable<T>;
     if (Date.now() > deadline) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, 100));
   }

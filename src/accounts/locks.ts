@@ -1,23 +1,30 @@
-/** Short-lived exclusive locks with expiry (the seed's Redis SETNX lock), one conditional upsert each. */
-import { and, eq, lte } from "drizzle-orm";
+/**
+ * Per-user concurrency locks (the seed's LockValidator), optimistic so they cost no extra round trip: the lock is
+ * a statement in the run's commit batch that succeeds only if no other run on the same key committed after this
+ * run started. Of overlapping duplicates, the first to commit wins and the rest are refused; nothing is ever
+ * left held by a run that died.
+ */
+import { sql } from "drizzle-orm";
 import type { DrizzleD1Database } from "drizzle-orm/d1";
 import { locks } from "../db/schema";
 
-/** Takes `key` for `ttlMs` unless someone holds it unexpired; true when taken. */
-export async function acquireLock(db: DrizzleD1Database, key: string, token: string, now: number, ttlMs: number) {
-  const result = await db
+/** The commit-batch statement that takes `key` for a run that started at `startedAt` and commits at `now`. */
+export function lockStatement(db: DrizzleD1Database, key: string, holder: string, startedAt: number, now: number) {
+  return db
     .insert(locks)
-    .values({ key, token, expiresAt: now + ttlMs })
+    .values({ key, holder, committedAt: now })
     .onConflictDoUpdate({
       target: locks.key,
-      set: { token, expiresAt: now + ttlMs },
-      setWhere: lte(locks.expiresAt, now),
-    })
-    .run();
-  return result.meta.changes === 1;
+      set: {
+        holder,
+        // NULL violates NOT NULL and aborts the batch: someone committed while this run was in flight.
+        committedAt: sql`CASE WHEN ${locks.committedAt} < ${startedAt} THEN ${now} ELSE NULL END`,
+      },
+    });
 }
 
-/** Releases the lock only if this holder still has it (an expired lock may have a new holder). */
-export function releaseLock(db: DrizzleD1Database, key: string, token: string) {
-  return db.delete(locks).where(and(eq(locks.key, key), eq(locks.token, token)));
+/** True for the error a lock statement raises when another run on the key committed first. */
+export function isLockConflict(err: unknown): boolean {
+  const text = String((err as { message?: unknown })?.message ?? err) + String((err as { cause?: unknown })?.cause ?? "");
+  return text.includes("locks.committed_at");
 }

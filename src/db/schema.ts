@@ -31,8 +31,8 @@ export const counters = sqliteTable(
 
 export const locks = sqliteTable("locks", {
   key: text("key").primaryKey(),
-  token: text("token").notNull(),
-  expiresAt: integer("expires_at").notNull(),
+  holder: text("holder").notNull(),
+  committedAt: integer("committed_at").notNull(),
 });
 
 export const idempotencyKeys = sqliteTable(

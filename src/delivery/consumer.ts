@@ -1,5 +1,5 @@
 /**
- * The EVENTS queue consumer. Request records are inserted in one batch per message batch (idempotent by request
+ * The EVENTS queue consumer. Request records are inserted in one D1 batch per message batch (idempotent by request
  * id). Deliveries are attempted one by one; a failure retries with exponential backoff and, after the last
  * attempt, is recorded as failed. Redelivered messages find their work already done and only ack.
  */
@@ -18,10 +18,10 @@ export function backoffSeconds(attempt: number): number {
 
 export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env): Promise<void> {
   const db = drizzle(env.DB);
-  const requests = batch.messages.filter((m) => m.body.kind === "request");
+  const requests = batch.messages.filter((m) => m.body.kind === "requests");
   if (requests.length > 0) {
     try {
-      const records = requests.map((m) => (m.body as Extract<QueueMessage, { kind: "request" }>).record);
+      const records = requests.flatMap((m) => (m.body as Extract<QueueMessage, { kind: "requests" }>).records);
       // D1 binds at most 100 parameters per statement: 9 columns → 11 rows per insert, all in one batch.
       const inserts = [];
       for (let i = 0; i < records.length; i += 11) {

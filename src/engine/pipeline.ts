@@ -6,6 +6,8 @@
 import type { DrizzleD1Database } from "drizzle-orm/d1";
 import type { BatchItem } from "drizzle-orm/batch";
 import { counterUpsert, findViolation, isBoundsViolation } from "../accounts/counters";
+import { isLockConflict, lockStatement } from "../accounts/locks";
+import { recordRequest } from "../accounts/request-records";
 import { participations } from "../db/schema";
 import type { Env, RequestRecordMessage } from "../env";
 import { AppError } from "../errors";
@@ -77,7 +79,6 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     return result;
   } catch (e) {
     outcome = e instanceof AppError ? e.code : "INTERNAL";
-    await Promise.all(run.plan.onFailure.map((f) => f().catch((err) => logLate(req.requestId, err))));
     throw e;
   } finally {
     const record: RequestRecordMessage = {
@@ -91,14 +92,16 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
       params: JSON.stringify(params),
       createdAt: req.now,
     };
-    req.ctx.waitUntil(req.env.EVENTS.send({ kind: "request", record }).catch((e) => logLate(req.requestId, e)));
+    recordRequest(req.env, req.ctx, record);
   }
 }
 
 async function commit(run: TaskRun, idempotency: BatchItem<"sqlite"> | undefined) {
   const { plan, db } = run;
   const user = run.user;
+  const committedAt = Date.now();
   const items: BatchItem<"sqlite">[] = [
+    ...plan.locks.map((l) => lockStatement(db, l.key, run.init.requestId, run.startedAt, committedAt)),
     ...plan.counters.map((c) => counterUpsert(db, c, run.now)),
     ...(user
       ? [
@@ -116,12 +119,12 @@ async function commit(run: TaskRun, idempotency: BatchItem<"sqlite"> | undefined
       : []),
     ...plan.writes,
     ...(idempotency ? [idempotency] : []),
-    ...plan.closing,
   ];
   if (items.length === 0) return;
   try {
     await db.batch(items as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
   } catch (e) {
+    if (isLockConflict(e) && plan.locks[0]) throw new AppError(plan.locks[0].rejection.code, plan.locks[0].rejection.message);
     if (!isBoundsViolation(e)) throw e;
     const rejection = (await findViolation(db, plan.counters)) ?? plan.counters.find((c) => c.rejection)?.rejection;
     if (!rejection) throw e;

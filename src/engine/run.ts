@@ -7,7 +7,7 @@ import type { Env } from "../env";
 import type { CounterChange, CounterRef } from "../accounts/counters";
 import { rewardRecords } from "../db/schema";
 import { AppError } from "../errors";
-import type { RewardOutcome } from "./define";
+import type { Rejection, RewardOutcome } from "./define";
 
 export interface User {
   id: string;
@@ -20,13 +20,11 @@ export interface User {
  * it lands or none of it does.
  */
 export class CommitPlan {
+  /** Exclusive keys this run takes at commit (the `lock` validator); refused if another run committed first. */
+  readonly locks: { key: string; rejection: Rejection }[] = [];
   /** Bounded counter changes, in pipeline order; the first that would cross its bound rejects the run. */
   readonly counters: CounterChange[] = [];
   readonly writes: BatchItem<"sqlite">[] = [];
-  /** Appended after every other write (releasing the run's lock in the same transaction). */
-  readonly closing: BatchItem<"sqlite">[] = [];
-  /** Undo of work done before the commit (a lock taken), run when the request fails. */
-  readonly onFailure: (() => Promise<unknown>)[] = [];
   /** Work that must follow a successful commit (sending queued deliveries). */
   readonly afterCommit: (() => Promise<unknown>)[] = [];
 }
@@ -48,6 +46,8 @@ export class TaskRun {
   readonly plan = new CommitPlan();
   readonly rewards: RewardOutcome[] = [];
   readonly participationId: string;
+  /** When the run started on the real clock (locks compare it with other runs' commits). */
+  readonly startedAt = Date.now();
 
   constructor(readonly init: TaskRunInit) {
     this.participationId = `p_${init.requestId}`;

@@ -1,0 +1,67 @@
+/** Starts the worker with `wrangler dev` on its own local state (migrated, configs pushed) for a benchmark run. */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+
+const root = join(import.meta.dirname, "..");
+const bin = (name: string) => join(root, "node_modules", ".bin", name);
+
+export const BENCH_SECRET = "bench-secret-0123456789abcdef";
+
+export interface LocalWorker {
+  url: string;
+  state: string;
+  stop(): Promise<void>;
+}
+
+function run(cmd: string, args: string[]) {
+  const res = spawnSync(cmd, args, { cwd: root, encoding: "utf8", env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" } });
+  if (res.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed:\n${res.stderr}${res.stdout}`);
+}
+
+export async function startWorker(port: number): Promise<LocalWorker> {
+  const state = process.env.BENCH_STATE_DIR ?? join(root, "bench", ".out", "state");
+  rmSync(state, { recursive: true, force: true });
+  mkdirSync(state, { recursive: true });
+  run(bin("wrangler"), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state]);
+  run(bin("tsx"), ["scripts/tasks.ts", "push", "--local", "--persist-to", state, "--note", "bench"]);
+  const child: ChildProcess = spawn(
+    bin("wrangler"),
+    [
+      "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", state, "--log-level", "warn",
+      "--var", `JWT_SECRET:${BENCH_SECRET}`, "--var", "ALLOW_CLOCK_OVERRIDE:true", "--var", "CONFIG_REFRESH_MS:5000",
+    ],
+    { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, detached: true },
+  );
+  let output = "";
+  child.stdout!.on("data", (d) => (output += d));
+  child.stderr!.on("data", (d) => (output += d));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/health`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return {
+    url,
+    state,
+    stop: async () => {
+      try {
+        process.kill(-child.pid!, "SIGTERM");
+      } catch {
+        // already gone
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    },
+  };
+}
+
+/** Pushes task-configs/ plus one extra file into the bench worker's state, as an operator would. */
+export function pushExtra(state: string, dir: string) {
+  run(bin("tsx"), ["scripts/tasks.ts", "push", "--local", "--persist-to", state, "--dir", dir, "--note", "bench extra"]);
+}

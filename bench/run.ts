@@ -1,0 +1,95 @@
+/**
+ * `npm run bench`: starts the worker locally (wrangler dev, local D1 and Queues), then measures each figure beside
+ * its baseline from the same run and prints them as ratios. Results go into BENCHMARKS.md with this command.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SignJWT } from "jose";
+import { load, type LoadResult } from "./load";
+import { BENCH_SECRET, pushExtra, startWorker } from "./local-worker";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const NOW = "2026-11-22T10:00:00+08:00"; // inside the shipped activity's window, whatever the real date
+
+async function tokens(count: number, prefix: string): Promise<string[]> {
+  const key = new TextEncoder().encode(BENCH_SECRET);
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(`${prefix}-${i}`).setExpirationTime(exp).sign(key),
+    ),
+  );
+}
+
+const fmt = (r: LoadResult) =>
+  `${r.name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s   p50 ${String(r.p50).padStart(4)} ms   p99 ${String(r.p99).padStart(4)} ms   (${r.requests} requests, ${r.non2xx} non-2xx, ${r.errors} errors)`;
+
+async function main() {
+  const worker = await startWorker(Number(process.env.BENCH_PORT ?? 8790));
+  const lines: string[] = [];
+  const say = (s: string) => {
+    console.log(s);
+    lines.push(s);
+  };
+  try {
+    say(`# npm run bench — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
+    await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
+
+    // Task engine: a full run of the shipped daily sign-in (JWT, rules, login, lock, daily limit, chance grant,
+    // one D1 transaction, request record through the queue), each request a different user.
+    const users = await tokens(Math.ceil(SECONDS * 6000), "bench");
+    const health = await load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
+    const task = await load({
+      name: "POST signIn task run",
+      url: `${worker.url}/v1/activities/double11/tasks/signIn`,
+      method: "POST",
+      seconds: SECONDS,
+      connections: CONNECTIONS,
+      next: (i) => ({
+        headers: { authorization: `Bearer ${users[i % users.length]}`, "content-type": "application/json", "x-fanfare-now": NOW },
+        body: "{}",
+      }),
+    });
+    say(fmt(health));
+    say(fmt(task));
+    if (task.requests > users.length) say(`note: ${task.requests - users.length} requests reused a user (refused by the daily limit)`);
+    say(`task run / health throughput ratio: ${(task.rps / health.rps).toFixed(2)} (goal ≥ 0.5)`);
+
+    // Config pickup: push a new version while the worker runs; time until a request sees it.
+    const dir = mkdtempSync(join(tmpdir(), "fanfare-bench-"));
+    writeFileSync(
+      join(dir, "pickup.yaml"),
+      `id: pickup\nname: Pushed during the bench\ntimeWindow: { beginTime: "2026-01-01 00:00:00", endTime: "2027-12-31 23:59:59" }\ntasks: { ping: {} }\n`,
+    );
+    const pushedAt = Date.now();
+    pushExtra(worker.state, dir);
+    const pushDone = Date.now();
+    let seenAt = 0;
+    while (Date.now() - pushDone < 30_000) {
+      const res = await fetch(`${worker.url}/v1/activities/pickup/tasks/ping`, { method: "POST", headers: { "x-fanfare-now": NOW } });
+      await res.body?.cancel();
+      if (res.status === 200) {
+        seenAt = Date.now();
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    say(
+      seenAt
+        ? `config pickup: served ${((seenAt - pushDone) / 1000).toFixed(1)} s after the push finished (push itself ${((pushDone - pushedAt) / 1000).toFixed(1)} s; goal ≤ 10 s)`
+        : "config pickup: NOT served within 30 s",
+    );
+    if (health.errors + task.errors > 0 || !seenAt) process.exitCode = 1;
+  } finally {
+    await worker.stop();
+    mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
+    writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
