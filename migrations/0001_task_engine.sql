@@ -1,5 +1,6 @@
--- Task engine: configs, accounts (generic counters per activity namespace), records, deliveries.
--- No table per activity: every row carries its activity's account namespace.
+-- Task engine: configs, records and deliveries. No table per activity: every row carries its activity's account
+-- namespace. Account state (counters, locks, Idempotency-Keys) lives in each namespace's AccountLedger Durable
+-- Object, its single writer; the records here are forwarded from it through the queue.
 
 -- Pushed task-config bundles. A version is immutable; activations are an append-only history.
 CREATE TABLE config_versions (
@@ -13,40 +14,6 @@ CREATE TABLE config_activations (
   hash          TEXT NOT NULL REFERENCES config_versions(hash),
   activated_at  INTEGER NOT NULL,
   note          TEXT NOT NULL DEFAULT ''
-);
-
--- Every scarce or per-user number (chance balances, participation counts, red-packet stock and budget).
--- The CHECK is the single writer's guard: an update that would cross a bound fails and aborts its batch.
-CREATE TABLE counters (
-  namespace   TEXT NOT NULL,
-  owner       TEXT NOT NULL,           -- user id, or '' for activity-wide counters
-  key         TEXT NOT NULL,
-  value       INTEGER NOT NULL,
-  cap         INTEGER,                 -- value may never exceed cap
-  floor       INTEGER,                 -- value may never go below floor
-  updated_at  INTEGER NOT NULL,
-  PRIMARY KEY (namespace, owner, key),
-  CONSTRAINT counter_within_bounds CHECK ((cap IS NULL OR value <= cap) AND (floor IS NULL OR value >= floor))
-);
-
--- Per-user concurrency locks (the seed's LockValidator), optimistic: a run's commit records when it committed;
--- a run that started before another run's commit on the same key finds it and is refused (LOCKED).
--- The CASE in the upsert yields NULL for such a run, and NOT NULL aborts its whole batch.
-CREATE TABLE locks (
-  key           TEXT PRIMARY KEY,
-  holder        TEXT NOT NULL,          -- request id of the last run that committed
-  committed_at  INTEGER NOT NULL
-);
-
--- Idempotency-Key replays (24 h). status_code 0 = the first request is still running.
-CREATE TABLE idempotency_keys (
-  user_id       TEXT NOT NULL,
-  key           TEXT NOT NULL,
-  request_hash  TEXT NOT NULL,
-  status_code   INTEGER NOT NULL DEFAULT 0,
-  response      TEXT,
-  created_at    INTEGER NOT NULL,
-  PRIMARY KEY (user_id, key)
 );
 
 -- Every request that passed the request rules, with its outcome (written through the queue).

@@ -1,9 +1,12 @@
 /** The worker's bindings and variables, and the zod schema that checks the variables once per isolate. */
 import { z } from "zod";
 import { AppError } from "./errors";
+import type { AccountLedger } from "../durable-objects/account-ledger";
+import type { RecordBatch } from "./accounts/ledger-plan";
 
 export interface Env {
   DB: D1Database;
+  LEDGER: DurableObjectNamespace<AccountLedger>;
   EVENTS: Queue<QueueMessage>;
   /** HS256 secret for local and test tokens. */
   JWT_SECRET?: string;
@@ -25,6 +28,7 @@ export interface Env {
 /** Messages on the EVENTS queue. */
 export type QueueMessage =
   | { kind: "requests"; records: RequestRecordMessage[] }
+  | { kind: "records"; records: RecordBatch }
   | { kind: "delivery"; deliveryId: string };
 
 export interface RequestRecordMessage {

@@ -5,6 +5,8 @@ import { consumeEvents } from "./delivery/consumer";
 import { resendStale } from "./delivery/outbox";
 import type { Env, QueueMessage } from "./env";
 
+export { AccountLedger } from "../durable-objects/account-ledger";
+
 export default {
   fetch: app.fetch,
   queue: (batch, env, _ctx) => consumeEvents(batch, env),

@@ -82,5 +82,25 @@ export async function eventually<T>(check: () => Promise<T>, ms = 10_000): Promi
   }
 }
 
+/** The account ledger of an activity namespace (the Durable Object that holds its counters and locks). */
+export function ledger(namespace: string) {
+  return env.LEDGER.get(env.LEDGER.idFromName(namespace));
+}
+
+/** One counter's value in a namespace's ledger (undefined if never written). */
+export async function counter(namespace: string, owner: string, key: string): Promise<number | undefined> {
+  return (await ledger(namespace).counters(owner, [key]))[key];
+}
+
+/**
+ * D1 rows forwarded from the ledgers, once there are `count` of them; then a moment more, to see that no extra
+ * row follows.
+ */
+export async function records<T = Record<string, unknown>>(count: number, sql: string, ...bind: unknown[]): Promise<T[]> {
+  await eventually(async () => (await rows(sql, ...bind)).length >= count);
+  await new Promise((r) => setTimeout(r, 300));
+  return rows<T>(sql, ...bind);
+}
+
 /** A unique suffix so each test's activity lives in its own namespace. */
 export const unique = () => crypto.randomUUID().slice(0, 8);

@@ -15,39 +15,6 @@ export const configActivations = sqliteTable("config_activations", {
   note: text("note").notNull().default(""),
 });
 
-export const counters = sqliteTable(
-  "counters",
-  {
-    namespace: text("namespace").notNull(),
-    owner: text("owner").notNull(),
-    key: text("key").notNull(),
-    value: integer("value").notNull(),
-    cap: integer("cap"),
-    floor: integer("floor"),
-    updatedAt: integer("updated_at").notNull(),
-  },
-  (t) => [primaryKey({ columns: [t.namespace, t.owner, t.key] })],
-);
-
-export const locks = sqliteTable("locks", {
-  key: text("key").primaryKey(),
-  holder: text("holder").notNull(),
-  committedAt: integer("committed_at").notNull(),
-});
-
-export const idempotencyKeys = sqliteTable(
-  "idempotency_keys",
-  {
-    userId: text("user_id").notNull(),
-    key: text("key").notNull(),
-    requestHash: text("request_hash").notNull(),
-    statusCode: integer("status_code").notNull().default(0),
-    response: text("response"),
-    createdAt: integer("created_at").notNull(),
-  },
-  (t) => [primaryKey({ columns: [t.userId, t.key] })],
-);
-
 export const requestRecords = sqliteTable("request_records", {
   id: text("id").primaryKey(),
   namespace: text("namespace").notNull(),

@@ -5,7 +5,8 @@
  */
 import { eq } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
-import { couponWallet, deliveries, requestRecords, rewardRecords } from "../db/schema";
+import { couponWallet, deliveries, participations, requestRecords, rewardRecords } from "../db/schema";
+import type { RecordBatch } from "../accounts/ledger-plan";
 import { vars, type Env, type QueueMessage } from "../env";
 import type { DeliveryTarget } from "./outbox";
 
@@ -22,11 +23,7 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
   if (requests.length > 0) {
     try {
       const records = requests.flatMap((m) => (m.body as Extract<QueueMessage, { kind: "requests" }>).records);
-      // D1 binds at most 100 parameters per statement: 9 columns → 11 rows per insert, all in one batch.
-      const inserts = [];
-      for (let i = 0; i < records.length; i += 11) {
-        inserts.push(db.insert(requestRecords).values(records.slice(i, i + 11)).onConflictDoNothing());
-      }
+      const inserts = chunks(records, 9).map((rows) => db.insert(requestRecords).values(rows).onConflictDoNothing());
       await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
       for (const m of requests) m.ack();
     } catch (e) {
@@ -35,10 +32,45 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
     }
   }
   for (const m of batch.messages) {
+    if (m.body.kind !== "records") continue;
+    try {
+      await storeRecords(db, env, m.body.records);
+      m.ack();
+    } catch (e) {
+      console.error(JSON.stringify({ message: "records not stored; retrying", error: String(e) }));
+      m.retry({ delaySeconds: 2 });
+    }
+  }
+  for (const m of batch.messages) {
     if (m.body.kind !== "delivery") continue;
     const retryIn = await deliver(db, env, m.body.deliveryId);
     if (retryIn === undefined) m.ack();
     else m.retry({ delaySeconds: retryIn });
+  }
+}
+
+/** D1 binds at most 100 parameters per statement: split multi-row inserts to fit. */
+function chunks<T>(rows: T[], columns: number): T[][] {
+  const size = Math.max(1, Math.floor(100 / columns));
+  const out: T[][] = [];
+  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
+  return out;
+}
+
+/**
+ * Writes a ledger's committed records to D1 in one batch (idempotent: a redelivered message inserts nothing new),
+ * then queues the attempts of the deliveries among them.
+ */
+async function storeRecords(db: DrizzleD1Database, env: Env, r: RecordBatch) {
+  const inserts = [
+    ...chunks(r.participations, 8).map((rows) => db.insert(participations).values(rows).onConflictDoNothing()),
+    ...chunks(r.rewards, 12).map((rows) => db.insert(rewardRecords).values(rows).onConflictDoNothing()),
+    ...chunks(r.deliveries, 12).map((rows) => db.insert(deliveries).values(rows).onConflictDoNothing()),
+  ];
+  if (inserts.length === 0) return;
+  await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
+  if (r.deliveries.length > 0) {
+    await env.EVENTS.sendBatch(r.deliveries.map((d) => ({ body: { kind: "delivery" as const, deliveryId: d.id } })));
   }
 }
 

@@ -1,7 +1,7 @@
 /**
- * The outbox of asynchronous deliveries (coupons to a coupon center, notifications to partners). The row is
- * written in the run's commit batch; the queue message follows the commit; the cron sweep re-sends any whose
- * message was lost. So a committed grant is always delivered or ends in a recorded failure.
+ * Asynchronous deliveries (coupons to a coupon center, notifications to partners). A delivery is committed with
+ * its grant in the ledger, forwarded to D1 with the run's records, then attempted from the queue; the cron sweep
+ * re-sends any whose message was lost. So a committed grant is always delivered or ends in a recorded failure.
  */
 import { and, eq, lt } from "drizzle-orm";
 import type { DrizzleD1Database } from "drizzle-orm/d1";
@@ -19,24 +19,21 @@ export interface PlannedDelivery {
   payload: Record<string, unknown>;
 }
 
-/** Plans a delivery in the run's commit and its queue message after it. */
+/** Plans a delivery in the run's commit; the ledger forwards it and the queue consumer attempts it. */
 export function planDelivery(run: TaskRun, d: PlannedDelivery): string {
-  const id = `d_${run.init.requestId}_${run.plan.afterCommit.length}`;
-  run.plan.writes.push(
-    run.db.insert(deliveries).values({
-      id,
-      kind: d.kind,
-      grantId: d.grantId ?? null,
-      namespace: run.activity.namespace,
-      userId: run.requireUser().id,
-      target: JSON.stringify(d.target),
-      payload: JSON.stringify(d.payload),
-      status: "pending",
-      createdAt: run.now,
-      updatedAt: Date.now(),
-    }),
-  );
-  run.plan.afterCommit.push(() => run.init.env.EVENTS.send({ kind: "delivery", deliveryId: id }));
+  const id = `d_${run.init.requestId}_${run.plan.records.deliveries.length}`;
+  run.plan.records.deliveries.push({
+    id,
+    kind: d.kind,
+    grantId: d.grantId ?? null,
+    namespace: run.activity.namespace,
+    userId: run.requireUser().id,
+    target: JSON.stringify(d.target),
+    payload: JSON.stringify(d.payload),
+    status: "pending",
+    createdAt: run.now,
+    updatedAt: Date.now(),
+  });
   return id;
 }
 

@@ -1,14 +1,12 @@
 /**
  * The task pipeline, in the seed's order: request rules → validators → command → reward → afterCommand → commit.
- * The first failing step answers with its code and configured message. Everything a run writes is committed in
- * one D1 batch (a transaction), so a refused run leaves nothing behind.
+ * The first failing step answers with its code and configured message. Everything a run writes is committed by
+ * the activity's account ledger in one transaction, so a refused run leaves nothing behind.
  */
 import type { DrizzleD1Database } from "drizzle-orm/d1";
-import type { BatchItem } from "drizzle-orm/batch";
-import { counterUpsert, findViolation, isBoundsViolation } from "../accounts/counters";
-import { isLockConflict, lockStatement } from "../accounts/locks";
+import { ledgerFor } from "../accounts/ledger";
 import { recordRequest } from "../accounts/request-records";
-import { participations } from "../db/schema";
+import type { LedgerPlan } from "../accounts/ledger-plan";
 import type { Env, RequestRecordMessage } from "../env";
 import { AppError } from "../errors";
 import { satisfies } from "../config/request-rules";
@@ -29,8 +27,8 @@ export interface TaskRequest {
   query: Record<string, string>;
   body: Record<string, unknown>;
   user: User | null;
-  /** Statement that stores the success answer for Idempotency-Key replays, committed with the run. */
-  completeIdempotency?: (body: string) => BatchItem<"sqlite">;
+  /** The Idempotency-Key whose answer is stored with the run's commit. */
+  idempotencyKey?: string;
 }
 
 export interface TaskSuccess {
@@ -74,8 +72,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     for (const c of task.afterCommands) await c.def.run(run, c.args);
 
     const result: TaskSuccess = { ok: true, requestId: req.requestId, activityId: activity.id, taskId: task.id, rewards: run.rewards };
-    await commit(run, req.completeIdempotency?.(JSON.stringify(result)));
-    await Promise.all(run.plan.afterCommit.map((f) => f().catch((e) => logLate(req.requestId, e))));
+    await commit(run, req.idempotencyKey, result);
     return result;
   } catch (e) {
     outcome = e instanceof AppError ? e.code : "INTERNAL";
@@ -96,42 +93,29 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
   }
 }
 
-async function commit(run: TaskRun, idempotency: BatchItem<"sqlite"> | undefined) {
-  const { plan, db } = run;
+/** 6. Commit: the participation, every planned change and record, in the ledger's one transaction. */
+async function commit(run: TaskRun, idempotencyKey: string | undefined, result: TaskSuccess) {
   const user = run.user;
-  const committedAt = Date.now();
-  const items: BatchItem<"sqlite">[] = [
-    ...plan.locks.map((l) => lockStatement(db, l.key, run.init.requestId, run.startedAt, committedAt)),
-    ...plan.counters.map((c) => counterUpsert(db, c, run.now)),
-    ...(user
-      ? [
-          db.insert(participations).values({
-            id: run.participationId,
-            requestId: run.init.requestId,
-            namespace: run.activity.namespace,
-            activityId: run.activity.id,
-            taskId: run.task.id,
-            userId: user.id,
-            period: run.period("day"),
-            createdAt: run.now,
-          }),
-        ]
-      : []),
-    ...plan.writes,
-    ...(idempotency ? [idempotency] : []),
-  ];
-  if (items.length === 0) return;
-  try {
-    await db.batch(items as [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]]);
-  } catch (e) {
-    if (isLockConflict(e) && plan.locks[0]) throw new AppError(plan.locks[0].rejection.code, plan.locks[0].rejection.message);
-    if (!isBoundsViolation(e)) throw e;
-    const rejection = (await findViolation(db, plan.counters)) ?? plan.counters.find((c) => c.rejection)?.rejection;
-    if (!rejection) throw e;
-    throw new AppError(rejection.code, rejection.message);
-  }
-}
-
-function logLate(requestId: string, e: unknown) {
-  console.error(JSON.stringify({ message: "post-commit step failed; the outbox sweep will retry", requestId, error: String(e) }));
+  // Anonymous runs (no `login`) change nothing: every component that writes needs a user.
+  if (!user) return;
+  run.plan.records.participations.push({
+    id: run.participationId,
+    requestId: run.init.requestId,
+    namespace: run.activity.namespace,
+    activityId: run.activity.id,
+    taskId: run.task.id,
+    userId: user.id,
+    period: run.period("day"),
+    createdAt: run.now,
+  });
+  const plan: LedgerPlan = {
+    requestId: run.init.requestId,
+    startedAt: run.startedAt,
+    locks: run.plan.locks,
+    counters: run.plan.counters,
+    records: run.plan.records,
+    idempotency: idempotencyKey ? { userId: user.id, key: idempotencyKey, status: 200, body: JSON.stringify(result) } : undefined,
+  };
+  const answer = await ledgerFor(run.init.env, run.activity.namespace).commit(plan);
+  if (!answer.ok) throw new AppError(answer.rejection.code, answer.rejection.message);
 }

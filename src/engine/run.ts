@@ -1,13 +1,11 @@
 /** One execution of a task: what the components read (user, params, time) and what they plan to write. */
 import type { DrizzleD1Database } from "drizzle-orm/d1";
-import type { BatchItem } from "drizzle-orm/batch";
 import type { CompiledActivity, CompiledTask } from "../config/compiled";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
-import type { CounterChange, CounterRef } from "../accounts/counters";
-import { rewardRecords } from "../db/schema";
+import type { CounterChange, CounterRef, LockClaim, RecordBatch } from "../accounts/ledger-plan";
 import { AppError } from "../errors";
-import type { Rejection, RewardOutcome } from "./define";
+import type { RewardOutcome } from "./define";
 
 export interface User {
   id: string;
@@ -16,17 +14,16 @@ export interface User {
 }
 
 /**
- * Everything a run will write, committed as one D1 batch (a transaction) after the last reward: either all of
- * it lands or none of it does.
+ * Everything a run will write, committed by the activity's ledger in one transaction after the last step: either
+ * all of it lands or none of it does.
  */
 export class CommitPlan {
-  /** Exclusive keys this run takes at commit (the `lock` validator); refused if another run committed first. */
-  readonly locks: { key: string; rejection: Rejection }[] = [];
-  /** Bounded counter changes, in pipeline order; the first that would cross its bound rejects the run. */
+  /** Keys the run takes exclusively (the `lock` validator); refused if another run committed on one first. */
+  readonly locks: LockClaim[] = [];
+  /** Bounded counter changes, in pipeline order; the first that would cross its bound refuses the run. */
   readonly counters: CounterChange[] = [];
-  readonly writes: BatchItem<"sqlite">[] = [];
-  /** Work that must follow a successful commit (sending queued deliveries). */
-  readonly afterCommit: (() => Promise<unknown>)[] = [];
+  /** Records forwarded to D1 once committed. */
+  readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
 }
 
 export interface TaskRunInit {
@@ -39,7 +36,6 @@ export interface TaskRunInit {
   user: User | null;
   params: Record<string, unknown>;
   configVersion: string;
-  ctx: { waitUntil(promise: Promise<unknown>): void };
 }
 
 export class TaskRun {
@@ -62,9 +58,6 @@ export class TaskRun {
   get now() {
     return this.init.now;
   }
-  get db() {
-    return this.init.db;
-  }
   get user() {
     return this.init.user;
   }
@@ -81,38 +74,30 @@ export class TaskRun {
   }
 
   userCounter(key: string): CounterRef {
-    return { namespace: this.activity.namespace, owner: this.requireUser().id, key };
+    return { owner: this.requireUser().id, key };
   }
 
   activityCounter(key: string): CounterRef {
-    return { namespace: this.activity.namespace, owner: "", key };
+    return { owner: "", key };
   }
 
-  /** Stable ids derived from the request id: a retried commit of the same request cannot grant twice. */
-  grantId(index: number): string {
-    return `g_${this.init.requestId}_${index}`;
-  }
-
-  /** Plans the reward record of a grant and returns its id. */
+  /** Plans the reward record of a grant and returns its id (derived from the request id: one grant per slot). */
   recordGrant(grant: { type: string; amount: number; detail: Record<string, unknown>; status: "granted" | "pending" }) {
-    const id = this.grantId(this.rewards.length);
-    const user = this.requireUser();
-    this.plan.writes.push(
-      this.db.insert(rewardRecords).values({
-        id,
-        requestId: this.init.requestId,
-        participationId: this.participationId,
-        namespace: this.activity.namespace,
-        activityId: this.activity.id,
-        taskId: this.task.id,
-        userId: user.id,
-        type: grant.type,
-        amount: grant.amount,
-        detail: JSON.stringify(grant.detail),
-        status: grant.status,
-        createdAt: this.now,
-      }),
-    );
+    const id = `g_${this.init.requestId}_${this.rewards.length}`;
+    this.plan.records.rewards.push({
+      id,
+      requestId: this.init.requestId,
+      participationId: this.participationId,
+      namespace: this.activity.namespace,
+      activityId: this.activity.id,
+      taskId: this.task.id,
+      userId: this.requireUser().id,
+      type: grant.type,
+      amount: grant.amount,
+      detail: JSON.stringify(grant.detail),
+      status: grant.status,
+      createdAt: this.now,
+    });
     return id;
   }
 

@@ -1,10 +1,14 @@
-/** GET /v1/activities/{activityId}/me: the signed-in user's chances, balances, participations and rewards. */
+/**
+ * GET /v1/activities/{activityId}/me: the signed-in user's chances and balances (from the activity's ledger, exact)
+ * and participations and rewards (from D1's records, which trail the ledger by a moment).
+ */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { and, count, desc, eq, like } from "drizzle-orm";
+import { and, count, desc, eq } from "drizzle-orm";
 import { authenticate } from "../auth/token";
 import { chanceBalances } from "../accounts/chances";
 import { activeConfig } from "../config/store";
-import { counters, participations, rewardRecords } from "../db/schema";
+import { participations, rewardRecords } from "../db/schema";
+import { ledgerFor } from "../accounts/ledger";
 import { AppError } from "../errors";
 import { errorResponse, IdSchema, type AppEnv } from "../http";
 
@@ -50,6 +54,7 @@ const route = createRoute({
 });
 
 const RECENT = 50;
+const BALANCE_PREFIX = "redPacket:balance:";
 
 export function registerMe(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
@@ -62,11 +67,8 @@ export function registerMe(app: OpenAPIHono<AppEnv>) {
     const ns = activity.namespace;
     const mine = and(eq(participations.namespace, ns), eq(participations.userId, user.id));
     const [chances, balances, byTask, recent, rewards] = await Promise.all([
-      chanceBalances(db, activity, user.id, c.get("now")),
-      db
-        .select({ key: counters.key, value: counters.value })
-        .from(counters)
-        .where(and(eq(counters.namespace, ns), eq(counters.owner, user.id), like(counters.key, "redPacket:balance:%"))),
+      chanceBalances(c.env, activity, user.id, c.get("now")),
+      ledgerFor(c.env, ns).countersWithPrefix(user.id, BALANCE_PREFIX),
       db.select({ taskId: participations.taskId, n: count() }).from(participations).where(mine).groupBy(participations.taskId),
       db.select().from(participations).where(mine).orderBy(desc(participations.createdAt)).limit(RECENT),
       db
@@ -83,7 +85,7 @@ export function registerMe(app: OpenAPIHono<AppEnv>) {
         activityId,
         userId: user.id,
         chances,
-        redPacketBalance: Object.fromEntries(balances.map((b) => [b.key.slice("redPacket:balance:".length), b.value])),
+        redPacketBalance: Object.fromEntries(Object.entries(balances).map(([k, v]) => [k.slice(BALANCE_PREFIX.length), v])),
         participations: {
           total: byTask.reduce((s, t) => s + t.n, 0),
           byTask: Object.fromEntries(byTask.map((t) => [t.taskId, t.n])),

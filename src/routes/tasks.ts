@@ -2,7 +2,8 @@
 import { z, type OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { authenticate } from "../auth/token";
-import { checkKey, claimKey, completeKey, releaseKey } from "../accounts/idempotency";
+import { checkKey, settleClaim } from "../accounts/idempotency";
+import { ledgerFor } from "../accounts/ledger";
 import { activeConfig } from "../config/store";
 import { runTask } from "../engine/pipeline";
 import { AppError, errorBody } from "../errors";
@@ -113,18 +114,19 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       const text = method === "POST" ? await c.req.text() : "";
       const body = parseBody(method, text);
       const config = await activeConfig(c.env);
-      const db = c.get("db");
       const now = c.get("now");
 
+      // Idempotency-Keys live in the activity's ledger (an unknown activity is refused by the run below).
       const key = c.req.header("idempotency-key");
-      const idem = key !== undefined && user ? { userId: user.id, key: checkKey(key) } : undefined;
+      const namespace = config.activities.get(ids.data.activityId)?.namespace;
+      const idem = key !== undefined && user && namespace ? { userId: user.id, key: checkKey(key), ledger: ledgerFor(c.env, namespace) } : undefined;
       if (idem) {
         const url = new URL(c.req.url);
         const hash = await sha256(`${method} ${url.pathname}?${url.searchParams.toString()}\n${text}`);
-        const claim = await claimKey(db, idem.userId, idem.key, hash, Date.now());
-        if (claim.state === "replay") {
-          return new Response(claim.body, {
-            status: claim.status,
+        const replay = settleClaim(await idem.ledger.claimIdempotency(idem.userId, idem.key, hash, Date.now()));
+        if (replay) {
+          return new Response(replay.body, {
+            status: replay.status,
             headers: { "content-type": "application/json", "idempotent-replayed": "true" },
           });
         }
@@ -136,7 +138,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
           now,
           env: c.env,
           ctx: c.executionCtx,
-          db,
+          db: c.get("db"),
           config,
           method,
           activityId: ids.data.activityId,
@@ -144,16 +146,16 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
           query: c.req.query(),
           body,
           user,
-          completeIdempotency: idem && ((answer) => completeKey(db, idem.userId, idem.key, 200, answer)),
+          idempotencyKey: idem?.key,
         });
         return c.json(result, 200);
       } catch (e) {
         if (idem) {
           // Refusals replay like successes; an unexpected failure frees the key for the client's retry.
           if (e instanceof AppError && e.status < 500) {
-            await completeKey(db, idem.userId, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message))).run();
+            await idem.ledger.completeIdempotency(idem.userId, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message)));
           } else {
-            await releaseKey(db, idem.userId, idem.key).run();
+            await idem.ledger.releaseIdempotency(idem.userId, idem.key);
           }
         }
         throw e;

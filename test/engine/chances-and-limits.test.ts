@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, pushConfigs, rows, runTask } from "../helpers";
+import { call, counter, pushConfigs, records, runTask } from "../helpers";
 
 // Asia/Shanghai is UTC+8: its day 2026-11-22 runs from 2026-11-21T16:00Z to 2026-11-22T16:00Z.
 const DAY1 = "2026-11-22T10:00:00+08:00";
@@ -33,6 +33,7 @@ describe("chances: the daily sign-in grants draws that the lucky draw spends", (
     const second = await runTask("double11", "luckyDraw", { user: "drawer", now: DAY1 });
     expect(second.status).toBe(403);
     expect(second.json.error).toEqual({ code: "NO_CHANCES", message: "No draws left today - sign in to earn one" });
+    await records(1, "SELECT * FROM participations WHERE user_id = 'drawer'");
     const me = await call("/v1/activities/double11/me", { method: "GET", user: "drawer", now: DAY1 });
     expect(me.json.chances.draw).toEqual({ name: "Lucky draws", balance: 0, resets: "day" });
     expect(me.json.participations.byTask).toEqual({ luckyDraw: 1 });
@@ -60,7 +61,7 @@ describe("chances: the daily sign-in grants draws that the lucky draw spends", (
     // Balance is 2 (allowance 1 + sign-in 1); the lock turns most duplicates away, the floor the rest.
     const results = await Promise.all(Array.from({ length: 10 }, () => runTask("double11", "luckyDraw", { user: "burst", now: DAY1 })));
     expect(results.filter((r) => r.status === 200).length).toBeLessThanOrEqual(2);
-    const [{ value }] = await rows<any>("SELECT value FROM counters WHERE owner = 'burst' AND key = 'chance:draw:2026-11-22'");
+    const value = await counter("double11-2026", "burst", "chance:draw:2026-11-22");
     expect(value).toBeGreaterThanOrEqual(0);
     expect(value).toBe(2 - results.filter((r) => r.status === 200).length);
   });
@@ -74,14 +75,15 @@ describe("participation limits", () => {
     expect(statuses).toEqual([200, 200, 403, 200, 403]);
     const refused = await runTask("limits", "twicePerDay", { user: "regular", now: DAY2 });
     expect(refused.json.error).toEqual({ code: "NOT_ELIGIBLE", message: "Come back tomorrow" });
-    expect(await rows("SELECT * FROM participations WHERE user_id = 'regular'")).toHaveLength(3);
+    expect(await records(3, "SELECT * FROM participations WHERE user_id = 'regular'")).toHaveLength(3);
   });
 
   it("caps all users together: 20 concurrent users, exactly 5 take part", async () => {
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => runTask("limits", "firstFive", { user: `fan-${i}`, now: DAY1 })));
     expect(results.filter((r) => r.status === 200)).toHaveLength(5);
     expect(results.filter((r) => r.json.error?.message === "Only the first five")).toHaveLength(15);
-    expect(await rows("SELECT * FROM participations WHERE namespace = 'limits' AND task_id = 'firstFive'")).toHaveLength(5);
+    expect(await records(5, "SELECT * FROM participations WHERE namespace = 'limits' AND task_id = 'firstFive'")).toHaveLength(5);
+    expect(await counter("limits", "", "limit:firstFive:activity:all")).toBe(5);
   });
 
   it("with scope activity, counts participations across the activity's tasks", async () => {

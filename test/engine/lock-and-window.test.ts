@@ -1,6 +1,6 @@
-import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { pushConfigs, rows, runTask } from "../helpers";
+import { runInDurableObject } from "cloudflare:test";
+import { counter, ledger, pushConfigs, records, runTask } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 
@@ -69,20 +69,29 @@ describe("the per-user lock", () => {
     const results = await Promise.all(Array.from({ length: 20 }, () => runTask("locking", "once", { user: "double-tapper", now: NOW })));
     expect(results.filter((r) => r.status === 200)).toHaveLength(1);
     for (const r of results.filter((r) => r.status !== 200)) expect(["LOCKED", "NOT_ELIGIBLE"]).toContain(r.json.error.code);
-    expect(await rows("SELECT * FROM reward_records WHERE user_id = 'double-tapper'")).toHaveLength(1);
-    expect(await rows("SELECT * FROM participations WHERE user_id = 'double-tapper'")).toHaveLength(1);
+    expect(await records(1, "SELECT * FROM reward_records WHERE user_id = 'double-tapper'")).toHaveLength(1);
+    expect(await records(1, "SELECT * FROM participations WHERE user_id = 'double-tapper'")).toHaveLength(1);
+    expect(await counter("locking", "double-tapper", "redPacket:balance:CNY")).toBe(5);
   });
 
   it("answers LOCKED with the configured message when another run committed while this one was in flight", async () => {
-    const key = "locking|once|held-user";
+    const key = "once|held-user";
+    const setLock = (committedAt: number) =>
+      runInDurableObject(ledger("locking"), (_: unknown, state: DurableObjectState) => {
+        state.storage.sql.exec(
+          "INSERT INTO locks (key, holder, committed_at) VALUES (?, 'other-request', ?) ON CONFLICT (key) DO UPDATE SET committed_at = excluded.committed_at",
+          key,
+          committedAt,
+        );
+      });
     // As if a concurrent duplicate committed a moment after this request started.
-    await env.DB.prepare("INSERT INTO locks (key, holder, committed_at) VALUES (?, 'other-request', ?)").bind(key, Date.now() + 60_000).run();
+    await setLock(Date.now() + 60_000);
     const held = await runTask("locking", "once", { user: "held-user", now: NOW });
     expect(held.status).toBe(409);
     expect(held.json.error).toEqual({ code: "LOCKED", message: "Slow down" });
-    expect(await rows("SELECT * FROM participations WHERE user_id = 'held-user'")).toHaveLength(0);
+    expect(await counter("locking", "held-user", "limit:once:activity:all")).toBeUndefined();
     // That run finished before the next one starts: the next one runs.
-    await env.DB.prepare("UPDATE locks SET committed_at = ? WHERE key = ?").bind(Date.now() - 1, key).run();
+    await setLock(Date.now() - 1);
     expect((await runTask("locking", "once", { user: "held-user", now: NOW })).status).toBe(200);
   });
 
@@ -90,7 +99,7 @@ describe("the per-user lock", () => {
     expect((await runTask("locking", "repeatable", { user: "first", now: NOW })).status).toBe(200);
     expect((await runTask("locking", "repeatable", { user: "second", now: NOW })).json.error.code).toBe("SOLD_OUT");
     expect((await runTask("locking", "repeatable", { user: "second", now: NOW })).json.error.code).toBe("SOLD_OUT");
-    const held = await rows<any>("SELECT key FROM locks WHERE key LIKE 'locking|repeatable|%'");
-    expect(held.map((l) => l.key)).toEqual(["locking|repeatable|first"]);
+    const held = Object.keys(await ledger("locking").lockHolders()).filter((k) => k.startsWith("repeatable|"));
+    expect(held).toEqual(["repeatable|first"]);
   });
 });

@@ -1,5 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, pushConfigs, rows, runTask } from "../helpers";
+import { call, counter, pushConfigs, records, runTask } from "../helpers";
+
+const STOCK = "redPacket:stock:limit_key:limit_key_90";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 const seedParams = { deviceId: "device-1", sex: 1, phone: "13800138000" };
@@ -47,17 +49,15 @@ describe("seed 003's red packet (stock 3, amount 1)", () => {
     const res = await runTask("double11", "openRedPacket", { user: "seed-user", body: seedParams, now: NOW });
     expect(res.status).toBe(200);
     expect(res.json).toMatchObject({ ok: true, rewards: [{ type: "redPacket", granted: true, amount: 1, currency: "CNY" }] });
-    const [grant] = await rows<any>("SELECT * FROM reward_records WHERE id = ?", res.json.rewards[0].grantId);
+    const [grant] = await records<any>(1, "SELECT * FROM reward_records WHERE id = ?", res.json.rewards[0].grantId);
     expect(grant).toMatchObject({ user_id: "seed-user", request_id: res.json.requestId, amount: 1, status: "granted" });
-    const [participation] = await rows<any>("SELECT * FROM participations WHERE id = ?", grant.participation_id);
+    const [participation] = await records<any>(1, "SELECT * FROM participations WHERE id = ?", grant.participation_id);
     expect(participation).toMatchObject({ request_id: res.json.requestId, task_id: "openRedPacket", period: "2026-11-22" });
   });
 
   it("gives exactly 3 of 50 concurrent users a red packet, with exactly 3 reward records", async () => {
     // The first test took one of the 3; this one starts from a fresh stock key by the order of the file.
-    const [{ value: before }] = await rows<any>(
-      "SELECT value FROM counters WHERE namespace = 'double11-2026' AND key = 'redPacket:stock:limit_key:limit_key_90'",
-    );
+    const before = (await counter("double11-2026", "", STOCK))!;
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) => runTask("double11", "openRedPacket", { user: `crowd-${i}`, body: seedParams, now: NOW })),
     );
@@ -66,14 +66,11 @@ describe("seed 003's red packet (stock 3, amount 1)", () => {
     expect(granted).toHaveLength(3 - before);
     expect(soldOut).toHaveLength(50 - (3 - before));
     expect(soldOut[0]!.json.error.message).toBe("All red packets have been given out");
-    const records = await rows("SELECT * FROM reward_records WHERE namespace = 'double11-2026' AND task_id = 'openRedPacket'");
-    expect(records).toHaveLength(3);
-    const participations = await rows("SELECT * FROM participations WHERE namespace = 'double11-2026' AND task_id = 'openRedPacket'");
+    const grants = await records(3, "SELECT * FROM reward_records WHERE namespace = 'double11-2026' AND task_id = 'openRedPacket'");
+    expect(grants).toHaveLength(3);
+    const participations = await records(3, "SELECT * FROM participations WHERE namespace = 'double11-2026' AND task_id = 'openRedPacket'");
     expect(participations).toHaveLength(3);
-    const [{ value }] = await rows<any>(
-      "SELECT value FROM counters WHERE namespace = 'double11-2026' AND key = 'redPacket:stock:limit_key:limit_key_90'",
-    );
-    expect(value).toBe(3);
+    expect(await counter("double11-2026", "", STOCK)).toBe(3);
   });
 
   it("answers the seed's configured message for each bad parameter", async () => {
@@ -87,7 +84,7 @@ describe("seed 003's red packet (stock 3, amount 1)", () => {
       expect(res.status).toBe(400);
       expect(res.json.error).toEqual({ code: "INVALID_PARAMS", message });
     }
-    expect(await rows("SELECT * FROM participations WHERE user_id = 'bad-params'")).toHaveLength(0);
+    expect(await counter("double11-2026", "bad-params", "limit:openRedPacket:activity:all")).toBeUndefined();
   });
 });
 
@@ -97,16 +94,17 @@ describe("red packet options", () => {
     for (const u of ["b1", "b2", "b3"]) answers.push(await runTask("packets", "budgeted", { user: u, now: NOW }));
     expect(answers.map((a) => a.status)).toEqual([200, 200, 409]);
     expect(answers[2]!.json.error).toEqual({ code: "SOLD_OUT", message: "The red packet budget is spent" });
-    const [{ total }] = await rows<any>("SELECT sum(amount) AS total FROM reward_records WHERE namespace = 'packets' AND task_id = 'budgeted'");
-    expect(total).toBe(80);
+    expect(await counter("packets", "", "redPacket:spent:task:budgeted")).toBe(80);
+    const grants = await records<any>(2, "SELECT amount FROM reward_records WHERE namespace = 'packets' AND task_id = 'budgeted'");
+    expect(grants.map((g) => g.amount)).toEqual([40, 40]);
   });
 
   it("never exceeds the budget under 30 concurrent claims", async () => {
     await pushConfigs({ "test/packets.yaml": packets.replace("budget: 100,", "budget: 1000,") });
     const results = await Promise.all(Array.from({ length: 30 }, (_, i) => runTask("packets", "budgeted", { user: `bc-${i}`, now: NOW })));
-    const [{ total }] = await rows<any>("SELECT sum(amount) AS total FROM reward_records WHERE namespace = 'packets' AND task_id = 'budgeted'");
-    expect(total).toBeLessThanOrEqual(1000);
-    expect(total).toBe(1000); // 25 packets of 40 exactly fill it
+    const total = await counter("packets", "", "redPacket:spent:task:budgeted");
+    expect(total).toBe(1000); // 25 packets of 40 exactly fill it, never more
+    expect(await records(25, "SELECT * FROM reward_records WHERE namespace = 'packets' AND task_id = 'budgeted'")).toHaveLength(25);
     expect(results.filter((r) => r.status === 200).length + 2).toBe(25);
     await pushConfigs({ "test/packets.yaml": packets });
   });
@@ -135,8 +133,8 @@ describe("red packet options", () => {
   it("with probability 0 never wins and takes no stock, but the participation counts", async () => {
     const res = await runTask("packets", "neverWins", { user: "unlucky", now: NOW });
     expect(res.json.rewards).toEqual([{ type: "redPacket", granted: false, reason: "MISSED" }]);
-    expect(await rows("SELECT * FROM counters WHERE namespace = 'packets' AND key LIKE 'redPacket:stock:task:neverWins'")).toHaveLength(0);
-    expect(await rows("SELECT * FROM participations WHERE user_id = 'unlucky'")).toHaveLength(1);
+    expect(await counter("packets", "", "redPacket:stock:task:neverWins")).toBeUndefined();
+    expect(await records(1, "SELECT * FROM participations WHERE user_id = 'unlucky'")).toHaveLength(1);
   });
 
   it("gives group-restricted red packets only to users in the group", async () => {
@@ -156,9 +154,9 @@ describe("red packet options", () => {
   it("credits the user's red packet balance, shown by /me", async () => {
     await runTask("packets", "vipOnly", { user: "balance-user", groups: ["vip"], now: NOW });
     await runTask("packets", "ranged", { user: "balance-user", now: NOW });
+    const granted = await records<any>(2, "SELECT amount FROM reward_records WHERE user_id = 'balance-user'");
     const me = await call("/v1/activities/packets/me", { method: "GET", user: "balance-user", now: NOW });
-    const granted = await rows<any>("SELECT sum(amount) AS total FROM reward_records WHERE user_id = 'balance-user'");
-    expect(me.json.redPacketBalance).toEqual({ CNY: granted[0].total });
+    expect(me.json.redPacketBalance).toEqual({ CNY: granted[0].amount + granted[1].amount });
     expect(me.json.rewards).toHaveLength(2);
   });
 });

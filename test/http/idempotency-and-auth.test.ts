@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { authenticate } from "../../src/auth/token";
-import { pushConfigs, rows, runTask } from "../helpers";
+import { pushConfigs, records, runTask } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 
@@ -28,7 +28,7 @@ describe("Idempotency-Key", () => {
     expect(first.status).toBe(200);
     expect(again.json).toEqual(first.json);
     expect(again.headers.get("idempotent-replayed")).toBe("true");
-    expect(await rows("SELECT * FROM reward_records WHERE user_id = 'payer'")).toHaveLength(1);
+    expect(await records(1, "SELECT * FROM reward_records WHERE user_id = 'payer'")).toHaveLength(1);
   });
 
   it("refuses the same key with a different body with 422", async () => {
@@ -57,7 +57,7 @@ describe("Idempotency-Key", () => {
     const results = await Promise.all(
       Array.from({ length: 10 }, () => runTask("idem", "give", { user: "retrier", body: { n: 1 }, headers: { "idempotency-key": "k-4" }, now: NOW })),
     );
-    expect(await rows("SELECT * FROM reward_records WHERE user_id = 'retrier'")).toHaveLength(1);
+    expect(await records(1, "SELECT * FROM reward_records WHERE user_id = 'retrier'")).toHaveLength(1);
     const grants = new Set(results.filter((r) => r.status === 200).map((r) => r.json.rewards[0].grantId));
     expect(grants.size).toBe(1);
     for (const r of results.filter((r) => r.status !== 200)) expect(r.json.error.code).toBe("LOCKED");

@@ -25,8 +25,8 @@ export const lock = defineValidator({
     message: args?.message ?? "Your previous request is still being processed",
   }),
   check(run, { scope, message }) {
-    // Namespace and task ids cannot contain '|', so the user id (anything) goes last.
-    const key = `${run.activity.namespace}|${scope === "task" ? run.task.id : "*"}|${run.requireUser().id}`;
+    // Task ids cannot contain '|', so the user id (anything) goes last. The ledger is per namespace already.
+    const key = `${scope === "task" ? run.task.id : "*"}|${run.requireUser().id}`;
     run.plan.locks.push({ key, rejection: { code: "LOCKED", message } });
     return undefined;
   },

@@ -1,0 +1,211 @@
+/**
+ * The account ledger of one activity namespace: the single writer of its counters (chance balances, participation
+ * counts, stock, budget), its locks and its Idempotency-Keys. A task run's whole plan commits in one synchronous
+ * transaction here, so nothing is half-written and no bound is ever crossed. Committed records (participations,
+ * rewards, deliveries) wait in an outbox and are forwarded to D1 through the queue by an alarm, at least once.
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../src/env";
+import type {
+  CounterChange,
+  IdempotencyClaim,
+  LedgerPlan,
+  LedgerResult,
+  RecordBatch,
+} from "../src/accounts/ledger-plan";
+
+/** Each entry upgrades the ledger's storage by one version (recorded in `schema_version`). */
+const SCHEMA = [
+  `CREATE TABLE counters (
+     owner TEXT NOT NULL, key TEXT NOT NULL, value INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+     PRIMARY KEY (owner, key));
+   CREATE TABLE locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL, committed_at INTEGER NOT NULL);
+   CREATE TABLE idempotency_keys (
+     user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
+     body TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (user_id, key));
+   CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);
+   CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, batch TEXT NOT NULL);`,
+];
+
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/** Outbox rows forwarded per alarm run; each becomes one queue message. */
+const FORWARD_BATCH = 100;
+const MAX_MESSAGE_BYTES = 100_000;
+/** Delay before forwarding, so records of a burst share queue messages. */
+const FORWARD_DELAY_MS = 50;
+
+class Refusal extends Error {
+  constructor(readonly result: LedgerResult) {
+    super("refused");
+  }
+}
+
+export class AccountLedger extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    ctx.blockConcurrencyWhile(async () => {
+      this.sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+      const version = this.sql.exec<{ version: number }>("SELECT max(version) AS version FROM schema_version").one().version ?? 0;
+      for (let v = version; v < SCHEMA.length; v++) {
+        ctx.storage.transactionSync(() => {
+          this.sql.exec(SCHEMA[v]!);
+          this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", v + 1);
+        });
+      }
+    });
+  }
+
+  /** Commits a run's plan, or refuses it with the first failing step's answer and changes nothing. */
+  async commit(plan: LedgerPlan): Promise<LedgerResult> {
+    const now = Date.now();
+    let queued = false;
+    try {
+      this.ctx.storage.transactionSync(() => {
+        for (const lock of plan.locks) {
+          const held = this.sql.exec<{ committed_at: number }>("SELECT committed_at FROM locks WHERE key = ?", lock.key).toArray()[0];
+          if (held && held.committed_at >= plan.startedAt) throw new Refusal({ ok: false, rejection: lock.rejection });
+          this.sql.exec(
+            "INSERT INTO locks (key, holder, committed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, committed_at = excluded.committed_at",
+            lock.key,
+            plan.requestId,
+            now,
+          );
+        }
+        for (const change of plan.counters) this.apply(change, now);
+        if (plan.idempotency) {
+          const { userId, key, status, body } = plan.idempotency;
+          this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE user_id = ? AND key = ?", status, body, userId, key);
+        }
+        const r = plan.records;
+        if (r.participations.length + r.rewards.length + r.deliveries.length > 0) {
+          this.sql.exec("INSERT INTO outbox (batch) VALUES (?)", JSON.stringify(r));
+          queued = true;
+        }
+      });
+    } catch (e) {
+      if (e instanceof Refusal) return e.result;
+      throw e;
+    }
+    if (queued) await this.scheduleForward();
+    return { ok: true };
+  }
+
+  private apply(c: CounterChange, now: number) {
+    const row = this.sql.exec<{ value: number }>("SELECT value FROM counters WHERE owner = ? AND key = ?", c.ref.owner, c.ref.key).toArray()[0];
+    const next = (row?.value ?? c.initial ?? 0) + c.delta;
+    if ((c.cap != null && next > c.cap) || (c.floor != null && next < c.floor)) {
+      if (c.rejection) throw new Refusal({ ok: false, rejection: c.rejection });
+      throw new Error(`counter ${c.ref.key} would cross its bounds without a refusal configured`);
+    }
+    this.sql.exec(
+      "INSERT INTO counters (owner, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+      c.ref.owner,
+      c.ref.key,
+      next,
+      now,
+    );
+  }
+
+  /** Current values of one owner's counters (missing keys were never written). */
+  async counters(owner: string, keys: string[]): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const key of keys) {
+      const row = this.sql.exec<{ value: number }>("SELECT value FROM counters WHERE owner = ? AND key = ?", owner, key).toArray()[0];
+      if (row) out[key] = row.value;
+    }
+    return out;
+  }
+
+  /** An owner's counters whose key starts with `prefix`. */
+  async countersWithPrefix(owner: string, prefix: string): Promise<Record<string, number>> {
+    const rows = this.sql
+      .exec<{ key: string; value: number }>(
+        "SELECT key, value FROM counters WHERE owner = ? AND key >= ? AND key < ?",
+        owner,
+        prefix,
+        prefix + "\uffff",
+      )
+      .toArray();
+    return Object.fromEntries(rows.map((r) => [r.key, r.value]));
+  }
+
+  /** Claims an Idempotency-Key for a request, or says what to answer instead. */
+  async claimIdempotency(userId: string, key: string, requestHash: string, now: number): Promise<IdempotencyClaim> {
+    const row = this.sql
+      .exec<{ request_hash: string; status: number; body: string | null; created_at: number }>(
+        "SELECT request_hash, status, body, created_at FROM idempotency_keys WHERE user_id = ? AND key = ?",
+        userId,
+        key,
+      )
+      .toArray()[0];
+    if (row && row.created_at >= now - IDEMPOTENCY_TTL_MS) {
+      if (row.request_hash !== requestHash) return { state: "mismatch" };
+      if (row.status === 0) return { state: "in-progress" };
+      return { state: "replay", status: row.status, body: row.body ?? "" };
+    }
+    this.sql.exec(
+      "INSERT INTO idempotency_keys (user_id, key, request_hash, status, body, created_at) VALUES (?, ?, ?, 0, NULL, ?) ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash, status = 0, body = NULL, created_at = excluded.created_at",
+      userId,
+      key,
+      requestHash,
+      now,
+    );
+    return { state: "new" };
+  }
+
+  /** Stores a refusal's answer for replays. */
+  async completeIdempotency(userId: string, key: string, status: number, body: string): Promise<void> {
+    this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE user_id = ? AND key = ?", status, body, userId, key);
+  }
+
+  /** Frees a key after an unexpected failure so the client's retry runs again. */
+  async releaseIdempotency(userId: string, key: string): Promise<void> {
+    this.sql.exec("DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND status = 0", userId, key);
+  }
+
+  private async scheduleForward() {
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + FORWARD_DELAY_MS);
+  }
+
+  /** Forwards committed records to D1 through the queue; a failure throws, and the runtime retries the alarm. */
+  override async alarm(): Promise<void> {
+    const rows = this.sql
+      .exec<{ id: number; batch: string }>("SELECT id, batch FROM outbox ORDER BY id LIMIT ?", FORWARD_BATCH)
+      .toArray();
+    if (rows.length > 0) {
+      const merged: RecordBatch = { participations: [], rewards: [], deliveries: [] };
+      let size = 0;
+      let last = 0;
+      for (const row of rows) {
+        // Queue messages are at most 128 KB: stop before a message would pass ~100 KB.
+        if (size > 0 && size + row.batch.length > MAX_MESSAGE_BYTES) break;
+        size += row.batch.length;
+        last = row.id;
+        const b = JSON.parse(row.batch) as RecordBatch;
+        merged.participations.push(...b.participations);
+        merged.rewards.push(...b.rewards);
+        merged.deliveries.push(...b.deliveries);
+      }
+      await this.env.EVENTS.send({ kind: "records", records: merged });
+      this.sql.exec("DELETE FROM outbox WHERE id <= ?", last);
+    }
+    this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
+    const left = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
+    if (left > 0) await this.ctx.storage.setAlarm(Date.now() + FORWARD_DELAY_MS);
+  }
+
+  /** Row counts of the ledger's tables (operations, and tests proving a refusal wrote nothing). */
+  async stats(): Promise<{ counters: number; locks: number; idempotencyKeys: number; pendingRecords: number }> {
+    const n = (table: string) => this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
+    return { counters: n("counters"), locks: n("locks"), idempotencyKeys: n("idempotency_keys"), pendingRecords: n("outbox") };
+  }
+
+  /** Every lock key and its last holder (operations and tests). */
+  async lockHolders(): Promise<Record<string, string>> {
+    const rows = this.sql.exec<{ key: string; holder: string }>("SELECT key, holder FROM locks").toArray();
+    return Object.fromEntries(rows.map((r) => [r.key, r.holder]));
+  }
+}

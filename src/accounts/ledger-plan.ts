@@ -1,0 +1,55 @@
+/** What a task run asks its activity's ledger to commit, in one transaction; plain data so it crosses RPC. */
+import type { deliveries, participations, rewardRecords } from "../db/schema";
+import type { Rejection } from "../engine/define";
+
+export interface CounterRef {
+  /** The user id, or "" for a counter shared by the whole activity. */
+  owner: string;
+  key: string;
+}
+
+export interface CounterChange {
+  ref: CounterRef;
+  delta: number;
+  /** The value before the first change (a period's initial chance allowance). */
+  initial?: number;
+  cap?: number | null;
+  floor?: number | null;
+  /** Answer given when this change would cross a bound. */
+  rejection?: Rejection;
+}
+
+export interface LockClaim {
+  key: string;
+  rejection: Rejection;
+}
+
+export type ParticipationRow = typeof participations.$inferInsert;
+export type RewardRow = typeof rewardRecords.$inferInsert;
+export type DeliveryRow = typeof deliveries.$inferInsert;
+
+/** Rows the ledger forwards to D1 (through the queue) once its transaction committed. */
+export interface RecordBatch {
+  participations: ParticipationRow[];
+  rewards: RewardRow[];
+  deliveries: DeliveryRow[];
+}
+
+export interface LedgerPlan {
+  requestId: string;
+  /** Real-clock start of the run: a lock refuses it if another run on the key committed after this. */
+  startedAt: number;
+  locks: LockClaim[];
+  counters: CounterChange[];
+  records: RecordBatch;
+  /** The answer stored for Idempotency-Key replays. */
+  idempotency?: { userId: string; key: string; status: number; body: string };
+}
+
+export type LedgerResult = { ok: true } | { ok: false; rejection: Rejection };
+
+export type IdempotencyClaim =
+  | { state: "new" }
+  | { state: "replay"; status: number; body: string }
+  | { state: "mismatch" }
+  | { state: "in-progress" };
