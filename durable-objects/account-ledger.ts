@@ -32,7 +32,7 @@ export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 const FORWARD_BATCH = 100;
 const MAX_MESSAGE_BYTES = 100_000;
 /** Delay before forwarding, so records of a burst share queue messages. */
-const FORWARD_DELAY_MS = 50;
+const FORWARD_DELAY_MS = 200;
 
 class Refusal extends Error {
   constructor(readonly result: LedgerResult) {
@@ -42,6 +42,8 @@ class Refusal extends Error {
 
 export class AccountLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  /** Whether a forwarding alarm is set, so a commit need not ask storage each time. */
+  private forwardScheduled = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -167,11 +169,14 @@ export class AccountLedger extends DurableObject<Env> {
   }
 
   private async scheduleForward() {
+    if (this.forwardScheduled) return;
+    this.forwardScheduled = true;
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + FORWARD_DELAY_MS);
   }
 
   /** Forwards committed records to D1 through the queue; a failure throws, and the runtime retries the alarm. */
   override async alarm(): Promise<void> {
+    this.forwardScheduled = false;
     const rows = this.sql
       .exec<{ id: number; batch: string }>("SELECT id, batch FROM outbox ORDER BY id LIMIT ?", FORWARD_BATCH)
       .toArray();
@@ -194,7 +199,7 @@ export class AccountLedger extends DurableObject<Env> {
     }
     this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
     const left = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
-    if (left > 0) await this.ctx.storage.setAlarm(Date.now() + FORWARD_DELAY_MS);
+    if (left > 0) await this.scheduleForward();
   }
 
   /** Row counts of the ledger's tables (operations, and tests proving a refusal wrote nothing). */

@@ -1,7 +1,7 @@
 /** The HTTP app: request id and clock, the routes, and the one error handler. */
 import { HTTPException } from "hono/http-exception";
 import { AppError, errorBody } from "./errors";
-import { createApp, database, requestNow } from "./http";
+import { createApp, requestNow } from "./http";
 import { registerDocs } from "./routes/docs";
 import { registerHealth } from "./routes/health";
 import { registerMe } from "./routes/me";
@@ -11,7 +11,6 @@ export const app = createApp();
 
 app.use(async (c, next) => {
   c.set("requestId", crypto.randomUUID());
-  c.set("db", database(c.env));
   c.set("now", requestNow(c.env, c.req.header("x-fanfare-now")));
   await next();
   c.header("x-request-id", c.get("requestId"));

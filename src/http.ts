@@ -8,7 +8,6 @@ export interface AppVariables {
   requestId: string;
   /** The request's "now": the real clock, or X-Fanfare-Now when the clock override is allowed. */
   now: number;
-  db: DrizzleD1Database;
 }
 
 export type AppEnv = { Bindings: Env; Variables: AppVariables };

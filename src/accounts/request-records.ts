@@ -5,7 +5,7 @@
  */
 import type { Env, RequestRecordMessage } from "../env";
 
-const FLUSH_MS = 50;
+const FLUSH_MS = 200;
 /** Records per queue message (~300 bytes each, well under the 128 KB message limit). */
 const MAX_PER_MESSAGE = 100;
 

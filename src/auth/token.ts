@@ -7,15 +7,16 @@ import { vars, type Env, type Vars } from "../env";
 import { AppError } from "../errors";
 import type { User } from "../engine/run";
 
-let keys: { source: Vars; key: Uint8Array | JWTVerifyGetKey } | undefined;
+let keys: { source: Vars; key: Promise<CryptoKey | JWTVerifyGetKey> } | undefined;
 
-function verificationKey(v: Vars): Uint8Array | JWTVerifyGetKey {
+/** The verification key, built once per isolate (a remote JWKS is then fetched and cached by jose). */
+function verificationKey(v: Vars): Promise<CryptoKey | JWTVerifyGetKey> {
   if (keys?.source === v) return keys.key;
   const key = v.JWKS_URL
-    ? createRemoteJWKSet(new URL(v.JWKS_URL))
+    ? Promise.resolve(createRemoteJWKSet(new URL(v.JWKS_URL)))
     : v.JWKS_JSON
-      ? createLocalJWKSet(JSON.parse(v.JWKS_JSON))
-      : new TextEncoder().encode(v.JWT_SECRET!);
+      ? Promise.resolve(createLocalJWKSet(JSON.parse(v.JWKS_JSON)))
+      : crypto.subtle.importKey("raw", new TextEncoder().encode(v.JWT_SECRET!), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
   keys = { source: v, key };
   return key;
 }
@@ -26,7 +27,7 @@ export async function authenticate(env: Env, authorization: string | undefined):
   const m = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(authorization.trim());
   if (!m) throw new AppError("UNAUTHENTICATED", "Authorization must be 'Bearer <JWT>'");
   const v = vars(env);
-  const key = verificationKey(v);
+  const key = await verificationKey(v);
   try {
     const options = {
       algorithms: v.JWKS_URL || v.JWKS_JSON ? ["RS256", "ES256", "EdDSA"] : ["HS256"],
@@ -35,7 +36,7 @@ export async function authenticate(env: Env, authorization: string | undefined):
       requiredClaims: ["sub", "exp"],
     };
     const { payload } =
-      key instanceof Uint8Array ? await jwtVerify(m[1]!, key, options) : await jwtVerify(m[1]!, key, options);
+      typeof key === "function" ? await jwtVerify(m[1]!, key, options) : await jwtVerify(m[1]!, key, options);
     const sub = payload.sub;
     if (!sub || sub.length > 128) throw new Error("sub must name the user");
     const groups = Array.isArray(payload.groups) ? payload.groups.filter((g): g is string => typeof g === "string") : [];

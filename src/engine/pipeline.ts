@@ -3,7 +3,6 @@
  * The first failing step answers with its code and configured message. Everything a run writes is committed by
  * the activity's account ledger in one transaction, so a refused run leaves nothing behind.
  */
-import type { DrizzleD1Database } from "drizzle-orm/d1";
 import { ledgerFor } from "../accounts/ledger";
 import { recordRequest } from "../accounts/request-records";
 import type { LedgerPlan } from "../accounts/ledger-plan";
@@ -19,7 +18,6 @@ export interface TaskRequest {
   now: number;
   env: Env;
   ctx: { waitUntil(promise: Promise<unknown>): void };
-  db: DrizzleD1Database;
   config: CompiledConfig;
   method: string;
   activityId: string;

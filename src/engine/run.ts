@@ -1,5 +1,4 @@
 /** One execution of a task: what the components read (user, params, time) and what they plan to write. */
-import type { DrizzleD1Database } from "drizzle-orm/d1";
 import type { CompiledActivity, CompiledTask } from "../config/compiled";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
@@ -30,7 +29,6 @@ export interface TaskRunInit {
   requestId: string;
   now: number;
   env: Env;
-  db: DrizzleD1Database;
   activity: CompiledActivity;
   task: CompiledTask;
   user: User | null;

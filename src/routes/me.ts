@@ -10,7 +10,7 @@ import { activeConfig } from "../config/store";
 import { participations, rewardRecords } from "../db/schema";
 import { ledgerFor } from "../accounts/ledger";
 import { AppError } from "../errors";
-import { errorResponse, IdSchema, type AppEnv } from "../http";
+import { database, errorResponse, IdSchema, type AppEnv } from "../http";
 
 const MeSchema = z
   .object({
@@ -63,7 +63,7 @@ export function registerMe(app: OpenAPIHono<AppEnv>) {
     const { activityId } = c.req.valid("param");
     const activity = (await activeConfig(c.env)).activities.get(activityId);
     if (!activity) throw new AppError("NOT_FOUND", `no activity '${activityId}'`);
-    const db = c.get("db");
+    const db = database(c.env);
     const ns = activity.namespace;
     const mine = and(eq(participations.namespace, ns), eq(participations.userId, user.id));
     const [chances, balances, byTask, recent, rewards] = await Promise.all([

@@ -138,7 +138,6 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
           now,
           env: c.env,
           ctx: c.executionCtx,
-          db: c.get("db"),
           config,
           method,
           activityId: ids.data.activityId,
