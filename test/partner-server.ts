@@ -1,6 +1,7 @@
 /**
- * A real HTTP server standing in for partner systems (an HTTP coupon center, a notification receiver). It records
- * what it receives; `POST /control` sets how many of the next requests fail with 503. Runs in Node beside workerd.
+ * A real HTTP server standing in for partner systems (an HTTP coupon center, a notification receiver, an identity
+ * provider's JWKS). It records what it receives; `POST /control` sets how many of the next requests fail with 503
+ * and the JWKS it serves. Runs in Node beside workerd.
  */
 import { createServer, type Server } from "node:http";
 import type { TestProject } from "vitest/node";
@@ -10,6 +11,7 @@ let server: Server;
 export default async function setup(project: TestProject) {
   const received: { path: string; headers: Record<string, unknown>; body: unknown }[] = [];
   let failNext = 0;
+  let jwks = { keys: [] as unknown[] };
   server = createServer((req, res) => {
     let data = "";
     req.on("data", (chunk) => (data += chunk));
@@ -17,8 +19,12 @@ export default async function setup(project: TestProject) {
       const url = new URL(req.url ?? "/", "http://partner");
       res.setHeader("content-type", "application/json");
       if (url.pathname === "/control") {
-        failNext = Number(JSON.parse(data || "{}").failNext ?? 0);
+        const control = JSON.parse(data || "{}");
+        failNext = Number(control.failNext ?? 0);
+        if (control.jwks) jwks = control.jwks;
         res.end(JSON.stringify({ ok: true }));
+      } else if (url.pathname === "/.well-known/jwks.json") {
+        res.end(JSON.stringify(jwks));
       } else if (url.pathname === "/received") {
         res.end(JSON.stringify(received.filter((r) => r.path.startsWith(url.searchParams.get("prefix") ?? "/"))));
       } else if (failNext > 0) {
