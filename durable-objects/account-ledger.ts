@@ -6,6 +6,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
+import { Outbox, OUTBOX_TABLE } from "./outbox";
 import type {
   CounterChange,
   IdempotencyClaim,
@@ -24,15 +25,10 @@ const SCHEMA = [
      user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
      body TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (user_id, key));
    CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);
-   CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, batch TEXT NOT NULL);`,
+   ${OUTBOX_TABLE}`,
 ];
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
-/** Outbox rows forwarded per alarm run; each becomes one queue message. */
-const FORWARD_BATCH = 100;
-const MAX_MESSAGE_BYTES = 100_000;
-/** Delay before forwarding, so records of a burst share queue messages. */
-const FORWARD_DELAY_MS = 200;
 
 class Refusal extends Error {
   constructor(readonly result: LedgerResult) {
@@ -42,12 +38,20 @@ class Refusal extends Error {
 
 export class AccountLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
-  /** Whether a forwarding alarm is set, so a commit need not ask storage each time. */
-  private forwardScheduled = false;
+  /** Committed records on their way to D1. */
+  private readonly outbox: Outbox<RecordBatch>;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.outbox = new Outbox<RecordBatch>(ctx, env, (batches) => ({
+      kind: "records",
+      records: {
+        participations: batches.flatMap((b) => b.participations),
+        rewards: batches.flatMap((b) => b.rewards),
+        deliveries: batches.flatMap((b) => b.deliveries),
+      },
+    }));
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
       const version = this.sql.exec<{ version: number }>("SELECT max(version) AS version FROM schema_version").one().version ?? 0;
@@ -83,7 +87,7 @@ export class AccountLedger extends DurableObject<Env> {
         }
         const r = plan.records;
         if (r.participations.length + r.rewards.length + r.deliveries.length > 0) {
-          this.sql.exec("INSERT INTO outbox (batch) VALUES (?)", JSON.stringify(r));
+          this.outbox.add(r);
           queued = true;
         }
       });
@@ -91,7 +95,7 @@ export class AccountLedger extends DurableObject<Env> {
       if (e instanceof Refusal) return e.result;
       throw e;
     }
-    if (queued) await this.scheduleForward();
+    if (queued) await this.outbox.schedule();
     return { ok: true };
   }
 
@@ -168,44 +172,17 @@ export class AccountLedger extends DurableObject<Env> {
     this.sql.exec("DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND status = 0", userId, key);
   }
 
-  private async scheduleForward() {
-    if (this.forwardScheduled) return;
-    this.forwardScheduled = true;
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + FORWARD_DELAY_MS);
-  }
-
-  /** Forwards committed records to D1 through the queue; a failure throws, and the runtime retries the alarm. */
+  /** Forwards committed records to D1 through the queue, and forgets expired Idempotency-Keys. */
   override async alarm(): Promise<void> {
-    this.forwardScheduled = false;
-    const rows = this.sql
-      .exec<{ id: number; batch: string }>("SELECT id, batch FROM outbox ORDER BY id LIMIT ?", FORWARD_BATCH)
-      .toArray();
-    if (rows.length > 0) {
-      const merged: RecordBatch = { participations: [], rewards: [], deliveries: [] };
-      let size = 0;
-      let last = 0;
-      for (const row of rows) {
-        // Queue messages are at most 128 KB: stop before a message would pass ~100 KB.
-        if (size > 0 && size + row.batch.length > MAX_MESSAGE_BYTES) break;
-        size += row.batch.length;
-        last = row.id;
-        const b = JSON.parse(row.batch) as RecordBatch;
-        merged.participations.push(...b.participations);
-        merged.rewards.push(...b.rewards);
-        merged.deliveries.push(...b.deliveries);
-      }
-      await this.env.EVENTS.send({ kind: "records", records: merged });
-      this.sql.exec("DELETE FROM outbox WHERE id <= ?", last);
-    }
     this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
-    const left = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
-    if (left > 0) await this.scheduleForward();
+    await this.outbox.forward();
   }
 
   /** Row counts of the ledger's tables (operations, and tests proving a refusal wrote nothing). */
   async stats(): Promise<{ counters: number; locks: number; idempotencyKeys: number; pendingRecords: number }> {
-    const n = (table: string) => this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
-    return { counters: n("counters"), locks: n("locks"), idempotencyKeys: n("idempotency_keys"), pendingRecords: n("outbox") };
+    const n = (table: "counters" | "locks" | "idempotency_keys") =>
+      this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
+    return { counters: n("counters"), locks: n("locks"), idempotencyKeys: n("idempotency_keys"), pendingRecords: this.outbox.pending() };
   }
 
   /** Every lock key and its last holder (operations and tests). */

@@ -1,0 +1,63 @@
+/**
+ * A Durable Object's outbox: rows committed with the object's own transaction, forwarded to the EVENTS queue by an
+ * alarm in messages of at most ~100 KB, deleted only once sent. A failed send throws, and the runtime retries the
+ * alarm, so every row reaches the queue at least once.
+ */
+import type { Env, QueueMessage } from "../src/env";
+
+const MAX_MESSAGE_BYTES = 100_000;
+const ROWS_PER_RUN = 200;
+/** Delay before forwarding, so the rows of a burst share messages. */
+export const FORWARD_DELAY_MS = 200;
+
+export const OUTBOX_TABLE = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL);";
+
+export class Outbox<Item> {
+  private scheduled = false;
+
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly env: Env,
+    /** Builds one queue message from the items it carries. */
+    private readonly message: (items: Item[]) => QueueMessage,
+  ) {}
+
+  /** Adds an item; call inside the transaction that made it true. */
+  add(item: Item) {
+    this.ctx.storage.sql.exec("INSERT INTO outbox (item) VALUES (?)", JSON.stringify(item));
+  }
+
+  /** Makes sure an alarm will forward what was added. */
+  async schedule() {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + FORWARD_DELAY_MS);
+  }
+
+  /** Forwards pending items (the owner's alarm calls this); reschedules while any are left. */
+  async forward() {
+    this.scheduled = false;
+    const rows = this.ctx.storage.sql
+      .exec<{ id: number; item: string }>("SELECT id, item FROM outbox ORDER BY id LIMIT ?", ROWS_PER_RUN)
+      .toArray();
+    let i = 0;
+    while (i < rows.length) {
+      const items: Item[] = [];
+      let size = 0;
+      let last = 0;
+      for (; i < rows.length; i++) {
+        if (size > 0 && size + rows[i]!.item.length > MAX_MESSAGE_BYTES) break;
+        size += rows[i]!.item.length;
+        last = rows[i]!.id;
+        items.push(JSON.parse(rows[i]!.item) as Item);
+      }
+      await this.env.EVENTS.send(this.message(items));
+      this.ctx.storage.sql.exec("DELETE FROM outbox WHERE id <= ?", last);
+    }
+    if (this.pending() > 0) await this.schedule();
+  }
+
+  pending(): number {
+    return this.ctx.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
+  }
+}
