@@ -15,6 +15,7 @@ export default defineConfig({
       miniflare: {
         bindings: {
           JWT_SECRET: "test-secret-0123456789abcdef",
+          ADMIN_TOKEN: "test-operator-token",
           CONFIG_REFRESH_MS: "0",
           ALLOW_CLOCK_OVERRIDE: "true",
           TEST_MIGRATIONS: await readD1Migrations(join(root, "migrations")),

@@ -6,11 +6,14 @@
 import type { Env, QueueMessage } from "../src/env";
 
 const MAX_MESSAGE_BYTES = 100_000;
-const ROWS_PER_RUN = 200;
+/** Rows forwarded per alarm run (then the alarm is set again for the rest). */
+const ROWS_PER_RUN = 5000;
 /** Delay before forwarding, so the rows of a burst share messages. */
 export const FORWARD_DELAY_MS = 200;
 
 export const OUTBOX_TABLE = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL);";
+
+const encoder = new TextEncoder();
 
 export class Outbox<Item> {
   private scheduled = false;
@@ -27,11 +30,14 @@ export class Outbox<Item> {
     this.ctx.storage.sql.exec("INSERT INTO outbox (item) VALUES (?)", JSON.stringify(item));
   }
 
-  /** Makes sure an alarm will forward what was added. */
+  /** Makes sure an alarm will forward what was added (moving a later alarm of the owner's earlier). */
   async schedule() {
     if (this.scheduled) return;
+    const want = Date.now() + FORWARD_DELAY_MS;
+    const at = await this.ctx.storage.getAlarm();
+    if (at === null || at > want) await this.ctx.storage.setAlarm(want);
+    // Only once the alarm is surely set: a failure above leaves the next commit to try again.
     this.scheduled = true;
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + FORWARD_DELAY_MS);
   }
 
   /** Forwards pending items (the owner's alarm calls this); reschedules while any are left. */
@@ -46,8 +52,10 @@ export class Outbox<Item> {
       let size = 0;
       let last = 0;
       for (; i < rows.length; i++) {
-        if (size > 0 && size + rows[i]!.item.length > MAX_MESSAGE_BYTES) break;
-        size += rows[i]!.item.length;
+        // Queue limits are in bytes: count UTF-8 bytes, not characters (Chinese text is 3 bytes a character).
+        const bytes = encoder.encode(rows[i]!.item).byteLength;
+        if (size > 0 && size + bytes > MAX_MESSAGE_BYTES) break;
+        size += bytes;
         last = rows[i]!.id;
         items.push(JSON.parse(rows[i]!.item) as Item);
       }

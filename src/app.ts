@@ -6,6 +6,8 @@ import { registerDocs } from "./routes/docs";
 import { registerHealth } from "./routes/health";
 import { registerMe } from "./routes/me";
 import { registerTasks } from "./routes/tasks";
+import { registerPrizes } from "./routes/prizes";
+import { registerAdminPools } from "./routes/admin-pools";
 
 export const app = createApp();
 
@@ -19,6 +21,8 @@ app.use(async (c, next) => {
 registerHealth(app);
 registerTasks(app);
 registerMe(app);
+registerPrizes(app);
+registerAdminPools(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

@@ -2,11 +2,15 @@
 import { z } from "zod";
 import { AppError } from "./errors";
 import type { AccountLedger } from "../durable-objects/account-ledger";
+import type { PoolEvent, PrizePool } from "../durable-objects/prize-pool";
 import type { RecordBatch } from "./accounts/ledger-plan";
 
 export interface Env {
   DB: D1Database;
   LEDGER: DurableObjectNamespace<AccountLedger>;
+  POOLS: DurableObjectNamespace<PrizePool>;
+  /** Operator token for /v1/admin routes. */
+  ADMIN_TOKEN?: string;
   EVENTS: Queue<QueueMessage>;
   /** HS256 secret for local and test tokens. */
   JWT_SECRET?: string;
@@ -29,6 +33,7 @@ export interface Env {
 export type QueueMessage =
   | { kind: "requests"; records: RequestRecordMessage[] }
   | { kind: "records"; records: RecordBatch }
+  | { kind: "pool-events"; events: PoolEvent[] }
   | { kind: "delivery"; deliveryId: string };
 
 export interface RequestRecordMessage {

@@ -6,6 +6,7 @@ import { resendStale } from "./delivery/outbox";
 import type { Env, QueueMessage } from "./env";
 
 export { AccountLedger } from "../durable-objects/account-ledger";
+export { PrizePool } from "../durable-objects/prize-pool";
 
 export default {
   fetch: app.fetch,

@@ -7,16 +7,19 @@ import { vars, type Env, type Vars } from "../env";
 import { AppError } from "../errors";
 import type { User } from "../engine/run";
 
-let keys: { source: Vars; key: Promise<CryptoKey | JWTVerifyGetKey> } | undefined;
+let keys: { source: Vars; key: CryptoKey | JWTVerifyGetKey } | undefined;
 
-/** The verification key, built once per isolate (a remote JWKS is then fetched and cached by jose). */
-function verificationKey(v: Vars): Promise<CryptoKey | JWTVerifyGetKey> {
+/**
+ * The verification key, kept once built (a remote JWKS is then fetched and cached by jose). Only a finished key
+ * is shared between requests: a request must not wait on another request's pending work.
+ */
+async function verificationKey(v: Vars): Promise<CryptoKey | JWTVerifyGetKey> {
   if (keys?.source === v) return keys.key;
   const key = v.JWKS_URL
-    ? Promise.resolve(createRemoteJWKSet(new URL(v.JWKS_URL)))
+    ? createRemoteJWKSet(new URL(v.JWKS_URL))
     : v.JWKS_JSON
-      ? Promise.resolve(createLocalJWKSet(JSON.parse(v.JWKS_JSON)))
-      : crypto.subtle.importKey("raw", new TextEncoder().encode(v.JWT_SECRET!), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+      ? createLocalJWKSet(JSON.parse(v.JWKS_JSON))
+      : await crypto.subtle.importKey("raw", new TextEncoder().encode(v.JWT_SECRET!), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
   keys = { source: v, key };
   return key;
 }
@@ -37,8 +40,8 @@ export async function authenticate(env: Env, authorization: string | undefined):
     };
     const { payload } =
       typeof key === "function" ? await jwtVerify(m[1]!, key, options) : await jwtVerify(m[1]!, key, options);
-    const sub = payload.sub;
-    if (!sub || sub.length > 128) throw new Error("sub must name the user");
+    const sub: unknown = payload.sub;
+    if (typeof sub !== "string" || sub.length === 0 || sub.length > 128) throw new Error("sub must be the user id, a string of 1-128 characters");
     const groups = Array.isArray(payload.groups) ? payload.groups.filter((g): g is string => typeof g === "string") : [];
     return { id: sub, groups };
   } catch (e) {

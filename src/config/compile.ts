@@ -8,6 +8,7 @@ import { ArgsError, type CompileContext, type Placed } from "../engine/define";
 import * as registry from "../engine/registry";
 import type { ChanceKind, CompiledActivity, CompiledConfig, CompiledRule, CompiledTask } from "./compiled";
 import { parseRule, splitRules } from "./request-rules";
+import type { PoolDefinition } from "../prizes/pool-definition";
 import { isTimeZone, parseActivityTime } from "./time";
 
 export interface ConfigFile {
@@ -67,6 +68,31 @@ const Chance = z
   })
   .strict();
 
+const Tier = z
+  .object({
+    id: Id,
+    name: z.string().min(1),
+    quantity: z.number().int().min(0).max(1_000_000_000),
+    value: z.number().int().min(0),
+    weight: z.number().positive().optional(),
+  })
+  .strict();
+
+const Pool = z
+  .object({
+    probability: z.number().min(0).max(1).default(1),
+    perUserCap: z.number().int().min(1).optional(),
+    claimWithinSeconds: z.number().int().min(1).optional(),
+    curve: z.array(z.number().positive()).min(1).max(1000).default([1]),
+    shards: z.number().int().min(1).max(64).default(1),
+    timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
+    tiers: z
+      .array(Tier)
+      .min(1)
+      .refine((t) => new Set(t.map((x) => x.id)).size === t.length, "tier ids must be unique"),
+  })
+  .strict();
+
 export const ActivityFileSchema = z
   .object({
     id: Id,
@@ -77,6 +103,7 @@ export const ActivityFileSchema = z
       .object({ beginTime: z.string().min(1), endTime: z.string().min(1), message: z.string().min(1).optional() })
       .strict(),
     chances: z.record(Id, Chance).default({}),
+    pools: z.record(Id, Pool).default({}),
     tasks: z.record(Id, Task).refine((t) => Object.keys(t).length > 0, "an activity needs at least one task"),
   })
   .strict();
@@ -123,16 +150,39 @@ class FileCompiler {
     const chances: Record<string, ChanceKind> = {};
     for (const [id, c] of Object.entries(a.chances)) chances[id] = { id, name: c.name ?? id, initial: c.initial, per: c.per };
 
+    const pools: Record<string, PoolDefinition> = {};
+    const namespace = a.account ?? a.id;
+    for (const [id, p] of Object.entries(a.pools)) {
+      const path = ["pools", id, "timeWindow"];
+      const pBegin = p.timeWindow ? this.time(p.timeWindow.beginTime, a.timezone, [...path, "beginTime"]) : begin;
+      const pEnd = p.timeWindow ? this.time(p.timeWindow.endTime, a.timezone, [...path, "endTime"]) : end;
+      if (pBegin === undefined || pEnd === undefined) continue;
+      if (pBegin >= pEnd) this.issue([...path, "endTime"], "endTime must be after beginTime");
+      else if (pBegin < begin || pEnd > end) this.issue(path, "the pool's window must lie inside the activity's timeWindow");
+      pools[id] = {
+        id: `${namespace}:${id}`,
+        begin: pBegin,
+        end: pEnd,
+        curve: p.curve,
+        probability: p.probability,
+        perUserCap: p.perUserCap,
+        claimTtlMs: p.claimWithinSeconds === undefined ? undefined : p.claimWithinSeconds * 1000,
+        tiers: p.tiers,
+        shards: p.shards,
+      };
+    }
+
     const activity: Omit<CompiledActivity, "tasks"> = {
       id: a.id,
       name: a.name,
       file: this.file,
       timezone: a.timezone,
-      namespace: a.account ?? a.id,
+      namespace,
       begin,
       end,
       windowMessage: a.timeWindow.message ?? "This activity is not running now",
       chances,
+      pools,
     };
     const tasks: Record<string, CompiledTask> = {};
     for (const [taskId, t] of Object.entries(a.tasks)) {

@@ -1,5 +1,6 @@
 /** The typed, validated form of task configs that requests run against. Built once per pushed version. */
 import type { RuleCheck } from "./request-rules";
+import type { PoolDefinition } from "../prizes/pool-definition";
 import type { Period } from "./time";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 
@@ -43,6 +44,8 @@ export interface CompiledActivity {
   end: number;
   windowMessage: string;
   chances: Record<string, ChanceKind>;
+  /** Prize pools by their id in the file; each definition carries its global id `<namespace>:<pool>`. */
+  pools: Record<string, PoolDefinition>;
   tasks: Record<string, CompiledTask>;
 }
 

@@ -39,14 +39,15 @@ export async function activeVersion(db: DrizzleD1Database): Promise<string | und
 }
 
 let current: { config: CompiledConfig; checkedAt: number } | undefined;
-let refreshing: Promise<CompiledConfig> | undefined;
 
-/** The compiled active config, at most CONFIG_REFRESH_MS old. */
+/**
+ * The compiled active config, at most CONFIG_REFRESH_MS old. Requests never wait on another request's pending
+ * refresh (the runtime cancels a request that awaits I/O begun by another), so each stale one checks for itself.
+ */
 export async function activeConfig(env: Env): Promise<CompiledConfig> {
   const age = current ? Date.now() - current.checkedAt : -1;
   if (current && age >= 0 && age < vars(env).CONFIG_REFRESH_MS) return current.config;
-  refreshing ??= refresh(env).finally(() => (refreshing = undefined));
-  return refreshing;
+  return refresh(env);
 }
 
 async function refresh(env: Env): Promise<CompiledConfig> {

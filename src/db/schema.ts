@@ -77,3 +77,14 @@ export const couponWallet = sqliteTable("coupon_wallet", {
   channel: text("channel").notNull(),
   createdAt: integer("created_at").notNull(),
 });
+
+export const prizeDraws = sqliteTable("prize_draws", {
+  id: text("id").primaryKey(),
+  poolId: text("pool_id").notNull(),
+  shard: integer("shard").notNull(),
+  userId: text("user_id").notNull(),
+  outcome: text("outcome").notNull(),
+  tierId: text("tier_id"),
+  value: integer("value").notNull(),
+  at: integer("at").notNull(),
+});

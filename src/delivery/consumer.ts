@@ -5,7 +5,8 @@
  */
 import { eq } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
-import { couponWallet, deliveries, participations, requestRecords, rewardRecords } from "../db/schema";
+import { couponWallet, deliveries, participations, prizeDraws, requestRecords, rewardRecords } from "../db/schema";
+import type { PoolEvent } from "../../durable-objects/prize-pool";
 import type { RecordBatch } from "../accounts/ledger-plan";
 import { vars, type Env, type QueueMessage } from "../env";
 import type { DeliveryTarget } from "./outbox";
@@ -42,6 +43,16 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
     }
   }
   for (const m of batch.messages) {
+    if (m.body.kind !== "pool-events") continue;
+    try {
+      await storePoolEvents(db, m.body.events);
+      m.ack();
+    } catch (e) {
+      console.error(JSON.stringify({ message: "pool events not stored; retrying", error: String(e) }));
+      m.retry({ delaySeconds: 2 });
+    }
+  }
+  for (const m of batch.messages) {
     if (m.body.kind !== "delivery") continue;
     const retryIn = await deliver(db, env, m.body.deliveryId);
     if (retryIn === undefined) m.ack();
@@ -71,6 +82,22 @@ async function storeRecords(db: DrizzleD1Database, env: Env, r: RecordBatch) {
   await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
   if (r.deliveries.length > 0) {
     await env.EVENTS.sendBatch(r.deliveries.map((d) => ({ body: { kind: "delivery" as const, deliveryId: d.id } })));
+  }
+}
+
+/**
+ * Draw records (idempotent by id) and prize status changes into D1. A claim or expiry can arrive before the
+ * ledger has forwarded the prize's reward record: then the message is retried until that record is there.
+ * (A cancelled prize's run was refused, so it has no reward record to update.)
+ */
+async function storePoolEvents(db: DrizzleD1Database, events: PoolEvent[]) {
+  const draws = events.flatMap((e) => ("draw" in e ? [e.draw] : []));
+  const inserts = chunks(draws, 8).map((rows) => db.insert(prizeDraws).values(rows).onConflictDoNothing());
+  if (inserts.length > 0) await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
+  for (const e of events) {
+    if (!("update" in e) || e.update.status === "cancelled") continue;
+    const result = await db.update(rewardRecords).set({ status: e.update.status }).where(eq(rewardRecords.id, e.update.grantId)).run();
+    if (result.meta.changes === 0) throw new Error(`reward record ${e.update.grantId} not in D1 yet`);
   }
 }
 

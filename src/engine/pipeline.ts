@@ -74,6 +74,10 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     return result;
   } catch (e) {
     outcome = e instanceof AppError ? e.code : "INTERNAL";
+    const compensations = run.plan.compensations.map((undo) =>
+      undo().catch((err) => console.error(JSON.stringify({ message: "compensation failed", requestId: req.requestId, error: String(err) }))),
+    );
+    await Promise.all(compensations);
     throw e;
   } finally {
     const record: RequestRecordMessage = {

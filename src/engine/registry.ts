@@ -10,7 +10,8 @@ import { notify } from "./commands/notify";
 import { chancesReward } from "./rewards/chances";
 import { redPacket } from "./rewards/red-packet";
 import { coupon } from "./rewards/coupon";
+import { lottery } from "./rewards/lottery";
 
 export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances];
 export const commands: CommandDefinition<any, any>[] = [log, notify];
-export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon];
+export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon, lottery];

@@ -23,6 +23,8 @@ export class CommitPlan {
   readonly counters: CounterChange[] = [];
   /** Records forwarded to D1 once committed. */
   readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
+  /** Undo of what was taken from another single writer before the commit (a prize drawn), run if the run fails. */
+  readonly compensations: (() => Promise<unknown>)[] = [];
 }
 
 export interface TaskRunInit {
@@ -80,8 +82,8 @@ export class TaskRun {
   }
 
   /** Plans the reward record of a grant and returns its id (derived from the request id: one grant per slot). */
-  recordGrant(grant: { type: string; amount: number; detail: Record<string, unknown>; status: "granted" | "pending" }) {
-    const id = `g_${this.init.requestId}_${this.rewards.length}`;
+  recordGrant(grant: { id?: string; type: string; amount: number; detail: Record<string, unknown>; status: "granted" | "pending" }) {
+    const id = grant.id ?? this.grantId();
     this.plan.records.rewards.push({
       id,
       requestId: this.init.requestId,
@@ -97,6 +99,11 @@ export class TaskRun {
       createdAt: this.now,
     });
     return id;
+  }
+
+  /** The id of the reward being granted now (one per reward slot of the request). */
+  grantId(): string {
+    return `g_${this.init.requestId}_${this.rewards.length}`;
   }
 
   /** A uniform random number in [0, 1) from the platform's CSPRNG (draws must not be predictable). */

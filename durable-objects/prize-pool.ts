@@ -1,0 +1,308 @@
+/**
+ * One shard of a prize pool (seed 003's 奖池): the single writer of its tiers' counts and of the prizes drawn from
+ * it. Units are released along the pool's schedule (src/prizes/schedule.ts, a formula: no row per unit); a draw
+ * takes a released, unissued unit, so at every instant issued ≤ released and a spike cannot empty the pool early.
+ * Unclaimed prizes go back to the pool at their claim deadline (an alarm). Draws and status changes are forwarded
+ * to D1 through the queue.
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../src/env";
+import {
+  shardShare,
+  type ClaimOutcome,
+  type DrawOutcome,
+  type DrawRecord,
+  type PoolDefinition,
+  type PoolStats,
+  type TierState,
+} from "../src/prizes/pool-definition";
+import { rebase, released, type Window } from "../src/prizes/schedule";
+import { Outbox, OUTBOX_TABLE } from "./outbox";
+
+export type PoolEvent = { draw: DrawRecord } | { update: { grantId: string; status: "claimed" | "expired" | "cancelled" } };
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS tiers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, value INTEGER NOT NULL, weight REAL, segments TEXT NOT NULL,
+    quantity INTEGER NOT NULL, drawn INTEGER NOT NULL DEFAULT 0, claimed INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0);
+  CREATE TABLE IF NOT EXISTS grants (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, tier_id TEXT NOT NULL, drawn_at INTEGER NOT NULL,
+    expires_at INTEGER, status TEXT NOT NULL);
+  CREATE INDEX IF NOT EXISTS grants_by_user ON grants (user_id, status);
+  CREATE INDEX IF NOT EXISTS grants_to_expire ON grants (status, expires_at);
+  ${OUTBOX_TABLE}`;
+
+type TierRow = {
+  id: string;
+  name: string;
+  value: number;
+  weight: number | null;
+  segments: string;
+  quantity: number;
+  drawn: number;
+  claimed: number;
+  expired: number;
+  cancelled: number;
+};
+
+export class PrizePool extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  private readonly outbox: Outbox<PoolEvent>;
+  private definition: (PoolDefinition & { shard: number }) | undefined;
+  private status: "open" | "closed" = "open";
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.outbox = new Outbox<PoolEvent>(ctx, env, (events) => ({ kind: "pool-events", events }));
+    ctx.blockConcurrencyWhile(async () => {
+      this.sql.exec(SCHEMA);
+      const meta = Object.fromEntries(this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM meta").toArray().map((r) => [r.k, r.v]));
+      if (meta.definition) this.definition = JSON.parse(meta.definition);
+      if (meta.status === "closed") this.status = "closed";
+    });
+  }
+
+  /** Creates this shard from the pool's definition; a shard that exists keeps its state. True when created. */
+  async define(def: PoolDefinition, shard: number): Promise<boolean> {
+    if (this.definition) return false;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("INSERT INTO meta (k, v) VALUES ('definition', ?), ('status', 'open')", JSON.stringify({ ...def, shard }));
+      for (const t of def.tiers) {
+        const quantity = shardShare(t.quantity, def.shards, shard);
+        const segments = [{ from: def.begin, base: 0, units: quantity }];
+        this.sql.exec(
+          "INSERT INTO tiers (id, name, value, weight, segments, quantity) VALUES (?, ?, ?, ?, ?, ?)",
+          t.id,
+          t.name,
+          t.value,
+          t.weight ?? null,
+          JSON.stringify(segments),
+          quantity,
+        );
+      }
+    });
+    this.definition = { ...def, shard };
+    return true;
+  }
+
+  private get window(): Window {
+    const d = this.definition!;
+    return { begin: d.begin, end: d.end, curve: d.curve };
+  }
+
+  private tiers(): TierState[] {
+    return this.sql
+      .exec<TierRow>("SELECT * FROM tiers ORDER BY rowid")
+      .toArray()
+      .map((r) => ({ ...r, segments: JSON.parse(r.segments) }));
+  }
+
+  private userWins(userId: string): number {
+    return this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM grants WHERE user_id = ? AND status IN ('issued', 'claimed')", userId).one().n;
+  }
+
+  /**
+   * One draw for a user at `now`. The win probability is rolled here unless the caller already rolled it (a
+   * second shard after an empty one); `priorWins` carries the user's wins on the shard tried first.
+   */
+  async draw(
+    def: PoolDefinition,
+    shard: number,
+    draw: { grantId: string; userId: string; now: number; rolled?: boolean; priorWins?: number; last: boolean },
+  ): Promise<DrawOutcome> {
+    if (!this.definition) await this.define(def, shard);
+    const d = this.definition!;
+    // The shard is part of the prize id, so a claim finds its shard without a lookup.
+    const req = { ...draw, grantId: `${draw.grantId}~${d.shard}` };
+    const wins = this.userWins(req.userId) + (req.priorWins ?? 0);
+    const refuse = (outcome: "missed" | "empty" | "capped" | "closed" | "not-open"): DrawOutcome => {
+      if (outcome !== "empty" || req.last) this.record(req, outcome, null, 0);
+      return { outcome, userWins: wins };
+    };
+    if (this.status === "closed") return refuse("closed");
+    if (req.now < d.begin || req.now > d.end) return refuse("not-open");
+    if (d.perUserCap !== undefined && wins >= d.perUserCap) return refuse("capped");
+    if (!req.rolled && !(random() < d.probability)) return refuse("missed");
+
+    const w = this.window;
+    const open = this.tiers()
+      .map((t) => ({ t, available: released(w, t.segments, req.now) - (t.drawn - t.expired - t.cancelled) }))
+      .filter((x) => x.available > 0);
+    if (open.length === 0) return refuse("empty");
+    const weights = open.map((x) => x.t.weight ?? x.available);
+    let r = random() * weights.reduce((s, x) => s + x, 0);
+    let chosen = open[open.length - 1]!.t;
+    for (let i = 0; i < open.length; i++) {
+      r -= weights[i]!;
+      if (r < 0) {
+        chosen = open[i]!.t;
+        break;
+      }
+    }
+    const expiresAt = d.claimTtlMs ? req.now + d.claimTtlMs : null;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec(
+        "INSERT INTO grants (id, user_id, tier_id, drawn_at, expires_at, status) VALUES (?, ?, ?, ?, ?, 'issued')",
+        req.grantId,
+        req.userId,
+        chosen.id,
+        req.now,
+        expiresAt,
+      );
+      this.sql.exec("UPDATE tiers SET drawn = drawn + 1 WHERE id = ?", chosen.id);
+      this.record(req, "won", chosen.id, chosen.value);
+    });
+    await this.outbox.schedule();
+    if (expiresAt !== null) await this.scheduleExpiry(expiresAt);
+    return { outcome: "won", grantId: req.grantId, tierId: chosen.id, tierName: chosen.name, value: chosen.value, expiresAt, shard: d.shard };
+  }
+
+  private record(req: { grantId: string; userId: string; now: number }, outcome: string, tierId: string | null, value: number) {
+    this.outbox.add({
+      draw: { id: req.grantId, poolId: this.definition!.id, shard: this.definition!.shard, userId: req.userId, outcome, tierId, value, at: req.now },
+    });
+    void this.outbox.schedule();
+  }
+
+  /** The winner claims a prize before its deadline; anyone else, or a second claim, is refused. */
+  async claim(grantId: string, userId: string, now: number): Promise<ClaimOutcome> {
+    const g = this.sql
+      .exec<{ user_id: string; tier_id: string; status: string; expires_at: number | null }>(
+        "SELECT user_id, tier_id, status, expires_at FROM grants WHERE id = ?",
+        grantId,
+      )
+      .toArray()[0];
+    if (!g) return "not-found";
+    if (g.user_id !== userId) return "not-yours";
+    if (g.status === "claimed") return "already-claimed";
+    if (g.status !== "issued") return "expired";
+    if (g.expires_at !== null && now > g.expires_at) {
+      this.expire(grantId, g.tier_id);
+      await this.outbox.schedule();
+      return "expired";
+    }
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE grants SET status = 'claimed' WHERE id = ?", grantId);
+      this.sql.exec("UPDATE tiers SET claimed = claimed + 1 WHERE id = ?", g.tier_id);
+      this.outbox.add({ update: { grantId, status: "claimed" } });
+    });
+    await this.outbox.schedule();
+    return "claimed";
+  }
+
+  /** Takes back a prize whose task run was refused after the draw (the unit returns to the pool). */
+  async cancel(grantId: string): Promise<boolean> {
+    const g = this.sql.exec<{ tier_id: string }>("SELECT tier_id FROM grants WHERE id = ? AND status = 'issued'", grantId).toArray()[0];
+    if (!g) return false;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE grants SET status = 'cancelled' WHERE id = ?", grantId);
+      this.sql.exec("UPDATE tiers SET cancelled = cancelled + 1 WHERE id = ?", g.tier_id);
+      this.outbox.add({ update: { grantId, status: "cancelled" } });
+    });
+    await this.outbox.schedule();
+    return true;
+  }
+
+  private expire(grantId: string, tierId: string) {
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE grants SET status = 'expired' WHERE id = ?", grantId);
+      this.sql.exec("UPDATE tiers SET expired = expired + 1 WHERE id = ?", tierId);
+      this.outbox.add({ update: { grantId, status: "expired" } });
+    });
+  }
+
+  /** Returns every unclaimed prize whose deadline passed by `now` to the pool; the count. */
+  async expireDue(now: number): Promise<number> {
+    const due = this.sql
+      .exec<{ id: string; tier_id: string }>("SELECT id, tier_id FROM grants WHERE status = 'issued' AND expires_at <= ? LIMIT 1000", now)
+      .toArray();
+    for (const g of due) this.expire(g.id, g.tier_id);
+    if (due.length > 0) await this.outbox.schedule();
+    return due.length;
+  }
+
+  private async scheduleExpiry(at: number) {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
+  override async alarm(): Promise<void> {
+    await this.expireDue(Date.now());
+    await this.outbox.forward();
+    const next = this.sql
+      .exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM grants WHERE status = 'issued' AND expires_at IS NOT NULL")
+      .one().at;
+    if (next !== null) await this.scheduleExpiry(Math.max(next, Date.now() + 1000));
+  }
+
+  /** Adds (quantity > 0) or withdraws (< 0) units of a tier at `now`, spread over the rest of the window. */
+  async adjust(tierId: string, delta: number, now: number): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const d = this.definition!;
+    if (now >= d.end) return { ok: false, reason: "the pool's window is over" };
+    const tier = this.tiers().find((t) => t.id === tierId);
+    if (!tier) return { ok: false, reason: `no tier '${tierId}'` };
+    const w = this.window;
+    const at = Math.max(now, d.begin);
+    const unreleased = tier.quantity - released(w, tier.segments, at);
+    if (delta < 0 && -delta > unreleased) return { ok: false, reason: `only ${unreleased} units of '${tierId}' are not released yet` };
+    const segment = rebase(w, tier.segments, tier.quantity, delta, at);
+    const segments = [...tier.segments.filter((s) => s.from < at), segment];
+    this.sql.exec("UPDATE tiers SET segments = ?, quantity = quantity + ? WHERE id = ?", JSON.stringify(segments), delta, tierId);
+    return { ok: true };
+  }
+
+  async close(): Promise<void> {
+    this.sql.exec("INSERT INTO meta (k, v) VALUES ('status', 'closed') ON CONFLICT (k) DO UPDATE SET v = 'closed'");
+    this.status = "closed";
+  }
+
+  async stats(now: number): Promise<PoolStats> {
+    const d = this.definition!;
+    const w = this.window;
+    const tiers = this.tiers();
+    const schedule = Array.from({ length: 11 }, (_, i) => {
+      const at = Math.round(d.begin + ((d.end - d.begin) * i) / 10);
+      return {
+        at,
+        released: tiers.reduce((s, t) => s + released(w, t.segments, at), 0),
+        issued: this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM grants WHERE drawn_at <= ? AND status != 'cancelled'", at).one().n,
+      };
+    });
+    return {
+      id: d.id,
+      status: this.status,
+      at: now,
+      tiers: tiers.map((t) => {
+        const issued = t.drawn - t.expired - t.cancelled;
+        return {
+          id: t.id,
+          name: t.name,
+          value: t.value,
+          quantity: t.quantity,
+          released: released(w, t.segments, now),
+          issued,
+          claimed: t.claimed,
+          expired: t.expired,
+          cancelled: t.cancelled,
+          outstanding: issued - t.claimed,
+          remaining: t.quantity - issued,
+        };
+      }),
+      schedule,
+    };
+  }
+
+  /** Bytes of this shard's stored state, for the memory benchmark. */
+  async storedBytes(): Promise<number> {
+    return this.ctx.storage.sql.databaseSize;
+  }
+}
+
+function random(): number {
+  const buf = new Uint32Array(1);
+  crypto.getRandomValues(buf);
+  return buf[0]! / 2 ** 32;
+}

@@ -1,0 +1,38 @@
+/** Lottery: draws a prize from one of the activity's prize pools (seed 003's 奖池). */
+import { z } from "zod";
+import { cancelPrize, drawPrize, prizeIdPrefix } from "../../prizes/pools";
+import { ArgsError, defineReward } from "../define";
+
+export const lottery = defineReward({
+  code: "lottery",
+  description:
+    "Draws from a prize pool declared under the activity's `pools`. The pool rolls its win probability, then takes " +
+    "a released, unissued unit (tier by weight among those available), so prizes are spread over the window and a " +
+    "spike cannot empty the pool early. A prize is claimed with POST /v1/prizes/{grantId}/claim before the pool's " +
+    "claim deadline. Outcomes that give nothing: MISSED, EMPTY (nothing released now), CAPPED (per-user cap), " +
+    "CLOSED, NOT-OPEN. If the run is refused after the draw, the prize goes back to the pool.",
+  args: z.object({ pool: z.string().min(1) }).strict(),
+  example: { pool: "main" },
+  prepare(args, { activity }) {
+    const pool = activity.pools[args.pool];
+    if (!pool) {
+      throw new ArgsError(`unknown pool '${args.pool}'; declared: ${Object.keys(activity.pools).join(", ") || "none"}`, ["pool"]);
+    }
+    return { name: args.pool, pool };
+  },
+  async grant(run, { name, pool }) {
+    const user = run.requireUser();
+    const drawId = run.grantId().slice(2); // `<request id>_<slot>`
+    const out = await drawPrize(run.init.env, pool, {
+      grantId: prizeIdPrefix(run.activity.namespace, name, drawId),
+      userId: user.id,
+      now: run.now,
+    });
+    if (out.outcome !== "won") return { type: "lottery", granted: false, reason: out.outcome.toUpperCase() };
+    run.plan.compensations.push(() => cancelPrize(run.init.env, out.grantId));
+    const claimBy = out.expiresAt === null ? null : new Date(out.expiresAt).toISOString();
+    const detail = { pool: name, tier: out.tierId, tierName: out.tierName, claimBy };
+    const grantId = run.recordGrant({ id: out.grantId, type: "lottery", amount: out.value, detail, status: "granted" });
+    return { type: "lottery", granted: true, grantId, amount: out.value, ...detail };
+  },
+});

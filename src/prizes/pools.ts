@@ -1,0 +1,44 @@
+/** Draws and claims against a (possibly sharded) prize pool: which shard, and one more when it is empty. */
+import type { Env } from "../env";
+import type { ClaimOutcome, DrawOutcome, PoolDefinition } from "./pool-definition";
+
+export function poolShard(env: Env, poolId: string, shard: number) {
+  return env.POOLS.get(env.POOLS.idFromName(`${poolId}#${shard}`));
+}
+
+/** A user's home shard: a stable hash, so the per-user cap is counted where the user's wins are. */
+export function homeShard(userId: string, shards: number): number {
+  let h = 2166136261;
+  for (let i = 0; i < userId.length; i++) h = Math.imul(h ^ userId.charCodeAt(i), 16777619);
+  return (h >>> 0) % shards;
+}
+
+/** Draws from the user's home shard, then (if it has nothing released) from the next one, never more. */
+export async function drawPrize(env: Env, def: PoolDefinition, draw: { grantId: string; userId: string; now: number }): Promise<DrawOutcome> {
+  const home = homeShard(draw.userId, def.shards);
+  const first = await poolShard(env, def.id, home).draw(def, home, { ...draw, last: def.shards === 1 });
+  if (first.outcome !== "empty" || def.shards === 1) return first;
+  const next = (home + 1) % def.shards;
+  return poolShard(env, def.id, next).draw(def, next, { ...draw, rolled: true, priorWins: first.userWins, last: true });
+}
+
+/** The pool and shard a prize id names: `pz~<namespace>~<pool>~<draw>~<shard>`. */
+export function parsePrizeId(grantId: string): { poolId: string; shard: number } | undefined {
+  const m = /^pz~([A-Za-z0-9_-]+)~([A-Za-z0-9_-]+)~[A-Za-z0-9_-]+~(\d{1,3})$/.exec(grantId);
+  return m ? { poolId: `${m[1]}:${m[2]}`, shard: Number(m[3]) } : undefined;
+}
+
+export function prizeIdPrefix(namespace: string, pool: string, drawId: string): string {
+  return `pz~${namespace}~${pool}~${drawId}`;
+}
+
+export async function claimPrize(env: Env, grantId: string, userId: string, now: number): Promise<ClaimOutcome> {
+  const at = parsePrizeId(grantId);
+  if (!at) return "not-found";
+  return poolShard(env, at.poolId, at.shard).claim(grantId, userId, now);
+}
+
+export async function cancelPrize(env: Env, grantId: string): Promise<boolean> {
+  const at = parsePrizeId(grantId);
+  return at ? poolShard(env, at.poolId, at.shard).cancel(grantId) : false;
+}

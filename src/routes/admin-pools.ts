@@ -1,0 +1,132 @@
+/**
+ * Operator API for prize pools declared in task configs: create (set up every shard ahead of traffic), read stats,
+ * replenish, withdraw, close. Needs `Authorization: Bearer <ADMIN_TOKEN>`; consumer tokens never match it.
+ */
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import { activeConfig } from "../config/store";
+import { AppError } from "../errors";
+import { errorResponse, IdSchema, type AppEnv } from "../http";
+import type { PoolDefinition, PoolStats, TierStats } from "../prizes/pool-definition";
+import { shardShare } from "../prizes/pool-definition";
+import { poolShard } from "../prizes/pools";
+
+const requireOperator: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const expected = c.env.ADMIN_TOKEN;
+  if (!expected) throw new AppError("UNAVAILABLE", "the admin API is disabled: set ADMIN_TOKEN");
+  const given = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+  const a = new TextEncoder().encode(given);
+  const b = new TextEncoder().encode(expected);
+  if (a.byteLength !== b.byteLength || !crypto.subtle.timingSafeEqual(a, b)) {
+    throw new AppError("UNAUTHENTICATED", "an operator token is required");
+  }
+  await next();
+};
+
+const params = z.object({ activityId: IdSchema, poolId: IdSchema.openapi({ example: "main" }) });
+const TierStatsSchema = z.object({
+  id: z.string(), name: z.string(), value: z.number().int(), quantity: z.number().int(), released: z.number().int(),
+  issued: z.number().int(), claimed: z.number().int(), expired: z.number().int(), cancelled: z.number().int(),
+  outstanding: z.number().int(), remaining: z.number().int(),
+});
+const StatsSchema = z
+  .object({
+    ok: z.literal(true),
+    pool: z.string(),
+    status: z.enum(["open", "closed"]),
+    at: z.string(),
+    tiers: z.array(TierStatsSchema),
+    schedule: z.array(z.object({ at: z.string(), released: z.number().int(), issued: z.number().int() })),
+  })
+  .openapi("PoolStats");
+const AdjustSchema = z.object({ tier: IdSchema, quantity: z.number().int().min(1).max(1_000_000_000) }).openapi("PoolAdjustment");
+const errors = {
+  400: errorResponse("INVALID_PARAMS"),
+  401: errorResponse("UNAUTHENTICATED: missing or wrong operator token"),
+  404: errorResponse("NOT_FOUND: no such activity or pool"),
+  503: errorResponse("UNAVAILABLE: ADMIN_TOKEN is not set"),
+};
+const statsResponse = { 200: { description: "The pool's statistics", content: { "application/json": { schema: StatsSchema } } }, ...errors };
+
+const path = "/v1/admin/activities/{activityId}/pools/{poolId}";
+const routes = {
+  create: createRoute({ method: "post", path, tags: ["Admin"], summary: "Create a declared pool's shards now", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
+  stats: createRoute({ method: "get", path, tags: ["Admin"], summary: "Pool statistics per tier, and the schedule beside what happened", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
+  replenish: createRoute({ method: "post", path: `${path}/replenish`, tags: ["Admin"], summary: "Add units, spread over the rest of the window", security: [{ operator: [] }], request: { params, body: { content: { "application/json": { schema: AdjustSchema } } } }, responses: statsResponse }),
+  withdraw: createRoute({ method: "post", path: `${path}/withdraw`, tags: ["Admin"], summary: "Take back units not released yet", security: [{ operator: [] }], request: { params, body: { content: { "application/json": { schema: AdjustSchema } } } }, responses: statsResponse }),
+  close: createRoute({ method: "post", path: `${path}/close`, tags: ["Admin"], summary: "Close the pool: no more draws", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
+};
+
+async function findPool(env: AppEnv["Bindings"], activityId: string, poolId: string): Promise<PoolDefinition> {
+  const activity = (await activeConfig(env)).activities.get(activityId);
+  const pool = activity?.pools[poolId];
+  if (!pool) throw new AppError("NOT_FOUND", `no pool '${poolId}' in activity '${activityId}'`);
+  return pool;
+}
+
+const shards = (env: AppEnv["Bindings"], def: PoolDefinition) =>
+  Array.from({ length: def.shards }, (_, i) => ({ i, stub: poolShard(env, def.id, i) }));
+
+/** Every shard's statistics added up. */
+async function poolStats(env: AppEnv["Bindings"], def: PoolDefinition, now: number) {
+  const all: PoolStats[] = await Promise.all(shards(env, def).map(async ({ i, stub }) => (await stub.define(def, i), stub.stats(now))));
+  const tiers: TierStats[] = all[0]!.tiers.map((t, k) => {
+    const sum = (f: keyof TierStats) => all.reduce((s, p) => s + (p.tiers[k]![f] as number), 0);
+    return { ...t, quantity: sum("quantity"), released: sum("released"), issued: sum("issued"), claimed: sum("claimed"), expired: sum("expired"), cancelled: sum("cancelled"), outstanding: sum("outstanding"), remaining: sum("remaining") };
+  });
+  return {
+    ok: true as const,
+    pool: def.id,
+    status: all.some((p) => p.status === "open") ? ("open" as const) : ("closed" as const),
+    at: new Date(now).toISOString(),
+    tiers,
+    schedule: all[0]!.schedule.map((s, k) => ({
+      at: new Date(s.at).toISOString(),
+      released: all.reduce((n, p) => n + p.schedule[k]!.released, 0),
+      issued: all.reduce((n, p) => n + p.schedule[k]!.issued, 0),
+    })),
+  };
+}
+
+export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
+  app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
+  app.use("/v1/admin/*", requireOperator);
+
+  app.openapi(routes.create, async (c) => {
+    const { activityId, poolId } = c.req.valid("param");
+    const def = await findPool(c.env, activityId, poolId);
+    return c.json(await poolStats(c.env, def, c.get("now")), 200);
+  });
+  app.openapi(routes.stats, async (c) => {
+    const { activityId, poolId } = c.req.valid("param");
+    return c.json(await poolStats(c.env, await findPool(c.env, activityId, poolId), c.get("now")), 200);
+  });
+  for (const [route, sign] of [[routes.replenish, 1], [routes.withdraw, -1]] as const) {
+    app.openapi(route, async (c) => {
+      const { activityId, poolId } = c.req.valid("param");
+      const { tier, quantity } = c.req.valid("json");
+      const def = await findPool(c.env, activityId, poolId);
+      const now = c.get("now");
+      const parts = shards(c.env, def).map(({ i, stub }) => ({ i, stub, n: shardShare(quantity, def.shards, i) }));
+      // Check every shard can take its part before changing any, so a refused withdrawal changes nothing.
+      const before = await poolStats(c.env, def, now);
+      const t = before.tiers.find((x) => x.id === tier);
+      if (!t) throw new AppError("INVALID_PARAMS", `pool '${poolId}' has no tier '${tier}'`);
+      if (sign < 0 && quantity > t.quantity - t.released) {
+        throw new AppError("INVALID_PARAMS", `only ${t.quantity - t.released} units of '${tier}' are not released yet`);
+      }
+      for (const p of parts) {
+        if (p.n === 0) continue;
+        const r = await p.stub.adjust(tier, sign * p.n, now);
+        if (!r.ok) throw new AppError("INVALID_PARAMS", r.reason);
+      }
+      return c.json(await poolStats(c.env, def, now), 200);
+    });
+  }
+  app.openapi(routes.close, async (c) => {
+    const { activityId, poolId } = c.req.valid("param");
+    const def = await findPool(c.env, activityId, poolId);
+    await Promise.all(shards(c.env, def).map(async ({ i, stub }) => (await stub.define(def, i), stub.close())));
+    return c.json(await poolStats(c.env, def, c.get("now")), 200);
+  });
+}

@@ -1,0 +1,53 @@
+/** POST /v1/prizes/{grantId}/claim: the winner claims a prize drawn from a pool, once, before its deadline. */
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { authenticate } from "../auth/token";
+import { activeConfig } from "../config/store";
+import { AppError } from "../errors";
+import { errorResponse, type AppEnv } from "../http";
+import { claimPrize, parsePrizeId } from "../prizes/pools";
+
+const route = createRoute({
+  method: "post",
+  path: "/v1/prizes/{grantId}/claim",
+  tags: ["Prizes"],
+  summary: "Claim a prize won in a lottery",
+  security: [{ bearer: [] }],
+  request: { params: z.object({ grantId: z.string().max(300).openapi({ example: "pz~double11-2026~main~1f0c…_0~0" }) }) },
+  responses: {
+    200: {
+      description: "Claimed",
+      content: { "application/json": { schema: z.object({ ok: z.literal(true), requestId: z.string(), grantId: z.string(), status: z.literal("claimed") }).openapi("Claim") } },
+    },
+    401: errorResponse("UNAUTHENTICATED"),
+    403: errorResponse("FORBIDDEN: the prize is another user's"),
+    404: errorResponse("NOT_FOUND: no such prize"),
+    409: errorResponse("ALREADY_CLAIMED"),
+    410: errorResponse("CLAIM_EXPIRED: the claim deadline passed; the prize went back to the pool"),
+  },
+});
+
+export function registerPrizes(app: OpenAPIHono<AppEnv>) {
+  app.openapi(route, async (c) => {
+    const user = await authenticate(c.env, c.req.header("authorization"));
+    if (!user) throw new AppError("UNAUTHENTICATED", "sign in to claim a prize");
+    const { grantId } = c.req.valid("param");
+    const at = parsePrizeId(grantId);
+    // Only pools of the active config are asked: a made-up id never reaches (or creates) a pool object.
+    const config = await activeConfig(c.env);
+    const known = at && [...config.activities.values()].some((a) => Object.values(a.pools).some((p) => p.id === at.poolId && at.shard < p.shards));
+    if (!known) throw new AppError("NOT_FOUND", "no such prize");
+    const outcome = await claimPrize(c.env, grantId, user.id, c.get("now"));
+    switch (outcome) {
+      case "claimed":
+        return c.json({ ok: true as const, requestId: c.get("requestId"), grantId, status: "claimed" as const }, 200);
+      case "not-found":
+        throw new AppError("NOT_FOUND", "no such prize");
+      case "not-yours":
+        throw new AppError("FORBIDDEN", "this prize was won by someone else");
+      case "already-claimed":
+        throw new AppError("ALREADY_CLAIMED", "this prize has already been claimed");
+      case "expired":
+        throw new AppError("CLAIM_EXPIRED", "the claim deadline has passed");
+    }
+  });
+}

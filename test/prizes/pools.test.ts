@@ -1,0 +1,182 @@
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { call, counter, pushConfigs, records, rows, runTask } from "../helpers";
+
+// The pool's window: one day in UTC. Draws replay it with X-Fanfare-Now.
+const BEGIN = Date.parse("2026-11-11T00:00:00Z");
+const END = Date.parse("2026-11-12T00:00:00Z");
+const at = (fraction: number) => new Date(BEGIN + (END - BEGIN) * fraction).toISOString();
+
+const pools = `
+id: prizes
+name: Prize pools
+timeWindow: { beginTime: "2026-11-11T00:00:00Z", endTime: "2026-11-12T00:00:00Z" }
+pools:
+  hundred:
+    tiers: [ { id: unit, name: A prize, quantity: 100, value: 500 } ]
+  sharded:
+    shards: 4
+    tiers: [ { id: unit, name: A prize, quantity: 100, value: 500 } ]
+  tiered:
+    probability: 1
+    perUserCap: 1
+    claimWithinSeconds: 3600
+    tiers:
+      - { id: grand, name: Phone, quantity: 2, value: 599900 }
+      - { id: small, name: Coupon, quantity: 20, value: 1000 }
+  spread:
+    tiers: [ { id: unit, name: A prize, quantity: 100, value: 500 } ]
+  refund:
+    tiers: [ { id: unit, name: A prize, quantity: 10, value: 100 } ]
+  never:
+    probability: 0
+    tiers: [ { id: unit, name: Nothing, quantity: 5, value: 1 } ]
+tasks:
+  drawHundred:
+    validator: [login]
+    reward: [ { lottery: { pool: hundred } } ]
+  drawSharded:
+    validator: [login]
+    reward: [ { lottery: { pool: sharded } } ]
+  drawTiered:
+    validator: [login, lock]
+    reward: [ { lottery: { pool: tiered } } ]
+  drawSpread:
+    validator: [login]
+    reward: [ { lottery: { pool: spread } } ]
+  drawNever:
+    validator: [login]
+    reward: [ { lottery: { pool: never } } ]
+  drawThenRefused:
+    validator: [login, { limit: { perUser: 1, message: One draw each } }]
+    reward: [ { lottery: { pool: refund } } ]
+`;
+
+const admin = (path: string, now = at(1)) =>
+  call(`/v1/admin/activities/prizes/pools/${path}`, { method: "GET", headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` }, now });
+
+beforeAll(async () => {
+  await pushConfigs({ "test/pools.yaml": pools });
+});
+
+async function burst(task: string, n: number, now: string) {
+  const statuses: number[] = [];
+  const won: string[] = [];
+  // 10,000 concurrent requests in waves the test runtime can hold open at once.
+  for (let start = 0; start < n; start += 1000) {
+    const wave = await Promise.all(
+      Array.from({ length: Math.min(1000, n - start) }, (_, i) => runTask("prizes", task, { user: `${task}-${start + i}`, now })),
+    );
+    for (const r of wave) {
+      statuses.push(r.status);
+      if (r.json.rewards?.[0]?.granted) won.push(r.json.rewards[0].grantId);
+    }
+  }
+  return { statuses, won };
+}
+
+describe("prize pools", () => {
+  it("issues exactly 100 of a pool of 100 to 10,000 concurrent draws at the end of the window, and records each", async () => {
+    const { statuses, won } = await burst("drawHundred", 10_000, at(1));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect(won).toHaveLength(100);
+    expect(new Set(won).size).toBe(100);
+    expect(await records(100, "SELECT * FROM reward_records WHERE namespace = 'prizes' AND task_id = 'drawHundred'")).toHaveLength(100);
+    await records(10_000, "SELECT id FROM prize_draws WHERE pool_id = 'prizes:hundred'");
+    const draws = await rows("SELECT outcome, count(*) AS n FROM prize_draws WHERE pool_id = 'prizes:hundred' GROUP BY outcome ORDER BY outcome");
+    expect(draws).toEqual([{ outcome: "empty", n: 9_900 }, { outcome: "won", n: 100 }]);
+  }, 120_000);
+
+  it("never issues more than 4 shards of 25 hold, trying at most one more shard", async () => {
+    const { won } = await burst("drawSharded", 10_000, at(1));
+    expect(won).toHaveLength(100);
+    const stats = await admin("sharded");
+    expect(stats.json.tiers[0]).toMatchObject({ quantity: 100, issued: 100, remaining: 0 });
+  }, 120_000);
+
+  it("keeps issued ≤ released at every instant of a front-loaded day", async () => {
+    // 200 draws at each instant; the first ones fall in the first hour of the day.
+    let issued = 0;
+    for (const f of [0.001, 0.01, 0.05, 0.1, 0.2, 0.37, 0.5, 0.75, 0.9, 0.99, 1]) {
+      const { won } = await burst("drawSpread", 200, at(f));
+      issued += won.length;
+      const stats = await admin("spread", at(f));
+      const t = stats.json.tiers[0];
+      expect(t.issued).toBe(issued);
+      expect(t.issued).toBeLessThanOrEqual(t.released);
+      expect(t.released).toBe(Math.floor(100 * f));
+    }
+    expect(issued).toBe(100);
+  }, 120_000);
+
+  it("lets only the winner claim, once, before the deadline", async () => {
+    const draw = await runTask("prizes", "drawTiered", { user: "winner", now: at(1) });
+    const prize = draw.json.rewards[0];
+    expect(prize).toMatchObject({ type: "lottery", granted: true, pool: "tiered", claimBy: new Date(Date.parse(at(1)) + 3_600_000).toISOString() });
+    const url = `/v1/prizes/${prize.grantId}/claim`;
+    expect((await call(url, { user: "thief", now: at(1) })).json.error.code).toBe("FORBIDDEN");
+    const claims = await Promise.all([call(url, { user: "winner", now: at(1) }), call(url, { user: "winner", now: at(1) })]);
+    expect(claims.map((c) => c.status).sort()).toEqual([200, 409]);
+    expect(claims.find((c) => c.status === 409)!.json.error.code).toBe("ALREADY_CLAIMED");
+    await records(1, "SELECT * FROM reward_records WHERE id = ? AND status = 'claimed'", prize.grantId);
+    expect((await call("/v1/prizes/pz~prizes~tiered~nope~0/claim", { user: "winner", now: at(1) })).status).toBe(404);
+    expect((await call("/v1/prizes/pz~prizes~tiered~nope~7/claim", { user: "winner", now: at(1) })).status).toBe(404);
+    expect((await call("/v1/prizes/made-up/claim", { user: "winner", now: at(1) })).status).toBe(404);
+  });
+
+  it("returns an unclaimed prize to the pool at its deadline", async () => {
+    const draw = await runTask("prizes", "drawTiered", { user: "sleepy", now: at(0.5) });
+    const prize = draw.json.rewards[0];
+    const before = (await admin("tiered")).json.tiers.find((t: any) => t.id === prize.tier);
+    const late = await call(`/v1/prizes/${prize.grantId}/claim`, { user: "sleepy", now: at(0.5 + 2 / 24) });
+    expect(late.status).toBe(410);
+    const after = (await admin("tiered")).json.tiers.find((t: any) => t.id === prize.tier);
+    expect(after.expired).toBe(before.expired + 1);
+    expect(after.issued).toBe(before.issued - 1);
+    await records(1, "SELECT * FROM reward_records WHERE id = ? AND status = 'expired'", prize.grantId);
+  });
+
+  it("caps wins per user, and a refused run gives its prize back", async () => {
+    expect((await runTask("prizes", "drawThenRefused", { user: "refused", now: at(1) })).status).toBe(200);
+    const second = await runTask("prizes", "drawThenRefused", { user: "refused", now: at(1) });
+    expect(second.json.error).toEqual({ code: "NOT_ELIGIBLE", message: "One draw each" });
+    expect((await admin("refund")).json.tiers[0]).toMatchObject({ issued: 1, cancelled: 1, remaining: 9 });
+
+    expect((await runTask("prizes", "drawTiered", { user: "capped", now: at(1) })).json.rewards[0].granted).toBe(true);
+    const capped = await runTask("prizes", "drawTiered", { user: "capped", now: at(1) });
+    expect(capped.json.rewards[0]).toEqual({ type: "lottery", granted: false, reason: "CAPPED" });
+  });
+
+  it("records misses", async () => {
+    const miss = await runTask("prizes", "drawNever", { user: "unlucky", now: at(1) });
+    expect(miss.json.rewards[0]).toEqual({ type: "lottery", granted: false, reason: "MISSED" });
+    expect(await records(1, "SELECT outcome FROM prize_draws WHERE user_id = 'unlucky'")).toEqual([{ outcome: "missed" }]);
+  });
+});
+
+describe("the pool admin API", () => {
+  it("needs the operator token", async () => {
+    expect((await call("/v1/admin/activities/prizes/pools/hundred", { method: "GET", now: at(1) })).status).toBe(401);
+    expect((await call("/v1/admin/activities/prizes/pools/hundred", { method: "GET", user: "alice", now: at(1) })).status).toBe(401);
+    expect((await admin("nope")).status).toBe(404);
+  });
+
+  it("replenishes over the rest of the window, withdraws only unreleased units, and closes", async () => {
+    const half = (path: string, body?: unknown) =>
+      call(`/v1/admin/activities/prizes/pools/${path}`, { method: "POST", body, headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` }, now: at(0.5) });
+    const created = await half("never");
+    expect(created.json.tiers[0]).toMatchObject({ quantity: 5, released: 2 });
+    const more = await half("never/replenish", { tier: "unit", quantity: 10 });
+    expect(more.json.tiers[0]).toMatchObject({ quantity: 15, released: 2 });
+    const tooMuch = await half("never/withdraw", { tier: "unit", quantity: 14 });
+    expect(tooMuch.json.error.code).toBe("INVALID_PARAMS");
+    const fewer = await half("never/withdraw", { tier: "unit", quantity: 13 });
+    expect(fewer.json.tiers[0]).toMatchObject({ quantity: 2, released: 2 });
+    expect((await half("never/replenish", { tier: "nope", quantity: 1 })).json.error.code).toBe("INVALID_PARAMS");
+    expect((await half("never/replenish", { tier: "unit", quantity: -1 })).status).toBe(400);
+    const closed = await half("never/close");
+    expect(closed.json.status).toBe("closed");
+    const draw = await runTask("prizes", "drawNever", { user: "after-close", now: at(0.6) });
+    expect(draw.json.rewards[0]).toMatchObject({ granted: false, reason: "CLOSED" });
+  });
+});
