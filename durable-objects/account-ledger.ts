@@ -28,7 +28,9 @@ const SCHEMA = [
    ${OUTBOX_TABLE}`,
 ];
 
-export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/** A claim still "in progress" after this long belongs to a run that died; the key is free again. */
+const IN_PROGRESS_TTL_MS = 60_000;
 
 class Refusal extends Error {
   constructor(readonly result: LedgerResult) {
@@ -95,7 +97,10 @@ export class AccountLedger extends DurableObject<Env> {
       if (e instanceof Refusal) return e.result;
       throw e;
     }
-    if (queued) await this.outbox.schedule();
+    if (queued) {
+      // The run is committed: a failure to set the alarm must not turn it into an error the client retries.
+      await this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "outbox alarm not set", error: String(e) })));
+    }
     return { ok: true };
   }
 
@@ -147,7 +152,8 @@ export class AccountLedger extends DurableObject<Env> {
         key,
       )
       .toArray()[0];
-    if (row && row.created_at >= now - IDEMPOTENCY_TTL_MS) {
+    const abandoned = row?.status === 0 && row.created_at < now - IN_PROGRESS_TTL_MS;
+    if (row && row.created_at >= now - IDEMPOTENCY_TTL_MS && !abandoned) {
       if (row.request_hash !== requestHash) return { state: "mismatch" };
       if (row.status === 0) return { state: "in-progress" };
       return { state: "replay", status: row.status, body: row.body ?? "" };

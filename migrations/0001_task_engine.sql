@@ -61,8 +61,8 @@ CREATE TABLE reward_records (
 CREATE INDEX reward_records_by_user ON reward_records (namespace, user_id, created_at);
 CREATE INDEX reward_records_by_task ON reward_records (namespace, task_id);
 
--- Outbox of asynchronous deliveries (coupon center, partner notifications). Written in the same batch as
--- the grant, so a delivery is never lost; the queue carries it, the cron sweep re-sends stale ones.
+-- Asynchronous deliveries (coupon center, partner notifications). Committed with the grant in the ledger,
+-- forwarded here with its records, attempted from the queue; the cron sweep re-sends stale ones.
 CREATE TABLE deliveries (
   id               TEXT PRIMARY KEY,
   kind             TEXT NOT NULL,       -- coupon | notify

@@ -52,7 +52,16 @@ const VarsSchema = z
   .object({
     JWT_SECRET: z.string().min(16, "JWT_SECRET must be at least 16 characters").optional(),
     JWKS_URL: z.url().optional(),
-    JWKS_JSON: z.string().optional(),
+    JWKS_JSON: z
+      .string()
+      .refine((s) => {
+        try {
+          return Array.isArray(JSON.parse(s).keys);
+        } catch {
+          return false;
+        }
+      }, "JWKS_JSON must be a JSON key set: {\"keys\": [...]}")
+      .optional(),
     JWT_ISSUER: z.string().min(1).optional(),
     JWT_AUDIENCE: z.string().min(1).optional(),
     CONFIG_REFRESH_MS: z.coerce.number().int().min(0).max(60_000).default(5000),

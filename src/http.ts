@@ -29,7 +29,10 @@ export function createApp() {
 export function requestNow(env: Env, header: string | undefined): number {
   if (header === undefined || vars(env).ALLOW_CLOCK_OVERRIDE !== "true") return Date.now();
   const ms = /^\d+$/.test(header) ? Number(header) : Date.parse(header);
-  if (!Number.isFinite(ms)) throw new AppError("INVALID_PARAMS", "X-Fanfare-Now must be epoch ms or ISO 8601");
+  // Within the years 1970-9999, so every date computation on it is defined.
+  if (!Number.isFinite(ms) || ms < 0 || ms > 253_402_300_799_999) {
+    throw new AppError("INVALID_PARAMS", "X-Fanfare-Now must be epoch ms or ISO 8601 between 1970 and 9999");
+  }
   return ms;
 }
 

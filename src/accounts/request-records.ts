@@ -6,14 +6,18 @@
 import type { Env, RequestRecordMessage } from "../env";
 
 const FLUSH_MS = 200;
-/** Records per queue message (~300 bytes each, well under the 128 KB message limit). */
-const MAX_PER_MESSAGE = 100;
+/** Queue messages are at most 128 KB; records are packed up to this many bytes. */
+const MAX_MESSAGE_BYTES = 100_000;
+/** Params beyond this many bytes are kept as a marker, so one record never fills a message. */
+const MAX_PARAMS_BYTES = 4096;
+const encoder = new TextEncoder();
 
 let pending: RequestRecordMessage[] = [];
 let scheduled = false;
 
 export function recordRequest(env: Env, ctx: { waitUntil(p: Promise<unknown>): void }, record: RequestRecordMessage) {
-  pending.push(record);
+  const size = encoder.encode(record.params).byteLength;
+  pending.push(size > MAX_PARAMS_BYTES ? { ...record, params: JSON.stringify({ truncated: true, bytes: size }) } : record);
   if (scheduled) return;
   scheduled = true;
   ctx.waitUntil(flushSoon(env));
@@ -24,9 +28,16 @@ async function flushSoon(env: Env) {
   const records = pending;
   pending = [];
   scheduled = false;
-  const messages = [];
-  for (let i = 0; i < records.length; i += MAX_PER_MESSAGE) {
-    messages.push({ body: { kind: "requests" as const, records: records.slice(i, i + MAX_PER_MESSAGE) } });
+  const messages: { body: { kind: "requests"; records: RequestRecordMessage[] } }[] = [];
+  let bytes = Infinity;
+  for (const r of records) {
+    const size = encoder.encode(JSON.stringify(r)).byteLength;
+    if (bytes + size > MAX_MESSAGE_BYTES) {
+      messages.push({ body: { kind: "requests", records: [] } });
+      bytes = 0;
+    }
+    messages.at(-1)!.body.records.push(r);
+    bytes += size;
   }
   try {
     await env.EVENTS.sendBatch(messages);

@@ -45,6 +45,11 @@ export async function authenticate(env: Env, authorization: string | undefined):
     const groups = Array.isArray(payload.groups) ? payload.groups.filter((g): g is string => typeof g === "string") : [];
     return { id: sub, groups };
   } catch (e) {
+    // The identity provider's key set could not be fetched: the token may be fine, so this is not a sign-in problem.
+    const code = (e as { code?: string }).code;
+    if (code === "ERR_JWKS_TIMEOUT" || (e instanceof TypeError && v.JWKS_URL)) {
+      throw new AppError("UNAVAILABLE", "the identity provider's keys could not be fetched; try again");
+    }
     throw new AppError("UNAUTHENTICATED", `invalid token: ${(e as Error).message}`);
   }
 }

@@ -93,7 +93,7 @@ const Pool = z
   })
   .strict();
 
-export const ActivityFileSchema = z
+const ActivityFileSchema = z
   .object({
     id: Id,
     name: z.string().min(1),
@@ -107,8 +107,6 @@ export const ActivityFileSchema = z
     tasks: z.record(Id, Task).refine((t) => Object.keys(t).length > 0, "an activity needs at least one task"),
   })
   .strict();
-
-export type ActivityFile = z.input<typeof ActivityFileSchema>;
 
 type Path = (string | number)[];
 

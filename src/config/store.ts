@@ -29,7 +29,7 @@ export function activationSql(hash: string, bundle: ConfigBundle | undefined, no
 }
 
 /** The active version's hash, or undefined when nothing was ever pushed. */
-export async function activeVersion(db: DrizzleD1Database): Promise<string | undefined> {
+async function activeVersion(db: DrizzleD1Database): Promise<string | undefined> {
   const [row] = await db
     .select({ hash: configActivations.hash })
     .from(configActivations)
@@ -52,7 +52,14 @@ export async function activeConfig(env: Env): Promise<CompiledConfig> {
 
 async function refresh(env: Env): Promise<CompiledConfig> {
   const db = drizzle(env.DB);
-  const hash = await activeVersion(db);
+  let hash: string | undefined;
+  try {
+    hash = await activeVersion(db);
+  } catch (e) {
+    // D1 briefly unreachable: the version in hand is still the best answer.
+    if (current) return current.config;
+    throw e;
+  }
   if (!hash) throw new AppError("UNAVAILABLE", "no task config has been pushed yet: run `npm run tasks:push`");
   if (current?.config.version === hash) {
     current.checkedAt = Date.now();

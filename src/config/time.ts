@@ -39,7 +39,7 @@ interface WallClock {
 }
 
 /** The wall clock in `timeZone` at instant `ms`. */
-export function wallClock(ms: number, timeZone: string): WallClock {
+function wallClock(ms: number, timeZone: string): WallClock {
   const parts: Record<string, number> = {};
   for (const p of formatterFor(timeZone).formatToParts(new Date(ms))) {
     if (p.type !== "literal") parts[p.type] = Number(p.value);
@@ -76,7 +76,10 @@ export function parseActivityTime(text: string, timeZone: string): number | null
   }
   const m = LOCAL_TIME.exec(trimmed);
   if (!m) return null;
-  const [year, month, day, hour, minute, second, milli] = m.slice(1).map((v) => (v === undefined ? 0 : Number(v)));
+  // A fraction is read as a fraction of a second: ".5" is 500 ms.
+  const parts = m.slice(1).map((v, i) => (v === undefined ? 0 : i === 6 ? Number(v.padEnd(3, "0")) : Number(v)));
+  const [year, month, day, hour, minute, second, milli] = parts;
+  if (year! < 1970) return null;
   const guess = Date.UTC(year!, month! - 1, day!, hour!, minute!, second!, milli!);
   // Reject 2019-02-30 and 25:00: Date.UTC would silently roll them over.
   const check = new Date(guess);

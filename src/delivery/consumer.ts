@@ -102,7 +102,7 @@ async function storePoolEvents(db: DrizzleD1Database, events: PoolEvent[]) {
 }
 
 /** One delivery attempt. Returns undefined when finished (delivered, failed for good, or already done). */
-export async function deliver(db: DrizzleD1Database, env: Env, id: string): Promise<number | undefined> {
+async function deliver(db: DrizzleD1Database, env: Env, id: string): Promise<number | undefined> {
   const [d] = await db.select().from(deliveries).where(eq(deliveries.id, id));
   if (!d || d.status !== "pending") return undefined;
   const attempt = d.attempts + 1;
@@ -130,7 +130,10 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
       return undefined;
     }
     const headers: Record<string, string> = { "content-type": "application/json", "idempotency-key": d.id };
-    const token = d.kind === "coupon" ? vars(env).COUPON_CENTER_TOKEN : undefined;
+    // The coupon center's token goes only to the coupon center's own origin, never to a URL a config names.
+    const { COUPON_CENTER_URL, COUPON_CENTER_TOKEN } = vars(env);
+    const sameOrigin = COUPON_CENTER_URL !== undefined && new URL(COUPON_CENTER_URL).origin === new URL(target.url).origin;
+    const token = d.kind === "coupon" && sameOrigin ? COUPON_CENTER_TOKEN : undefined;
     if (token) headers.authorization = `Bearer ${token}`;
     const res = await fetch(target.url, {
       method: "POST",

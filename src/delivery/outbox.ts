@@ -38,7 +38,7 @@ export function planDelivery(run: TaskRun, d: PlannedDelivery): string {
 }
 
 /** Deliveries still pending this long after their last attempt are presumed lost and sent again. */
-export const STALE_AFTER_MS = 5 * 60_000;
+const STALE_AFTER_MS = 5 * 60_000;
 
 /** The cron sweep: re-enqueue pending deliveries nobody touched for STALE_AFTER_MS. Returns how many. */
 export async function resendStale(db: DrizzleD1Database, env: Env, now: number): Promise<number> {

@@ -1,7 +1,8 @@
 /**
  * The task pipeline, in the seed's order: request rules → validators → command → reward → afterCommand → commit.
- * The first failing step answers with its code and configured message. Everything a run writes is committed by
- * the activity's account ledger in one transaction, so a refused run leaves nothing behind.
+ * The first failing step answers with its code and configured message. Checks on stored state (lock, limits,
+ * chances, stock, budget) are made by the activity's account ledger at commit, in pipeline order, in the same
+ * transaction that writes everything, so a refused run leaves nothing behind.
  */
 import { ledgerFor } from "../accounts/ledger";
 import { recordRequest } from "../accounts/request-records";
@@ -71,6 +72,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
 
     const result: TaskSuccess = { ok: true, requestId: req.requestId, activityId: activity.id, taskId: task.id, rewards: run.rewards };
     await commit(run, req.idempotencyKey, result);
+    for (const done of run.plan.afterCommit) done();
     return result;
   } catch (e) {
     outcome = e instanceof AppError ? e.code : "INTERNAL";

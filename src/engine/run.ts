@@ -16,7 +16,7 @@ export interface User {
  * Everything a run will write, committed by the activity's ledger in one transaction after the last step: either
  * all of it lands or none of it does.
  */
-export class CommitPlan {
+class CommitPlan {
   /** Keys the run takes exclusively (the `lock` validator); refused if another run committed on one first. */
   readonly locks: LockClaim[] = [];
   /** Bounded counter changes, in pipeline order; the first that would cross its bound refuses the run. */
@@ -25,6 +25,8 @@ export class CommitPlan {
   readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
   /** Undo of what was taken from another single writer before the commit (a prize drawn), run if the run fails. */
   readonly compensations: (() => Promise<unknown>)[] = [];
+  /** Done once the run has committed (logging its outcome), in plan order. */
+  readonly afterCommit: (() => void)[] = [];
 }
 
 export interface TaskRunInit {

@@ -150,8 +150,8 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
         return c.json(result, 200);
       } catch (e) {
         if (idem) {
-          // Refusals replay like successes; an unexpected failure frees the key for the client's retry.
-          if (e instanceof AppError && e.status < 500) {
+          // Refusals replay like successes; LOCKED (a concurrent duplicate) and unexpected failures free the key.
+          if (e instanceof AppError && e.status < 500 && e.code !== "LOCKED") {
             await idem.ledger.completeIdempotency(idem.userId, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message)));
           } else {
             await idem.ledger.releaseIdempotency(idem.userId, idem.key);

@@ -30,7 +30,14 @@ describe("task configs are checked when loaded, with file, path and reason", () 
 
   const cases: [string, string, Partial<ConfigIssue>][] = [
     ["an unknown validator code", `tasks: { t: { validator: [login, captcha] } }`, { path: "tasks.t.validator[1]", reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances" }],
-    ["an unknown reward type", `tasks: { t: { validator: [login], reward: [ { lottery: { pool: p } } ] } }`, { path: "tasks.t.reward[0]" }],
+    ["an unknown reward type", `tasks: { t: { validator: [login], reward: [ { scratchCard: {} } ] } }`, { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery" }],
+    ["a lottery from an undeclared pool", `tasks: { t: { validator: [login], reward: [ { lottery: { pool: p } } ] } }`, { path: "tasks.t.reward[0].lottery.pool", reason: "unknown pool 'p'; declared: none" }],
+    ["a pool with duplicate tier ids", `pools: { p: { tiers: [ { id: a, name: A, quantity: 1, value: 1 }, { id: a, name: B, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.tiers", reason: "tier ids must be unique" }],
+    ["a pool probability above 1", `pools: { p: { probability: 2, tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.probability" }],
+    ["a pool with no tiers", `pools: { p: { tiers: [] } }\ntasks: { t: {} }`, { path: "pools.p.tiers" }],
+    ["a negative tier quantity", `pools: { p: { tiers: [ { id: a, name: A, quantity: -1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.tiers[0].quantity" }],
+    ["a pool window outside the activity", `pools: { p: { timeWindow: { beginTime: "2026-10-01 00:00:00", endTime: "2026-11-02 00:00:00" }, tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.timeWindow", reason: "the pool's window must lie inside the activity's timeWindow" }],
+    ["a zero weight in the release curve", `pools: { p: { curve: [1, 0], tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.curve[1]" }],
     ["an unknown command", `tasks: { t: { command: MSign_Command } }`, { path: "tasks.t.command[0]", reason: expect.stringContaining("unknown command 'MSign_Command'") }],
     ["a bad regex", `tasks: { t: { request: [ { field: phone, rule: "regex:/^1[3-9\\\\d{9}$/" } ] } }`, { path: "tasks.t.request[0].rule", reason: expect.stringContaining("bad regex") }],
     ["a regex without slashes", `tasks: { t: { request: [ { field: phone, rule: "regex:^1$" } ] } }`, { path: "tasks.t.request[0].rule" }],

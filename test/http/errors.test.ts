@@ -1,4 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
 import { ERROR_STATUS } from "../../src/errors";
 import { call, eventually, ledger, pushConfigs, rows, runTask, token } from "../helpers";
 
@@ -43,6 +45,8 @@ describe("bad input gets a clear error and writes nothing", () => {
     ["an expired token", async () => runTask("double11", "openRedPacket", { body: seedParams, now: NOW, headers: { authorization: `Bearer ${await token("u", { expiresIn: -60 })}` } }), 401, "UNAUTHENTICATED"],
     ["a non-bearer authorization", () => runTask("double11", "openRedPacket", { body: seedParams, now: NOW, headers: { authorization: "Basic dTpw" } }), 401, "UNAUTHENTICATED"],
     ["a bad clock header", () => runTask("double11", "openRedPacket", { user: "u", body: seedParams, now: "yesterday" }), 400, "INVALID_PARAMS"],
+    ["a clock header out of range", () => call("/v1/activities/double11/me", { method: "GET", user: "u", now: "99999999999999999999" }), 400, "INVALID_PARAMS"],
+    ["a token whose sub is not a string", async () => runTask("double11", "openRedPacket", { body: seedParams, now: NOW, headers: { authorization: `Bearer ${await new SignJWT({ sub: { id: 1 } as unknown as string }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode(env.JWT_SECRET!))}` } }), 401, "UNAUTHENTICATED"],
     ["an unknown route", () => call("/v2/nothing", { method: "GET" }), 404, "NOT_FOUND"],
   ];
 

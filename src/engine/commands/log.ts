@@ -5,8 +5,9 @@ import { defineCommand } from "../define";
 export const log = defineCommand({
   code: "log",
   description:
-    "Writes a structured JSON log line with the request id, activity, task, user and (as afterCommand) the " +
-    "rewards, for audit and for following a test user's request in the logs.",
+    "Writes a structured JSON log line with the request id, activity, task, user and the rewards planned by then " +
+    "(none yet as command, all of them as afterCommand), once the run has committed: a refused run logs nothing " +
+    "here (its request record carries the refusal).",
   args: z
     .object({ message: z.string().default("task run"), level: z.enum(["info", "warn"]).default("info") })
     .strict()
@@ -15,15 +16,18 @@ export const log = defineCommand({
   needsUser: false,
   prepare: (args) => ({ message: args?.message ?? "task run", level: args?.level ?? "info" }),
   run(run, { message, level }) {
-    const line = JSON.stringify({
+    const rewards = [...run.rewards];
+    run.plan.afterCommit.push(() => {
+      const line = JSON.stringify({
       message,
       requestId: run.init.requestId,
       activityId: run.activity.id,
       taskId: run.task.id,
       userId: run.user?.id ?? null,
-      rewards: run.rewards,
+        rewards,
+      });
+      if (level === "warn") console.warn(line);
+      else console.log(line);
     });
-    if (level === "warn") console.warn(line);
-    else console.log(line);
   },
 });

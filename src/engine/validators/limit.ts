@@ -22,7 +22,7 @@ export const limit = defineValidator({
     "Caps successful participations: per user per day, week or month (in the activity's timezone), per user over " +
     "the whole activity, and for all users together per day or in total. A run past a cap is refused with " +
     "NOT_ELIGIBLE and changes nothing. Counts are taken in the same transaction as the rewards, so concurrent " +
-    "runs can never exceed a cap. `scope: activity` counts participations in any of the activity's tasks.",
+    "runs can never exceed a cap. `scope: activity` shares one count among all tasks whose limit has `scope: activity`.",
   args: z
     .object({
       perUserPerDay: count.optional(),

@@ -7,9 +7,8 @@ export const lock = defineValidator({
   description:
     "Makes a user's overlapping runs of the task exclusive: of concurrent duplicates (a double tap, a scripted " +
     "burst) the first to commit takes effect and the others are refused with LOCKED and change nothing. A run that " +
-    "starts after the previous one finished is not affected. `scope: activity` makes all of the activity's tasks " +
-    "exclusive for the user. The lock is checked in the run's own commit, so it adds no round trip and can never be " +
-    "left held by a failed run.",
+    "starts after the previous one finished is not affected. The lock is checked in the run's own commit, so it adds no round trip and can never be " +
+    "left held by a failed run. `scope: activity` is one lock shared by all tasks whose lock has `scope: activity`.",
   args: z
     .object({
       scope: z.enum(["task", "activity"]).default("task"),
