@@ -7,6 +7,7 @@ const root = join(import.meta.dirname, "..");
 const bin = (name: string) => join(root, "node_modules", ".bin", name);
 
 export const BENCH_SECRET = "bench-secret-0123456789abcdef";
+export const BENCH_ADMIN_TOKEN = "bench-operator-token";
 
 export interface LocalWorker {
   url: string;
@@ -29,7 +30,7 @@ export async function startWorker(port: number): Promise<LocalWorker> {
     bin("wrangler"),
     [
       "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", state, "--log-level", "warn",
-      "--var", `JWT_SECRET:${BENCH_SECRET}`, "--var", "ALLOW_CLOCK_OVERRIDE:true", "--var", "CONFIG_REFRESH_MS:5000",
+      "--var", `JWT_SECRET:${BENCH_SECRET}`, "--var", "ALLOW_CLOCK_OVERRIDE:true", "--var", `ADMIN_TOKEN:${BENCH_ADMIN_TOKEN}`, "--var", "CONFIG_REFRESH_MS:5000",
     ],
     { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, detached: true },
   );

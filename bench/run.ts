@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { SignJWT } from "jose";
 import { load, type LoadResult } from "./load";
 import { BENCH_SECRET, pushExtra, startWorker } from "./local-worker";
+import { prizePoolFigures } from "./prize-pools";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -39,7 +40,7 @@ async function main() {
 
     // Task engine: a full run of the shipped daily sign-in (JWT, rules, login, lock, daily limit, chance grant,
     // one D1 transaction, request record through the queue), each request a different user.
-    const users = await tokens(Math.ceil(SECONDS * 6000), "bench");
+    const users = await tokens(Math.max(Math.ceil(SECONDS * 6000), 60_000), "bench");
     // Both figures send the same headers through the same client path, so the load generator (on the same two
     // cores) costs them alike and the ratio is the worker's.
     const asUser = (i: number) => ({
@@ -85,6 +86,15 @@ async function main() {
         : "config pickup: NOT served within 30 s",
     );
     if (health.errors + task.errors > 0 || !seenAt) process.exitCode = 1;
+
+    if (!process.env.BENCH_ONLY_TASKS) {
+      say("");
+      say("## prize pools");
+      const p = await prizePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say);
+      say(fmt(p.draws));
+      say(`lottery draw / health throughput ratio: ${(p.draws.rps / health.rps).toFixed(2)} (goal ≥ 0.5)`);
+      if (p.draws.errors > 0) process.exitCode = 1;
+    }
   } finally {
     await worker.stop();
     mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });

@@ -292,12 +292,8 @@ export class PrizePool extends DurableObject<Env> {
         };
       }),
       schedule,
+      storedBytes: this.ctx.storage.sql.databaseSize,
     };
-  }
-
-  /** Bytes of this shard's stored state, for the memory benchmark. */
-  async storedBytes(): Promise<number> {
-    return this.ctx.storage.sql.databaseSize;
   }
 }
 

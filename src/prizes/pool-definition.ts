@@ -71,6 +71,8 @@ export interface PoolStats {
   tiers: TierStats[];
   /** Released by the schedule beside issued in fact, at ten evenly spaced instants of the window. */
   schedule: { at: number; released: number; issued: number }[];
+  /** Bytes of stored state (SQLite pages), which does not grow with the pool's quantity. */
+  storedBytes: number;
 }
 
 /** A draw's record, forwarded to D1's prize_draws. */

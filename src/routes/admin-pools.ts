@@ -37,6 +37,7 @@ const StatsSchema = z
     at: z.string(),
     tiers: z.array(TierStatsSchema),
     schedule: z.array(z.object({ at: z.string(), released: z.number().int(), issued: z.number().int() })),
+    storedBytes: z.number().int().openapi({ description: "Stored state of all shards, in bytes" }),
   })
   .openapi("PoolStats");
 const AdjustSchema = z.object({ tier: IdSchema, quantity: z.number().int().min(1).max(1_000_000_000) }).openapi("PoolAdjustment");
@@ -80,6 +81,7 @@ async function poolStats(env: AppEnv["Bindings"], def: PoolDefinition, now: numb
     status: all.some((p) => p.status === "open") ? ("open" as const) : ("closed" as const),
     at: new Date(now).toISOString(),
     tiers,
+    storedBytes: all.reduce((n, p) => n + p.storedBytes, 0),
     schedule: all[0]!.schedule.map((s, k) => ({
       at: new Date(s.at).toISOString(),
       released: all.reduce((n, p) => n + p.schedule[k]!.released, 0),
