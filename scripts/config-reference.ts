@@ -76,9 +76,35 @@ re-activates the previous one.
 | \`account\` | no (the id) | The account namespace all of the activity's rows live under (generic tables, no table per activity). Unique. |
 | \`timeWindow\` | yes | \`{beginTime, endTime, message?}\`. No task runs outside it (OUTSIDE_TIME_WINDOW with \`message\`). |
 | \`chances\` | no | Kinds of chance: \`name: {name?, initial: N, per: day\\|week\\|month\\|activity}\`. \`initial\` is the fixed allowance each period (the seed's fixed-frequency initial count); the \`chances\` reward adds increments, the \`chances\` validator spends them. Balances reset with the period. |
+| \`pools\` | no | Prize pools by id (below); the \`lottery\` reward draws from them. |
 | \`tasks\` | yes | Map of task id → task. |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or the seed's \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
+
+## Prize pools
+
+\`\`\`yaml
+pools:
+  main:
+    probability: 0.3          # chance that a draw wins anything (default 1)
+    perUserCap: 1             # wins per user in this pool (optional)
+    claimWithinSeconds: 86400 # unclaimed prizes return to the pool after this (optional: no deadline)
+    curve: [1, 1, 1, 3]       # release weights of equal slices of the window (default [1]: even)
+    shards: 4                 # spread a hot pool over several single writers (default 1)
+    timeWindow: { beginTime: "2026-11-11 00:00:00", endTime: "2026-11-11 23:59:59" }  # default: the activity's
+    tiers:
+      - { id: grand, name: Phone, quantity: 10, value: 599900, weight: 1 }   # value in minor units
+      - { id: small, name: 5-yuan coupon, quantity: 10000, value: 500 }      # weight default: units available
+\`\`\`
+
+Each tier's units are released along the curve over the window: unit i becomes drawable once the curve has
+covered (i + 1) / quantity of the window, so a spike early in the window cannot empty the pool. A draw rolls
+\`probability\`, then takes a released, unissued unit; at every instant issued ≤ released. Nothing is stored per
+unit: a pool of ten million units is a few pages. With \`shards: k\` each tier is split evenly over k Durable
+Objects; a user draws from a home shard (a hash of the user id) and, when it has nothing released, from the next
+one, never more. The definition is fixed when the pool is first used: change quantities with the admin API
+(\`POST /v1/admin/activities/{activity}/pools/{pool}/replenish|withdraw\`, spread over the rest of the window), read
+\`GET …/pools/{pool}\` for statistics per tier and the schedule beside what happened, \`POST …/close\` to stop draws.
 
 ## Task
 
