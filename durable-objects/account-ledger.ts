@@ -79,7 +79,8 @@ export class AccountLedger extends DurableObject<Env> {
             "INSERT INTO locks (key, holder, committed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, committed_at = excluded.committed_at",
             lock.key,
             plan.requestId,
-            now,
+            // Workers' clocks on both sides of the comparison, not the ledger's own.
+            plan.committedAt,
           );
         }
         for (const change of plan.counters) this.apply(change, now);

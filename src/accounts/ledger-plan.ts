@@ -39,6 +39,8 @@ export interface LedgerPlan {
   requestId: string;
   /** Real-clock start of the run: a lock refuses it if another run on the key committed after this. */
   startedAt: number;
+  /** Real-clock instant the run asked to commit, on the same (worker) clock as `startedAt`. */
+  committedAt: number;
   locks: LockClaim[];
   counters: CounterChange[];
   records: RecordBatch;

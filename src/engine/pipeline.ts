@@ -115,6 +115,7 @@ async function commit(run: TaskRun, idempotencyKey: string | undefined, result: 
   const plan: LedgerPlan = {
     requestId: run.init.requestId,
     startedAt: run.startedAt,
+    committedAt: Date.now(),
     locks: run.plan.locks,
     counters: run.plan.counters,
     records: run.plan.records,
