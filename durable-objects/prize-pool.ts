@@ -6,7 +6,7 @@
  * to D1 through the queue.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "../src/env";
+import { vars, type Env } from "../src/env";
 import {
   shardShare,
   type ClaimOutcome,
@@ -52,6 +52,8 @@ export class PrizePool extends DurableObject<Env> {
   private readonly outbox: Outbox<PoolEvent>;
   private definition: (PoolDefinition & { shard: number }) | undefined;
   private status: "open" | "closed" = "open";
+  /** The latest request time seen: the alarm's clock when tests or benchmarks replay time (X-Fanfare-Now). */
+  private requestClock = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -115,6 +117,9 @@ export class PrizePool extends DurableObject<Env> {
   ): Promise<DrawOutcome> {
     if (!this.definition) await this.define(def, shard);
     const d = this.definition!;
+    this.requestClock = Math.max(this.requestClock, draw.now);
+    // Prizes past their deadline go back first, so they can be drawn again now.
+    await this.expireDue(draw.now);
     // The shard is part of the prize id, so a claim finds its shard without a lookup.
     const req = { ...draw, grantId: `${draw.grantId}~${d.shard}` };
     const wins = this.userWins(req.userId) + (req.priorWins ?? 0);
@@ -169,6 +174,7 @@ export class PrizePool extends DurableObject<Env> {
 
   /** The winner claims a prize before its deadline; anyone else, or a second claim, is refused. */
   async claim(grantId: string, userId: string, now: number): Promise<ClaimOutcome> {
+    this.requestClock = Math.max(this.requestClock, now);
     const g = this.sql
       .exec<{ user_id: string; tier_id: string; status: string; expires_at: number | null }>(
         "SELECT user_id, tier_id, status, expires_at FROM grants WHERE id = ?",
@@ -224,13 +230,20 @@ export class PrizePool extends DurableObject<Env> {
     return due.length;
   }
 
+  private get replayedTime(): boolean {
+    return vars(this.env).ALLOW_CLOCK_OVERRIDE === "true";
+  }
+
+  /** An alarm at the next deadline (with replayed time, deadlines are met by the requests that bring time on). */
   private async scheduleExpiry(at: number) {
+    if (this.replayedTime) return;
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
 
   override async alarm(): Promise<void> {
-    await this.expireDue(Date.now());
+    // Deadlines are in request time; with replayed time the alarm must not expire prizes by the wall clock.
+    await this.expireDue(this.replayedTime ? this.requestClock : Date.now());
     await this.outbox.forward();
     const next = this.sql
       .exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM grants WHERE status = 'issued' AND expires_at IS NOT NULL")
