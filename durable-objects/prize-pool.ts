@@ -32,6 +32,8 @@ const SCHEMA = `
     expires_at INTEGER, status TEXT NOT NULL);
   CREATE INDEX IF NOT EXISTS grants_by_user ON grants (user_id, status);
   CREATE INDEX IF NOT EXISTS grants_to_expire ON grants (status, expires_at);
+  CREATE TABLE IF NOT EXISTS foreign_wins (grant_id TEXT PRIMARY KEY, user_id TEXT NOT NULL);
+  CREATE INDEX IF NOT EXISTS foreign_wins_by_user ON foreign_wins (user_id);
   ${OUTBOX_TABLE}`;
 
 type TierRow = {
@@ -90,6 +92,27 @@ export class PrizePool extends DurableObject<Env> {
     return true;
   }
 
+  /**
+   * Creates this shard, but only if the pool's first shard has (or now takes) the same shape: otherwise a config
+   * that changed the shard count would give new shards fresh units beside the old ones.
+   */
+  async defineLikeFirstShard(def: PoolDefinition, shard: number): Promise<boolean> {
+    if (this.definition) return sameShape(this.definition, def);
+    if (shard !== 0) {
+      const first = this.env.POOLS.get(this.env.POOLS.idFromName(`${def.id}#0`));
+      await first.define(def, 0);
+      const shape = await first.shape();
+      if (!shape || !sameShape(shape, def)) return false;
+    }
+    await this.define(def, shard);
+    return true;
+  }
+
+  /** The definition this shard was created with (undefined before its first use). */
+  async shape(): Promise<PoolDefinition | undefined> {
+    return this.definition;
+  }
+
   private get window(): Window {
     const d = this.definition!;
     return { begin: d.begin, end: d.end, curve: d.curve };
@@ -103,7 +126,14 @@ export class PrizePool extends DurableObject<Env> {
   }
 
   private userWins(userId: string): number {
-    return this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM grants WHERE user_id = ? AND status IN ('issued', 'claimed')", userId).one().n;
+    const here = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM grants WHERE user_id = ? AND status IN ('issued', 'claimed')", userId).one().n;
+    const elsewhere = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM foreign_wins WHERE user_id = ?", userId).one().n;
+    return here + elsewhere;
+  }
+
+  /** A win of a user whose home this shard is, made on the next shard: it counts toward the user's cap here. */
+  async noteForeignWin(userId: string, grantId: string): Promise<void> {
+    this.sql.exec("INSERT OR IGNORE INTO foreign_wins (grant_id, user_id) VALUES (?, ?)", grantId, userId);
   }
 
   /**
@@ -115,8 +145,9 @@ export class PrizePool extends DurableObject<Env> {
     shard: number,
     draw: { grantId: string; userId: string; now: number; rolled?: boolean; priorWins?: number; last: boolean },
   ): Promise<DrawOutcome> {
-    if (!this.definition) await this.define(def, shard);
+    if (!this.definition && !(await this.defineLikeFirstShard(def, shard))) return { outcome: "changed", userWins: 0 };
     const d = this.definition!;
+    if (!sameShape(d, def)) return { outcome: "changed", userWins: 0 };
     this.requestClock = Math.max(this.requestClock, draw.now);
     // Prizes past their deadline go back first, so they can be drawn again now.
     await this.expireDue(draw.now);
@@ -169,7 +200,7 @@ export class PrizePool extends DurableObject<Env> {
     this.outbox.add({
       draw: { id: req.grantId, poolId: this.definition!.id, shard: this.definition!.shard, userId: req.userId, outcome, tierId, value, at: req.now },
     });
-    void this.outbox.schedule();
+    this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "pool outbox alarm not set", error: String(e) })));
   }
 
   /** The winner claims a prize before its deadline; anyone else, or a second claim, is refused. */
@@ -184,6 +215,7 @@ export class PrizePool extends DurableObject<Env> {
     if (!g) return "not-found";
     if (g.user_id !== userId) return "not-yours";
     if (g.status === "claimed") return "already-claimed";
+    if (g.status === "cancelled") return "not-found";
     if (g.status !== "issued") return "expired";
     if (g.expires_at !== null && now > g.expires_at) {
       this.expire(grantId, g.tier_id);
@@ -254,12 +286,15 @@ export class PrizePool extends DurableObject<Env> {
   /** Adds (quantity > 0) or withdraws (< 0) units of a tier at `now`, spread over the rest of the window. */
   async adjust(tierId: string, delta: number, now: number): Promise<{ ok: true } | { ok: false; reason: string }> {
     const d = this.definition!;
-    if (now >= d.end) return { ok: false, reason: "the pool's window is over" };
     const tier = this.tiers().find((t) => t.id === tierId);
     if (!tier) return { ok: false, reason: `no tier '${tierId}'` };
     const w = this.window;
-    const at = Math.max(now, d.begin);
-    const unreleased = tier.quantity - released(w, tier.segments, at);
+    // Never before anything this shard already did: a stale `now` must not un-release units.
+    const lastDraw = this.sql.exec<{ at: number | null }>("SELECT max(drawn_at) AS at FROM grants").one().at ?? 0;
+    const at = Math.max(now, d.begin, this.requestClock, lastDraw, ...tier.segments.map((s) => s.from));
+    if (at >= d.end) return { ok: false, reason: "the pool's window is over" };
+    const issued = tier.drawn - tier.expired - tier.cancelled;
+    const unreleased = tier.quantity - Math.max(released(w, tier.segments, at), issued);
     if (delta < 0 && -delta > unreleased) return { ok: false, reason: `only ${unreleased} units of '${tierId}' are not released yet` };
     const segment = rebase(w, tier.segments, tier.quantity, delta, at);
     const segments = [...tier.segments.filter((s) => s.from < at), segment];
@@ -314,4 +349,9 @@ function random(): number {
   const buf = new Uint32Array(1);
   crypto.getRandomValues(buf);
   return buf[0]! / 2 ** 32;
+}
+
+/** Whether a config's pool still has the shape a shard was created with (shards and tiers are fixed). */
+function sameShape(a: PoolDefinition, b: PoolDefinition): boolean {
+  return a.shards === b.shards && a.tiers.map((t) => t.id).join("\n") === b.tiers.map((t) => t.id).join("\n");
 }

@@ -4,7 +4,7 @@ CREATE TABLE prize_draws (
   pool_id     TEXT NOT NULL,        -- <account namespace>:<pool id>
   shard       INTEGER NOT NULL,
   user_id     TEXT NOT NULL,
-  outcome     TEXT NOT NULL,        -- won | missed | empty | capped | closed | not-open
+  outcome     TEXT NOT NULL,        -- won | missed | empty | capped | closed | not-open; won → cancelled when its run was refused
   tier_id     TEXT,
   value       INTEGER NOT NULL,     -- minor units
   at          INTEGER NOT NULL

@@ -45,7 +45,14 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
   for (const m of batch.messages) {
     if (m.body.kind !== "pool-events") continue;
     try {
-      await storePoolEvents(db, m.body.events);
+      const missing = await storePoolEvents(db, m.body.events);
+      // A status change can overtake its reward record (forwarded by the ledger): wait a little for it,
+      // then keep the rest of the message moving. The prize's own shard stays the truth.
+      if (missing.length > 0 && m.attempts < 5) {
+        m.retry({ delaySeconds: 2 });
+        continue;
+      }
+      if (missing.length > 0) console.error(JSON.stringify({ message: "prize status for unknown reward records", grants: missing }));
       m.ack();
     } catch (e) {
       console.error(JSON.stringify({ message: "pool events not stored; retrying", error: String(e) }));
@@ -90,15 +97,22 @@ async function storeRecords(db: DrizzleD1Database, env: Env, r: RecordBatch) {
  * ledger has forwarded the prize's reward record: then the message is retried until that record is there.
  * (A cancelled prize's run was refused, so it has no reward record to update.)
  */
-async function storePoolEvents(db: DrizzleD1Database, events: PoolEvent[]) {
+async function storePoolEvents(db: DrizzleD1Database, events: PoolEvent[]): Promise<string[]> {
   const draws = events.flatMap((e) => ("draw" in e ? [e.draw] : []));
   const inserts = chunks(draws, 8).map((rows) => db.insert(prizeDraws).values(rows).onConflictDoNothing());
   if (inserts.length > 0) await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
+  const missing: string[] = [];
   for (const e of events) {
-    if (!("update" in e) || e.update.status === "cancelled") continue;
-    const result = await db.update(rewardRecords).set({ status: e.update.status }).where(eq(rewardRecords.id, e.update.grantId)).run();
-    if (result.meta.changes === 0) throw new Error(`reward record ${e.update.grantId} not in D1 yet`);
+    if (!("update" in e)) continue;
+    const { grantId, status } = e.update;
+    if (status === "cancelled") {
+      await db.update(prizeDraws).set({ outcome: "cancelled" }).where(eq(prizeDraws.id, grantId)).run();
+      continue;
+    }
+    const result = await db.update(rewardRecords).set({ status }).where(eq(rewardRecords.id, grantId)).run();
+    if (result.meta.changes === 0) missing.push(grantId);
   }
+  return missing;
 }
 
 /** One delivery attempt. Returns undefined when finished (delivered, failed for good, or already done). */

@@ -76,7 +76,9 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     return result;
   } catch (e) {
     outcome = e instanceof AppError ? e.code : "INTERNAL";
-    const compensations = run.plan.compensations.map((undo) =>
+    // Only a definite refusal gives back what was taken: after an unexpected error the commit may have landed,
+    // and a prize kept by mistake goes back at its claim deadline anyway.
+    const compensations = (e instanceof AppError ? run.plan.compensations : []).map((undo) =>
       undo().catch((err) => console.error(JSON.stringify({ message: "compensation failed", requestId: req.requestId, error: String(err) }))),
     );
     await Promise.all(compensations);

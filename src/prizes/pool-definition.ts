@@ -46,7 +46,9 @@ export interface TierState {
 
 export type DrawOutcome =
   | { outcome: "won"; grantId: string; tierId: string; tierName: string; value: number; expiresAt: number | null; shard: number }
-  | { outcome: "missed" | "empty" | "capped" | "closed" | "not-open"; userWins: number };
+  | { outcome: "missed" | "empty" | "capped" | "closed" | "not-open"; userWins: number }
+  /** The config now declares other shards or tiers than the pool was created with. */
+  | { outcome: "changed"; userWins: number };
 
 export type ClaimOutcome = "claimed" | "not-found" | "not-yours" | "already-claimed" | "expired";
 

@@ -19,7 +19,16 @@ export async function drawPrize(env: Env, def: PoolDefinition, draw: { grantId: 
   const first = await poolShard(env, def.id, home).draw(def, home, { ...draw, last: def.shards === 1 });
   if (first.outcome !== "empty" || def.shards === 1) return first;
   const next = (home + 1) % def.shards;
-  return poolShard(env, def.id, next).draw(def, next, { ...draw, rolled: true, priorWins: first.userWins, last: true });
+  const second = await poolShard(env, def.id, next).draw(def, next, { ...draw, rolled: true, priorWins: first.userWins, last: true });
+  // The home shard counts the user's wins for the cap: tell it about this one.
+  if (second.outcome === "won") await poolShard(env, def.id, home).noteForeignWin(draw.userId, second.grantId);
+  return second;
+}
+
+/** The shards a draw for this user may land on (home, then the next). */
+export function candidateShards(userId: string, shards: number): number[] {
+  const home = homeShard(userId, shards);
+  return shards === 1 ? [home] : [home, (home + 1) % shards];
 }
 
 /** The pool and shard a prize id names: `pz~<namespace>~<pool>~<draw>~<shard>`. */

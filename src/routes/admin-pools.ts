@@ -68,9 +68,19 @@ async function findPool(env: AppEnv["Bindings"], activityId: string, poolId: str
 const shards = (env: AppEnv["Bindings"], def: PoolDefinition) =>
   Array.from({ length: def.shards }, (_, i) => ({ i, stub: poolShard(env, def.id, i) }));
 
+/** Each shard's statistics, refusing a pool whose config no longer matches what its shards were created with. */
+async function shardStats(env: AppEnv["Bindings"], def: PoolDefinition, now: number): Promise<PoolStats[]> {
+  const parts = shards(env, def);
+  const same = await Promise.all(parts.map(({ i, stub }) => stub.defineLikeFirstShard(def, i)));
+  if (same.includes(false)) {
+    throw new AppError("UNAVAILABLE", `pool '${def.id}' was changed in config after first use: its shards and tiers are fixed`);
+  }
+  return Promise.all(parts.map(({ stub }) => stub.stats(now)));
+}
+
 /** Every shard's statistics added up. */
-async function poolStats(env: AppEnv["Bindings"], def: PoolDefinition, now: number) {
-  const all: PoolStats[] = await Promise.all(shards(env, def).map(async ({ i, stub }) => (await stub.define(def, i), stub.stats(now))));
+async function poolStats(env: AppEnv["Bindings"], def: PoolDefinition, now: number, all?: PoolStats[]) {
+  all ??= await shardStats(env, def, now);
   const tiers: TierStats[] = all[0]!.tiers.map((t, k) => {
     const sum = (f: keyof TierStats) => all.reduce((s, p) => s + (p.tiers[k]![f] as number), 0);
     return { ...t, quantity: sum("quantity"), released: sum("released"), issued: sum("issued"), claimed: sum("claimed"), expired: sum("expired"), cancelled: sum("cancelled"), outstanding: sum("outstanding"), remaining: sum("remaining") };
@@ -110,12 +120,15 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
       const def = await findPool(c.env, activityId, poolId);
       const now = c.get("now");
       const parts = shards(c.env, def).map(({ i, stub }) => ({ i, stub, n: shardShare(quantity, def.shards, i) }));
-      // Check every shard can take its part before changing any, so a refused withdrawal changes nothing.
-      const before = await poolStats(c.env, def, now);
-      const t = before.tiers.find((x) => x.id === tier);
-      if (!t) throw new AppError("INVALID_PARAMS", `pool '${poolId}' has no tier '${tier}'`);
-      if (sign < 0 && quantity > t.quantity - t.released) {
-        throw new AppError("INVALID_PARAMS", `only ${t.quantity - t.released} units of '${tier}' are not released yet`);
+      // Check that every shard can take its own part before changing any, so a refused withdrawal changes nothing.
+      const before = await shardStats(c.env, def, now);
+      if (!before[0]!.tiers.some((x) => x.id === tier)) throw new AppError("INVALID_PARAMS", `pool '${poolId}' has no tier '${tier}'`);
+      if (sign < 0) {
+        for (const p of parts) {
+          const t = before[p.i]!.tiers.find((x) => x.id === tier)!;
+          const free = t.quantity - Math.max(t.released, t.issued);
+          if (p.n > free) throw new AppError("INVALID_PARAMS", `shard ${p.i} has only ${free} units of '${tier}' not released yet (needs ${p.n})`);
+        }
       }
       for (const p of parts) {
         if (p.n === 0) continue;
@@ -128,7 +141,8 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.close, async (c) => {
     const { activityId, poolId } = c.req.valid("param");
     const def = await findPool(c.env, activityId, poolId);
-    await Promise.all(shards(c.env, def).map(async ({ i, stub }) => (await stub.define(def, i), stub.close())));
+    await shardStats(c.env, def, c.get("now"));
+    await Promise.all(shards(c.env, def).map(({ stub }) => stub.close()));
     return c.json(await poolStats(c.env, def, c.get("now")), 200);
   });
 }

@@ -28,7 +28,12 @@ pools:
     tiers: [ { id: unit, name: A prize, quantity: 100, value: 500 } ]
   refund:
     tiers: [ { id: unit, name: A prize, quantity: 10, value: 100 } ]
+  late:
+    tiers: [ { id: unit, name: A prize, quantity: 10, value: 100 } ]
   never:
+    probability: 0
+    tiers: [ { id: unit, name: Nothing, quantity: 5, value: 1 } ]
+  managed:
     probability: 0
     tiers: [ { id: unit, name: Nothing, quantity: 5, value: 1 } ]
 tasks:
@@ -44,9 +49,15 @@ tasks:
   drawSpread:
     validator: [login]
     reward: [ { lottery: { pool: spread } } ]
+  drawRefundLate:
+    validator: [login]
+    reward: [ { lottery: { pool: late } } ]
   drawNever:
     validator: [login]
     reward: [ { lottery: { pool: never } } ]
+  drawManaged:
+    validator: [login]
+    reward: [ { lottery: { pool: managed } } ]
   drawThenRefused:
     validator: [login, { limit: { perUser: 1, message: One draw each } }]
     reward: [ { lottery: { pool: refund } } ]
@@ -154,6 +165,33 @@ describe("prize pools", () => {
   });
 });
 
+describe("pool definitions are fixed once used", () => {
+  it("refuses draws and stats with a clear 503 when the config changes a used pool's shards or tiers", async () => {
+    await runTask("prizes", "drawSpread", { user: "before-change", now: at(0.5) });
+    await pushConfigs({ "test/pools.yaml": pools.replace("  spread:\n    tiers:", "  spread:\n    shards: 2\n    tiers:") });
+    const draw = await runTask("prizes", "drawSpread", { user: "after-change", now: at(0.5) });
+    expect(draw.status).toBe(503);
+    expect(draw.json.error.message).toContain("shards and tiers are fixed");
+    expect((await admin("spread")).status).toBe(503);
+    await pushConfigs({ "test/pools.yaml": pools });
+  });
+
+  it("never withdraws units already drawn, even when told an earlier time", async () => {
+    const { won } = await burst("drawRefundLate", 20, at(0.95));
+    expect(won.length).toBeGreaterThan(0);
+    const early = await call("/v1/admin/activities/prizes/pools/late/withdraw", {
+      method: "POST",
+      body: { tier: "unit", quantity: 10 },
+      headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+      now: at(0.1),
+    });
+    expect(early.json.error.code).toBe("INVALID_PARAMS");
+    const t = (await admin("late")).json.tiers[0];
+    expect(t.remaining).toBeGreaterThanOrEqual(0);
+    expect(t.quantity).toBe(10);
+  });
+});
+
 describe("the pool admin API", () => {
   it("needs the operator token", async () => {
     expect((await call("/v1/admin/activities/prizes/pools/hundred", { method: "GET", now: at(1) })).status).toBe(401);
@@ -164,19 +202,19 @@ describe("the pool admin API", () => {
   it("replenishes over the rest of the window, withdraws only unreleased units, and closes", async () => {
     const half = (path: string, body?: unknown) =>
       call(`/v1/admin/activities/prizes/pools/${path}`, { method: "POST", body, headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` }, now: at(0.5) });
-    const created = await half("never");
+    const created = await half("managed");
     expect(created.json.tiers[0]).toMatchObject({ quantity: 5, released: 2 });
-    const more = await half("never/replenish", { tier: "unit", quantity: 10 });
+    const more = await half("managed/replenish", { tier: "unit", quantity: 10 });
     expect(more.json.tiers[0]).toMatchObject({ quantity: 15, released: 2 });
-    const tooMuch = await half("never/withdraw", { tier: "unit", quantity: 14 });
+    const tooMuch = await half("managed/withdraw", { tier: "unit", quantity: 14 });
     expect(tooMuch.json.error.code).toBe("INVALID_PARAMS");
-    const fewer = await half("never/withdraw", { tier: "unit", quantity: 13 });
+    const fewer = await half("managed/withdraw", { tier: "unit", quantity: 13 });
     expect(fewer.json.tiers[0]).toMatchObject({ quantity: 2, released: 2 });
-    expect((await half("never/replenish", { tier: "nope", quantity: 1 })).json.error.code).toBe("INVALID_PARAMS");
-    expect((await half("never/replenish", { tier: "unit", quantity: -1 })).status).toBe(400);
-    const closed = await half("never/close");
+    expect((await half("managed/replenish", { tier: "nope", quantity: 1 })).json.error.code).toBe("INVALID_PARAMS");
+    expect((await half("managed/replenish", { tier: "unit", quantity: -1 })).status).toBe(400);
+    const closed = await half("managed/close");
     expect(closed.json.status).toBe("closed");
-    const draw = await runTask("prizes", "drawNever", { user: "after-close", now: at(0.6) });
+    const draw = await runTask("prizes", "drawManaged", { user: "after-close", now: at(0.6) });
     expect(draw.json.rewards[0]).toMatchObject({ granted: false, reason: "CLOSED" });
   });
 });

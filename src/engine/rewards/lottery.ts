@@ -1,6 +1,7 @@
 /** Lottery: draws a prize from one of the activity's prize pools (seed 003's 奖池). */
 import { z } from "zod";
-import { cancelPrize, drawPrize, prizeIdPrefix } from "../../prizes/pools";
+import { AppError } from "../../errors";
+import { cancelPrize, candidateShards, drawPrize, prizeIdPrefix } from "../../prizes/pools";
 import { ArgsError, defineReward } from "../define";
 
 export const lottery = defineReward({
@@ -23,13 +24,21 @@ export const lottery = defineReward({
   async grant(run, { name, pool }) {
     const user = run.requireUser();
     const drawId = run.grantId().slice(2); // `<request id>_<slot>`
-    const out = await drawPrize(run.init.env, pool, {
-      grantId: prizeIdPrefix(run.activity.namespace, name, drawId),
-      userId: user.id,
-      now: run.now,
-    });
+    const prefix = prizeIdPrefix(run.activity.namespace, name, drawId);
+    // The prize's id is known before the draw: if the run is refused, or the draw's answer is lost, give it back.
+    const giveBack = () => Promise.all(candidateShards(user.id, pool.shards).map((s) => cancelPrize(run.init.env, `${prefix}~${s}`)));
+    let out;
+    try {
+      out = await drawPrize(run.init.env, pool, { grantId: prefix, userId: user.id, now: run.now });
+    } catch (e) {
+      await giveBack().catch(() => undefined);
+      throw e;
+    }
+    if (out.outcome === "changed") {
+      throw new AppError("UNAVAILABLE", `pool '${name}' was changed in config after first use: its shards and tiers are fixed (change quantities with the admin API)`);
+    }
     if (out.outcome !== "won") return { type: "lottery", granted: false, reason: out.outcome.toUpperCase() };
-    run.plan.compensations.push(() => cancelPrize(run.init.env, out.grantId));
+    run.plan.compensations.push(giveBack);
     const claimBy = out.expiresAt === null ? null : new Date(out.expiresAt).toISOString();
     const detail = { pool: name, tier: out.tierId, tierName: out.tierName, claimBy };
     const grantId = run.recordGrant({ id: out.grantId, type: "lottery", amount: out.value, detail, status: "granted" });
