@@ -24,7 +24,7 @@ describe("task configs are checked when loaded, with file, path and reason", () 
   it("accepts the shipped example", () => {
     const config = compileConfig(env.TEST_TASK_CONFIGS, "v");
     const d11 = config.activities.get("double11")!;
-    expect(Object.keys(d11.tasks)).toEqual(["openRedPacket", "signIn", "luckyDraw"]);
+    expect(Object.keys(d11.tasks)).toEqual(["openRedPacket", "signIn", "luckyDraw", "spin"]);
     expect(d11.tasks.openRedPacket!.validators.map((v) => v.def.code)).toEqual(["timeWindow", "login", "lock", "limit"]);
   });
 

@@ -165,6 +165,23 @@ describe("prize pools", () => {
   });
 });
 
+describe("the shipped prize wheel", () => {
+  it("spends a draw on Double-11 for a prize its winner can claim, and is closed on other days", async () => {
+    const evening = "2026-11-11T21:00:00+08:00";
+    const results = [];
+    for (let i = 0; i < 20; i++) results.push(await runTask("double11", "spin", { user: `spinner-${i}`, now: evening }));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    const won = results.map((r) => r.json.rewards[0]).filter((r) => r.granted);
+    expect(won.length).toBeGreaterThan(0);
+    expect(won[0]).toMatchObject({ type: "lottery", pool: "double11Prizes" });
+    const winner = `spinner-${results.findIndex((r) => r.json.rewards[0].granted)}`;
+    expect((await call(`/v1/prizes/${won[0].grantId}/claim`, { user: winner, now: evening })).status).toBe(200);
+    // The draw was spent: the day's one free draw is gone.
+    expect((await runTask("double11", "spin", { user: winner, now: evening })).json.error.code).toBe("NO_CHANCES");
+    expect((await runTask("double11", "spin", { user: "late", now: "2026-11-12T10:00:00+08:00" })).json.error.code).toBe("OUTSIDE_TIME_WINDOW");
+  });
+});
+
 describe("pool definitions are fixed once used", () => {
   it("refuses draws and stats with a clear 503 when the config changes a used pool's shards or tiers", async () => {
     await runTask("prizes", "drawSpread", { user: "before-change", now: at(0.5) });
