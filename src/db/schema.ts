@@ -1,5 +1,5 @@
 /** Drizzle schema of the D1 database; mirrors `migrations/` (the SQL there is the source of truth). */
-import { sqliteTable, text, integer, primaryKey } from "drizzle-orm/sqlite-core";
+import { sqliteTable, text, integer } from "drizzle-orm/sqlite-core";
 
 export const configVersions = sqliteTable("config_versions", {
   hash: text("hash").primaryKey(),

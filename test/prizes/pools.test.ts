@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, counter, pushConfigs, records, rows, runTask } from "../helpers";
+import { call, pushConfigs, records, rows, runTask } from "../helpers";
 
 // The pool's window: one day in UTC. Draws replay it with X-Fanfare-Now.
 const BEGIN = Date.parse("2026-11-11T00:00:00Z");
