@@ -1,19 +1,17 @@
 /**
  * A Durable Object's outbox: rows committed with the object's own transaction, forwarded to the EVENTS queue by an
- * alarm in messages of at most ~100 KB, deleted only once sent. A failed send throws, and the runtime retries the
+ * alarm in messages packed by size (src/delivery/pack.ts), deleted only once sent. A failed send throws, and the runtime retries the
  * alarm, so every row reaches the queue at least once.
  */
 import type { Env, QueueMessage } from "../src/env";
+import { packByBytes, utf8Bytes } from "../src/delivery/pack";
 
-const MAX_MESSAGE_BYTES = 100_000;
 /** Rows forwarded per alarm run (then the alarm is set again for the rest). */
 const ROWS_PER_RUN = 5000;
 /** Delay before forwarding, so the rows of a burst share messages. */
-export const FORWARD_DELAY_MS = 200;
+const FORWARD_DELAY_MS = 200;
 
 export const OUTBOX_TABLE = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL);";
-
-const encoder = new TextEncoder();
 
 export class Outbox<Item> {
   private scheduled = false;
@@ -46,21 +44,9 @@ export class Outbox<Item> {
     const rows = this.ctx.storage.sql
       .exec<{ id: number; item: string }>("SELECT id, item FROM outbox ORDER BY id LIMIT ?", ROWS_PER_RUN)
       .toArray();
-    let i = 0;
-    while (i < rows.length) {
-      const items: Item[] = [];
-      let size = 0;
-      let last = 0;
-      for (; i < rows.length; i++) {
-        // Queue limits are in bytes: count UTF-8 bytes, not characters (Chinese text is 3 bytes a character).
-        const bytes = encoder.encode(rows[i]!.item).byteLength;
-        if (size > 0 && size + bytes > MAX_MESSAGE_BYTES) break;
-        size += bytes;
-        last = rows[i]!.id;
-        items.push(JSON.parse(rows[i]!.item) as Item);
-      }
-      await this.env.EVENTS.send(this.message(items));
-      this.ctx.storage.sql.exec("DELETE FROM outbox WHERE id <= ?", last);
+    for (const group of packByBytes(rows, (r) => utf8Bytes(r.item))) {
+      await this.env.EVENTS.send(this.message(group.map((r) => JSON.parse(r.item) as Item)));
+      this.ctx.storage.sql.exec("DELETE FROM outbox WHERE id <= ?", group.at(-1)!.id);
     }
     if (this.pending() > 0) await this.schedule();
   }

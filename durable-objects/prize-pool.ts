@@ -18,6 +18,7 @@ import {
 } from "../src/prizes/pool-definition";
 import { rebase, released, type Window } from "../src/prizes/schedule";
 import { Outbox, OUTBOX_TABLE } from "./outbox";
+import { pickWeighted, uniformRandom } from "../src/random";
 
 export type PoolEvent = { draw: DrawRecord } | { update: { grantId: string; status: "claimed" | "expired" | "cancelled" } };
 
@@ -161,23 +162,14 @@ export class PrizePool extends DurableObject<Env> {
     if (this.status === "closed") return refuse("closed");
     if (req.now < d.begin || req.now > d.end) return refuse("not-open");
     if (d.perUserCap !== undefined && wins >= d.perUserCap) return refuse("capped");
-    if (!req.rolled && !(random() < d.probability)) return refuse("missed");
+    if (!req.rolled && !(uniformRandom() < d.probability)) return refuse("missed");
 
     const w = this.window;
     const open = this.tiers()
       .map((t) => ({ t, available: released(w, t.segments, req.now) - (t.drawn - t.expired - t.cancelled) }))
       .filter((x) => x.available > 0);
     if (open.length === 0) return refuse("empty");
-    const weights = open.map((x) => x.t.weight ?? x.available);
-    let r = random() * weights.reduce((s, x) => s + x, 0);
-    let chosen = open[open.length - 1]!.t;
-    for (let i = 0; i < open.length; i++) {
-      r -= weights[i]!;
-      if (r < 0) {
-        chosen = open[i]!.t;
-        break;
-      }
-    }
+    const chosen = pickWeighted(open, (x) => x.t.weight ?? x.available).t;
     const expiresAt = d.claimTtlMs ? req.now + d.claimTtlMs : null;
     this.ctx.storage.transactionSync(() => {
       this.sql.exec(
@@ -343,12 +335,6 @@ export class PrizePool extends DurableObject<Env> {
       storedBytes: this.ctx.storage.sql.databaseSize,
     };
   }
-}
-
-function random(): number {
-  const buf = new Uint32Array(1);
-  crypto.getRandomValues(buf);
-  return buf[0]! / 2 ** 32;
 }
 
 /** Whether a config's pool still has the shape a shard was created with (shards and tiers are fixed). */

@@ -4,19 +4,17 @@
  * record an isolate produced in FLUSH_MS. Grants never depend on this: they are in the run's own commit.
  */
 import type { Env, RequestRecordMessage } from "../env";
+import { packByBytes, utf8Bytes } from "../delivery/pack";
 
 const FLUSH_MS = 200;
-/** Queue messages are at most 128 KB; records are packed up to this many bytes. */
-const MAX_MESSAGE_BYTES = 100_000;
 /** Params beyond this many bytes are kept as a marker, so one record never fills a message. */
 const MAX_PARAMS_BYTES = 4096;
-const encoder = new TextEncoder();
 
 let pending: RequestRecordMessage[] = [];
 let scheduled = false;
 
 export function recordRequest(env: Env, ctx: { waitUntil(p: Promise<unknown>): void }, record: RequestRecordMessage) {
-  const size = encoder.encode(record.params).byteLength;
+  const size = utf8Bytes(record.params);
   pending.push(size > MAX_PARAMS_BYTES ? { ...record, params: JSON.stringify({ truncated: true, bytes: size }) } : record);
   if (scheduled) return;
   scheduled = true;
@@ -28,19 +26,11 @@ async function flushSoon(env: Env) {
   const records = pending;
   pending = [];
   scheduled = false;
-  const messages: { body: { kind: "requests"; records: RequestRecordMessage[] } }[] = [];
-  let bytes = Infinity;
-  for (const r of records) {
-    const size = encoder.encode(JSON.stringify(r)).byteLength;
-    if (bytes + size > MAX_MESSAGE_BYTES) {
-      messages.push({ body: { kind: "requests", records: [] } });
-      bytes = 0;
-    }
-    messages.at(-1)!.body.records.push(r);
-    bytes += size;
-  }
   try {
-    await env.EVENTS.sendBatch(messages);
+    // One message per group: a batch send is itself limited in total size.
+    for (const group of packByBytes(records, (r) => utf8Bytes(JSON.stringify(r)))) {
+      await env.EVENTS.send({ kind: "requests", records: group });
+    }
   } catch (e) {
     console.error(JSON.stringify({ message: "request records not sent", count: records.length, error: String(e) }));
   }

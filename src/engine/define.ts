@@ -4,7 +4,7 @@
  */
 import type { z } from "zod";
 import type { ErrorCode } from "../errors";
-import type { CompiledActivity, CompiledTask } from "../config/compiled";
+import type { CompiledActivity } from "../config/compiled";
 import type { TaskRun } from "./run";
 
 /** A validator's or guard's refusal: answered with this code and message. */
@@ -89,4 +89,3 @@ export interface Placed<D> {
   args: unknown;
 }
 
-export type { CompiledActivity, CompiledTask };

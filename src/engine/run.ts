@@ -5,6 +5,7 @@ import type { Env } from "../env";
 import type { CounterChange, CounterRef, LockClaim, RecordBatch } from "../accounts/ledger-plan";
 import { AppError } from "../errors";
 import type { RewardOutcome } from "./define";
+import { uniformRandom } from "../random";
 
 export interface User {
   id: string;
@@ -103,15 +104,18 @@ export class TaskRun {
     return id;
   }
 
-  /** The id of the reward being granted now (one per reward slot of the request). */
-  grantId(): string {
-    return `g_${this.init.requestId}_${this.rewards.length}`;
+  /** The reward slot being granted now: `<request id>_<index>`, one per reward of the request. */
+  slotId(): string {
+    return `${this.init.requestId}_${this.rewards.length}`;
   }
 
-  /** A uniform random number in [0, 1) from the platform's CSPRNG (draws must not be predictable). */
+  /** The id of the reward being granted now. */
+  grantId(): string {
+    return `g_${this.slotId()}`;
+  }
+
+  /** A uniform random number in [0, 1) (see src/random.ts). */
   random(): number {
-    const buf = new Uint32Array(1);
-    crypto.getRandomValues(buf);
-    return buf[0]! / 2 ** 32;
+    return uniformRandom();
   }
 }

@@ -23,8 +23,7 @@ export const lottery = defineReward({
   },
   async grant(run, { name, pool }) {
     const user = run.requireUser();
-    const drawId = run.grantId().slice(2); // `<request id>_<slot>`
-    const prefix = prizeIdPrefix(run.activity.namespace, name, drawId);
+    const prefix = prizeIdPrefix(run.activity.namespace, name, run.slotId());
     // The prize's id is known before the draw: if the run is refused, or the draw's answer is lost, give it back.
     const giveBack = () => Promise.all(candidateShards(user.id, pool.shards).map((s) => cancelPrize(run.init.env, `${prefix}~${s}`)));
     let out;

@@ -1,5 +1,6 @@
 /** Red packets: a fixed or random amount of money, with a win probability, user groups, stock and budget. */
 import { z } from "zod";
+import { pickWeighted } from "../../random";
 import { ArgsError, defineReward } from "../define";
 
 const minor = z.number().int().min(1);
@@ -65,11 +66,5 @@ type AmountSpec = z.output<typeof Amount>;
 function drawAmount(spec: AmountSpec, random: () => number): number {
   if (typeof spec === "number") return spec;
   if ("min" in spec) return spec.min + Math.floor(random() * (spec.max - spec.min + 1));
-  const total = spec.weighted.reduce((s, w) => s + w.weight, 0);
-  let r = random() * total;
-  for (const w of spec.weighted) {
-    r -= w.weight;
-    if (r < 0) return w.amount;
-  }
-  return spec.weighted[spec.weighted.length - 1]!.amount;
+  return pickWeighted(spec.weighted, (w) => w.weight, random).amount;
 }

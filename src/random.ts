@@ -1,0 +1,18 @@
+/** Randomness for draws and amounts: the platform's CSPRNG, since a predictable draw could be gamed. */
+
+/** A uniform random number in [0, 1). */
+export function uniformRandom(): number {
+  const buf = new Uint32Array(1);
+  crypto.getRandomValues(buf);
+  return buf[0]! / 2 ** 32;
+}
+
+/** One of `items`, chosen with probability proportional to `weightOf` (items must be non-empty). */
+export function pickWeighted<T>(items: T[], weightOf: (item: T) => number, random: () => number = uniformRandom): T {
+  let r = random() * items.reduce((s, x) => s + weightOf(x), 0);
+  for (const item of items) {
+    r -= weightOf(item);
+    if (r < 0) return item;
+  }
+  return items[items.length - 1]!;
+}
