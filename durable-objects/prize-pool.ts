@@ -294,6 +294,25 @@ export class PrizePool extends DurableObject<Env> {
     return { ok: true };
   }
 
+  /**
+   * Operator changes to a sharded pool (replenish, withdraw, close) touch every shard; shard 0 holds a short lease
+   * for the whole change so two operators never interleave their checks and writes. True when `holder` has it.
+   */
+  async acquireAdminLease(holder: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    const row = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'admin_lease'").toArray()[0];
+    const lease = row ? (JSON.parse(row.v) as { holder: string; until: number }) : undefined;
+    if (lease && lease.holder !== holder && lease.until > now) return false;
+    const v = JSON.stringify({ holder, until: now + ttlMs });
+    this.sql.exec("INSERT INTO meta (k, v) VALUES ('admin_lease', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", v);
+    return true;
+  }
+
+  async releaseAdminLease(holder: string): Promise<void> {
+    const row = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'admin_lease'").toArray()[0];
+    if (row && (JSON.parse(row.v) as { holder: string }).holder === holder) this.sql.exec("DELETE FROM meta WHERE k = 'admin_lease'");
+  }
+
   async close(): Promise<void> {
     this.sql.exec("INSERT INTO meta (k, v) VALUES ('status', 'closed') ON CONFLICT (k) DO UPDATE SET v = 'closed'");
     this.status = "closed";

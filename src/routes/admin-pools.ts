@@ -45,6 +45,7 @@ const errors = {
   400: errorResponse("INVALID_PARAMS"),
   401: errorResponse("UNAUTHENTICATED: missing or wrong operator token"),
   404: errorResponse("NOT_FOUND: no such activity or pool"),
+  409: errorResponse("LOCKED: another operator change to this pool is in progress (Retry-After)"),
   503: errorResponse("UNAVAILABLE: ADMIN_TOKEN is not set"),
 };
 const statsResponse = { 200: { description: "The pool's statistics", content: { "application/json": { schema: StatsSchema } } }, ...errors };
@@ -65,8 +66,25 @@ async function findPool(env: AppEnv["Bindings"], activityId: string, poolId: str
   return pool;
 }
 
+/** Longer than any operator change takes; a worker that died holding the lease frees it after this. */
+const ADMIN_LEASE_MS = 30_000;
+
 const shards = (env: AppEnv["Bindings"], def: PoolDefinition) =>
   Array.from({ length: def.shards }, (_, i) => ({ i, stub: poolShard(env, def.id, i) }));
+
+/** Runs an operator change with the pool's lease held (on shard 0), so concurrent changes never interleave. */
+async function underLease<T>(env: AppEnv["Bindings"], def: PoolDefinition, change: () => Promise<T>): Promise<T> {
+  const first = poolShard(env, def.id, 0);
+  const holder = crypto.randomUUID();
+  if (!(await first.acquireAdminLease(holder, ADMIN_LEASE_MS))) {
+    throw new AppError("LOCKED", `another operator change to pool '${def.id}' is in progress; retry shortly`, { "retry-after": "1" });
+  }
+  try {
+    return await change();
+  } finally {
+    await first.releaseAdminLease(holder);
+  }
+}
 
 /** Each shard's statistics, refusing a pool whose config no longer matches what its shards were created with. */
 async function shardStats(env: AppEnv["Bindings"], def: PoolDefinition, now: number): Promise<PoolStats[]> {
@@ -120,21 +138,24 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
       const def = await findPool(c.env, activityId, poolId);
       const now = c.get("now");
       const parts = shards(c.env, def).map(({ i, stub }) => ({ i, stub, n: shardShare(quantity, def.shards, i) }));
-      // Check that every shard can take its own part before changing any, so a refused withdrawal changes nothing.
-      const before = await shardStats(c.env, def, now);
-      if (!before[0]!.tiers.some((x) => x.id === tier)) throw new AppError("INVALID_PARAMS", `pool '${poolId}' has no tier '${tier}'`);
-      if (sign < 0) {
-        for (const p of parts) {
-          const t = before[p.i]!.tiers.find((x) => x.id === tier)!;
-          const free = t.quantity - Math.max(t.released, t.issued);
-          if (p.n > free) throw new AppError("INVALID_PARAMS", `shard ${p.i} has only ${free} units of '${tier}' not released yet (needs ${p.n})`);
+      await shardStats(c.env, def, now); // creates the shards on first use, refuses a changed config
+      await underLease(c.env, def, async () => {
+        // Check that every shard can take its own part before changing any, so a refused withdrawal changes nothing.
+        const before = await shardStats(c.env, def, now);
+        if (!before[0]!.tiers.some((x) => x.id === tier)) throw new AppError("INVALID_PARAMS", `pool '${poolId}' has no tier '${tier}'`);
+        if (sign < 0) {
+          for (const p of parts) {
+            const t = before[p.i]!.tiers.find((x) => x.id === tier)!;
+            const free = t.quantity - Math.max(t.released, t.issued);
+            if (p.n > free) throw new AppError("INVALID_PARAMS", `shard ${p.i} has only ${free} units of '${tier}' not released yet (needs ${p.n})`);
+          }
         }
-      }
-      for (const p of parts) {
-        if (p.n === 0) continue;
-        const r = await p.stub.adjust(tier, sign * p.n, now);
-        if (!r.ok) throw new AppError("INVALID_PARAMS", r.reason);
-      }
+        for (const p of parts) {
+          if (p.n === 0) continue;
+          const r = await p.stub.adjust(tier, sign * p.n, now);
+          if (!r.ok) throw new AppError("INVALID_PARAMS", r.reason);
+        }
+      });
       return c.json(await poolStats(c.env, def, now), 200);
     });
   }
@@ -142,7 +163,7 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
     const { activityId, poolId } = c.req.valid("param");
     const def = await findPool(c.env, activityId, poolId);
     await shardStats(c.env, def, c.get("now"));
-    await Promise.all(shards(c.env, def).map(({ stub }) => stub.close()));
+    await underLease(c.env, def, () => Promise.all(shards(c.env, def).map(({ stub }) => stub.close())));
     return c.json(await poolStats(c.env, def, c.get("now")), 200);
   });
 }

@@ -33,6 +33,10 @@ pools:
   never:
     probability: 0
     tiers: [ { id: unit, name: Nothing, quantity: 5, value: 1 } ]
+  contested:
+    shards: 2
+    probability: 0
+    tiers: [ { id: unit, name: Nothing, quantity: 21, value: 1 } ]
   managed:
     probability: 0
     tiers: [ { id: unit, name: Nothing, quantity: 5, value: 1 } ]
@@ -233,5 +237,26 @@ describe("the pool admin API", () => {
     expect(closed.json.status).toBe("closed");
     const draw = await runTask("prizes", "drawManaged", { user: "after-close", now: at(0.6) });
     expect(draw.json.rewards[0]).toMatchObject({ granted: false, reason: "CLOSED" });
+  });
+
+  it("applies concurrent operator changes one at a time, each to every shard or to none", async () => {
+    // Before the window nothing is released: shard 0 holds 11 units, shard 1 holds 10. A withdrawal of 2 takes
+    // (1, 1) and one of 20 takes (10, 10): after either, the other no longer fits on shard 1. Interleaved shard by
+    // shard they would both pass shard 0 and one would stop half-applied.
+    const withdraw = (quantity: number) =>
+      call("/v1/admin/activities/prizes/pools/contested/withdraw", {
+        method: "POST",
+        body: { tier: "unit", quantity },
+        headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+        now: at(0),
+      });
+    await admin("contested", at(0));
+    const sizes = [2, 20, 2, 20, 2, 20];
+    const answers = await Promise.all(sizes.map(withdraw));
+    expect(answers.every((r) => [200, 400, 409].includes(r.status))).toBe(true);
+    expect(answers.filter((r) => r.status === 409).every((r) => r.json.error.code === "LOCKED")).toBe(true);
+    const applied = answers.reduce((n, r, i) => n + (r.status === 200 ? sizes[i]! : 0), 0);
+    expect(applied).toBeGreaterThan(0);
+    expect((await admin("contested", at(0))).json.tiers[0].quantity).toBe(21 - applied);
   });
 });
