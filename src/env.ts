@@ -1,14 +1,23 @@
 /** The worker's bindings and variables, and the zod schema that checks the variables once per isolate. */
 import { z } from "zod";
 import { AppError } from "./errors";
+import { RateLimitSchema } from "./rate-limit/rule";
+
+/** Routes that can carry a rate limit of their own (ROUTE_RATE_LIMITS), beside tasks' and sales' limits in config. */
+export const RATE_LIMITED_ROUTES = ["tasks", "flash-sale.grab", "flash-sale.checkout", "flash-sale.cancel", "flash-sale.status", "prize.claim"] as const;
 import type { AccountLedger } from "../durable-objects/account-ledger";
 import type { PoolEvent, PrizePool } from "../durable-objects/prize-pool";
+import type { SaleStock } from "../durable-objects/sale-stock";
+import type { RateLimitCounter } from "../durable-objects/rate-limit-counter";
+import type { SaleEvent } from "./sales/sale-definition";
 import type { RecordBatch } from "./accounts/ledger-plan";
 
 export interface Env {
   DB: D1Database;
   LEDGER: DurableObjectNamespace<AccountLedger>;
   POOLS: DurableObjectNamespace<PrizePool>;
+  STOCK: DurableObjectNamespace<SaleStock>;
+  RATE_LIMITS: DurableObjectNamespace<RateLimitCounter>;
   /** Operator token for /v1/admin routes. */
   ADMIN_TOKEN?: string;
   EVENTS: Queue<QueueMessage>;
@@ -25,6 +34,15 @@ export interface Env {
   /** When set, coupons are delivered to this HTTP coupon center instead of the built-in wallet. */
   COUPON_CENTER_URL?: string;
   COUPON_CENTER_TOKEN?: string;
+  /** When both are set, rate limits are counted in Upstash Redis (REST) instead of the embedded Durable Objects. */
+  UPSTASH_REDIS_REST_URL?: string;
+  UPSTASH_REDIS_REST_TOKEN?: string;
+  /** How long to wait for Upstash before letting a request through (fail open), in ms. */
+  UPSTASH_TIMEOUT_MS?: string;
+  /** Per-route rate limits, JSON: {"flash-sale.grab": {"requests": 5, "windowSeconds": 1, "by": "ip"}, ...}. */
+  ROUTE_RATE_LIMITS?: string;
+  /** How long a flash sale's public status may be served from an isolate's cache, in ms. */
+  SALE_STATUS_CACHE_MS?: string;
   /** Test and benchmark runs only: honour the X-Fanfare-Now header as the current time. */
   ALLOW_CLOCK_OVERRIDE?: string;
 }
@@ -34,6 +52,7 @@ export type QueueMessage =
   | { kind: "requests"; records: RequestRecordMessage[] }
   | { kind: "records"; records: RecordBatch }
   | { kind: "pool-events"; events: PoolEvent[] }
+  | { kind: "sale-events"; events: SaleEvent[] }
   | { kind: "delivery"; deliveryId: string };
 
 export interface RequestRecordMessage {
@@ -67,10 +86,29 @@ const VarsSchema = z
     CONFIG_REFRESH_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
     COUPON_CENTER_URL: z.url().optional(),
     COUPON_CENTER_TOKEN: z.string().optional(),
+    UPSTASH_REDIS_REST_URL: z.url().optional(),
+    UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
+    UPSTASH_TIMEOUT_MS: z.coerce.number().int().min(50).max(10_000).default(1000),
+    ROUTE_RATE_LIMITS: z
+      .string()
+      .transform((text, ctx) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.addIssue({ code: "custom", message: "ROUTE_RATE_LIMITS must be JSON" });
+          return z.NEVER;
+        }
+      })
+      .pipe(z.partialRecord(z.enum(RATE_LIMITED_ROUTES), RateLimitSchema))
+      .optional(),
+    SALE_STATUS_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(500),
     ALLOW_CLOCK_OVERRIDE: z.enum(["true", "false"]).default("false"),
   })
   .refine((v) => v.JWT_SECRET || v.JWKS_URL || v.JWKS_JSON, {
     message: "set JWT_SECRET (local) or JWKS_URL with JWT_ISSUER and JWT_AUDIENCE (production)",
+  })
+  .refine((v) => !v.UPSTASH_REDIS_REST_URL === !v.UPSTASH_REDIS_REST_TOKEN, {
+    message: "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither",
   })
   .refine((v) => !(v.JWKS_URL || v.JWKS_JSON) || (v.JWT_ISSUER && v.JWT_AUDIENCE), {
     message: "JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE",

@@ -9,15 +9,22 @@ export const ERROR_STATUS = {
   OUTSIDE_TIME_WINDOW: 403,
   NOT_ELIGIBLE: 403,
   NO_CHANCES: 403,
+  NOT_STARTED: 403,
+  ENDED: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   LOCKED: 409,
   SOLD_OUT: 409,
   ALREADY_CLAIMED: 409,
+  LIMIT_REACHED: 409,
+  ALREADY_EXISTS: 409,
+  TOKEN_USED: 409,
   CLAIM_EXPIRED: 410,
+  TOKEN_EXPIRED: 410,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   IDEMPOTENCY_MISMATCH: 422,
+  RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,
 } as const satisfies Record<string, ContentfulStatusCode>;
@@ -47,4 +54,16 @@ export interface ErrorBody {
 
 export function errorBody(requestId: string, code: ErrorCode, message: string): ErrorBody {
   return { ok: false, requestId, error: { code, message } };
+}
+
+/**
+ * Whether an error is the runtime refusing more work for now: a Durable Object that is overloaded (too many requests
+ * queued, or its CPU exhausted), a queue that rejects sends over its limits. These answer 503 with Retry-After.
+ */
+export function isOverloaded(err: unknown): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const e = err as { overloaded?: unknown; message?: unknown };
+  if (e.overloaded === true) return true;
+  const message = typeof e.message === "string" ? e.message : "";
+  return /Durable Object is overloaded|Too many requests queued|exceeded (its|the) (CPU|memory)|Too Many Requests|QueueSendError|Queue .*(rate|limit)/i.test(message);
 }

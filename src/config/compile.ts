@@ -9,6 +9,8 @@ import * as registry from "../engine/registry";
 import type { ChanceKind, CompiledActivity, CompiledConfig, CompiledRule, CompiledTask } from "./compiled";
 import { parseRule, splitRules } from "./request-rules";
 import type { PoolDefinition } from "../prizes/pool-definition";
+import { RateLimitSchema } from "../rate-limit/rule";
+import { saleDefinition, SaleFieldsSchema, type SaleDefinition } from "../sales/sale-definition";
 import { isTimeZone, parseActivityTime } from "./time";
 
 export interface ConfigFile {
@@ -57,6 +59,7 @@ const Task = z
     command: ComponentList.optional(),
     reward: ComponentList.optional(),
     afterCommand: ComponentList.optional(),
+    rateLimit: RateLimitSchema.optional(),
   })
   .strict();
 
@@ -93,6 +96,10 @@ const Pool = z
   })
   .strict();
 
+const Sale = SaleFieldsSchema.extend({
+  timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
+}).strict();
+
 const ActivityFileSchema = z
   .object({
     id: Id,
@@ -104,6 +111,7 @@ const ActivityFileSchema = z
       .strict(),
     chances: z.record(Id, Chance).default({}),
     pools: z.record(Id, Pool).default({}),
+    sales: z.record(Id, Sale).default({}),
     tasks: z.record(Id, Task).refine((t) => Object.keys(t).length > 0, "an activity needs at least one task"),
   })
   .strict();
@@ -170,6 +178,18 @@ class FileCompiler {
       };
     }
 
+    const sales: Record<string, SaleDefinition> = {};
+    for (const [id, f] of Object.entries(a.sales)) {
+      const path = ["sales", id, "timeWindow"];
+      const sBegin = f.timeWindow ? this.time(f.timeWindow.beginTime, a.timezone, [...path, "beginTime"]) : begin;
+      const sEnd = f.timeWindow ? this.time(f.timeWindow.endTime, a.timezone, [...path, "endTime"]) : end;
+      if (sBegin === undefined || sEnd === undefined) continue;
+      if (sBegin >= sEnd) this.issue([...path, "endTime"], "endTime must be after beginTime");
+      else if (sBegin < begin || sEnd > end) this.issue(path, "the sale's window must lie inside the activity's timeWindow");
+      if (f.shards > f.stock) this.issue(["sales", id, "shards"], "a sale cannot have more shards than units of stock");
+      sales[id] = saleDefinition(id, f, sBegin, sEnd);
+    }
+
     const activity: Omit<CompiledActivity, "tasks"> = {
       id: a.id,
       name: a.name,
@@ -181,6 +201,7 @@ class FileCompiler {
       windowMessage: a.timeWindow.message ?? "This activity is not running now",
       chances,
       pools,
+      sales,
     };
     const tasks: Record<string, CompiledTask> = {};
     for (const [taskId, t] of Object.entries(a.tasks)) {
@@ -255,6 +276,7 @@ class FileCompiler {
       commands: commands as Placed<(typeof registry.commands)[number]>[],
       rewards: rewards as Placed<(typeof registry.rewards)[number]>[],
       afterCommands: afterCommands as Placed<(typeof registry.commands)[number]>[],
+      rateLimit: t.rateLimit,
     };
   }
 
@@ -308,6 +330,7 @@ export function compileConfig(files: ConfigFile[], version: string): CompiledCon
   const issues: ConfigIssue[] = [];
   const activities = new Map<string, CompiledActivity>();
   const namespaces = new Map<string, string>();
+  const sales = new Map<string, { file: string; sale: SaleDefinition }>();
   for (const f of files) {
     const c = new FileCompiler(f.name);
     const activity = c.compile(f.source);
@@ -325,9 +348,15 @@ export function compileConfig(files: ConfigFile[], version: string): CompiledCon
     }
     namespaces.set(activity.namespace, f.name);
     activities.set(activity.id, activity);
+    // Sale ids are global (the flash-sale routes name no activity).
+    for (const [id, sale] of Object.entries(activity.sales)) {
+      const other = sales.get(id);
+      if (other) issues.push({ file: f.name, path: `sales.${id}`, reason: `sale '${id}' is also declared in ${other.file}` });
+      else sales.set(id, { file: f.name, sale });
+    }
   }
   if (issues.length > 0) throw new ConfigError(issues);
-  return { version, activities };
+  return { version, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])) };
 }
 
 /** The content hash that names a bundle version: the same files always give the same version. */

@@ -1,6 +1,8 @@
 /** The typed, validated form of task configs that requests run against. Built once per pushed version. */
 import type { RuleCheck } from "./request-rules";
 import type { PoolDefinition } from "../prizes/pool-definition";
+import type { RateLimitRule } from "../rate-limit/rule";
+import type { SaleDefinition } from "../sales/sale-definition";
 import type { Period } from "./time";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 
@@ -31,6 +33,7 @@ export interface CompiledTask {
   commands: Placed<CommandDefinition>[];
   rewards: Placed<RewardDefinition>[];
   afterCommands: Placed<CommandDefinition>[];
+  rateLimit?: RateLimitRule[];
 }
 
 export interface CompiledActivity {
@@ -46,10 +49,14 @@ export interface CompiledActivity {
   chances: Record<string, ChanceKind>;
   /** Prize pools by their id in the file; each definition carries its global id `<namespace>:<pool>`. */
   pools: Record<string, PoolDefinition>;
+  /** Flash sales declared by this activity, by their global id. */
+  sales: Record<string, SaleDefinition>;
   tasks: Record<string, CompiledTask>;
 }
 
 export interface CompiledConfig {
   version: string;
   activities: Map<string, CompiledActivity>;
+  /** Every declared flash sale, by its global id. */
+  sales: Map<string, SaleDefinition>;
 }

@@ -1,5 +1,5 @@
 /** Drizzle schema of the D1 database; mirrors `migrations/` (the SQL there is the source of truth). */
-import { sqliteTable, text, integer } from "drizzle-orm/sqlite-core";
+import { integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 export const configVersions = sqliteTable("config_versions", {
   hash: text("hash").primaryKey(),
@@ -87,4 +87,44 @@ export const prizeDraws = sqliteTable("prize_draws", {
   tierId: text("tier_id"),
   value: integer("value").notNull(),
   at: integer("at").notNull(),
+});
+
+export const flashSales = sqliteTable("flash_sales", {
+  id: text("id").primaryKey(),
+  definition: text("definition").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const flashSaleGrabs = sqliteTable("flash_sale_grabs", {
+  id: text("id").primaryKey(),
+  saleId: text("sale_id").notNull(),
+  shard: integer("shard").notNull(),
+  userId: text("user_id").notNull(),
+  outcome: text("outcome").notNull(),
+  token: text("token"),
+  at: integer("at").notNull(),
+});
+
+export const flashSaleTokenEvents = sqliteTable(
+  "flash_sale_token_events",
+  { token: text("token").notNull(), status: text("status").notNull(), at: integer("at").notNull() },
+  (t) => [primaryKey({ columns: [t.token, t.status] })],
+);
+
+export const flashSaleOrders = sqliteTable("flash_sale_orders", {
+  id: text("id").primaryKey(),
+  token: text("token").notNull().unique(),
+  saleId: text("sale_id").notNull(),
+  sku: text("sku").notNull(),
+  userId: text("user_id").notNull(),
+  price: integer("price").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const deadLetters = sqliteTable("dead_letters", {
+  id: text("id").primaryKey(),
+  queue: text("queue").notNull(),
+  body: text("body").notNull(),
+  attempts: integer("attempts").notNull(),
+  receivedAt: integer("received_at").notNull(),
 });

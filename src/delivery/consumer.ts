@@ -5,7 +5,18 @@
  */
 import { eq } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
-import { couponWallet, deliveries, participations, prizeDraws, requestRecords, rewardRecords } from "../db/schema";
+import {
+  couponWallet,
+  deadLetters,
+  deliveries,
+  flashSaleGrabs,
+  flashSaleOrders,
+  flashSaleTokenEvents,
+  participations,
+  prizeDraws,
+  requestRecords,
+  rewardRecords,
+} from "../db/schema";
 import type { PoolEvent } from "../../durable-objects/prize-pool";
 import type { RecordBatch } from "../accounts/ledger-plan";
 import { vars, type Env, type QueueMessage } from "../env";
@@ -59,6 +70,7 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
       m.retry({ delaySeconds: 2 });
     }
   }
+  await storeSaleEvents(db, batch.messages.filter((m): m is Message<Extract<QueueMessage, { kind: "sale-events" }>> => m.body.kind === "sale-events"));
   for (const m of batch.messages) {
     if (m.body.kind !== "delivery") continue;
     const retryIn = await deliver(db, env, m.body.deliveryId);
@@ -113,6 +125,68 @@ async function storePoolEvents(db: DrizzleD1Database, events: PoolEvent[]): Prom
     if (result.meta.changes === 0) missing.push(grantId);
   }
   return missing;
+}
+
+/**
+ * Flash-sale grabs, token outcomes and orders: every message of the batch in one D1 batch (one round trip), each
+ * row idempotent by its key, so a redelivered message changes nothing. When the batch fails, each message is tried
+ * alone, so one bad message cannot hold back the rest; what still fails retries with backoff and, after the queue's
+ * last retry, goes to the dead-letter queue.
+ */
+async function storeSaleEvents(db: DrizzleD1Database, messages: Message<Extract<QueueMessage, { kind: "sale-events" }>>[]) {
+  if (messages.length === 0) return;
+  const write = async (group: typeof messages) => {
+    const events = group.flatMap((m) => m.body.events);
+    const grabs = events.flatMap((e) => ("grab" in e ? [e.grab] : []));
+    const tokens = events.flatMap((e) => ("token" in e ? [e.token] : []));
+    const orders = events.flatMap((e) => ("order" in e ? [e.order] : []));
+    const inserts = [
+      ...chunks(grabs, 7).map((rows) => db.insert(flashSaleGrabs).values(rows).onConflictDoNothing()),
+      ...chunks(tokens, 3).map((rows) => db.insert(flashSaleTokenEvents).values(rows).onConflictDoNothing()),
+      ...chunks(orders, 7).map((rows) =>
+        db
+          .insert(flashSaleOrders)
+          .values(rows.map((o) => ({ id: o.orderId, token: o.token, saleId: o.saleId, sku: o.sku, userId: o.userId, price: o.price, createdAt: o.createdAt })))
+          .onConflictDoNothing(),
+      ),
+    ];
+    if (inserts.length > 0) await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
+    // Read by the benchmark (D1 round trips per order) from the worker's log.
+    console.log(JSON.stringify({ message: "sale events stored", messages: group.length, grabs: grabs.length, tokens: tokens.length, orders: orders.length, d1RoundTrips: inserts.length > 0 ? 1 : 0 }));
+  };
+  try {
+    await write(messages);
+    for (const m of messages) m.ack();
+  } catch (e) {
+    console.error(JSON.stringify({ message: "sale events batch not stored; trying each message alone", error: String(e) }));
+    for (const m of messages) {
+      try {
+        await write([m]);
+        m.ack();
+      } catch (err) {
+        console.error(JSON.stringify({ message: "sale events not stored; retrying", messageId: m.id, attempts: m.attempts, error: String(err) }));
+        m.retry({ delaySeconds: backoffSeconds(m.attempts) });
+      }
+    }
+  }
+}
+
+/** The queue whose failed messages land in D1's dead_letters. */
+export const DEAD_LETTER_QUEUE = "fanfare-events-dlq";
+
+/** Messages that failed every retry: stored whole in D1's dead_letters, so nothing is lost and they can be replayed. */
+export async function storeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  const db = drizzle(env.DB);
+  const rows = batch.messages.map((m) => ({ id: m.id, queue: batch.queue, body: JSON.stringify(m.body), attempts: m.attempts, receivedAt: Date.now() }));
+  try {
+    const inserts = chunks(rows, 5).map((r) => db.insert(deadLetters).values(r).onConflictDoNothing());
+    await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
+    console.error(JSON.stringify({ message: "messages dead-lettered", queue: batch.queue, ids: rows.map((r) => r.id) }));
+    batch.ackAll();
+  } catch (e) {
+    console.error(JSON.stringify({ message: "dead letters not stored; retrying", error: String(e) }));
+    batch.retryAll({ delaySeconds: 30 });
+  }
 }
 
 /** One delivery attempt. Returns undefined when finished (delivered, failed for good, or already done). */

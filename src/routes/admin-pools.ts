@@ -1,27 +1,14 @@
 /**
  * Operator API for prize pools declared in task configs: create (set up every shard ahead of traffic), read stats,
- * replenish, withdraw, close. Needs `Authorization: Bearer <ADMIN_TOKEN>`; consumer tokens never match it.
+ * replenish, withdraw, close. Behind the operator token (src/auth/operator.ts).
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import type { MiddlewareHandler } from "hono";
 import { activeConfig } from "../config/store";
 import { AppError } from "../errors";
 import { errorResponse, IdSchema, type AppEnv } from "../http";
 import type { PoolDefinition, PoolStats, TierStats } from "../prizes/pool-definition";
 import { shardShare } from "../prizes/pool-definition";
 import { poolShard } from "../prizes/pools";
-
-const requireOperator: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const expected = c.env.ADMIN_TOKEN;
-  if (!expected) throw new AppError("UNAVAILABLE", "the admin API is disabled: set ADMIN_TOKEN");
-  const given = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
-  const a = new TextEncoder().encode(given);
-  const b = new TextEncoder().encode(expected);
-  if (a.byteLength !== b.byteLength || !crypto.subtle.timingSafeEqual(a, b)) {
-    throw new AppError("UNAUTHENTICATED", "an operator token is required");
-  }
-  await next();
-};
 
 const params = z.object({ activityId: IdSchema, poolId: IdSchema.openapi({ example: "main" }) });
 const TierStatsSchema = z.object({
@@ -119,8 +106,6 @@ async function poolStats(env: AppEnv["Bindings"], def: PoolDefinition, now: numb
 }
 
 export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
-  app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
-  app.use("/v1/admin/*", requireOperator);
 
   app.openapi(routes.create, async (c) => {
     const { activityId, poolId } = c.req.valid("param");

@@ -1,0 +1,28 @@
+import { Redis } from "@upstash/redis";
+import { Ratelimit } from "@upstash/ratelimit";
+import { startGateway, startRedis } from "./scripts/upstash-gateway";
+import { execFileSync } from "node:child_process";
+
+const redisSrv = await startRedis();
+const gw = await startGateway({ redisPort: redisSrv.port, token: "t" });
+const cli = (...a: string[]) => execFileSync("redis-cli", ["-p", String(redisSrv.port), ...a]).toString();
+const redis = new Redis({ url: gw.url, token: "t" });
+const rl = new Ratelimit({ redis, limiter: Ratelimit.slidingWindow(5, "10 s"), ephemeralCache: false });
+for (let i = 0; i < 10; i++) await rl.limit("z");
+console.log(cli("info", "commandstats").split("\n").filter((l) => /eval/.test(l)).join("\n"));
+const big = "x".repeat(3_000_000) + "é";
+await redis.set("big", big);
+console.log("3MB roundtrip ok:", (await redis.get<string>("big")) === big);
+const t0 = Date.now();
+const results = await Promise.all(Array.from({ length: 500 }, (_, i) => redis.incr("par")));
+console.log("500 parallel incr: max", Math.max(...results), "in", Date.now() - t0, "ms; clients:", cli("info", "clients").match(/connected_clients:\d+/)?.[0]);
+gw.setStall(5000);
+const hanging = fetch(gw.url, { method: "POST", headers: { authorization: "Bearer t" }, body: '["ping"]' }).catch((e) => "fetch rejected: " + String(e).slice(0, 40));
+await new Promise((r) => setTimeout(r, 100));
+const t1 = Date.now();
+await gw.stop();
+console.log("gateway stop with a stalled request took", Date.now() - t1, "ms;", await hanging);
+const pid = execFileSync("sh", ["-c", `pgrep -f 'redis-server 127.0.0.1:${redisSrv.port}' || true`]).toString().trim();
+await redisSrv.stop();
+const pid2 = execFileSync("sh", ["-c", `pgrep -f 'redis-server 127.0.0.1:${redisSrv.port}' || true`]).toString().trim();
+console.log("redis pid before stop:", pid, "after:", pid2 || "(gone)");

@@ -1,0 +1,312 @@
+/**
+ * One shard of a flash sale's stock (seeds 001 and 003: 秒杀 stock tokens): the single writer of its counts and of
+ * the tokens taken from it. A grab takes a token (a unit held for the buyer until checkout or expiry); checkout sells
+ * it; expiry (an alarm) or cancellation returns it. At every instant held + sold + remaining = stock. A buyer's
+ * per-user limit is counted here, on the buyer's home shard; when the home shard runs out it borrows stock from the
+ * next shard instead of sending the buyer elsewhere, so the limit never spans two writers.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { vars, type Env } from "../src/env";
+import { shardShare } from "../src/prizes/pool-definition";
+import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
+import { Outbox, OUTBOX_TABLE } from "./outbox";
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS counts (
+    id INTEGER PRIMARY KEY CHECK (id = 1), stock INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0,
+    sold INTEGER NOT NULL DEFAULT 0, expired INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
+    lent_out INTEGER NOT NULL DEFAULT 0, borrowed_in INTEGER NOT NULL DEFAULT 0,
+    CHECK (held >= 0 AND sold >= 0 AND held + sold <= stock));
+  CREATE TABLE IF NOT EXISTS tokens (
+    token TEXT PRIMARY KEY, user_id TEXT NOT NULL, status TEXT NOT NULL, taken_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER);
+  CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, status);
+  CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);
+  CREATE TABLE IF NOT EXISTS loans (id TEXT PRIMARY KEY, units INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS borrowings (id TEXT PRIMARY KEY, from_shard INTEGER NOT NULL, units INTEGER);
+  ${OUTBOX_TABLE}`;
+
+type Counts = { stock: number; held: number; sold: number; expired: number; cancelled: number; lent_out: number; borrowed_in: number };
+
+/** After a neighbour had nothing to lend, don't ask it again this soon (a sold-out peak would double every call). */
+const EMPTY_NEIGHBOUR_MS = 1000;
+
+export class SaleStock extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  private readonly outbox: Outbox<SaleEvent>;
+  private definition: (SaleDefinition & { shard: number }) | undefined;
+  private status: "open" | "closed" = "open";
+  private requestClock = 0;
+  private neighbourEmptyUntil = 0;
+  private borrowing: Promise<void> | undefined;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.outbox = new Outbox<SaleEvent>(ctx, env, (events) => ({ kind: "sale-events", events }));
+    ctx.blockConcurrencyWhile(async () => {
+      this.sql.exec(SCHEMA);
+      const meta = Object.fromEntries(this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM meta").toArray().map((r) => [r.k, r.v]));
+      if (meta.definition) this.definition = JSON.parse(meta.definition);
+      if (meta.status === "closed") this.status = "closed";
+    });
+  }
+
+  /**
+   * Creates this shard with its share of the stock; an existing shard keeps its state and takes the definition's
+   * other fields (times, limit, price). False when the definition's stock or shard count differ from the shard's.
+   */
+  async define(def: SaleDefinition, shard: number): Promise<boolean> {
+    if (this.definition) {
+      if (this.definition.stock !== def.stock || this.definition.shards !== def.shards) return false;
+      if (JSON.stringify(this.definition) !== JSON.stringify({ ...def, shard })) {
+        this.sql.exec("UPDATE meta SET v = ? WHERE k = 'definition'", JSON.stringify({ ...def, shard }));
+        this.definition = { ...def, shard };
+      }
+      return true;
+    }
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("INSERT INTO meta (k, v) VALUES ('definition', ?), ('status', 'open')", JSON.stringify({ ...def, shard }));
+      this.sql.exec("INSERT INTO counts (id, stock) VALUES (1, ?)", shardShare(def.stock, def.shards, shard));
+    });
+    this.definition = { ...def, shard };
+    return true;
+  }
+
+  private row(): Counts {
+    return this.sql.exec<Counts>("SELECT stock, held, sold, expired, cancelled, lent_out, borrowed_in FROM counts").one();
+  }
+
+  private remaining(): number {
+    const c = this.row();
+    return c.stock - c.held - c.sold;
+  }
+
+  private liveTokens(userId: string): number {
+    return this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM tokens WHERE user_id = ? AND status IN ('held', 'sold')", userId).one().n;
+  }
+
+  /** One grab: a token for the buyer, or why not. `attemptId` names the grab's record. */
+  async grab(def: SaleDefinition, shard: number, req: { userId: string; now: number; attemptId: string }): Promise<GrabOutcome> {
+    if (!(await this.define(def, shard))) return { outcome: "changed" };
+    const d = this.definition!;
+    this.requestClock = Math.max(this.requestClock, req.now);
+    this.expireDue(req.now);
+    const refuse = (outcome: "sold-out" | "limit-reached" | "not-started" | "ended" | "closed"): GrabOutcome => {
+      this.record({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome, token: null, at: req.now } });
+      return { outcome };
+    };
+    if (this.status === "closed") return refuse("closed");
+    if (req.now < d.begin) return refuse("not-started");
+    if (req.now > d.end) return refuse("ended");
+    if (this.liveTokens(req.userId) >= d.perUserLimit) return refuse("limit-reached");
+    if (this.remaining() <= 0) await this.borrow(req.now);
+    // The limit again: other grabs of this buyer may have run while this one waited for the neighbour.
+    if (this.liveTokens(req.userId) >= d.perUserLimit) return refuse("limit-reached");
+    if (this.remaining() <= 0) return refuse("sold-out");
+
+    const token = `${d.id}.${d.shard}.${randomId()}`;
+    const expiresAt = req.now + d.checkoutTtlMs;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("INSERT INTO tokens (token, user_id, status, taken_at, expires_at) VALUES (?, ?, 'held', ?, ?)", token, req.userId, req.now, expiresAt);
+      this.sql.exec("UPDATE counts SET held = held + 1");
+      this.outbox.add({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome: "granted", token, at: req.now } });
+    });
+    await this.outbox.schedule();
+    await this.scheduleExpiry(expiresAt);
+    return { outcome: "granted", token, expiresAt, shard: d.shard };
+  }
+
+  /**
+   * Takes half of the next shard's remaining stock. Grabs that meet the empty shard meanwhile wait for the same loan
+   * (one in flight at a time); nothing else waits, so a lend asked of this shard is answered even while it borrows
+   * (shards borrowing around the ring never wait on each other). The loan is named before it is asked for, so a loan
+   * whose answer was lost is taken up on the next try.
+   */
+  private async borrow(now: number) {
+    const d = this.definition!;
+    if (d.shards === 1 || Date.now() < this.neighbourEmptyUntil) return;
+    this.borrowing ??= this.borrowOnce(d, now).finally(() => {
+      this.borrowing = undefined;
+    });
+    await this.borrowing;
+  }
+
+  private async borrowOnce(d: SaleDefinition & { shard: number }, now: number) {
+    if (this.remaining() > 0) return;
+    const from = (d.shard + 1) % d.shards;
+    const pending = this.sql.exec<{ id: string }>("SELECT id FROM borrowings WHERE units IS NULL").toArray()[0];
+    const id = pending?.id ?? `${d.shard}-${randomId()}`;
+    if (!pending) this.sql.exec("INSERT INTO borrowings (id, from_shard) VALUES (?, ?)", id, from);
+    const units = await saleShard(this.env, d.id, from).lend(d, from, id, now);
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE borrowings SET units = ? WHERE id = ?", units, id);
+      this.sql.exec("UPDATE counts SET stock = stock + ?, borrowed_in = borrowed_in + ?", units, units);
+    });
+    if (units === 0) this.neighbourEmptyUntil = Date.now() + EMPTY_NEIGHBOUR_MS;
+  }
+
+  /** Gives up to half of this shard's remaining stock to a neighbour, once per loan id (a repeated ask gets the same). */
+  async lend(def: SaleDefinition, shard: number, loanId: string, now: number): Promise<number> {
+    if (!(await this.define(def, shard))) return 0;
+    const known = this.sql.exec<{ units: number }>("SELECT units FROM loans WHERE id = ?", loanId).toArray()[0];
+    if (known) return known.units;
+    this.requestClock = Math.max(this.requestClock, now);
+    this.expireDue(now);
+    const units = this.status === "closed" ? 0 : Math.ceil(Math.max(0, this.remaining()) / 2);
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("INSERT INTO loans (id, units) VALUES (?, ?)", loanId, units);
+      this.sql.exec("UPDATE counts SET stock = stock - ?, lent_out = lent_out + ?", units, units);
+    });
+    return units;
+  }
+
+  /** Sells a held token to its buyer. Idempotent by token: a repeated checkout answers the same order. */
+  async checkout(tokenId: string, userId: string, now: number): Promise<CheckoutOutcome> {
+    const d = this.definition;
+    if (!d) return { outcome: "not-found" };
+    // Before reading the token: nothing may await between that read and the sale (a second checkout would interleave).
+    const orderId = await orderIdFor(tokenId);
+    this.requestClock = Math.max(this.requestClock, now);
+    const t = this.token(tokenId);
+    if (!t) return { outcome: "not-found" };
+    if (t.user_id !== userId) return { outcome: "not-yours" };
+    if (t.status === "sold") return { outcome: "ordered", order: this.order(d, t.token, t.user_id, t.order_id!, t.sold_at!), replayed: true };
+    if (t.status === "cancelled") return { outcome: "cancelled" };
+    if (t.status === "expired") return { outcome: "expired" };
+    if (now > t.expires_at) {
+      this.expire(tokenId, now);
+      await this.outbox.schedule();
+      return { outcome: "expired" };
+    }
+    const order = this.order(d, tokenId, userId, orderId, now);
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE tokens SET status = 'sold', order_id = ?, sold_at = ? WHERE token = ?", orderId, now, tokenId);
+      this.sql.exec("UPDATE counts SET held = held - 1, sold = sold + 1");
+      this.outbox.add({ token: { token: tokenId, status: "sold", at: now } });
+      this.outbox.add({ order });
+    });
+    await this.outbox.schedule();
+    return { outcome: "ordered", order, replayed: false };
+  }
+
+  private order(d: SaleDefinition, token: string, userId: string, orderId: string, at: number): Order {
+    return { orderId, saleId: d.id, sku: d.sku, userId, token, price: d.price, createdAt: at };
+  }
+
+  /** The buyer gives a held token back; its unit returns to stock at once. */
+  async cancel(tokenId: string, userId: string, now: number): Promise<CancelOutcome> {
+    const t = this.token(tokenId);
+    if (!t) return "not-found";
+    if (t.user_id !== userId) return "not-yours";
+    if (t.status === "sold") return "sold";
+    if (t.status === "cancelled") return "cancelled";
+    if (t.status === "expired") return "expired";
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE tokens SET status = 'cancelled' WHERE token = ?", tokenId);
+      this.sql.exec("UPDATE counts SET held = held - 1, cancelled = cancelled + 1");
+      this.outbox.add({ token: { token: tokenId, status: "cancelled", at: now } });
+    });
+    await this.outbox.schedule();
+    return "cancelled";
+  }
+
+  private token(tokenId: string) {
+    return this.sql
+      .exec<{ token: string; user_id: string; status: string; expires_at: number; order_id: string | null; sold_at: number | null }>(
+        "SELECT token, user_id, status, expires_at, order_id, sold_at FROM tokens WHERE token = ?",
+        tokenId,
+      )
+      .toArray()[0];
+  }
+
+  private expire(tokenId: string, at: number) {
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE tokens SET status = 'expired' WHERE token = ?", tokenId);
+      this.sql.exec("UPDATE counts SET held = held - 1, expired = expired + 1");
+      this.outbox.add({ token: { token: tokenId, status: "expired", at } });
+    });
+  }
+
+  /** Returns every held token whose checkout deadline passed by `now` to stock; the count. */
+  private expireDue(now: number): number {
+    const due = this.sql
+      .exec<{ token: string; expires_at: number }>("SELECT token, expires_at FROM tokens WHERE status = 'held' AND expires_at < ? LIMIT 1000", now)
+      .toArray();
+    for (const t of due) this.expire(t.token, t.expires_at);
+    if (due.length > 0) this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "sale outbox alarm not set", error: String(e) })));
+    return due.length;
+  }
+
+  private record(event: SaleEvent) {
+    this.outbox.add(event);
+    this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "sale outbox alarm not set", error: String(e) })));
+  }
+
+  private get replayedTime(): boolean {
+    return vars(this.env).ALLOW_CLOCK_OVERRIDE === "true";
+  }
+
+  /** An alarm at the next deadline (with replayed time, deadlines are met by the requests that bring time on). */
+  private async scheduleExpiry(at: number) {
+    if (this.replayedTime) return;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
+  override async alarm(): Promise<void> {
+    this.expireDue(this.replayedTime ? this.requestClock : Date.now());
+    await this.outbox.forward();
+    const next = this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM tokens WHERE status = 'held'").one().at;
+    if (next !== null) await this.scheduleExpiry(Math.max(next + 1, Date.now() + 1000));
+  }
+
+  /** Expires what is due at `now` (replayed time: tests and benchmarks move the clock with this). */
+  async advance(now: number): Promise<number> {
+    this.requestClock = Math.max(this.requestClock, now);
+    const n = this.expireDue(now);
+    await this.outbox.schedule();
+    return n;
+  }
+
+  async close(): Promise<void> {
+    this.sql.exec("INSERT INTO meta (k, v) VALUES ('status', 'closed') ON CONFLICT (k) DO UPDATE SET v = 'closed'");
+    this.status = "closed";
+  }
+
+  /** This shard's counts (held + sold + remaining = stock), expiring what is due at `now` first. */
+  async stats(now: number): Promise<ShardCounts & { status: "open" | "closed"; defined: boolean }> {
+    if (!this.definition) return { stock: 0, held: 0, sold: 0, remaining: 0, expired: 0, cancelled: 0, lentOut: 0, borrowedIn: 0, status: this.status, defined: false };
+    this.requestClock = Math.max(this.requestClock, now);
+    this.expireDue(now);
+    const c = this.row();
+    return {
+      stock: c.stock,
+      held: c.held,
+      sold: c.sold,
+      remaining: c.stock - c.held - c.sold,
+      expired: c.expired,
+      cancelled: c.cancelled,
+      lentOut: c.lent_out,
+      borrowedIn: c.borrowed_in,
+      status: this.status,
+      defined: true,
+    };
+  }
+}
+
+export function saleShard(env: Env, saleId: string, shard: number) {
+  return env.STOCK.get(env.STOCK.idFromName(`${saleId}#${shard}`));
+}
+
+function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** One order per token: its id is derived from the token, so a redelivered order lands on the same row. */
+async function orderIdFor(token: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
+  return `ord_${[...digest.slice(0, 12)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+}

@@ -1,0 +1,16 @@
+/** The operator token that guards /v1/admin: `Authorization: Bearer <ADMIN_TOKEN>`; consumer tokens never match it. */
+import type { MiddlewareHandler } from "hono";
+import { AppError } from "../errors";
+import type { AppEnv } from "../http";
+
+export const requireOperator: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const expected = c.env.ADMIN_TOKEN;
+  if (!expected) throw new AppError("UNAVAILABLE", "the admin API is disabled: set ADMIN_TOKEN");
+  const given = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+  const a = new TextEncoder().encode(given);
+  const b = new TextEncoder().encode(expected);
+  if (a.byteLength !== b.byteLength || !crypto.subtle.timingSafeEqual(a, b)) {
+    throw new AppError("UNAUTHENTICATED", "an operator token is required");
+  }
+  await next();
+};

@@ -1,0 +1,33 @@
+/** The embedded backend: sliding-window counters in RateLimitCounter Durable Objects, identifiers spread over buckets. */
+import type { Env } from "../env";
+import { BlockedCache, type RateLimiter } from "./limiter";
+
+/** Identifiers are hashed over this many objects: fewer cold objects than one per user, no single hot one. */
+const BUCKETS = 32;
+
+function bucketOf(identifier: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < identifier.length; i++) h = Math.imul(h ^ identifier.charCodeAt(i), 16777619);
+  return (h >>> 0) % BUCKETS;
+}
+
+export function durableObjectLimiter(env: Env): RateLimiter {
+  const blocked = new BlockedCache();
+  return {
+    backend: "durable-object",
+    async limit(identifier, rule) {
+      const now = Date.now();
+      const until = blocked.blockedUntil(identifier, now);
+      if (until !== undefined) return { allowed: false, limit: rule.requests, remaining: 0, resetAt: until };
+      try {
+        const stub = env.RATE_LIMITS.get(env.RATE_LIMITS.idFromName(`bucket-${bucketOf(identifier)}`));
+        const r = await stub.limit(identifier, rule.requests, rule.windowSeconds * 1000, now);
+        if (!r.allowed) blocked.block(identifier, r.resetAt);
+        return r;
+      } catch (e) {
+        console.error(JSON.stringify({ message: "rate limiter unavailable; letting the request through", backend: "durable-object", error: String(e) }));
+        return { allowed: true, limit: rule.requests, remaining: rule.requests, resetAt: now + rule.windowSeconds * 1000, failedOpen: true };
+      }
+    },
+  };
+}

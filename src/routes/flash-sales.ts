@@ -1,0 +1,173 @@
+/**
+ * Consumer routes of flash sales: grab a stock token, check out with it (idempotent by token), cancel it, and the
+ * sale's public status. Each is rate limited by ROUTE_RATE_LIMITS, and grab also by the sale's own `rateLimit`.
+ */
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { authenticate } from "../auth/token";
+import { vars } from "../env";
+import { AppError } from "../errors";
+import { errorResponse, type AppEnv } from "../http";
+import { enforceRouteLimits } from "../rate-limit/enforce";
+import { SaleIdSchema } from "../sales/sale-definition";
+import { cancel, checkout, findSale, grab, publicStatus } from "../sales/sales";
+
+const params = z.object({ saleId: SaleIdSchema.openapi({ example: "d11-phone" }) });
+const TokenBody = z.object({ token: z.string().min(1).max(200).openapi({ example: "d11-phone.0.q1w2e3r4t5y6u7i8o9p0aa" }) }).openapi("SaleToken");
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
+
+const OrderSchema = z
+  .object({
+    orderId: z.string(),
+    saleId: z.string(),
+    sku: z.string(),
+    userId: z.string(),
+    token: z.string(),
+    price: z.number().int().openapi({ description: "Minor units" }),
+    createdAt: z.string(),
+  })
+  .openapi("Order");
+const limited = { 429: errorResponse("RATE_LIMITED (Retry-After and RateLimit-* headers say when to come back)") };
+const unavailable = { 503: errorResponse("UNAVAILABLE: a stock shard is overloaded (Retry-After), or the sale's config changed") };
+
+const routes = {
+  grab: createRoute({
+    method: "post",
+    path: "/v1/flash-sales/{saleId}/grab",
+    tags: ["Flash sales"],
+    summary: "Take a stock token: the unit is held for you until checkout or its expiry",
+    security: [{ bearer: [] }],
+    request: { params },
+    responses: {
+      200: json(z.object({ ok: z.literal(true), requestId: z.string(), saleId: z.string(), token: z.string(), expiresAt: z.string() }).openapi("StockToken"), "A token"),
+      401: errorResponse("UNAUTHENTICATED"),
+      403: errorResponse("NOT_STARTED or ENDED"),
+      404: errorResponse("NOT_FOUND: no such sale"),
+      409: errorResponse("SOLD_OUT, or LIMIT_REACHED: the buyer holds or bought the per-user limit"),
+      ...limited,
+      ...unavailable,
+    },
+  }),
+  checkout: createRoute({
+    method: "post",
+    path: "/v1/flash-sales/{saleId}/checkout",
+    tags: ["Flash sales"],
+    summary: "Check out with a token: the order (the same order however often it is repeated)",
+    security: [{ bearer: [] }],
+    request: { params, body: { content: { "application/json": { schema: TokenBody } }, required: true } },
+    responses: {
+      200: json(z.object({ ok: z.literal(true), requestId: z.string(), order: OrderSchema, replayed: z.boolean() }).openapi("Checkout"), "The order"),
+      400: errorResponse("INVALID_JSON or INVALID_PARAMS"),
+      401: errorResponse("UNAUTHENTICATED"),
+      403: errorResponse("FORBIDDEN: another buyer's token"),
+      404: errorResponse("NOT_FOUND: no such sale or token"),
+      410: errorResponse("TOKEN_EXPIRED: past its checkout deadline, or cancelled; the unit went back on sale"),
+      ...limited,
+      ...unavailable,
+    },
+  }),
+  cancel: createRoute({
+    method: "post",
+    path: "/v1/flash-sales/{saleId}/cancel",
+    tags: ["Flash sales"],
+    summary: "Give a held token back: its unit goes back on sale at once",
+    security: [{ bearer: [] }],
+    request: { params, body: { content: { "application/json": { schema: TokenBody } }, required: true } },
+    responses: {
+      200: json(z.object({ ok: z.literal(true), requestId: z.string(), token: z.string(), status: z.literal("cancelled") }), "Cancelled"),
+      400: errorResponse("INVALID_JSON or INVALID_PARAMS"),
+      401: errorResponse("UNAUTHENTICATED"),
+      403: errorResponse("FORBIDDEN: another buyer's token"),
+      404: errorResponse("NOT_FOUND: no such sale or token"),
+      409: errorResponse("TOKEN_USED: already checked out"),
+      410: errorResponse("TOKEN_EXPIRED"),
+      ...limited,
+      ...unavailable,
+    },
+  }),
+  status: createRoute({
+    method: "get",
+    path: "/v1/flash-sales/{saleId}",
+    tags: ["Flash sales"],
+    summary: "Public status of a sale (cached for SALE_STATUS_CACHE_MS)",
+    request: { params },
+    responses: {
+      200: json(
+        z
+          .object({
+            ok: z.literal(true),
+            requestId: z.string(),
+            id: z.string(),
+            sku: z.string(),
+            name: z.string(),
+            price: z.number().int(),
+            state: z.enum(["upcoming", "open", "sold-out", "ended", "closed"]),
+            stock: z.number().int(),
+            remaining: z.number().int(),
+            beginsAt: z.string(),
+            endsAt: z.string(),
+          })
+          .openapi("FlashSaleStatus"),
+        "The sale",
+      ),
+      404: errorResponse("NOT_FOUND"),
+      ...limited,
+      ...unavailable,
+    },
+  }),
+};
+
+async function buyer(c: Context<AppEnv>) {
+  const user = await authenticate(c.env, c.req.header("authorization"));
+  if (!user) throw new AppError("UNAUTHENTICATED", "sign in to take part in a flash sale");
+  return user;
+}
+
+export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
+  app.openapi(routes.grab, async (c) => {
+    const def = await findSale(c.env, c.req.valid("param").saleId);
+    const user = await buyer(c);
+    await enforceRouteLimits(c, "flash-sale.grab", user, { scope: `sale:${def.id}:grab`, rules: def.rateLimit });
+    const t = await grab(c.env, def, user.id, c.get("now"));
+    return c.json({ ok: true as const, requestId: c.get("requestId"), saleId: def.id, token: t.token, expiresAt: new Date(t.expiresAt).toISOString() }, 200);
+  });
+
+  app.openapi(routes.checkout, async (c) => {
+    const def = await findSale(c.env, c.req.valid("param").saleId);
+    const user = await buyer(c);
+    await enforceRouteLimits(c, "flash-sale.checkout", user);
+    const { order, replayed } = await checkout(c.env, def, c.req.valid("json").token, user.id, c.get("now"));
+    return c.json({ ok: true as const, requestId: c.get("requestId"), order: { ...order, createdAt: new Date(order.createdAt).toISOString() }, replayed }, 200);
+  });
+
+  app.openapi(routes.cancel, async (c) => {
+    const def = await findSale(c.env, c.req.valid("param").saleId);
+    const user = await buyer(c);
+    await enforceRouteLimits(c, "flash-sale.cancel", user);
+    const { token } = c.req.valid("json");
+    await cancel(c.env, def, token, user.id, c.get("now"));
+    return c.json({ ok: true as const, requestId: c.get("requestId"), token, status: "cancelled" as const }, 200);
+  });
+
+  app.openapi(routes.status, async (c) => {
+    const def = await findSale(c.env, c.req.valid("param").saleId);
+    await enforceRouteLimits(c, "flash-sale.status", null);
+    const s = await publicStatus(c.env, def, c.get("now"), vars(c.env).SALE_STATUS_CACHE_MS);
+    return c.json(
+      {
+        ok: true as const,
+        requestId: c.get("requestId"),
+        id: def.id,
+        sku: def.sku,
+        name: def.name,
+        price: def.price,
+        state: s.state,
+        stock: def.stock,
+        remaining: s.remaining,
+        beginsAt: new Date(def.begin).toISOString(),
+        endsAt: new Date(def.end).toISOString(),
+      },
+      200,
+    );
+  });
+}

@@ -1,0 +1,98 @@
+/** A flash sale (seed 001's 秒杀) as operators declare it, its schema, and what its stock shards answer. Plain data. */
+import { z } from "zod";
+import { RateLimitSchema, type RateLimitRule } from "../rate-limit/rule";
+
+export const SaleIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "use letters, digits, '-' and '_' (at most 64)");
+
+/** The fields shared by YAML and the admin API (times are parsed by the caller: YAML reads the activity's timezone). */
+export const SaleFieldsSchema = z
+  .object({
+    sku: z.string().min(1).max(128),
+    name: z.string().min(1).max(200).optional(),
+    stock: z.number().int().min(1).max(100_000_000),
+    /** Price of one unit, in minor units. */
+    price: z.number().int().min(0).default(0),
+    perUserLimit: z.number().int().min(1).max(1000).default(1),
+    checkoutWithinSeconds: z.number().int().min(1).max(86_400).default(300),
+    shards: z.number().int().min(1).max(64).default(1),
+    rateLimit: RateLimitSchema.optional(),
+  })
+  .strict();
+
+export interface SaleDefinition {
+  /** Global id: the grab, checkout and status routes name it. */
+  id: string;
+  sku: string;
+  name: string;
+  stock: number;
+  price: number;
+  begin: number;
+  end: number;
+  perUserLimit: number;
+  checkoutTtlMs: number;
+  shards: number;
+  rateLimit?: RateLimitRule[];
+}
+
+/** A sale from its checked fields and window. */
+export function saleDefinition(id: string, f: z.output<typeof SaleFieldsSchema>, begin: number, end: number): SaleDefinition {
+  return {
+    id,
+    sku: f.sku,
+    name: f.name ?? f.sku,
+    stock: f.stock,
+    price: f.price,
+    begin,
+    end,
+    perUserLimit: f.perUserLimit,
+    checkoutTtlMs: f.checkoutWithinSeconds * 1000,
+    shards: f.shards,
+    rateLimit: f.rateLimit,
+  };
+}
+
+export type GrabOutcome =
+  | { outcome: "granted"; token: string; expiresAt: number; shard: number }
+  | { outcome: "sold-out" | "limit-reached" | "not-started" | "ended" | "closed" }
+  /** The config now declares another stock or shard count than the sale was created with. */
+  | { outcome: "changed" };
+
+export interface Order {
+  orderId: string;
+  saleId: string;
+  sku: string;
+  userId: string;
+  token: string;
+  price: number;
+  createdAt: number;
+}
+
+export type CheckoutOutcome =
+  | { outcome: "ordered"; order: Order; replayed: boolean }
+  | { outcome: "not-found" | "not-yours" | "expired" | "cancelled" };
+
+export type CancelOutcome = "cancelled" | "not-found" | "not-yours" | "sold" | "expired";
+
+export interface ShardCounts {
+  stock: number;
+  held: number;
+  sold: number;
+  remaining: number;
+  expired: number;
+  cancelled: number;
+  /** Units lent to a neighbour shard whose own stock ran out, and not yet taken up there (in transit). */
+  lentOut: number;
+  /** Units borrowed from a neighbour. */
+  borrowedIn: number;
+}
+
+export interface SaleStats extends ShardCounts {
+  id: string;
+  status: "open" | "closed";
+}
+
+/** Records forwarded to D1 (flash_sale_grabs, flash_sale_token_events, flash_sale_orders). */
+export type SaleEvent =
+  | { grab: { id: string; saleId: string; shard: number; userId: string; outcome: string; token: string | null; at: number } }
+  | { token: { token: string; status: "sold" | "expired" | "cancelled"; at: number } }
+  | { order: Order };

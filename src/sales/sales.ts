@@ -1,0 +1,147 @@
+/**
+ * Flash sales from the worker's side: where a sale is defined (task configs, or the admin API's D1 table), and
+ * grabs, checkouts, cancellations and status against its stock shards. Outcomes become the API's errors here.
+ */
+import { eq } from "drizzle-orm";
+import { saleShard } from "../../durable-objects/sale-stock";
+import { activeConfig } from "../config/store";
+import { flashSales } from "../db/schema";
+import type { Env } from "../env";
+import { AppError } from "../errors";
+import { database } from "../http";
+import { shardShare } from "../prizes/pool-definition";
+import { homeShard } from "../prizes/pools";
+import type { Order, SaleDefinition, ShardCounts } from "./sale-definition";
+
+/** Sales created through the admin API never change (only their status does, in the shards): kept once read. */
+const created = new Map<string, SaleDefinition>();
+/** Ids found nowhere, until then: a flood of made-up ids costs one D1 read a second, not one each. */
+const unknown = new Map<string, number>();
+const UNKNOWN_FOR_MS = 1000;
+
+export function rememberCreatedSale(def: SaleDefinition) {
+  created.set(def.id, def);
+  unknown.delete(def.id);
+}
+
+/** The sale named `id`: declared in the active config, else created through the admin API; NOT_FOUND otherwise. */
+export async function findSale(env: Env, id: string): Promise<SaleDefinition> {
+  const declared = (await activeConfig(env)).sales.get(id);
+  if (declared) return declared;
+  const known = created.get(id);
+  if (known) return known;
+  const now = Date.now();
+  if ((unknown.get(id) ?? 0) <= now) {
+    const row = (await database(env).select().from(flashSales).where(eq(flashSales.id, id)).limit(1))[0];
+    if (row) {
+      const def = JSON.parse(row.definition) as SaleDefinition;
+      rememberCreatedSale(def);
+      return def;
+    }
+    if (unknown.size > 10_000) unknown.clear();
+    unknown.set(id, now + UNKNOWN_FOR_MS);
+  }
+  throw new AppError("NOT_FOUND", `no flash sale '${id}'`);
+}
+
+const changed = (def: SaleDefinition) =>
+  new AppError("UNAVAILABLE", `sale '${def.id}' was changed in config after it opened: its stock and shards are fixed`, { "retry-after": "60" });
+
+/** Takes a token for the buyer from their home shard (which borrows from its neighbour when it runs out). */
+export async function grab(env: Env, def: SaleDefinition, userId: string, now: number) {
+  const shard = homeShard(userId, def.shards);
+  const r = await saleShard(env, def.id, shard).grab(def, shard, { userId, now, attemptId: crypto.randomUUID() });
+  switch (r.outcome) {
+    case "granted":
+      return { token: r.token, expiresAt: r.expiresAt };
+    case "sold-out":
+      throw new AppError("SOLD_OUT", "sold out");
+    case "limit-reached":
+      throw new AppError("LIMIT_REACHED", `at most ${def.perUserLimit} per buyer`);
+    case "not-started":
+      throw new AppError("NOT_STARTED", `the sale starts at ${new Date(def.begin).toISOString()}`);
+    case "ended":
+    case "closed":
+      throw new AppError("ENDED", "the sale has ended");
+    case "changed":
+      throw changed(def);
+  }
+}
+
+/** The shard a token was taken from, if the token is one of this sale's: `<sale>.<shard>.<random>`. */
+function tokenShard(def: SaleDefinition, token: string): number {
+  const m = /^([A-Za-z0-9_-]{1,64})\.(\d{1,2})\.[A-Za-z0-9_-]{22}$/.exec(token);
+  if (!m || m[1] !== def.id || Number(m[2]) >= def.shards) throw new AppError("NOT_FOUND", "no such token for this sale");
+  return Number(m[2]);
+}
+
+export async function checkout(env: Env, def: SaleDefinition, token: string, userId: string, now: number): Promise<{ order: Order; replayed: boolean }> {
+  const r = await saleShard(env, def.id, tokenShard(def, token)).checkout(token, userId, now);
+  switch (r.outcome) {
+    case "ordered":
+      return { order: r.order, replayed: r.replayed };
+    case "not-found":
+      throw new AppError("NOT_FOUND", "no such token for this sale");
+    case "not-yours":
+      throw new AppError("FORBIDDEN", "this token was taken by another buyer");
+    case "expired":
+      throw new AppError("TOKEN_EXPIRED", "the checkout deadline passed; the unit went back on sale");
+    case "cancelled":
+      throw new AppError("TOKEN_EXPIRED", "the token was cancelled; the unit went back on sale");
+  }
+}
+
+export async function cancel(env: Env, def: SaleDefinition, token: string, userId: string, now: number): Promise<void> {
+  const r = await saleShard(env, def.id, tokenShard(def, token)).cancel(token, userId, now);
+  switch (r) {
+    case "cancelled":
+      return;
+    case "not-found":
+      throw new AppError("NOT_FOUND", "no such token for this sale");
+    case "not-yours":
+      throw new AppError("FORBIDDEN", "this token was taken by another buyer");
+    case "sold":
+      throw new AppError("TOKEN_USED", "the token was already checked out");
+    case "expired":
+      throw new AppError("TOKEN_EXPIRED", "the token already expired");
+  }
+}
+
+/** Every shard's counts added up: held + sold + remaining = stock, with units in transit between shards apart. */
+export async function saleCounts(env: Env, def: SaleDefinition, now: number) {
+  const shards = await Promise.all(Array.from({ length: def.shards }, (_, i) => saleShard(env, def.id, i).stats(now)));
+  const sum = (f: keyof ShardCounts) => shards.reduce((n, s) => n + (s.defined ? s[f] : 0), 0);
+  // A shard nobody has grabbed from yet holds its initial share.
+  const undefinedShares = shards.reduce((n, s, i) => n + (s.defined ? 0 : shardShare(def.stock, def.shards, i)), 0);
+  const totals = {
+    stock: sum("stock") + undefinedShares,
+    held: sum("held"),
+    sold: sum("sold"),
+    remaining: sum("remaining") + undefinedShares,
+    expired: sum("expired"),
+    cancelled: sum("cancelled"),
+    inTransit: sum("lentOut") - sum("borrowedIn"),
+  };
+  return { totals, closed: shards.some((s) => s.status === "closed"), shards };
+}
+
+const statusCache = new Map<string, { at: number; state: SaleState; remaining: number }>();
+
+/** The public status; cached per isolate for SALE_STATUS_CACHE_MS, so a crowd polling it does not reach the shards. */
+export async function publicStatus(env: Env, def: SaleDefinition, now: number, cacheMs: number) {
+  const hit = statusCache.get(def.id);
+  if (hit && Date.now() - hit.at < cacheMs) return hit;
+  const { totals, closed } = await saleCounts(env, def, now);
+  const fresh = { at: Date.now(), state: saleState(def, now, closed, totals.remaining), remaining: totals.remaining };
+  if (cacheMs > 0) statusCache.set(def.id, fresh);
+  return fresh;
+}
+
+export type SaleState = "upcoming" | "open" | "sold-out" | "ended" | "closed";
+
+export function saleState(def: SaleDefinition, now: number, closed: boolean, remaining: number): SaleState {
+  if (closed) return "closed";
+  if (now < def.begin) return "upcoming";
+  if (now > def.end) return "ended";
+  return remaining > 0 ? "open" : "sold-out";
+}
