@@ -38,6 +38,18 @@ async function activeVersion(db: DrizzleD1Database): Promise<string | undefined>
   return row?.hash;
 }
 
+const NO_CONFIG = "no task config has been pushed yet: run `npm run tasks:push`";
+
+/** Flash sales declared in the active config; none before any config was pushed (sales may come from the admin API). */
+export async function declaredSales(env: Env): Promise<CompiledConfig["sales"]> {
+  try {
+    return (await activeConfig(env)).sales;
+  } catch (e) {
+    if (e instanceof AppError && e.message === NO_CONFIG) return new Map();
+    throw e;
+  }
+}
+
 let current: { config: CompiledConfig; checkedAt: number } | undefined;
 
 /**
@@ -60,7 +72,7 @@ async function refresh(env: Env): Promise<CompiledConfig> {
     if (current) return current.config;
     throw e;
   }
-  if (!hash) throw new AppError("UNAVAILABLE", "no task config has been pushed yet: run `npm run tasks:push`");
+  if (!hash) throw new AppError("UNAVAILABLE", NO_CONFIG);
   if (current?.config.version === hash) {
     current.checkedAt = Date.now();
     return current.config;

@@ -1,7 +1,7 @@
 /** Operator API for flash sales: create one (or set up a declared one's shards), read its counts, close it. */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { saleShard } from "../../durable-objects/sale-stock";
-import { activeConfig } from "../config/store";
+import { declaredSales } from "../config/store";
 import { isTimeZone, parseActivityTime } from "../config/time";
 import { flashSales } from "../db/schema";
 import type { Env } from "../env";
@@ -100,7 +100,7 @@ export function registerAdminSales(app: OpenAPIHono<AppEnv>) {
     if (end === null) throw new AppError("INVALID_PARAMS", "endTime: not a time (ISO 8601 or 'YYYY-MM-DD HH:mm:ss')");
     if (end <= begin) throw new AppError("INVALID_PARAMS", "endTime must be after beginTime");
     if (body.shards > body.stock) throw new AppError("INVALID_PARAMS", "shards: a sale cannot have more shards than units of stock");
-    if ((await activeConfig(c.env)).sales.has(body.id)) throw new AppError("ALREADY_EXISTS", `sale '${body.id}' is declared in task config`);
+    if ((await declaredSales(c.env)).has(body.id)) throw new AppError("ALREADY_EXISTS", `sale '${body.id}' is declared in task config`);
     const def = saleDefinition(body.id, body, begin, end);
     // The row is the sale: written once, and the shards then set up (a shard missed here sets itself up on first grab).
     const inserted = await database(c.env)

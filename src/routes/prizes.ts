@@ -4,6 +4,7 @@ import { authenticate } from "../auth/token";
 import { activeConfig } from "../config/store";
 import { AppError } from "../errors";
 import { errorResponse, type AppEnv } from "../http";
+import { enforceRouteLimits } from "../rate-limit/enforce";
 import { claimPrize, parsePrizeId } from "../prizes/pools";
 
 const route = createRoute({
@@ -23,6 +24,7 @@ const route = createRoute({
     404: errorResponse("NOT_FOUND: no such prize"),
     409: errorResponse("ALREADY_CLAIMED"),
     410: errorResponse("CLAIM_EXPIRED: the claim deadline passed; the prize went back to the pool"),
+    429: errorResponse("RATE_LIMITED (ROUTE_RATE_LIMITS)"),
   },
 });
 
@@ -30,6 +32,7 @@ export function registerPrizes(app: OpenAPIHono<AppEnv>) {
   app.openapi(route, async (c) => {
     const user = await authenticate(c.env, c.req.header("authorization"));
     if (!user) throw new AppError("UNAUTHENTICATED", "sign in to claim a prize");
+    await enforceRouteLimits(c, "prize.claim", user);
     const { grantId } = c.req.valid("param");
     const at = parsePrizeId(grantId);
     // Only pools of the active config are asked: a made-up id never reaches (or creates) a pool object.

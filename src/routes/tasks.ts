@@ -8,6 +8,7 @@ import { activeConfig } from "../config/store";
 import { runTask } from "../engine/pipeline";
 import { AppError, errorBody } from "../errors";
 import { errorResponse, IdSchema, type AppEnv } from "../http";
+import { enforceRouteLimits } from "../rate-limit/enforce";
 
 export const MAX_BODY_BYTES = 16 * 1024;
 const PATH = "/v1/activities/:activityId/tasks/:taskId";
@@ -47,6 +48,7 @@ const responses = {
   409: errorResponse("LOCKED (a concurrent duplicate) or SOLD_OUT"),
   413: errorResponse("PAYLOAD_TOO_LARGE: body over 16 KB"),
   422: errorResponse("IDEMPOTENCY_MISMATCH: the key was used with a different request"),
+  429: errorResponse("RATE_LIMITED: over the task's or the route's rate limit (Retry-After, RateLimit-* headers)"),
   503: errorResponse("UNAVAILABLE: no config pushed, or the worker is misconfigured"),
 };
 
@@ -115,6 +117,8 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       const body = parseBody(method, text);
       const config = await activeConfig(c.env);
       const now = c.get("now");
+      const task = config.activities.get(ids.data.activityId)?.tasks[ids.data.taskId];
+      await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
 
       // Idempotency-Keys live in the activity's ledger (an unknown activity is refused by the run below).
       const key = c.req.header("idempotency-key");

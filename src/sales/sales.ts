@@ -4,7 +4,7 @@
  */
 import { eq } from "drizzle-orm";
 import { saleShard } from "../../durable-objects/sale-stock";
-import { activeConfig } from "../config/store";
+import { declaredSales } from "../config/store";
 import { flashSales } from "../db/schema";
 import type { Env } from "../env";
 import { AppError } from "../errors";
@@ -26,7 +26,7 @@ export function rememberCreatedSale(def: SaleDefinition) {
 
 /** The sale named `id`: declared in the active config, else created through the admin API; NOT_FOUND otherwise. */
 export async function findSale(env: Env, id: string): Promise<SaleDefinition> {
-  const declared = (await activeConfig(env)).sales.get(id);
+  const declared = (await declaredSales(env)).get(id);
   if (declared) return declared;
   const known = created.get(id);
   if (known) return known;
