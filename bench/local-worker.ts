@@ -12,7 +12,20 @@ export const BENCH_ADMIN_TOKEN = "bench-operator-token";
 export interface LocalWorker {
   url: string;
   state: string;
+  /** Everything the worker printed so far (its JSON log lines among them). */
+  output(): string;
   stop(): Promise<void>;
+}
+
+export interface WorkerOptions {
+  /** Extra `--var`s, e.g. the Upstash backend's URL and token. */
+  vars?: Record<string, string>;
+  /** Its own local state (a second worker must not share the first one's SQLite files). */
+  state?: string;
+  /** Another wrangler config (a baseline worker); then no migrations or task configs are applied. */
+  config?: string;
+  /** "log" shows the worker's own log lines (which the figures read) along with every request: not for throughput. */
+  logLevel?: "warn" | "log";
 }
 
 function run(cmd: string, args: string[]) {
@@ -20,17 +33,21 @@ function run(cmd: string, args: string[]) {
   if (res.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed:\n${res.stderr}${res.stdout}`);
 }
 
-export async function startWorker(port: number): Promise<LocalWorker> {
-  const state = process.env.BENCH_STATE_DIR ?? join(root, "bench", ".out", "state");
+export async function startWorker(port: number, o: WorkerOptions = {}): Promise<LocalWorker> {
+  const state = o.state ?? process.env.BENCH_STATE_DIR ?? join(root, "bench", ".out", "state");
   rmSync(state, { recursive: true, force: true });
   mkdirSync(state, { recursive: true });
-  run(bin("wrangler"), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state]);
-  run(bin("tsx"), ["scripts/tasks.ts", "push", "--local", "--persist-to", state, "--note", "bench"]);
+  if (!o.config) {
+    run(bin("wrangler"), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state]);
+    run(bin("tsx"), ["scripts/tasks.ts", "push", "--local", "--persist-to", state, "--note", "bench"]);
+  }
+  const vars = { JWT_SECRET: BENCH_SECRET, ALLOW_CLOCK_OVERRIDE: "true", ADMIN_TOKEN: BENCH_ADMIN_TOKEN, CONFIG_REFRESH_MS: "5000", ...o.vars };
   const child: ChildProcess = spawn(
     bin("wrangler"),
     [
-      "dev", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", state, "--log-level", "warn",
-      "--var", `JWT_SECRET:${BENCH_SECRET}`, "--var", "ALLOW_CLOCK_OVERRIDE:true", "--var", `ADMIN_TOKEN:${BENCH_ADMIN_TOKEN}`, "--var", "CONFIG_REFRESH_MS:5000",
+      "dev", ...(o.config ? ["--config", o.config] : []), "--port", String(port), "--ip", "127.0.0.1", "--persist-to", state,
+      "--log-level", o.logLevel ?? "warn",
+      ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ],
     { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, detached: true },
   );
@@ -51,6 +68,7 @@ export async function startWorker(port: number): Promise<LocalWorker> {
   return {
     url,
     state,
+    output: () => output,
     stop: async () => {
       try {
         process.kill(-child.pid!, "SIGTERM");

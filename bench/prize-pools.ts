@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { load, type LoadResult } from "./load";
 import { BENCH_ADMIN_TOKEN, pushExtra, type LocalWorker } from "./local-worker";
-import { haveRedis, startRedis } from "./redis";
+import { haveRedis, openRedis, startRedis } from "../scripts/upstash-gateway";
 
 const BEGIN = Date.parse("2026-11-11T00:00:00Z");
 const END = Date.parse("2026-11-12T00:00:00Z");
@@ -109,18 +109,20 @@ export async function prizePoolFigures(
     storedBytes: number;
   };
   if (haveRedis()) {
-    const redis = await startRedis(Number(process.env.BENCH_REDIS_PORT ?? 6390));
+    const server = await startRedis();
+    const redis = await openRedis(server.port);
     try {
       const step = (END - BEGIN) / HUGE;
       for (let i = 0; i < HUGE; i += 10_000) {
         const args: (string | number)[] = ["ZADD", "pool:huge"];
         for (let k = i; k < i + 10_000; k++) args.push(Math.round(BEGIN + (k + 1) * step), `unit:${k}`);
-        await redis.pipeline([args]);
+        await redis.command(args);
       }
       const bytes = (await redis.command(["MEMORY", "USAGE", "pool:huge", "SAMPLES", "0"])) as number;
       say(`memory for ${HUGE.toLocaleString("en")} units: prize pool ${created.storedBytes.toLocaleString("en")} bytes   Redis sorted set ${bytes.toLocaleString("en")} bytes   ratio ${(created.storedBytes / bytes).toFixed(5)}`);
     } finally {
-      redis.stop();
+      redis.close();
+      await server.stop();
     }
   } else {
     say(`memory for ${HUGE.toLocaleString("en")} units: prize pool ${created.storedBytes.toLocaleString("en")} bytes   Redis: redis-server not installed (apt-get install redis-server)`);

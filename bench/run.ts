@@ -9,6 +9,7 @@ import { SignJWT } from "jose";
 import { load, type LoadResult } from "./load";
 import { BENCH_SECRET, pushExtra, startWorker } from "./local-worker";
 import { prizePoolFigures } from "./prize-pools";
+import { flashSaleFigures } from "./flash-sales";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -87,7 +88,13 @@ async function main() {
     );
     if (health.errors + task.errors > 0 || !seenAt) process.exitCode = 1;
 
-    if (!process.env.BENCH_ONLY_TASKS) {
+    const only = process.env.BENCH_ONLY;
+    if (!only || only === "sales") {
+      say("");
+      say("## flash sales and rate limits");
+      await flashSaleFigures(worker, users, health, SECONDS, CONNECTIONS, Number(process.env.BENCH_PORT ?? 8790), say);
+    }
+    if (!only || only === "pools") {
       say("");
       say("## prize pools");
       const p = await prizePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say);

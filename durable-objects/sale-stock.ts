@@ -278,7 +278,7 @@ export class SaleStock extends DurableObject<Env> {
   /** This shard's counts (held + sold + remaining = stock), expiring what is due at `now` first. */
   async stats(now: number): Promise<ShardCounts & { status: "open" | "closed"; defined: boolean }> {
     if (!this.definition) return { stock: 0, held: 0, sold: 0, remaining: 0, expired: 0, cancelled: 0, lentOut: 0, borrowedIn: 0, status: this.status, defined: false };
-    this.requestClock = Math.max(this.requestClock, now);
+    // A read does not move the alarm's clock (an operator's look at real time must not expire a replayed sale).
     this.expireDue(now);
     const c = this.row();
     return {

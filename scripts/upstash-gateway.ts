@@ -1,5 +1,5 @@
 /** A throw-away real `redis-server` plus an HTTP gateway speaking Upstash's REST protocol (as serverless-redis-http does) for `@upstash/redis`, for tests and benchmarks. */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { connect, createServer as createNetServer, type Socket } from "node:net";
@@ -279,6 +279,29 @@ export async function startRedis(): Promise<RedisServer> {
       if (!(e instanceof PortTaken) || attempt >= 3) throw e;
     }
   }
+}
+
+/** Whether `redis-server` is on the PATH (the benchmark's Redis figures are skipped without it). */
+export function haveRedis(): boolean {
+  return spawnSync("sh", ["-c", "command -v redis-server"]).status === 0;
+}
+
+/** A plain connection for scripts (the benchmark's Redis figures): replies as strings, numbers and arrays. */
+export async function openRedis(port: number): Promise<{ command(args: (string | number)[]): Promise<unknown>; close(): void }> {
+  const conn = await RespConnection.open(port);
+  const plain = (r: Reply): unknown => {
+    if (r instanceof ReplyError) throw new Error(r.message);
+    if (isBytes(r)) return r.toString("utf8");
+    if (isList(r)) return r.map(plain);
+    return typeof r === "bigint" ? Number(r) : r;
+  };
+  return {
+    async command(args) {
+      const [reply] = await conn.send([args.map((a) => Buffer.from(String(a)))]);
+      return plain(reply!);
+    },
+    close: () => conn.close(),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
