@@ -77,6 +77,7 @@ re-activates the previous one.
 | \`timeWindow\` | yes | \`{beginTime, endTime, message?}\`. No task runs outside it (OUTSIDE_TIME_WINDOW with \`message\`). |
 | \`chances\` | no | Kinds of chance: \`name: {name?, initial: N, per: day\\|week\\|month\\|activity}\`. \`initial\` is the fixed allowance each period (the seed's fixed-frequency initial count); the \`chances\` reward adds increments, the \`chances\` validator spends them. Balances reset with the period. |
 | \`pools\` | no | Prize pools by id (below); the \`lottery\` reward draws from them. |
+| \`sales\` | no | Flash sales by id (below). Sale ids are global: unique across all files. |
 | \`tasks\` | yes | Map of task id → task. |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or the seed's \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
@@ -106,6 +107,43 @@ one, never more. The definition is fixed when the pool is first used: change qua
 (\`POST /v1/admin/activities/{activity}/pools/{pool}/replenish|withdraw\`, spread over the rest of the window), read
 \`GET …/pools/{pool}\` for statistics per tier and the schedule beside what happened, \`POST …/close\` to stop draws.
 
+## Flash sales
+
+\`\`\`yaml
+sales:
+  d11-phone:
+    sku: PHONE-128G
+    name: Phone, Double-11 price   # default: the sku
+    stock: 1000
+    price: 399900                  # minor units (default 0)
+    perUserLimit: 1                # tokens held or bought per buyer (default 1)
+    checkoutWithinSeconds: 300     # a token not checked out by then returns to stock (default 300)
+    shards: 4                      # spread a hot SKU over several single writers (default 1; at most the stock)
+    timeWindow: { beginTime: "2026-11-11 00:00:00", endTime: "2026-11-11 00:10:00" }  # default: the activity's
+    rateLimit: { requests: 5, windowSeconds: 1, by: user }   # on the grab route (optional; also a list)
+\`\`\`
+
+\`POST /v1/flash-sales/{id}/grab\` takes a stock token (SOLD_OUT, LIMIT_REACHED, NOT_STARTED, ENDED, RATE_LIMITED);
+\`POST …/checkout\` with \`{token}\` makes the order (the same order however often repeated; TOKEN_EXPIRED after the
+deadline; FORBIDDEN for another buyer's token); \`POST …/cancel\` gives the token back; \`GET /v1/flash-sales/{id}\`
+is the public status. At every instant held + sold + remaining = stock. Each buyer has a home shard (a hash of the
+user id) that counts their limit and borrows stock from the next shard when it runs out. Stock and shards are fixed
+once the sale is used. Sales can also be created through \`POST /v1/admin/flash-sales\`; \`GET
+/v1/admin/flash-sales/{id}\` shows the counts per shard, \`POST …/close\` ends it.
+
+## Rate limits
+
+\`rateLimit\` on a task or a sale: \`{requests, windowSeconds, by: user|device|ip|global}\` (by default \`user\`),
+or a list of up to four, all enforced (e.g. per user and a global ceiling). \`device\` reads \`X-Device-Id\`, \`ip\`
+reads \`CF-Connecting-IP\`; without a user or device the client IP stands in. Over the limit: 429 RATE_LIMITED with
+\`Retry-After\` and \`RateLimit-Policy\`/\`-Limit\`/\`-Remaining\`/\`-Reset\`. Routes get limits of their own from the
+\`ROUTE_RATE_LIMITS\` variable (JSON by route: \`tasks\`, \`flash-sale.grab\`, \`flash-sale.checkout\`,
+\`flash-sale.cancel\`, \`flash-sale.status\`, \`prize.claim\`). Limits are counted in Upstash Redis
+(\`@upstash/ratelimit\`, sliding window) when \`UPSTASH_REDIS_REST_URL\` and \`UPSTASH_REDIS_REST_TOKEN\` are set,
+else in the embedded Durable Object limiter (the same sliding window). Either way an identifier over its limit is
+then refused from an in-isolate cache without a backend call, and a backend that fails or times out
+(\`UPSTASH_TIMEOUT_MS\`, 1 s) lets requests through: per-user caps are enforced where the stock lives.
+
 ## Task
 
 A task runs in the seed's fixed order: **request rules → validators → command → reward → afterCommand**. The first
@@ -121,6 +159,7 @@ failing step answers with its code and configured message; everything the run wr
 | \`command\` | none | One command or a list, run before the reward. |
 | \`reward\` | none | One reward or a list. |
 | \`afterCommand\` | none | One command or a list, run after the reward (sees its outcome). |
+| \`rateLimit\` | none | Requests per window for this task (see Rate limits). |
 
 A component entry is a bare code (\`- login\`) or a one-key map \`- code: {args}\`; args may be \`$params.<path>\`
 to use part of the task's \`params\` (\`- redPacket: $params.stockRedPacket\`). Unknown codes, bad args and
