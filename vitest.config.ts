@@ -18,6 +18,8 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
         ADMIN_TOKEN: "test-operator-token",
         CONFIG_REFRESH_MS: "0",
         SALE_STATUS_CACHE_MS: "0",
+        // A route's own limit (high enough never to refuse the other suites): the rate-limit suite checks it counts.
+        ROUTE_RATE_LIMITS: JSON.stringify({ "flash-sale.status": { requests: 100000, windowSeconds: 60, by: "global" } }),
         ALLOW_CLOCK_OVERRIDE: "true",
         TEST_MIGRATIONS: await readD1Migrations(join(root, "migrations")),
         TEST_TASK_CONFIGS: taskConfigs,

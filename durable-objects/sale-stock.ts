@@ -40,6 +40,8 @@ export class SaleStock extends DurableObject<Env> {
   private requestClock = 0;
   private neighbourEmptyUntil = 0;
   private borrowing: Promise<void> | undefined;
+  /** No held token expires before this (undefined: not known, look). Earlier than the truth is safe, never later. */
+  private nextExpiry: number | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -83,8 +85,15 @@ export class SaleStock extends DurableObject<Env> {
     return c.stock - c.held - c.sold;
   }
 
-  private liveTokens(userId: string): number {
-    return this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM tokens WHERE user_id = ? AND status IN ('held', 'sold')", userId).one().n;
+  /** The stock left here and the buyer's live (held or sold) tokens, in one read: a grab's whole check. */
+  private buyerState(userId: string): { remaining: number; live: number } {
+    return this.sql
+      .exec<{ remaining: number; live: number }>(
+        `SELECT (SELECT stock - held - sold FROM counts) AS remaining,
+                (SELECT count(*) FROM tokens WHERE user_id = ? AND status IN ('held', 'sold')) AS live`,
+        userId,
+      )
+      .one();
   }
 
   /** One grab: a token for the buyer, or why not. `attemptId` names the grab's record. */
@@ -100,11 +109,15 @@ export class SaleStock extends DurableObject<Env> {
     if (this.status === "closed") return refuse("closed");
     if (req.now < d.begin) return refuse("not-started");
     if (req.now > d.end) return refuse("ended");
-    if (this.liveTokens(req.userId) >= d.perUserLimit) return refuse("limit-reached");
-    if (this.remaining() <= 0) await this.borrow(req.now);
-    // The limit again: other grabs of this buyer may have run while this one waited for the neighbour.
-    if (this.liveTokens(req.userId) >= d.perUserLimit) return refuse("limit-reached");
-    if (this.remaining() <= 0) return refuse("sold-out");
+    let state = this.buyerState(req.userId);
+    if (state.live >= d.perUserLimit) return refuse("limit-reached");
+    if (state.remaining <= 0) {
+      await this.borrow(req.now);
+      // Again after the wait: other grabs of this buyer may have run meanwhile.
+      state = this.buyerState(req.userId);
+      if (state.live >= d.perUserLimit) return refuse("limit-reached");
+      if (state.remaining <= 0) return refuse("sold-out");
+    }
 
     const token = `${d.id}.${d.shard}.${randomId()}`;
     const expiresAt = req.now + d.checkoutTtlMs;
@@ -113,6 +126,7 @@ export class SaleStock extends DurableObject<Env> {
       this.sql.exec("UPDATE counts SET held = held + 1");
       this.outbox.add({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome: "granted", token, at: req.now } });
     });
+    if (this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
     await this.outbox.schedule();
     await this.scheduleExpiry(expiresAt);
     return { outcome: "granted", token, expiresAt, shard: d.shard };
@@ -231,12 +245,20 @@ export class SaleStock extends DurableObject<Env> {
 
   /** Returns every held token whose checkout deadline passed by `now` to stock; the count. */
   private expireDue(now: number): number {
+    // Most grabs come before the earliest deadline: then there is nothing to look for.
+    if (this.nextExpiry !== undefined && now <= this.nextExpiry) return 0;
     const due = this.sql
       .exec<{ token: string; expires_at: number }>("SELECT token, expires_at FROM tokens WHERE status = 'held' AND expires_at < ? LIMIT 1000", now)
       .toArray();
     for (const t of due) this.expire(t.token, t.expires_at);
     if (due.length > 0) this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "sale outbox alarm not set", error: String(e) })));
+    // Only once all that was due is gone (at most 1000 a time) is the next deadline known.
+    this.nextExpiry = due.length < 1000 ? this.earliestDeadline() : undefined;
     return due.length;
+  }
+
+  private earliestDeadline(): number {
+    return this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM tokens WHERE status = 'held'").one().at ?? Infinity;
   }
 
   private record(event: SaleEvent) {
@@ -258,8 +280,8 @@ export class SaleStock extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     this.expireDue(this.replayedTime ? this.requestClock : Date.now());
     await this.outbox.forward();
-    const next = this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM tokens WHERE status = 'held'").one().at;
-    if (next !== null) await this.scheduleExpiry(Math.max(next + 1, Date.now() + 1000));
+    const next = this.earliestDeadline();
+    if (next !== Infinity) await this.scheduleExpiry(Math.max(next + 1, Date.now() + 1000));
   }
 
   /** Expires what is due at `now` (replayed time: tests and benchmarks move the clock with this). */

@@ -112,6 +112,14 @@ describe(`rate limits (${upstash ? "Upstash backend" : "Durable Object backend"}
     expect(status.json.remaining).toBeLessThanOrEqual(999);
   });
 
+  it("applies a route's own limit from ROUTE_RATE_LIMITS", async () => {
+    const first = await call("/v1/flash-sales/limited-sale", { method: "GET", now: NOW });
+    const second = await call("/v1/flash-sales/limited-sale", { method: "GET", now: NOW });
+    expect(first.status).toBe(200);
+    expect(first.headers.get("ratelimit-policy")).toBe("100000;w=60");
+    expect(Number(second.headers.get("ratelimit-remaining"))).toBeLessThan(Number(first.headers.get("ratelimit-remaining")));
+  });
+
   it.runIf(upstash)("counts in Redis, and refuses a blocked user from the ephemeral cache without Redis commands", async () => {
     const user = `cache-${unique()}`;
     const before = (await gateway("/__control/commands")).commands;
