@@ -3,11 +3,12 @@
  * the tokens taken from it. A grab takes a token (a unit held for the buyer until checkout or expiry); checkout sells
  * it; expiry (an alarm) or cancellation returns it. At every instant held + sold + remaining = stock. A buyer's
  * per-user limit is counted here, on the buyer's home shard; when the home shard runs out it borrows stock from the
- * next shard instead of sending the buyer elsewhere, so the limit never spans two writers.
+ * other shards instead of sending the buyer elsewhere, so the limit never spans two writers.
  */
 import { DurableObject } from "cloudflare:workers";
 import { vars, type Env } from "../src/env";
 import { shardShare } from "../src/prizes/pool-definition";
+import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
 import { Outbox, OUTBOX_TABLE } from "./outbox";
 
@@ -29,8 +30,8 @@ const SCHEMA = `
 
 type Counts = { stock: number; held: number; sold: number; expired: number; cancelled: number; lent_out: number; borrowed_in: number };
 
-/** After a neighbour had nothing to lend, don't ask it again this soon (a sold-out peak would double every call). */
-const EMPTY_NEIGHBOUR_MS = 1000;
+/** After no other shard had anything to lend, don't ask again this soon (a sold-out peak would multiply every call). */
+const EMPTY_RING_MS = 1000;
 
 export class SaleStock extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -38,8 +39,8 @@ export class SaleStock extends DurableObject<Env> {
   private definition: (SaleDefinition & { shard: number }) | undefined;
   private status: "open" | "closed" = "open";
   private requestClock = 0;
-  private neighbourEmptyUntil = 0;
-  private borrowing: Promise<void> | undefined;
+  private ringEmptyUntil = 0;
+  private borrowing: Promise<"done" | "busy"> | undefined;
   /** No held token expires before this (undefined: not known, look). Earlier than the truth is safe, never later. */
   private nextExpiry: number | undefined;
 
@@ -112,8 +113,9 @@ export class SaleStock extends DurableObject<Env> {
     let state = this.buyerState(req.userId);
     if (state.live >= d.perUserLimit) return refuse("limit-reached");
     if (state.remaining <= 0) {
-      await this.borrow(req.now);
-      // Again after the wait: other grabs of this buyer may have run meanwhile.
+      if ((await this.borrow(req.now)) === "busy") return { outcome: "busy" };
+      // Again after the wait: the sale may have closed, other grabs of this buyer may have run meanwhile.
+      if (this.isClosed()) return refuse("closed");
       state = this.buyerState(req.userId);
       if (state.live >= d.perUserLimit) return refuse("limit-reached");
       if (state.remaining <= 0) return refuse("sold-out");
@@ -133,32 +135,51 @@ export class SaleStock extends DurableObject<Env> {
   }
 
   /**
-   * Takes half of the next shard's remaining stock. Grabs that meet the empty shard meanwhile wait for the same loan
-   * (one in flight at a time); nothing else waits, so a lend asked of this shard is answered even while it borrows
-   * (shards borrowing around the ring never wait on each other). The loan is named before it is asked for, so a loan
-   * whose answer was lost is taken up on the next try.
+   * Borrows stock from the other shards, in ring order from the next one, until one lends. Grabs that meet the
+   * empty shard meanwhile wait for the same round (one in flight at a time); nothing else waits, so a lend asked of
+   * this shard is answered even while it borrows (shards borrowing around the ring never wait on each other). Each
+   * loan is named before it is asked for: one whose answer was lost is asked again (and the lender answers the same).
    */
-  private async borrow(now: number) {
+  private async borrow(now: number): Promise<"done" | "busy"> {
     const d = this.definition!;
-    if (d.shards === 1 || Date.now() < this.neighbourEmptyUntil) return;
-    this.borrowing ??= this.borrowOnce(d, now).finally(() => {
+    if (d.shards === 1 || Date.now() < this.ringEmptyUntil) return "done";
+    this.borrowing ??= this.borrowAround(d, now).finally(() => {
       this.borrowing = undefined;
     });
-    await this.borrowing;
+    return this.borrowing;
   }
 
-  private async borrowOnce(d: SaleDefinition & { shard: number }, now: number) {
-    if (this.remaining() > 0) return;
-    const from = (d.shard + 1) % d.shards;
-    const pending = this.sql.exec<{ id: string }>("SELECT id FROM borrowings WHERE units IS NULL").toArray()[0];
-    const id = pending?.id ?? `${d.shard}-${randomId()}`;
-    if (!pending) this.sql.exec("INSERT INTO borrowings (id, from_shard) VALUES (?, ?)", id, from);
+  private async borrowAround(d: SaleDefinition & { shard: number }, now: number): Promise<"done" | "busy"> {
+    try {
+      await this.takeUpPendingLoans(d, now);
+      for (let step = 1; step < d.shards && this.remaining() <= 0; step++) {
+        const from = (d.shard + step) % d.shards;
+        const id = `${d.shard}-${randomId()}`;
+        this.sql.exec("INSERT INTO borrowings (id, from_shard) VALUES (?, ?)", id, from);
+        await this.askLoan(d, id, from, now);
+      }
+      if (this.remaining() <= 0) this.ringEmptyUntil = Date.now() + EMPTY_RING_MS;
+      return "done";
+    } catch (e) {
+      // A shard that did not answer: the loan stays pending (asked again by the next borrow or the alarm).
+      console.error(JSON.stringify({ message: "borrowing stock failed", sale: d.id, shard: d.shard, error: String(e) }));
+      return "busy";
+    }
+  }
+
+  private async askLoan(d: SaleDefinition, id: string, from: number, now: number) {
     const units = await saleShard(this.env, d.id, from).lend(d, from, id, now);
     this.ctx.storage.transactionSync(() => {
-      this.sql.exec("UPDATE borrowings SET units = ? WHERE id = ?", units, id);
-      this.sql.exec("UPDATE counts SET stock = stock + ?, borrowed_in = borrowed_in + ?", units, units);
+      // Applied once, however often the same loan is answered.
+      const taken = this.sql.exec("UPDATE borrowings SET units = ? WHERE id = ? AND units IS NULL", units, id).rowsWritten;
+      if (taken > 0) this.sql.exec("UPDATE counts SET stock = stock + ?, borrowed_in = borrowed_in + ?", units, units);
     });
-    if (units === 0) this.neighbourEmptyUntil = Date.now() + EMPTY_NEIGHBOUR_MS;
+  }
+
+  /** Loans asked for whose answer never arrived (the lender may have given the units already): asked again. */
+  private async takeUpPendingLoans(d: SaleDefinition & { shard: number }, now: number) {
+    const pending = this.sql.exec<{ id: string; from_shard: number }>("SELECT id, from_shard FROM borrowings WHERE units IS NULL").toArray();
+    for (const p of pending) await this.askLoan(d, p.id, p.from_shard, now);
   }
 
   /** Gives up to half of this shard's remaining stock to a neighbour, once per loan id (a repeated ask gets the same). */
@@ -279,9 +300,15 @@ export class SaleStock extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     this.expireDue(this.replayedTime ? this.requestClock : Date.now());
-    await this.outbox.forward();
+    // The next deadline's alarm first: a queue send that keeps failing below must not stop expiry.
     const next = this.earliestDeadline();
     if (next !== Infinity) await this.scheduleExpiry(Math.max(next + 1, Date.now() + 1000));
+    if (this.definition) {
+      await this.takeUpPendingLoans(this.definition, this.requestClock || Date.now()).catch((e) =>
+        console.error(JSON.stringify({ message: "pending loan not taken up; retried later", error: String(e) })),
+      );
+    }
+    await this.outbox.forward();
   }
 
   /** Expires what is due at `now` (replayed time: tests and benchmarks move the clock with this). */
@@ -290,6 +317,11 @@ export class SaleStock extends DurableObject<Env> {
     const n = this.expireDue(now);
     await this.outbox.schedule();
     return n;
+  }
+
+  /** Read anew after an await: the sale may have been closed meanwhile. */
+  private isClosed(): boolean {
+    return this.status === "closed";
   }
 
   async close(): Promise<void> {
@@ -329,6 +361,5 @@ function randomId(): string {
 
 /** One order per token: its id is derived from the token, so a redelivered order lands on the same row. */
 async function orderIdFor(token: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
-  return `ord_${[...digest.slice(0, 12)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return `ord_${(await sha256Hex(token)).slice(0, 24)}`;
 }

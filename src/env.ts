@@ -2,9 +2,6 @@
 import { z } from "zod";
 import { AppError } from "./errors";
 import { RateLimitSchema } from "./rate-limit/rule";
-
-/** Routes that can carry a rate limit of their own (ROUTE_RATE_LIMITS), beside tasks' and sales' limits in config. */
-export const RATE_LIMITED_ROUTES = ["tasks", "flash-sale.grab", "flash-sale.checkout", "flash-sale.cancel", "flash-sale.status", "prize.claim"] as const;
 import type { AccountLedger } from "../durable-objects/account-ledger";
 import type { PoolEvent, PrizePool } from "../durable-objects/prize-pool";
 import type { SaleStock } from "../durable-objects/sale-stock";
@@ -46,6 +43,9 @@ export interface Env {
   /** Test and benchmark runs only: honour the X-Fanfare-Now header as the current time. */
   ALLOW_CLOCK_OVERRIDE?: string;
 }
+
+/** Routes that can carry a rate limit of their own (ROUTE_RATE_LIMITS), beside tasks' and sales' limits in config. */
+export const RATE_LIMITED_ROUTES = ["tasks", "flash-sale.grab", "flash-sale.checkout", "flash-sale.cancel", "flash-sale.status", "prize.claim"] as const;
 
 /** Messages on the EVENTS queue. */
 export type QueueMessage =

@@ -12,6 +12,7 @@ import type { PoolDefinition } from "../prizes/pool-definition";
 import { RateLimitSchema } from "../rate-limit/rule";
 import { saleDefinition, SaleFieldsSchema, type SaleDefinition } from "../sales/sale-definition";
 import { isTimeZone, parseActivityTime } from "./time";
+import { sha256Hex } from "../sharding";
 
 export interface ConfigFile {
   name: string;
@@ -362,6 +363,5 @@ export function compileConfig(files: ConfigFile[], version: string): CompiledCon
 /** The content hash that names a bundle version: the same files always give the same version. */
 export async function bundleHash(files: ConfigFile[]): Promise<string> {
   const canonical = JSON.stringify([...files].sort((a, b) => a.name.localeCompare(b.name)).map((f) => [f.name, f.source]));
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("").slice(0, 16);
+  return (await sha256Hex(canonical)).slice(0, 16);
 }

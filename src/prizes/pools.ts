@@ -1,5 +1,6 @@
 /** Draws and claims against a (possibly sharded) prize pool: which shard, and one more when it is empty. */
 import type { Env } from "../env";
+import { shardOf } from "../sharding";
 import type { ClaimOutcome, DrawOutcome, PoolDefinition } from "./pool-definition";
 
 export function poolShard(env: Env, poolId: string, shard: number) {
@@ -7,11 +8,7 @@ export function poolShard(env: Env, poolId: string, shard: number) {
 }
 
 /** A user's home shard: a stable hash, so the per-user cap is counted where the user's wins are. */
-export function homeShard(userId: string, shards: number): number {
-  let h = 2166136261;
-  for (let i = 0; i < userId.length; i++) h = Math.imul(h ^ userId.charCodeAt(i), 16777619);
-  return (h >>> 0) % shards;
-}
+export const homeShard = (userId: string, shards: number): number => shardOf(userId, shards);
 
 /** Draws from the user's home shard, then (if it has nothing released) from the next one, never more. */
 export async function drawPrize(env: Env, def: PoolDefinition, draw: { grantId: string; userId: string; now: number }): Promise<DrawOutcome> {

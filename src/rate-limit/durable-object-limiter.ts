@@ -1,15 +1,10 @@
 /** The embedded backend: sliding-window counters in RateLimitCounter Durable Objects, identifiers spread over buckets. */
 import type { Env } from "../env";
+import { shardOf } from "../sharding";
 import { BlockedCache, type RateLimiter } from "./limiter";
 
 /** Identifiers are hashed over this many objects: fewer cold objects than one per user, no single hot one. */
 const BUCKETS = 32;
-
-function bucketOf(identifier: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < identifier.length; i++) h = Math.imul(h ^ identifier.charCodeAt(i), 16777619);
-  return (h >>> 0) % BUCKETS;
-}
 
 export function durableObjectLimiter(env: Env): RateLimiter {
   const blocked = new BlockedCache();
@@ -20,7 +15,7 @@ export function durableObjectLimiter(env: Env): RateLimiter {
       const until = blocked.blockedUntil(identifier, now);
       if (until !== undefined) return { allowed: false, limit: rule.requests, remaining: 0, resetAt: until };
       try {
-        const stub = env.RATE_LIMITS.get(env.RATE_LIMITS.idFromName(`bucket-${bucketOf(identifier)}`));
+        const stub = env.RATE_LIMITS.get(env.RATE_LIMITS.idFromName(`bucket-${shardOf(identifier, BUCKETS)}`));
         const r = await stub.limit(identifier, rule.requests, rule.windowSeconds * 1000, now);
         if (!r.allowed) blocked.block(identifier, r.resetAt);
         return r;

@@ -9,6 +9,7 @@ import { runTask } from "../engine/pipeline";
 import { AppError, errorBody } from "../errors";
 import { errorResponse, IdSchema, type AppEnv } from "../http";
 import { enforceRouteLimits } from "../rate-limit/enforce";
+import { sha256Hex } from "../sharding";
 
 export const MAX_BODY_BYTES = 16 * 1024;
 const PATH = "/v1/activities/:activityId/tasks/:taskId";
@@ -58,11 +59,6 @@ const request = {
     "idempotency-key": z.string().optional().openapi({ description: "Replays the first answer for 24 h" }),
   }),
 };
-
-async function sha256(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 function parseBody(method: string, text: string): Record<string, unknown> {
   if (method !== "POST" || text.trim() === "") return {};
@@ -126,7 +122,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       const idem = key !== undefined && user && namespace ? { userId: user.id, key: checkKey(key), ledger: ledgerFor(c.env, namespace) } : undefined;
       if (idem) {
         const url = new URL(c.req.url);
-        const hash = await sha256(`${method} ${url.pathname}?${url.searchParams.toString()}\n${text}`);
+        const hash = await sha256Hex(`${method} ${url.pathname}?${url.searchParams.toString()}\n${text}`);
         const replay = settleClaim(await idem.ledger.claimIdempotency(idem.userId, idem.key, hash, Date.now()));
         if (replay) {
           return new Response(replay.body, {

@@ -55,7 +55,9 @@ export type GrabOutcome =
   | { outcome: "granted"; token: string; expiresAt: number; shard: number }
   | { outcome: "sold-out" | "limit-reached" | "not-started" | "ended" | "closed" }
   /** The config now declares another stock or shard count than the sale was created with. */
-  | { outcome: "changed" };
+  | { outcome: "changed" }
+  /** Another shard did not answer while this one borrowed stock: nothing was taken, retry shortly. */
+  | { outcome: "busy" };
 
 export interface Order {
   orderId: string;

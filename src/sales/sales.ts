@@ -65,6 +65,8 @@ export async function grab(env: Env, def: SaleDefinition, userId: string, now: n
       throw new AppError("ENDED", "the sale has ended");
     case "changed":
       throw changed(def);
+    case "busy":
+      throw new AppError("UNAVAILABLE", "busy: please retry shortly", { "retry-after": "1" });
   }
 }
 

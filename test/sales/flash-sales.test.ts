@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import worker from "../../src/index";
 import type { QueueMessage } from "../../src/env";
 import { call, pushConfigs, records, rows, unique } from "../helpers";
+import { shardOf } from "../../src/sharding";
 
 // Sales replay time with X-Fanfare-Now: one hour on Double-11.
 const BEGIN = Date.parse("2026-11-11T00:00:00Z");
@@ -139,6 +140,19 @@ describe("flash sales", () => {
     expect((await cancel(sale, "lim", t2.json.token)).status).toBe(200);
     expect((await grab(sale, "lim", at(3))).status).toBe(200);
     expect((await grab(sale, "lim", at(3))).json.error.code).toBe("LIMIT_REACHED");
+  });
+
+  it("sells every unit of a sharded sale to buyers of one shard, borrowing around the ring", async () => {
+    const sale = await createSale({ stock: 4, shards: 4 });
+    // Buyers whose home is shard 0: its own unit, then one lent by each other shard in turn.
+    const buyers = Array.from({ length: 200 }, (_, i) => `ring-${i}`).filter((u) => shardOf(u, 4) === 0).slice(0, 5);
+    const answers = [];
+    for (const u of buyers) answers.push(await grab(sale, u));
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 409]);
+    const s = await stats(sale);
+    expect(s).toMatchObject({ held: 4, remaining: 0, inTransit: 0 });
+    expectBalanced(s, 4);
+    expect(s.shards.map((x: any) => x.borrowedIn)).toEqual([3, 0, 0, 0]);
   });
 
   it("enforces the per-user limit under 50 concurrent grabs by one buyer", async () => {
