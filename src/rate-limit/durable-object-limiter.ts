@@ -1,7 +1,7 @@
 /** The embedded backend: sliding-window counters in RateLimitCounter Durable Objects, identifiers spread over buckets. */
 import type { Env } from "../env";
 import { shardOf } from "../sharding";
-import { BlockedCache, type RateLimiter } from "./limiter";
+import { BlockedCache, failOpen, type RateLimiter } from "./limiter";
 
 /** Identifiers are hashed over this many objects: fewer cold objects than one per user, no single hot one. */
 const BUCKETS = 32;
@@ -21,7 +21,7 @@ export function durableObjectLimiter(env: Env): RateLimiter {
         return r;
       } catch (e) {
         console.error(JSON.stringify({ message: "rate limiter unavailable; letting the request through", backend: "durable-object", error: String(e) }));
-        return { allowed: true, limit: rule.requests, remaining: rule.requests, resetAt: now + rule.windowSeconds * 1000, failedOpen: true };
+        return failOpen(rule);
       }
     },
   };

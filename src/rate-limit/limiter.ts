@@ -29,6 +29,11 @@ export function rateLimiter(env: Env): RateLimiter {
   return limiter;
 }
 
+/** What a request let through without an answer from the backend is told: the rule's own allowance. */
+export function failOpen(rule: RateLimitRule): RateLimitResult {
+  return { allowed: true, limit: rule.requests, remaining: rule.requests, resetAt: Date.now() + rule.windowSeconds * 1000, failedOpen: true };
+}
+
 /** Identifiers blocked until their reset (epoch ms): refused here without asking the backend again. */
 export class BlockedCache {
   private readonly until = new Map<string, number>();

@@ -1,7 +1,7 @@
 /** The Upstash backend: `@upstash/ratelimit`'s sliding window over Upstash Redis (REST), with its ephemeral cache. */
 import { Ratelimit } from "@upstash/ratelimit";
 import { Redis } from "@upstash/redis/cloudflare";
-import type { RateLimiter } from "./limiter";
+import { failOpen, type RateLimiter } from "./limiter";
 import type { RateLimitRule } from "./rule";
 
 /** Shared by every rule's limiter in this isolate: blocked identifiers are refused without a Redis command. */
@@ -32,10 +32,12 @@ export function upstashLimiter(url: string, token: string, timeoutMs: number): R
       try {
         const r = await forRule(rule).limit(identifier);
         waitUntil(r.pending);
-        return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), resetAt: r.reset, failedOpen: r.reason === "timeout" || undefined };
+        // A timeout answers limit 0, remaining 0: report the rule's own allowance for the request let through.
+        if (r.reason === "timeout") return failOpen(rule);
+        return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), resetAt: r.reset };
       } catch (e) {
         console.error(JSON.stringify({ message: "rate limiter unavailable; letting the request through", backend: "upstash", error: String(e) }));
-        return { allowed: true, limit: rule.requests, remaining: rule.requests, resetAt: Date.now() + rule.windowSeconds * 1000, failedOpen: true };
+        return failOpen(rule);
       }
     },
   };

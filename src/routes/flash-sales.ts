@@ -8,7 +8,7 @@ import { authenticate } from "../auth/token";
 import { vars } from "../env";
 import { AppError } from "../errors";
 import { errorResponse, type AppEnv } from "../http";
-import { enforceRouteLimits } from "../rate-limit/enforce";
+import { enforceRateLimits, enforceRouteLimits } from "../rate-limit/enforce";
 import { SaleIdSchema } from "../sales/sale-definition";
 import { cancel, checkout, findSale, grab, publicStatus } from "../sales/sales";
 
@@ -125,33 +125,34 @@ async function buyer(c: Context<AppEnv>) {
 
 export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.grab, async (c) => {
-    const def = await findSale(c.env, c.req.valid("param").saleId);
     const user = await buyer(c);
-    await enforceRouteLimits(c, "flash-sale.grab", user, { scope: `sale:${def.id}:grab`, rules: def.rateLimit });
+    await enforceRouteLimits(c, "flash-sale.grab", user);
+    const def = await findSale(c.env, c.req.valid("param").saleId);
+    await enforceRateLimits(c, `sale:${def.id}:grab`, def.rateLimit, user);
     const t = await grab(c.env, def, user.id, c.get("now"));
     return c.json({ ok: true as const, requestId: c.get("requestId"), saleId: def.id, token: t.token, expiresAt: new Date(t.expiresAt).toISOString() }, 200);
   });
 
   app.openapi(routes.checkout, async (c) => {
-    const def = await findSale(c.env, c.req.valid("param").saleId);
     const user = await buyer(c);
     await enforceRouteLimits(c, "flash-sale.checkout", user);
+    const def = await findSale(c.env, c.req.valid("param").saleId);
     const { order, replayed } = await checkout(c.env, def, c.req.valid("json").token, user.id, c.get("now"));
     return c.json({ ok: true as const, requestId: c.get("requestId"), order: { ...order, createdAt: new Date(order.createdAt).toISOString() }, replayed }, 200);
   });
 
   app.openapi(routes.cancel, async (c) => {
-    const def = await findSale(c.env, c.req.valid("param").saleId);
     const user = await buyer(c);
     await enforceRouteLimits(c, "flash-sale.cancel", user);
+    const def = await findSale(c.env, c.req.valid("param").saleId);
     const { token } = c.req.valid("json");
     await cancel(c.env, def, token, user.id, c.get("now"));
     return c.json({ ok: true as const, requestId: c.get("requestId"), token, status: "cancelled" as const }, 200);
   });
 
   app.openapi(routes.status, async (c) => {
-    const def = await findSale(c.env, c.req.valid("param").saleId);
     await enforceRouteLimits(c, "flash-sale.status", null);
+    const def = await findSale(c.env, c.req.valid("param").saleId);
     const s = await publicStatus(c.env, def, c.get("now"), vars(c.env).SALE_STATUS_CACHE_MS);
     return c.json(
       {

@@ -113,8 +113,6 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       const body = parseBody(method, text);
       const config = await activeConfig(c.env);
       const now = c.get("now");
-      const task = config.activities.get(ids.data.activityId)?.tasks[ids.data.taskId];
-      await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
 
       // Idempotency-Keys live in the activity's ledger (an unknown activity is refused by the run below).
       const key = c.req.header("idempotency-key");
@@ -133,6 +131,9 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       }
 
       try {
+        // After a replay (a retry of a request already answered gets its answer, not a 429).
+        const task = config.activities.get(ids.data.activityId)?.tasks[ids.data.taskId];
+        await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
         const result = await runTask({
           requestId,
           now,
@@ -150,8 +151,9 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
         return c.json(result, 200);
       } catch (e) {
         if (idem) {
-          // Refusals replay like successes; LOCKED (a concurrent duplicate) and unexpected failures free the key.
-          if (e instanceof AppError && e.status < 500 && e.code !== "LOCKED") {
+          // Refusals replay like successes; LOCKED (a concurrent duplicate), RATE_LIMITED (nothing ran) and
+          // unexpected failures free the key.
+          if (e instanceof AppError && e.status < 500 && e.code !== "LOCKED" && e.code !== "RATE_LIMITED") {
             await idem.ledger.completeIdempotency(idem.userId, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message)));
           } else {
             await idem.ledger.releaseIdempotency(idem.userId, idem.key);

@@ -15,7 +15,8 @@ import type { Order, SaleDefinition, ShardCounts } from "./sale-definition";
 
 /** Sales created through the admin API never change (only their status does, in the shards): kept once read. */
 const created = new Map<string, SaleDefinition>();
-/** Ids found nowhere, until then: a flood of made-up ids costs one D1 read a second, not one each. */
+/** Ids found nowhere, until then: repeats of a made-up id cost one D1 read a second (distinct ones are left to the
+ * route's rate limit, ROUTE_RATE_LIMITS, which runs before the lookup). */
 const unknown = new Map<string, number>();
 const UNKNOWN_FOR_MS = 1000;
 

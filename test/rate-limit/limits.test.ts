@@ -4,7 +4,9 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { runInDurableObject } from "cloudflare:test";
 import { call, pushConfigs, runTask, unique } from "../helpers";
+import { shardOf } from "../../src/sharding";
 
 const upstash = Boolean(env.UPSTASH_REDIS_REST_URL);
 const NOW = "2026-11-11T00:30:00Z";
@@ -118,6 +120,14 @@ describe(`rate limits (${upstash ? "Upstash backend" : "Durable Object backend"}
     expect(first.status).toBe(200);
     expect(first.headers.get("ratelimit-policy")).toBe("100000;w=60");
     expect(Number(second.headers.get("ratelimit-remaining"))).toBeLessThan(Number(first.headers.get("ratelimit-remaining")));
+  });
+
+  it.runIf(!upstash)("keeps a long window's count when its bucket object loses its memory (eviction, restart)", async () => {
+    const user = `evict-${unique()}`;
+    for (let i = 0; i < 3; i++) expect((await run("perUser", { user })).status).toBe(200);
+    const bucket: DurableObjectStub = env.RATE_LIMITS.get(env.RATE_LIMITS.idFromName(`bucket-${shardOf(`task:limits/perUser#0:u:${user}`, 32)}`));
+    await runInDurableObject(bucket, (instance: unknown) => (instance as { counters: Map<string, unknown> }).counters.clear());
+    expect((await run("perUser", { user })).status).toBe(429);
   });
 
   it.runIf(upstash)("counts in Redis, and refuses a blocked user from the ephemeral cache without Redis commands", async () => {
