@@ -57,6 +57,8 @@ export class PrizePool extends DurableObject<Env> {
   private status: "open" | "closed" = "open";
   /** The latest request time seen: the alarm's clock when tests or benchmarks replay time (X-Fanfare-Now). */
   private requestClock = 0;
+  /** No issued prize expires before this (undefined: not known, look). Earlier than the truth is safe, never later. */
+  private nextExpiry: number | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -154,7 +156,8 @@ export class PrizePool extends DurableObject<Env> {
     await this.expireDue(draw.now);
     // The shard is part of the prize id, so a claim finds its shard without a lookup.
     const req = { ...draw, grantId: `${draw.grantId}~${d.shard}` };
-    const wins = this.userWins(req.userId) + (req.priorWins ?? 0);
+    // Wins are counted only for a cap (two reads a draw saved on uncapped pools).
+    const wins = d.perUserCap === undefined ? 0 : this.userWins(req.userId) + (req.priorWins ?? 0);
     const refuse = (outcome: "missed" | "empty" | "capped" | "closed" | "not-open"): DrawOutcome => {
       if (outcome !== "empty" || req.last) this.record(req, outcome, null, 0);
       return { outcome, userWins: wins };
@@ -184,7 +187,10 @@ export class PrizePool extends DurableObject<Env> {
       this.record(req, "won", chosen.id, chosen.value);
     });
     await this.outbox.schedule();
-    if (expiresAt !== null) await this.scheduleExpiry(expiresAt);
+    if (expiresAt !== null) {
+      if (this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
+      await this.scheduleExpiry(expiresAt);
+    }
     return { outcome: "won", grantId: req.grantId, tierId: chosen.id, tierName: chosen.name, value: chosen.value, expiresAt, shard: d.shard };
   }
 
@@ -246,12 +252,23 @@ export class PrizePool extends DurableObject<Env> {
 
   /** Returns every unclaimed prize whose deadline passed by `now` to the pool; the count. */
   async expireDue(now: number): Promise<number> {
+    // Pools without a claim deadline, and draws before the earliest known deadline, have nothing to look for.
+    if (this.definition && this.definition.claimTtlMs === undefined) return 0;
+    if (this.nextExpiry !== undefined && now < this.nextExpiry) return 0;
     const due = this.sql
       .exec<{ id: string; tier_id: string }>("SELECT id, tier_id FROM grants WHERE status = 'issued' AND expires_at <= ? LIMIT 1000", now)
       .toArray();
     for (const g of due) this.expire(g.id, g.tier_id);
+    this.nextExpiry = due.length < 1000 ? this.earliestDeadline() : undefined;
     if (due.length > 0) await this.outbox.schedule();
     return due.length;
+  }
+
+  private earliestDeadline(): number {
+    return (
+      this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM grants WHERE status = 'issued' AND expires_at IS NOT NULL").one().at ??
+      Infinity
+    );
   }
 
   private get replayedTime(): boolean {
@@ -269,10 +286,8 @@ export class PrizePool extends DurableObject<Env> {
     // Deadlines are in request time; with replayed time the alarm must not expire prizes by the wall clock.
     await this.expireDue(this.replayedTime ? this.requestClock : Date.now());
     await this.outbox.forward();
-    const next = this.sql
-      .exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM grants WHERE status = 'issued' AND expires_at IS NOT NULL")
-      .one().at;
-    if (next !== null) await this.scheduleExpiry(Math.max(next, Date.now() + 1000));
+    const next = this.earliestDeadline();
+    if (next !== Infinity) await this.scheduleExpiry(Math.max(next, Date.now() + 1000));
   }
 
   /** Adds (quantity > 0) or withdraws (< 0) units of a tier at `now`, spread over the rest of the window. */
