@@ -6,7 +6,7 @@
  * to D1 through the queue.
  */
 import { DurableObject } from "cloudflare:workers";
-import { vars, type Env } from "../src/env";
+import type { Env } from "../src/env";
 import {
   shardShare,
   type ClaimOutcome,
@@ -17,6 +17,7 @@ import {
   type TierState,
 } from "../src/prizes/pool-definition";
 import { rebase, released, type Window } from "../src/prizes/schedule";
+import { DeadlineClock } from "./deadline-clock";
 import { Outbox, OUTBOX_TABLE } from "./outbox";
 import { pickWeighted, uniformRandom } from "../src/random";
 
@@ -55,14 +56,14 @@ export class PrizePool extends DurableObject<Env> {
   private readonly outbox: Outbox<PoolEvent>;
   private definition: (PoolDefinition & { shard: number }) | undefined;
   private status: "open" | "closed" = "open";
-  /** The latest request time seen: the alarm's clock when tests or benchmarks replay time (X-Fanfare-Now). */
-  private requestClock = 0;
+  private readonly clock: DeadlineClock;
   /** No issued prize expires before this (undefined: not known, look). Earlier than the truth is safe, never later. */
   private nextExpiry: number | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.clock = new DeadlineClock(ctx, env);
     this.outbox = new Outbox<PoolEvent>(ctx, env, (events) => ({ kind: "pool-events", events }));
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(SCHEMA);
@@ -151,7 +152,7 @@ export class PrizePool extends DurableObject<Env> {
     if (!this.definition && !(await this.defineLikeFirstShard(def, shard))) return { outcome: "changed", userWins: 0 };
     const d = this.definition!;
     if (!sameShape(d, def)) return { outcome: "changed", userWins: 0 };
-    this.requestClock = Math.max(this.requestClock, draw.now);
+    this.clock.observe(draw.now);
     // Prizes past their deadline go back first, so they can be drawn again now.
     await this.expireDue(draw.now);
     // The shard is part of the prize id, so a claim finds its shard without a lookup.
@@ -189,7 +190,7 @@ export class PrizePool extends DurableObject<Env> {
     await this.outbox.schedule();
     if (expiresAt !== null) {
       if (this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
-      await this.scheduleExpiry(expiresAt);
+      await this.clock.wakeBy(expiresAt);
     }
     return { outcome: "won", grantId: req.grantId, tierId: chosen.id, tierName: chosen.name, value: chosen.value, expiresAt, shard: d.shard };
   }
@@ -203,7 +204,7 @@ export class PrizePool extends DurableObject<Env> {
 
   /** The winner claims a prize before its deadline; anyone else, or a second claim, is refused. */
   async claim(grantId: string, userId: string, now: number): Promise<ClaimOutcome> {
-    this.requestClock = Math.max(this.requestClock, now);
+    this.clock.observe(now);
     const g = this.sql
       .exec<{ user_id: string; tier_id: string; status: string; expires_at: number | null }>(
         "SELECT user_id, tier_id, status, expires_at FROM grants WHERE id = ?",
@@ -271,23 +272,12 @@ export class PrizePool extends DurableObject<Env> {
     );
   }
 
-  private get replayedTime(): boolean {
-    return vars(this.env).ALLOW_CLOCK_OVERRIDE === "true";
-  }
-
-  /** An alarm at the next deadline (with replayed time, deadlines are met by the requests that bring time on). */
-  private async scheduleExpiry(at: number) {
-    if (this.replayedTime) return;
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
-  }
-
   override async alarm(): Promise<void> {
-    // Deadlines are in request time; with replayed time the alarm must not expire prizes by the wall clock.
-    await this.expireDue(this.replayedTime ? this.requestClock : Date.now());
-    await this.outbox.forward();
+    await this.expireDue(this.clock.alarmNow());
+    // The next deadline's alarm first: a queue send that keeps failing below must not stop expiry.
     const next = this.earliestDeadline();
-    if (next !== Infinity) await this.scheduleExpiry(Math.max(next, Date.now() + 1000));
+    if (next !== Infinity) await this.clock.wakeBy(Math.max(next, Date.now() + 1000));
+    await this.outbox.forward();
   }
 
   /** Adds (quantity > 0) or withdraws (< 0) units of a tier at `now`, spread over the rest of the window. */
@@ -298,7 +288,7 @@ export class PrizePool extends DurableObject<Env> {
     const w = this.window;
     // Never before anything this shard already did: a stale `now` must not un-release units.
     const lastDraw = this.sql.exec<{ at: number | null }>("SELECT max(drawn_at) AS at FROM grants").one().at ?? 0;
-    const at = Math.max(now, d.begin, this.requestClock, lastDraw, ...tier.segments.map((s) => s.from));
+    const at = Math.max(now, d.begin, this.clock.latestRequest, lastDraw, ...tier.segments.map((s) => s.from));
     if (at >= d.end) return { ok: false, reason: "the pool's window is over" };
     const issued = tier.drawn - tier.expired - tier.cancelled;
     const unreleased = tier.quantity - Math.max(released(w, tier.segments, at), issued);

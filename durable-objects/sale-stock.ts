@@ -6,10 +6,11 @@
  * other shards instead of sending the buyer elsewhere, so the limit never spans two writers.
  */
 import { DurableObject } from "cloudflare:workers";
-import { vars, type Env } from "../src/env";
+import type { Env } from "../src/env";
 import { shardShare } from "../src/prizes/pool-definition";
 import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
+import { DeadlineClock } from "./deadline-clock";
 import { Outbox, OUTBOX_TABLE } from "./outbox";
 
 const SCHEMA = `
@@ -38,7 +39,7 @@ export class SaleStock extends DurableObject<Env> {
   private readonly outbox: Outbox<SaleEvent>;
   private definition: (SaleDefinition & { shard: number }) | undefined;
   private status: "open" | "closed" = "open";
-  private requestClock = 0;
+  private readonly clock: DeadlineClock;
   private ringEmptyUntil = 0;
   private borrowing: Promise<"done" | "busy"> | undefined;
   /** No held token expires before this (undefined: not known, look). Earlier than the truth is safe, never later. */
@@ -47,6 +48,7 @@ export class SaleStock extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.clock = new DeadlineClock(ctx, env);
     this.outbox = new Outbox<SaleEvent>(ctx, env, (events) => ({ kind: "sale-events", events }));
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(SCHEMA);
@@ -101,7 +103,7 @@ export class SaleStock extends DurableObject<Env> {
   async grab(def: SaleDefinition, shard: number, req: { userId: string; now: number; attemptId: string }): Promise<GrabOutcome> {
     if (!(await this.define(def, shard))) return { outcome: "changed" };
     const d = this.definition!;
-    this.requestClock = Math.max(this.requestClock, req.now);
+    this.clock.observe(req.now);
     this.expireDue(req.now);
     const refuse = (outcome: "sold-out" | "limit-reached" | "not-started" | "ended" | "closed"): GrabOutcome => {
       this.record({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome, token: null, at: req.now } });
@@ -130,7 +132,7 @@ export class SaleStock extends DurableObject<Env> {
     });
     if (this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
     await this.outbox.schedule();
-    await this.scheduleExpiry(expiresAt);
+    await this.clock.wakeBy(expiresAt);
     return { outcome: "granted", token, expiresAt, shard: d.shard };
   }
 
@@ -187,7 +189,7 @@ export class SaleStock extends DurableObject<Env> {
     if (!(await this.define(def, shard))) return 0;
     const known = this.sql.exec<{ units: number }>("SELECT units FROM loans WHERE id = ?", loanId).toArray()[0];
     if (known) return known.units;
-    this.requestClock = Math.max(this.requestClock, now);
+    this.clock.observe(now);
     this.expireDue(now);
     const units = this.status === "closed" ? 0 : Math.ceil(Math.max(0, this.remaining()) / 2);
     this.ctx.storage.transactionSync(() => {
@@ -203,7 +205,7 @@ export class SaleStock extends DurableObject<Env> {
     if (!d) return { outcome: "not-found" };
     // Before reading the token: nothing may await between that read and the sale (a second checkout would interleave).
     const orderId = await orderIdFor(tokenId);
-    this.requestClock = Math.max(this.requestClock, now);
+    this.clock.observe(now);
     const t = this.token(tokenId);
     if (!t) return { outcome: "not-found" };
     if (t.user_id !== userId) return { outcome: "not-yours" };
@@ -287,24 +289,13 @@ export class SaleStock extends DurableObject<Env> {
     this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "sale outbox alarm not set", error: String(e) })));
   }
 
-  private get replayedTime(): boolean {
-    return vars(this.env).ALLOW_CLOCK_OVERRIDE === "true";
-  }
-
-  /** An alarm at the next deadline (with replayed time, deadlines are met by the requests that bring time on). */
-  private async scheduleExpiry(at: number) {
-    if (this.replayedTime) return;
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
-  }
-
   override async alarm(): Promise<void> {
-    this.expireDue(this.replayedTime ? this.requestClock : Date.now());
+    this.expireDue(this.clock.alarmNow());
     // The next deadline's alarm first: a queue send that keeps failing below must not stop expiry.
     const next = this.earliestDeadline();
-    if (next !== Infinity) await this.scheduleExpiry(Math.max(next + 1, Date.now() + 1000));
+    if (next !== Infinity) await this.clock.wakeBy(Math.max(next + 1, Date.now() + 1000));
     if (this.definition) {
-      await this.takeUpPendingLoans(this.definition, this.requestClock || Date.now()).catch((e) =>
+      await this.takeUpPendingLoans(this.definition, this.clock.latestRequest || Date.now()).catch((e) =>
         console.error(JSON.stringify({ message: "pending loan not taken up; retried later", error: String(e) })),
       );
     }
@@ -313,7 +304,7 @@ export class SaleStock extends DurableObject<Env> {
 
   /** Expires what is due at `now` (replayed time: tests and benchmarks move the clock with this). */
   async advance(now: number): Promise<number> {
-    this.requestClock = Math.max(this.requestClock, now);
+    this.clock.observe(now);
     const n = this.expireDue(now);
     await this.outbox.schedule();
     return n;
