@@ -22,7 +22,7 @@ const SCHEMA = `
     CHECK (held >= 0 AND sold >= 0 AND held + sold <= stock));
   CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY, user_id TEXT NOT NULL, status TEXT NOT NULL, taken_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER);
+    expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER, idempotency_key TEXT UNIQUE);
   CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, status);
   CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);
   CREATE TABLE IF NOT EXISTS loans (id TEXT PRIMARY KEY, units INTEGER NOT NULL);
@@ -99,12 +99,26 @@ export class SaleStock extends DurableObject<Env> {
       .one();
   }
 
-  /** One grab: a token for the buyer, or why not. `attemptId` names the grab's record. */
-  async grab(def: SaleDefinition, shard: number, req: { userId: string; now: number; attemptId: string }): Promise<GrabOutcome> {
+  /**
+   * One grab: a token for the buyer, or why not. `attemptId` names the grab's record. With an Idempotency-Key, a
+   * repeated grab (a client that lost the answer) gets the token the first one took, whatever its state now.
+   */
+  async grab(
+    def: SaleDefinition,
+    shard: number,
+    req: { userId: string; now: number; attemptId: string; idempotencyKey?: string },
+  ): Promise<GrabOutcome> {
     if (!(await this.define(def, shard))) return { outcome: "changed" };
     const d = this.definition!;
     this.clock.observe(req.now);
     this.expireDue(req.now);
+    const key = req.idempotencyKey === undefined ? null : `${req.userId}\n${req.idempotencyKey}`;
+    if (key !== null) {
+      const earlier = this.sql
+        .exec<{ token: string; expires_at: number; status: string }>("SELECT token, expires_at, status FROM tokens WHERE idempotency_key = ?", key)
+        .toArray()[0];
+      if (earlier) return { outcome: "granted", token: earlier.token, expiresAt: earlier.expires_at, shard: d.shard, replayed: true };
+    }
     const refuse = (outcome: "sold-out" | "limit-reached" | "not-started" | "ended" | "closed"): GrabOutcome => {
       this.record({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome, token: null, at: req.now } });
       return { outcome };
@@ -126,14 +140,21 @@ export class SaleStock extends DurableObject<Env> {
     const token = `${d.id}.${d.shard}.${randomId()}`;
     const expiresAt = req.now + d.checkoutTtlMs;
     this.ctx.storage.transactionSync(() => {
-      this.sql.exec("INSERT INTO tokens (token, user_id, status, taken_at, expires_at) VALUES (?, ?, 'held', ?, ?)", token, req.userId, req.now, expiresAt);
+      this.sql.exec(
+        "INSERT INTO tokens (token, user_id, status, taken_at, expires_at, idempotency_key) VALUES (?, ?, 'held', ?, ?, ?)",
+        token,
+        req.userId,
+        req.now,
+        expiresAt,
+        key,
+      );
       this.sql.exec("UPDATE counts SET held = held + 1");
       this.outbox.add({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome: "granted", token, at: req.now } });
     });
     if (this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
     await this.outbox.schedule();
     await this.clock.wakeBy(expiresAt);
-    return { outcome: "granted", token, expiresAt, shard: d.shard };
+    return { outcome: "granted", token, expiresAt, shard: d.shard, replayed: false };
   }
 
   /**

@@ -123,7 +123,8 @@ sales:
     rateLimit: { requests: 5, windowSeconds: 1, by: user }   # on the grab route (optional; also a list)
 \`\`\`
 
-\`POST /v1/flash-sales/{id}/grab\` takes a stock token (SOLD_OUT, LIMIT_REACHED, NOT_STARTED, ENDED, RATE_LIMITED);
+\`POST /v1/flash-sales/{id}/grab\` takes a stock token (SOLD_OUT, LIMIT_REACHED, NOT_STARTED, ENDED, RATE_LIMITED;
+an \`Idempotency-Key\` makes a repeated grab answer the token the first one took);
 \`POST …/checkout\` with \`{token}\` makes the order (the same order however often repeated; TOKEN_EXPIRED after the
 deadline; FORBIDDEN for another buyer's token); \`POST …/cancel\` gives the token back; \`GET /v1/flash-sales/{id}\`
 is the public status. At every instant held + sold + remaining = stock. Each buyer has a home shard (a hash of the

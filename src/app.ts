@@ -1,6 +1,6 @@
 /** The HTTP app: request id and clock, the routes, and the one error handler. */
 import { HTTPException } from "hono/http-exception";
-import { AppError, errorBody, isOverloaded } from "./errors";
+import { AppError, errorBody, isRetryable } from "./errors";
 import { createApp, requestNow } from "./http";
 import { registerDocs } from "./routes/docs";
 import { registerHealth } from "./routes/health";
@@ -39,9 +39,9 @@ app.onError((err, c) => {
   if (err instanceof AppError) {
     return c.json(errorBody(requestId, err.code, err.message), err.status, { ...err.headers, "x-request-id": requestId });
   }
-  if (isOverloaded(err)) {
-    // A Durable Object (or the queue) refused more work: the client may retry; nothing was half-done, since
-    // every change is one transaction in the object that refused.
+  if (isRetryable(err)) {
+    // A Durable Object (or the queue) refused or dropped the work: the client may retry. Nothing is half-done,
+    // since every change is one transaction in one object (a grab that did commit is found by its Idempotency-Key).
     console.warn(JSON.stringify({ message: "overloaded", requestId, error: String(err) }));
     return c.json(errorBody(requestId, "UNAVAILABLE", "busy: please retry shortly"), 503, { "retry-after": "1", "x-request-id": requestId });
   }

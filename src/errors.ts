@@ -57,13 +57,14 @@ export function errorBody(requestId: string, code: ErrorCode, message: string): 
 }
 
 /**
- * Whether an error is the runtime refusing more work for now: a Durable Object that is overloaded (too many requests
- * queued, or its CPU exhausted), a queue that rejects sends over its limits. These answer 503 with Retry-After.
+ * Whether an error is the runtime refusing or dropping work for now: a Durable Object that is overloaded (too many
+ * requests queued, its CPU exhausted) or was reset mid-call (the runtime marks these `retryable`), a queue that
+ * rejects sends over its limits. These answer 503 with Retry-After: the client may try again.
  */
-export function isOverloaded(err: unknown): boolean {
+export function isRetryable(err: unknown): boolean {
   if (typeof err !== "object" || err === null) return false;
-  const e = err as { overloaded?: unknown; message?: unknown };
-  if (e.overloaded === true) return true;
+  const e = err as { overloaded?: unknown; retryable?: unknown; message?: unknown };
+  if (e.overloaded === true || e.retryable === true) return true;
   const message = typeof e.message === "string" ? e.message : "";
   return /Durable Object is overloaded|Too many requests queued|exceeded (its|the) (CPU|memory)|Too Many Requests|QueueSendError|Queue .*(rate|limit)/i.test(message);
 }

@@ -4,6 +4,7 @@
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { checkKey } from "../accounts/idempotency";
 import { authenticate } from "../auth/token";
 import { vars } from "../env";
 import { AppError } from "../errors";
@@ -37,9 +38,17 @@ const routes = {
     tags: ["Flash sales"],
     summary: "Take a stock token: the unit is held for you until checkout or its expiry",
     security: [{ bearer: [] }],
-    request: { params },
+    request: {
+      params,
+      headers: z.object({
+        "idempotency-key": z.string().optional().openapi({ description: "A repeated grab with the same key gets the token the first one took" }),
+      }),
+    },
     responses: {
-      200: json(z.object({ ok: z.literal(true), requestId: z.string(), saleId: z.string(), token: z.string(), expiresAt: z.string() }).openapi("StockToken"), "A token"),
+      200: json(
+        z.object({ ok: z.literal(true), requestId: z.string(), saleId: z.string(), token: z.string(), expiresAt: z.string(), replayed: z.boolean() }).openapi("StockToken"),
+        "A token",
+      ),
       401: errorResponse("UNAUTHENTICATED"),
       403: errorResponse("NOT_STARTED or ENDED"),
       404: errorResponse("NOT_FOUND: no such sale"),
@@ -129,8 +138,12 @@ export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
     await enforceRouteLimits(c, "flash-sale.grab", user);
     const def = await findSale(c.env, c.req.valid("param").saleId);
     await enforceRateLimits(c, `sale:${def.id}:grab`, def.rateLimit, user);
-    const t = await grab(c.env, def, user.id, c.get("now"));
-    return c.json({ ok: true as const, requestId: c.get("requestId"), saleId: def.id, token: t.token, expiresAt: new Date(t.expiresAt).toISOString() }, 200);
+    const key = c.req.header("idempotency-key");
+    const t = await grab(c.env, def, user.id, c.get("now"), key === undefined ? undefined : checkKey(key));
+    return c.json(
+      { ok: true as const, requestId: c.get("requestId"), saleId: def.id, token: t.token, expiresAt: new Date(t.expiresAt).toISOString(), replayed: t.replayed },
+      200,
+    );
   });
 
   app.openapi(routes.checkout, async (c) => {

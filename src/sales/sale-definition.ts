@@ -52,7 +52,7 @@ export function saleDefinition(id: string, f: z.output<typeof SaleFieldsSchema>,
 }
 
 export type GrabOutcome =
-  | { outcome: "granted"; token: string; expiresAt: number; shard: number }
+  | { outcome: "granted"; token: string; expiresAt: number; shard: number; replayed: boolean }
   | { outcome: "sold-out" | "limit-reached" | "not-started" | "ended" | "closed" }
   /** The config now declares another stock or shard count than the sale was created with. */
   | { outcome: "changed" }

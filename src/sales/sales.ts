@@ -49,12 +49,12 @@ const changed = (def: SaleDefinition) =>
   new AppError("UNAVAILABLE", `sale '${def.id}' was changed in config after it opened: its stock and shards are fixed`, { "retry-after": "60" });
 
 /** Takes a token for the buyer from their home shard (which borrows from its neighbour when it runs out). */
-export async function grab(env: Env, def: SaleDefinition, userId: string, now: number) {
+export async function grab(env: Env, def: SaleDefinition, userId: string, now: number, idempotencyKey?: string) {
   const shard = homeShard(userId, def.shards);
-  const r = await saleShard(env, def.id, shard).grab(def, shard, { userId, now, attemptId: crypto.randomUUID() });
+  const r = await saleShard(env, def.id, shard).grab(def, shard, { userId, now, attemptId: crypto.randomUUID(), idempotencyKey });
   switch (r.outcome) {
     case "granted":
-      return { token: r.token, expiresAt: r.expiresAt };
+      return { token: r.token, expiresAt: r.expiresAt, replayed: r.replayed };
     case "sold-out":
       throw new AppError("SOLD_OUT", "sold out");
     case "limit-reached":

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
-import { ERROR_STATUS, isOverloaded } from "../../src/errors";
+import { ERROR_STATUS, isRetryable } from "../../src/errors";
 import { call, eventually, ledger, pushConfigs, rows, runTask, token } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
@@ -132,10 +132,11 @@ describe("records", () => {
 describe("overload", () => {
   it("recognises the runtime's overload errors (answered 503 with Retry-After), and nothing else", () => {
     const flagged = Object.assign(new Error("internal error"), { overloaded: true });
-    expect(isOverloaded(flagged)).toBe(true);
-    expect(isOverloaded(new Error("Durable Object is overloaded. Too many requests queued."))).toBe(true);
-    expect(isOverloaded(new Error("Durable Object is overloaded. Requests queued for too long."))).toBe(true);
-    expect(isOverloaded(new Error("D1_ERROR: no such table: x"))).toBe(false);
-    expect(isOverloaded("overloaded")).toBe(false);
+    expect(isRetryable(flagged)).toBe(true);
+    expect(isRetryable(new Error("Durable Object is overloaded. Too many requests queued."))).toBe(true);
+    expect(isRetryable(new Error("Durable Object is overloaded. Requests queued for too long."))).toBe(true);
+    expect(isRetryable(Object.assign(new Error("Network connection lost."), { retryable: true }))).toBe(true);
+    expect(isRetryable(new Error("D1_ERROR: no such table: x"))).toBe(false);
+    expect(isRetryable("overloaded")).toBe(false);
   });
 });

@@ -179,6 +179,21 @@ describe("flash sales", () => {
     expect(stored).toHaveLength(1);
   });
 
+  it("answers a repeated grab with the same Idempotency-Key with the token the first one took", async () => {
+    const sale = await createSale({ stock: 5, perUserLimit: 1 });
+    const withKey = (key: string, user = "retrier") => call(`/v1/flash-sales/${sale}/grab`, { user, now: at(1), headers: { "idempotency-key": key } });
+    const [a, b] = await Promise.all([withKey("grab-1"), withKey("grab-1")]);
+    const first = [a, b].find((r) => r.status === 200 && !r.json.replayed) ?? a;
+    const again = await withKey("grab-1");
+    expect(again.status).toBe(200);
+    expect(again.json).toMatchObject({ token: first.json.token, replayed: true });
+    // Another key is another grab (over the limit here); another user's same key is theirs alone.
+    expect((await withKey("grab-2")).json.error.code).toBe("LIMIT_REACHED");
+    expect((await withKey("grab-1", "someone-else")).json.token).not.toBe(first.json.token);
+    expect(await stats(sale)).toMatchObject({ held: 2, remaining: 3 });
+    expect((await withKey("bad key")).json.error.code).toBe("INVALID_PARAMS");
+  });
+
   it("returns a cancelled token's unit at once and refuses its checkout", async () => {
     const sale = await createSale({ stock: 1 });
     const t = (await grab(sale, "can-a")).json.token;
