@@ -187,11 +187,9 @@ export class PrizePool extends DurableObject<Env> {
       this.sql.exec("UPDATE tiers SET drawn = drawn + 1 WHERE id = ?", chosen.id);
       this.record(req, "won", chosen.id, chosen.value);
     });
+    if (expiresAt !== null && this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
     await this.outbox.schedule();
-    if (expiresAt !== null) {
-      if (this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
-      await this.clock.wakeBy(expiresAt);
-    }
+    if (expiresAt !== null) await this.clock.wakeBy(expiresAt);
     return { outcome: "won", grantId: req.grantId, tierId: chosen.id, tierName: chosen.name, value: chosen.value, expiresAt, shard: d.shard };
   }
 

@@ -22,7 +22,7 @@ const SCHEMA = `
     CHECK (held >= 0 AND sold >= 0 AND held + sold <= stock));
   CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY, user_id TEXT NOT NULL, status TEXT NOT NULL, taken_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER, idempotency_key TEXT UNIQUE);
+    expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER, idempotency_key TEXT);
   CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, status);
   CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);
   CREATE TABLE IF NOT EXISTS loans (id TEXT PRIMARY KEY, units INTEGER NOT NULL);
@@ -33,6 +33,10 @@ type Counts = { stock: number; held: number; sold: number; expired: number; canc
 
 /** After no other shard had anything to lend, don't ask again this soon (a sold-out peak would multiply every call). */
 const EMPTY_RING_MS = 1000;
+/** Loans one grab may wait for before it is answered SOLD_OUT. */
+const MAX_BORROW_ROUNDS = 32;
+/** How soon an unanswered loan is asked again (by the alarm). */
+const LOAN_RETRY_MS = 5000;
 
 export class SaleStock extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -52,6 +56,10 @@ export class SaleStock extends DurableObject<Env> {
     this.outbox = new Outbox<SaleEvent>(ctx, env, (events) => ({ kind: "sale-events", events }));
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(SCHEMA);
+      // Shards created before grabs took an Idempotency-Key.
+      const columns = this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('tokens')").toArray().map((c) => c.name);
+      if (!columns.includes("idempotency_key")) this.sql.exec("ALTER TABLE tokens ADD COLUMN idempotency_key TEXT");
+      this.sql.exec("CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_idempotency_key ON tokens (idempotency_key)");
       const meta = Object.fromEntries(this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM meta").toArray().map((r) => [r.k, r.v]));
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
@@ -113,12 +121,13 @@ export class SaleStock extends DurableObject<Env> {
     this.clock.observe(req.now);
     this.expireDue(req.now);
     const key = req.idempotencyKey === undefined ? null : `${req.userId}\n${req.idempotencyKey}`;
-    if (key !== null) {
-      const earlier = this.sql
-        .exec<{ token: string; expires_at: number; status: string }>("SELECT token, expires_at, status FROM tokens WHERE idempotency_key = ?", key)
-        .toArray()[0];
-      if (earlier) return { outcome: "granted", token: earlier.token, expiresAt: earlier.expires_at, shard: d.shard, replayed: true };
-    }
+    const replay = (): GrabOutcome | undefined => {
+      if (key === null) return undefined;
+      const earlier = this.sql.exec<{ token: string; expires_at: number }>("SELECT token, expires_at FROM tokens WHERE idempotency_key = ?", key).toArray()[0];
+      return earlier && { outcome: "granted", token: earlier.token, expiresAt: earlier.expires_at, shard: d.shard, replayed: true };
+    };
+    const earlier = replay();
+    if (earlier) return earlier;
     const refuse = (outcome: "sold-out" | "limit-reached" | "not-started" | "ended" | "closed"): GrabOutcome => {
       this.record({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome, token: null, at: req.now } });
       return { outcome };
@@ -128,13 +137,17 @@ export class SaleStock extends DurableObject<Env> {
     if (req.now > d.end) return refuse("ended");
     let state = this.buyerState(req.userId);
     if (state.live >= d.perUserLimit) return refuse("limit-reached");
-    if (state.remaining <= 0) {
+    // Borrow until this grab has a unit or no shard has any: the grabs that waited on one loan share what it brought.
+    // Each round brings units or marks the ring empty, so this ends; the bound only caps a grab's wait.
+    for (let round = 0; state.remaining <= 0; round++) {
+      if (round >= MAX_BORROW_ROUNDS || !this.mayBorrow()) return refuse("sold-out");
       if ((await this.borrow(req.now)) === "busy") return { outcome: "busy" };
-      // Again after the wait: the sale may have closed, other grabs of this buyer may have run meanwhile.
+      // Again after the wait: the sale may have closed, a repeat of this grab or other grabs of this buyer may have run.
       if (this.isClosed()) return refuse("closed");
+      const repeated = replay();
+      if (repeated) return repeated;
       state = this.buyerState(req.userId);
       if (state.live >= d.perUserLimit) return refuse("limit-reached");
-      if (state.remaining <= 0) return refuse("sold-out");
     }
 
     const token = `${d.id}.${d.shard}.${randomId()}`;
@@ -163,9 +176,13 @@ export class SaleStock extends DurableObject<Env> {
    * this shard is answered even while it borrows (shards borrowing around the ring never wait on each other). Each
    * loan is named before it is asked for: one whose answer was lost is asked again (and the lender answers the same).
    */
+  private mayBorrow(): boolean {
+    return this.definition!.shards > 1 && Date.now() >= this.ringEmptyUntil;
+  }
+
   private async borrow(now: number): Promise<"done" | "busy"> {
     const d = this.definition!;
-    if (d.shards === 1 || Date.now() < this.ringEmptyUntil) return "done";
+    if (!this.mayBorrow()) return "done";
     this.borrowing ??= this.borrowAround(d, now).finally(() => {
       this.borrowing = undefined;
     });
@@ -173,43 +190,62 @@ export class SaleStock extends DurableObject<Env> {
   }
 
   private async borrowAround(d: SaleDefinition & { shard: number }, now: number): Promise<"done" | "busy"> {
-    try {
-      await this.takeUpPendingLoans(d, now);
-      for (let step = 1; step < d.shards && this.remaining() <= 0; step++) {
-        const from = (d.shard + step) % d.shards;
-        const id = `${d.shard}-${randomId()}`;
-        this.sql.exec("INSERT INTO borrowings (id, from_shard) VALUES (?, ?)", id, from);
-        await this.askLoan(d, id, from, now);
-      }
-      if (this.remaining() <= 0) this.ringEmptyUntil = Date.now() + EMPTY_RING_MS;
-      return "done";
-    } catch (e) {
-      // A shard that did not answer: the loan stays pending (asked again by the next borrow or the alarm).
-      console.error(JSON.stringify({ message: "borrowing stock failed", sale: d.id, shard: d.shard, error: String(e) }));
-      return "busy";
+    let failed = (await this.takeUpPendingLoans(d, now)) > 0;
+    for (let step = 1; step < d.shards && this.remaining() <= 0; step++) {
+      const from = (d.shard + step) % d.shards;
+      const id = `${d.shard}-${randomId()}`;
+      this.sql.exec("INSERT INTO borrowings (id, from_shard) VALUES (?, ?)", id, from);
+      // A shard that does not answer is passed over; its loan stays pending, asked again by the alarm.
+      if (!(await this.askLoan(d, id, from, now))) failed = true;
     }
+    if (failed) await this.retryLoansSoon();
+    if (this.remaining() > 0) return "done";
+    if (failed) return "busy";
+    this.ringEmptyUntil = Date.now() + EMPTY_RING_MS;
+    return "done";
   }
 
-  private async askLoan(d: SaleDefinition, id: string, from: number, now: number) {
-    const units = await saleShard(this.env, d.id, from).lend(d, from, id, now);
+  /** Asks one shard for a loan; false when it did not answer (the loan stays pending). */
+  private async askLoan(d: SaleDefinition, id: string, from: number, now: number): Promise<boolean> {
+    let units: number;
+    try {
+      units = await saleShard(this.env, d.id, from).lend(d, from, id, now);
+    } catch (e) {
+      console.error(JSON.stringify({ message: "stock loan unanswered; retried later", sale: d.id, loan: id, from, error: String(e) }));
+      return false;
+    }
     this.ctx.storage.transactionSync(() => {
       // Applied once, however often the same loan is answered.
       const taken = this.sql.exec("UPDATE borrowings SET units = ? WHERE id = ? AND units IS NULL", units, id).rowsWritten;
       if (taken > 0) this.sql.exec("UPDATE counts SET stock = stock + ?, borrowed_in = borrowed_in + ?", units, units);
     });
+    return true;
   }
 
-  /** Loans asked for whose answer never arrived (the lender may have given the units already): asked again. */
-  private async takeUpPendingLoans(d: SaleDefinition & { shard: number }, now: number) {
+  /** Loans asked for whose answer never arrived (the lender may have given the units already): asked again. The count still unanswered. */
+  private async takeUpPendingLoans(d: SaleDefinition & { shard: number }, now: number): Promise<number> {
     const pending = this.sql.exec<{ id: string; from_shard: number }>("SELECT id, from_shard FROM borrowings WHERE units IS NULL").toArray();
-    for (const p of pending) await this.askLoan(d, p.id, p.from_shard, now);
+    let unanswered = 0;
+    for (const p of pending) if (!(await this.askLoan(d, p.id, p.from_shard, now))) unanswered++;
+    return unanswered;
+  }
+
+  /** An alarm soon, whatever the clock (replayed time too): units lent but not taken up must not stay in transit. */
+  private async retryLoansSoon() {
+    const want = Date.now() + LOAN_RETRY_MS;
+    const at = await this.ctx.storage.getAlarm();
+    if (at === null || at > want) await this.ctx.storage.setAlarm(want);
   }
 
   /** Gives up to half of this shard's remaining stock to a neighbour, once per loan id (a repeated ask gets the same). */
   async lend(def: SaleDefinition, shard: number, loanId: string, now: number): Promise<number> {
-    if (!(await this.define(def, shard))) return 0;
+    // A loan already given is answered the same, whatever else changed since.
     const known = this.sql.exec<{ units: number }>("SELECT units FROM loans WHERE id = ?", loanId).toArray()[0];
     if (known) return known.units;
+    // A borrower's copy of the definition may be older than this shard's: it only sets up a shard never used.
+    if (!this.definition) await this.define(def, shard);
+    const d = this.definition!;
+    if (d.stock !== def.stock || d.shards !== def.shards) return 0;
     this.clock.observe(now);
     this.expireDue(now);
     const units = this.status === "closed" ? 0 : Math.ceil(Math.max(0, this.remaining()) / 2);
@@ -315,11 +351,7 @@ export class SaleStock extends DurableObject<Env> {
     // The next deadline's alarm first: a queue send that keeps failing below must not stop expiry.
     const next = this.earliestDeadline();
     if (next !== Infinity) await this.clock.wakeBy(Math.max(next + 1, Date.now() + 1000));
-    if (this.definition) {
-      await this.takeUpPendingLoans(this.definition, this.clock.latestRequest || Date.now()).catch((e) =>
-        console.error(JSON.stringify({ message: "pending loan not taken up; retried later", error: String(e) })),
-      );
-    }
+    if (this.definition && (await this.takeUpPendingLoans(this.definition, this.clock.latestRequest || Date.now())) > 0) await this.retryLoansSoon();
     await this.outbox.forward();
   }
 

@@ -155,6 +155,17 @@ describe("flash sales", () => {
     expect(s.shards.map((x: any) => x.borrowedIn)).toEqual([3, 0, 0, 0]);
   });
 
+  it("sells every unit to concurrent buyers of one shard: the grabs that wait on a loan borrow on", async () => {
+    const sale = await createSale({ stock: 12, shards: 4 });
+    const buyers = Array.from({ length: 400 }, (_, i) => `wait-${i}`).filter((u) => shardOf(u, 4) === 0).slice(0, 14);
+    const answers = await Promise.all(buyers.map((u) => grab(sale, u)));
+    expect(answers.filter((r) => r.status === 200)).toHaveLength(12);
+    expect(answers.filter((r) => r.status === 409).every((r) => r.json.error.code === "SOLD_OUT")).toBe(true);
+    const s = await stats(sale);
+    expect(s).toMatchObject({ held: 12, remaining: 0, inTransit: 0 });
+    expectBalanced(s, 12);
+  });
+
   it("enforces the per-user limit under 50 concurrent grabs by one buyer", async () => {
     const sale = await createSale({ stock: 100, perUserLimit: 3, shards: 4 });
     const answers = await Promise.all(Array.from({ length: 50 }, () => grab(sale, "greedy")));
