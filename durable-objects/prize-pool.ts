@@ -93,6 +93,7 @@ export class PrizePool extends DurableObject<Env> {
       }
     });
     this.definition = { ...def, shard };
+    this.changedTiers();
     return true;
   }
 
@@ -122,11 +123,20 @@ export class PrizePool extends DurableObject<Env> {
     return { begin: d.begin, end: d.end, curve: d.curve };
   }
 
+  /** The tiers as stored, read once: this object is their only writer (see `changedTiers`). */
+  private tierCache: TierState[] | undefined;
+
   private tiers(): TierState[] {
-    return this.sql
+    this.tierCache ??= this.sql
       .exec<TierRow>("SELECT * FROM tiers ORDER BY rowid")
       .toArray()
       .map((r) => ({ ...r, segments: JSON.parse(r.segments) }));
+    return this.tierCache;
+  }
+
+  /** Forgets the tiers read, after a write to them (they are read again from storage when next needed). */
+  private changedTiers() {
+    this.tierCache = undefined;
   }
 
   private userWins(userId: string): number {
@@ -187,6 +197,8 @@ export class PrizePool extends DurableObject<Env> {
       this.sql.exec("UPDATE tiers SET drawn = drawn + 1 WHERE id = ?", chosen.id);
       this.record(req, "won", chosen.id, chosen.value);
     });
+    // Committed: the tier read above is the stored one, so it is kept in step rather than read again.
+    chosen.drawn += 1;
     if (expiresAt !== null && this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
     await this.outbox.schedule();
     if (expiresAt !== null) await this.clock.wakeBy(expiresAt);
@@ -224,6 +236,7 @@ export class PrizePool extends DurableObject<Env> {
       this.sql.exec("UPDATE tiers SET claimed = claimed + 1 WHERE id = ?", g.tier_id);
       this.outbox.add({ update: { grantId, status: "claimed" } });
     });
+    this.changedTiers();
     await this.outbox.schedule();
     return "claimed";
   }
@@ -237,6 +250,7 @@ export class PrizePool extends DurableObject<Env> {
       this.sql.exec("UPDATE tiers SET cancelled = cancelled + 1 WHERE id = ?", g.tier_id);
       this.outbox.add({ update: { grantId, status: "cancelled" } });
     });
+    this.changedTiers();
     await this.outbox.schedule();
     return true;
   }
@@ -247,6 +261,7 @@ export class PrizePool extends DurableObject<Env> {
       this.sql.exec("UPDATE tiers SET expired = expired + 1 WHERE id = ?", tierId);
       this.outbox.add({ update: { grantId, status: "expired" } });
     });
+    this.changedTiers();
   }
 
   /** Returns every unclaimed prize whose deadline passed by `now` to the pool; the count. */
@@ -294,6 +309,7 @@ export class PrizePool extends DurableObject<Env> {
     const segment = rebase(w, tier.segments, tier.quantity, delta, at);
     const segments = [...tier.segments.filter((s) => s.from < at), segment];
     this.sql.exec("UPDATE tiers SET segments = ?, quantity = quantity + ? WHERE id = ?", JSON.stringify(segments), delta, tierId);
+    this.changedTiers();
     return { ok: true };
   }
 

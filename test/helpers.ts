@@ -1,6 +1,9 @@
 /** Test helpers: push configs the way `tasks:push` does, mint tokens, and call the real worker. */
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
+import worker from "../src/index";
+import type { QueueMessage } from "../src/env";
 import { bundleHash, type ConfigFile } from "../src/config/compile";
 import { activationSql } from "../src/config/store";
 
@@ -104,3 +107,11 @@ export async function records<T = Record<string, unknown>>(count: number, sql: s
 
 /** A unique suffix so each test's activity lives in its own namespace. */
 export const unique = () => crypto.randomUUID().slice(0, 8);
+
+/** Runs the worker's queue handler on messages, as the queue would (at-least-once: possibly again). */
+export async function consume(messages: { id: string; body: QueueMessage; attempts?: number }[], queue = "fanfare-events") {
+  const batch = createMessageBatch<QueueMessage>(queue, messages.map((m) => ({ id: m.id, timestamp: Date.now(), attempts: m.attempts ?? 1, body: m.body })));
+  const ctx = createExecutionContext();
+  await worker.queue!(batch as MessageBatch<QueueMessage>, env, ctx);
+  return getQueueResult(batch, ctx);
+}

@@ -38,13 +38,19 @@ interface WallClock {
   second: number;
 }
 
-/** The wall clock in `timeZone` at instant `ms`. */
+/** The last wall clock read per timezone: a run reads it several times, and so do the other requests of that second. */
+const lastRead = new Map<string, { second: number; clock: WallClock }>();
+
+/** The wall clock in `timeZone` at instant `ms` (it changes only with the whole second). */
 function wallClock(ms: number, timeZone: string): WallClock {
+  const second = Math.floor(ms / 1000);
+  const last = lastRead.get(timeZone);
+  if (last?.second === second) return last.clock;
   const parts: Record<string, number> = {};
-  for (const p of formatterFor(timeZone).formatToParts(new Date(ms))) {
+  for (const p of formatterFor(timeZone).formatToParts(new Date(second * 1000))) {
     if (p.type !== "literal") parts[p.type] = Number(p.value);
   }
-  return {
+  const clock = {
     year: parts.year!,
     month: parts.month!,
     day: parts.day!,
@@ -52,6 +58,8 @@ function wallClock(ms: number, timeZone: string): WallClock {
     minute: parts.minute!,
     second: parts.second!,
   };
+  lastRead.set(timeZone, { second, clock });
+  return clock;
 }
 
 function offsetAt(ms: number, timeZone: string): number {

@@ -1,21 +1,14 @@
 /**
- * The EVENTS queue consumer. Request records are inserted in one D1 batch per message batch (idempotent by request
- * id). Deliveries are attempted one by one; a failure retries with exponential backoff and, after the last
- * attempt, is recorded as failed. Redelivered messages find their work already done and only ack.
+ * The EVENTS queue consumer. Every message that carries records (request records, a ledger's participations,
+ * rewards and deliveries, prize draws, flash-sale grabs, token events and orders) is written to D1 in one batch
+ * per message batch: one statement per table whatever the row count, each row idempotent by its key, so a
+ * redelivered message changes nothing. Deliveries are then attempted one by one; a failure retries with
+ * exponential backoff and, after the last attempt, is recorded as failed.
  */
 import { eq } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
-import {
-  couponWallet,
-  deadLetters,
-  deliveries,
-  participations,
-  prizeDraws,
-  requestRecords,
-  rewardRecords,
-} from "../db/schema";
+import { couponWallet, deliveries, prizeDraws, rewardRecords } from "../db/schema";
 import type { PoolEvent } from "../../durable-objects/prize-pool";
-import type { RecordBatch } from "../accounts/ledger-plan";
 import { vars, type Env, type QueueMessage } from "../env";
 import type { DeliveryTarget } from "./outbox";
 
@@ -26,48 +19,130 @@ export function backoffSeconds(attempt: number): number {
   return Math.min(600, 5 * 2 ** (attempt - 1));
 }
 
+/** D1 tables written from queue messages: column → the row's JSON field. */
+const TABLES = {
+  request_records: { id: "id", namespace: "namespace", activity_id: "activityId", task_id: "taskId", user_id: "userId", config_version: "configVersion", outcome: "outcome", params: "params", created_at: "createdAt" },
+  participations: { id: "id", request_id: "requestId", namespace: "namespace", activity_id: "activityId", task_id: "taskId", user_id: "userId", period: "period", created_at: "createdAt" },
+  reward_records: { id: "id", request_id: "requestId", participation_id: "participationId", namespace: "namespace", activity_id: "activityId", task_id: "taskId", user_id: "userId", type: "type", amount: "amount", detail: "detail", status: "status", created_at: "createdAt" },
+  deliveries: { id: "id", kind: "kind", grant_id: "grantId", namespace: "namespace", user_id: "userId", target: "target", payload: "payload", status: "status", attempts: "attempts", last_error: "lastError", created_at: "createdAt", updated_at: "updatedAt" },
+  prize_draws: { id: "id", pool_id: "poolId", shard: "shard", user_id: "userId", outcome: "outcome", tier_id: "tierId", value: "value", at: "at" },
+  flash_sale_grabs: { id: "id", sale_id: "saleId", shard: "shard", user_id: "userId", outcome: "outcome", token: "token", at: "at" },
+  flash_sale_token_events: { token: "token", status: "status", at: "at" },
+  flash_sale_orders: { id: "orderId", token: "token", sale_id: "saleId", sku: "sku", user_id: "userId", price: "price", created_at: "createdAt" },
+  dead_letters: { id: "id", queue: "queue", body: "body", attempts: "attempts", received_at: "receivedAt" },
+} as const;
+type Table = keyof typeof TABLES;
+/** Columns filled from the schema's default when a row leaves them out. */
+const DEFAULTS: Partial<Record<string, string>> = { "deliveries.attempts": "0" };
+
+/** Rows per JSON parameter: well under D1's 2 MB value limit. */
+const JSON_ROWS_PER_STATEMENT = 2000;
+
+/**
+ * A multi-row insert as one statement whatever the row count: the rows travel as one JSON parameter (D1 binds at
+ * most 100 parameters, and building a statement per few rows costs more than the insert).
+ */
+function insertJsonRows(d1: D1Database, table: Table, rows: unknown[]): D1PreparedStatement[] {
+  const columns: Record<string, string> = TABLES[table];
+  const names = Object.keys(columns);
+  const values = names
+    .map((c) => {
+      const read = `json_extract(value, '$.${columns[c]}')`;
+      const fallback = DEFAULTS[`${table}.${c}`];
+      return fallback === undefined ? read : `coalesce(${read}, ${fallback})`;
+    })
+    .join(", ");
+  // `WHERE true` lets SQLite read ON CONFLICT as the upsert clause, not part of the SELECT.
+  const sql = `INSERT INTO ${table} (${names.join(", ")}) SELECT ${values} FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`;
+  const out: D1PreparedStatement[] = [];
+  for (let i = 0; i < rows.length; i += JSON_ROWS_PER_STATEMENT) out.push(d1.prepare(sql).bind(JSON.stringify(rows.slice(i, i + JSON_ROWS_PER_STATEMENT))));
+  return out;
+}
+
+/** The D1 rows a message carries, by table (none for a delivery attempt). */
+function rowsOf(body: QueueMessage): Partial<Record<Table, unknown[]>> {
+  switch (body.kind) {
+    case "requests":
+      return { request_records: body.records };
+    case "records":
+      return { participations: body.records.participations, reward_records: body.records.rewards, deliveries: body.records.deliveries };
+    case "pool-events":
+      return { prize_draws: body.events.flatMap((e) => ("draw" in e ? [e.draw] : [])) };
+    case "sale-events":
+      return {
+        flash_sale_grabs: body.events.flatMap((e) => ("grab" in e ? [e.grab] : [])),
+        flash_sale_token_events: body.events.flatMap((e) => ("token" in e ? [e.token] : [])),
+        flash_sale_orders: body.events.flatMap((e) => ("order" in e ? [e.order] : [])),
+      };
+    case "delivery":
+      return {};
+  }
+}
+
+/** Inserts the rows of these messages in one D1 round trip (one statement per table); false when it failed. */
+async function storeRows(d1: D1Database, messages: Message<QueueMessage>[]): Promise<boolean> {
+  const byTable = new Map<Table, unknown[]>();
+  for (const m of messages) {
+    for (const [table, rows] of Object.entries(rowsOf(m.body)) as [Table, unknown[]][]) {
+      if (rows.length === 0) continue;
+      const all = byTable.get(table);
+      if (all) all.push(...rows);
+      else byTable.set(table, [...rows]);
+    }
+  }
+  const statements = [...byTable].flatMap(([table, rows]) => insertJsonRows(d1, table, rows));
+  try {
+    if (statements.length > 0) await d1.batch(statements);
+  } catch (e) {
+    console.error(JSON.stringify({ message: "records not stored", messages: messages.length, error: String(e) }));
+    return false;
+  }
+  // Read by the benchmark (D1 round trips per order) from the worker's log.
+  const count = (t: Table) => byTable.get(t)?.length ?? 0;
+  if (count("flash_sale_grabs") + count("flash_sale_token_events") + count("flash_sale_orders") > 0) {
+    console.log(JSON.stringify({ message: "sale events stored", messages: messages.length, grabs: count("flash_sale_grabs"), tokens: count("flash_sale_token_events"), orders: count("flash_sale_orders"), d1RoundTrips: 1 }));
+  }
+  return true;
+}
+
+/**
+ * Stores every record the batch carries in one D1 round trip; when that fails, each message is tried alone, so
+ * one bad message cannot hold back the rest. What still fails retries with backoff and, after the queue's last
+ * retry, goes to the dead-letter queue. Then the messages' follow-ups: deliveries queued, prize statuses set,
+ * delivery attempts made.
+ */
 export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env): Promise<void> {
+  const carrying = batch.messages.filter((m) => m.body.kind !== "delivery");
+  let stored = carrying;
+  if (!(await storeRows(env.DB, carrying))) {
+    stored = [];
+    for (const m of carrying) {
+      if (await storeRows(env.DB, [m])) stored.push(m);
+      else m.retry({ delaySeconds: backoffSeconds(m.attempts) });
+    }
+  }
   const db = drizzle(env.DB);
-  const requests = batch.messages.filter((m) => m.body.kind === "requests");
-  if (requests.length > 0) {
+  for (const m of stored) {
     try {
-      const records = requests.flatMap((m) => (m.body as Extract<QueueMessage, { kind: "requests" }>).records);
-      const inserts = chunks(records, 9).map((rows) => db.insert(requestRecords).values(rows).onConflictDoNothing());
-      await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
-      for (const m of requests) m.ack();
-    } catch (e) {
-      console.error(JSON.stringify({ message: "request records not written; retrying", error: String(e) }));
-      for (const m of requests) m.retry({ delaySeconds: 2 });
-    }
-  }
-  for (const m of batch.messages) {
-    if (m.body.kind !== "records") continue;
-    try {
-      await storeRecords(db, env, m.body.records);
-      m.ack();
-    } catch (e) {
-      console.error(JSON.stringify({ message: "records not stored; retrying", error: String(e) }));
-      m.retry({ delaySeconds: 2 });
-    }
-  }
-  for (const m of batch.messages) {
-    if (m.body.kind !== "pool-events") continue;
-    try {
-      const missing = await storePoolEvents(db, m.body.events);
-      // A status change can overtake its reward record (forwarded by the ledger): wait a little for it,
-      // then keep the rest of the message moving. The prize's own shard stays the truth.
-      if (missing.length > 0 && m.attempts < 5) {
-        m.retry({ delaySeconds: 2 });
-        continue;
+      if (m.body.kind === "records" && m.body.records.deliveries.length > 0) {
+        await env.EVENTS.sendBatch(m.body.records.deliveries.map((d) => ({ body: { kind: "delivery" as const, deliveryId: d.id } })));
       }
-      if (missing.length > 0) console.error(JSON.stringify({ message: "prize status for unknown reward records", grants: missing }));
+      if (m.body.kind === "pool-events") {
+        const missing = await storePrizeStatuses(db, m.body.events);
+        // A status change can overtake its reward record (forwarded by the ledger): wait a little for it,
+        // then keep the rest of the message moving. The prize's own shard stays the truth.
+        if (missing.length > 0 && m.attempts < 5) {
+          m.retry({ delaySeconds: 2 });
+          continue;
+        }
+        if (missing.length > 0) console.error(JSON.stringify({ message: "prize status for unknown reward records", grants: missing }));
+      }
       m.ack();
     } catch (e) {
-      console.error(JSON.stringify({ message: "pool events not stored; retrying", error: String(e) }));
-      m.retry({ delaySeconds: 2 });
+      console.error(JSON.stringify({ message: "message follow-up failed; retrying", kind: m.body.kind, error: String(e) }));
+      m.retry({ delaySeconds: backoffSeconds(m.attempts) });
     }
   }
-  await storeSaleEvents(env.DB, batch.messages.filter((m): m is Message<Extract<QueueMessage, { kind: "sale-events" }>> => m.body.kind === "sale-events"));
   for (const m of batch.messages) {
     if (m.body.kind !== "delivery") continue;
     const retryIn = await deliver(db, env, m.body.deliveryId);
@@ -76,40 +151,12 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
   }
 }
 
-/** D1 binds at most 100 parameters per statement: split multi-row inserts to fit. */
-function chunks<T>(rows: T[], columns: number): T[][] {
-  const size = Math.max(1, Math.floor(100 / columns));
-  const out: T[][] = [];
-  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
-  return out;
-}
-
 /**
- * Writes a ledger's committed records to D1 in one batch (idempotent: a redelivered message inserts nothing new),
- * then queues the attempts of the deliveries among them.
- */
-async function storeRecords(db: DrizzleD1Database, env: Env, r: RecordBatch) {
-  const inserts = [
-    ...chunks(r.participations, 8).map((rows) => db.insert(participations).values(rows).onConflictDoNothing()),
-    ...chunks(r.rewards, 12).map((rows) => db.insert(rewardRecords).values(rows).onConflictDoNothing()),
-    ...chunks(r.deliveries, 12).map((rows) => db.insert(deliveries).values(rows).onConflictDoNothing()),
-  ];
-  if (inserts.length === 0) return;
-  await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
-  if (r.deliveries.length > 0) {
-    await env.EVENTS.sendBatch(r.deliveries.map((d) => ({ body: { kind: "delivery" as const, deliveryId: d.id } })));
-  }
-}
-
-/**
- * Draw records (idempotent by id) and prize status changes into D1. A claim or expiry can arrive before the
- * ledger has forwarded the prize's reward record: then the message is retried until that record is there.
+ * Prize status changes into D1 (claimed, expired on the reward record; cancelled on the draw record). A claim or
+ * expiry can arrive before the ledger has forwarded the prize's reward record: those grant ids are returned.
  * (A cancelled prize's run was refused, so it has no reward record to update.)
  */
-async function storePoolEvents(db: DrizzleD1Database, events: PoolEvent[]): Promise<string[]> {
-  const draws = events.flatMap((e) => ("draw" in e ? [e.draw] : []));
-  const inserts = chunks(draws, 8).map((rows) => db.insert(prizeDraws).values(rows).onConflictDoNothing());
-  if (inserts.length > 0) await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
+async function storePrizeStatuses(db: DrizzleD1Database, events: PoolEvent[]): Promise<string[]> {
   const missing: string[] = [];
   for (const e of events) {
     if (!("update" in e)) continue;
@@ -124,74 +171,14 @@ async function storePoolEvents(db: DrizzleD1Database, events: PoolEvent[]): Prom
   return missing;
 }
 
-/** Rows per JSON parameter: well under D1's 2 MB value limit. */
-const JSON_ROWS_PER_STATEMENT = 2000;
-
-/** A multi-row insert as one statement whatever the row count: the rows travel as one JSON parameter. */
-function insertJsonRows(d1: D1Database, table: string, columns: Record<string, string>, rows: unknown[]): D1PreparedStatement[] {
-  const names = Object.keys(columns);
-  const values = names.map((c) => `json_extract(value, '$.${columns[c]}')`).join(", ");
-  // `WHERE true` lets SQLite read ON CONFLICT as the upsert clause, not part of the SELECT.
-  const sql = `INSERT INTO ${table} (${names.join(", ")}) SELECT ${values} FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`;
-  const out: D1PreparedStatement[] = [];
-  for (let i = 0; i < rows.length; i += JSON_ROWS_PER_STATEMENT) out.push(d1.prepare(sql).bind(JSON.stringify(rows.slice(i, i + JSON_ROWS_PER_STATEMENT))));
-  return out;
-}
-
-/**
- * Flash-sale grabs, token outcomes and orders: every message of the batch in one D1 batch (one round trip, a few
- * statements whatever the row count), each row idempotent by its key, so a redelivered message changes nothing.
- * When the batch fails, each message is tried alone, so one bad message cannot hold back the rest; what still
- * fails retries with backoff and, after the queue's last retry, goes to the dead-letter queue.
- */
-async function storeSaleEvents(d1: D1Database, messages: Message<Extract<QueueMessage, { kind: "sale-events" }>>[]) {
-  if (messages.length === 0) return;
-  const write = async (group: typeof messages) => {
-    const events = group.flatMap((m) => m.body.events);
-    const grabs = events.flatMap((e) => ("grab" in e ? [e.grab] : []));
-    const tokens = events.flatMap((e) => ("token" in e ? [e.token] : []));
-    const orders = events.flatMap((e) => ("order" in e ? [e.order] : []));
-    const statements = [
-      ...insertJsonRows(d1, "flash_sale_grabs", { id: "id", sale_id: "saleId", shard: "shard", user_id: "userId", outcome: "outcome", token: "token", at: "at" }, grabs),
-      ...insertJsonRows(d1, "flash_sale_token_events", { token: "token", status: "status", at: "at" }, tokens),
-      ...insertJsonRows(
-        d1,
-        "flash_sale_orders",
-        { id: "orderId", token: "token", sale_id: "saleId", sku: "sku", user_id: "userId", price: "price", created_at: "createdAt" },
-        orders,
-      ),
-    ];
-    if (statements.length > 0) await d1.batch(statements);
-    // Read by the benchmark (D1 round trips per order) from the worker's log.
-    console.log(JSON.stringify({ message: "sale events stored", messages: group.length, grabs: grabs.length, tokens: tokens.length, orders: orders.length, d1RoundTrips: statements.length > 0 ? 1 : 0 }));
-  };
-  try {
-    await write(messages);
-    for (const m of messages) m.ack();
-  } catch (e) {
-    console.error(JSON.stringify({ message: "sale events batch not stored; trying each message alone", error: String(e) }));
-    for (const m of messages) {
-      try {
-        await write([m]);
-        m.ack();
-      } catch (err) {
-        console.error(JSON.stringify({ message: "sale events not stored; retrying", messageId: m.id, attempts: m.attempts, error: String(err) }));
-        m.retry({ delaySeconds: backoffSeconds(m.attempts) });
-      }
-    }
-  }
-}
-
 /** The queue whose failed messages land in D1's dead_letters. */
 export const DEAD_LETTER_QUEUE = "fanfare-events-dlq";
 
 /** Messages that failed every retry: stored whole in D1's dead_letters, so nothing is lost and they can be replayed. */
 export async function storeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
-  const db = drizzle(env.DB);
   const rows = batch.messages.map((m) => ({ id: m.id, queue: batch.queue, body: JSON.stringify(m.body), attempts: m.attempts, receivedAt: Date.now() }));
   try {
-    const inserts = chunks(rows, 5).map((r) => db.insert(deadLetters).values(r).onConflictDoNothing());
-    await db.batch(inserts as [(typeof inserts)[number], ...(typeof inserts)[number][]]);
+    await env.DB.batch(insertJsonRows(env.DB, "dead_letters", rows));
     console.error(JSON.stringify({ message: "messages dead-lettered", queue: batch.queue, ids: rows.map((r) => r.id) }));
     batch.ackAll();
   } catch (e) {

@@ -1,10 +1,9 @@
-import { createExecutionContext, createMessageBatch, createScheduledController, getQueueResult } from "cloudflare:test";
+import { createExecutionContext, createScheduledController } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import worker from "../../src/index";
 import { backoffSeconds, MAX_DELIVERY_ATTEMPTS } from "../../src/delivery/consumer";
-import type { QueueMessage } from "../../src/env";
-import { eventually, pushConfigs, rows, runTask } from "../helpers";
+import { consume, eventually, pushConfigs, rows, runTask } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 const partner = env.TEST_PARTNER_URL;
@@ -32,14 +31,8 @@ async function partnerFails(next: number) {
 }
 
 /** Runs the worker's queue handler on one delivery message, as the queue would. */
-async function consume(deliveryId: string) {
-  const batch = createMessageBatch<QueueMessage>("fanfare-events", [
-    { id: `m-${deliveryId}-${Math.random()}`, timestamp: Date.now(), attempts: 1, body: { kind: "delivery", deliveryId } },
-  ]);
-  const ctx = createExecutionContext();
-  await worker.queue(batch, env, ctx);
-  return getQueueResult(batch, ctx);
-}
+const consumeDelivery = (deliveryId: string) =>
+  consume([{ id: `m-${deliveryId}-${Math.random()}`, body: { kind: "delivery", deliveryId } }]);
 
 /** A delivery as the outbox writes it, but with no queue message (one that was lost). */
 async function lostDelivery(id: string, url: string, attempts = 0, updatedAt = Date.now()) {
@@ -90,24 +83,24 @@ describe("coupons reach the coupon center asynchronously", () => {
   it("retries a failing coupon center with backoff, recording each attempt, until it succeeds", async () => {
     await lostDelivery("d-retry", `${partner}/coupons`);
     await partnerFails(1);
-    const first = await consume("d-retry");
+    const first = await consumeDelivery("d-retry");
     expect(first.retryMessages).toHaveLength(1);
     expect([1, 2, 3, 4, 8].map(backoffSeconds)).toEqual([5, 10, 20, 40, 600]);
     expect(await rows("SELECT status, attempts, last_error FROM deliveries WHERE id = 'd-retry'")).toEqual([
       { status: "pending", attempts: 1, last_error: "HTTP 503" },
     ]);
-    const second = await consume("d-retry");
+    const second = await consumeDelivery("d-retry");
     expect(second.explicitAcks).toHaveLength(1);
     expect(await rows("SELECT status, attempts FROM deliveries WHERE id = 'd-retry'")).toEqual([{ status: "delivered", attempts: 2 }]);
     // A redelivered message finds the work done and only acks.
-    await consume("d-retry");
+    await consumeDelivery("d-retry");
     expect((await partnerReceived("/coupons")).filter((r) => r.body.deliveryId === "d-retry")).toHaveLength(1);
   });
 
   it("records a delivery as failed after the last attempt", async () => {
     await lostDelivery("d-doomed", `${partner}/coupons`, MAX_DELIVERY_ATTEMPTS - 1);
     await partnerFails(1);
-    const result = await consume("d-doomed");
+    const result = await consumeDelivery("d-doomed");
     expect(result.explicitAcks).toHaveLength(1);
     expect(await rows("SELECT status, attempts, last_error FROM deliveries WHERE id = 'd-doomed'")).toEqual([
       { status: "failed", attempts: MAX_DELIVERY_ATTEMPTS, last_error: "HTTP 503" },

@@ -1,9 +1,7 @@
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import worker from "../../src/index";
 import type { QueueMessage } from "../../src/env";
-import { call, pushConfigs, records, rows, unique } from "../helpers";
+import { call, consume, pushConfigs, records, rows, unique } from "../helpers";
 import { shardOf } from "../../src/sharding";
 
 // Sales replay time with X-Fanfare-Now: one hour on Double-11.
@@ -265,13 +263,6 @@ describe("the flash-sale admin API", () => {
 });
 
 describe("the sale records consumer", () => {
-  /** Runs the worker's queue handler on messages, as the queue would (at-least-once: possibly again). */
-  async function consume(messages: { id: string; body: QueueMessage; attempts?: number }[], queue = "fanfare-events") {
-    const batch = createMessageBatch<QueueMessage>(queue, messages.map((m) => ({ id: m.id, timestamp: Date.now(), attempts: m.attempts ?? 1, body: m.body })));
-    const ctx = createExecutionContext();
-    await worker.queue!(batch as any, env, ctx);
-    return getQueueResult(batch, ctx);
-  }
   const order = (n: number, sale: string) => ({
     order: { orderId: `ord_${sale}_${n}`, saleId: sale, sku: "S", userId: `u${n}`, token: `${sale}.0.t${n}`, price: 100, createdAt: BEGIN },
   });
