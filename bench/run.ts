@@ -36,7 +36,7 @@ async function main() {
     lines.push(s);
   };
   try {
-    say(`# npm run bench — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
+    say(`# npm run bench — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections, worker state in ${worker.state}`);
     await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
 
     // Task engine: a full run of the shipped daily sign-in (JWT, rules, login, lock, daily limit, chance grant,

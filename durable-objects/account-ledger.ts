@@ -181,8 +181,11 @@ export class AccountLedger extends DurableObject<Env> {
 
   /** Forwards committed records to D1 through the queue, and forgets expired Idempotency-Keys. */
   override async alarm(): Promise<void> {
-    this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
-    await this.outbox.forward();
+    try {
+      this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
+    } finally {
+      await this.outbox.forward();
+    }
   }
 
   /** Row counts of the ledger's tables (operations, and tests proving a refusal wrote nothing). */

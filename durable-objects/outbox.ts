@@ -10,11 +10,15 @@ import { packByBytes, utf8Bytes } from "../src/delivery/pack";
 const ROWS_PER_RUN = 5000;
 /** Delay before forwarding, so the rows of a burst share messages. */
 const FORWARD_DELAY_MS = 200;
+/** The longest wait between two tries of a forward that keeps failing. */
+const MAX_RETRY_DELAY_MS = 5 * 60_000;
 
 export const OUTBOX_TABLE = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL);";
 
 export class Outbox<Item> {
   private scheduled = false;
+  /** Forwards that failed in a row (the next try waits longer). */
+  private failures = 0;
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -29,25 +33,37 @@ export class Outbox<Item> {
   }
 
   /** Makes sure an alarm will forward what was added (moving a later alarm of the owner's earlier). */
-  async schedule() {
+  async schedule(delayMs = FORWARD_DELAY_MS) {
     if (this.scheduled) return;
-    const want = Date.now() + FORWARD_DELAY_MS;
+    const want = Date.now() + delayMs;
     const at = await this.ctx.storage.getAlarm();
     if (at === null || at > want) await this.ctx.storage.setAlarm(want);
     // Only once the alarm is surely set: a failure above leaves the next commit to try again.
     this.scheduled = true;
   }
 
-  /** Forwards pending items (the owner's alarm calls this); reschedules while any are left. */
+  /**
+   * Forwards pending items (the owner's alarm calls this, last); reschedules while any are left. A send that fails
+   * is tried again by a later alarm, ever more slowly but never given up: the runtime retries a failed alarm only a
+   * few times, and an outbox whose owner gets no more writes (a sold-out sale) would keep its rows for good.
+   */
   async forward() {
     this.scheduled = false;
-    const rows = this.ctx.storage.sql
-      .exec<{ id: number; item: string }>("SELECT id, item FROM outbox ORDER BY id LIMIT ?", ROWS_PER_RUN)
-      .toArray();
-    for (const group of packByBytes(rows, (r) => utf8Bytes(r.item))) {
-      await this.env.EVENTS.send(this.message(group.map((r) => JSON.parse(r.item) as Item)));
-      this.ctx.storage.sql.exec("DELETE FROM outbox WHERE id <= ?", group.at(-1)!.id);
+    try {
+      const rows = this.ctx.storage.sql
+        .exec<{ id: number; item: string }>("SELECT id, item FROM outbox ORDER BY id LIMIT ?", ROWS_PER_RUN)
+        .toArray();
+      for (const group of packByBytes(rows, (r) => utf8Bytes(r.item))) {
+        await this.env.EVENTS.send(this.message(group.map((r) => JSON.parse(r.item) as Item)));
+        this.ctx.storage.sql.exec("DELETE FROM outbox WHERE id <= ?", group.at(-1)!.id);
+      }
+    } catch (e) {
+      this.failures++;
+      console.error(JSON.stringify({ message: "outbox not forwarded; retrying", failures: this.failures, error: String(e) }));
+      await this.schedule(Math.min(MAX_RETRY_DELAY_MS, FORWARD_DELAY_MS * 2 ** this.failures));
+      return;
     }
+    this.failures = 0;
     if (this.pending() > 0) await this.schedule();
   }
 

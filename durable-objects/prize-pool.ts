@@ -286,11 +286,14 @@ export class PrizePool extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
-    await this.expireDue(this.clock.alarmNow());
-    // The next deadline's alarm first: a queue send that keeps failing below must not stop expiry.
-    const next = this.earliestDeadline();
-    if (next !== Infinity) await this.clock.wakeBy(Math.max(next, Date.now() + 1000));
-    await this.outbox.forward();
+    try {
+      await this.expireDue(this.clock.alarmNow());
+      const next = this.earliestDeadline();
+      if (next !== Infinity) await this.clock.wakeBy(Math.max(next, Date.now() + 1000));
+    } finally {
+      // Whatever failed above (the runtime retries the alarm for it), the records still leave.
+      await this.outbox.forward();
+    }
   }
 
   /** Adds (quantity > 0) or withdraws (< 0) units of a tier at `now`, spread over the rest of the window. */

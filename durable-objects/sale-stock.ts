@@ -291,12 +291,19 @@ export class SaleStock extends DurableObject<Env> {
 
   /** The buyer gives a held token back; its unit returns to stock at once. */
   async cancel(tokenId: string, userId: string, now: number): Promise<CancelOutcome> {
+    this.clock.observe(now);
     const t = this.token(tokenId);
     if (!t) return "not-found";
     if (t.user_id !== userId) return "not-yours";
     if (t.status === "sold") return "sold";
     if (t.status === "cancelled") return "cancelled";
     if (t.status === "expired") return "expired";
+    // Past its deadline the unit went back to stock then, as expired, whether or not anything has noticed yet.
+    if (now > t.expires_at) {
+      this.expire(tokenId, t.expires_at);
+      await this.outbox.schedule();
+      return "expired";
+    }
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("UPDATE tokens SET status = 'cancelled' WHERE token = ?", tokenId);
       this.sql.exec("UPDATE counts SET held = held - 1, cancelled = cancelled + 1");
@@ -347,12 +354,15 @@ export class SaleStock extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
-    this.expireDue(this.clock.alarmNow());
-    // The next deadline's alarm first: a queue send that keeps failing below must not stop expiry.
-    const next = this.earliestDeadline();
-    if (next !== Infinity) await this.clock.wakeBy(Math.max(next + 1, Date.now() + 1000));
-    if (this.definition && (await this.takeUpPendingLoans(this.definition, this.clock.latestRequest || Date.now())) > 0) await this.retryLoansSoon();
-    await this.outbox.forward();
+    try {
+      this.expireDue(this.clock.alarmNow());
+      const next = this.earliestDeadline();
+      if (next !== Infinity) await this.clock.wakeBy(Math.max(next + 1, Date.now() + 1000));
+      if (this.definition && (await this.takeUpPendingLoans(this.definition, this.clock.latestRequest || Date.now())) > 0) await this.retryLoansSoon();
+    } finally {
+      // Whatever failed above (the runtime retries the alarm for it), the records still leave.
+      await this.outbox.forward();
+    }
   }
 
   /** Expires what is due at `now` (replayed time: tests and benchmarks move the clock with this). */

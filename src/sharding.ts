@@ -1,4 +1,6 @@
 /** Where a key lives among n single writers (prize-pool shards, stock shards, rate-limit buckets): a stable hash. */
+import { AppError } from "./errors";
+
 export function shardOf(key: string, shards: number): number {
   // FNV-1a: fast, and the same everywhere the key is hashed, so a user's home shard never moves.
   let h = 2166136261;
@@ -10,4 +12,16 @@ export function shardOf(key: string, shards: number): number {
 export async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Applies an idempotent operator change (close, set up) to every shard of a pool or sale. Shards that did not answer
+ * are named in a 503: the change stands on the others, and repeating the request completes it.
+ */
+export async function onEveryShard(what: string, shards: number, change: (shard: number) => Promise<unknown>): Promise<void> {
+  const results = await Promise.allSettled(Array.from({ length: shards }, (_, i) => change(i)));
+  const failed = results.flatMap((r, i) => (r.status === "rejected" ? [i] : []));
+  if (failed.length === 0) return;
+  console.error(JSON.stringify({ message: `${what}: shards did not answer`, shards: failed, errors: results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : [])) }));
+  throw new AppError("UNAVAILABLE", `${what}: shard(s) ${failed.join(", ")} did not answer; the others are done, repeat the request to finish`, { "retry-after": "1" });
 }

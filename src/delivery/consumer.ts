@@ -11,6 +11,7 @@ import { couponWallet, deliveries, prizeDraws, rewardRecords } from "../db/schem
 import type { PoolEvent } from "../../durable-objects/prize-pool";
 import { vars, type Env, type QueueMessage } from "../env";
 import type { DeliveryTarget } from "./outbox";
+import { packByBytes, utf8Bytes } from "./pack";
 
 /** Attempts before a delivery is recorded as failed (the queue's max_retries is the ceiling). */
 export const MAX_DELIVERY_ATTEMPTS = 6;
@@ -35,14 +36,14 @@ type Table = keyof typeof TABLES;
 /** Columns filled from the schema's default when a row leaves them out. */
 const DEFAULTS: Partial<Record<string, string>> = { "deliveries.attempts": "0" };
 
-/** Rows per JSON parameter: well under D1's 2 MB value limit. */
-const JSON_ROWS_PER_STATEMENT = 2000;
+/** Bytes of rows per JSON parameter: well under D1's 2 MB limit for one bound value. */
+const JSON_BYTES_PER_STATEMENT = 1_000_000;
 
 /**
- * A multi-row insert as one statement whatever the row count: the rows travel as one JSON parameter (D1 binds at
- * most 100 parameters, and building a statement per few rows costs more than the insert).
+ * A multi-row insert as one statement per megabyte of rows: the rows travel as one JSON parameter (D1 binds at most
+ * 100 parameters, and building a statement per few rows costs more than the insert).
  */
-function insertJsonRows(d1: D1Database, table: Table, rows: unknown[]): D1PreparedStatement[] {
+export function insertJsonRows(d1: D1Database, table: Table, rows: unknown[]): D1PreparedStatement[] {
   const columns: Record<string, string> = TABLES[table];
   const names = Object.keys(columns);
   const values = names
@@ -54,13 +55,12 @@ function insertJsonRows(d1: D1Database, table: Table, rows: unknown[]): D1Prepar
     .join(", ");
   // `WHERE true` lets SQLite read ON CONFLICT as the upsert clause, not part of the SELECT.
   const sql = `INSERT INTO ${table} (${names.join(", ")}) SELECT ${values} FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`;
-  const out: D1PreparedStatement[] = [];
-  for (let i = 0; i < rows.length; i += JSON_ROWS_PER_STATEMENT) out.push(d1.prepare(sql).bind(JSON.stringify(rows.slice(i, i + JSON_ROWS_PER_STATEMENT))));
-  return out;
+  const json = rows.map((r) => JSON.stringify(r));
+  return packByBytes(json, utf8Bytes, JSON_BYTES_PER_STATEMENT).map((group) => d1.prepare(sql).bind(`[${group.join(",")}]`));
 }
 
-/** The D1 rows a message carries, by table (none for a delivery attempt). */
-function rowsOf(body: QueueMessage): Partial<Record<Table, unknown[]>> {
+/** The D1 rows a message carries, by table (none for a delivery attempt); throws for a malformed message. */
+function rowsOf(body: QueueMessage): Rows {
   switch (body.kind) {
     case "requests":
       return { request_records: body.records };
@@ -76,14 +76,18 @@ function rowsOf(body: QueueMessage): Partial<Record<Table, unknown[]>> {
       };
     case "delivery":
       return {};
+    default:
+      throw new Error(`unknown message kind '${(body as { kind?: unknown }).kind}'`);
   }
 }
 
+type Rows = Partial<Record<Table, unknown[]>>;
+
 /** Inserts the rows of these messages in one D1 round trip (one statement per table); false when it failed. */
-async function storeRows(d1: D1Database, messages: Message<QueueMessage>[]): Promise<boolean> {
+async function storeRows(d1: D1Database, messages: { rows: Rows }[]): Promise<boolean> {
   const byTable = new Map<Table, unknown[]>();
   for (const m of messages) {
-    for (const [table, rows] of Object.entries(rowsOf(m.body)) as [Table, unknown[]][]) {
+    for (const [table, rows] of Object.entries(m.rows) as [Table, unknown[]][]) {
       if (rows.length === 0) continue;
       const all = byTable.get(table);
       if (all) all.push(...rows);
@@ -107,22 +111,31 @@ async function storeRows(d1: D1Database, messages: Message<QueueMessage>[]): Pro
 
 /**
  * Stores every record the batch carries in one D1 round trip; when that fails, each message is tried alone, so
- * one bad message cannot hold back the rest. What still fails retries with backoff and, after the queue's last
- * retry, goes to the dead-letter queue. Then the messages' follow-ups: deliveries queued, prize statuses set,
- * delivery attempts made.
+ * one bad message cannot hold back the rest. What still fails (or is malformed) retries with backoff and, after
+ * the queue's last retry, goes to the dead-letter queue. Then the messages' follow-ups: deliveries queued, prize
+ * statuses set, delivery attempts made.
  */
 export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env): Promise<void> {
-  const carrying = batch.messages.filter((m) => m.body.kind !== "delivery");
+  const carrying: { m: Message<QueueMessage>; rows: Rows }[] = [];
+  for (const m of batch.messages) {
+    if (m.body.kind === "delivery") continue;
+    try {
+      carrying.push({ m, rows: rowsOf(m.body) });
+    } catch (e) {
+      console.error(JSON.stringify({ message: "malformed queue message", messageId: m.id, error: String(e) }));
+      m.retry({ delaySeconds: backoffSeconds(m.attempts) });
+    }
+  }
   let stored = carrying;
   if (!(await storeRows(env.DB, carrying))) {
     stored = [];
-    for (const m of carrying) {
-      if (await storeRows(env.DB, [m])) stored.push(m);
-      else m.retry({ delaySeconds: backoffSeconds(m.attempts) });
+    for (const c of carrying) {
+      if (await storeRows(env.DB, [c])) stored.push(c);
+      else c.m.retry({ delaySeconds: backoffSeconds(c.m.attempts) });
     }
   }
   const db = drizzle(env.DB);
-  for (const m of stored) {
+  for (const { m } of stored) {
     try {
       if (m.body.kind === "records" && m.body.records.deliveries.length > 0) {
         await env.EVENTS.sendBatch(m.body.records.deliveries.map((d) => ({ body: { kind: "delivery" as const, deliveryId: d.id } })));

@@ -4,20 +4,36 @@ import { Redis } from "@upstash/redis/cloudflare";
 import { failOpen, type RateLimiter } from "./limiter";
 import type { RateLimitRule } from "./rule";
 
+/**
+ * The library's cache forgets an identifier only when that identifier comes back after its reset: under a flood of
+ * distinct identifiers (rotating IPs) it would grow without end, so this one forgets its oldest entry past a bound.
+ */
+class BoundedCache<K, V> extends Map<K, V> {
+  override set(key: K, value: V): this {
+    if (this.size >= MAX_CACHED && !this.has(key)) this.delete(this.keys().next().value!);
+    return super.set(key, value);
+  }
+}
+const MAX_CACHED = 100_000;
+
 /** Shared by every rule's limiter in this isolate: blocked identifiers are refused without a Redis command. */
-const ephemeralCache = new Map<string, number>();
+const ephemeralCache = new BoundedCache<string, number>();
+
+/** After Redis timed out or failed, requests are let through without asking it for this long (not each after a wait). */
+const SKIP_AFTER_FAILURE_MS = 2000;
 
 export function upstashLimiter(url: string, token: string, timeoutMs: number): RateLimiter {
   const redis = new Redis({ url, token, enableTelemetry: false });
   const byRule = new Map<string, Ratelimit>();
+  const prefixOf = (rule: RateLimitRule) => `fanfare:rl:${rule.requests}/${rule.windowSeconds}`;
   const forRule = (rule: RateLimitRule) => {
-    const key = `${rule.requests}/${rule.windowSeconds}`;
+    const key = prefixOf(rule);
     let limiter = byRule.get(key);
     if (!limiter) {
       limiter = new Ratelimit({
         redis,
         limiter: Ratelimit.slidingWindow(rule.requests, `${rule.windowSeconds} s`),
-        prefix: `fanfare:rl:${key}`,
+        prefix: key,
         ephemeralCache,
         timeout: timeoutMs,
         analytics: false,
@@ -26,18 +42,28 @@ export function upstashLimiter(url: string, token: string, timeoutMs: number): R
     }
     return limiter;
   };
+  let skipUntil = 0;
+  const unavailable = (rule: RateLimitRule, error: string) => {
+    if (Date.now() >= skipUntil) console.error(JSON.stringify({ message: "rate limiter unavailable; letting requests through", backend: "upstash", forMs: SKIP_AFTER_FAILURE_MS, error }));
+    skipUntil = Date.now() + SKIP_AFTER_FAILURE_MS;
+    return failOpen(rule);
+  };
   return {
     backend: "upstash",
     async limit(identifier, rule, waitUntil) {
+      if (Date.now() < skipUntil) {
+        // Identifiers already blocked are still refused from the cache (keyed as the library keys them).
+        const blockedUntil = ephemeralCache.get(`${prefixOf(rule)}:${identifier}`) ?? 0;
+        return blockedUntil > Date.now() ? { allowed: false, limit: rule.requests, remaining: 0, resetAt: blockedUntil } : failOpen(rule);
+      }
       try {
         const r = await forRule(rule).limit(identifier);
         waitUntil(r.pending);
         // A timeout answers limit 0, remaining 0: report the rule's own allowance for the request let through.
-        if (r.reason === "timeout") return failOpen(rule);
+        if (r.reason === "timeout") return unavailable(rule, "timeout");
         return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), resetAt: r.reset };
       } catch (e) {
-        console.error(JSON.stringify({ message: "rate limiter unavailable; letting the request through", backend: "upstash", error: String(e) }));
-        return failOpen(rule);
+        return unavailable(rule, String(e));
       }
     },
   };

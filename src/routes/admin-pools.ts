@@ -9,6 +9,7 @@ import { errorResponse, IdSchema, type AppEnv } from "../http";
 import type { PoolDefinition, PoolStats, TierStats } from "../prizes/pool-definition";
 import { shardShare } from "../prizes/pool-definition";
 import { poolShard } from "../prizes/pools";
+import { onEveryShard } from "../sharding";
 
 const params = z.object({ activityId: IdSchema, poolId: IdSchema.openapi({ example: "main" }) });
 const TierStatsSchema = z.object({
@@ -148,7 +149,7 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
     const { activityId, poolId } = c.req.valid("param");
     const def = await findPool(c.env, activityId, poolId);
     await shardStats(c.env, def, c.get("now"));
-    await underLease(c.env, def, () => Promise.all(shards(c.env, def).map(({ stub }) => stub.close())));
+    await underLease(c.env, def, () => onEveryShard(`closing pool '${def.id}'`, def.shards, (i) => poolShard(c.env, def.id, i).close()));
     return c.json(await poolStats(c.env, def, c.get("now")), 200);
   });
 }

@@ -9,6 +9,7 @@ import { AppError } from "../errors";
 import { database, errorResponse, type AppEnv } from "../http";
 import { saleDefinition, SaleFieldsSchema, SaleIdSchema, type SaleDefinition } from "../sales/sale-definition";
 import { findSale, rememberCreatedSale, saleCounts, saleState } from "../sales/sales";
+import { onEveryShard } from "../sharding";
 
 const CreateSale = SaleFieldsSchema.extend({
   id: SaleIdSchema,
@@ -121,13 +122,11 @@ export function registerAdminSales(app: OpenAPIHono<AppEnv>) {
 
   app.openapi(routes.close, async (c) => {
     const def = await findSale(c.env, c.req.valid("param").saleId);
-    await Promise.all(
-      Array.from({ length: def.shards }, async (_, i) => {
-        const shard = saleShard(c.env, def.id, i);
-        await shard.define(def, i);
-        await shard.close();
-      }),
-    );
+    await onEveryShard(`closing sale '${def.id}'`, def.shards, async (i) => {
+      const shard = saleShard(c.env, def.id, i);
+      await shard.define(def, i);
+      await shard.close();
+    });
     return c.json(await saleStats(c.env, def, c.get("now")), 200);
   });
 }

@@ -125,7 +125,8 @@ export async function saleCounts(env: Env, def: SaleDefinition, now: number) {
     cancelled: sum("cancelled"),
     inTransit: sum("lentOut") - sum("borrowedIn"),
   };
-  return { totals, closed: shards.some((s) => s.status === "closed"), shards };
+  // Closed once every shard is: a shard a close did not reach still sells (the close answered 503 to be repeated).
+  return { totals, closed: shards.every((s) => s.status === "closed"), shards };
 }
 
 const statusCache = new Map<string, { at: number; state: SaleState; remaining: number }>();

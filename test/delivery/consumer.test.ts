@@ -1,5 +1,7 @@
 /** The EVENTS queue consumer: every record-carrying message of a batch lands in D1 once, whatever the redelivery. */
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { insertJsonRows } from "../../src/delivery/consumer";
 import type { QueueMessage } from "../../src/env";
 import { consume, eventually, rows, unique } from "../helpers";
 
@@ -64,5 +66,26 @@ describe("the EVENTS queue consumer", () => {
     expect(result.retryMessages.map((m) => m.msgId)).toEqual(["poison"]);
     expect(await count("participations", `p-${tag}`)).toBe(1);
     expect(await count("participations", `bad-${tag}`)).toBe(0);
+  });
+
+  it("retries a message of an unknown kind alone (toward the dead-letter queue) and stores the rest", async () => {
+    const tag = unique();
+    const strange = { kind: "mystery", rows: [] } as unknown as QueueMessage;
+    const result = await consume([...messages(tag), { id: "strange", body: strange }]);
+    expect(result.retryMessages.map((m) => m.msgId)).toEqual(["strange"]);
+    expect(result.explicitAcks).toHaveLength(messages(tag).length);
+    expect(await count("request_records", `r-${tag}`)).toBe(1);
+  });
+
+  it("splits rows over statements by size, so a batch of large records stays within D1's limits", async () => {
+    const tag = unique();
+    // 600 records of 4 KB params: about 2.5 MB of rows, more than one bound value may carry.
+    const params = JSON.stringify({ note: "x".repeat(4000) });
+    const records = Array.from({ length: 600 }, (_, i) => ({ id: `big-${tag}-${i}`, namespace: `ns-${tag}`, activityId: "a", taskId: "t", userId: null, configVersion: "v", outcome: "OK", params, createdAt: i }));
+    // D1 refuses a bound value over 2 MB (the local runtime does not): one statement per megabyte of rows.
+    expect(insertJsonRows(env.DB, "request_records", records)).toHaveLength(3);
+    const result = await consume([{ id: `big-${tag}`, body: { kind: "requests", records } }]);
+    expect(result.explicitAcks).toEqual([`big-${tag}`]);
+    expect(await rows("SELECT count(*) AS n FROM request_records WHERE namespace = ?", `ns-${tag}`)).toEqual([{ n: 600 }]);
   });
 });

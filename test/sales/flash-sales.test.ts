@@ -213,6 +213,15 @@ describe("flash sales", () => {
     expect((await grab(sale, "can-b")).status).toBe(200);
   });
 
+  it("refuses to cancel a token past its deadline: the unit went back as expired, not cancelled", async () => {
+    const sale = await createSale({ stock: 1, checkoutWithinSeconds: 60 });
+    const t = (await grab(sale, "late-can", at(1))).json.token;
+    const late = await cancel(sale, "late-can", t, at(2.5));
+    expect(late.status).toBe(410);
+    expect(late.json.error.code).toBe("TOKEN_EXPIRED");
+    expect(await stats(sale, at(2.5))).toMatchObject({ held: 0, remaining: 1, expired: 1, cancelled: 0 });
+  });
+
   it("answers NOT_STARTED before and ENDED after its window, and ENDED once closed", async () => {
     expect((await grab("yaml-later", "early", at(29))).json.error.code).toBe("NOT_STARTED");
     expect((await grab("yaml-later", "early", at(29))).status).toBe(403);
