@@ -107,6 +107,17 @@ one, never more. The definition is fixed when the pool is first used: change qua
 (\`POST /v1/admin/activities/{activity}/pools/{pool}/replenish|withdraw\`, spread over the rest of the window), read
 \`GET …/pools/{pool}\` for statistics per tier and the schedule beside what happened, \`POST …/close\` to stop draws.
 
+A pool can instead be defined through the admin API (seed 003: create the pool and its prizes, then name it in the
+task). The config declares it by name, so tasks that draw from it are still checked:
+
+\`\`\`yaml
+pools:
+  vip: { managed: api }       # defined with PUT /v1/admin/activities/{activity}/pools/vip
+\`\`\`
+
+\`PUT /v1/admin/activities/{activity}/pools/vip\` with the same fields as above as JSON (times without an offset
+in the activity's timezone) defines it, once; until then a draw from it answers 503 UNAVAILABLE.
+
 ## Flash sales
 
 \`\`\`yaml

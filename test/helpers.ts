@@ -51,7 +51,7 @@ export async function call(path: string, opts: CallOptions = {}): Promise<ApiRes
   if (opts.now !== undefined) headers["x-fanfare-now"] = String(opts.now);
   const method = opts.method ?? "POST";
   let body: string | undefined = opts.rawBody;
-  if (body === undefined && method === "POST") body = JSON.stringify(opts.body ?? {});
+  if (body === undefined && (method === "POST" || opts.body !== undefined)) body = JSON.stringify(opts.body ?? {});
   if (body !== undefined) headers["content-type"] ??= "application/json";
   const url = new URL(`https://fanfare.test${path}`);
   for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);

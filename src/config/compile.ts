@@ -8,10 +8,10 @@ import { ArgsError, type CompileContext, type Placed } from "../engine/define";
 import * as registry from "../engine/registry";
 import type { ChanceKind, CompiledActivity, CompiledConfig, CompiledRule, CompiledTask } from "./compiled";
 import { parseRule, splitRules } from "./request-rules";
-import type { PoolDefinition } from "../prizes/pool-definition";
+import { ManagedPoolSchema, PoolFieldsSchema, poolDefinition, type PoolDefinition } from "../prizes/pool-definition";
 import { RateLimitSchema } from "../rate-limit/rule";
 import { saleDefinition, SaleFieldsSchema, type SaleDefinition } from "../sales/sale-definition";
-import { isTimeZone, parseActivityTime } from "./time";
+import { innerWindow, isTimeZone, parseActivityTime } from "./time";
 import { sha256Hex } from "../sharding";
 
 export interface ConfigFile {
@@ -72,31 +72,6 @@ const Chance = z
   })
   .strict();
 
-const Tier = z
-  .object({
-    id: Id,
-    name: z.string().min(1),
-    quantity: z.number().int().min(0).max(1_000_000_000),
-    value: z.number().int().min(0),
-    weight: z.number().positive().optional(),
-  })
-  .strict();
-
-const Pool = z
-  .object({
-    probability: z.number().min(0).max(1).default(1),
-    perUserCap: z.number().int().min(1).optional(),
-    claimWithinSeconds: z.number().int().min(1).optional(),
-    curve: z.array(z.number().positive()).min(1).max(1000).default([1]),
-    shards: z.number().int().min(1).max(64).default(1),
-    timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
-    tiers: z
-      .array(Tier)
-      .min(1)
-      .refine((t) => new Set(t.map((x) => x.id)).size === t.length, "tier ids must be unique"),
-  })
-  .strict();
-
 const Sale = SaleFieldsSchema.extend({
   timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
 }).strict();
@@ -111,7 +86,8 @@ const ActivityFileSchema = z
       .object({ beginTime: z.string().min(1), endTime: z.string().min(1), message: z.string().min(1).optional() })
       .strict(),
     chances: z.record(Id, Chance).default({}),
-    pools: z.record(Id, Pool).default({}),
+    // Each checked below against the schema its form names (a definition, or `managed: api`).
+    pools: z.record(Id, z.record(z.string(), z.unknown())).default({}),
     sales: z.record(Id, Sale).default({}),
     tasks: z.record(Id, Task).refine((t) => Object.keys(t).length > 0, "an activity needs at least one task"),
   })
@@ -158,37 +134,29 @@ class FileCompiler {
     for (const [id, c] of Object.entries(a.chances)) chances[id] = { id, name: c.name ?? id, initial: c.initial, per: c.per };
 
     const pools: Record<string, PoolDefinition> = {};
+    const managedPools: Record<string, string> = {};
     const namespace = a.account ?? a.id;
-    for (const [id, p] of Object.entries(a.pools)) {
-      const path = ["pools", id, "timeWindow"];
-      const pBegin = p.timeWindow ? this.time(p.timeWindow.beginTime, a.timezone, [...path, "beginTime"]) : begin;
-      const pEnd = p.timeWindow ? this.time(p.timeWindow.endTime, a.timezone, [...path, "endTime"]) : end;
-      if (pBegin === undefined || pEnd === undefined) continue;
-      if (pBegin >= pEnd) this.issue([...path, "endTime"], "endTime must be after beginTime");
-      else if (pBegin < begin || pEnd > end) this.issue(path, "the pool's window must lie inside the activity's timeWindow");
-      pools[id] = {
-        id: `${namespace}:${id}`,
-        begin: pBegin,
-        end: pEnd,
-        curve: p.curve,
-        probability: p.probability,
-        perUserCap: p.perUserCap,
-        claimTtlMs: p.claimWithinSeconds === undefined ? undefined : p.claimWithinSeconds * 1000,
-        tiers: p.tiers,
-        shards: p.shards,
-      };
+    for (const [id, entry] of Object.entries(a.pools)) {
+      const managed = "managed" in entry;
+      const checked = (managed ? ManagedPoolSchema : PoolFieldsSchema).safeParse(entry);
+      if (!checked.success) {
+        for (const i of checked.error.issues) this.issue(["pools", id, ...(i.path as Path)], i.message);
+        continue;
+      }
+      if (managed) {
+        managedPools[id] = `${namespace}:${id}`;
+        continue;
+      }
+      const p = checked.data as z.output<typeof PoolFieldsSchema>;
+      const window = this.window(p.timeWindow, a.timezone, { begin, end }, ["pools", id, "timeWindow"], "pool");
+      if (window) pools[id] = poolDefinition(`${namespace}:${id}`, p, window.begin, window.end);
     }
 
     const sales: Record<string, SaleDefinition> = {};
     for (const [id, f] of Object.entries(a.sales)) {
-      const path = ["sales", id, "timeWindow"];
-      const sBegin = f.timeWindow ? this.time(f.timeWindow.beginTime, a.timezone, [...path, "beginTime"]) : begin;
-      const sEnd = f.timeWindow ? this.time(f.timeWindow.endTime, a.timezone, [...path, "endTime"]) : end;
-      if (sBegin === undefined || sEnd === undefined) continue;
-      if (sBegin >= sEnd) this.issue([...path, "endTime"], "endTime must be after beginTime");
-      else if (sBegin < begin || sEnd > end) this.issue(path, "the sale's window must lie inside the activity's timeWindow");
+      const window = this.window(f.timeWindow, a.timezone, { begin, end }, ["sales", id, "timeWindow"], "sale");
       if (f.shards > f.stock) this.issue(["sales", id, "shards"], "a sale cannot have more shards than units of stock");
-      sales[id] = saleDefinition(id, f, sBegin, sEnd);
+      if (window) sales[id] = saleDefinition(id, f, window.begin, window.end);
     }
 
     const activity: Omit<CompiledActivity, "tasks"> = {
@@ -202,6 +170,7 @@ class FileCompiler {
       windowMessage: a.timeWindow.message ?? "This activity is not running now",
       chances,
       pools,
+      managedPools,
       sales,
     };
     const tasks: Record<string, CompiledTask> = {};
@@ -210,6 +179,22 @@ class FileCompiler {
       if (task) tasks[taskId] = task;
     }
     return this.issues.length === 0 ? { ...activity, tasks } : undefined;
+  }
+
+  /** A pool's or sale's own window (the activity's when not given), which must lie inside the activity's. */
+  private window(
+    w: { beginTime: string; endTime: string } | undefined,
+    tz: string,
+    outer: { begin: number; end: number },
+    path: Path,
+    what: string,
+  ): { begin: number; end: number } | undefined {
+    const r = innerWindow(w, tz, outer, what);
+    if ("reason" in r) {
+      this.issue(r.field ? [...path, r.field] : path, r.reason);
+      return undefined;
+    }
+    return r;
   }
 
   private time(text: string, tz: string, path: Path): number | undefined {

@@ -49,6 +49,8 @@ export interface CompiledActivity {
   chances: Record<string, ChanceKind>;
   /** Prize pools by their id in the file; each definition carries its global id `<namespace>:<pool>`. */
   pools: Record<string, PoolDefinition>;
+  /** Pools declared `managed: api`: defined through the admin API (stored in D1), by their id in the file → global id. */
+  managedPools: Record<string, string>;
   /** Flash sales declared by this activity, by their global id. */
   sales: Record<string, SaleDefinition>;
   tasks: Record<string, CompiledTask>;

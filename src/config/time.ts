@@ -118,3 +118,24 @@ export function periodKey(period: Period, ms: number, timeZone: string): string 
   const week = Math.ceil(((date.getTime() - Date.UTC(weekYear, 0, 1)) / 86_400_000 + 1) / 7);
   return `${weekYear}-W${pad(week)}`;
 }
+
+/**
+ * A pool's or sale's own window, read in its activity's timezone: the activity's window when not given, and never
+ * outside it. A problem names the field it is about (null: the window as a whole).
+ */
+export function innerWindow(
+  w: { beginTime: string; endTime: string } | undefined,
+  timeZone: string,
+  outer: { begin: number; end: number },
+  what: string,
+): { begin: number; end: number } | { field: "beginTime" | "endTime" | null; reason: string } {
+  if (!w) return { begin: outer.begin, end: outer.end };
+  const notATime = (text: string) => `'${text}' is not a time (ISO 8601 or 'YYYY-MM-DD HH:mm:ss')`;
+  const begin = parseActivityTime(w.beginTime, timeZone);
+  if (begin === null) return { field: "beginTime", reason: notATime(w.beginTime) };
+  const end = parseActivityTime(w.endTime, timeZone);
+  if (end === null) return { field: "endTime", reason: notATime(w.endTime) };
+  if (begin >= end) return { field: "endTime", reason: "endTime must be after beginTime" };
+  if (begin < outer.begin || end > outer.end) return { field: null, reason: `the ${what}'s window must lie inside the activity's timeWindow` };
+  return { begin, end };
+}

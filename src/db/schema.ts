@@ -89,6 +89,13 @@ export const prizeDraws = sqliteTable("prize_draws", {
   at: integer("at").notNull(),
 });
 
+export const prizePools = sqliteTable("prize_pools", {
+  id: text("id").primaryKey(),
+  activityId: text("activity_id").notNull(),
+  definition: text("definition").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
 export const flashSales = sqliteTable("flash_sales", {
   id: text("id").primaryKey(),
   definition: text("definition").notNull(),

@@ -1,5 +1,56 @@
-/** A prize pool as operators declare it, and its split over shards. Plain data: it crosses RPC. */
+/** A prize pool as operators declare it (in YAML or through the admin API), its schema, and its split over shards. Plain data: it crosses RPC. */
+import { z } from "zod";
 import type { Curve, Segment } from "./schedule";
+
+const TierIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "use letters, digits, '-' and '_' (at most 64)");
+
+const TierSchema = z
+  .object({
+    id: TierIdSchema,
+    name: z.string().min(1).max(200),
+    quantity: z.number().int().min(0).max(1_000_000_000),
+    value: z.number().int().min(0),
+    weight: z.number().positive().optional(),
+  })
+  .strict();
+
+/**
+ * A pool's fields, shared by task configs and the admin API. The window is optional (the activity's by default);
+ * its times are read in the activity's timezone by the caller.
+ */
+export const PoolFieldsSchema = z
+  .object({
+    probability: z.number().min(0).max(1).default(1),
+    perUserCap: z.number().int().min(1).optional(),
+    claimWithinSeconds: z.number().int().min(1).optional(),
+    curve: z.array(z.number().positive()).min(1).max(1000).default([1]),
+    shards: z.number().int().min(1).max(64).default(1),
+    timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
+    tiers: z
+      .array(TierSchema)
+      .min(1)
+      .max(100)
+      .refine((t) => new Set(t.map((x) => x.id)).size === t.length, "tier ids must be unique"),
+  })
+  .strict();
+
+/** A pool declared in a task config but defined through the admin API (seed 003: create the pool, then name it in the task). */
+export const ManagedPoolSchema = z.object({ managed: z.literal("api") }).strict();
+
+/** A pool from its checked fields and window; `id` is the global `<namespace>:<pool>`. */
+export function poolDefinition(id: string, f: z.output<typeof PoolFieldsSchema>, begin: number, end: number): PoolDefinition {
+  return {
+    id,
+    begin,
+    end,
+    curve: f.curve,
+    probability: f.probability,
+    perUserCap: f.perUserCap,
+    claimTtlMs: f.claimWithinSeconds === undefined ? undefined : f.claimWithinSeconds * 1000,
+    tiers: f.tiers,
+    shards: f.shards,
+  };
+}
 
 export interface TierDefinition {
   id: string;

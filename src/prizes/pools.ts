@@ -1,7 +1,33 @@
-/** Draws and claims against a (possibly sharded) prize pool: which shard, and one more when it is empty. */
+/** Where a pool is defined, and draws and claims against its (possibly several) shards: which shard, and one more when it is empty. */
+import { eq } from "drizzle-orm";
+import type { CompiledActivity, CompiledConfig } from "../config/compiled";
+import { CreatedDefinitions } from "../db/created-definitions";
+import { prizePools } from "../db/schema";
 import type { Env } from "../env";
+import { AppError } from "../errors";
+import { database } from "../http";
 import { shardOf } from "../sharding";
 import type { ClaimOutcome, DrawOutcome, PoolDefinition } from "./pool-definition";
+
+/** Pools created through the admin API (their D1 rows). */
+const createdPools = new CreatedDefinitions<PoolDefinition>(async (env, id) => {
+  const [row] = await database(env).select({ definition: prizePools.definition }).from(prizePools).where(eq(prizePools.id, id)).limit(1);
+  return row?.definition;
+});
+
+export const rememberCreatedPool = (def: PoolDefinition) => createdPools.remember(def.id, def);
+
+/**
+ * An activity's pool: declared in its config, or, for a pool the config declares `managed: api`, as created through
+ * the admin API (undefined until then). NOT_FOUND when the activity has no such pool.
+ */
+export async function activityPool(env: Env, activity: CompiledActivity, name: string): Promise<PoolDefinition | undefined> {
+  const declared = activity.pools[name];
+  if (declared) return declared;
+  const id = activity.managedPools[name];
+  if (!id) throw new AppError("NOT_FOUND", `no pool '${name}' in activity '${activity.id}'`);
+  return createdPools.find(env, id);
+}
 
 export function poolShard(env: Env, poolId: string, shard: number) {
   return env.POOLS.get(env.POOLS.idFromName(`${poolId}#${shard}`));
@@ -9,6 +35,16 @@ export function poolShard(env: Env, poolId: string, shard: number) {
 
 /** A user's home shard: a stable hash, so the per-user cap is counted where the user's wins are. */
 export const homeShard = (userId: string, shards: number): number => shardOf(userId, shards);
+
+/** The pool with this global id among the config's activities (created ones too); undefined when none. */
+export async function poolById(env: Env, config: CompiledConfig, id: string): Promise<PoolDefinition | undefined> {
+  for (const activity of config.activities.values()) {
+    for (const name of [...Object.keys(activity.pools), ...Object.keys(activity.managedPools)]) {
+      if (activity.pools[name]?.id === id || activity.managedPools[name] === id) return activityPool(env, activity, name);
+    }
+  }
+  return undefined;
+}
 
 /** Draws from the user's home shard, then (if it has nothing released) from the next one, never more. */
 export async function drawPrize(env: Env, def: PoolDefinition, draw: { grantId: string; userId: string; now: number }): Promise<DrawOutcome> {

@@ -1,14 +1,18 @@
 /**
- * Operator API for prize pools declared in task configs: create (set up every shard ahead of traffic), read stats,
- * replenish, withdraw, close. Behind the operator token (src/auth/operator.ts).
+ * Operator API for prize pools: define one the task config declares `managed: api` (PUT), set up a pool's shards ahead
+ * of traffic (POST), read stats, replenish, withdraw, close. Behind the operator token (src/auth/operator.ts).
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { eq } from "drizzle-orm";
+import type { CompiledActivity } from "../config/compiled";
 import { activeConfig } from "../config/store";
+import { innerWindow } from "../config/time";
+import { prizePools } from "../db/schema";
 import { AppError } from "../errors";
-import { errorResponse, IdSchema, type AppEnv } from "../http";
+import { database, errorResponse, IdSchema, type AppEnv } from "../http";
 import type { PoolDefinition, PoolStats, TierStats } from "../prizes/pool-definition";
-import { shardShare } from "../prizes/pool-definition";
-import { poolShard } from "../prizes/pools";
+import { PoolFieldsSchema, poolDefinition, shardShare } from "../prizes/pool-definition";
+import { activityPool, poolShard, rememberCreatedPool } from "../prizes/pools";
 import { onEveryShard } from "../sharding";
 
 const params = z.object({ activityId: IdSchema, poolId: IdSchema.openapi({ example: "main" }) });
@@ -39,19 +43,71 @@ const errors = {
 const statsResponse = { 200: { description: "The pool's statistics", content: { "application/json": { schema: StatsSchema } } }, ...errors };
 
 const path = "/v1/admin/activities/{activityId}/pools/{poolId}";
+const CreatePool = PoolFieldsSchema.openapi("PoolDefinition", {
+  description: "Times without an offset are read in the activity's timezone; the window defaults to the activity's",
+  example: { probability: 0.5, perUserCap: 1, claimWithinSeconds: 86400, curve: [1, 1, 2], shards: 2, tiers: [{ id: "voucher", name: "10-yuan voucher", quantity: 10000, value: 1000 }] },
+});
+
 const routes = {
-  create: createRoute({ method: "post", path, tags: ["Admin"], summary: "Create a declared pool's shards now", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
+  create: createRoute({ method: "post", path, tags: ["Admin"], summary: "Set up a pool's shards now, ahead of traffic", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
+  define: createRoute({
+    method: "put",
+    path,
+    tags: ["Admin"],
+    summary: "Define a pool the task config declares `managed: api`",
+    description:
+      "Seed 003's flow: create the pool and its prizes here, name it in the task (`lottery: { pool: … }`). A definition " +
+      "is written once: sending the same one again answers 200, another one 409 (change quantities with replenish " +
+      "and withdraw).",
+    security: [{ operator: [] }],
+    request: { params, body: { content: { "application/json": { schema: CreatePool } }, required: true } },
+    responses: {
+      ...statsResponse,
+      200: { description: "Already defined so", content: { "application/json": { schema: StatsSchema } } },
+      201: { description: "Defined", content: { "application/json": { schema: StatsSchema } } },
+      409: errorResponse("ALREADY_EXISTS: the pool is defined otherwise (in config, or by an earlier request)"),
+    },
+  }),
   stats: createRoute({ method: "get", path, tags: ["Admin"], summary: "Pool statistics per tier, and the schedule beside what happened", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
   replenish: createRoute({ method: "post", path: `${path}/replenish`, tags: ["Admin"], summary: "Add units, spread over the rest of the window", security: [{ operator: [] }], request: { params, body: { content: { "application/json": { schema: AdjustSchema } } } }, responses: statsResponse }),
   withdraw: createRoute({ method: "post", path: `${path}/withdraw`, tags: ["Admin"], summary: "Take back units not released yet", security: [{ operator: [] }], request: { params, body: { content: { "application/json": { schema: AdjustSchema } } } }, responses: statsResponse }),
   close: createRoute({ method: "post", path: `${path}/close`, tags: ["Admin"], summary: "Close the pool: no more draws", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
 };
 
-async function findPool(env: AppEnv["Bindings"], activityId: string, poolId: string): Promise<PoolDefinition> {
+async function findActivity(env: AppEnv["Bindings"], activityId: string): Promise<CompiledActivity> {
   const activity = (await activeConfig(env)).activities.get(activityId);
-  const pool = activity?.pools[poolId];
-  if (!pool) throw new AppError("NOT_FOUND", `no pool '${poolId}' in activity '${activityId}'`);
+  if (!activity) throw new AppError("NOT_FOUND", `no activity '${activityId}'`);
+  return activity;
+}
+
+async function findPool(env: AppEnv["Bindings"], activityId: string, poolId: string): Promise<PoolDefinition> {
+  const pool = await activityPool(env, await findActivity(env, activityId), poolId);
+  if (!pool) throw new AppError("NOT_FOUND", `pool '${poolId}' is declared \`managed: api\` but has not been defined: PUT its definition first`);
   return pool;
+}
+
+/**
+ * Defines a pool the activity declares `managed: api`, once: the D1 row is the definition. True when this request
+ * wrote it; false when the same definition was there already (a retry).
+ */
+async function definePool(env: AppEnv["Bindings"], activity: CompiledActivity, poolId: string, fields: z.output<typeof PoolFieldsSchema>): Promise<{ def: PoolDefinition; created: boolean }> {
+  if (activity.pools[poolId]) throw new AppError("ALREADY_EXISTS", `pool '${poolId}' is defined in the task config of '${activity.id}'`);
+  const id = activity.managedPools[poolId];
+  if (!id) {
+    throw new AppError("NOT_FOUND", `activity '${activity.id}' declares no pool '${poolId}': add \`${poolId}: { managed: api }\` under its \`pools\` first`);
+  }
+  const window = innerWindow(fields.timeWindow, activity.timezone, activity, "pool");
+  if ("reason" in window) throw new AppError("INVALID_PARAMS", `timeWindow${window.field ? `.${window.field}` : ""}: ${window.reason}`);
+  const def = poolDefinition(id, fields, window.begin, window.end);
+  const definition = JSON.stringify(def);
+  const db = database(env);
+  const inserted = await db.insert(prizePools).values({ id, activityId: activity.id, definition, createdAt: Date.now() }).onConflictDoNothing().returning({ id: prizePools.id });
+  if (inserted.length === 0) {
+    const [stored] = await db.select({ definition: prizePools.definition }).from(prizePools).where(eq(prizePools.id, id));
+    if (stored?.definition !== definition) throw new AppError("ALREADY_EXISTS", `pool '${poolId}' was defined otherwise before; change its quantities with replenish or withdraw`);
+  }
+  rememberCreatedPool(def);
+  return { def, created: inserted.length > 0 };
 }
 
 /** Longer than any operator change takes; a worker that died holding the lease frees it after this. */
@@ -112,6 +168,12 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
     const { activityId, poolId } = c.req.valid("param");
     const def = await findPool(c.env, activityId, poolId);
     return c.json(await poolStats(c.env, def, c.get("now")), 200);
+  });
+  app.openapi(routes.define, async (c) => {
+    const { activityId, poolId } = c.req.valid("param");
+    const { def, created } = await definePool(c.env, await findActivity(c.env, activityId), poolId, c.req.valid("json"));
+    // Its shards are set up now (the stats read creates them), ahead of the first draw.
+    return c.json(await poolStats(c.env, def, c.get("now")), created ? 201 : 200);
   });
   app.openapi(routes.stats, async (c) => {
     const { activityId, poolId } = c.req.valid("param");

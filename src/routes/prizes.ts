@@ -5,7 +5,7 @@ import { activeConfig } from "../config/store";
 import { AppError } from "../errors";
 import { errorResponse, type AppEnv } from "../http";
 import { enforceRouteLimits } from "../rate-limit/enforce";
-import { claimPrize, parsePrizeId } from "../prizes/pools";
+import { claimPrize, parsePrizeId, poolById } from "../prizes/pools";
 
 const route = createRoute({
   method: "post",
@@ -37,8 +37,8 @@ export function registerPrizes(app: OpenAPIHono<AppEnv>) {
     const at = parsePrizeId(grantId);
     // Only pools of the active config are asked: a made-up id never reaches (or creates) a pool object.
     const config = await activeConfig(c.env);
-    const known = at && [...config.activities.values()].some((a) => Object.values(a.pools).some((p) => p.id === at.poolId && at.shard < p.shards));
-    if (!known) throw new AppError("NOT_FOUND", "no such prize");
+    const pool = at && (await poolById(c.env, config, at.poolId));
+    if (!at || !pool || at.shard >= pool.shards) throw new AppError("NOT_FOUND", "no such prize");
     const outcome = await claimPrize(c.env, grantId, user.id, c.get("now"));
     switch (outcome) {
       case "claimed":

@@ -5,6 +5,7 @@
 import { eq } from "drizzle-orm";
 import { saleShard } from "../../durable-objects/sale-stock";
 import { declaredSales } from "../config/store";
+import { CreatedDefinitions } from "../db/created-definitions";
 import { flashSales } from "../db/schema";
 import type { Env } from "../env";
 import { AppError } from "../errors";
@@ -13,36 +14,19 @@ import { shardShare } from "../prizes/pool-definition";
 import { homeShard } from "../prizes/pools";
 import type { Order, SaleDefinition, ShardCounts } from "./sale-definition";
 
-/** Sales created through the admin API never change (only their status does, in the shards): kept once read. */
-const created = new Map<string, SaleDefinition>();
-/** Ids found nowhere, until then: repeats of a made-up id cost one D1 read a second (distinct ones are left to the
- * route's rate limit, ROUTE_RATE_LIMITS, which runs before the lookup). */
-const unknown = new Map<string, number>();
-const UNKNOWN_FOR_MS = 1000;
+/** Sales created through the admin API (their D1 rows). */
+const created = new CreatedDefinitions<SaleDefinition>(async (env, id) => {
+  const [row] = await database(env).select({ definition: flashSales.definition }).from(flashSales).where(eq(flashSales.id, id)).limit(1);
+  return row?.definition;
+});
 
-export function rememberCreatedSale(def: SaleDefinition) {
-  created.set(def.id, def);
-  unknown.delete(def.id);
-}
+export const rememberCreatedSale = (def: SaleDefinition) => created.remember(def.id, def);
 
 /** The sale named `id`: declared in the active config, else created through the admin API; NOT_FOUND otherwise. */
 export async function findSale(env: Env, id: string): Promise<SaleDefinition> {
-  const declared = (await declaredSales(env)).get(id);
-  if (declared) return declared;
-  const known = created.get(id);
-  if (known) return known;
-  const now = Date.now();
-  if ((unknown.get(id) ?? 0) <= now) {
-    const row = (await database(env).select().from(flashSales).where(eq(flashSales.id, id)).limit(1))[0];
-    if (row) {
-      const def = JSON.parse(row.definition) as SaleDefinition;
-      rememberCreatedSale(def);
-      return def;
-    }
-    if (unknown.size > 10_000) unknown.clear();
-    unknown.set(id, now + UNKNOWN_FOR_MS);
-  }
-  throw new AppError("NOT_FOUND", `no flash sale '${id}'`);
+  const def = (await declaredSales(env)).get(id) ?? (await created.find(env, id));
+  if (!def) throw new AppError("NOT_FOUND", `no flash sale '${id}'`);
+  return def;
 }
 
 const changed = (def: SaleDefinition) =>

@@ -37,6 +37,8 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     ["a pool with no tiers", `pools: { p: { tiers: [] } }\ntasks: { t: {} }`, { path: "pools.p.tiers" }],
     ["a negative tier quantity", `pools: { p: { tiers: [ { id: a, name: A, quantity: -1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.tiers[0].quantity" }],
     ["a pool window outside the activity", `pools: { p: { timeWindow: { beginTime: "2026-10-01 00:00:00", endTime: "2026-11-02 00:00:00" }, tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.timeWindow", reason: "the pool's window must lie inside the activity's timeWindow" }],
+    ["a pool managed through the API that also defines tiers", `pools: { p: { managed: api, tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p", reason: expect.stringContaining("tiers") }],
+    ["a pool managed by something other than the API", `pools: { p: { managed: yes } }\ntasks: { t: {} }`, { path: "pools.p.managed" }],
     ["a zero weight in the release curve", `pools: { p: { curve: [1, 0], tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.curve[1]" }],
     ["an unknown command", `tasks: { t: { command: MSign_Command } }`, { path: "tasks.t.command[0]", reason: expect.stringContaining("unknown command 'MSign_Command'") }],
     ["a bad regex", `tasks: { t: { request: [ { field: phone, rule: "regex:/^1[3-9\\\\d{9}$/" } ] } }`, { path: "tasks.t.request[0].rule", reason: expect.stringContaining("bad regex") }],

@@ -70,8 +70,26 @@ tasks:
 const admin = (path: string, now = at(1)) =>
   call(`/v1/admin/activities/prizes/pools/${path}`, { method: "GET", headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` }, now });
 
+// Seed 003's flow: the pools are created through the admin API, and the tasks only name them.
+const apiPools = `
+id: api-prizes
+name: Pools defined through the admin API
+timezone: Asia/Shanghai
+timeWindow: { beginTime: "2026-11-11 08:00:00", endTime: "2026-11-12 08:00:00" }
+pools:
+  vip: { managed: api }
+  later: { managed: api }
+tasks:
+  drawVip:
+    validator: [login]
+    reward: [ { lottery: { pool: vip } } ]
+  drawLater:
+    validator: [login]
+    reward: [ { lottery: { pool: later } } ]
+`;
+
 beforeAll(async () => {
-  await pushConfigs({ "test/pools.yaml": pools });
+  await pushConfigs({ "test/pools.yaml": pools, "test/api-pools.yaml": apiPools });
 });
 
 async function burst(task: string, n: number, now: string) {
@@ -189,12 +207,12 @@ describe("the shipped prize wheel", () => {
 describe("pool definitions are fixed once used", () => {
   it("refuses draws and stats with a clear 503 when the config changes a used pool's shards or tiers", async () => {
     await runTask("prizes", "drawSpread", { user: "before-change", now: at(0.5) });
-    await pushConfigs({ "test/pools.yaml": pools.replace("  spread:\n    tiers:", "  spread:\n    shards: 2\n    tiers:") });
+    await pushConfigs({ "test/pools.yaml": pools.replace("  spread:\n    tiers:", "  spread:\n    shards: 2\n    tiers:"), "test/api-pools.yaml": apiPools });
     const draw = await runTask("prizes", "drawSpread", { user: "after-change", now: at(0.5) });
     expect(draw.status).toBe(503);
     expect(draw.json.error.message).toContain("shards and tiers are fixed");
     expect((await admin("spread")).status).toBe(503);
-    await pushConfigs({ "test/pools.yaml": pools });
+    await pushConfigs({ "test/pools.yaml": pools, "test/api-pools.yaml": apiPools });
   });
 
   it("never withdraws units already drawn, even when told an earlier time", async () => {
@@ -258,5 +276,68 @@ describe("the pool admin API", () => {
     const applied = answers.reduce((n, r, i) => n + (r.status === 200 ? sizes[i]! : 0), 0);
     expect(applied).toBeGreaterThan(0);
     expect((await admin("contested", at(0))).json.tiers[0].quantity).toBe(21 - applied);
+  });
+});
+
+describe("pools defined through the admin API", () => {
+  const operator = { authorization: `Bearer ${env.ADMIN_TOKEN}` };
+  const define = (pool: string, body: unknown, activity = "api-prizes") =>
+    call(`/v1/admin/activities/${activity}/pools/${pool}`, { method: "PUT", body, headers: operator, now: at(0.5) });
+  const vip = {
+    probability: 1,
+    claimWithinSeconds: 3600,
+    shards: 2,
+    tiers: [
+      { id: "gold", name: "Gold card", quantity: 4, value: 10000 },
+      { id: "voucher", name: "Voucher", quantity: 40, value: 500 },
+    ],
+  };
+
+  it("refuses bad definitions with the reason, and pools the config does not declare for the API", async () => {
+    const bad = async (body: unknown) => (await define("vip", body)).json.error;
+    expect(await bad({ tiers: [] })).toMatchObject({ code: "INVALID_PARAMS", message: expect.stringContaining("tiers") });
+    expect(await bad({ ...vip, probability: 2 })).toMatchObject({ code: "INVALID_PARAMS", message: expect.stringContaining("probability") });
+    expect(await bad({ ...vip, colour: "red" })).toMatchObject({ code: "INVALID_PARAMS" });
+    expect(await bad({ ...vip, tiers: [vip.tiers[0], vip.tiers[0]] })).toMatchObject({ message: expect.stringContaining("tier ids must be unique") });
+    expect(await bad({ ...vip, timeWindow: { beginTime: "2026-11-11 07:00:00", endTime: "2026-11-11 20:00:00" } })).toMatchObject({
+      code: "INVALID_PARAMS",
+      message: "timeWindow: the pool's window must lie inside the activity's timeWindow",
+    });
+    expect(await bad({ ...vip, timeWindow: { beginTime: "2026-11-11 20:00:00", endTime: "2026-11-11 09:00:00" } })).toMatchObject({ message: "timeWindow.endTime: endTime must be after beginTime" });
+    expect((await define("nope", vip)).json.error).toMatchObject({ code: "NOT_FOUND", message: expect.stringContaining("managed: api") });
+    expect((await define("hundred", vip, "prizes")).json.error.code).toBe("ALREADY_EXISTS");
+    expect((await call("/v1/admin/activities/api-prizes/pools/vip", { method: "PUT", body: vip, user: "alice" })).status).toBe(401);
+    expect(await rows("SELECT id FROM prize_pools WHERE id = 'api-prizes:vip'")).toEqual([]);
+  });
+
+  it("draws nothing from a pool not yet defined, and says so", async () => {
+    const draw = await runTask("api-prizes", "drawLater", { user: "early", now: at(0.5) });
+    expect(draw.status).toBe(503);
+    expect(draw.json.error).toMatchObject({ code: "UNAVAILABLE", message: expect.stringContaining("has not been defined") });
+    expect((await call("/v1/admin/activities/api-prizes/pools/later", { method: "GET", headers: operator })).status).toBe(404);
+  });
+
+  it("defines a pool once, then tasks draw from it, winners claim, and operators manage it like any other", async () => {
+    const created = await define("vip", vip);
+    expect(created.status).toBe(201);
+    expect(created.json).toMatchObject({ pool: "api-prizes:vip", status: "open" });
+    expect(created.json.tiers.map((t: { id: string; quantity: number }) => [t.id, t.quantity])).toEqual([["gold", 4], ["voucher", 40]]);
+    // A retry of the same definition is answered as done; another definition is refused.
+    expect((await define("vip", vip)).status).toBe(200);
+    expect((await define("vip", { ...vip, probability: 0.5 })).json.error.code).toBe("ALREADY_EXISTS");
+    expect(await rows("SELECT activity_id FROM prize_pools WHERE id = 'api-prizes:vip'")).toEqual([{ activity_id: "api-prizes" }]);
+
+    const draw = await runTask("api-prizes", "drawVip", { user: "vip-winner", now: at(0.75) });
+    expect(draw.status).toBe(200);
+    const prize = draw.json.rewards[0];
+    expect(prize).toMatchObject({ type: "lottery", granted: true, pool: "vip" });
+    expect((await call(`/v1/prizes/${prize.grantId}/claim`, { user: "vip-winner", now: at(0.75) })).status).toBe(200);
+    await records(1, "SELECT * FROM reward_records WHERE id = ? AND status = 'claimed'", prize.grantId);
+
+    const more = await call("/v1/admin/activities/api-prizes/pools/vip/replenish", { body: { tier: "gold", quantity: 2 }, headers: operator, now: at(0.75) });
+    expect(more.json.tiers.find((t: { id: string }) => t.id === "gold").quantity).toBe(6);
+    const stats = await call("/v1/admin/activities/api-prizes/pools/vip", { method: "GET", headers: operator, now: at(0.75) });
+    const issued = stats.json.tiers.reduce((n: number, t: { issued: number }) => n + t.issued, 0);
+    expect(issued).toBe(1);
   });
 });

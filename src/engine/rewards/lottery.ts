@@ -1,13 +1,14 @@
 /** Lottery: draws a prize from one of the activity's prize pools (seed 003's 奖池). */
 import { z } from "zod";
 import { AppError } from "../../errors";
-import { cancelPrize, candidateShards, drawPrize, prizeIdPrefix } from "../../prizes/pools";
+import { activityPool, cancelPrize, candidateShards, drawPrize, prizeIdPrefix } from "../../prizes/pools";
 import { ArgsError, defineReward } from "../define";
 
 export const lottery = defineReward({
   code: "lottery",
   description:
-    "Draws from a prize pool declared under the activity's `pools`. The pool rolls its win probability, then takes " +
+    "Draws from a prize pool declared under the activity's `pools` (or declared `managed: api` there and created " +
+    "through the admin API). The pool rolls its win probability, then takes " +
     "a released, unissued unit (tier by weight among those available), so prizes are spread over the window and a " +
     "spike cannot empty the pool early. A prize is claimed with POST /v1/prizes/{grantId}/claim before the pool's " +
     "claim deadline. Outcomes that give nothing: MISSED, EMPTY (nothing released now), CAPPED (per-user cap), " +
@@ -15,14 +16,16 @@ export const lottery = defineReward({
   args: z.object({ pool: z.string().min(1) }).strict(),
   example: { pool: "main" },
   prepare(args, { activity }) {
-    const pool = activity.pools[args.pool];
-    if (!pool) {
-      throw new ArgsError(`unknown pool '${args.pool}'; declared: ${Object.keys(activity.pools).join(", ") || "none"}`, ["pool"]);
+    if (!activity.pools[args.pool] && !activity.managedPools[args.pool]) {
+      const declared = [...Object.keys(activity.pools), ...Object.keys(activity.managedPools)];
+      throw new ArgsError(`unknown pool '${args.pool}'; declared: ${declared.join(", ") || "none"}`, ["pool"]);
     }
-    return { name: args.pool, pool };
+    return { name: args.pool };
   },
-  async grant(run, { name, pool }) {
+  async grant(run, { name }) {
     const user = run.requireUser();
+    const pool = await activityPool(run.init.env, run.activity, name);
+    if (!pool) throw new AppError("UNAVAILABLE", `pool '${name}' has not been defined yet (PUT /v1/admin/activities/${run.activity.id}/pools/${name})`);
     const prefix = prizeIdPrefix(run.activity.namespace, name, run.slotId());
     // The prize's id is known before the draw: if the run is refused, or the draw's answer is lost, give it back.
     const giveBack = () => Promise.all(candidateShards(user.id, pool.shards).map((s) => cancelPrize(run.init.env, `${prefix}~${s}`)));

@@ -1,0 +1,40 @@
+/**
+ * Definitions created through the admin API (flash sales, prize pools), read from their D1 table. A definition is
+ * written once and never changes (only the counts in its shards do), so each isolate keeps what it has read; an id
+ * found nowhere is not looked up again for a second, so repeats of a made-up id cost one D1 read a second.
+ */
+import type { Env } from "../env";
+
+const UNKNOWN_FOR_MS = 1000;
+/** Beyond this many remembered misses the oldest are forgotten (distinct made-up ids are left to rate limits). */
+const MAX_UNKNOWN = 10_000;
+
+export class CreatedDefinitions<T> {
+  private readonly known = new Map<string, T>();
+  private readonly unknown = new Map<string, number>();
+
+  /** `read` fetches the stored JSON definition of an id, or undefined. */
+  constructor(private readonly read: (env: Env, id: string) => Promise<string | undefined>) {}
+
+  /** Called by the admin route that created it, so this isolate needs no read. */
+  remember(id: string, def: T) {
+    this.known.set(id, def);
+    this.unknown.delete(id);
+  }
+
+  async find(env: Env, id: string): Promise<T | undefined> {
+    const known = this.known.get(id);
+    if (known) return known;
+    const now = Date.now();
+    if ((this.unknown.get(id) ?? 0) > now) return undefined;
+    const json = await this.read(env, id);
+    if (json !== undefined) {
+      const def = JSON.parse(json) as T;
+      this.remember(id, def);
+      return def;
+    }
+    if (this.unknown.size >= MAX_UNKNOWN) this.unknown.delete(this.unknown.keys().next().value!);
+    this.unknown.set(id, now + UNKNOWN_FOR_MS);
+    return undefined;
+  }
+}
