@@ -1,7 +1,7 @@
 /**
  * A Durable Object's outbox: rows committed with the object's own transaction, forwarded to the EVENTS queue by an
- * alarm in messages packed by size (src/delivery/pack.ts), deleted only once sent. A failed send throws, and the runtime retries the
- * alarm, so every row reaches the queue at least once.
+ * alarm in messages packed by size (src/delivery/pack.ts), deleted only once sent. A send that fails is tried again
+ * by a later alarm with a growing delay (never given up), so every row reaches the queue at least once.
  */
 import type { Env, QueueMessage } from "../src/env";
 import { packByBytes, utf8Bytes } from "../src/delivery/pack";

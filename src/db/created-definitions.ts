@@ -4,6 +4,7 @@
  * found nowhere is not looked up again for a second, so repeats of a made-up id cost one D1 read a second.
  */
 import type { Env } from "../env";
+import { AppError } from "../errors";
 
 const UNKNOWN_FOR_MS = 1000;
 /** Beyond this many remembered misses the oldest are forgotten (distinct made-up ids are left to rate limits). */
@@ -27,7 +28,13 @@ export class CreatedDefinitions<T> {
     if (known) return known;
     const now = Date.now();
     if ((this.unknown.get(id) ?? 0) > now) return undefined;
-    const json = await this.read(env, id);
+    let json: string | undefined;
+    try {
+      json = await this.read(env, id);
+    } catch (e) {
+      console.error(JSON.stringify({ message: "definition not read", id, error: String(e) }));
+      throw new AppError("UNAVAILABLE", "busy: please retry shortly", { "retry-after": "1" });
+    }
     if (json !== undefined) {
       const def = JSON.parse(json) as T;
       this.remember(id, def);

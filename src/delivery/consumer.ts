@@ -9,7 +9,10 @@ import { eq } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
 import { couponWallet, deliveries, prizeDraws, rewardRecords } from "../db/schema";
 import type { PoolEvent } from "../../durable-objects/prize-pool";
-import { vars, type Env, type QueueMessage } from "../env";
+import type { DeliveryRow, ParticipationRow, RewardRow } from "../accounts/ledger-plan";
+import { vars, type Env, type QueueMessage, type RequestRecordMessage } from "../env";
+import type { DrawRecord } from "../prizes/pool-definition";
+import type { SaleEvent } from "../sales/sale-definition";
 import type { DeliveryTarget } from "./outbox";
 import { packByBytes, utf8Bytes } from "./pack";
 
@@ -20,18 +23,30 @@ export function backoffSeconds(attempt: number): number {
   return Math.min(600, 5 * 2 ** (attempt - 1));
 }
 
+/** A table's columns → the fields of the rows written to it (checked against the row types). */
+type Columns<Row> = Record<string, keyof Row & string>;
+type Event<K extends string> = SaleEvent extends infer E ? (E extends Record<K, infer R> ? R : never) : never;
+
 /** D1 tables written from queue messages: column → the row's JSON field. */
 const TABLES = {
-  request_records: { id: "id", namespace: "namespace", activity_id: "activityId", task_id: "taskId", user_id: "userId", config_version: "configVersion", outcome: "outcome", params: "params", created_at: "createdAt" },
-  participations: { id: "id", request_id: "requestId", namespace: "namespace", activity_id: "activityId", task_id: "taskId", user_id: "userId", period: "period", created_at: "createdAt" },
-  reward_records: { id: "id", request_id: "requestId", participation_id: "participationId", namespace: "namespace", activity_id: "activityId", task_id: "taskId", user_id: "userId", type: "type", amount: "amount", detail: "detail", status: "status", created_at: "createdAt" },
-  deliveries: { id: "id", kind: "kind", grant_id: "grantId", namespace: "namespace", user_id: "userId", target: "target", payload: "payload", status: "status", attempts: "attempts", last_error: "lastError", created_at: "createdAt", updated_at: "updatedAt" },
-  prize_draws: { id: "id", pool_id: "poolId", shard: "shard", user_id: "userId", outcome: "outcome", tier_id: "tierId", value: "value", at: "at" },
-  flash_sale_grabs: { id: "id", sale_id: "saleId", shard: "shard", user_id: "userId", outcome: "outcome", token: "token", at: "at" },
-  flash_sale_token_events: { token: "token", status: "status", at: "at" },
-  flash_sale_orders: { id: "orderId", token: "token", sale_id: "saleId", sku: "sku", user_id: "userId", price: "price", created_at: "createdAt" },
-  dead_letters: { id: "id", queue: "queue", body: "body", attempts: "attempts", received_at: "receivedAt" },
-} as const;
+  request_records: { id: "id", namespace: "namespace", activity_id: "activityId", task_id: "taskId", user_id: "userId", config_version: "configVersion", outcome: "outcome", params: "params", created_at: "createdAt" } satisfies Columns<RequestRecordMessage>,
+  participations: { id: "id", request_id: "requestId", namespace: "namespace", activity_id: "activityId", task_id: "taskId", user_id: "userId", period: "period", created_at: "createdAt" } satisfies Columns<ParticipationRow>,
+  reward_records: { id: "id", request_id: "requestId", participation_id: "participationId", namespace: "namespace", activity_id: "activityId", task_id: "taskId", user_id: "userId", type: "type", amount: "amount", detail: "detail", status: "status", created_at: "createdAt" } satisfies Columns<RewardRow>,
+  deliveries: { id: "id", kind: "kind", grant_id: "grantId", namespace: "namespace", user_id: "userId", target: "target", payload: "payload", status: "status", attempts: "attempts", last_error: "lastError", created_at: "createdAt", updated_at: "updatedAt" } satisfies Columns<DeliveryRow>,
+  prize_draws: { id: "id", pool_id: "poolId", shard: "shard", user_id: "userId", outcome: "outcome", tier_id: "tierId", value: "value", at: "at" } satisfies Columns<DrawRecord>,
+  flash_sale_grabs: { id: "id", sale_id: "saleId", shard: "shard", user_id: "userId", outcome: "outcome", token: "token", at: "at" } satisfies Columns<Event<"grab">>,
+  flash_sale_token_events: { token: "token", status: "status", at: "at" } satisfies Columns<Event<"token">>,
+  flash_sale_orders: { id: "orderId", token: "token", sale_id: "saleId", sku: "sku", user_id: "userId", price: "price", created_at: "createdAt" } satisfies Columns<Event<"order">>,
+  dead_letters: { id: "id", queue: "queue", body: "body", attempts: "attempts", received_at: "receivedAt" } satisfies Columns<DeadLetterRow>,
+};
+
+interface DeadLetterRow {
+  id: string;
+  queue: string;
+  body: string;
+  attempts: number;
+  receivedAt: number;
+}
 type Table = keyof typeof TABLES;
 /** Columns filled from the schema's default when a row leaves them out. */
 const DEFAULTS: Partial<Record<string, string>> = { "deliveries.attempts": "0" };
@@ -61,6 +76,12 @@ export function insertJsonRows(d1: D1Database, table: Table, rows: unknown[]): D
 
 /** The D1 rows a message carries, by table (none for a delivery attempt); throws for a malformed message. */
 function rowsOf(body: QueueMessage): Rows {
+  const rows = rowsByKind(body);
+  for (const [table, list] of Object.entries(rows)) if (!Array.isArray(list)) throw new Error(`no rows for ${table}`);
+  return rows;
+}
+
+function rowsByKind(body: QueueMessage): Rows {
   switch (body.kind) {
     case "requests":
       return { request_records: body.records };
@@ -138,7 +159,9 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
   for (const { m } of stored) {
     try {
       if (m.body.kind === "records" && m.body.records.deliveries.length > 0) {
-        await env.EVENTS.sendBatch(m.body.records.deliveries.map((d) => ({ body: { kind: "delivery" as const, deliveryId: d.id } })));
+        // A batch send takes at most 100 messages.
+        const attempts = m.body.records.deliveries.map((d) => ({ body: { kind: "delivery" as const, deliveryId: d.id } }));
+        for (let i = 0; i < attempts.length; i += 100) await env.EVENTS.sendBatch(attempts.slice(i, i + 100));
       }
       if (m.body.kind === "pool-events") {
         const missing = await storePrizeStatuses(db, m.body.events);

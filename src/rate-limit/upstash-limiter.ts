@@ -22,6 +22,14 @@ const ephemeralCache = new BoundedCache<string, number>();
 /** After Redis timed out or failed, requests are let through without asking it for this long (not each after a wait). */
 const SKIP_AFTER_FAILURE_MS = 2000;
 
+/**
+ * Requests of each identifier this isolate sent to Redis in the rule's current fixed window and that Redis did not
+ * refuse (allowed, or not answered yet). Redis counts at least these in the window, so once they reach the limit
+ * Redis would refuse the next one: it is refused here. A burst of concurrent requests from one client then costs
+ * `limit` Redis calls, not one per request in flight before the first refusal reaches the ephemeral cache.
+ */
+const sentThisWindow = new BoundedCache<string, { window: number; count: number }>();
+
 export function upstashLimiter(url: string, token: string, timeoutMs: number): RateLimiter {
   const redis = new Redis({ url, token, enableTelemetry: false });
   const byRule = new Map<string, Ratelimit>();
@@ -56,13 +64,28 @@ export function upstashLimiter(url: string, token: string, timeoutMs: number): R
         const blockedUntil = ephemeralCache.get(`${prefixOf(rule)}:${identifier}`) ?? 0;
         return blockedUntil > Date.now() ? { allowed: false, limit: rule.requests, remaining: 0, resetAt: blockedUntil } : failOpen(rule);
       }
+      const key = `${prefixOf(rule)}:${identifier}`;
+      const windowMs = rule.windowSeconds * 1000;
+      const window = Math.floor(Date.now() / windowMs);
+      let sent = sentThisWindow.get(key);
+      if (sent?.window !== window) sentThisWindow.set(key, (sent = { window, count: 0 }));
+      if (sent.count >= rule.requests) return { allowed: false, limit: rule.requests, remaining: 0, resetAt: (window + 1) * windowMs };
+      sent.count++;
+      const uncounted = () => {
+        if (sent.window === window) sent.count--;
+      };
       try {
         const r = await forRule(rule).limit(identifier);
         waitUntil(r.pending);
         // A timeout answers limit 0, remaining 0: report the rule's own allowance for the request let through.
-        if (r.reason === "timeout") return unavailable(rule, "timeout");
+        if (r.reason === "timeout") {
+          uncounted();
+          return unavailable(rule, "timeout");
+        }
+        if (!r.success) uncounted();
         return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), resetAt: r.reset };
       } catch (e) {
+        uncounted();
         return unavailable(rule, String(e));
       }
     },

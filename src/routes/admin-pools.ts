@@ -100,6 +100,11 @@ async function definePool(env: AppEnv["Bindings"], activity: CompiledActivity, p
   if ("reason" in window) throw new AppError("INVALID_PARAMS", `timeWindow${window.field ? `.${window.field}` : ""}: ${window.reason}`);
   const def = poolDefinition(id, fields, window.begin, window.end);
   const definition = JSON.stringify(def);
+  // Shards already made under this name (by a config that once defined the pool in YAML) keep their definition.
+  const made = await poolShard(env, id, 0).shape();
+  if (made && JSON.stringify({ ...def, shard: 0 }) !== JSON.stringify(made)) {
+    throw new AppError("ALREADY_EXISTS", `pool '${poolId}' was used before with another definition; its shards keep that one`);
+  }
   const db = database(env);
   const inserted = await db.insert(prizePools).values({ id, activityId: activity.id, definition, createdAt: Date.now() }).onConflictDoNothing().returning({ id: prizePools.id });
   if (inserted.length === 0) {

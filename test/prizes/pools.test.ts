@@ -306,6 +306,9 @@ describe("pools defined through the admin API", () => {
     expect(await bad({ ...vip, timeWindow: { beginTime: "2026-11-11 20:00:00", endTime: "2026-11-11 09:00:00" } })).toMatchObject({ message: "timeWindow.endTime: endTime must be after beginTime" });
     expect((await define("nope", vip)).json.error).toMatchObject({ code: "NOT_FOUND", message: expect.stringContaining("managed: api") });
     expect((await define("hundred", vip, "prizes")).json.error.code).toBe("ALREADY_EXISTS");
+    // A name whose shards exist already (a pool once defined in YAML under it) keeps that definition.
+    await env.POOLS.get(env.POOLS.idFromName("api-prizes:later#0")).define({ ...vip, id: "api-prizes:later", begin: BEGIN, end: END, curve: [1], probability: 1 } as never, 0);
+    expect((await define("later", vip)).json.error).toMatchObject({ code: "ALREADY_EXISTS", message: expect.stringContaining("used before") });
     expect((await call("/v1/admin/activities/api-prizes/pools/vip", { method: "PUT", body: vip, user: "alice" })).status).toBe(401);
     expect(await rows("SELECT id FROM prize_pools WHERE id = 'api-prizes:vip'")).toEqual([]);
   });
