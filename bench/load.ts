@@ -49,3 +49,28 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
     errors: result.errors,
   };
 }
+
+/** A throughput figure and its baseline, the health route measured just before and just after it. */
+export interface Paired {
+  result: LoadResult;
+  before: LoadResult;
+  after: LoadResult;
+  /** result / mean(before, after): a shared machine's load drifts over a long run, so the baseline is taken beside. */
+  ratio: number;
+}
+
+export async function beside(baseline: () => Promise<LoadResult>, figure: () => Promise<LoadResult>): Promise<Paired> {
+  const before = await baseline();
+  const result = await figure();
+  const after = await baseline();
+  return { result, before, after, ratio: result.rps / ((before.rps + after.rps) / 2) };
+}
+
+/** One line for a paired figure: its throughput and latency, the baseline's, and the ratio against the goal. */
+export function pairedLine(label: string, p: Paired, goal = 0.5): string {
+  const r = p.result;
+  return (
+    `${label}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms (${r.requests} requests, ${r.non2xx} non-2xx, ${r.errors} errors)   ` +
+    `GET /health before/after: ${p.before.rps.toFixed(0)}/${p.after.rps.toFixed(0)} req/s   ratio ${p.ratio.toFixed(2)} (goal ≥ ${goal})`
+  );
+}

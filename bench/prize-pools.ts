@@ -9,7 +9,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { load, type LoadResult } from "./load";
+import { beside, load, type LoadResult } from "./load";
 import { BENCH_ADMIN_TOKEN, pushExtra, type LocalWorker } from "./local-worker";
 import { haveRedis, openRedis, startRedis } from "../scripts/upstash-gateway";
 
@@ -84,7 +84,7 @@ async function replay(worker: LocalWorker, task: string, instants: number[], tok
 export async function prizePoolFigures(
   worker: LocalWorker,
   users: string[],
-  health: LoadResult,
+  health: () => Promise<LoadResult>,
   seconds: number,
   connections: number,
   say: (s: string) => void,
@@ -129,7 +129,7 @@ export async function prizePoolFigures(
   }
 
   // Throughput: draws that win (the huge pool is fully released at the end of its window).
-  const draws = await load({
+  const draws = await beside(health, () => load({
     name: "POST hugeDraw (lottery) task run",
     url: `${worker.url}/v1/activities/bench-prizes/tasks/hugeDraw`,
     method: "POST",
@@ -139,6 +139,6 @@ export async function prizePoolFigures(
       headers: { authorization: `Bearer ${users[(i + 40_000) % users.length]}`, "content-type": "application/json", "x-fanfare-now": String(END) },
       body: "{}",
     }),
-  });
-  return { ksOurs, ksNaive, draws, health };
+  }));
+  return { ksOurs, ksNaive, draws };
 }
