@@ -67,10 +67,10 @@ export async function beside(baseline: () => Promise<LoadResult>, figure: () => 
 }
 
 /** One line for a paired figure: its throughput and latency, the baseline's, and the ratio against the goal. */
-export function pairedLine(label: string, p: Paired, goal = 0.5): string {
+export function pairedLine(label: string, p: Paired, goal: number | null = 0.5): string {
   const r = p.result;
   return (
     `${label}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms (${r.requests} requests, ${r.non2xx} non-2xx, ${r.errors} errors)   ` +
-    `GET /health before/after: ${p.before.rps.toFixed(0)}/${p.after.rps.toFixed(0)} req/s   ratio ${p.ratio.toFixed(2)} (goal ≥ ${goal})`
+    `GET /health before/after: ${p.before.rps.toFixed(0)}/${p.after.rps.toFixed(0)} req/s   ratio ${p.ratio.toFixed(2)}${goal === null ? "" : ` (goal ≥ ${goal})`}`
   );
 }
