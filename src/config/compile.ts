@@ -11,7 +11,8 @@ import { parseRule, splitRules } from "./request-rules";
 import { ManagedPoolSchema, PoolFieldsSchema, poolDefinition, type PoolDefinition } from "../prizes/pool-definition";
 import { RateLimitSchema } from "../rate-limit/rule";
 import { saleDefinition, SaleFieldsSchema, type SaleDefinition } from "../sales/sale-definition";
-import { innerWindow, isTimeZone, parseActivityTime } from "./time";
+import { ConfigIdSchema } from "./id";
+import { innerWindow, isTimeZone, notATime, parseActivityTime } from "./time";
 import { sha256Hex } from "../sharding";
 
 export interface ConfigFile {
@@ -32,7 +33,7 @@ export class ConfigError extends Error {
   }
 }
 
-const Id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "use letters, digits, '-' and '_' (at most 64)");
+const Id = ConfigIdSchema;
 
 /** A component in a task: a bare code, or `{code: args}` where args may be `$params.<path>`. */
 const ComponentRef = z.union([
@@ -199,7 +200,7 @@ class FileCompiler {
 
   private time(text: string, tz: string, path: Path): number | undefined {
     const ms = parseActivityTime(text, tz);
-    if (ms === null) this.issue(path, `'${text}' is not a time (ISO 8601 or 'YYYY-MM-DD HH:mm:ss')`);
+    if (ms === null) this.issue(path, notATime(text));
     return ms ?? undefined;
   }
 

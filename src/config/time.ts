@@ -119,6 +119,9 @@ export function periodKey(period: Period, ms: number, timeZone: string): string 
   return `${weekYear}-W${pad(week)}`;
 }
 
+/** Why a config or API time was refused. */
+export const notATime = (text: string) => `'${text}' is not a time (ISO 8601 or 'YYYY-MM-DD HH:mm:ss')`;
+
 /**
  * A pool's or sale's own window, read in its activity's timezone: the activity's window when not given, and never
  * outside it. A problem names the field it is about (null: the window as a whole).
@@ -130,7 +133,6 @@ export function innerWindow(
   what: string,
 ): { begin: number; end: number } | { field: "beginTime" | "endTime" | null; reason: string } {
   if (!w) return { begin: outer.begin, end: outer.end };
-  const notATime = (text: string) => `'${text}' is not a time (ISO 8601 or 'YYYY-MM-DD HH:mm:ss')`;
   const begin = parseActivityTime(w.beginTime, timeZone);
   if (begin === null) return { field: "beginTime", reason: notATime(w.beginTime) };
   const end = parseActivityTime(w.endTime, timeZone);

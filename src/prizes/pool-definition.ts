@@ -1,12 +1,11 @@
 /** A prize pool as operators declare it (in YAML or through the admin API), its schema, and its split over shards. Plain data: it crosses RPC. */
 import { z } from "zod";
+import { ConfigIdSchema } from "../config/id";
 import type { Curve, Segment } from "./schedule";
-
-const TierIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "use letters, digits, '-' and '_' (at most 64)");
 
 const TierSchema = z
   .object({
-    id: TierIdSchema,
+    id: ConfigIdSchema,
     name: z.string().min(1).max(200),
     quantity: z.number().int().min(0).max(1_000_000_000),
     value: z.number().int().min(0),

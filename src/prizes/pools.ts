@@ -39,9 +39,10 @@ export const homeShard = (userId: string, shards: number): number => shardOf(use
 /** The pool with this global id among the config's activities (created ones too); undefined when none. */
 export async function poolById(env: Env, config: CompiledConfig, id: string): Promise<PoolDefinition | undefined> {
   for (const activity of config.activities.values()) {
-    for (const name of [...Object.keys(activity.pools), ...Object.keys(activity.managedPools)]) {
-      if (activity.pools[name]?.id === id || activity.managedPools[name] === id) return activityPool(env, activity, name);
-    }
+    const declared = Object.values(activity.pools).find((p) => p.id === id);
+    if (declared) return declared;
+    const managed = Object.keys(activity.managedPools).find((name) => activity.managedPools[name] === id);
+    if (managed) return activityPool(env, activity, managed);
   }
   return undefined;
 }

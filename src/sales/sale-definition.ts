@@ -1,8 +1,9 @@
 /** A flash sale (seed 001's 秒杀) as operators declare it, its schema, and what its stock shards answer. Plain data. */
 import { z } from "zod";
+import { ConfigIdSchema } from "../config/id";
 import { RateLimitSchema, type RateLimitRule } from "../rate-limit/rule";
 
-export const SaleIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, "use letters, digits, '-' and '_' (at most 64)");
+export const SaleIdSchema = ConfigIdSchema;
 
 /** The fields shared by YAML and the admin API (times are parsed by the caller: YAML reads the activity's timezone). */
 export const SaleFieldsSchema = z

@@ -1,6 +1,6 @@
 /** The seed's TimeWindowValidator: the task runs only between beginTime and endTime. */
 import { z } from "zod";
-import { parseActivityTime } from "../../config/time";
+import { notATime, parseActivityTime } from "../../config/time";
 import { ArgsError, defineValidator } from "../define";
 
 export const timeWindow = defineValidator({
@@ -24,7 +24,7 @@ export const timeWindow = defineValidator({
       const text = args?.[field];
       if (text === undefined) return fallback;
       const ms = parseActivityTime(text, activity.timezone);
-      if (ms === null) throw new ArgsError(`'${text}' is not a time (ISO 8601 or 'YYYY-MM-DD HH:mm:ss')`, [field]);
+      if (ms === null) throw new ArgsError(notATime(text), [field]);
       return ms;
     };
     const begin = at("beginTime", activity.begin);
