@@ -17,6 +17,7 @@ const BEGIN = Date.parse("2026-11-11T00:00:00Z");
 const END = Date.parse("2026-11-12T00:00:00Z");
 const QUANTITY = 1000;
 const HUGE = 1_000_000;
+const TEN_MILLION = 10_000_000;
 
 const CONFIG = `
 id: bench-prizes
@@ -27,6 +28,9 @@ pools:
     tiers: [ { id: unit, name: Prize, quantity: ${QUANTITY}, value: 100 } ]
   huge:
     tiers: [ { id: unit, name: Prize, quantity: ${HUGE}, value: 100 } ]
+  tenMillion:
+    shards: 4
+    tiers: [ { id: grand, name: Grand prize, quantity: 10, value: 599900 }, { id: unit, name: Prize, quantity: ${TEN_MILLION - 10}, value: 100 } ]
 tasks:
   poolDraw:
     validator: [login]
@@ -127,6 +131,16 @@ export async function prizePoolFigures(
   } else {
     say(`memory for ${HUGE.toLocaleString("en")} units: prize pool ${created.storedBytes.toLocaleString("en")} bytes   Redis: redis-server not installed (apt-get install redis-server)`);
   }
+
+  // Creation: a 10,000,000-unit pool over 4 shards, set up through the admin API (the request's whole time).
+  const started = performance.now();
+  const tenMillion = (await (await fetch(`${worker.url}/v1/admin/activities/bench-prizes/pools/tenMillion`, { method: "POST", headers: admin })).json()) as {
+    storedBytes: number;
+    tiers: { quantity: number }[];
+  };
+  const tookMs = performance.now() - started;
+  const units = tenMillion.tiers.reduce((n, t) => n + t.quantity, 0);
+  say(`creating a ${units.toLocaleString("en")}-unit pool (4 shards) through the admin API: ${tookMs.toFixed(0)} ms, stored state ${tenMillion.storedBytes.toLocaleString("en")} bytes   goal: well under a second`);
 
   // Throughput: draws that win (the huge pool is fully released at the end of its window).
   const draws = await beside(health, () => load({

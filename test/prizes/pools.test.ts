@@ -40,6 +40,9 @@ pools:
   managed:
     probability: 0
     tiers: [ { id: unit, name: Nothing, quantity: 5, value: 1 } ]
+  tenMillion:
+    shards: 4
+    tiers: [ { id: unit, name: A prize, quantity: 10000000, value: 1 } ]
 tasks:
   drawHundred:
     validator: [login]
@@ -178,6 +181,14 @@ describe("prize pools", () => {
     expect((await runTask("prizes", "drawTiered", { user: "capped", now: at(1) })).json.rewards[0].granted).toBe(true);
     const capped = await runTask("prizes", "drawTiered", { user: "capped", now: at(1) });
     expect(capped.json.rewards[0]).toEqual({ type: "lottery", granted: false, reason: "CAPPED" });
+  });
+
+  it("holds ten million units in a few pages per shard: no row or member per unit", async () => {
+    const created = await call("/v1/admin/activities/prizes/pools/tenMillion", { headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` }, now: at(0.5) });
+    expect(created.status).toBe(200);
+    expect(created.json.tiers[0]).toMatchObject({ quantity: 10_000_000, released: 5_000_000, issued: 0 });
+    // Four SQLite databases of a few pages each, whatever the quantity.
+    expect(created.json.storedBytes).toBeLessThan(4 * 64 * 1024);
   });
 
   it("records misses", async () => {
