@@ -4,7 +4,7 @@ import { RATE_LIMITED_ROUTES, vars } from "../env";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http";
 import type { User } from "../engine/run";
-import { rateLimiter } from "./limiter";
+import { rateLimiter } from "./index";
 import type { RateLimitResult, RateLimitRule } from "./rule";
 
 /** Whose requests a rule counts together. Without a user or device id, the client's address stands in. */
@@ -32,7 +32,7 @@ const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
  */
 export async function enforceRateLimits(c: Context<AppEnv>, scope: string, rules: RateLimitRule[] | undefined, user: User | null): Promise<void> {
   if (!rules || rules.length === 0) return;
-  const limiter = rateLimiter(c.env);
+  const limiter = await rateLimiter(c.env);
   const waitUntil = (p: Promise<unknown>) => c.executionCtx.waitUntil(p);
   const results = await Promise.all(rules.map((rule, i) => limiter.limit(`${scope}#${i}:${subject(c, rule, user)}`, rule, waitUntil)));
   const now = Date.now();

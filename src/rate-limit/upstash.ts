@@ -1,7 +1,7 @@
 /** The Upstash backend: `@upstash/ratelimit`'s sliding window over Upstash Redis (REST), with its ephemeral cache. */
 import { Ratelimit } from "@upstash/ratelimit";
 import { Redis } from "@upstash/redis/cloudflare";
-import { failOpen, type RateLimiter } from "./limiter";
+import { failOpen, type RateLimiter } from "./interface";
 import type { RateLimitRule } from "./rule";
 
 /**

@@ -1,32 +1,14 @@
 /**
- * Edge rate limiting behind one interface, with two backends chosen once per isolate: `@upstash/ratelimit` when
- * UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN are set, else the embedded Durable Object limiter. Both keep
- * an in-isolate cache of identifiers that are blocked, so a flood of refused requests costs no backend calls. A
- * backend that fails or times out lets the request through (fails open): the routes that grant anything still
- * enforce their per-user caps where the stock lives.
+ * What every rate-limit backend implements, and the answers they share: a backend that fails lets the request
+ * through with the rule's own allowance (fails open), and identifiers over their limit are refused from an
+ * in-isolate cache until their reset, without a backend call.
  */
-import { vars, type Env } from "../env";
 import type { RateLimitResult, RateLimitRule } from "./rule";
-import { durableObjectLimiter } from "./durable-object-limiter";
-import { upstashLimiter } from "./upstash-limiter";
 
 export interface RateLimiter {
   readonly backend: "upstash" | "durable-object";
   /** Counts one request of `identifier` against `rule`. Never throws: a failing backend answers `failedOpen`. */
   limit(identifier: string, rule: RateLimitRule, waitUntil: (p: Promise<unknown>) => void): Promise<RateLimitResult>;
-}
-
-let chosen: { env: Env; limiter: RateLimiter } | undefined;
-
-export function rateLimiter(env: Env): RateLimiter {
-  if (chosen?.env === env) return chosen.limiter;
-  const v = vars(env);
-  const limiter =
-    v.UPSTASH_REDIS_REST_URL && v.UPSTASH_REDIS_REST_TOKEN
-      ? upstashLimiter(v.UPSTASH_REDIS_REST_URL, v.UPSTASH_REDIS_REST_TOKEN, v.UPSTASH_TIMEOUT_MS)
-      : durableObjectLimiter(env);
-  chosen = { env, limiter };
-  return limiter;
 }
 
 /** What a request let through without an answer from the backend is told: the rule's own allowance. */

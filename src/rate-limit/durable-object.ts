@@ -1,7 +1,7 @@
 /** The embedded backend: sliding-window counters in RateLimitCounter Durable Objects, identifiers spread over buckets. */
 import type { Env } from "../env";
 import { shardOf } from "../sharding";
-import { BlockedCache, failOpen, type RateLimiter } from "./limiter";
+import { BlockedCache, failOpen, type RateLimiter } from "./interface";
 
 /** Identifiers are hashed over this many objects: fewer cold objects than one per user, no single hot one. */
 const BUCKETS = 32;
