@@ -94,6 +94,7 @@ pools:
   vip: { managed: api }
   later: { managed: api }
   kept: { managed: api }
+  former: { managed: api }
 tasks:
   drawKept:
     validator: [login]
@@ -409,6 +410,20 @@ describe("pools defined through the admin API", () => {
     const stats = await call("/v1/admin/activities/api-prizes/pools/vip", { method: "GET", headers: operator, now: at(0.75) });
     const issued = stats.json.tiers.reduce((n: number, t: { issued: number }) => n + t.issued, 0);
     expect(issued).toBe(1);
+  });
+
+  it("refuses to define through the API a pool a config once declared in YAML and drew from", async () => {
+    const former = { probability: 1, tiers: [{ id: "unit", name: "A prize", quantity: 10, value: 1 }] };
+    const yaml = apiPools
+      .replace("former: { managed: api }", "former:\n    tiers: [ { id: unit, name: A prize, quantity: 10, value: 1 } ]")
+      .replace("tasks:\n", "tasks:\n  drawFormer:\n    validator: [login]\n    reward: [ { lottery: { pool: former } } ]\n");
+    await pushConfigs({ "test/pools.yaml": pools, "test/api-pools.yaml": yaml });
+    expect((await runTask("api-prizes", "drawFormer", { user: "former-winner", now: at(0.75) })).json.rewards[0].granted).toBe(true);
+    await pushConfigs({ "test/pools.yaml": pools, "test/api-pools.yaml": apiPools });
+    const other = await define("former", { ...former, tiers: [{ ...former.tiers[0], quantity: 20 }] });
+    expect(other.status).toBe(409);
+    expect(other.json.error).toMatchObject({ code: "ALREADY_EXISTS", message: expect.stringContaining("used before with another definition") });
+    expect(await rows("SELECT id FROM prize_pools WHERE id = 'api-prizes:former'")).toEqual([]);
   });
 
   it("keeps serving a pool the API defined when a config later declares the same pool in YAML", async () => {
