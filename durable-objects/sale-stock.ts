@@ -16,20 +16,20 @@ import { hasColumn, migrateStorage, type StorageMigration } from "./storage-migr
 
 const MIGRATIONS: StorageMigration[] = [
   (sql) => sql.exec(`
-    CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS counts (
-      id INTEGER PRIMARY KEY CHECK (id = 1), stock INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0,
-      sold INTEGER NOT NULL DEFAULT 0, expired INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
-      lent_out INTEGER NOT NULL DEFAULT 0, borrowed_in INTEGER NOT NULL DEFAULT 0,
-      CHECK (held >= 0 AND sold >= 0 AND held + sold <= stock));
-    CREATE TABLE IF NOT EXISTS tokens (
-      token TEXT PRIMARY KEY, user_id TEXT NOT NULL, status TEXT NOT NULL, taken_at INTEGER NOT NULL,
-      expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER);
-    CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, status);
-    CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);
-    CREATE TABLE IF NOT EXISTS loans (id TEXT PRIMARY KEY, units INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS borrowings (id TEXT PRIMARY KEY, from_shard INTEGER NOT NULL, units INTEGER);
-    ${OUTBOX_TABLE}`),
+  CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS counts (
+    id INTEGER PRIMARY KEY CHECK (id = 1), stock INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0,
+    sold INTEGER NOT NULL DEFAULT 0, expired INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
+    lent_out INTEGER NOT NULL DEFAULT 0, borrowed_in INTEGER NOT NULL DEFAULT 0,
+    CHECK (held >= 0 AND sold >= 0 AND held + sold <= stock));
+  CREATE TABLE IF NOT EXISTS tokens (
+    token TEXT PRIMARY KEY, user_id TEXT NOT NULL, status TEXT NOT NULL, taken_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER);
+  CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, status);
+  CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);
+  CREATE TABLE IF NOT EXISTS loans (id TEXT PRIMARY KEY, units INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS borrowings (id TEXT PRIMARY KEY, from_shard INTEGER NOT NULL, units INTEGER);
+  ${OUTBOX_TABLE}`),
   // A grab with an Idempotency-Key is answered with the token it took, whenever it is repeated: one token per key.
   (sql) => {
     if (!hasColumn(sql, "tokens", "idempotency_key")) sql.exec("ALTER TABLE tokens ADD COLUMN idempotency_key TEXT");
