@@ -19,11 +19,13 @@ import {
 import { rebase, released, type Window } from "../src/prizes/schedule";
 import { DeadlineClock } from "./deadline-clock";
 import { Outbox, OUTBOX_TABLE } from "./outbox";
+import { migrateStorage, type StorageMigration } from "./storage-migrations";
 import { pickWeighted, uniformRandom } from "../src/random";
 
 export type PoolEvent = { draw: DrawRecord } | { update: { grantId: string; status: "claimed" | "expired" | "cancelled" } };
 
-const SCHEMA = `
+const MIGRATIONS: StorageMigration[] = [
+  (sql) => sql.exec(`
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS tiers (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, value INTEGER NOT NULL, weight REAL, segments TEXT NOT NULL,
@@ -36,7 +38,8 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS grants_to_expire ON grants (status, expires_at);
   CREATE TABLE IF NOT EXISTS foreign_wins (grant_id TEXT PRIMARY KEY, user_id TEXT NOT NULL);
   CREATE INDEX IF NOT EXISTS foreign_wins_by_user ON foreign_wins (user_id);
-  ${OUTBOX_TABLE}`;
+  ${OUTBOX_TABLE}`),
+];
 
 type TierRow = {
   id: string;
@@ -50,6 +53,22 @@ type TierRow = {
   expired: number;
   cancelled: number;
 };
+
+/** An operator change to a whole pool: `delta` units of `tier` over all shards; committing once decided. */
+export interface PendingChange {
+  id: string;
+  tier: string;
+  delta: number;
+  phase: "preparing" | "committing";
+}
+
+/** One shard's part of an operator change, and (while a withdrawal is only prepared) the tier as it was before. */
+interface ShardChange {
+  tier: string;
+  delta: number;
+  state: "prepared" | "committed" | "aborted";
+  undo?: { segments: TierState["segments"]; quantity: number };
+}
 
 export class PrizePool extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -66,7 +85,7 @@ export class PrizePool extends DurableObject<Env> {
     this.clock = new DeadlineClock(ctx, env);
     this.outbox = new Outbox<PoolEvent>(ctx, env, (events) => ({ kind: "pool-events", events }));
     ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(SCHEMA);
+      migrateStorage(ctx.storage, MIGRATIONS);
       const meta = Object.fromEntries(this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM meta").toArray().map((r) => [r.k, r.v]));
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
@@ -296,24 +315,99 @@ export class PrizePool extends DurableObject<Env> {
     }
   }
 
-  /** Adds (quantity > 0) or withdraws (< 0) units of a tier at `now`, spread over the rest of the window. */
-  async adjust(tierId: string, delta: number, now: number): Promise<{ ok: true } | { ok: false; reason: string }> {
+  /**
+   * The tier's segments after adding (delta > 0) or withdrawing (< 0) units at `now`, spread over the rest of the
+   * window; or why not. `late` lets a committed replenishment land after the window (its units are then released).
+   */
+  private plan(tierId: string, delta: number, now: number, late = false): { tier: TierState; segments: TierState["segments"] } | { reason: string } {
     const d = this.definition!;
     const tier = this.tiers().find((t) => t.id === tierId);
-    if (!tier) return { ok: false, reason: `no tier '${tierId}'` };
+    if (!tier) return { reason: `no tier '${tierId}'` };
     const w = this.window;
     // Never before anything this shard already did: a stale `now` must not un-release units.
     const lastDraw = this.sql.exec<{ at: number | null }>("SELECT max(drawn_at) AS at FROM grants").one().at ?? 0;
     const at = Math.max(now, d.begin, this.clock.latestRequest, lastDraw, ...tier.segments.map((s) => s.from));
-    if (at >= d.end) return { ok: false, reason: "the pool's window is over" };
+    if (at >= d.end && !late) return { reason: "the pool's window is over" };
     const issued = tier.drawn - tier.expired - tier.cancelled;
     const unreleased = tier.quantity - Math.max(released(w, tier.segments, at), issued);
-    if (delta < 0 && -delta > unreleased) return { ok: false, reason: `only ${unreleased} units of '${tierId}' are not released yet` };
-    const segment = rebase(w, tier.segments, tier.quantity, delta, at);
-    const segments = [...tier.segments.filter((s) => s.from < at), segment];
-    this.sql.exec("UPDATE tiers SET segments = ?, quantity = quantity + ? WHERE id = ?", JSON.stringify(segments), delta, tierId);
+    if (delta < 0 && -delta > unreleased) return { reason: `shard ${d.shard} has only ${unreleased} units of '${tierId}' not released yet` };
+    return { tier, segments: [...tier.segments.filter((s) => s.from < at), rebase(w, tier.segments, tier.quantity, delta, at)] };
+  }
+
+  private setTier(tierId: string, segments: TierState["segments"], quantity: number) {
+    this.sql.exec("UPDATE tiers SET segments = ?, quantity = ? WHERE id = ?", JSON.stringify(segments), quantity, tierId);
     this.changedTiers();
+  }
+
+  /**
+   * Operator changes spanning shards are prepared on each, then committed or aborted (src/prizes/admin.ts): a shard
+   * keeps each change by id in `meta` (a few a pool's life), so a repeated step does nothing twice, and what a
+   * prepared withdrawal undoes.
+   */
+  private change(id: string): ShardChange | undefined {
+    const row = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = ?", `change:${id}`).toArray()[0];
+    return row && (JSON.parse(row.v) as ShardChange);
+  }
+
+  private noteChange(id: string, change: ShardChange) {
+    this.sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", `change:${id}`, JSON.stringify(change));
+  }
+
+  /**
+   * First step of operator change `id` on this shard: checks that it fits, and holds it. A withdrawal is made at
+   * once (units only become drawable later, so undoing it never takes back a drawn unit); a replenishment waits for
+   * the commit (undoing one could take back units drawn meanwhile). Repeating it answers the same.
+   */
+  async prepareChange(id: string, tierId: string, delta: number, now: number): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const known = this.change(id);
+    if (known) return known.state === "aborted" ? { ok: false, reason: "the change was abandoned" } : { ok: true };
+    const p = this.plan(tierId, delta, now);
+    if ("reason" in p) return { ok: false, reason: p.reason };
+    this.ctx.storage.transactionSync(() => {
+      const undo = delta < 0 ? { segments: p.tier.segments, quantity: p.tier.quantity } : undefined;
+      this.noteChange(id, { tier: tierId, delta, state: "prepared", undo });
+      if (delta < 0) this.setTier(tierId, p.segments, p.tier.quantity + delta);
+    });
     return { ok: true };
+  }
+
+  /** Makes prepared change `id` final here; once only, however often asked. */
+  async commitChange(id: string, now: number): Promise<void> {
+    const c = this.change(id);
+    if (!c || c.state !== "prepared") return;
+    this.ctx.storage.transactionSync(() => {
+      if (c.delta > 0) {
+        // Checked when prepared; the window may have ended since, and the change is decided: its units are released.
+        const p = this.plan(c.tier, c.delta, now, true);
+        if ("reason" in p) throw new Error(p.reason);
+        this.setTier(c.tier, p.segments, p.tier.quantity + c.delta);
+      }
+      this.noteChange(id, { tier: c.tier, delta: c.delta, state: "committed" });
+    });
+  }
+
+  /** Undoes prepared change `id` here, and refuses it if its prepare arrives later. */
+  async abortChange(id: string): Promise<void> {
+    const c = this.change(id);
+    if (c && c.state !== "prepared") return;
+    this.ctx.storage.transactionSync(() => {
+      if (c?.undo) this.setTier(c.tier, c.undo.segments, c.undo.quantity);
+      this.noteChange(id, { tier: c?.tier ?? "", delta: c?.delta ?? 0, state: "aborted" });
+    });
+  }
+
+  /**
+   * The operator change under way on this pool (kept on shard 0 while the lease is held): what the next change must
+   * finish or undo first when the worker that started it stopped half-way.
+   */
+  async pendingChange(): Promise<PendingChange | undefined> {
+    const row = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'pending_change'").toArray()[0];
+    return row ? (JSON.parse(row.v) as PendingChange) : undefined;
+  }
+
+  async notePendingChange(change: PendingChange | undefined): Promise<void> {
+    if (change) this.sql.exec("INSERT INTO meta (k, v) VALUES ('pending_change', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", JSON.stringify(change));
+    else this.sql.exec("DELETE FROM meta WHERE k = 'pending_change'");
   }
 
   /**

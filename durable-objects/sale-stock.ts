@@ -12,8 +12,10 @@ import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
 import { DeadlineClock } from "./deadline-clock";
 import { Outbox, OUTBOX_TABLE } from "./outbox";
+import { hasColumn, migrateStorage, type StorageMigration } from "./storage-migrations";
 
-const SCHEMA = `
+const MIGRATIONS: StorageMigration[] = [
+  (sql) => sql.exec(`
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS counts (
     id INTEGER PRIMARY KEY CHECK (id = 1), stock INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0,
@@ -22,12 +24,21 @@ const SCHEMA = `
     CHECK (held >= 0 AND sold >= 0 AND held + sold <= stock));
   CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY, user_id TEXT NOT NULL, status TEXT NOT NULL, taken_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER, idempotency_key TEXT);
+    expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER);
   CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, status);
   CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);
   CREATE TABLE IF NOT EXISTS loans (id TEXT PRIMARY KEY, units INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS borrowings (id TEXT PRIMARY KEY, from_shard INTEGER NOT NULL, units INTEGER);
-  ${OUTBOX_TABLE}`;
+  ${OUTBOX_TABLE}`),
+  // A grab with an Idempotency-Key is answered with the token it took, whenever it is repeated: one token per key.
+  (sql) => {
+    if (!hasColumn(sql, "tokens", "idempotency_key")) sql.exec("ALTER TABLE tokens ADD COLUMN idempotency_key TEXT");
+    sql.exec("CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_idempotency_key ON tokens (idempotency_key)");
+  },
+  // A sale id is permanent once used: the definition a shard was first made with, to tell a re-creation of the same
+  // sale from another sale under a used id (shards in use take the one they hold, the best known).
+  (sql) => sql.exec("INSERT OR IGNORE INTO meta (k, v) SELECT 'origin', json_remove(v, '$.shard') FROM meta WHERE k = 'definition'"),
+];
 
 type Counts = { stock: number; held: number; sold: number; expired: number; cancelled: number; lent_out: number; borrowed_in: number };
 
@@ -55,11 +66,7 @@ export class SaleStock extends DurableObject<Env> {
     this.clock = new DeadlineClock(ctx, env);
     this.outbox = new Outbox<SaleEvent>(ctx, env, (events) => ({ kind: "sale-events", events }));
     ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(SCHEMA);
-      // Shards created before grabs took an Idempotency-Key.
-      const columns = this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('tokens')").toArray().map((c) => c.name);
-      if (!columns.includes("idempotency_key")) this.sql.exec("ALTER TABLE tokens ADD COLUMN idempotency_key TEXT");
-      this.sql.exec("CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_idempotency_key ON tokens (idempotency_key)");
+      migrateStorage(ctx.storage, MIGRATIONS);
       const meta = Object.fromEntries(this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM meta").toArray().map((r) => [r.k, r.v]));
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
@@ -80,11 +87,20 @@ export class SaleStock extends DurableObject<Env> {
       return true;
     }
     this.ctx.storage.transactionSync(() => {
-      this.sql.exec("INSERT INTO meta (k, v) VALUES ('definition', ?), ('status', 'open')", JSON.stringify({ ...def, shard }));
+      this.sql.exec(
+        "INSERT INTO meta (k, v) VALUES ('definition', ?), ('origin', ?), ('status', 'open')",
+        JSON.stringify({ ...def, shard }),
+        JSON.stringify(def),
+      );
       this.sql.exec("INSERT INTO counts (id, stock) VALUES (1, ?)", shardShare(def.stock, def.shards, shard));
     });
     this.definition = { ...def, shard };
     return true;
+  }
+
+  /** The definition (JSON) this shard was first made with; undefined for a shard never used. */
+  async origin(): Promise<string | undefined> {
+    return this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'origin'").toArray()[0]?.v;
   }
 
   private row(): Counts {

@@ -1,7 +1,9 @@
 /**
  * Definitions created through the admin API (flash sales, prize pools), read from their D1 table. A definition is
  * written once and never changes (only the counts in its shards do), so each isolate keeps what it has read; an id
- * found nowhere is not looked up again for a second, so repeats of a made-up id cost one D1 read a second.
+ * found nowhere is not looked up again for a second, so repeats of a made-up id cost one D1 read a second. Ids a task
+ * config declares are looked up here first too (src/sales/sales.ts, src/prizes/pools.ts), at that same cost: a created
+ * definition outranks a config that declares its id later.
  */
 import type { Env } from "../env";
 import { AppError } from "../errors";

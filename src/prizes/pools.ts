@@ -23,10 +23,11 @@ export const rememberCreatedPool = (def: PoolDefinition) => createdPools.remembe
  */
 export async function activityPool(env: Env, activity: CompiledActivity, name: string): Promise<PoolDefinition | undefined> {
   const declared = activity.pools[name];
-  if (declared) return declared;
-  const id = activity.managedPools[name];
+  const id = declared?.id ?? activity.managedPools[name];
   if (!id) throw new AppError("NOT_FOUND", `no pool '${name}' in activity '${activity.id}'`);
-  return createdPools.find(env, id);
+  // A pool id is permanent once the admin API created it: a config that later declares the same pool in YAML does not
+  // take over the pool its winners draw from (tasks:check refuses such configs; this covers one pushed anyway).
+  return (await createdPools.find(env, id)) ?? declared;
 }
 
 export function poolShard(env: Env, poolId: string, shard: number) {
@@ -39,10 +40,8 @@ export const homeShard = (userId: string, shards: number): number => shardOf(use
 /** The pool with this global id among the config's activities (created ones too); undefined when none. */
 export async function poolById(env: Env, config: CompiledConfig, id: string): Promise<PoolDefinition | undefined> {
   for (const activity of config.activities.values()) {
-    const declared = Object.values(activity.pools).find((p) => p.id === id);
-    if (declared) return declared;
-    const managed = Object.keys(activity.managedPools).find((name) => activity.managedPools[name] === id);
-    if (managed) return activityPool(env, activity, managed);
+    const name = Object.keys(activity.pools).find((n) => activity.pools[n]!.id === id) ?? Object.keys(activity.managedPools).find((n) => activity.managedPools[n] === id);
+    if (name) return activityPool(env, activity, name);
   }
   return undefined;
 }

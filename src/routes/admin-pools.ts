@@ -3,17 +3,9 @@
  * of traffic (POST), read stats, replenish, withdraw, close. Behind the operator token (src/auth/operator.ts).
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { eq } from "drizzle-orm";
-import type { CompiledActivity } from "../config/compiled";
-import { activeConfig } from "../config/store";
-import { innerWindow } from "../config/time";
-import { prizePools } from "../db/schema";
-import { AppError } from "../errors";
-import { database, errorResponse, IdSchema, type AppEnv } from "../http";
-import type { PoolDefinition, PoolStats, TierStats } from "../prizes/pool-definition";
-import { PoolFieldsSchema, poolDefinition, shardShare } from "../prizes/pool-definition";
-import { activityPool, poolShard, rememberCreatedPool } from "../prizes/pools";
-import { onEveryShard } from "../sharding";
+import { errorResponse, IdSchema, type AppEnv } from "../http";
+import { adjustPool, closePool, definePool, findActivity, findPool, poolStats } from "../prizes/admin";
+import { PoolFieldsSchema } from "../prizes/pool-definition";
 
 const params = z.object({ activityId: IdSchema, poolId: IdSchema.openapi({ example: "main" }) });
 const TierStatsSchema = z.object({
@@ -74,99 +66,6 @@ const routes = {
   close: createRoute({ method: "post", path: `${path}/close`, tags: ["Admin"], summary: "Close the pool: no more draws", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
 };
 
-async function findActivity(env: AppEnv["Bindings"], activityId: string): Promise<CompiledActivity> {
-  const activity = (await activeConfig(env)).activities.get(activityId);
-  if (!activity) throw new AppError("NOT_FOUND", `no activity '${activityId}'`);
-  return activity;
-}
-
-async function findPool(env: AppEnv["Bindings"], activityId: string, poolId: string): Promise<PoolDefinition> {
-  const pool = await activityPool(env, await findActivity(env, activityId), poolId);
-  if (!pool) throw new AppError("NOT_FOUND", `pool '${poolId}' is declared \`managed: api\` but has not been defined: PUT its definition first`);
-  return pool;
-}
-
-/**
- * Defines a pool the activity declares `managed: api`, once: the D1 row is the definition. True when this request
- * wrote it; false when the same definition was there already (a retry).
- */
-async function definePool(env: AppEnv["Bindings"], activity: CompiledActivity, poolId: string, fields: z.output<typeof PoolFieldsSchema>): Promise<{ def: PoolDefinition; created: boolean }> {
-  if (activity.pools[poolId]) throw new AppError("ALREADY_EXISTS", `pool '${poolId}' is defined in the task config of '${activity.id}'`);
-  const id = activity.managedPools[poolId];
-  if (!id) {
-    throw new AppError("NOT_FOUND", `activity '${activity.id}' declares no pool '${poolId}': add \`${poolId}: { managed: api }\` under its \`pools\` first`);
-  }
-  const window = innerWindow(fields.timeWindow, activity.timezone, activity, "pool");
-  if ("reason" in window) throw new AppError("INVALID_PARAMS", `timeWindow${window.field ? `.${window.field}` : ""}: ${window.reason}`);
-  const def = poolDefinition(id, fields, window.begin, window.end);
-  const definition = JSON.stringify(def);
-  // Shards already made under this name (by a config that once defined the pool in YAML) keep their definition.
-  const made = await poolShard(env, id, 0).shape();
-  if (made && JSON.stringify({ ...def, shard: 0 }) !== JSON.stringify(made)) {
-    throw new AppError("ALREADY_EXISTS", `pool '${poolId}' was used before with another definition; its shards keep that one`);
-  }
-  const db = database(env);
-  const inserted = await db.insert(prizePools).values({ id, activityId: activity.id, definition, createdAt: Date.now() }).onConflictDoNothing().returning({ id: prizePools.id });
-  if (inserted.length === 0) {
-    const [stored] = await db.select({ definition: prizePools.definition }).from(prizePools).where(eq(prizePools.id, id));
-    if (stored?.definition !== definition) throw new AppError("ALREADY_EXISTS", `pool '${poolId}' was defined otherwise before; change its quantities with replenish or withdraw`);
-  }
-  rememberCreatedPool(def);
-  return { def, created: inserted.length > 0 };
-}
-
-/** Longer than any operator change takes; a worker that died holding the lease frees it after this. */
-const ADMIN_LEASE_MS = 30_000;
-
-const shards = (env: AppEnv["Bindings"], def: PoolDefinition) =>
-  Array.from({ length: def.shards }, (_, i) => ({ i, stub: poolShard(env, def.id, i) }));
-
-/** Runs an operator change with the pool's lease held (on shard 0), so concurrent changes never interleave. */
-async function underLease<T>(env: AppEnv["Bindings"], def: PoolDefinition, change: () => Promise<T>): Promise<T> {
-  const first = poolShard(env, def.id, 0);
-  const holder = crypto.randomUUID();
-  if (!(await first.acquireAdminLease(holder, ADMIN_LEASE_MS))) {
-    throw new AppError("LOCKED", `another operator change to pool '${def.id}' is in progress; retry shortly`, { "retry-after": "1" });
-  }
-  try {
-    return await change();
-  } finally {
-    await first.releaseAdminLease(holder);
-  }
-}
-
-/** Each shard's statistics, refusing a pool whose config no longer matches what its shards were created with. */
-async function shardStats(env: AppEnv["Bindings"], def: PoolDefinition, now: number): Promise<PoolStats[]> {
-  const parts = shards(env, def);
-  const same = await Promise.all(parts.map(({ i, stub }) => stub.defineLikeFirstShard(def, i)));
-  if (same.includes(false)) {
-    throw new AppError("UNAVAILABLE", `pool '${def.id}' was changed in config after first use: its shards and tiers are fixed`);
-  }
-  return Promise.all(parts.map(({ stub }) => stub.stats(now)));
-}
-
-/** Every shard's statistics added up. */
-async function poolStats(env: AppEnv["Bindings"], def: PoolDefinition, now: number, all?: PoolStats[]) {
-  all ??= await shardStats(env, def, now);
-  const tiers: TierStats[] = all[0]!.tiers.map((t, k) => {
-    const sum = (f: keyof TierStats) => all.reduce((s, p) => s + (p.tiers[k]![f] as number), 0);
-    return { ...t, quantity: sum("quantity"), released: sum("released"), issued: sum("issued"), claimed: sum("claimed"), expired: sum("expired"), cancelled: sum("cancelled"), outstanding: sum("outstanding"), remaining: sum("remaining") };
-  });
-  return {
-    ok: true as const,
-    pool: def.id,
-    status: all.some((p) => p.status === "open") ? ("open" as const) : ("closed" as const),
-    at: new Date(now).toISOString(),
-    tiers,
-    storedBytes: all.reduce((n, p) => n + p.storedBytes, 0),
-    schedule: all[0]!.schedule.map((s, k) => ({
-      at: new Date(s.at).toISOString(),
-      released: all.reduce((n, p) => n + p.schedule[k]!.released, 0),
-      issued: all.reduce((n, p) => n + p.schedule[k]!.issued, 0),
-    })),
-  };
-}
-
 export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
 
   app.openapi(routes.create, async (c) => {
@@ -189,34 +88,14 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
       const { activityId, poolId } = c.req.valid("param");
       const { tier, quantity } = c.req.valid("json");
       const def = await findPool(c.env, activityId, poolId);
-      const now = c.get("now");
-      const parts = shards(c.env, def).map(({ i, stub }) => ({ i, stub, n: shardShare(quantity, def.shards, i) }));
-      await shardStats(c.env, def, now); // creates the shards on first use, refuses a changed config
-      await underLease(c.env, def, async () => {
-        // Check that every shard can take its own part before changing any, so a refused withdrawal changes nothing.
-        const before = await shardStats(c.env, def, now);
-        if (!before[0]!.tiers.some((x) => x.id === tier)) throw new AppError("INVALID_PARAMS", `pool '${poolId}' has no tier '${tier}'`);
-        if (sign < 0) {
-          for (const p of parts) {
-            const t = before[p.i]!.tiers.find((x) => x.id === tier)!;
-            const free = t.quantity - Math.max(t.released, t.issued);
-            if (p.n > free) throw new AppError("INVALID_PARAMS", `shard ${p.i} has only ${free} units of '${tier}' not released yet (needs ${p.n})`);
-          }
-        }
-        for (const p of parts) {
-          if (p.n === 0) continue;
-          const r = await p.stub.adjust(tier, sign * p.n, now);
-          if (!r.ok) throw new AppError("INVALID_PARAMS", r.reason);
-        }
-      });
-      return c.json(await poolStats(c.env, def, now), 200);
+      await adjustPool(c.env, def, tier, sign * quantity, c.get("now"));
+      return c.json(await poolStats(c.env, def, c.get("now")), 200);
     });
   }
   app.openapi(routes.close, async (c) => {
     const { activityId, poolId } = c.req.valid("param");
     const def = await findPool(c.env, activityId, poolId);
-    await shardStats(c.env, def, c.get("now"));
-    await underLease(c.env, def, () => onEveryShard(`closing pool '${def.id}'`, def.shards, (i) => poolShard(c.env, def.id, i).close()));
+    await closePool(c.env, def, c.get("now"));
     return c.json(await poolStats(c.env, def, c.get("now")), 200);
   });
 }

@@ -1,15 +1,9 @@
 /** Operator API for flash sales: create one (or set up a declared one's shards), read its counts, close it. */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { saleShard } from "../../durable-objects/sale-stock";
-import { declaredSales } from "../config/store";
-import { isTimeZone, parseActivityTime } from "../config/time";
-import { flashSales } from "../db/schema";
-import type { Env } from "../env";
-import { AppError } from "../errors";
-import { database, errorResponse, type AppEnv } from "../http";
-import { saleDefinition, SaleFieldsSchema, SaleIdSchema, type SaleDefinition } from "../sales/sale-definition";
-import { findSale, rememberCreatedSale, saleCounts, saleState } from "../sales/sales";
-import { onEveryShard } from "../sharding";
+import { errorResponse, type AppEnv } from "../http";
+import { closeSale, createSale, saleStats } from "../sales/admin";
+import { SaleFieldsSchema, SaleIdSchema } from "../sales/sale-definition";
+import { findSale } from "../sales/sales";
 
 const CreateSale = SaleFieldsSchema.extend({
   id: SaleIdSchema,
@@ -79,39 +73,9 @@ const routes = {
   }),
 };
 
-async function saleStats(env: Env, def: SaleDefinition, now: number) {
-  const { totals, closed, shards } = await saleCounts(env, def, now);
-  return {
-    ok: true as const,
-    id: def.id,
-    sku: def.sku,
-    state: saleState(def, now, closed, totals.remaining),
-    ...totals,
-    shards: shards.map(({ stock, held, sold, remaining, expired, cancelled, lentOut, borrowedIn }) => ({ stock, held, sold, remaining, expired, cancelled, lentOut, borrowedIn })),
-  };
-}
-
 export function registerAdminSales(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.create, async (c) => {
-    const body = c.req.valid("json");
-    if (!isTimeZone(body.timezone)) throw new AppError("INVALID_PARAMS", `timezone: '${body.timezone}' is not an IANA timezone`);
-    const begin = parseActivityTime(body.beginTime, body.timezone);
-    const end = parseActivityTime(body.endTime, body.timezone);
-    if (begin === null) throw new AppError("INVALID_PARAMS", "beginTime: not a time (ISO 8601 or 'YYYY-MM-DD HH:mm:ss')");
-    if (end === null) throw new AppError("INVALID_PARAMS", "endTime: not a time (ISO 8601 or 'YYYY-MM-DD HH:mm:ss')");
-    if (end <= begin) throw new AppError("INVALID_PARAMS", "endTime must be after beginTime");
-    if (body.shards > body.stock) throw new AppError("INVALID_PARAMS", "shards: a sale cannot have more shards than units of stock");
-    if ((await declaredSales(c.env)).has(body.id)) throw new AppError("ALREADY_EXISTS", `sale '${body.id}' is declared in task config`);
-    const def = saleDefinition(body.id, body, begin, end);
-    // The row is the sale: written once, and the shards then set up (a shard missed here sets itself up on first grab).
-    const inserted = await database(c.env)
-      .insert(flashSales)
-      .values({ id: def.id, definition: JSON.stringify(def), createdAt: Date.now() })
-      .onConflictDoNothing()
-      .returning({ id: flashSales.id });
-    if (inserted.length === 0) throw new AppError("ALREADY_EXISTS", `sale '${def.id}' exists`);
-    rememberCreatedSale(def);
-    await Promise.all(Array.from({ length: def.shards }, (_, i) => saleShard(c.env, def.id, i).define(def, i)));
+    const def = await createSale(c.env, c.req.valid("json"));
     return c.json(await saleStats(c.env, def, c.get("now")), 201);
   });
 
@@ -122,11 +86,7 @@ export function registerAdminSales(app: OpenAPIHono<AppEnv>) {
 
   app.openapi(routes.close, async (c) => {
     const def = await findSale(c.env, c.req.valid("param").saleId);
-    await onEveryShard(`closing sale '${def.id}'`, def.shards, async (i) => {
-      const shard = saleShard(c.env, def.id, i);
-      await shard.define(def, i);
-      await shard.close();
-    });
+    await closeSale(c.env, def);
     return c.json(await saleStats(c.env, def, c.get("now")), 200);
   });
 }

@@ -12,7 +12,7 @@ import { AppError } from "../errors";
 import { database } from "../http";
 import { shardShare } from "../prizes/pool-definition";
 import { homeShard } from "../prizes/pools";
-import type { Order, SaleDefinition, ShardCounts } from "./sale-definition";
+import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, ShardCounts } from "./sale-definition";
 
 /** Sales created through the admin API (their D1 rows). */
 const created = new CreatedDefinitions<SaleDefinition>(async (env, id) => {
@@ -22,9 +22,13 @@ const created = new CreatedDefinitions<SaleDefinition>(async (env, id) => {
 
 export const rememberCreatedSale = (def: SaleDefinition) => created.remember(def.id, def);
 
-/** The sale named `id`: declared in the active config, else created through the admin API; NOT_FOUND otherwise. */
+/**
+ * The sale named `id`: created through the admin API, else declared in the active config; NOT_FOUND otherwise. A sale
+ * id is permanent once the API created it: a config that later declares the same id (tasks:check refuses such
+ * configs; this covers one pushed anyway) must not change price, SKU or limit under the buyers of the live sale.
+ */
 export async function findSale(env: Env, id: string): Promise<SaleDefinition> {
-  const def = (await declaredSales(env)).get(id) ?? (await created.find(env, id));
+  const def = (await created.find(env, id)) ?? (await declaredSales(env)).get(id);
   if (!def) throw new AppError("NOT_FOUND", `no flash sale '${id}'`);
   return def;
 }
@@ -32,66 +36,60 @@ export async function findSale(env: Env, id: string): Promise<SaleDefinition> {
 const changed = (def: SaleDefinition) =>
   new AppError("UNAVAILABLE", `sale '${def.id}' was changed in config after it opened: its stock and shards are fixed`, { "retry-after": "60" });
 
+/** Why a grab took no token, as the API answers it. */
+const grabRefusals: Record<Exclude<GrabOutcome["outcome"], "granted">, (def: SaleDefinition) => AppError> = {
+  "sold-out": () => new AppError("SOLD_OUT", "sold out"),
+  "limit-reached": (def) => new AppError("LIMIT_REACHED", `at most ${def.perUserLimit} per buyer`),
+  "not-started": (def) => new AppError("NOT_STARTED", `the sale starts at ${new Date(def.begin).toISOString()}`),
+  ended: () => new AppError("ENDED", "the sale has ended"),
+  closed: () => new AppError("ENDED", "the sale has ended"),
+  changed,
+  busy: () => new AppError("UNAVAILABLE", "busy: please retry shortly", { "retry-after": "1" }),
+};
+
+const tokenNotFound = () => new AppError("NOT_FOUND", "no such token for this sale");
+const notYours = () => new AppError("FORBIDDEN", "this token was taken by another buyer");
+
+/** Why a checkout made no order. */
+const checkoutRefusals: Record<Exclude<CheckoutOutcome["outcome"], "ordered">, () => AppError> = {
+  "not-found": tokenNotFound,
+  "not-yours": notYours,
+  expired: () => new AppError("TOKEN_EXPIRED", "the checkout deadline passed; the unit went back on sale"),
+  cancelled: () => new AppError("TOKEN_EXPIRED", "the token was cancelled; the unit went back on sale"),
+};
+
+/** Why a cancellation returned nothing. */
+const cancelRefusals: Record<Exclude<CancelOutcome, "cancelled">, () => AppError> = {
+  "not-found": tokenNotFound,
+  "not-yours": notYours,
+  sold: () => new AppError("TOKEN_USED", "the token was already checked out"),
+  expired: () => new AppError("TOKEN_EXPIRED", "the token already expired"),
+};
+
 /** Takes a token for the buyer from their home shard (which borrows from its neighbour when it runs out). */
 export async function grab(env: Env, def: SaleDefinition, userId: string, now: number, idempotencyKey?: string) {
   const shard = homeShard(userId, def.shards);
   const r = await saleShard(env, def.id, shard).grab(def, shard, { userId, now, attemptId: crypto.randomUUID(), idempotencyKey });
-  switch (r.outcome) {
-    case "granted":
-      return { token: r.token, expiresAt: r.expiresAt, replayed: r.replayed };
-    case "sold-out":
-      throw new AppError("SOLD_OUT", "sold out");
-    case "limit-reached":
-      throw new AppError("LIMIT_REACHED", `at most ${def.perUserLimit} per buyer`);
-    case "not-started":
-      throw new AppError("NOT_STARTED", `the sale starts at ${new Date(def.begin).toISOString()}`);
-    case "ended":
-    case "closed":
-      throw new AppError("ENDED", "the sale has ended");
-    case "changed":
-      throw changed(def);
-    case "busy":
-      throw new AppError("UNAVAILABLE", "busy: please retry shortly", { "retry-after": "1" });
-  }
+  if (r.outcome !== "granted") throw grabRefusals[r.outcome](def);
+  return { token: r.token, expiresAt: r.expiresAt, replayed: r.replayed };
 }
 
 /** The shard a token was taken from, if the token is one of this sale's: `<sale>.<shard>.<random>`. */
 function tokenShard(def: SaleDefinition, token: string): number {
   const m = /^([A-Za-z0-9_-]{1,64})\.(\d{1,2})\.[A-Za-z0-9_-]{22}$/.exec(token);
-  if (!m || m[1] !== def.id || Number(m[2]) >= def.shards) throw new AppError("NOT_FOUND", "no such token for this sale");
+  if (!m || m[1] !== def.id || Number(m[2]) >= def.shards) throw tokenNotFound();
   return Number(m[2]);
 }
 
 export async function checkout(env: Env, def: SaleDefinition, token: string, userId: string, now: number): Promise<{ order: Order; replayed: boolean }> {
   const r = await saleShard(env, def.id, tokenShard(def, token)).checkout(token, userId, now);
-  switch (r.outcome) {
-    case "ordered":
-      return { order: r.order, replayed: r.replayed };
-    case "not-found":
-      throw new AppError("NOT_FOUND", "no such token for this sale");
-    case "not-yours":
-      throw new AppError("FORBIDDEN", "this token was taken by another buyer");
-    case "expired":
-      throw new AppError("TOKEN_EXPIRED", "the checkout deadline passed; the unit went back on sale");
-    case "cancelled":
-      throw new AppError("TOKEN_EXPIRED", "the token was cancelled; the unit went back on sale");
-  }
+  if (r.outcome !== "ordered") throw checkoutRefusals[r.outcome]();
+  return { order: r.order, replayed: r.replayed };
 }
 
 export async function cancel(env: Env, def: SaleDefinition, token: string, userId: string, now: number): Promise<void> {
   const r = await saleShard(env, def.id, tokenShard(def, token)).cancel(token, userId, now);
-  switch (r) {
-    case "cancelled":
-      return;
-    case "not-found":
-      throw new AppError("NOT_FOUND", "no such token for this sale");
-    case "not-yours":
-      throw new AppError("FORBIDDEN", "this token was taken by another buyer");
-    case "sold":
-      throw new AppError("TOKEN_USED", "the token was already checked out");
-    case "expired":
-      throw new AppError("TOKEN_EXPIRED", "the token already expired");
-  }
+  if (r !== "cancelled") throw cancelRefusals[r]();
 }
 
 /** Every shard's counts added up: held + sold + remaining = stock, with units in transit between shards apart. */

@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, pushConfigs, records, rows, runTask } from "../helpers";
+import { shardOf } from "../../src/sharding";
 
 // The pool's window: one day in UTC. Draws replay it with X-Fanfare-Now.
 const BEGIN = Date.parse("2026-11-11T00:00:00Z");
@@ -40,6 +41,13 @@ pools:
   managed:
     probability: 0
     tiers: [ { id: unit, name: Nothing, quantity: 5, value: 1 } ]
+  twoShards:
+    shards: 2
+    tiers: [ { id: unit, name: A prize, quantity: 20, value: 1 } ]
+  halfway:
+    shards: 2
+    probability: 0
+    tiers: [ { id: unit, name: Nothing, quantity: 20, value: 1 } ]
   tenMillion:
     shards: 4
     tiers: [ { id: unit, name: A prize, quantity: 10000000, value: 1 } ]
@@ -65,6 +73,9 @@ tasks:
   drawManaged:
     validator: [login]
     reward: [ { lottery: { pool: managed } } ]
+  drawTwoShards:
+    validator: [login]
+    reward: [ { lottery: { pool: twoShards } } ]
   drawThenRefused:
     validator: [login, { limit: { perUser: 1, message: One draw each } }]
     reward: [ { lottery: { pool: refund } } ]
@@ -82,7 +93,12 @@ timeWindow: { beginTime: "2026-11-11 08:00:00", endTime: "2026-11-12 08:00:00" }
 pools:
   vip: { managed: api }
   later: { managed: api }
+  kept: { managed: api }
+  former: { managed: api }
 tasks:
+  drawKept:
+    validator: [login]
+    reward: [ { lottery: { pool: kept } } ]
   drawVip:
     validator: [login]
     reward: [ { lottery: { pool: vip } } ]
@@ -268,6 +284,47 @@ describe("the pool admin API", () => {
     expect(draw.json.rewards[0]).toMatchObject({ granted: false, reason: "CLOSED" });
   });
 
+  it("refuses a withdrawal that one shard cannot take, and changes no shard", async () => {
+    // One draw late in the window on shard 1: from then on shard 1 has 1 unit not released, whatever time the
+    // operator's request carries, while shard 0 (never drawn from) still has 9 at 10% of the window.
+    const user = Array.from({ length: 20 }, (_, i) => `late-on-1-${i}`).find((u) => shardOf(u, 2) === 1)!;
+    expect((await runTask("prizes", "drawTwoShards", { user, now: at(0.95) })).json.rewards[0].granted).toBe(true);
+    const refused = await call("/v1/admin/activities/prizes/pools/twoShards/withdraw", {
+      body: { tier: "unit", quantity: 16 },
+      headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+      now: at(0.1),
+    });
+    expect(refused.status).toBe(400);
+    expect((await admin("twoShards", at(0.1))).json.tiers[0]).toMatchObject({ quantity: 20, issued: 1 });
+    expect(refused.json.error).toMatchObject({ code: "INVALID_PARAMS", message: expect.stringContaining("shard 1 has only 1 units") });
+  });
+
+  it("finishes a decided change a worker left half-way when the operator repeats it, and undoes an undecided one", async () => {
+    const operator = { authorization: `Bearer ${env.ADMIN_TOKEN}` };
+    const change = (kind: string, quantity: number) =>
+      call(`/v1/admin/activities/prizes/pools/halfway/${kind}`, { body: { tier: "unit", quantity }, headers: operator, now: at(0) });
+    const shard = (i: number) => env.POOLS.get(env.POOLS.idFromName(`prizes:halfway#${i}`));
+    await admin("halfway", at(0));
+    // A worker that stopped after both shards prepared a withdrawal of 4 and the decision was noted, before commits.
+    await shard(0).notePendingChange({ id: "stopped-after-decision", tier: "unit", delta: -4, phase: "committing" });
+    for (const i of [0, 1]) expect(await shard(i).prepareChange("stopped-after-decision", "unit", -2, BEGIN)).toEqual({ ok: true });
+    const repeat = await change("withdraw", 4);
+    expect(repeat.status).toBe(200);
+    expect(repeat.json.tiers[0].quantity).toBe(16);
+    expect(await shard(0).pendingChange()).toBeUndefined();
+
+    // One that stopped before the decision: shard 0 prepared its part only. The next change undoes it first.
+    await shard(0).notePendingChange({ id: "stopped-before-decision", tier: "unit", delta: -6, phase: "preparing" });
+    expect(await shard(0).prepareChange("stopped-before-decision", "unit", -3, BEGIN)).toEqual({ ok: true });
+    expect((await admin("halfway", at(0))).json.tiers[0].quantity).toBe(13);
+    const next = await change("replenish", 2);
+    expect(next.status).toBe(200);
+    expect(next.json.tiers[0].quantity).toBe(18);
+    // The undone change's prepare, should it arrive late, is refused.
+    expect((await shard(1).prepareChange("stopped-before-decision", "unit", -3, BEGIN)).ok).toBe(false);
+    expect((await admin("halfway", at(0))).json.tiers[0].quantity).toBe(18);
+  });
+
   it("applies concurrent operator changes one at a time, each to every shard or to none", async () => {
     // Before the window nothing is released: shard 0 holds 11 units, shard 1 holds 10. A withdrawal of 2 takes
     // (1, 1) and one of 20 takes (10, 10): after either, the other no longer fits on shard 1. Interleaved shard by
@@ -353,5 +410,35 @@ describe("pools defined through the admin API", () => {
     const stats = await call("/v1/admin/activities/api-prizes/pools/vip", { method: "GET", headers: operator, now: at(0.75) });
     const issued = stats.json.tiers.reduce((n: number, t: { issued: number }) => n + t.issued, 0);
     expect(issued).toBe(1);
+  });
+
+  it("refuses to define through the API a pool a config once declared in YAML and drew from", async () => {
+    const former = { probability: 1, tiers: [{ id: "unit", name: "A prize", quantity: 10, value: 1 }] };
+    const yaml = apiPools
+      .replace("former: { managed: api }", "former:\n    tiers: [ { id: unit, name: A prize, quantity: 10, value: 1 } ]")
+      .replace("tasks:\n", "tasks:\n  drawFormer:\n    validator: [login]\n    reward: [ { lottery: { pool: former } } ]\n");
+    await pushConfigs({ "test/pools.yaml": pools, "test/api-pools.yaml": yaml });
+    expect((await runTask("api-prizes", "drawFormer", { user: "former-winner", now: at(0.75) })).json.rewards[0].granted).toBe(true);
+    await pushConfigs({ "test/pools.yaml": pools, "test/api-pools.yaml": apiPools });
+    const other = await define("former", { ...former, tiers: [{ ...former.tiers[0], quantity: 20 }] });
+    expect(other.status).toBe(409);
+    expect(other.json.error).toMatchObject({ code: "ALREADY_EXISTS", message: expect.stringContaining("used before with another definition") });
+    expect(await rows("SELECT id FROM prize_pools WHERE id = 'api-prizes:former'")).toEqual([]);
+  });
+
+  it("keeps serving a pool the API defined when a config later declares the same pool in YAML", async () => {
+    const kept = { probability: 1, tiers: [{ id: "gold", name: "Gold card", quantity: 5, value: 10000 }] };
+    expect((await define("kept", kept)).status).toBe(201);
+    const yaml = apiPools.replace("kept: { managed: api }", "kept:\n    shards: 2\n    tiers: [ { id: tin, name: Tin, quantity: 50, value: 1 } ]");
+    await pushConfigs({ "test/pools.yaml": pools, "test/api-pools.yaml": yaml });
+    try {
+      const draw = await runTask("api-prizes", "drawKept", { user: "kept-winner", now: at(0.75) });
+      expect(draw.status).toBe(200);
+      expect(draw.json.rewards[0]).toMatchObject({ granted: true, pool: "kept", tier: "gold" });
+      const stats = await call("/v1/admin/activities/api-prizes/pools/kept", { method: "GET", headers: operator, now: at(0.75) });
+      expect(stats.json.tiers.map((t: { id: string; quantity: number; issued: number }) => [t.id, t.quantity, t.issued])).toEqual([["gold", 5, 1]]);
+    } finally {
+      await pushConfigs({ "test/pools.yaml": pools, "test/api-pools.yaml": apiPools });
+    }
   });
 });

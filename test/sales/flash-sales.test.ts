@@ -269,6 +269,36 @@ describe("the flash-sale admin API", () => {
     expect((await call("/v1/admin/flash-sales", { body, headers: adminHeaders })).json.error.code).toBe("ALREADY_EXISTS");
     expect((await rows("SELECT id FROM flash_sales WHERE id = ?", body.id))).toHaveLength(1);
   });
+
+  it("refuses to create a sale under an id a config once declared and buyers used, and says why", async () => {
+    const gone = `gone-${unique()}`;
+    const declared = config.replace("sales:\n", `sales:\n  ${gone}:\n    sku: GONE-1\n    stock: 5\n    price: 100\n`);
+    await pushConfigs({ "test/sales.yaml": declared });
+    expect((await grab(gone, "early-buyer")).status).toBe(200);
+    // The config no longer declares it; its shards still hold that sale's stock and tokens.
+    await pushConfigs({ "test/sales.yaml": config });
+    const body = { id: gone, sku: "GONE-2", beginTime: at(0), endTime: at(60) };
+    for (const stock of [5, 7]) {
+      const again = await call("/v1/admin/flash-sales", { body: { ...body, stock }, headers: adminHeaders, now: at(1) });
+      expect(again.status).toBe(409);
+      expect(again.json.error).toMatchObject({ code: "ALREADY_EXISTS", message: expect.stringContaining("used before with another definition") });
+    }
+    expect(await rows("SELECT id FROM flash_sales WHERE id = ?", gone)).toEqual([]);
+  });
+
+  it("keeps serving a sale created through the API when a config then declares the same id", async () => {
+    const sale = await createSale({ stock: 10, price: 1999 });
+    const takeover = config.replace("sales:\n", `sales:\n  ${sale}:\n    sku: OTHER\n    stock: 10\n    price: 1\n    perUserLimit: 5\n`);
+    await pushConfigs({ "test/sales.yaml": takeover });
+    try {
+      const r = await grab(sale, "steady-buyer");
+      expect(r.status).toBe(200);
+      expect((await checkout(sale, "steady-buyer", r.json.token)).json.order).toMatchObject({ sku: `SKU-${sale}`, price: 1999 });
+      expect((await grab(sale, "steady-buyer")).json.error.code).toBe("LIMIT_REACHED");
+    } finally {
+      await pushConfigs({ "test/sales.yaml": config });
+    }
+  });
 });
 
 describe("the sale records consumer", () => {
