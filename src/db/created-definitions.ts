@@ -29,12 +29,19 @@ export class CreatedDefinitions<T> {
     const known = this.known.get(id);
     if (known) return known;
     const now = Date.now();
-    if ((this.unknown.get(id) ?? 0) > now) return undefined;
+    const missedUntil = this.unknown.get(id);
+    if ((missedUntil ?? 0) > now) return undefined;
     let json: string | undefined;
     try {
       json = await this.read(env, id);
     } catch (e) {
       console.error(JSON.stringify({ message: "definition not read", id, error: String(e) }));
+      // An id this isolate already found uncreated stays so while D1 is down (a created id is remembered for good,
+      // and ids are permanent once used): a config-declared sale keeps selling through a D1 outage.
+      if (missedUntil !== undefined) {
+        this.unknown.set(id, now + UNKNOWN_FOR_MS);
+        return undefined;
+      }
       throw new AppError("UNAVAILABLE", "busy: please retry shortly", { "retry-after": "1" });
     }
     if (json !== undefined) {
