@@ -1,6 +1,6 @@
 /** Where a pool is defined, and draws and claims against its (possibly several) shards: which shard, and one more when it is empty. */
 import { eq } from "drizzle-orm";
-import type { CompiledActivity, CompiledConfig } from "../config/compiled";
+import { own, type CompiledActivity, type CompiledConfig } from "../config/compiled";
 import { CreatedDefinitions } from "../db/created-definitions";
 import { prizePools } from "../db/schema";
 import type { Env } from "../env";
@@ -22,9 +22,9 @@ export const rememberCreatedPool = (def: PoolDefinition) => createdPools.remembe
  * the admin API (undefined until then). NOT_FOUND when the activity has no such pool.
  */
 export async function activityPool(env: Env, activity: CompiledActivity, name: string): Promise<PoolDefinition | undefined> {
-  const declared = activity.pools[name];
+  const declared = own(activity.pools, name);
   if (declared) return declared;
-  const id = activity.managedPools[name];
+  const id = own(activity.managedPools, name);
   if (!id) throw new AppError("NOT_FOUND", `no pool '${name}' in activity '${activity.id}'`);
   return createdPools.find(env, id);
 }
