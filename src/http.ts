@@ -17,8 +17,12 @@ export type AppEnv = { Bindings: Env; Variables: AppVariables };
 
 export function createApp() {
   return new OpenAPIHono<AppEnv>({
-    // Validation failures use the one error model: the first issue is the message, every issue is in details.
+    // Validation failures use the one error model: the first issue is the message, every issue is in details. An id
+    // in the path that no resource could have names nothing: 404, as an unknown well-formed id does.
     defaultHook: (result, c) => {
+      if (!result.success && result.target === "param") {
+        return c.json(errorBody(c.get("requestId"), "NOT_FOUND", `no such resource: ${result.error.issues[0]?.message ?? "not a valid id"}`), 404);
+      }
       if (!result.success) {
         const details = result.error.issues.map((i) => ({ pointer: jsonPointer(i.path), message: i.message }));
         const first = result.error.issues[0];
