@@ -101,14 +101,13 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
 
     // Idempotency-Keys live in the activity's ledger (an unknown activity is refused by the run below).
     const key = c.req.header("idempotency-key");
-    const namespace = config.activities.get(activityId)?.namespace;
+    const activity = config.activities.get(activityId);
     const idem =
-      key !== undefined && user && namespace
-        ? { userId: user.id, key: checkKey(key), ledger: ledgerFor(c.env, namespace), fingerprint: await requestFingerprint(method, c.req.url, body) }
+      key !== undefined && user && activity
+        ? { userId: user.id, key: checkKey(key), ledger: ledgerFor(c.env, activity.namespace), fingerprint: await requestFingerprint(method, c.req.url, body) }
         : undefined;
     return withIdempotency(idem, requestId, async () => {
       // After a replay (a retry of a request already answered gets its answer, not a 429).
-      const activity = config.activities.get(activityId);
       const task = activity && own(activity.tasks, taskId);
       await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
       const result = await runTask({
