@@ -31,6 +31,7 @@ const Counts = {
 const StatsSchema = z
   .object({
     ok: z.literal(true),
+    requestId: z.string(),
     id: z.string(),
     sku: z.string(),
     state: z.enum(["upcoming", "open", "sold-out", "ended", "closed"]),
@@ -112,12 +113,12 @@ export function registerAdminSales(app: OpenAPIHono<AppEnv>) {
     if (inserted.length === 0) throw new AppError("ALREADY_EXISTS", `sale '${def.id}' exists`);
     rememberCreatedSale(def);
     await Promise.all(Array.from({ length: def.shards }, (_, i) => saleShard(c.env, def.id, i).define(def, i)));
-    return c.json(await saleStats(c.env, def, c.get("now")), 201);
+    return c.json({ requestId: c.get("requestId"), ...(await saleStats(c.env, def, c.get("now"))) }, 201);
   });
 
   app.openapi(routes.stats, async (c) => {
     const def = await findSale(c.env, c.req.valid("param").saleId);
-    return c.json(await saleStats(c.env, def, c.get("now")), 200);
+    return c.json({ requestId: c.get("requestId"), ...(await saleStats(c.env, def, c.get("now"))) }, 200);
   });
 
   app.openapi(routes.close, async (c) => {
@@ -127,6 +128,6 @@ export function registerAdminSales(app: OpenAPIHono<AppEnv>) {
       await shard.define(def, i);
       await shard.close();
     });
-    return c.json(await saleStats(c.env, def, c.get("now")), 200);
+    return c.json({ requestId: c.get("requestId"), ...(await saleStats(c.env, def, c.get("now"))) }, 200);
   });
 }

@@ -153,7 +153,7 @@ describe("401 answers", () => {
     expect([noLogin.status, noLogin.headers.get("www-authenticate")]).toEqual([401, "Bearer"]);
   });
 
-  it("do so on the admin API too, with the request id in the body like every error", async () => {
+  it("do so on the admin API too, whose answers carry the request id in the body like the consumer API's", async () => {
     const anonymous = await call("/v1/admin/flash-sales/edge-sale", { method: "GET" });
     expect([anonymous.status, anonymous.headers.get("www-authenticate")]).toEqual([401, "Bearer"]);
     expect(anonymous.json.requestId).toBe(anonymous.headers.get("x-request-id"));
@@ -161,6 +161,9 @@ describe("401 answers", () => {
     expect([wrong.status, wrong.headers.get("www-authenticate")]).toEqual([401, 'Bearer error="invalid_token"']);
     const missing = await call("/v1/admin/flash-sales/no-such-sale", { method: "GET", headers: operator });
     expect([missing.status, missing.json.requestId]).toEqual([404, missing.headers.get("x-request-id")]);
+    const sale = await call("/v1/admin/flash-sales/edge-sale", { method: "GET", headers: operator });
+    const pool = await call("/v1/admin/activities/edges/pools/api-pool", { method: "PUT", headers: operator, body: { tiers: [{ id: "t", name: "T", quantity: 1, value: 1 }] } });
+    for (const answer of [sale, pool]) expect([answer.status < 300, answer.json.requestId]).toEqual([true, answer.headers.get("x-request-id")]);
   });
 });
 
