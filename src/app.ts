@@ -1,6 +1,9 @@
-/** The HTTP app: request id and clock, the routes, and the one error handler. */
+/** The HTTP app: request id and clock, CORS and body checks, the routes, and the one error handler. */
 import { HTTPException } from "hono/http-exception";
+import { BEARER_CHALLENGE } from "./auth/bearer";
 import { AppError, errorBody, isRetryable } from "./errors";
+import { corsPolicy } from "./http/middleware/cors";
+import { jsonBody } from "./http/middleware/json-body";
 import { createApp, requestNow } from "./http";
 import { registerDocs } from "./routes/docs";
 import { registerHealth } from "./routes/health";
@@ -12,6 +15,9 @@ import { registerAdminSales } from "./routes/admin-sales";
 import { registerFlashSales } from "./routes/flash-sales";
 import { requireOperator } from "./auth/operator";
 
+/** Every request body, on every route: task params, tokens, admin definitions. */
+const MAX_BODY_BYTES = 16 * 1024;
+
 export const app = createApp();
 
 app.use(async (c, next) => {
@@ -20,6 +26,8 @@ app.use(async (c, next) => {
   await next();
   c.header("x-request-id", c.get("requestId"));
 });
+app.use(corsPolicy());
+app.use("/v1/*", jsonBody({ maxBytes: MAX_BODY_BYTES }));
 
 registerHealth(app);
 registerTasks(app);
@@ -37,7 +45,9 @@ app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), 
 app.onError((err, c) => {
   const requestId = c.get("requestId") ?? crypto.randomUUID();
   if (err instanceof AppError) {
-    return c.json(errorBody(requestId, err.code, err.message), err.status, { ...err.headers, "x-request-id": requestId });
+    // Every 401 names the scheme it wants (RFC 9110); refused credentials add error="invalid_token".
+    const challenge: Record<string, string> = err.code === "UNAUTHENTICATED" ? { "www-authenticate": BEARER_CHALLENGE } : {};
+    return c.json(errorBody(requestId, err.code, err.message, err.details), err.status, { ...challenge, ...err.headers, "x-request-id": requestId });
   }
   if (isRetryable(err)) {
     // A Durable Object (or the queue) refused or dropped the work: the client may retry. Nothing is half-done,

@@ -42,6 +42,10 @@ export interface Env {
   SALE_STATUS_CACHE_MS?: string;
   /** Test and benchmark runs only: honour the X-Fanfare-Now header as the current time. */
   ALLOW_CLOCK_OVERRIDE?: string;
+  /** Browser origins allowed to call the consumer API (comma-separated, or `*`); none when unset. */
+  CORS_ALLOWED_ORIGINS?: string;
+  /** Browser origins allowed to call /v1/admin (comma-separated); none when unset. */
+  ADMIN_CORS_ALLOWED_ORIGINS?: string;
 }
 
 /** Routes that can carry a rate limit of their own (ROUTE_RATE_LIMITS), beside tasks' and sales' limits in config. */
@@ -66,6 +70,23 @@ export interface RequestRecordMessage {
   params: string;
   createdAt: number;
 }
+
+/** A comma-separated list of browser origins (`https://shop.example.com`), or `*` for any. */
+const Origins = z
+  .string()
+  .transform((text) => text.split(",").map((o) => o.trim()).filter((o) => o.length > 0))
+  .pipe(
+    z.array(
+      z.string().refine((o) => {
+        if (o === "*") return true;
+        try {
+          return new URL(o).origin === o;
+        } catch {
+          return false;
+        }
+      }, "CORS origins must be like https://shop.example.com (scheme, host, optional port; no path or trailing slash), or *"),
+    ),
+  );
 
 const VarsSchema = z
   .object({
@@ -103,6 +124,8 @@ const VarsSchema = z
       .optional(),
     SALE_STATUS_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(500),
     ALLOW_CLOCK_OVERRIDE: z.enum(["true", "false"]).default("false"),
+    CORS_ALLOWED_ORIGINS: Origins.default([]),
+    ADMIN_CORS_ALLOWED_ORIGINS: Origins.default([]),
   })
   .refine((v) => v.JWT_SECRET || v.JWKS_URL || v.JWKS_JSON, {
     message: "set JWT_SECRET (local) or JWKS_URL with JWT_ISSUER and JWT_AUDIENCE (production)",

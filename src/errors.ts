@@ -32,6 +32,12 @@ export const ERROR_STATUS = {
 export type ErrorCode = keyof typeof ERROR_STATUS;
 export const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
 
+/** One failing field of a request: where it is (a JSON pointer into the params, e.g. `/token`) and what is wrong. */
+export interface FieldIssue {
+  pointer: string;
+  message: string;
+}
+
 /** An expected failure of a request: answered with its code's status and message, never logged as a bug. */
 export class AppError extends Error {
   readonly status: ContentfulStatusCode;
@@ -39,6 +45,8 @@ export class AppError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly headers: Record<string, string> = {},
+    /** Validation failures: every failing field, not only the first. */
+    readonly details?: FieldIssue[],
   ) {
     super(message);
     this.name = "AppError";
@@ -49,11 +57,16 @@ export class AppError extends Error {
 export interface ErrorBody {
   ok: false;
   requestId: string;
-  error: { code: ErrorCode; message: string };
+  error: { code: ErrorCode; message: string; details?: FieldIssue[] };
 }
 
-export function errorBody(requestId: string, code: ErrorCode, message: string): ErrorBody {
-  return { ok: false, requestId, error: { code, message } };
+export function errorBody(requestId: string, code: ErrorCode, message: string, details?: FieldIssue[]): ErrorBody {
+  return { ok: false, requestId, error: details ? { code, message, details } : { code, message } };
+}
+
+/** A JSON pointer (RFC 6901) to a field from its path, e.g. ["tiers", 0, "id"] → `/tiers/0/id`. */
+export function jsonPointer(path: readonly PropertyKey[]): string {
+  return path.map((p) => `/${String(p).replaceAll("~", "~0").replaceAll("/", "~1")}`).join("");
 }
 
 /**

@@ -2,24 +2,32 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
 import { vars, type Env } from "./env";
-import { AppError, ERROR_CODES, errorBody } from "./errors";
+import { AppError, ERROR_CODES, errorBody, jsonPointer } from "./errors";
+import type { User } from "./engine/run";
 
 export interface AppVariables {
   requestId: string;
   /** The request's "now": the real clock, or X-Fanfare-Now when the clock override is allowed. */
   now: number;
+  /** The signed-in user, on routes behind requireUser or identifyUser (null: anonymous). */
+  user: User | null;
 }
 
 export type AppEnv = { Bindings: Env; Variables: AppVariables };
 
 export function createApp() {
   return new OpenAPIHono<AppEnv>({
-    // Path and query validation failures use the one error model.
+    // Validation failures use the one error model: the first issue is the message, every issue is in details. An id
+    // in the path that no resource could have names nothing: 404, as an unknown well-formed id does.
     defaultHook: (result, c) => {
+      if (!result.success && result.target === "param") {
+        return c.json(errorBody(c.get("requestId"), "NOT_FOUND", `no such resource: ${result.error.issues[0]?.message ?? "not a valid id"}`), 404);
+      }
       if (!result.success) {
-        const issue = result.error.issues[0];
-        const where = issue?.path.join(".") || "request";
-        return c.json(errorBody(c.get("requestId"), "INVALID_PARAMS", `${where}: ${issue?.message ?? "invalid"}`), 400);
+        const details = result.error.issues.map((i) => ({ pointer: jsonPointer(i.path), message: i.message }));
+        const first = result.error.issues[0];
+        const message = `${first?.path.join(".") || "request"}: ${first?.message ?? "invalid"}`;
+        return c.json(errorBody(c.get("requestId"), "INVALID_PARAMS", message, details), 400);
       }
     },
   });
@@ -47,6 +55,15 @@ export const ErrorSchema = z
     error: z.object({
       code: z.enum(ERROR_CODES).openapi({ description: "Stable machine-readable code" }),
       message: z.string().openapi({ description: "The configured message for this failure" }),
+      details: z
+        .array(
+          z.object({
+            pointer: z.string().openapi({ description: "JSON pointer (RFC 6901) to the field in the params or body", example: "/token" }),
+            message: z.string(),
+          }),
+        )
+        .optional()
+        .openapi({ description: "INVALID_PARAMS: every failing field, not only the first" }),
     }),
   })
   .openapi("Error");

@@ -3,7 +3,9 @@
  * different request is refused (IDEMPOTENCY_MISMATCH); a duplicate while the first still runs is LOCKED.
  * Keys live in the activity's ledger, beside the grants they protect.
  */
-import { AppError } from "../errors";
+import { AppError, errorBody } from "../errors";
+import { sha256Hex } from "../sharding";
+import type { ledgerFor } from "./ledger";
 import type { IdempotencyClaim } from "./ledger-plan";
 
 export function checkKey(key: string): string {
@@ -13,8 +15,27 @@ export function checkKey(key: string): string {
   return key;
 }
 
+/** JSON with object keys sorted at every depth: the same value always reads the same, however it was sent. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * What makes two requests "the same" for a key: method, path, query and the parsed body as canonical JSON, so
+ * a retry that re-serialised its body (other whitespace, other key order) still replays.
+ */
+export function requestFingerprint(method: string, url: string, body: unknown): Promise<string> {
+  const u = new URL(url);
+  return sha256Hex(`${method} ${u.pathname}?${u.searchParams.toString()}\n${canonicalJson(body)}`);
+}
+
 /** Turns a ledger claim into what the route does: run (new), replay, or refuse. */
-export function settleClaim(claim: IdempotencyClaim): { status: number; body: string } | undefined {
+function settleClaim(claim: IdempotencyClaim): { status: number; body: string } | undefined {
   switch (claim.state) {
     case "new":
       return undefined;
@@ -24,5 +45,41 @@ export function settleClaim(claim: IdempotencyClaim): { status: number; body: st
       throw new AppError("IDEMPOTENCY_MISMATCH", "this Idempotency-Key was already used with a different request");
     case "in-progress":
       throw new AppError("LOCKED", "a request with this Idempotency-Key is still in progress");
+  }
+}
+
+/**
+ * Refusals that are the request's answer, replayed like successes. LOCKED (a concurrent duplicate), RATE_LIMITED
+ * (nothing ran) and failures of ours (5xx) free the key, so a retry runs again.
+ */
+const replaysRefusal = (e: unknown): e is AppError => e instanceof AppError && e.status < 500 && e.code !== "LOCKED" && e.code !== "RATE_LIMITED";
+
+export interface IdempotentRequest {
+  ledger: ReturnType<typeof ledgerFor>;
+  userId: string;
+  key: string;
+  fingerprint: string;
+}
+
+/**
+ * Runs `run` under an Idempotency-Key: a replay answers the stored response (with `Idempotent-Replayed: true`);
+ * a refusal is stored as the key's answer or frees the key. `run` stores its success itself, in the same commit
+ * as its grants.
+ */
+export async function withIdempotency(idem: IdempotentRequest | undefined, requestId: string, run: () => Promise<Response>): Promise<Response> {
+  if (!idem) return run();
+  const replay = settleClaim(await idem.ledger.claimIdempotency(idem.userId, idem.key, idem.fingerprint, Date.now()));
+  if (replay) {
+    return new Response(replay.body, { status: replay.status, headers: { "content-type": "application/json", "idempotent-replayed": "true" } });
+  }
+  try {
+    return await run();
+  } catch (e) {
+    if (replaysRefusal(e)) {
+      await idem.ledger.completeIdempotency(idem.userId, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message, e.details)));
+    } else {
+      await idem.ledger.releaseIdempotency(idem.userId, idem.key);
+    }
+    throw e;
   }
 }

@@ -2,15 +2,15 @@
 import type { MiddlewareHandler } from "hono";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http";
+import { bearerToken, invalidToken } from "./bearer";
 
 export const requireOperator: MiddlewareHandler<AppEnv> = async (c, next) => {
   const expected = c.env.ADMIN_TOKEN;
   if (!expected) throw new AppError("UNAVAILABLE", "the admin API is disabled: set ADMIN_TOKEN");
-  const given = /^Bearer (.+)$/.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+  const given = bearerToken(c.req.header("authorization"));
+  if (given === undefined) throw new AppError("UNAUTHENTICATED", "an operator token is required");
   const a = new TextEncoder().encode(given);
   const b = new TextEncoder().encode(expected);
-  if (a.byteLength !== b.byteLength || !crypto.subtle.timingSafeEqual(a, b)) {
-    throw new AppError("UNAUTHENTICATED", "an operator token is required");
-  }
+  if (a.byteLength !== b.byteLength || !crypto.subtle.timingSafeEqual(a, b)) throw invalidToken("an operator token is required");
   await next();
 };

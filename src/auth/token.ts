@@ -6,6 +6,7 @@ import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey 
 import { vars, type Env, type Vars } from "../env";
 import { AppError } from "../errors";
 import type { User } from "../engine/run";
+import { bearerToken, invalidToken } from "./bearer";
 
 let keys: { source: Vars; key: CryptoKey | JWTVerifyGetKey } | undefined;
 
@@ -26,9 +27,9 @@ async function verificationKey(v: Vars): Promise<CryptoKey | JWTVerifyGetKey> {
 
 /** The user named by the request's bearer token; null without one; UNAUTHENTICATED for a bad one. */
 export async function authenticate(env: Env, authorization: string | undefined): Promise<User | null> {
-  if (!authorization) return null;
-  const m = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(authorization.trim());
-  if (!m) throw new AppError("UNAUTHENTICATED", "Authorization must be 'Bearer <JWT>'");
+  const jwt = bearerToken(authorization);
+  if (jwt === undefined) return null;
+  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(jwt)) throw invalidToken("Authorization must be 'Bearer <JWT>'");
   const v = vars(env);
   const key = await verificationKey(v);
   try {
@@ -39,7 +40,7 @@ export async function authenticate(env: Env, authorization: string | undefined):
       requiredClaims: ["sub", "exp"],
     };
     const { payload } =
-      typeof key === "function" ? await jwtVerify(m[1]!, key, options) : await jwtVerify(m[1]!, key, options);
+      typeof key === "function" ? await jwtVerify(jwt, key, options) : await jwtVerify(jwt, key, options);
     const sub: unknown = payload.sub;
     if (typeof sub !== "string" || sub.length === 0 || sub.length > 128) throw new Error("sub must be the user id, a string of 1-128 characters");
     const groups = Array.isArray(payload.groups) ? payload.groups.filter((g): g is string => typeof g === "string") : [];
@@ -50,6 +51,6 @@ export async function authenticate(env: Env, authorization: string | undefined):
     if (code === "ERR_JWKS_TIMEOUT" || (e instanceof TypeError && v.JWKS_URL)) {
       throw new AppError("UNAVAILABLE", "the identity provider's keys could not be fetched; try again");
     }
-    throw new AppError("UNAUTHENTICATED", `invalid token: ${(e as Error).message}`);
+    throw invalidToken(`invalid token: ${(e as Error).message}`);
   }
 }

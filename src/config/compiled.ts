@@ -62,3 +62,11 @@ export interface CompiledConfig {
   /** Every declared flash sale, by its global id. */
   sales: Map<string, SaleDefinition>;
 }
+
+/**
+ * The entry of a compiled record named by an id from a URL or a config: own members only, so an id such as
+ * `constructor` or `toString` names nothing instead of a member of Object.prototype.
+ */
+export function own<T>(record: Readonly<Record<string, T>>, id: string): T | undefined {
+  return Object.hasOwn(record, id) ? record[id] : undefined;
+}

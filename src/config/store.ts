@@ -28,59 +28,61 @@ export function activationSql(hash: string, bundle: ConfigBundle | undefined, no
   ];
 }
 
-/** The active version's hash, or undefined when nothing was ever pushed. */
-async function activeVersion(db: DrizzleD1Database): Promise<string | undefined> {
-  const [row] = await db
-    .select({ hash: configActivations.hash })
-    .from(configActivations)
-    .orderBy(desc(configActivations.id))
-    .limit(1);
-  return row?.hash;
+/**
+ * The active version: its hash, and its bundle unless it is `known` (already compiled here); `bundle` is null when
+ * the version is active but not stored. Undefined when nothing was ever pushed.
+ */
+async function readActiveVersion(db: DrizzleD1Database, known: string | undefined): Promise<{ hash: string; bundle?: string | null } | undefined> {
+  const [active] = await db.select({ hash: configActivations.hash }).from(configActivations).orderBy(desc(configActivations.id)).limit(1);
+  if (!active || active.hash === known) return active;
+  const [row] = await db.select({ bundle: configVersions.bundle }).from(configVersions).where(eq(configVersions.hash, active.hash));
+  return { hash: active.hash, bundle: row?.bundle ?? null };
 }
-
-const NO_CONFIG = "no task config has been pushed yet: run `npm run tasks:push`";
 
 /** Flash sales declared in the active config; none before any config was pushed (sales may come from the admin API). */
 export async function declaredSales(env: Env): Promise<CompiledConfig["sales"]> {
-  try {
-    return (await activeConfig(env)).sales;
-  } catch (e) {
-    if (e instanceof AppError && e.message === NO_CONFIG) return new Map();
-    throw e;
-  }
+  return (await findActiveConfig(env))?.sales ?? new Map();
+}
+
+/** The compiled active config; UNAVAILABLE before any config was pushed. */
+export async function activeConfig(env: Env): Promise<CompiledConfig> {
+  const config = await findActiveConfig(env);
+  if (!config) throw new AppError("UNAVAILABLE", "no task config has been pushed yet: run `npm run tasks:push`");
+  return config;
 }
 
 let current: { config: CompiledConfig; checkedAt: number } | undefined;
 
 /**
- * The compiled active config, at most CONFIG_REFRESH_MS old. Requests never wait on another request's pending
- * refresh (the runtime cancels a request that awaits I/O begun by another), so each stale one checks for itself.
+ * The compiled active config, at most CONFIG_REFRESH_MS old; undefined when nothing was ever pushed. Requests never
+ * wait on another request's pending refresh (the runtime cancels a request that awaits I/O begun by another), so
+ * each stale one checks for itself.
  */
-export async function activeConfig(env: Env): Promise<CompiledConfig> {
+export async function findActiveConfig(env: Env): Promise<CompiledConfig | undefined> {
   const age = current ? Date.now() - current.checkedAt : -1;
   if (current && age >= 0 && age < vars(env).CONFIG_REFRESH_MS) return current.config;
   return refresh(env);
 }
 
-async function refresh(env: Env): Promise<CompiledConfig> {
-  const db = drizzle(env.DB);
-  let hash: string | undefined;
+async function refresh(env: Env): Promise<CompiledConfig | undefined> {
+  let version: Awaited<ReturnType<typeof readActiveVersion>>;
   try {
-    hash = await activeVersion(db);
+    version = await readActiveVersion(drizzle(env.DB), current?.config.version);
   } catch (e) {
-    // D1 briefly unreachable: the version in hand is still the best answer.
+    // D1 briefly unreachable: the version in hand is still the best answer; without one, the client comes back.
     if (current) return current.config;
-    throw e;
+    console.error(JSON.stringify({ message: "config store unreachable", error: String(e) }));
+    throw new AppError("UNAVAILABLE", "the task config cannot be read right now; retry shortly", { "retry-after": "1" });
   }
-  if (!hash) throw new AppError("UNAVAILABLE", NO_CONFIG);
-  if (current?.config.version === hash) {
-    current.checkedAt = Date.now();
-    return current.config;
+  if (!version) return undefined;
+  const { hash, bundle } = version;
+  if (bundle === undefined) {
+    current!.checkedAt = Date.now();
+    return current!.config;
   }
-  const [row] = await db.select({ bundle: configVersions.bundle }).from(configVersions).where(eq(configVersions.hash, hash));
-  if (!row) throw new AppError("UNAVAILABLE", `config version ${hash} is active but not stored`);
+  if (bundle === null) throw new AppError("UNAVAILABLE", `config version ${hash} is active but not stored`);
   try {
-    const config = compileConfig((JSON.parse(row.bundle) as ConfigBundle).files, hash);
+    const config = compileConfig((JSON.parse(bundle) as ConfigBundle).files, hash);
     current = { config, checkedAt: Date.now() };
     return config;
   } catch (e) {

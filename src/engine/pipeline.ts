@@ -8,9 +8,9 @@ import { ledgerFor } from "../accounts/ledger";
 import { recordRequest } from "../accounts/request-records";
 import type { LedgerPlan } from "../accounts/ledger-plan";
 import type { Env, RequestRecordMessage } from "../env";
-import { AppError } from "../errors";
+import { AppError, jsonPointer } from "../errors";
 import { satisfies } from "../config/request-rules";
-import type { CompiledConfig } from "../config/compiled";
+import { own, type CompiledConfig } from "../config/compiled";
 import type { RewardOutcome } from "./define";
 import { TaskRun, type User } from "./run";
 
@@ -42,16 +42,20 @@ export interface TaskSuccess {
 export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
   const activity = req.config.activities.get(req.activityId);
   if (!activity) throw new AppError("NOT_FOUND", `no activity '${req.activityId}'`);
-  const task = activity.tasks[req.taskId];
+  const task = own(activity.tasks, req.taskId);
   if (!task) throw new AppError("NOT_FOUND", `activity '${activity.id}' has no task '${req.taskId}'`);
   if (req.method !== task.method) {
     throw new AppError("METHOD_NOT_ALLOWED", `task '${task.id}' takes ${task.method}`, { Allow: task.method });
   }
 
-  // 1. Request rules.
-  for (const rule of task.rules) {
-    const value = rule.source === "query" ? req.query[rule.field] : req.body[rule.field];
-    if (!satisfies(rule.checks, value)) throw new AppError("INVALID_PARAMS", rule.message);
+  // 1. Request rules: the first failing rule's configured message answers; details list every failing field.
+  const failing = task.rules.filter((rule) => {
+    const params = rule.source === "query" ? req.query : req.body;
+    return !satisfies(rule.checks, Object.hasOwn(params, rule.field) ? params[rule.field] : undefined);
+  });
+  if (failing.length > 0) {
+    const details = failing.map((rule) => ({ pointer: jsonPointer([rule.field]), message: rule.message }));
+    throw new AppError("INVALID_PARAMS", failing[0]!.message, {}, details);
   }
 
   const params = { ...req.query, ...req.body };

@@ -4,7 +4,7 @@
  */
 import { eq } from "drizzle-orm";
 import type { PendingChange } from "../../durable-objects/prize-pool";
-import type { CompiledActivity } from "../config/compiled";
+import { own, type CompiledActivity } from "../config/compiled";
 import { activeConfig } from "../config/store";
 import { innerWindow } from "../config/time";
 import { prizePools } from "../db/schema";
@@ -34,8 +34,8 @@ export async function findPool(env: Env, activityId: string, poolId: string): Pr
  * wrote it; false when the same definition was there already (a retry).
  */
 export async function definePool(env: Env, activity: CompiledActivity, poolId: string, fields: z.output<typeof PoolFieldsSchema>): Promise<{ def: PoolDefinition; created: boolean }> {
-  if (activity.pools[poolId]) throw new AppError("ALREADY_EXISTS", `pool '${poolId}' is defined in the task config of '${activity.id}'`);
-  const id = activity.managedPools[poolId];
+  if (own(activity.pools, poolId)) throw new AppError("ALREADY_EXISTS", `pool '${poolId}' is defined in the task config of '${activity.id}'`);
+  const id = own(activity.managedPools, poolId);
   if (!id) {
     throw new AppError("NOT_FOUND", `activity '${activity.id}' declares no pool '${poolId}': add \`${poolId}: { managed: api }\` under its \`pools\` first`);
   }

@@ -1,6 +1,6 @@
 /** Where a pool is defined, and draws and claims against its (possibly several) shards: which shard, and one more when it is empty. */
 import { eq } from "drizzle-orm";
-import type { CompiledActivity, CompiledConfig } from "../config/compiled";
+import { own, type CompiledActivity, type CompiledConfig } from "../config/compiled";
 import { CreatedDefinitions } from "../db/created-definitions";
 import { prizePools } from "../db/schema";
 import type { Env } from "../env";
@@ -22,8 +22,8 @@ export const rememberCreatedPool = (def: PoolDefinition) => createdPools.remembe
  * the admin API (undefined until then). NOT_FOUND when the activity has no such pool.
  */
 export async function activityPool(env: Env, activity: CompiledActivity, name: string): Promise<PoolDefinition | undefined> {
-  const declared = activity.pools[name];
-  const id = declared?.id ?? activity.managedPools[name];
+  const declared = own(activity.pools, name);
+  const id = declared?.id ?? own(activity.managedPools, name);
   if (!id) throw new AppError("NOT_FOUND", `no pool '${name}' in activity '${activity.id}'`);
   // A pool id is permanent once the admin API created it: a config that later declares the same pool in YAML does not
   // take over the pool its winners draw from (tasks:check refuses such configs; this covers one pushed anyway).

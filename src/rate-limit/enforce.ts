@@ -7,9 +7,12 @@ import type { User } from "../engine/run";
 import { rateLimiter } from "./index";
 import type { RateLimitResult, RateLimitRule } from "./rule";
 
-/** Whose requests a rule counts together. Without a user or device id, the client's address stands in. */
+/**
+ * Whose requests a rule counts together. Without a user or device id, the client's address stands in: Cloudflare's
+ * CF-Connecting-IP, never X-Forwarded-For, which any client can write to escape its limit.
+ */
 function subject(c: Context<AppEnv>, rule: RateLimitRule, user: User | null): string {
-  const ip = c.req.header("cf-connecting-ip") ?? c.req.header("x-forwarded-for")?.split(",")[0]?.trim() ?? "unknown";
+  const ip = c.req.header("cf-connecting-ip") ?? "unknown";
   switch (rule.by) {
     case "global":
       return "*";
@@ -26,9 +29,13 @@ function subject(c: Context<AppEnv>, rule: RateLimitRule, user: User | null): st
 
 const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
 
+/** A structured-field string (RFC 8941) naming a policy: printable ASCII, with `"` and `\\` escaped. */
+const policyName = (name: string) => `"${name.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+
 /**
  * Counts the request against every rule of `scope` (e.g. `task:double11/spin`); the first rule over its limit
- * refuses it with RATE_LIMITED. The tightest allowance left is reported in RateLimit headers either way.
+ * refuses it with RATE_LIMITED. The tightest allowance left is reported either way, in the RateLimit-Policy and
+ * RateLimit fields of draft-ietf-httpapi-ratelimit-headers (`"name";q=quota;w=window` and `"name";r=left;t=reset`).
  */
 export async function enforceRateLimits(c: Context<AppEnv>, scope: string, rules: RateLimitRule[] | undefined, user: User | null): Promise<void> {
   if (!rules || rules.length === 0) return;
@@ -40,11 +47,10 @@ export async function enforceRateLimits(c: Context<AppEnv>, scope: string, rules
   const report = refused >= 0 ? refused : tightest(results);
   const r = results[report]!;
   const rule = rules[report]!;
+  const name = policyName(`${scope}#${report}`);
   const headers = {
-    "ratelimit-policy": `${rule.requests};w=${rule.windowSeconds}`,
-    "ratelimit-limit": String(r.limit),
-    "ratelimit-remaining": String(r.remaining),
-    "ratelimit-reset": String(seconds(r.resetAt - now)),
+    "ratelimit-policy": `${name};q=${r.limit};w=${rule.windowSeconds}`,
+    ratelimit: `${name};r=${r.remaining};t=${seconds(r.resetAt - now)}`,
   };
   if (refused >= 0) {
     throw new AppError("RATE_LIMITED", `too many requests: at most ${rule.requests} per ${rule.windowSeconds} s`, {

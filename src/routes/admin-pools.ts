@@ -16,6 +16,7 @@ const TierStatsSchema = z.object({
 const StatsSchema = z
   .object({
     ok: z.literal(true),
+    requestId: z.string(),
     pool: z.string(),
     status: z.enum(["open", "closed"]),
     at: z.string(),
@@ -71,17 +72,17 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.create, async (c) => {
     const { activityId, poolId } = c.req.valid("param");
     const def = await findPool(c.env, activityId, poolId);
-    return c.json(await poolStats(c.env, def, c.get("now")), 200);
+    return c.json({ requestId: c.get("requestId"), ...(await poolStats(c.env, def, c.get("now"))) }, 200);
   });
   app.openapi(routes.define, async (c) => {
     const { activityId, poolId } = c.req.valid("param");
     const { def, created } = await definePool(c.env, await findActivity(c.env, activityId), poolId, c.req.valid("json"));
     // Its shards are set up now (the stats read creates them), ahead of the first draw.
-    return c.json(await poolStats(c.env, def, c.get("now")), created ? 201 : 200);
+    return c.json({ requestId: c.get("requestId"), ...(await poolStats(c.env, def, c.get("now"))) }, created ? 201 : 200);
   });
   app.openapi(routes.stats, async (c) => {
     const { activityId, poolId } = c.req.valid("param");
-    return c.json(await poolStats(c.env, await findPool(c.env, activityId, poolId), c.get("now")), 200);
+    return c.json({ requestId: c.get("requestId"), ...(await poolStats(c.env, await findPool(c.env, activityId, poolId), c.get("now"))) }, 200);
   });
   for (const [route, sign] of [[routes.replenish, 1], [routes.withdraw, -1]] as const) {
     app.openapi(route, async (c) => {
@@ -89,13 +90,13 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
       const { tier, quantity } = c.req.valid("json");
       const def = await findPool(c.env, activityId, poolId);
       await adjustPool(c.env, def, tier, sign * quantity, c.get("now"));
-      return c.json(await poolStats(c.env, def, c.get("now")), 200);
+      return c.json({ requestId: c.get("requestId"), ...(await poolStats(c.env, def, c.get("now"))) }, 200);
     });
   }
   app.openapi(routes.close, async (c) => {
     const { activityId, poolId } = c.req.valid("param");
     const def = await findPool(c.env, activityId, poolId);
     await closePool(c.env, def, c.get("now"));
-    return c.json(await poolStats(c.env, def, c.get("now")), 200);
+    return c.json({ requestId: c.get("requestId"), ...(await poolStats(c.env, def, c.get("now"))) }, 200);
   });
 }

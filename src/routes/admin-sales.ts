@@ -25,6 +25,7 @@ const Counts = {
 const StatsSchema = z
   .object({
     ok: z.literal(true),
+    requestId: z.string(),
     id: z.string(),
     sku: z.string(),
     state: z.enum(["upcoming", "open", "sold-out", "ended", "closed"]),
@@ -76,17 +77,17 @@ const routes = {
 export function registerAdminSales(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.create, async (c) => {
     const def = await createSale(c.env, c.req.valid("json"));
-    return c.json(await saleStats(c.env, def, c.get("now")), 201);
+    return c.json({ requestId: c.get("requestId"), ...(await saleStats(c.env, def, c.get("now"))) }, 201);
   });
 
   app.openapi(routes.stats, async (c) => {
     const def = await findSale(c.env, c.req.valid("param").saleId);
-    return c.json(await saleStats(c.env, def, c.get("now")), 200);
+    return c.json({ requestId: c.get("requestId"), ...(await saleStats(c.env, def, c.get("now"))) }, 200);
   });
 
   app.openapi(routes.close, async (c) => {
     const def = await findSale(c.env, c.req.valid("param").saleId);
     await closeSale(c.env, def);
-    return c.json(await saleStats(c.env, def, c.get("now")), 200);
+    return c.json({ requestId: c.get("requestId"), ...(await saleStats(c.env, def, c.get("now"))) }, 200);
   });
 }

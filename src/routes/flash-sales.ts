@@ -3,11 +3,9 @@
  * sale's public status. Each is rate limited by ROUTE_RATE_LIMITS, and grab also by the sale's own `rateLimit`.
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import type { Context } from "hono";
 import { checkKey } from "../accounts/idempotency";
-import { authenticate } from "../auth/token";
+import { requireUser, signedInUser } from "../auth/require-user";
 import { vars } from "../env";
-import { AppError } from "../errors";
 import { errorResponse, type AppEnv } from "../http";
 import { enforceRateLimits, enforceRouteLimits } from "../rate-limit/enforce";
 import { SaleIdSchema } from "../sales/sale-definition";
@@ -126,15 +124,11 @@ const routes = {
   }),
 };
 
-async function buyer(c: Context<AppEnv>) {
-  const user = await authenticate(c.env, c.req.header("authorization"));
-  if (!user) throw new AppError("UNAUTHENTICATED", "sign in to take part in a flash sale");
-  return user;
-}
-
 export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
+  for (const action of ["grab", "checkout", "cancel"]) app.use(`/v1/flash-sales/:saleId/${action}`, requireUser("sign in to take part in a flash sale"));
+
   app.openapi(routes.grab, async (c) => {
-    const user = await buyer(c);
+    const user = signedInUser(c);
     await enforceRouteLimits(c, "flash-sale.grab", user);
     const def = await findSale(c.env, c.req.valid("param").saleId);
     await enforceRateLimits(c, `sale:${def.id}:grab`, def.rateLimit, user);
@@ -147,7 +141,7 @@ export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
   });
 
   app.openapi(routes.checkout, async (c) => {
-    const user = await buyer(c);
+    const user = signedInUser(c);
     await enforceRouteLimits(c, "flash-sale.checkout", user);
     const def = await findSale(c.env, c.req.valid("param").saleId);
     const { order, replayed } = await checkout(c.env, def, c.req.valid("json").token, user.id, c.get("now"));
@@ -155,7 +149,7 @@ export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
   });
 
   app.openapi(routes.cancel, async (c) => {
-    const user = await buyer(c);
+    const user = signedInUser(c);
     await enforceRouteLimits(c, "flash-sale.cancel", user);
     const def = await findSale(c.env, c.req.valid("param").saleId);
     const { token } = c.req.valid("json");

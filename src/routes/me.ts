@@ -4,7 +4,7 @@
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { and, count, desc, eq } from "drizzle-orm";
-import { authenticate } from "../auth/token";
+import { requireUser, signedInUser } from "../auth/require-user";
 import { chanceBalances } from "../accounts/chances";
 import { activeConfig } from "../config/store";
 import { participations, rewardRecords } from "../db/schema";
@@ -57,9 +57,9 @@ const RECENT = 50;
 const BALANCE_PREFIX = "redPacket:balance:";
 
 export function registerMe(app: OpenAPIHono<AppEnv>) {
+  app.use("/v1/activities/:activityId/me", requireUser("sign in to see your activity"));
   app.openapi(route, async (c) => {
-    const user = await authenticate(c.env, c.req.header("authorization"));
-    if (!user) throw new AppError("UNAUTHENTICATED", "sign in to see your activity");
+    const user = signedInUser(c);
     const { activityId } = c.req.valid("param");
     const activity = (await activeConfig(c.env)).activities.get(activityId);
     if (!activity) throw new AppError("NOT_FOUND", `no activity '${activityId}'`);

@@ -1,10 +1,11 @@
 /** POST /v1/prizes/{grantId}/claim: the winner claims a prize drawn from a pool, once, before its deadline. */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { authenticate } from "../auth/token";
+import { requireUser, signedInUser } from "../auth/require-user";
 import { activeConfig } from "../config/store";
-import { AppError } from "../errors";
+import { AppError, type ErrorCode } from "../errors";
 import { errorResponse, type AppEnv } from "../http";
 import { enforceRouteLimits } from "../rate-limit/enforce";
+import type { ClaimOutcome } from "../prizes/pool-definition";
 import { claimPrize, parsePrizeId, poolById } from "../prizes/pools";
 
 const route = createRoute({
@@ -28,10 +29,18 @@ const route = createRoute({
   },
 });
 
+/** What a claim that did not succeed answers. */
+const REFUSALS: Record<Exclude<ClaimOutcome, "claimed">, [ErrorCode, string]> = {
+  "not-found": ["NOT_FOUND", "no such prize"],
+  "not-yours": ["FORBIDDEN", "this prize was won by someone else"],
+  "already-claimed": ["ALREADY_CLAIMED", "this prize has already been claimed"],
+  expired: ["CLAIM_EXPIRED", "the claim deadline has passed"],
+};
+
 export function registerPrizes(app: OpenAPIHono<AppEnv>) {
+  app.use("/v1/prizes/:grantId/claim", requireUser("sign in to claim a prize"));
   app.openapi(route, async (c) => {
-    const user = await authenticate(c.env, c.req.header("authorization"));
-    if (!user) throw new AppError("UNAUTHENTICATED", "sign in to claim a prize");
+    const user = signedInUser(c);
     await enforceRouteLimits(c, "prize.claim", user);
     const { grantId } = c.req.valid("param");
     const at = parsePrizeId(grantId);
@@ -40,17 +49,7 @@ export function registerPrizes(app: OpenAPIHono<AppEnv>) {
     const pool = at && (await poolById(c.env, config, at.poolId));
     if (!at || !pool || at.shard >= pool.shards) throw new AppError("NOT_FOUND", "no such prize");
     const outcome = await claimPrize(c.env, grantId, user.id, c.get("now"));
-    switch (outcome) {
-      case "claimed":
-        return c.json({ ok: true as const, requestId: c.get("requestId"), grantId, status: "claimed" as const }, 200);
-      case "not-found":
-        throw new AppError("NOT_FOUND", "no such prize");
-      case "not-yours":
-        throw new AppError("FORBIDDEN", "this prize was won by someone else");
-      case "already-claimed":
-        throw new AppError("ALREADY_CLAIMED", "this prize has already been claimed");
-      case "expired":
-        throw new AppError("CLAIM_EXPIRED", "the claim deadline has passed");
-    }
+    if (outcome !== "claimed") throw new AppError(...REFUSALS[outcome]);
+    return c.json({ ok: true as const, requestId: c.get("requestId"), grantId, status: "claimed" as const }, 200);
   });
 }

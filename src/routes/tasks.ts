@@ -1,17 +1,15 @@
 /** POST (or GET) /v1/activities/{activityId}/tasks/{taskId}: run a task for the signed-in user. */
 import { z, type OpenAPIHono } from "@hono/zod-openapi";
-import { bodyLimit } from "hono/body-limit";
-import { authenticate } from "../auth/token";
-import { checkKey, settleClaim } from "../accounts/idempotency";
+import { checkKey, requestFingerprint, withIdempotency } from "../accounts/idempotency";
 import { ledgerFor } from "../accounts/ledger";
+import { identifyUser } from "../auth/require-user";
+import { own } from "../config/compiled";
 import { activeConfig } from "../config/store";
 import { runTask } from "../engine/pipeline";
-import { AppError, errorBody } from "../errors";
+import { AppError } from "../errors";
 import { errorResponse, IdSchema, type AppEnv } from "../http";
 import { enforceRouteLimits } from "../rate-limit/enforce";
-import { sha256Hex } from "../sharding";
 
-export const MAX_BODY_BYTES = 16 * 1024;
 const PATH = "/v1/activities/:activityId/tasks/:taskId";
 
 const RewardSchema = z
@@ -90,77 +88,43 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     });
   }
 
-  app.on(
-    ["GET", "POST", "PUT", "PATCH", "DELETE"],
-    PATH,
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw new AppError("PAYLOAD_TOO_LARGE", `the request body is over ${MAX_BODY_BYTES / 1024} KB`);
-      },
-    }),
-    async (c) => {
-      const requestId = c.get("requestId");
-      const method = c.req.method;
-      const ids = request.params.safeParse(c.req.param());
-      if (!ids.success) throw new AppError("NOT_FOUND", "no such activity or task");
-      const contentType = c.req.header("content-type");
-      if (method === "POST" && contentType && !/^application\/json\b/i.test(contentType)) {
-        throw new AppError("UNSUPPORTED_MEDIA_TYPE", "send params as application/json");
-      }
-      const user = await authenticate(c.env, c.req.header("authorization"));
-      const text = method === "POST" ? await c.req.text() : "";
-      const body = parseBody(method, text);
-      const config = await activeConfig(c.env);
-      const now = c.get("now");
+  app.use(PATH, identifyUser());
+  app.on(["GET", "POST", "PUT", "PATCH", "DELETE"], PATH, async (c) => {
+    const requestId = c.get("requestId");
+    const method = c.req.method;
+    const ids = request.params.safeParse(c.req.param());
+    if (!ids.success) throw new AppError("NOT_FOUND", "no such activity or task");
+    const { activityId, taskId } = ids.data;
+    const user = c.get("user");
+    const body = parseBody(method, method === "POST" ? await c.req.text() : "");
+    const config = await activeConfig(c.env);
 
-      // Idempotency-Keys live in the activity's ledger (an unknown activity is refused by the run below).
-      const key = c.req.header("idempotency-key");
-      const namespace = config.activities.get(ids.data.activityId)?.namespace;
-      const idem = key !== undefined && user && namespace ? { userId: user.id, key: checkKey(key), ledger: ledgerFor(c.env, namespace) } : undefined;
-      if (idem) {
-        const url = new URL(c.req.url);
-        const hash = await sha256Hex(`${method} ${url.pathname}?${url.searchParams.toString()}\n${text}`);
-        const replay = settleClaim(await idem.ledger.claimIdempotency(idem.userId, idem.key, hash, Date.now()));
-        if (replay) {
-          return new Response(replay.body, {
-            status: replay.status,
-            headers: { "content-type": "application/json", "idempotent-replayed": "true" },
-          });
-        }
-      }
-
-      try {
-        // After a replay (a retry of a request already answered gets its answer, not a 429).
-        const task = config.activities.get(ids.data.activityId)?.tasks[ids.data.taskId];
-        await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
-        const result = await runTask({
-          requestId,
-          now,
-          env: c.env,
-          ctx: c.executionCtx,
-          config,
-          method,
-          activityId: ids.data.activityId,
-          taskId: ids.data.taskId,
-          query: c.req.query(),
-          body,
-          user,
-          idempotencyKey: idem?.key,
-        });
-        return c.json(result, 200);
-      } catch (e) {
-        if (idem) {
-          // Refusals replay like successes; LOCKED (a concurrent duplicate), RATE_LIMITED (nothing ran) and
-          // unexpected failures free the key.
-          if (e instanceof AppError && e.status < 500 && e.code !== "LOCKED" && e.code !== "RATE_LIMITED") {
-            await idem.ledger.completeIdempotency(idem.userId, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message)));
-          } else {
-            await idem.ledger.releaseIdempotency(idem.userId, idem.key);
-          }
-        }
-        throw e;
-      }
-    },
-  );
+    // Idempotency-Keys live in the activity's ledger (an unknown activity is refused by the run below).
+    const key = c.req.header("idempotency-key");
+    const activity = config.activities.get(activityId);
+    const idem =
+      key !== undefined && user && activity
+        ? { userId: user.id, key: checkKey(key), ledger: ledgerFor(c.env, activity.namespace), fingerprint: await requestFingerprint(method, c.req.url, body) }
+        : undefined;
+    return withIdempotency(idem, requestId, async () => {
+      // After a replay (a retry of a request already answered gets its answer, not a 429).
+      const task = activity && own(activity.tasks, taskId);
+      await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
+      const result = await runTask({
+        requestId,
+        now: c.get("now"),
+        env: c.env,
+        ctx: c.executionCtx,
+        config,
+        method,
+        activityId,
+        taskId,
+        query: c.req.query(),
+        body,
+        user,
+        idempotencyKey: idem?.key,
+      });
+      return c.json(result, 200);
+    });
+  });
 }

@@ -74,15 +74,15 @@ describe("seed 003's red packet (stock 3, amount 1)", () => {
   });
 
   it("answers the seed's configured message for each bad parameter", async () => {
-    const cases: [Record<string, unknown>, string][] = [
-      [{ sex: 1, phone: "13800138000" }, "deviceId parameter error"],
-      [{ ...seedParams, sex: 2 }, "gender range error"],
-      [{ ...seedParams, phone: "12800138000" }, "phone number format error"],
+    const cases: [Record<string, unknown>, string, string][] = [
+      [{ sex: 1, phone: "13800138000" }, "deviceId parameter error", "/deviceId"],
+      [{ ...seedParams, sex: 2 }, "gender range error", "/sex"],
+      [{ ...seedParams, phone: "12800138000" }, "phone number format error", "/phone"],
     ];
-    for (const [body, message] of cases) {
+    for (const [body, message, pointer] of cases) {
       const res = await runTask("double11", "openRedPacket", { user: "bad-params", body, now: NOW });
       expect(res.status).toBe(400);
-      expect(res.json.error).toEqual({ code: "INVALID_PARAMS", message });
+      expect(res.json.error).toEqual({ code: "INVALID_PARAMS", message, details: [{ pointer, message }] });
     }
     expect(await counter("double11-2026", "bad-params", "limit:openRedPacket:activity:all")).toBeUndefined();
   });

@@ -89,7 +89,8 @@ describe("GET tasks read their rules from the query string", () => {
       [{ page: "1", code: "abcd" }, "code must be 4-6 capitals"],
     ] as const) {
       const res = await runTask("queries", "lookup", { method: "GET", user: "q", query, now: NOW });
-      expect(res.json.error).toEqual({ code: "INVALID_PARAMS", message });
+      const pointer = message.startsWith("page") ? "/page" : "/code";
+      expect(res.json.error).toEqual({ code: "INVALID_PARAMS", message, details: [{ pointer, message }] });
     }
   });
 });

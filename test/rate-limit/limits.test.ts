@@ -58,16 +58,22 @@ describe(`rate limits (${upstash ? "Upstash backend" : "Durable Object backend"}
     const ok = [];
     for (let i = 0; i < 3; i++) ok.push(await run("perUser", { user }));
     expect(statuses(ok)).toEqual([200, 200, 200]);
-    expect(ok.map((r) => r.headers.get("ratelimit-remaining"))).toEqual(["2", "1", "0"]);
+    expect(ok.map((r) => r.headers.get("ratelimit")?.split(";t=")[0])).toEqual([
+      '"task:limits/perUser#0";r=2',
+      '"task:limits/perUser#0";r=1',
+      '"task:limits/perUser#0";r=0',
+    ]);
     const refused = await run("perUser", { user });
     expect(refused.status).toBe(429);
     expect(refused.json.error.code).toBe("RATE_LIMITED");
     const retryAfter = Number(refused.headers.get("retry-after"));
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
-    expect(refused.headers.get("ratelimit-limit")).toBe("3");
-    expect(refused.headers.get("ratelimit-remaining")).toBe("0");
-    expect(refused.headers.get("ratelimit-policy")).toBe("3;w=60");
+    // draft-ietf-httpapi-ratelimit-headers: the policy (quota q per window w) and what is left of it (r, reset in t s).
+    expect(refused.headers.get("ratelimit-policy")).toBe('"task:limits/perUser#0";q=3;w=60');
+    const [, left, reset] = /^"task:limits\/perUser#0";r=(\d+);t=(\d+)$/.exec(refused.headers.get("ratelimit") ?? "") ?? [];
+    expect(left).toBe("0");
+    expect(Number(reset)).toBe(retryAfter);
     // Someone else is not affected.
     expect((await run("perUser", { user: `other-${unique()}` })).status).toBe(200);
   });
@@ -99,7 +105,7 @@ describe(`rate limits (${upstash ? "Upstash backend" : "Durable Object backend"}
   it("applies every rule of a list and reports the tightest", async () => {
     const user = `both-${unique()}`;
     const first = await run("both", { user });
-    expect(first.headers.get("ratelimit-limit")).toBe("5");
+    expect(first.headers.get("ratelimit-policy")).toBe('"task:limits/both#0";q=5;w=60');
     for (let i = 0; i < 4; i++) await run("both", { user });
     expect((await run("both", { user })).status).toBe(429);
   });
@@ -118,8 +124,9 @@ describe(`rate limits (${upstash ? "Upstash backend" : "Durable Object backend"}
     const first = await call("/v1/flash-sales/limited-sale", { method: "GET", now: NOW });
     const second = await call("/v1/flash-sales/limited-sale", { method: "GET", now: NOW });
     expect(first.status).toBe(200);
-    expect(first.headers.get("ratelimit-policy")).toBe("100000;w=60");
-    expect(Number(second.headers.get("ratelimit-remaining"))).toBeLessThan(Number(first.headers.get("ratelimit-remaining")));
+    expect(first.headers.get("ratelimit-policy")).toBe('"route:flash-sale.status#0";q=100000;w=60');
+    const left = (r: typeof first) => Number(/;r=(\d+);/.exec(r.headers.get("ratelimit") ?? "")?.[1]);
+    expect(left(second)).toBeLessThan(left(first));
   });
 
   it.runIf(!upstash)("keeps a long window's count when its bucket object loses its memory (eviction, restart)", async () => {

@@ -1,6 +1,7 @@
 /** Grants chance increments: e.g. a daily sign-in that gives one more draw to a task that spends them. */
 import { z } from "zod";
 import { chanceKey } from "../../accounts/chances";
+import { own } from "../../config/compiled";
 import { ArgsError, defineReward } from "../define";
 
 export const chancesReward = defineReward({
@@ -12,7 +13,7 @@ export const chancesReward = defineReward({
   args: z.object({ chance: z.string().min(1), amount: z.number().int().min(1).default(1) }).strict(),
   example: { chance: "draw", amount: 1 },
   prepare(args, { activity }) {
-    const kind = activity.chances[args.chance];
+    const kind = own(activity.chances, args.chance);
     if (!kind) {
       throw new ArgsError(`unknown chance kind '${args.chance}'; declared: ${Object.keys(activity.chances).join(", ") || "none"}`, ["chance"]);
     }

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { AppError } from "../../errors";
 import { activityPool, cancelPrize, candidateShards, drawPrize, prizeIdPrefix } from "../../prizes/pools";
+import { own } from "../../config/compiled";
 import { ArgsError, defineReward } from "../define";
 
 export const lottery = defineReward({
@@ -16,7 +17,7 @@ export const lottery = defineReward({
   args: z.object({ pool: z.string().min(1) }).strict(),
   example: { pool: "main" },
   prepare(args, { activity }) {
-    if (!activity.pools[args.pool] && !activity.managedPools[args.pool]) {
+    if (!own(activity.pools, args.pool) && !own(activity.managedPools, args.pool)) {
       const declared = [...Object.keys(activity.pools), ...Object.keys(activity.managedPools)];
       throw new ArgsError(`unknown pool '${args.pool}'; declared: ${declared.join(", ") || "none"}`, ["pool"]);
     }

@@ -1,6 +1,7 @@
 /** Spends chances: the run needs `cost` chances of a kind and takes them, or is refused with NO_CHANCES. */
 import { z } from "zod";
 import { chanceKey } from "../../accounts/chances";
+import { own } from "../../config/compiled";
 import { ArgsError, defineValidator } from "../define";
 
 export const chances = defineValidator({
@@ -18,7 +19,7 @@ export const chances = defineValidator({
   example: { chance: "draw", cost: 1, message: "No draws left today: sign in to earn one" },
   needsUser: true,
   prepare(args, { activity }) {
-    const kind = activity.chances[args.chance];
+    const kind = own(activity.chances, args.chance);
     if (!kind) {
       throw new ArgsError(`unknown chance kind '${args.chance}'; declared: ${Object.keys(activity.chances).join(", ") || "none"}`, ["chance"]);
     }

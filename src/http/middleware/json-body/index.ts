@@ -1,0 +1,30 @@
+/**
+ * Request bodies: at most `maxBytes` (counted as read, so a chunked body without Content-Length is held to it too)
+ * and JSON. Applied once in front of every route, before any handler or validator reads the body.
+ */
+import type { MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { AppError } from "../../../errors";
+import type { AppEnv } from "../../../http";
+
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+
+export function jsonBody(options: { maxBytes: number }): MiddlewareHandler<AppEnv> {
+  const limit = bodyLimit({
+    maxSize: options.maxBytes,
+    onError: () => {
+      throw new AppError("PAYLOAD_TOO_LARGE", `the request body is over ${options.maxBytes / 1024} KB`);
+    },
+  });
+  return async function jsonBody(c, next) {
+    const req = c.req.raw;
+    // GET and DELETE bodies are never read; an empty POST (a body-less action such as close) needs no type.
+    if (req.body === null || c.req.method === "GET" || c.req.method === "HEAD") return next();
+    const type = c.req.header("content-type");
+    const empty = c.req.header("content-length") === "0";
+    if (type === undefined ? !empty : !JSON_TYPE.test(type)) {
+      throw new AppError("UNSUPPORTED_MEDIA_TYPE", "send the request body as application/json");
+    }
+    return limit(c, next);
+  };
+}
