@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { haveRedis } from "./scripts/upstash-gateway";
 
 const root = import.meta.dirname;
 const taskConfigs = readdirSync(join(root, "task-configs"))
@@ -29,6 +30,11 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
     },
   }));
 
+// The Upstash project needs a real redis-server. A fresh machine without one still runs everything else, and says how to
+// get the rest; CI must run the whole suite, so there the project stays and its setup fails on the missing server.
+const upstash = haveRedis() || process.env.CI === "true";
+if (!upstash) console.warn("upstash suite skipped: redis-server not found; apt-get install redis-server to run it");
+
 const shared = {
   setupFiles: ["./test/setup.ts"],
   testTimeout: 30_000,
@@ -38,20 +44,25 @@ const shared = {
 
 export default defineConfig({
   test: {
-    // A real HTTP partner (coupon center, JWKS), and a real redis-server behind an Upstash REST gateway.
-    globalSetup: ["./test/partner-server.ts", "./test/upstash-setup.ts"],
+    // A real HTTP partner (coupon center, JWKS) for every project.
+    globalSetup: ["./test/partner-server.ts"],
     projects: [
       {
         plugins: [worker()],
         test: { name: "worker", include: ["test/**/*.test.ts", "src/**/*.test.ts"], ...shared },
       },
-      {
-        // The rate-limit suite again, with @upstash/ratelimit against Redis instead of the Durable Object limiter.
-        plugins: [
-          worker((inject) => ({ UPSTASH_REDIS_REST_URL: inject("upstashUrl"), UPSTASH_REDIS_REST_TOKEN: inject("upstashToken"), UPSTASH_TIMEOUT_MS: "300" })),
-        ],
-        test: { name: "upstash", include: ["test/rate-limit/**/*.test.ts"], ...shared },
-      },
+      ...(upstash
+        ? [
+            {
+              // The rate-limit suite again, with @upstash/ratelimit against a real redis-server behind an Upstash REST
+              // gateway instead of the Durable Object limiter. Its own setup, so the other project never needs Redis.
+              plugins: [
+                worker((inject) => ({ UPSTASH_REDIS_REST_URL: inject("upstashUrl"), UPSTASH_REDIS_REST_TOKEN: inject("upstashToken"), UPSTASH_TIMEOUT_MS: "300" })),
+              ],
+              test: { name: "upstash", include: ["test/rate-limit/**/*.test.ts"], globalSetup: ["./test/upstash-setup.ts"], ...shared },
+            },
+          ]
+        : []),
     ],
   },
 });
