@@ -64,7 +64,11 @@ export default defineConfig({
               // The rate-limit suite again, with @upstash/ratelimit against a real redis-server behind an Upstash REST
               // gateway instead of the Durable Object limiter. Its own setup, so the other project never needs Redis.
               plugins: [
-                worker((inject) => ({ UPSTASH_REDIS_REST_URL: inject("upstashUrl"), UPSTASH_REDIS_REST_TOKEN: inject("upstashToken"), UPSTASH_TIMEOUT_MS: "300" })),
+                worker((inject) => ({
+                  UPSTASH_REDIS_REST_URL: inject("upstashUrl"),
+                  UPSTASH_REDIS_REST_TOKEN: inject("upstashToken"),
+                  UPSTASH_TIMEOUT_MS: "300",
+                })),
               ],
               test: { name: "upstash", include: ["test/rate-limit/**/*.test.ts"], globalSetup: ["./test/upstash-setup.ts"], ...shared },
             },
