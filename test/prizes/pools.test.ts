@@ -115,8 +115,9 @@ async function burst(task: string, n: number, now: string) {
   return { statuses, won, winners };
 }
 
-// The 10,000-draw races run 10,000 requests through the worker, which on a busy 2-core machine takes minutes.
-const RACE_TIMEOUT = 300_000;
+// A 10,000-draw race is 10,000 requests through the worker: about 40 s on an idle 2-core machine, over 3 minutes on a
+// busy one. The limit is there to catch a hang, not slowness.
+const RACE_TIMEOUT = 600_000;
 
 describe("prize pools", () => {
   it("issues exactly 100 of a pool of 100 to 10,000 concurrent draws at the end of the window, and records each win", async () => {
