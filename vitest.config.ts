@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
@@ -29,6 +30,18 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
     },
   }));
 
+// The Upstash project needs a real redis-server. A fresh machine without one still runs everything else, and says how to
+// get the rest; CI must run the whole suite, so there the project stays and its setup fails on the missing server.
+// (Asked here with node:child_process alone: vite's config loader wants no relative imports.)
+const redisFound = spawnSync("redis-server", ["--version"]).status === 0;
+const upstash = redisFound || process.env.CI === "true";
+// Vitest evaluates this file for the run and again for each project, all in one process: the notice goes out once.
+const noticed = globalThis as { fanfareUpstashNotice?: true };
+if (!upstash && !noticed.fanfareUpstashNotice) {
+  noticed.fanfareUpstashNotice = true;
+  console.warn("upstash suite skipped: redis-server not found; apt-get install redis-server to run it");
+}
+
 const shared = {
   setupFiles: ["./test/setup.ts"],
   testTimeout: 30_000,
@@ -38,20 +51,29 @@ const shared = {
 
 export default defineConfig({
   test: {
-    // A real HTTP partner (coupon center, JWKS), and a real redis-server behind an Upstash REST gateway.
-    globalSetup: ["./test/partner-server.ts", "./test/upstash-setup.ts"],
+    // A real HTTP partner (coupon center, JWKS) for every project.
+    globalSetup: ["./test/partner-server.ts"],
     projects: [
       {
         plugins: [worker()],
         test: { name: "worker", include: ["test/**/*.test.ts", "src/**/*.test.ts"], ...shared },
       },
-      {
-        // The rate-limit suite again, with @upstash/ratelimit against Redis instead of the Durable Object limiter.
-        plugins: [
-          worker((inject) => ({ UPSTASH_REDIS_REST_URL: inject("upstashUrl"), UPSTASH_REDIS_REST_TOKEN: inject("upstashToken"), UPSTASH_TIMEOUT_MS: "300" })),
-        ],
-        test: { name: "upstash", include: ["test/rate-limit/**/*.test.ts"], ...shared },
-      },
+      ...(upstash
+        ? [
+            {
+              // The rate-limit suite again, with @upstash/ratelimit against a real redis-server behind an Upstash REST
+              // gateway instead of the Durable Object limiter. Its own setup, so the other project never needs Redis.
+              plugins: [
+                worker((inject) => ({
+                  UPSTASH_REDIS_REST_URL: inject("upstashUrl"),
+                  UPSTASH_REDIS_REST_TOKEN: inject("upstashToken"),
+                  UPSTASH_TIMEOUT_MS: "300",
+                })),
+              ],
+              test: { name: "upstash", include: ["test/rate-limit/**/*.test.ts"], globalSetup: ["./test/upstash-setup.ts"], ...shared },
+            },
+          ]
+        : []),
     ],
   },
 });

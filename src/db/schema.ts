@@ -1,5 +1,8 @@
-/** Drizzle schema of the D1 database; mirrors `migrations/` (the SQL there is the source of truth). */
-import { integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+/**
+ * Drizzle schema of the D1 database. The SQL in `migrations/` is the source of truth; this mirrors it column for column,
+ * key for key and index for index, and `npm run db:check` fails when the two disagree.
+ */
+import { index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 export const configVersions = sqliteTable("config_versions", {
   hash: text("hash").primaryKey(),
@@ -10,84 +13,112 @@ export const configVersions = sqliteTable("config_versions", {
 
 export const configActivations = sqliteTable("config_activations", {
   id: integer("id").primaryKey({ autoIncrement: true }),
-  hash: text("hash").notNull(),
+  hash: text("hash")
+    .notNull()
+    .references(() => configVersions.hash),
   activatedAt: integer("activated_at").notNull(),
   note: text("note").notNull().default(""),
 });
 
-export const requestRecords = sqliteTable("request_records", {
-  id: text("id").primaryKey(),
-  namespace: text("namespace").notNull(),
-  activityId: text("activity_id").notNull(),
-  taskId: text("task_id").notNull(),
-  userId: text("user_id"),
-  configVersion: text("config_version").notNull(),
-  outcome: text("outcome").notNull(),
-  params: text("params").notNull(),
-  createdAt: integer("created_at").notNull(),
-});
+export const requestRecords = sqliteTable(
+  "request_records",
+  {
+    id: text("id").primaryKey(),
+    namespace: text("namespace").notNull(),
+    activityId: text("activity_id").notNull(),
+    taskId: text("task_id").notNull(),
+    userId: text("user_id"),
+    configVersion: text("config_version").notNull(),
+    outcome: text("outcome").notNull(),
+    params: text("params").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("request_records_by_user").on(t.namespace, t.userId, t.createdAt)],
+);
 
-export const participations = sqliteTable("participations", {
-  id: text("id").primaryKey(),
-  requestId: text("request_id").notNull().unique(),
-  namespace: text("namespace").notNull(),
-  activityId: text("activity_id").notNull(),
-  taskId: text("task_id").notNull(),
-  userId: text("user_id").notNull(),
-  period: text("period").notNull(),
-  createdAt: integer("created_at").notNull(),
-});
+export const participations = sqliteTable(
+  "participations",
+  {
+    id: text("id").primaryKey(),
+    requestId: text("request_id").notNull().unique(),
+    namespace: text("namespace").notNull(),
+    activityId: text("activity_id").notNull(),
+    taskId: text("task_id").notNull(),
+    userId: text("user_id").notNull(),
+    period: text("period").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("participations_by_user").on(t.namespace, t.userId, t.createdAt)],
+);
 
-export const rewardRecords = sqliteTable("reward_records", {
-  id: text("id").primaryKey(),
-  requestId: text("request_id").notNull(),
-  participationId: text("participation_id").notNull(),
-  namespace: text("namespace").notNull(),
-  activityId: text("activity_id").notNull(),
-  taskId: text("task_id").notNull(),
-  userId: text("user_id").notNull(),
-  type: text("type").notNull(),
-  amount: integer("amount").notNull(),
-  detail: text("detail").notNull(),
-  status: text("status").notNull(),
-  createdAt: integer("created_at").notNull(),
-});
+export const rewardRecords = sqliteTable(
+  "reward_records",
+  {
+    id: text("id").primaryKey(),
+    requestId: text("request_id").notNull(),
+    participationId: text("participation_id")
+      .notNull()
+      .references(() => participations.id),
+    namespace: text("namespace").notNull(),
+    activityId: text("activity_id").notNull(),
+    taskId: text("task_id").notNull(),
+    userId: text("user_id").notNull(),
+    type: text("type").notNull(),
+    amount: integer("amount").notNull(),
+    detail: text("detail").notNull(),
+    status: text("status").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("reward_records_by_user").on(t.namespace, t.userId, t.createdAt), index("reward_records_by_task").on(t.namespace, t.taskId)],
+);
 
-export const deliveries = sqliteTable("deliveries", {
-  id: text("id").primaryKey(),
-  kind: text("kind").notNull(),
-  grantId: text("grant_id"),
-  namespace: text("namespace").notNull(),
-  userId: text("user_id").notNull(),
-  target: text("target").notNull(),
-  payload: text("payload").notNull(),
-  status: text("status").notNull(),
-  attempts: integer("attempts").notNull().default(0),
-  lastError: text("last_error"),
-  createdAt: integer("created_at").notNull(),
-  updatedAt: integer("updated_at").notNull(),
-});
+export const deliveries = sqliteTable(
+  "deliveries",
+  {
+    id: text("id").primaryKey(),
+    kind: text("kind").notNull(),
+    grantId: text("grant_id"),
+    namespace: text("namespace").notNull(),
+    userId: text("user_id").notNull(),
+    target: text("target").notNull(),
+    payload: text("payload").notNull(),
+    status: text("status").notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    lastError: text("last_error"),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("deliveries_pending").on(t.status, t.updatedAt)],
+);
 
-export const couponWallet = sqliteTable("coupon_wallet", {
-  id: text("id").primaryKey(),
-  deliveryId: text("delivery_id").notNull().unique(),
-  namespace: text("namespace").notNull(),
-  userId: text("user_id").notNull(),
-  couponSn: text("coupon_sn").notNull(),
-  channel: text("channel").notNull(),
-  createdAt: integer("created_at").notNull(),
-});
+export const couponWallet = sqliteTable(
+  "coupon_wallet",
+  {
+    id: text("id").primaryKey(),
+    deliveryId: text("delivery_id").notNull().unique(),
+    namespace: text("namespace").notNull(),
+    userId: text("user_id").notNull(),
+    couponSn: text("coupon_sn").notNull(),
+    channel: text("channel").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("coupon_wallet_by_user").on(t.userId, t.createdAt)],
+);
 
-export const prizeDraws = sqliteTable("prize_draws", {
-  id: text("id").primaryKey(),
-  poolId: text("pool_id").notNull(),
-  shard: integer("shard").notNull(),
-  userId: text("user_id").notNull(),
-  outcome: text("outcome").notNull(),
-  tierId: text("tier_id"),
-  value: integer("value").notNull(),
-  at: integer("at").notNull(),
-});
+export const prizeDraws = sqliteTable(
+  "prize_draws",
+  {
+    id: text("id").primaryKey(),
+    poolId: text("pool_id").notNull(),
+    shard: integer("shard").notNull(),
+    userId: text("user_id").notNull(),
+    outcome: text("outcome").notNull(),
+    tierId: text("tier_id"),
+    value: integer("value").notNull(),
+    at: integer("at").notNull(),
+  },
+  (t) => [index("prize_draws_by_pool").on(t.poolId, t.at)],
+);
 
 export const prizePools = sqliteTable("prize_pools", {
   id: text("id").primaryKey(),
@@ -102,15 +133,19 @@ export const flashSales = sqliteTable("flash_sales", {
   createdAt: integer("created_at").notNull(),
 });
 
-export const flashSaleGrabs = sqliteTable("flash_sale_grabs", {
-  id: text("id").primaryKey(),
-  saleId: text("sale_id").notNull(),
-  shard: integer("shard").notNull(),
-  userId: text("user_id").notNull(),
-  outcome: text("outcome").notNull(),
-  token: text("token"),
-  at: integer("at").notNull(),
-});
+export const flashSaleGrabs = sqliteTable(
+  "flash_sale_grabs",
+  {
+    id: text("id").primaryKey(),
+    saleId: text("sale_id").notNull(),
+    shard: integer("shard").notNull(),
+    userId: text("user_id").notNull(),
+    outcome: text("outcome").notNull(),
+    token: text("token"),
+    at: integer("at").notNull(),
+  },
+  (t) => [index("flash_sale_grabs_by_sale").on(t.saleId, t.at)],
+);
 
 export const flashSaleTokenEvents = sqliteTable(
   "flash_sale_token_events",
@@ -118,15 +153,19 @@ export const flashSaleTokenEvents = sqliteTable(
   (t) => [primaryKey({ columns: [t.token, t.status] })],
 );
 
-export const flashSaleOrders = sqliteTable("flash_sale_orders", {
-  id: text("id").primaryKey(),
-  token: text("token").notNull().unique(),
-  saleId: text("sale_id").notNull(),
-  sku: text("sku").notNull(),
-  userId: text("user_id").notNull(),
-  price: integer("price").notNull(),
-  createdAt: integer("created_at").notNull(),
-});
+export const flashSaleOrders = sqliteTable(
+  "flash_sale_orders",
+  {
+    id: text("id").primaryKey(),
+    token: text("token").notNull().unique(),
+    saleId: text("sale_id").notNull(),
+    sku: text("sku").notNull(),
+    userId: text("user_id").notNull(),
+    price: integer("price").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("flash_sale_orders_by_sale").on(t.saleId, t.createdAt)],
+);
 
 export const deadLetters = sqliteTable("dead_letters", {
   id: text("id").primaryKey(),
