@@ -14,6 +14,7 @@ import { registerAdminPools } from "./routes/admin-pools";
 import { registerAdminSales } from "./routes/admin-sales";
 import { registerFlashSales } from "./routes/flash-sales";
 import { requireOperator } from "./auth/operator";
+import { log } from "./platform/log";
 
 /** Every request body, on every route: task params, tokens, admin definitions. */
 const MAX_BODY_BYTES = 16 * 1024;
@@ -52,13 +53,13 @@ app.onError((err, c) => {
   if (isRetryable(err)) {
     // A Durable Object (or the queue) refused or dropped the work: the client may retry. Nothing is half-done,
     // since every change is one transaction in one object (a grab that did commit is found by its Idempotency-Key).
-    console.warn(JSON.stringify({ message: "overloaded", requestId, error: String(err) }));
+    log.warn("overloaded", { requestId, error: String(err) });
     return c.json(errorBody(requestId, "UNAVAILABLE", "busy: please retry shortly"), 503, { "retry-after": "1", "x-request-id": requestId });
   }
   if (err instanceof HTTPException && err.status < 500) {
     if (/json/i.test(err.message)) return c.json(errorBody(requestId, "INVALID_JSON", "the request body is not valid JSON"), 400, { "x-request-id": requestId });
     return c.json(errorBody(requestId, "INVALID_PARAMS", err.message), 400, { "x-request-id": requestId });
   }
-  console.error(JSON.stringify({ message: "unhandled error", requestId, error: String(err), stack: (err as Error).stack }));
+  log.error("unhandled error", { requestId, error: String(err), stack: (err as Error).stack });
   return c.json(errorBody(requestId, "INTERNAL", "internal error"), 500, { "x-request-id": requestId });
 });

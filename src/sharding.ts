@@ -1,5 +1,6 @@
 /** Where a key lives among n single writers (prize-pool shards, stock shards, rate-limit buckets): a stable hash. */
 import { AppError } from "./errors";
+import { log } from "./platform/log";
 
 export function shardOf(key: string, shards: number): number {
   // FNV-1a: fast, and the same everywhere the key is hashed, so a user's home shard never moves.
@@ -22,6 +23,6 @@ export async function onEveryShard(what: string, shards: number, change: (shard:
   const results = await Promise.allSettled(Array.from({ length: shards }, (_, i) => change(i)));
   const failed = results.flatMap((r, i) => (r.status === "rejected" ? [i] : []));
   if (failed.length === 0) return;
-  console.error(JSON.stringify({ message: `${what}: shards did not answer`, shards: failed, errors: results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : [])) }));
+  log.error(`${what}: shards did not answer`, { shards: failed, errors: results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : [])) });
   throw new AppError("UNAVAILABLE", `${what}: shard(s) ${failed.join(", ")} did not answer; the others are done, repeat the request to finish`, { "retry-after": "1" });
 }

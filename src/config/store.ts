@@ -9,6 +9,7 @@ import { vars, type Env } from "../env";
 import { AppError } from "../errors";
 import { compileConfig, ConfigError, type ConfigFile } from "./compile";
 import type { CompiledConfig } from "./compiled";
+import { log } from "../platform/log";
 
 export interface ConfigBundle {
   files: ConfigFile[];
@@ -71,7 +72,7 @@ async function refresh(env: Env): Promise<CompiledConfig | undefined> {
   } catch (e) {
     // D1 briefly unreachable: the version in hand is still the best answer; without one, the client comes back.
     if (current) return current.config;
-    console.error(JSON.stringify({ message: "config store unreachable", error: String(e) }));
+    log.error("config store unreachable", { error: String(e) });
     throw new AppError("UNAVAILABLE", "the task config cannot be read right now; retry shortly", { "retry-after": "1" });
   }
   if (!version) return undefined;
@@ -88,7 +89,7 @@ async function refresh(env: Env): Promise<CompiledConfig | undefined> {
   } catch (e) {
     // A version this build cannot compile (pushed from newer tooling): keep serving the last good one.
     if (e instanceof ConfigError && current) {
-      console.error(JSON.stringify({ message: "pushed config rejected; keeping the previous version", hash, issues: e.issues }));
+      log.error("pushed config rejected; keeping the previous version", { hash, issues: e.issues });
       current.checkedAt = Date.now();
       return current.config;
     }

@@ -7,6 +7,7 @@
  */
 import type { Env } from "../env";
 import { AppError } from "../errors";
+import { log } from "../platform/log";
 
 const UNKNOWN_FOR_MS = 1000;
 /** Beyond this many remembered misses the oldest are forgotten (distinct made-up ids are left to rate limits). */
@@ -35,7 +36,7 @@ export class CreatedDefinitions<T> {
     try {
       json = await this.read(env, id);
     } catch (e) {
-      console.error(JSON.stringify({ message: "definition not read", id, error: String(e) }));
+      log.error("definition not read", { id, error: String(e) });
       // An id this isolate already found uncreated stays so while D1 is down (a created id is remembered for good,
       // and ids are permanent once used): a config-declared sale keeps selling through a D1 outage.
       if (missedUntil !== undefined) {

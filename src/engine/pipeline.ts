@@ -13,6 +13,7 @@ import { satisfies } from "../config/request-rules";
 import { own, type CompiledConfig } from "../config/compiled";
 import type { RewardOutcome } from "./define";
 import { TaskRun, type User } from "./run";
+import { log } from "../platform/log";
 
 export interface TaskRequest {
   requestId: string;
@@ -83,7 +84,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     // Only a definite refusal gives back what was taken: after an unexpected error the commit may have landed,
     // and a prize kept by mistake goes back at its claim deadline anyway.
     const compensations = (e instanceof AppError ? run.plan.compensations : []).map((undo) =>
-      undo().catch((err) => console.error(JSON.stringify({ message: "compensation failed", requestId: req.requestId, error: String(err) }))),
+      undo().catch((err) => log.error("compensation failed", { requestId: req.requestId, error: String(err) })),
     );
     await Promise.all(compensations);
     throw e;

@@ -2,6 +2,7 @@
 import type { Env } from "../env";
 import { shardOf } from "../sharding";
 import { BlockedCache, failOpen, type RateLimiter } from "./interface";
+import { log } from "../platform/log";
 
 /** Identifiers are hashed over this many objects: fewer cold objects than one per user, no single hot one. */
 const BUCKETS = 32;
@@ -20,7 +21,7 @@ export function durableObjectLimiter(env: Env): RateLimiter {
         if (!r.allowed) blocked.block(identifier, r.resetAt);
         return r;
       } catch (e) {
-        console.error(JSON.stringify({ message: "rate limiter unavailable; letting the request through", backend: "durable-object", error: String(e) }));
+        log.error("rate limiter unavailable; letting the request through", { backend: "durable-object", error: String(e) });
         return failOpen(rule);
       }
     },

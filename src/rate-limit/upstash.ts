@@ -3,6 +3,7 @@ import { Ratelimit } from "@upstash/ratelimit";
 import { Redis } from "@upstash/redis/cloudflare";
 import { failOpen, type RateLimiter } from "./interface";
 import type { RateLimitRule } from "./rule";
+import { log } from "../platform/log";
 
 /**
  * The library's cache forgets an identifier only when that identifier comes back after its reset: under a flood of
@@ -52,7 +53,7 @@ export function upstashLimiter(url: string, token: string, timeoutMs: number): R
   };
   let skipUntil = 0;
   const unavailable = (rule: RateLimitRule, error: string) => {
-    if (Date.now() >= skipUntil) console.error(JSON.stringify({ message: "rate limiter unavailable; letting requests through", backend: "upstash", forMs: SKIP_AFTER_FAILURE_MS, error }));
+    if (Date.now() >= skipUntil) log.error("rate limiter unavailable; letting requests through", { backend: "upstash", forMs: SKIP_AFTER_FAILURE_MS, error });
     skipUntil = Date.now() + SKIP_AFTER_FAILURE_MS;
     return failOpen(rule);
   };

@@ -1,5 +1,6 @@
 /** The seed's log executor: writes one structured line to the worker's logs (Workers Logs / `wrangler tail`). */
 import { z } from "zod";
+import { log as logLine } from "../../platform/log";
 import { defineCommand } from "../define";
 
 export const log = defineCommand({
@@ -18,16 +19,9 @@ export const log = defineCommand({
   run(run, { message, level }) {
     const rewards = [...run.rewards];
     run.plan.afterCommit.push(() => {
-      const line = JSON.stringify({
-      message,
-      requestId: run.init.requestId,
-      activityId: run.activity.id,
-      taskId: run.task.id,
-      userId: run.user?.id ?? null,
-        rewards,
-      });
-      if (level === "warn") console.warn(line);
-      else console.log(line);
+      const fields = { requestId: run.init.requestId, activityId: run.activity.id, taskId: run.task.id, userId: run.user?.id ?? null, rewards };
+      if (level === "warn") logLine.warn(message, fields);
+      else logLine.info(message, fields);
     });
   },
 });
