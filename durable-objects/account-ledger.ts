@@ -6,7 +6,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
-import { Outbox, OUTBOX_TABLE } from "./outbox";
+import { Outbox } from "./outbox";
 import type {
   CounterChange,
   IdempotencyClaim,
@@ -24,8 +24,7 @@ const SCHEMA = [
    CREATE TABLE idempotency_keys (
      user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
      body TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (user_id, key));
-   CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);
-   ${OUTBOX_TABLE}`,
+   CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);`,
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -46,13 +45,14 @@ export class AccountLedger extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.outbox = new Outbox<RecordBatch>(ctx, env, (batches) => ({
+    this.outbox = new Outbox<RecordBatch>(ctx, env, "LEDGER", (batches, origin) => ({
       kind: "records",
       records: {
         participations: batches.flatMap((b) => b.participations),
         rewards: batches.flatMap((b) => b.rewards),
         deliveries: batches.flatMap((b) => b.deliveries),
       },
+      origin,
     }));
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
@@ -63,6 +63,7 @@ export class AccountLedger extends DurableObject<Env> {
           this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", v + 1);
         });
       }
+      this.outbox.setUp();
     });
   }
 
@@ -186,6 +187,11 @@ export class AccountLedger extends DurableObject<Env> {
     } finally {
       await this.outbox.forward();
     }
+  }
+
+  /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
+  async confirm(rows: number[]): Promise<void> {
+    this.outbox.confirm(rows);
   }
 
   /** Row counts of the ledger's tables (operations, and tests proving a refusal wrote nothing). */

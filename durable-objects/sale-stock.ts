@@ -11,7 +11,7 @@ import { shardShare } from "../src/prizes/pool-definition";
 import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
 import { DeadlineClock } from "./deadline-clock";
-import { Outbox, OUTBOX_TABLE } from "./outbox";
+import { Outbox } from "./outbox";
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -26,8 +26,7 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, status);
   CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);
   CREATE TABLE IF NOT EXISTS loans (id TEXT PRIMARY KEY, units INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS borrowings (id TEXT PRIMARY KEY, from_shard INTEGER NOT NULL, units INTEGER);
-  ${OUTBOX_TABLE}`;
+  CREATE TABLE IF NOT EXISTS borrowings (id TEXT PRIMARY KEY, from_shard INTEGER NOT NULL, units INTEGER);`;
 
 type Counts = { stock: number; held: number; sold: number; expired: number; cancelled: number; lent_out: number; borrowed_in: number };
 
@@ -53,9 +52,10 @@ export class SaleStock extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.clock = new DeadlineClock(ctx, env);
-    this.outbox = new Outbox<SaleEvent>(ctx, env, (events) => ({ kind: "sale-events", events }));
+    this.outbox = new Outbox<SaleEvent>(ctx, env, "STOCK", (events, origin) => ({ kind: "sale-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(SCHEMA);
+      this.outbox.setUp();
       // Shards created before grabs took an Idempotency-Key.
       const columns = this.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('tokens')").toArray().map((c) => c.name);
       if (!columns.includes("idempotency_key")) this.sql.exec("ALTER TABLE tokens ADD COLUMN idempotency_key TEXT");
@@ -351,6 +351,11 @@ export class SaleStock extends DurableObject<Env> {
   private record(event: SaleEvent) {
     this.outbox.add(event);
     this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "sale outbox alarm not set", error: String(e) })));
+  }
+
+  /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
+  async confirm(rows: number[]): Promise<void> {
+    this.outbox.confirm(rows);
   }
 
   override async alarm(): Promise<void> {

@@ -1,5 +1,5 @@
 /** What a task run asks its activity's ledger to commit, in one transaction; plain data so it crosses RPC. */
-import type { deliveries, participations, rewardRecords } from "../db/schema";
+import type { deliveries, participations, requestRecords, rewardRecords } from "../db/schema";
 import type { Rejection } from "../engine/define";
 
 export interface CounterRef {
@@ -27,9 +27,12 @@ export interface LockClaim {
 export type ParticipationRow = typeof participations.$inferInsert;
 export type RewardRow = typeof rewardRecords.$inferInsert;
 export type DeliveryRow = typeof deliveries.$inferInsert;
+export type RequestRecordRow = typeof requestRecords.$inferInsert;
 
 /** Rows the ledger forwards to D1 (through the queue) once its transaction committed. */
 export interface RecordBatch {
+  /** The run's request record (absent from batches committed before runs carried theirs). */
+  requests?: RequestRecordRow[];
   participations: ParticipationRow[];
   rewards: RewardRow[];
   deliveries: DeliveryRow[];

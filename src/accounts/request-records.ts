@@ -4,7 +4,7 @@
  * record an isolate produced in FLUSH_MS. Grants never depend on this: they are in the run's own commit.
  */
 import type { Env, RequestRecordMessage } from "../env";
-import { packByBytes, utf8Bytes } from "../delivery/pack";
+import { packByBytes, utf8Bytes } from "../records/pack";
 
 const FLUSH_MS = 200;
 /** Params beyond this many bytes are kept as a marker, so one record never fills a message. */

@@ -2,7 +2,7 @@ import { createExecutionContext, createScheduledController } from "cloudflare:te
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import worker from "../../src/index";
-import { backoffSeconds, MAX_DELIVERY_ATTEMPTS } from "../../src/delivery/consumer";
+import { backoffSeconds, MAX_DELIVERY_ATTEMPTS } from "../../src/records/deliver";
 import { consume, eventually, pushConfigs, rows, runTask } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
