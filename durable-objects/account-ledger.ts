@@ -13,6 +13,7 @@ import type {
   LedgerPlan,
   LedgerResult,
   RecordBatch,
+  RequestRecordRow,
 } from "../src/accounts/ledger-plan";
 
 /** Each entry upgrades the ledger's storage by one version (recorded in `schema_version`). */
@@ -48,6 +49,7 @@ export class AccountLedger extends DurableObject<Env> {
     this.outbox = new Outbox<RecordBatch>(ctx, env, "LEDGER", (batches, origin) => ({
       kind: "records",
       records: {
+        requests: batches.flatMap((b) => b.requests ?? []),
         participations: batches.flatMap((b) => b.participations),
         rewards: batches.flatMap((b) => b.rewards),
         deliveries: batches.flatMap((b) => b.deliveries),
@@ -89,15 +91,18 @@ export class AccountLedger extends DurableObject<Env> {
           const { userId, key, status, body } = plan.idempotency;
           this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE user_id = ? AND key = ?", status, body, userId, key);
         }
-        const r = plan.records;
-        if (r.participations.length + r.rewards.length + r.deliveries.length > 0) {
+        const r: RecordBatch = { ...plan.records, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
+        if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length > 0) {
           this.outbox.add(r);
           queued = true;
         }
       });
     } catch (e) {
-      if (e instanceof Refusal) return e.result;
-      throw e;
+      if (!(e instanceof Refusal)) throw e;
+      // The refused run is recorded too, with the answer it got (its changes rolled back above).
+      const rejection = e.result.ok ? undefined : e.result.rejection;
+      if (plan.request && rejection) await this.record([{ ...plan.request, outcome: rejection.code }]);
+      return e.result;
     }
     if (queued) {
       // The run is committed: a failure to set the alarm must not turn it into an error the client retries.
@@ -187,6 +192,12 @@ export class AccountLedger extends DurableObject<Env> {
     } finally {
       await this.outbox.forward();
     }
+  }
+
+  /** Keeps request records of runs that did not commit here (refused earlier, or anonymous), for D1. */
+  async record(requests: RequestRecordRow[]): Promise<void> {
+    this.outbox.add({ requests, participations: [], rewards: [], deliveries: [] });
+    await this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "outbox alarm not set", error: String(e) })));
   }
 
   /** Forgets outbox rows that D1 now holds (called by the queue consumer). */

@@ -31,7 +31,7 @@ export type RequestRecordRow = typeof requestRecords.$inferInsert;
 
 /** Rows the ledger forwards to D1 (through the queue) once its transaction committed. */
 export interface RecordBatch {
-  /** The run's request record (absent from batches committed before runs carried theirs). */
+  /** Request records of runs (one for a run's commit; a batch of older outbox rows may have none). */
   requests?: RequestRecordRow[];
   participations: ParticipationRow[];
   rewards: RewardRow[];
@@ -49,6 +49,8 @@ export interface LedgerPlan {
   records: RecordBatch;
   /** The answer stored for Idempotency-Key replays. */
   idempotency?: { userId: string; key: string; status: number; body: string };
+  /** The run's request record; the ledger keeps it with the outcome it gives (OK, or its refusal's code). */
+  request?: RequestRecordRow;
 }
 
 export type LedgerResult = { ok: true } | { ok: false; rejection: Rejection };
