@@ -88,7 +88,7 @@ export async function replayPending(db: DrizzleD1Database, env: Env, now: number
     const r = await replayDeadLetter(db, env, row.id, now);
     if (r) replayed.push(r);
   }
-  const remaining = (await db.$count(deadLetters, isNull(deadLetters.replayedAt))) as number;
+  const remaining = await db.$count(deadLetters, isNull(deadLetters.replayedAt));
   return { replayed, remaining };
 }
 
