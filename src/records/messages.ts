@@ -20,7 +20,10 @@ export interface OutboxOrigin {
 export type RequestRecordMessage = typeof requestRecords.$inferInsert;
 export type RequestCountRow = typeof requestCounts.$inferInsert;
 
-/** Messages on the EVENTS queue. */
+/**
+ * Messages on the EVENTS queue. Runs' request records now travel in their ledger's `records`; the `requests` kind is
+ * still stored, so its messages already queued or dead-lettered are not refused.
+ */
 export type QueueMessage =
   | { kind: "requests"; records: RequestRecordMessage[] }
   | { kind: "request-counts"; counts: RequestCountRow[] }
