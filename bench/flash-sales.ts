@@ -60,17 +60,19 @@ async function sellOut(url: string, sale: string, users: string[], buyers: numbe
   return { tokens: granted.length, orders: orders.filter((o) => o.status === 200).length, errors: grabs.filter(({ r }) => r.status >= 500).length };
 }
 
-/** The consumer's "sale events stored" lines after `from` in the worker's output, added up. */
+/** The consumer's "records stored" lines after `from` that stored flash-sale rows, added up (orders, D1 batches). */
 function storedSince(worker: LocalWorker, from: number) {
   let orders = 0;
   let trips = 0;
   for (const line of worker.output().slice(from).split("\n")) {
-    const at = line.indexOf('{"message":"sale events stored"');
+    const at = line.indexOf('{"message":"records stored"');
     if (at === -1) continue;
     try {
-      const e = JSON.parse(line.slice(at)) as { orders: number; d1RoundTrips: number };
-      orders += e.orders;
-      trips += e.d1RoundTrips;
+      const e = JSON.parse(line.slice(at)) as { rows: Record<string, number>; d1Batches: number };
+      const sale = (e.rows.flash_sale_grabs ?? 0) + (e.rows.flash_sale_token_events ?? 0) + (e.rows.flash_sale_orders ?? 0);
+      if (sale === 0) continue;
+      orders += e.rows.flash_sale_orders ?? 0;
+      trips += e.d1Batches;
     } catch {
       // a line cut by the pipe: the next read sees it whole
     }

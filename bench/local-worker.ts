@@ -21,7 +21,8 @@ export interface LocalWorker {
   state: string;
   /** Everything the worker printed so far (its JSON log lines among them). */
   output(): string;
-  stop(): Promise<void>;
+  /** Ends the worker's whole process tree (SIGKILL: a crash, with no chance to flush anything). */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 export interface WorkerOptions {
@@ -33,6 +34,8 @@ export interface WorkerOptions {
   config?: string;
   /** "log" shows the worker's own log lines (which the figures read) along with every request: not for throughput. */
   logLevel?: "warn" | "log";
+  /** Start on the state as it is (a restart after a crash) instead of a fresh, migrated one. */
+  keepState?: boolean;
 }
 
 function run(cmd: string, args: string[]) {
@@ -42,9 +45,9 @@ function run(cmd: string, args: string[]) {
 
 export async function startWorker(port: number, o: WorkerOptions = {}): Promise<LocalWorker> {
   const state = o.state ?? process.env.BENCH_STATE_DIR ?? DEFAULT_STATE_DIR;
-  rmSync(state, { recursive: true, force: true });
+  if (!o.keepState) rmSync(state, { recursive: true, force: true });
   mkdirSync(state, { recursive: true });
-  if (!o.config) {
+  if (!o.config && !o.keepState) {
     run(bin("wrangler"), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state]);
     run(bin("tsx"), ["scripts/tasks.ts", "push", "--local", "--persist-to", state, "--note", "bench"]);
   }
@@ -76,9 +79,9 @@ export async function startWorker(port: number, o: WorkerOptions = {}): Promise<
     url,
     state,
     output: () => output,
-    stop: async () => {
+    stop: async (signal = "SIGTERM") => {
       try {
-        process.kill(-child.pid!, "SIGTERM");
+        process.kill(-child.pid!, signal);
       } catch {
         // already gone
       }

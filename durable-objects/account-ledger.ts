@@ -6,14 +6,16 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
-import { Outbox, OUTBOX_TABLE } from "./outbox";
+import { Outbox } from "./outbox";
 import type {
   CounterChange,
   IdempotencyClaim,
   LedgerPlan,
   LedgerResult,
   RecordBatch,
+  RequestRecordRow,
 } from "../src/accounts/ledger-plan";
+import { log } from "../src/platform/log";
 
 /** Each entry upgrades the ledger's storage by one version (recorded in `schema_version`). */
 const SCHEMA = [
@@ -24,8 +26,7 @@ const SCHEMA = [
    CREATE TABLE idempotency_keys (
      user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
      body TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (user_id, key));
-   CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);
-   ${OUTBOX_TABLE}`,
+   CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);`,
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -46,13 +47,15 @@ export class AccountLedger extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.outbox = new Outbox<RecordBatch>(ctx, env, (batches) => ({
+    this.outbox = new Outbox<RecordBatch>(ctx, env, "LEDGER", (batches, origin) => ({
       kind: "records",
       records: {
+        requests: batches.flatMap((b) => b.requests ?? []),
         participations: batches.flatMap((b) => b.participations),
         rewards: batches.flatMap((b) => b.rewards),
         deliveries: batches.flatMap((b) => b.deliveries),
       },
+      origin,
     }));
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
@@ -63,6 +66,7 @@ export class AccountLedger extends DurableObject<Env> {
           this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", v + 1);
         });
       }
+      this.outbox.setUp();
     });
   }
 
@@ -88,19 +92,22 @@ export class AccountLedger extends DurableObject<Env> {
           const { userId, key, status, body } = plan.idempotency;
           this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE user_id = ? AND key = ?", status, body, userId, key);
         }
-        const r = plan.records;
-        if (r.participations.length + r.rewards.length + r.deliveries.length > 0) {
+        const r: RecordBatch = { ...plan.records, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
+        if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length > 0) {
           this.outbox.add(r);
           queued = true;
         }
       });
     } catch (e) {
-      if (e instanceof Refusal) return e.result;
-      throw e;
+      if (!(e instanceof Refusal)) throw e;
+      // The refused run is recorded too, with the answer it got (its changes rolled back above).
+      const rejection = e.result.ok ? undefined : e.result.rejection;
+      if (plan.request && rejection) await this.record([{ ...plan.request, outcome: rejection.code }]);
+      return e.result;
     }
     if (queued) {
       // The run is committed: a failure to set the alarm must not turn it into an error the client retries.
-      await this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "outbox alarm not set", error: String(e) })));
+      await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
     }
     return { ok: true };
   }
@@ -186,6 +193,17 @@ export class AccountLedger extends DurableObject<Env> {
     } finally {
       await this.outbox.forward();
     }
+  }
+
+  /** Keeps request records of runs that did not commit here (refused earlier, or anonymous), for D1. */
+  async record(requests: RequestRecordRow[]): Promise<void> {
+    this.outbox.add({ requests, participations: [], rewards: [], deliveries: [] });
+    await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
+  }
+
+  /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
+  async confirm(rows: number[]): Promise<void> {
+    this.outbox.confirm(rows);
   }
 
   /** Row counts of the ledger's tables (operations, and tests proving a refusal wrote nothing). */

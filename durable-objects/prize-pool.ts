@@ -18,9 +18,10 @@ import {
 } from "../src/prizes/pool-definition";
 import { rebase, released, type Window } from "../src/prizes/schedule";
 import { DeadlineClock } from "./deadline-clock";
-import { Outbox, OUTBOX_TABLE } from "./outbox";
+import { Outbox } from "./outbox";
 import { migrateStorage, type StorageMigration } from "./storage-migrations";
 import { pickWeighted, uniformRandom } from "../src/random";
+import { log } from "../src/platform/log";
 
 export type PoolEvent = { draw: DrawRecord } | { update: { grantId: string; status: "claimed" | "expired" | "cancelled" } };
 
@@ -37,8 +38,7 @@ const MIGRATIONS: StorageMigration[] = [
   CREATE INDEX IF NOT EXISTS grants_by_user ON grants (user_id, status);
   CREATE INDEX IF NOT EXISTS grants_to_expire ON grants (status, expires_at);
   CREATE TABLE IF NOT EXISTS foreign_wins (grant_id TEXT PRIMARY KEY, user_id TEXT NOT NULL);
-  CREATE INDEX IF NOT EXISTS foreign_wins_by_user ON foreign_wins (user_id);
-  ${OUTBOX_TABLE}`),
+  CREATE INDEX IF NOT EXISTS foreign_wins_by_user ON foreign_wins (user_id);`),
 ];
 
 type TierRow = {
@@ -83,9 +83,10 @@ export class PrizePool extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.clock = new DeadlineClock(ctx, env);
-    this.outbox = new Outbox<PoolEvent>(ctx, env, (events) => ({ kind: "pool-events", events }));
+    this.outbox = new Outbox<PoolEvent>(ctx, env, "POOLS", (events, origin) => ({ kind: "pool-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
+      this.outbox.setUp();
       const meta = Object.fromEntries(this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM meta").toArray().map((r) => [r.k, r.v]));
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
@@ -228,7 +229,7 @@ export class PrizePool extends DurableObject<Env> {
     this.outbox.add({
       draw: { id: req.grantId, poolId: this.definition!.id, shard: this.definition!.shard, userId: req.userId, outcome, tierId, value, at: req.now },
     });
-    this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "pool outbox alarm not set", error: String(e) })));
+    this.outbox.schedule().catch((e) => log.error("pool outbox alarm not set", { error: String(e) }));
   }
 
   /** The winner claims a prize before its deadline; anyone else, or a second claim, is refused. */
@@ -302,6 +303,11 @@ export class PrizePool extends DurableObject<Env> {
       this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM grants WHERE status = 'issued' AND expires_at IS NOT NULL").one().at ??
       Infinity
     );
+  }
+
+  /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
+  async confirm(rows: number[]): Promise<void> {
+    this.outbox.confirm(rows);
   }
 
   override async alarm(): Promise<void> {

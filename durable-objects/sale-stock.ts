@@ -11,8 +11,9 @@ import { shardShare } from "../src/prizes/pool-definition";
 import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
 import { DeadlineClock } from "./deadline-clock";
-import { Outbox, OUTBOX_TABLE } from "./outbox";
+import { Outbox } from "./outbox";
 import { hasColumn, migrateStorage, type StorageMigration } from "./storage-migrations";
+import { log } from "../src/platform/log";
 
 const MIGRATIONS: StorageMigration[] = [
   (sql) => sql.exec(`
@@ -28,8 +29,7 @@ const MIGRATIONS: StorageMigration[] = [
   CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, status);
   CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);
   CREATE TABLE IF NOT EXISTS loans (id TEXT PRIMARY KEY, units INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS borrowings (id TEXT PRIMARY KEY, from_shard INTEGER NOT NULL, units INTEGER);
-  ${OUTBOX_TABLE}`),
+  CREATE TABLE IF NOT EXISTS borrowings (id TEXT PRIMARY KEY, from_shard INTEGER NOT NULL, units INTEGER);`),
   // A grab with an Idempotency-Key is answered with the token it took, whenever it is repeated: one token per key.
   (sql) => {
     if (!hasColumn(sql, "tokens", "idempotency_key")) sql.exec("ALTER TABLE tokens ADD COLUMN idempotency_key TEXT");
@@ -64,9 +64,10 @@ export class SaleStock extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.clock = new DeadlineClock(ctx, env);
-    this.outbox = new Outbox<SaleEvent>(ctx, env, (events) => ({ kind: "sale-events", events }));
+    this.outbox = new Outbox<SaleEvent>(ctx, env, "STOCK", (events, origin) => ({ kind: "sale-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
+      this.outbox.setUp();
       const meta = Object.fromEntries(this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM meta").toArray().map((r) => [r.k, r.v]));
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
@@ -227,7 +228,7 @@ export class SaleStock extends DurableObject<Env> {
     try {
       units = await saleShard(this.env, d.id, from).lend(d, from, id, now);
     } catch (e) {
-      console.error(JSON.stringify({ message: "stock loan unanswered; retried later", sale: d.id, loan: id, from, error: String(e) }));
+      log.error("stock loan unanswered; retried later", { sale: d.id, loan: id, from, error: String(e) });
       return false;
     }
     this.ctx.storage.transactionSync(() => {
@@ -354,7 +355,7 @@ export class SaleStock extends DurableObject<Env> {
       .exec<{ token: string; expires_at: number }>("SELECT token, expires_at FROM tokens WHERE status = 'held' AND expires_at < ? LIMIT 1000", now)
       .toArray();
     for (const t of due) this.expire(t.token, t.expires_at);
-    if (due.length > 0) this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "sale outbox alarm not set", error: String(e) })));
+    if (due.length > 0) this.outbox.schedule().catch((e) => log.error("sale outbox alarm not set", { error: String(e) }));
     // Only once all that was due is gone (at most 1000 a time) is the next deadline known.
     this.nextExpiry = due.length < 1000 ? this.earliestDeadline() : undefined;
     return due.length;
@@ -366,7 +367,12 @@ export class SaleStock extends DurableObject<Env> {
 
   private record(event: SaleEvent) {
     this.outbox.add(event);
-    this.outbox.schedule().catch((e) => console.error(JSON.stringify({ message: "sale outbox alarm not set", error: String(e) })));
+    this.outbox.schedule().catch((e) => log.error("sale outbox alarm not set", { error: String(e) }));
+  }
+
+  /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
+  async confirm(rows: number[]): Promise<void> {
+    this.outbox.confirm(rows);
   }
 
   override async alarm(): Promise<void> {

@@ -12,6 +12,7 @@ import { registerTasks } from "./routes/tasks";
 import { registerPrizes } from "./routes/prizes";
 import { registerAdminPools } from "./routes/admin-pools";
 import { registerAdminSales } from "./routes/admin-sales";
+import { registerAdminDeadLetters } from "./routes/admin-dead-letters";
 import { registerFlashSales } from "./routes/flash-sales";
 import { requireOperator } from "./auth/operator";
 import { log } from "./platform/log";
@@ -39,6 +40,7 @@ app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "ht
 app.use("/v1/admin/*", requireOperator);
 registerAdminPools(app);
 registerAdminSales(app);
+registerAdminDeadLetters(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

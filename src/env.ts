@@ -3,11 +3,12 @@ import { z } from "zod";
 import { AppError } from "./errors";
 import { RateLimitSchema } from "./rate-limit/rule";
 import type { AccountLedger } from "../durable-objects/account-ledger";
-import type { PoolEvent, PrizePool } from "../durable-objects/prize-pool";
+import type { PrizePool } from "../durable-objects/prize-pool";
 import type { SaleStock } from "../durable-objects/sale-stock";
 import type { RateLimitCounter } from "../durable-objects/rate-limit-counter";
-import type { SaleEvent } from "./sales/sale-definition";
-import type { RecordBatch } from "./accounts/ledger-plan";
+import type { QueueMessage } from "./records/messages";
+
+export type { QueueMessage, RequestRecordMessage } from "./records/messages";
 
 export interface Env {
   DB: D1Database;
@@ -31,6 +32,8 @@ export interface Env {
   /** When set, coupons are delivered to this HTTP coupon center instead of the built-in wallet. */
   COUPON_CENTER_URL?: string;
   COUPON_CENTER_TOKEN?: string;
+  /** Standard Webhooks signing secrets of outbound HTTP targets, JSON: {"https://partner.example": "whsec_..."}. */
+  WEBHOOK_SECRETS?: string;
   /** When both are set, rate limits are counted in Upstash Redis (REST) instead of the embedded Durable Objects. */
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;
@@ -50,26 +53,6 @@ export interface Env {
 
 /** Routes that can carry a rate limit of their own (ROUTE_RATE_LIMITS), beside tasks' and sales' limits in config. */
 export const RATE_LIMITED_ROUTES = ["tasks", "flash-sale.grab", "flash-sale.checkout", "flash-sale.cancel", "flash-sale.status", "prize.claim"] as const;
-
-/** Messages on the EVENTS queue. */
-export type QueueMessage =
-  | { kind: "requests"; records: RequestRecordMessage[] }
-  | { kind: "records"; records: RecordBatch }
-  | { kind: "pool-events"; events: PoolEvent[] }
-  | { kind: "sale-events"; events: SaleEvent[] }
-  | { kind: "delivery"; deliveryId: string };
-
-export interface RequestRecordMessage {
-  id: string;
-  namespace: string;
-  activityId: string;
-  taskId: string;
-  userId: string | null;
-  configVersion: string;
-  outcome: string;
-  params: string;
-  createdAt: number;
-}
 
 /** A comma-separated list of browser origins (`https://shop.example.com`), or `*` for any. */
 const Origins = z
@@ -107,6 +90,23 @@ const VarsSchema = z
     CONFIG_REFRESH_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
     COUPON_CENTER_URL: z.url().optional(),
     COUPON_CENTER_TOKEN: z.string().optional(),
+    WEBHOOK_SECRETS: z
+      .string()
+      .transform((text, ctx) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.addIssue({ code: "custom", message: "WEBHOOK_SECRETS must be JSON" });
+          return z.NEVER;
+        }
+      })
+      .pipe(
+        z.record(
+          z.url().transform((u) => new URL(u).origin),
+          z.string().startsWith("whsec_", "WEBHOOK_SECRETS values must be whsec_ secrets"),
+        ),
+      )
+      .optional(),
     UPSTASH_REDIS_REST_URL: z.url().optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
     UPSTASH_TIMEOUT_MS: z.coerce.number().int().min(50).max(10_000).default(1000),

@@ -1,9 +1,11 @@
 /** The worker: HTTP API, the EVENTS queue consumer (and its dead-letter queue's), and the cron sweep of the delivery outbox. */
 import { drizzle } from "drizzle-orm/d1";
 import { app } from "./app";
-import { consumeEvents, DEAD_LETTER_QUEUE, storeDeadLetters } from "./delivery/consumer";
-import { resendStale } from "./delivery/outbox";
 import type { Env, QueueMessage } from "./env";
+import { consumeEvents } from "./records/consumer";
+import { isDeadLetterQueue, storeDeadLetters } from "./records/dead-letters";
+import { resendStale } from "./records/deliver";
+import { log } from "./platform/log";
 
 export { AccountLedger } from "../durable-objects/account-ledger";
 export { PrizePool } from "../durable-objects/prize-pool";
@@ -12,9 +14,9 @@ export { RateLimitCounter } from "../durable-objects/rate-limit-counter";
 
 export default {
   fetch: app.fetch,
-  queue: (batch, env, _ctx) => (batch.queue === DEAD_LETTER_QUEUE ? storeDeadLetters(batch, env) : consumeEvents(batch, env)),
+  queue: (batch, env, _ctx) => (isDeadLetterQueue(batch.queue) ? storeDeadLetters(batch, env) : consumeEvents(batch, env)),
   scheduled: async (_controller, env, _ctx) => {
     const resent = await resendStale(drizzle(env.DB), env, Date.now());
-    if (resent > 0) console.log(JSON.stringify({ message: "re-sent stale deliveries", count: resent }));
+    if (resent > 0) log.info("re-sent stale deliveries", { count: resent });
   },
 } satisfies ExportedHandler<Env, QueueMessage>;

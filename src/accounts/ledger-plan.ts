@@ -1,5 +1,5 @@
 /** What a task run asks its activity's ledger to commit, in one transaction; plain data so it crosses RPC. */
-import type { deliveries, participations, rewardRecords } from "../db/schema";
+import type { deliveries, participations, requestRecords, rewardRecords } from "../db/schema";
 import type { Rejection } from "../engine/define";
 
 export interface CounterRef {
@@ -27,9 +27,12 @@ export interface LockClaim {
 export type ParticipationRow = typeof participations.$inferInsert;
 export type RewardRow = typeof rewardRecords.$inferInsert;
 export type DeliveryRow = typeof deliveries.$inferInsert;
+export type RequestRecordRow = typeof requestRecords.$inferInsert;
 
 /** Rows the ledger forwards to D1 (through the queue) once its transaction committed. */
 export interface RecordBatch {
+  /** Request records of runs (one for a run's commit; a batch of older outbox rows may have none). */
+  requests?: RequestRecordRow[];
   participations: ParticipationRow[];
   rewards: RewardRow[];
   deliveries: DeliveryRow[];
@@ -46,6 +49,8 @@ export interface LedgerPlan {
   records: RecordBatch;
   /** The answer stored for Idempotency-Key replays. */
   idempotency?: { userId: string; key: string; status: number; body: string };
+  /** The run's request record; the ledger keeps it with the outcome it gives (OK, or its refusal's code). */
+  request?: RequestRecordRow;
 }
 
 export type LedgerResult = { ok: true } | { ok: false; rejection: Rejection };

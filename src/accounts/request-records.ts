@@ -1,37 +1,62 @@
 /**
- * Request records leave through the EVENTS queue in batches: a run adds its record to the isolate's buffer, and the
- * first run after a flush schedules the next one (kept alive by its waitUntil), so one message carries every
- * record an isolate produced in FLUSH_MS. Grants never depend on this: they are in the run's own commit.
+ * Request records, and counts of requests refused before a task ran. A run's record travels like a grant, through
+ * its activity's ledger outbox: a run that reaches the ledger carries its record in the commit (the ledger sets the
+ * outcome, OK or its refusal); a run refused earlier sends it to the ledger after the answer (waitUntil), so no
+ * successful run pays an extra call. Rate-limited requests are only counted, per isolate, scope, outcome and minute,
+ * and flushed through the queue: a count can be lost with its isolate, a grant or a run's record never.
  */
 import type { Env, RequestRecordMessage } from "../env";
-import { packByBytes, utf8Bytes } from "../delivery/pack";
+import type { RequestCountRow } from "../records/messages";
+import { utf8Bytes } from "../records/pack";
+import { ledgerFor } from "./ledger";
+import { log } from "../platform/log";
 
-const FLUSH_MS = 200;
 /** Params beyond this many bytes are kept as a marker, so one record never fills a message. */
 const MAX_PARAMS_BYTES = 4096;
 
-let pending: RequestRecordMessage[] = [];
+/** A run's record with its params bounded in size. */
+export function requestRecord(record: RequestRecordMessage): RequestRecordMessage {
+  const size = utf8Bytes(record.params);
+  return size > MAX_PARAMS_BYTES ? { ...record, params: JSON.stringify({ truncated: true, bytes: size }) } : record;
+}
+
+/** The record of a run that never reached its ledger (refused before the commit, or anonymous): sent after the answer. */
+export function recordOutsideCommit(env: Env, ctx: { waitUntil(p: Promise<unknown>): void }, record: RequestRecordMessage) {
+  ctx.waitUntil(
+    ledgerFor(env, record.namespace)
+      .record([record])
+      .catch((e: unknown) => log.error("request record not kept", { requestId: record.id, error: String(e) })),
+  );
+}
+
+const FLUSH_MS = 1000;
+const MINUTE_MS = 60_000;
+
+let counts = new Map<string, RequestCountRow>();
 let scheduled = false;
 
-export function recordRequest(env: Env, ctx: { waitUntil(p: Promise<unknown>): void }, record: RequestRecordMessage) {
-  const size = utf8Bytes(record.params);
-  pending.push(size > MAX_PARAMS_BYTES ? { ...record, params: JSON.stringify({ truncated: true, bytes: size }) } : record);
+/** Counts one request refused before any task ran (e.g. RATE_LIMITED); flushed within FLUSH_MS. */
+export function countRequest(env: Env, waitUntil: (p: Promise<unknown>) => void, scope: string, outcome: string) {
+  const minute = Math.floor(Date.now() / MINUTE_MS) * MINUTE_MS;
+  const key = `${scope}\t${outcome}\t${minute}`;
+  const row = counts.get(key);
+  if (row) row.count++;
+  else counts.set(key, { id: "", scope, outcome, minute, count: 1 });
   if (scheduled) return;
   scheduled = true;
-  ctx.waitUntil(flushSoon(env));
+  waitUntil(flushSoon(env));
 }
 
 async function flushSoon(env: Env) {
   await new Promise((r) => setTimeout(r, FLUSH_MS));
-  const records = pending;
-  pending = [];
+  const rows = [...counts.values()];
+  counts = new Map();
   scheduled = false;
+  // One id per flush: a redelivered message is not counted twice.
+  const flush = crypto.randomUUID();
   try {
-    // One message per group: a batch send is itself limited in total size.
-    for (const group of packByBytes(records, (r) => utf8Bytes(JSON.stringify(r)))) {
-      await env.EVENTS.send({ kind: "requests", records: group });
-    }
+    await env.EVENTS.send({ kind: "request-counts", counts: rows.map((r) => ({ ...r, id: `${flush}:${r.scope}:${r.outcome}:${r.minute}` })) });
   } catch (e) {
-    console.error(JSON.stringify({ message: "request records not sent", count: records.length, error: String(e) }));
+    log.error("request counts lost", { rows: rows.length, error: String(e) });
   }
 }

@@ -173,4 +173,18 @@ export const deadLetters = sqliteTable("dead_letters", {
   body: text("body").notNull(),
   attempts: integer("attempts").notNull(),
   receivedAt: integer("received_at").notNull(),
+  /** When the body was sent back to its queue (a replay is done once). */
+  replayedAt: integer("replayed_at"),
+});
+
+/**
+ * Requests refused before a task ran (rate limits), counted per isolate and minute and flushed through the queue.
+ * One row per flush (its id), summed when read: a redelivered flush is not counted twice.
+ */
+export const requestCounts = sqliteTable("request_counts", {
+  id: text("id").primaryKey(),
+  scope: text("scope").notNull(),
+  outcome: text("outcome").notNull(),
+  minute: integer("minute").notNull(),
+  count: integer("count").notNull(),
 });

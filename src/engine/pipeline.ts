@@ -5,7 +5,7 @@
  * transaction that writes everything, so a refused run leaves nothing behind.
  */
 import { ledgerFor } from "../accounts/ledger";
-import { recordRequest } from "../accounts/request-records";
+import { recordOutsideCommit, requestRecord } from "../accounts/request-records";
 import type { LedgerPlan } from "../accounts/ledger-plan";
 import type { Env, RequestRecordMessage } from "../env";
 import { AppError, jsonPointer } from "../errors";
@@ -61,7 +61,19 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
 
   const params = { ...req.query, ...req.body };
   const run = new TaskRun({ ...req, activity, task, params, configVersion: req.config.version });
-  let outcome = "OK";
+  const record = requestRecord({
+    id: req.requestId,
+    namespace: activity.namespace,
+    activityId: activity.id,
+    taskId: task.id,
+    userId: req.user?.id ?? null,
+    configVersion: req.config.version,
+    outcome: "OK",
+    params: JSON.stringify(params),
+    createdAt: req.now,
+  });
+  // Whether the ledger answered the commit: it then holds the run's record, with the outcome it gave.
+  let committed = false;
   try {
     if (req.now < activity.begin || req.now > activity.end) throw new AppError("OUTSIDE_TIME_WINDOW", activity.windowMessage);
 
@@ -76,11 +88,12 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     for (const c of task.afterCommands) await c.def.run(run, c.args);
 
     const result: TaskSuccess = { ok: true, requestId: req.requestId, activityId: activity.id, taskId: task.id, rewards: run.rewards };
-    await commit(run, req.idempotencyKey, result);
+    committed = await commit(run, req.idempotencyKey, result, record);
     for (const done of run.plan.afterCommit) done();
     return result;
   } catch (e) {
-    outcome = e instanceof AppError ? e.code : "INTERNAL";
+    if (e instanceof LedgerRefusal) committed = true;
+    record.outcome = e instanceof AppError ? e.code : "INTERNAL";
     // Only a definite refusal gives back what was taken: after an unexpected error the commit may have landed,
     // and a prize kept by mistake goes back at its claim deadline anyway.
     const compensations = (e instanceof AppError ? run.plan.compensations : []).map((undo) =>
@@ -89,26 +102,21 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     await Promise.all(compensations);
     throw e;
   } finally {
-    const record: RequestRecordMessage = {
-      id: req.requestId,
-      namespace: activity.namespace,
-      activityId: activity.id,
-      taskId: task.id,
-      userId: req.user?.id ?? null,
-      configVersion: req.config.version,
-      outcome,
-      params: JSON.stringify(params),
-      createdAt: req.now,
-    };
-    recordRequest(req.env, req.ctx, record);
+    if (!committed) recordOutsideCommit(req.env, req.ctx, record);
   }
 }
 
-/** 6. Commit: the participation, every planned change and record, in the ledger's one transaction. */
-async function commit(run: TaskRun, idempotencyKey: string | undefined, result: TaskSuccess) {
+/** A refusal answered by the ledger at commit (it recorded the run with this outcome). */
+class LedgerRefusal extends AppError {}
+
+/**
+ * 6. Commit: the participation, every planned change and record, the run's request record among them, in the
+ * ledger's one transaction. False when nothing was sent to the ledger.
+ */
+async function commit(run: TaskRun, idempotencyKey: string | undefined, result: TaskSuccess, request: RequestRecordMessage): Promise<boolean> {
   const user = run.user;
   // Anonymous runs (no `login`) change nothing: every component that writes needs a user.
-  if (!user) return;
+  if (!user) return false;
   run.plan.records.participations.push({
     id: run.participationId,
     requestId: run.init.requestId,
@@ -127,7 +135,9 @@ async function commit(run: TaskRun, idempotencyKey: string | undefined, result: 
     counters: run.plan.counters,
     records: run.plan.records,
     idempotency: idempotencyKey ? { userId: user.id, key: idempotencyKey, status: 200, body: JSON.stringify(result) } : undefined,
+    request,
   };
   const answer = await ledgerFor(run.init.env, run.activity.namespace).commit(plan);
-  if (!answer.ok) throw new AppError(answer.rejection.code, answer.rejection.message);
+  if (!answer.ok) throw new LedgerRefusal(answer.rejection.code, answer.rejection.message);
+  return true;
 }

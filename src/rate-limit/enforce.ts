@@ -1,5 +1,6 @@
 /** Applies a route's or task's rate-limit rules to a request: 429 with Retry-After and RateLimit headers when over. */
 import type { Context } from "hono";
+import { countRequest } from "../accounts/request-records";
 import { RATE_LIMITED_ROUTES, vars } from "../env";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http";
@@ -53,6 +54,7 @@ export async function enforceRateLimits(c: Context<AppEnv>, scope: string, rules
     ratelimit: `${name};r=${r.remaining};t=${seconds(r.resetAt - now)}`,
   };
   if (refused >= 0) {
+    countRequest(c.env, waitUntil, scope, "RATE_LIMITED");
     throw new AppError("RATE_LIMITED", `too many requests: at most ${rule.requests} per ${rule.windowSeconds} s`, {
       ...headers,
       "retry-after": String(seconds(r.resetAt - now)),

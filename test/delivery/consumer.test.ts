@@ -1,7 +1,7 @@
 /** The EVENTS queue consumer: every record-carrying message of a batch lands in D1 once, whatever the redelivery. */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { insertJsonRows } from "../../src/delivery/consumer";
+import { insertJsonRows } from "../../src/records/store-rows";
 import type { QueueMessage } from "../../src/env";
 import { consume, eventually, rows, unique } from "../helpers";
 

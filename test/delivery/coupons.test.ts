@@ -1,8 +1,9 @@
 import { createExecutionContext, createScheduledController } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it } from "vitest";
 import worker from "../../src/index";
-import { backoffSeconds, MAX_DELIVERY_ATTEMPTS } from "../../src/delivery/consumer";
+import { backoffSeconds, MAX_DELIVERY_ATTEMPTS } from "../../src/records/deliver";
 import { consume, eventually, pushConfigs, rows, runTask } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
@@ -78,6 +79,32 @@ describe("coupons reach the coupon center asynchronously", () => {
     expect(coupon.headers["idempotency-key"]).toBe(coupon.body.deliveryId);
     const hook = received.find((r) => r.path === "/hooks/fanfare");
     expect(hook.body).toMatchObject({ kind: "notify", requestId: res.json.requestId, taskId: "remote", rewards: res.json.rewards });
+  });
+
+  it("signs every call per Standard Webhooks with the target's secret, the delivery id as webhook-id", async () => {
+    const res = await runTask("coupons", "remote", { user: "signed-user", now: NOW });
+    expect(res.status).toBe(200);
+    const received = await eventually(async () => {
+      const got = (await partnerReceived("/")).filter((r) => r.body?.userId === "signed-user");
+      return got.length === 2 ? got : undefined;
+    });
+    const secret = JSON.parse(env.WEBHOOK_SECRETS!)[new URL(partner).origin];
+    for (const r of received) {
+      // The worker sends JSON.stringify output, which parsing and stringifying again reproduces byte for byte.
+      const payload = JSON.stringify(r.body);
+      expect(new Webhook(secret).verify(payload, r.headers)).toEqual(r.body);
+      expect(r.headers["webhook-id"]).toBe(r.body.deliveryId);
+      expect(() => new Webhook("whsec_" + btoa("another secret of 24 bytes")).verify(payload, r.headers)).toThrow();
+    }
+  });
+
+  it("does not call a target whose origin has no signing secret, and records why", async () => {
+    await lostDelivery("d-unsigned", "http://127.0.0.1:9/coupons");
+    const result = await consumeDelivery("d-unsigned");
+    expect(result.retryMessages).toHaveLength(1);
+    expect(await rows("SELECT attempts, last_error FROM deliveries WHERE id = 'd-unsigned'")).toEqual([
+      { attempts: 1, last_error: "no signing secret for http://127.0.0.1:9 in WEBHOOK_SECRETS" },
+    ]);
   });
 
   it("retries a failing coupon center with backoff, recording each attempt, until it succeeds", async () => {

@@ -336,6 +336,6 @@ describe("the sale records consumer", () => {
     expect(result.ackAll).toBe(true);
     const [row] = await rows<any>("SELECT * FROM dead_letters WHERE id = ?", `dl-${sale}`);
     expect(JSON.parse(row.body)).toEqual(body);
-    expect(row).toMatchObject({ queue: "fanfare-events-dlq", attempts: 9 });
+    expect(row).toMatchObject({ queue: "fanfare-events", attempts: 9 });
   });
 });

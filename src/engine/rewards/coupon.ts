@@ -1,7 +1,7 @@
 /** Coupons: a coupon SN and channel sent to the coupon center (built-in wallet, or an HTTP coupon center). */
 import { z } from "zod";
 import { vars } from "../../env";
-import { planDelivery } from "../../delivery/outbox";
+import { planDelivery } from "../../records/deliver";
 import { defineReward } from "../define";
 
 export const coupon = defineReward({
@@ -10,7 +10,7 @@ export const coupon = defineReward({
     "Issues a coupon by its SN and channel, as in the seed's coupon center integration. The grant is recorded at " +
     "once with status `pending` and delivered asynchronously with retries: to the built-in coupon wallet, or to an " +
     "HTTP coupon center (this reward's `center` URL, else COUPON_CENTER_URL when set). Its status then becomes " +
-    "`delivered` or, after the last retry, `failed`. `stock` caps how many are issued (SOLD_OUT beyond it).",
+    "`delivered` or, after the last retry, `failed`. HTTP calls are signed (docs/webhooks.md). `stock` caps how many are issued (SOLD_OUT beyond it).",
   args: z
     .object({
       couponSn: z.string().min(1),

@@ -1,0 +1,100 @@
+/**
+ * Dead letters: messages that failed every retry, stored whole in D1 with the queue they came from, and replayed
+ * on an operator's request by sending the body back to that queue. A replay is done once (the row keeps its time);
+ * the consumer's inserts are idempotent, so a replayed message that had partly landed changes nothing twice.
+ */
+import { and, asc, eq, gt, isNull } from "drizzle-orm";
+import type { DrizzleD1Database } from "drizzle-orm/d1";
+import { deadLetters } from "../db/schema";
+import type { Env } from "../env";
+import type { QueueMessage } from "./messages";
+import { insertJsonRows } from "./store-rows";
+import { log } from "../platform/log";
+
+/** Each dead-letter queue → the queue whose failures it catches, and that queue's producer (as in wrangler.toml). */
+export const DEAD_LETTER_QUEUES: Record<string, { source: string; producer: (env: Env) => Queue<QueueMessage> }> = {
+  "fanfare-events-dlq": { source: "fanfare-events", producer: (env) => env.EVENTS },
+};
+
+export const isDeadLetterQueue = (queue: string) => Object.hasOwn(DEAD_LETTER_QUEUES, queue);
+
+/** Messages that failed every retry: stored whole in D1's dead_letters, so nothing is lost and they can be replayed. */
+export async function storeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  const source = DEAD_LETTER_QUEUES[batch.queue]!.source;
+  const rows = batch.messages.map((m) => ({ id: m.id, queue: source, body: JSON.stringify(m.body), attempts: m.attempts, receivedAt: Date.now() }));
+  try {
+    await env.DB.batch(insertJsonRows(env.DB, "dead_letters", rows));
+    log.error("messages dead-lettered", { queue: source, ids: rows.map((r) => r.id) });
+    batch.ackAll();
+  } catch (e) {
+    // Kept on the dead-letter queue, retried for days (its max_retries) with a growing delay: never dropped.
+    log.error("dead letters not stored; retrying", { error: String(e) });
+    for (const m of batch.messages) m.retry({ delaySeconds: Math.min(3600, 30 * 2 ** Math.min(m.attempts, 7)) });
+  }
+}
+
+export type DeadLetter = typeof deadLetters.$inferSelect;
+
+/** Dead letters in id order, after `after` (a page of `limit`); only those not replayed when `pending`. */
+export function listDeadLetters(db: DrizzleD1Database, opts: { after?: string; limit: number; pending?: boolean }): Promise<DeadLetter[]> {
+  return db
+    .select()
+    .from(deadLetters)
+    .where(and(opts.after ? gt(deadLetters.id, opts.after) : undefined, opts.pending ? isNull(deadLetters.replayedAt) : undefined))
+    .orderBy(asc(deadLetters.id))
+    .limit(opts.limit);
+}
+
+export async function findDeadLetter(db: DrizzleD1Database, id: string): Promise<DeadLetter | undefined> {
+  const [row] = await db.select().from(deadLetters).where(eq(deadLetters.id, id));
+  return row;
+}
+
+export interface Replay {
+  id: string;
+  queue: string;
+  replayedAt: number;
+}
+
+/**
+ * Sends a dead letter's body back to its queue, once: the row is claimed by setting its replay time; a row already
+ * replayed answers that first replay. A send that fails gives the claim back, so the replay can be asked again.
+ * Undefined when there is no such dead letter.
+ */
+export async function replayDeadLetter(db: DrizzleD1Database, env: Env, id: string, now: number): Promise<Replay | undefined> {
+  const [claimed] = await db
+    .update(deadLetters)
+    .set({ replayedAt: now })
+    .where(and(eq(deadLetters.id, id), isNull(deadLetters.replayedAt)))
+    .returning();
+  if (!claimed) {
+    const row = await findDeadLetter(db, id);
+    return row && { id: row.id, queue: row.queue, replayedAt: row.replayedAt! };
+  }
+  try {
+    await producerOf(env, claimed.queue).send(JSON.parse(claimed.body) as QueueMessage);
+  } catch (e) {
+    await db.update(deadLetters).set({ replayedAt: null }).where(eq(deadLetters.id, id));
+    throw e;
+  }
+  log.info("dead letter replayed", { id, queue: claimed.queue });
+  return { id, queue: claimed.queue, replayedAt: now };
+}
+
+/** Replays up to `limit` dead letters not replayed yet; says how many are left. */
+export async function replayPending(db: DrizzleD1Database, env: Env, now: number, limit: number): Promise<{ replayed: Replay[]; remaining: number }> {
+  const rows = await listDeadLetters(db, { limit, pending: true });
+  const replayed: Replay[] = [];
+  for (const row of rows) {
+    const r = await replayDeadLetter(db, env, row.id, now);
+    if (r) replayed.push(r);
+  }
+  const remaining = await db.$count(deadLetters, isNull(deadLetters.replayedAt));
+  return { replayed, remaining };
+}
+
+function producerOf(env: Env, queue: string): Queue<QueueMessage> {
+  const dlq = Object.values(DEAD_LETTER_QUEUES).find((d) => d.source === queue);
+  if (!dlq) throw new Error(`no producer for queue '${queue}'`);
+  return dlq.producer(env);
+}

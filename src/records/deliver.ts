@@ -1,0 +1,156 @@
+/**
+ * Asynchronous deliveries (coupons to a coupon center, notifications to partners). A delivery is committed with
+ * its grant in the ledger, forwarded to D1 with the run's records, then attempted from the queue; the cron sweep
+ * re-sends any whose message was lost. So a committed grant is always delivered or ends in a recorded failure.
+ * HTTP deliveries are signed per Standard Webhooks (docs/webhooks.md) with the target origin's secret.
+ */
+import { and, eq, lt } from "drizzle-orm";
+import type { DrizzleD1Database } from "drizzle-orm/d1";
+import { Webhook } from "standardwebhooks";
+import { couponWallet, deliveries, rewardRecords } from "../db/schema";
+import { vars, type Env } from "../env";
+import type { TaskRun } from "../engine/run";
+import { log } from "../platform/log";
+
+/** Where a delivery goes. Credentials are read from the environment when sending, never stored here. */
+export type DeliveryTarget = { type: "wallet" } | { type: "http"; url: string };
+
+export interface PlannedDelivery {
+  kind: "coupon" | "notify";
+  grantId?: string;
+  target: DeliveryTarget;
+  payload: Record<string, unknown>;
+}
+
+/** Plans a delivery in the run's commit; the ledger forwards it and the queue consumer attempts it. */
+export function planDelivery(run: TaskRun, d: PlannedDelivery): string {
+  const id = `d_${run.init.requestId}_${run.plan.records.deliveries.length}`;
+  run.plan.records.deliveries.push({
+    id,
+    kind: d.kind,
+    grantId: d.grantId ?? null,
+    namespace: run.activity.namespace,
+    userId: run.requireUser().id,
+    target: JSON.stringify(d.target),
+    payload: JSON.stringify(d.payload),
+    status: "pending",
+    createdAt: run.now,
+    updatedAt: Date.now(),
+  });
+  return id;
+}
+
+/** Deliveries still pending this long after their last attempt are presumed lost and sent again. */
+const STALE_AFTER_MS = 5 * 60_000;
+
+/** The cron sweep: re-enqueue pending deliveries nobody touched for STALE_AFTER_MS. Returns how many. */
+export async function resendStale(db: DrizzleD1Database, env: Env, now: number): Promise<number> {
+  const stale = await db
+    .select({ id: deliveries.id })
+    .from(deliveries)
+    .where(and(eq(deliveries.status, "pending"), lt(deliveries.updatedAt, now - STALE_AFTER_MS)))
+    .limit(500);
+  if (stale.length === 0) return 0;
+  await env.EVENTS.sendBatch(stale.map((s) => ({ body: { kind: "delivery" as const, deliveryId: s.id } })));
+  return stale.length;
+}
+
+/** Attempts before a delivery is recorded as failed (the queue's max_retries is the ceiling). */
+export const MAX_DELIVERY_ATTEMPTS = 6;
+
+export function backoffSeconds(attempt: number): number {
+  return Math.min(600, 5 * 2 ** (attempt - 1));
+}
+
+/**
+ * Standard Webhooks headers for one attempt: webhook-id is the delivery id (the same on every retry, so receivers
+ * de-duplicate on it), the signature covers id, timestamp and body. Throws when the target's origin has no secret:
+ * an unsigned call would be refused by a receiver that verifies, or worse, accepted by one that does not.
+ */
+export function signatureHeaders(env: Env, url: string, deliveryId: string, body: string, at: Date): Record<string, string> {
+  const origin = new URL(url).origin;
+  const secret = vars(env).WEBHOOK_SECRETS?.[origin];
+  if (!secret) throw new Error(`no signing secret for ${origin} in WEBHOOK_SECRETS`);
+  return {
+    "webhook-id": deliveryId,
+    "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+    "webhook-signature": new Webhook(secret).sign(deliveryId, at, body),
+  };
+}
+
+/** One delivery attempt. Returns undefined when finished (delivered, failed for good, or already done). */
+export async function deliver(db: DrizzleD1Database, env: Env, id: string): Promise<number | undefined> {
+  const [d] = await db.select().from(deliveries).where(eq(deliveries.id, id));
+  if (!d || d.status !== "pending") return undefined;
+  const attempt = d.attempts + 1;
+  const target = JSON.parse(d.target) as DeliveryTarget;
+  const payload = JSON.parse(d.payload) as Record<string, unknown>;
+  const now = Date.now();
+  let error: string | undefined;
+  try {
+    if (target.type === "wallet") {
+      await db.batch([
+        db
+          .insert(couponWallet)
+          .values({
+            id: `w_${d.id}`,
+            deliveryId: d.id,
+            namespace: d.namespace,
+            userId: d.userId,
+            couponSn: String(payload.couponSn),
+            channel: String(payload.channel),
+            createdAt: now,
+          })
+          .onConflictDoNothing(),
+        ...finish(db, d.id, d.grantId, "delivered", attempt, null, now),
+      ]);
+      return undefined;
+    }
+    const body = JSON.stringify({ deliveryId: d.id, kind: d.kind, ...payload });
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      "idempotency-key": d.id,
+      ...signatureHeaders(env, target.url, d.id, body, new Date(now)),
+    };
+    // The coupon center's token goes only to the coupon center's own origin, never to a URL a config names.
+    const { COUPON_CENTER_URL, COUPON_CENTER_TOKEN } = vars(env);
+    const sameOrigin = COUPON_CENTER_URL !== undefined && new URL(COUPON_CENTER_URL).origin === new URL(target.url).origin;
+    const token = d.kind === "coupon" && sameOrigin ? COUPON_CENTER_TOKEN : undefined;
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await fetch(target.url, { method: "POST", headers, body, signal: AbortSignal.timeout(10_000) });
+    await res.body?.cancel();
+    if (res.ok) {
+      await db.batch(finish(db, d.id, d.grantId, "delivered", attempt, null, now) as [any, ...any[]]);
+      return undefined;
+    }
+    error = `HTTP ${res.status}`;
+  } catch (e) {
+    error = String((e as Error).message ?? e);
+  }
+  if (attempt >= MAX_DELIVERY_ATTEMPTS) {
+    await db.batch(finish(db, d.id, d.grantId, "failed", attempt, error, now) as [any, ...any[]]);
+    log.error("delivery failed for good", { deliveryId: d.id, attempts: attempt, error });
+    return undefined;
+  }
+  await db
+    .update(deliveries)
+    .set({ attempts: attempt, lastError: error, updatedAt: now })
+    .where(eq(deliveries.id, d.id));
+  return backoffSeconds(attempt);
+}
+
+function finish(
+  db: DrizzleD1Database,
+  id: string,
+  grantId: string | null,
+  status: "delivered" | "failed",
+  attempts: number,
+  error: string | null,
+  now: number,
+) {
+  const steps = [
+    db.update(deliveries).set({ status, attempts, lastError: error, updatedAt: now }).where(eq(deliveries.id, id)),
+  ];
+  if (grantId) steps.push(db.update(rewardRecords).set({ status }).where(eq(rewardRecords.id, grantId)) as any);
+  return steps;
+}
