@@ -65,8 +65,9 @@ function storedSince(worker: LocalWorker, from: number) {
   let orders = 0;
   let trips = 0;
   for (const line of worker.output().slice(from).split("\n")) {
-    const at = line.indexOf('{"message":"records stored"');
-    if (at === -1) continue;
+    const mark = line.indexOf('"message":"records stored"');
+    if (mark === -1) continue;
+    const at = line.lastIndexOf("{", mark);
     try {
       const e = JSON.parse(line.slice(at)) as { rows: Record<string, number>; d1Batches: number };
       const sale = (e.rows.flash_sale_grabs ?? 0) + (e.rows.flash_sale_token_events ?? 0) + (e.rows.flash_sale_orders ?? 0);
