@@ -12,7 +12,7 @@ import { ManagedPoolSchema, PoolFieldsSchema, poolDefinition, type PoolDefinitio
 import { RateLimitSchema } from "../rate-limit/rule";
 import { saleDefinition, SaleFieldsSchema, type SaleDefinition } from "../sales/sale-definition";
 import { ConfigIdSchema } from "./id";
-import { innerWindow, isTimeZone, notATime, parseActivityTime } from "./time";
+import { innerWindow, isTimeZone, notATime, parseActivityTime, parseDuration } from "./time";
 import { sha256Hex } from "../sharding";
 
 export interface ConfigFile {
@@ -70,8 +70,16 @@ const Chance = z
     name: z.string().min(1).optional(),
     initial: z.number().int().min(0).default(0),
     per: z.enum(["day", "week", "month", "activity"]).default("activity"),
+    expires: z
+      .string()
+      .refine((e) => e === "period" || e === "never" || (parseDuration(e) ?? 0) > 0, {
+        message: "expires is 'period', 'never' or an ISO 8601 duration of days, hours, minutes or seconds (P7D, PT12H)",
+      })
+      .default("never"),
+    max: z.number().int().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.max === undefined || c.initial <= c.max, { message: "initial cannot exceed max", path: ["initial"] });
 
 const Sale = SaleFieldsSchema.extend({
   timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
@@ -132,7 +140,10 @@ class FileCompiler {
       return undefined;
     }
     const chances: Record<string, ChanceKind> = {};
-    for (const [id, c] of Object.entries(a.chances)) chances[id] = { id, name: c.name ?? id, initial: c.initial, per: c.per };
+    for (const [id, c] of Object.entries(a.chances)) {
+      const expires = c.expires === "period" || c.expires === "never" ? c.expires : parseDuration(c.expires)!;
+      chances[id] = { id, name: c.name ?? id, initial: c.initial, per: c.per, expires, max: c.max ?? null };
+    }
 
     const pools: Record<string, PoolDefinition> = {};
     const managedPools: Record<string, string> = {};

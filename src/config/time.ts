@@ -141,3 +141,16 @@ export function innerWindow(
   if (begin < outer.begin || end > outer.end) return { field: null, reason: `the ${what}'s window must lie inside the activity's timeWindow` };
   return { begin, end };
 }
+
+const DURATION = /^P(?!$)(?:(\d+)W)?(?:(\d+)D)?(?:T(?!$)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
+
+/**
+ * An ISO 8601 duration of fixed length (`P7D`, `PT12H`, `P1W`, `P1DT6H`) in milliseconds, or null. Years and months
+ * are refused: their length depends on when they start, and an expiry should mean the same for every grant.
+ */
+export function parseDuration(text: string): number | null {
+  const m = DURATION.exec(text);
+  if (!m) return null;
+  const [w, d, h, min, s] = m.slice(1).map((v) => Number(v ?? 0));
+  return ((((w! * 7 + d!) * 24 + h!) * 60 + min!) * 60 + s!) * 1000;
+}
