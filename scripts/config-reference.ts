@@ -75,12 +75,35 @@ re-activates the previous one.
 | \`timezone\` | no (\`UTC\`) | IANA timezone. Times without an offset, and the day/week/month periods of limits and chances, are in it. |
 | \`account\` | no (the id) | The account namespace all of the activity's rows live under (generic tables, no table per activity). Unique. |
 | \`timeWindow\` | yes | \`{beginTime, endTime, message?}\`. No task runs outside it (OUTSIDE_TIME_WINDOW with \`message\`). |
-| \`chances\` | no | Kinds of chance: \`name: {name?, initial: N, per: day\\|week\\|month\\|activity}\`. \`initial\` is the fixed allowance each period (the seed's fixed-frequency initial count); the \`chances\` reward adds increments, the \`chances\` validator spends them. Balances reset with the period. |
+| \`chances\` | no | Kinds of chance (below). |
 | \`pools\` | no | Prize pools by id (below); the \`lottery\` reward draws from them. |
 | \`sales\` | no | Flash sales by id (below). Sale ids are global: unique across all files. |
 | \`tasks\` | yes | Map of task id → task. |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or the seed's \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
+
+## Chances
+
+\`\`\`yaml
+chances:
+  draw:
+    name: Lucky draws   # shown on /me (default: the id)
+    initial: 1          # free chances each period, the fixed-frequency allowance (default 0)
+    per: day            # day | week | month | activity (default activity: once for the whole activity)
+    expires: P7D        # how long earned chances last: never (default) | period | an ISO 8601 duration
+    max: 10             # the most a grant may bring the balance to (optional: no bound)
+\`\`\`
+
+A balance is the period's free allowance plus earned chances (from the \`chances\` reward). The allowance resets
+each period whether spent or not. Earned chances last as \`expires\` says: \`never\` keeps them until spent;
+\`period\` resets them with the allowance; a duration of weeks, days, hours, minutes or seconds (\`P7D\`,
+\`PT12H\`, \`P1DT6H\`; years and months are refused, their length varies) counts from each grant. The \`chances\`
+validator spends the allowance first, then earned chances, those expiring soonest first.
+
+\`max\` bounds grants: a grant that would pass it is cut to fit (partial), and its outcome says so with
+\`amount\` (granted), \`requested\` and \`capped: true\`; a grant at the max gives nothing
+(\`{granted: false, reason}\`) and the task still succeeds. The next period's free allowance still comes in
+full, so a balance can sit above \`max\` by at most \`initial\`. \`initial\` cannot exceed \`max\`.
 
 ## Prize pools
 
@@ -189,10 +212,26 @@ request:
 
 Rules: ${RULE_NAMES.map((r) => `\`${r}\``).join(", ")}.
 \`required\` (present and not empty); \`integer\` (an integer number or digit string); \`in:[0,1]\` (one of the
-values, compared as text); \`regex:/pattern/flags\` (flags i, m, s, u); \`min:n\` / \`max:n\` (numeric bounds for
-numbers or \`integer\` fields, length bounds for strings). Several rules on one field: a YAML list
+values, compared as text); \`regex:/pattern/flags\` (flags i, m, s, u); \`min:n\` / \`max:n\` (inclusive bounds:
+on a string its length, on a number its value). Several rules on one field: a YAML list
 (\`rule: [required, "min:4"]\`) or \`required|integer|min:1\` (a regex comes last there, since it may contain \`|\`).
 A missing optional field passes its other rules.
+
+\`min\` and \`max\` measure what the field holds. A string is measured by its length, so \`"007"\` is 3 long:
+
+\`\`\`yaml
+  - { field: nickname, rule: [required, "min:2", "max:20"], message: 2 to 20 characters }   # "Al" passes, "A" fails
+\`\`\`
+
+A JSON number is measured by its value:
+
+\`\`\`yaml
+  - { field: quantity, rule: "min:1|max:5", message: 1 to 5 }   # {"quantity": 5} passes, 6 and 0 fail
+\`\`\`
+
+A query string carries only text: declare the field \`integer\` and its digits are read as a number
+(\`?page=50\` passes \`required|integer|min:1|max:50\`, \`?page=0\` fails). Anything else (\`true\`, a list, an
+object) fails \`min\` and \`max\`.
 
 ## Validators
 

@@ -70,6 +70,15 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     });
   }
 
+  it("reports a chance kind whose earned chances cannot expire as written, or whose allowance is above its max", () => {
+    const kind = (k: string) => issues(header.replace("{ draw: { initial: 1, per: day } }", `{ draw: ${k} }`) + "tasks: { t: {} }");
+    expect(kind("{ expires: P1M }")[0]).toMatchObject({ path: "chances.draw.expires", reason: expect.stringContaining("ISO 8601 duration") });
+    expect(kind("{ expires: PT0S }")[0]).toMatchObject({ path: "chances.draw.expires" });
+    expect(kind("{ expires: tomorrow }")[0]).toMatchObject({ path: "chances.draw.expires" });
+    expect(kind("{ initial: 3, max: 2 }")[0]).toMatchObject({ path: "chances.draw.initial", reason: "initial cannot exceed max" });
+    expect(kind("{ initial: 1, per: day, expires: P1DT12H, max: 5 }")).toEqual([]);
+  });
+
   it("reports a missing field, a bad timezone and a reversed activity window", () => {
     expect(issues(`id: a\ntimeWindow: { beginTime: "2026-11-01", endTime: "2026-11-02" }\ntasks: { t: {} }`)).toContainEqual({
       file: "task-configs/act.yaml",
