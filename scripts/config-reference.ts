@@ -80,7 +80,7 @@ re-activates the previous one.
 | \`sales\` | no | Flash sales by id (below). Sale ids are global: unique across all files. |
 | \`tasks\` | yes | Map of task id → task. |
 
-Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or the seed's \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
+Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or wall-clock \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
 
 ## Chances
 
@@ -130,7 +130,7 @@ one, never more. The definition is fixed when the pool is first used: change qua
 (\`POST /v1/admin/activities/{activity}/pools/{pool}/replenish|withdraw\`, spread over the rest of the window), read
 \`GET …/pools/{pool}\` for statistics per tier and the schedule beside what happened, \`POST …/close\` to stop draws.
 
-A pool can instead be defined through the admin API (seed 003: create the pool and its prizes, then name it in the
+A pool can instead be defined through the admin API (create the pool and its prizes, then name it in the
 task). The config declares it by name, so tasks that draw from it are still checked:
 
 \`\`\`yaml
@@ -181,7 +181,7 @@ then refused from an in-isolate cache without a backend call, and a backend that
 
 ## Task
 
-A task runs in the seed's fixed order: **request rules → validators → command → reward → afterCommand**. The first
+A task runs in a fixed order: **request rules → validators → command → reward → afterCommand**. The first
 failing step answers with its code and configured message; everything the run writes commits in one transaction.
 
 | key | default | meaning |

@@ -212,7 +212,7 @@ class FileCompiler {
     let timezone = this.section(["timezone"], shape.timezone, fields.timezone);
     const account = this.section(["account"], shape.account, fields.account);
     const timeWindow = this.section(["timeWindow"], shape.timeWindow, fields.timeWindow);
-    const chanceEntries = this.section(["chances"], shape.chances, fields.chances) ?? {};
+    const chanceEntries = this.section(["chances"], z.record(z.string(), z.unknown()), fields.chances ?? {}) ?? {};
     const poolEntries = this.section(["pools"], shape.pools, fields.pools) ?? {};
     const saleEntries = this.section(["sales"], shape.sales, fields.sales) ?? {};
     const taskEntries = this.section(["tasks"], z.record(z.string(), z.unknown()), fields.tasks ?? {}) ?? {};
@@ -230,8 +230,11 @@ class FileCompiler {
     begin ??= -Infinity;
     end ??= Infinity;
 
+    // An entry with a problem still counts as declared below, so tasks naming it report nothing more.
     const chances: Record<string, ChanceKind> = {};
-    for (const [id, c] of Object.entries(chanceEntries)) {
+    for (const [id, entry] of Object.entries(chanceEntries)) {
+      if (!Id.safeParse(id).success) this.issue(["chances", id], `'${id}' is not a valid chance kind id (letters, digits, -, _)`, true);
+      const c = this.section(["chances", id], Chance, entry) ?? Chance.parse({});
       const expires = c.expires === "period" || c.expires === "never" ? c.expires : parseDuration(c.expires)!;
       chances[id] = { id, name: c.name ?? id, initial: c.initial, per: c.per, expires, max: c.max ?? null };
     }
@@ -245,6 +248,7 @@ class FileCompiler {
       const checked = schema.safeParse(entry);
       if (!checked.success) {
         this.zodIssues(["pools", id], schema, checked.error);
+        managedPools[id] = `${namespace}:${id}`; // declared, for the tasks that name it
         continue;
       }
       if (managed) {
@@ -492,7 +496,7 @@ export interface StoredState {
 /**
  * A checked bundle against what is stored: a sale or pool id created through the admin API is taken for good (an
  * error), and a sale's stock or shards, or a pool's shards or tiers, are fixed once used, so a change would make it
- * answer "changed" (a warning: the running one may not have been used yet).
+ * refuse every grab or draw (a warning: the running one may not have been used yet).
  */
 export function checkAgainstStored(files: ConfigFile[], config: CompiledConfig, stored: StoredState): Omit<ConfigCheck, "config"> {
   const issues: ConfigIssue[] = [];
@@ -508,7 +512,7 @@ export function checkAgainstStored(files: ConfigFile[], config: CompiledConfig, 
       const was = stored.running?.sales.get(id);
       if (was && (was.stock !== sale.stock || was.shards !== sale.shards)) {
         warnings.push(
-          c.located(["sales", id], `the running version has stock ${was.stock} in ${was.shards} shard(s): once used, a sale keeps them, and grabs would answer "changed"; use a new sale id`),
+          c.located(["sales", id], `the running version has stock ${was.stock} in ${was.shards} shard(s): once used, a sale keeps them and its grabs would be refused (UNAVAILABLE); use a new sale id`),
         );
       }
     }
@@ -520,7 +524,7 @@ export function checkAgainstStored(files: ConfigFile[], config: CompiledConfig, 
       const shape = (p: PoolDefinition) => `${p.shards} shard(s), tiers ${p.tiers.map((t) => t.id).join(", ")}`;
       if (was && shape(was) !== shape(pool)) {
         warnings.push(
-          c.located(["pools", id], `the running version has ${shape(was)}: once used, a pool keeps them, and draws would answer "changed"; change quantities with replenish/withdraw, or use a new pool id`),
+          c.located(["pools", id], `the running version has ${shape(was)}: once used, a pool keeps them and its draws would be refused (UNAVAILABLE); change quantities with replenish/withdraw, or use a new pool id`),
         );
       }
     }

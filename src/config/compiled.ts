@@ -8,7 +8,7 @@ import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition }
 
 export interface CompiledRule {
   field: string;
-  /** `get` rules read the query string, `post` rules the JSON body (the seed's per-field `method`). */
+  /** `get` rules read the query string, `post` rules the JSON body (each rule's `method`). */
   source: "query" | "body";
   checks: RuleCheck[];
   message: string;

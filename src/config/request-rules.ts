@@ -1,5 +1,5 @@
 /**
- * Request-parameter rules in the seed's syntax: `required`, `in:[0,1]`, `regex:/^1[3456789]\d{9}$/`, `min:n`,
+ * Request-parameter rules in the task-config syntax: `required`, `in:[0,1]`, `regex:/^1[3456789]\d{9}$/`, `min:n`,
  * `max:n`, `integer`. Several rules on one field are a YAML list or joined with `|` (a regex then comes last,
  * since it may itself contain `|`). Compiled once when config loads; checked on every request.
  */

@@ -14,8 +14,13 @@ function distance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-/** `; did you mean 'x'?` for the closest known name within a third of its length (case aside), else "". */
+/**
+ * `; did you mean 'x'?` for the closest known name within a third of its length (case aside), or the one it
+ * begins (`claimWithin` → `claimWithinSeconds`); else "".
+ */
 export function didYouMean(word: string, known: readonly string[]): string {
+  const begun = word.length >= 4 && known.find((name) => name.toLowerCase().startsWith(word.toLowerCase()));
+  if (begun) return `; did you mean '${begun}'?`;
   let best: { name: string; d: number } | undefined;
   for (const name of known) {
     const d = distance(word.toLowerCase(), name.toLowerCase());

@@ -72,7 +72,7 @@ const LOCAL_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:
 const HAS_OFFSET = /(Z|[+-]\d{2}:?\d{2})$/i;
 
 /**
- * Parses an activity time: ISO 8601 with an offset (`2019-11-06T00:00:00+08:00`) is absolute; the seed's
+ * Parses an activity time: ISO 8601 with an offset (`2019-11-06T00:00:00+08:00`) is absolute;
  * `2019-11-06 00:00:00` (or a bare date) is a wall-clock time in the activity's timezone.
  * Returns epoch milliseconds, or null when the text is not a valid time.
  */

@@ -125,6 +125,18 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     );
   });
 
+  it("reports a broken chance kind or pool once, not again in every task that names it", () => {
+    const found = issues(
+      header.replace("{ draw: { initial: 1, per: day } }", "{ draw: { initial: 1, per: dya } }") +
+        `pools: { p: { claimWithin: 5, tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\n` +
+        `tasks: { t: { validator: [login, { chances: { chance: draw } }], reward: [ { lottery: { pool: p } } ] } }`,
+    );
+    expect(found.map((i) => [i.path, i.reason])).toEqual([
+      ["chances.draw.per", expect.stringContaining("Invalid option")],
+      ["pools.p.claimWithin", expect.stringContaining("unknown key 'claimWithin'; did you mean 'claimWithinSeconds'?")],
+    ]);
+  });
+
   it("warns of a reward with no stock, no budget and no limit, and only then", () => {
     const check = (tasks: string) => checkConfig([{ name: "a.yaml", source: header + tasks }], "v");
     const open = check(`tasks: { t: { validator: [login], reward: [ { redPacket: { amount: 5 } }, { coupon: { couponSn: X, channel: c, stock: 9 } } ] } }`);
