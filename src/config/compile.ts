@@ -32,7 +32,7 @@ export interface ConfigIssue {
 
 export class ConfigError extends Error {
   constructor(readonly issues: ConfigIssue[]) {
-    super(issues.map((i) => `${i.file}: ${i.path || "(root)"}: ${i.reason}`).join("\n"));
+    super(issues.map((i) => `${i.file}${i.line ? `:${i.line}:${i.column}` : ""}: ${i.path || "(root)"}: ${i.reason}`).join("\n"));
     this.name = "ConfigError";
   }
 }
@@ -89,6 +89,7 @@ const Sale = SaleFieldsSchema.extend({
   timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
 }).strict();
 
+/** An activity file. Read a section at a time (tasks and chance kinds one by one), so one bad part hides nothing. */
 const ActivityFileSchema = z
   .object({
     id: Id,
