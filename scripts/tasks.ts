@@ -137,7 +137,7 @@ async function main() {
       try {
         reads = d1Batch(target, storedReads(config));
       } catch (e) {
-        step(`could not read ${where}, so not compared with the running version or admin-created ids: ${String(e).split("\n")[0]}`);
+        step(`could not read ${where}, so not compared with the running version or admin-created ids: ${(e as Error).message.split("\n")[0]}`);
         return;
       }
       const [active, sales, pools] = reads as [Active[], Record<string, unknown>[], Record<string, unknown>[]];
