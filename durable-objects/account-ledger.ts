@@ -7,7 +7,9 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
 import { Outbox } from "./outbox";
+import { settleChances } from "../src/accounts/chances";
 import type {
+  ChanceChange,
   CounterChange,
   IdempotencyClaim,
   LedgerPlan,
@@ -87,7 +89,10 @@ export class AccountLedger extends DurableObject<Env> {
             plan.committedAt,
           );
         }
-        for (const change of plan.counters) this.apply(change, now);
+        for (const change of plan.counters) {
+          if ("type" in change) this.applyChance(change, now);
+          else this.apply(change, now);
+        }
         if (plan.idempotency) {
           const { userId, key, status, body } = plan.idempotency;
           this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE user_id = ? AND key = ?", status, body, userId, key);
@@ -126,6 +131,36 @@ export class AccountLedger extends DurableObject<Env> {
       next,
       now,
     );
+  }
+
+  /** Reads every counter a chance change spans, settles it, and writes the result (or refuses the run). */
+  private applyChance(c: ChanceChange, now: number) {
+    const allowance = this.sql
+      .exec<{ value: number }>("SELECT value FROM counters WHERE owner = ? AND key = ?", c.owner, c.allowance.key)
+      .toArray()[0]?.value;
+    const earned = this.sql
+      .exec<{ key: string; value: number }>(
+        "SELECT key, value FROM counters WHERE owner = ? AND key >= ? AND key < ? ORDER BY key",
+        c.owner,
+        c.earnedPrefix,
+        c.earnedPrefix + "\uffff",
+      )
+      .toArray();
+    const settled = settleChances(c, allowance, earned);
+    if (!settled.ok) throw new Refusal({ ok: false, rejection: c.rejection ?? { code: "NO_CHANCES", message: "no chances left" } });
+    for (const [key, value] of settled.writes) {
+      // The allowance counter stays at 0 (it would come back as the period's initial count); a bucket goes.
+      if (value === 0 && key !== c.allowance.key) this.sql.exec("DELETE FROM counters WHERE owner = ? AND key = ?", c.owner, key);
+      else {
+        this.sql.exec(
+          "INSERT INTO counters (owner, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (owner, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+          c.owner,
+          key,
+          value,
+          now,
+        );
+      }
+    }
   }
 
   /** Current values of one owner's counters (missing keys were never written). */

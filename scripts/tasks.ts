@@ -1,18 +1,32 @@
 /**
  * Operator tooling for task configs:
- *   tasks check                      validate every file in task-configs/ (file, path, reason)
- *   tasks push [--remote] [--note …] validate, then store and activate the bundle through wrangler
- *   tasks versions [--remote]        the activation history, newest first
- *   tasks rollback [--remote] [--to HASH]  re-activate the previous (or a given) version
- * Local (`--local`, the default) targets the dev server's D1 (`--persist-to DIR` for another local state);
- * `--remote` the deployed database.
+ *   tasks check [--strict] [--offline]     validate task-configs/: file:line:column, path and reason of every problem,
+ *                                          then compare with what the target's D1 holds (skipped with --offline)
+ *   tasks push [--strict] [--note TEXT]    validate, then store and activate the bundle
+ *   tasks versions                         the activation history, newest first
+ *   tasks rollback [--to HASH]             re-activate the previous (or a given) version
+ *   tasks status                           the active version, and whether the local files differ from it
+ *   tasks diff                             a unified diff per file, active version → local files
+ * Each talks to D1 through ONE wrangler call (its start-up is what takes seconds), and says on stderr what it is
+ * doing. `--local` (the default) targets the dev server's D1 (`--persist-to DIR` for another local state);
+ * `--remote` the deployed database. `--dir DIR` reads configs from elsewhere than task-configs/.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import { bundleHash, compileConfig, ConfigError, type ConfigFile } from "../src/config/compile";
+import {
+  bundleHash,
+  checkAgainstStored,
+  checkConfig,
+  compileConfig,
+  type ConfigFile,
+  type ConfigIssue,
+  type StoredState,
+} from "../src/config/compile";
+import type { CompiledConfig } from "../src/config/compiled";
 import { activationSql, type ConfigBundle } from "../src/config/store";
-import { d1Query, wrangler, type D1Target } from "./wrangler";
+import { d1Batch, sqlString as q, type D1Target } from "./wrangler";
 
 const root = join(import.meta.dirname, "..");
 const args = process.argv.slice(2);
@@ -24,89 +38,229 @@ const option = (name: string) => {
 };
 const persistTo = option("--persist-to");
 const target: D1Target = flag("--remote") ? ["--remote"] : ["--local", ...(persistTo ? ["--persist-to", persistTo] : [])];
-const where = flag("--remote") ? "remote" : "local";
+const where = flag("--remote") ? "remote D1" : "local D1";
+const strict = flag("--strict");
+
+const started = Date.now();
+/** A line on stderr per step, so a slow wrangler call is never silence. */
+const step = (text: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${text}`);
 
 function readConfigs(dir = option("--dir") ?? join(root, "task-configs")): ConfigFile[] {
-  return readdirSync(dir)
+  const files = readdirSync(dir)
     .filter((f) => /\.ya?ml$/.test(f))
     .sort()
-    .map((f) => ({ name: relative(root, join(dir, f)), source: readFileSync(join(dir, f), "utf8") }));
+    // Named as under task-configs/ wherever they are read from: the same files are the same version.
+    .map((f) => ({ name: `task-configs/${f}`, source: readFileSync(join(dir, f), "utf8") }));
+  if (files.length === 0) throw new Error(`no .yaml files in ${relative(root, dir) || "."}`);
+  return files;
 }
 
-async function check(): Promise<{ files: ConfigFile[]; hash: string }> {
-  const files = readConfigs();
-  if (files.length === 0) throw new Error("no .yaml files in task-configs/");
-  const hash = await bundleHash(files);
-  try {
-    const config = compileConfig(files, hash);
-    for (const a of config.activities.values()) {
-      console.log(`ok  ${a.file}: activity '${a.id}' (account ${a.namespace}), tasks: ${Object.keys(a.tasks).join(", ")}`);
-    }
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    for (const i of e.issues) console.error(`${i.file}: ${i.path || "(root)"}: ${i.reason}`);
-    console.error(`\n${e.issues.length} problem(s); nothing was pushed.`);
-    process.exit(1);
+function print(kind: "error" | "warning", issues: ConfigIssue[]) {
+  for (const i of issues) {
+    const at = i.line === undefined ? i.file : `${i.file}:${i.line}:${i.column}`;
+    console.error(`${at}: ${kind}: ${i.path || "(root)"}: ${i.reason}`);
   }
-  return { files, hash };
 }
 
-interface Activation {
-  id: number;
+/** Checks the local files; exits when they cannot be pushed (an error, or a warning with --strict). */
+async function checkLocal(): Promise<{ files: ConfigFile[]; hash: string; config: CompiledConfig }> {
+  const files = readConfigs();
+  step(`checking ${files.length} file(s): ${files.map((f) => f.name).join(", ")}`);
+  const hash = await bundleHash(files);
+  const checked = checkConfig(files, hash);
+  print("error", checked.issues);
+  print("warning", checked.warnings);
+  if (!checked.config) stop(checked.issues.length, checked.warnings.length);
+  for (const a of checked.config!.activities.values()) {
+    step(`ok  ${a.file}: activity '${a.id}' (account ${a.namespace}), tasks: ${Object.keys(a.tasks).join(", ")}`);
+  }
+  if (strict && checked.warnings.length > 0) stop(0, checked.warnings.length);
+  return { files, hash, config: checked.config! };
+}
+
+function stop(errors: number, warnings: number): never {
+  const why = [errors && `${errors} error(s)`, warnings && `${warnings} warning(s)${strict ? " (--strict)" : ""}`].filter(Boolean);
+  console.error(`\n${why.join(", ")}; nothing was pushed.`);
+  process.exit(1);
+}
+
+const ACTIVE = `SELECT a.hash, a.activated_at, a.note, v.bundle FROM config_activations a JOIN config_versions v ON v.hash = a.hash ORDER BY a.id DESC LIMIT 1`;
+const inList = (ids: string[]) => `(${ids.map(q).join(", ")})`;
+
+/** Reads that tell what is stored where the local config would go (run in the caller's one wrangler call). */
+function storedReads(config: CompiledConfig): string[] {
+  const sales = [...config.sales.keys()];
+  const pools = [...config.activities.values()].flatMap((a) => Object.values(a.pools).map((p) => p.id));
+  return [ACTIVE, `SELECT id FROM flash_sales WHERE id IN ${inList(sales)}`, `SELECT id FROM prize_pools WHERE id IN ${inList(pools)}`];
+}
+
+interface Active {
   hash: string;
   activated_at: number;
   note: string;
+  bundle: string;
 }
 
-function history(): Activation[] {
-  return d1Query<Activation>(target, "SELECT id, hash, activated_at, note FROM config_activations ORDER BY id DESC LIMIT 50");
+function activeFiles(active: Active | undefined): ConfigFile[] {
+  return active ? (JSON.parse(active.bundle) as ConfigBundle).files : [];
 }
 
-function activate(sql: string[]) {
-  const file = join(mkdtempSync(join(tmpdir(), "fanfare-")), "push.sql");
-  writeFileSync(file, sql.join("\n"));
-  wrangler(["d1", "execute", "DB", ...target, "--file", file], { capture: true });
+function storedState(active: Active | undefined, sales: Record<string, unknown>[], pools: Record<string, unknown>[]): StoredState {
+  let running: CompiledConfig | undefined;
+  try {
+    running = active ? compileConfig(activeFiles(active), active.hash) : undefined;
+  } catch {
+    step(`the running version ${active!.hash} does not compile with this checkout: skipped comparing pools and sales with it`);
+  }
+  return { running, createdSales: new Set(sales.map((r) => String(r.id))), createdPools: new Set(pools.map((r) => String(r.id))) };
 }
+
+/** One read of the active version (status and diff). */
+function readActive(): Active | undefined {
+  step(`reading the active version from ${where} (one wrangler call)…`);
+  const [rows] = d1Batch(target, [ACTIVE]);
+  return rows![0] as Active | undefined;
+}
+
+const when = (ms: number) => new Date(ms).toISOString();
 
 async function main() {
   switch (command) {
-    case "check":
-      await check();
-      return;
-    case "push": {
-      const { files, hash } = await check();
-      const [current] = history();
-      if (current?.hash === hash) {
-        console.log(`version ${hash} is already active (${where}); nothing to push`);
+    case "check": {
+      const { files, config } = await checkLocal();
+      if (flag("--offline")) {
+        step("--offline: not compared with the running version or the admin-created ids");
         return;
       }
-      const bundle: ConfigBundle = { files };
-      activate(activationSql(hash, bundle, Date.now(), option("--note") ?? "push"));
-      console.log(`pushed version ${hash} (${files.length} file(s)) to ${where} D1; running workers pick it up within seconds`);
+      step(`reading the running version and admin-created sale and pool ids from ${where} (one wrangler call)…`);
+      let reads: Record<string, unknown>[][];
+      try {
+        reads = d1Batch(target, storedReads(config));
+      } catch (e) {
+        step(`could not read ${where}, so not compared with the running version or admin-created ids: ${(e as Error).message.split("\n")[0]}`);
+        return;
+      }
+      const [active, sales, pools] = reads as [Active[], Record<string, unknown>[], Record<string, unknown>[]];
+      const stored = checkAgainstStored(files, config, storedState(active[0], sales, pools));
+      print("error", stored.issues);
+      print("warning", stored.warnings);
+      if (stored.issues.length > 0 || (strict && stored.warnings.length > 0)) stop(stored.issues.length, stored.warnings.length);
+      step(active[0] ? `compared with the running version ${active[0].hash}: ok` : `no version pushed to ${where} yet: ok`);
+      return;
+    }
+    case "push": {
+      const { files, hash, config } = await checkLocal();
+      const sales = [...config.sales.keys()];
+      const pools = [...config.activities.values()].flatMap((a) => Object.values(a.pools).map((p) => p.id));
+      // Decided in SQL, in the same call as the reads: no id the admin API created, and not already active.
+      const guard = [
+        `NOT EXISTS (SELECT 1 FROM flash_sales WHERE id IN ${inList(sales)})`,
+        `NOT EXISTS (SELECT 1 FROM prize_pools WHERE id IN ${inList(pools)})`,
+        `coalesce((SELECT hash FROM config_activations ORDER BY id DESC LIMIT 1), '') <> ${q(hash)}`,
+      ].join(" AND ");
+      step(`pushing version ${hash} to ${where} (one wrangler call)…`);
+      const reads = d1Batch(target, [
+        ...storedReads(config),
+        ...activationSql(hash, { files }, Date.now(), option("--note") ?? "push", guard),
+        "SELECT hash FROM config_activations ORDER BY id DESC LIMIT 1",
+      ]);
+      const [active, taken, takenPools] = reads as [Active[], Record<string, unknown>[], Record<string, unknown>[]];
+      const now = reads.at(-1)![0]?.hash;
+      const stored = checkAgainstStored(files, config, storedState(active[0], taken, takenPools));
+      print("error", stored.issues);
+      if (stored.issues.length > 0) stop(stored.issues.length, 0);
+      if (active[0]?.hash === hash) {
+        step(`version ${hash} is already active on ${where}; nothing to push`);
+        return;
+      }
+      if (now !== hash) throw new Error(`the push did not take: the active version on ${where} is ${now ?? "none"}`);
+      if (stored.warnings.length > 0) {
+        print("warning", stored.warnings);
+        step("pushed despite the warnings above: `npm run tasks:rollback` re-activates the previous version");
+      }
+      step(`pushed version ${hash} (${files.length} file(s)) to ${where}, was ${active[0]?.hash ?? "none"}; running workers pick it up within seconds`);
       return;
     }
     case "versions": {
-      const rows = history();
-      if (rows.length === 0) console.log("no version pushed yet");
-      rows.forEach((r, i) =>
-        console.log(`${i === 0 ? "*" : " "} ${r.hash}  ${new Date(r.activated_at).toISOString()}  ${r.note}`),
-      );
+      step(`reading the activation history from ${where} (one wrangler call)…`);
+      const [rows] = d1Batch(target, ["SELECT hash, activated_at, note FROM config_activations ORDER BY id DESC LIMIT 50"]);
+      if (rows!.length === 0) console.log("no version pushed yet");
+      rows!.forEach((r, i) => console.log(`${i === 0 ? "*" : " "} ${r.hash}  ${when(Number(r.activated_at))}  ${r.note}`));
       return;
     }
     case "rollback": {
-      const rows = history();
-      const current = rows[0];
-      if (!current) throw new Error("no version pushed yet");
-      const to = option("--to") ?? rows.find((r) => r.hash !== current.hash)?.hash;
-      if (!to) throw new Error("there is no earlier version to roll back to");
-      const known = d1Query<{ hash: string }>(target, `SELECT hash FROM config_versions WHERE hash = '${to.replaceAll("'", "''")}'`);
-      if (known.length === 0) throw new Error(`no stored version ${to}`);
-      activate(activationSql(to, undefined, Date.now(), `rollback from ${current.hash}`));
-      console.log(`version ${to} is active again (was ${current.hash})`);
+      const current = "(SELECT hash FROM config_activations ORDER BY id DESC LIMIT 1)";
+      const to = option("--to");
+      const chosen = to
+        ? `(SELECT hash FROM config_versions WHERE hash = ${q(to)})`
+        : `(SELECT hash FROM config_activations WHERE hash <> ${current} ORDER BY id DESC LIMIT 1)`;
+      step(`rolling back ${where} to ${to ?? "the previous version"} (one wrangler call)…`);
+      const reads = d1Batch(target, [
+        `SELECT ${current} AS hash`,
+        // The same columns activationSql writes; the version is chosen here, in the call.
+        `INSERT INTO config_activations (hash, activated_at, note) SELECT ${chosen}, ${Date.now()}, 'rollback from ' || ${current} WHERE ${chosen} IS NOT NULL AND ${chosen} <> ${current}`,
+        `SELECT ${current} AS hash`,
+      ]);
+      const before = reads[0]![0]?.hash as string | null;
+      const after = reads.at(-1)![0]?.hash as string | null;
+      if (!before) throw new Error(`no version pushed to ${where} yet`);
+      if (before === after) {
+        throw new Error(to ? (to === before ? `version ${to} is already active` : `no stored version ${to}`) : "there is no earlier version to roll back to");
+      }
+      step(`version ${after} is active again on ${where} (was ${before})`);
+      return;
+    }
+    case "status": {
+      const files = readConfigs();
+      const active = readActive();
+      const hash = await bundleHash(files);
+      if (!active) {
+        console.log(`no version pushed to ${where} yet; local files are version ${hash}`);
+        return;
+      }
+      console.log(`active on ${where}: ${active.hash}, since ${when(active.activated_at)} (${active.note})`);
+      if (active.hash === hash) {
+        console.log("local files: the same version");
+        return;
+      }
+      console.log(`local files: version ${hash}, which differs:`);
+      const stored = new Map(activeFiles(active).map((f) => [f.name, f.source]));
+      for (const f of files) {
+        const was = stored.get(f.name);
+        if (was === undefined) console.log(`  added     ${f.name}`);
+        else if (was !== f.source) console.log(`  changed   ${f.name}`);
+        stored.delete(f.name);
+      }
+      for (const name of stored.keys()) console.log(`  removed   ${name}`);
+      return;
+    }
+    case "diff": {
+      const files = readConfigs();
+      const active = readActive();
+      const stored = new Map(activeFiles(active).map((f) => [f.name, f.source]));
+      const local = new Map(files.map((f) => [f.name, f.source]));
+      const dir = mkdtempSync(join(tmpdir(), "fanfare-diff-"));
+      let differs = false;
+      for (const name of [...new Set([...stored.keys(), ...local.keys()])].sort()) {
+        const a = join(dir, "active"), b = join(dir, "local");
+        writeFileSync(a, stored.get(name) ?? "");
+        writeFileSync(b, local.get(name) ?? "");
+        const from = stored.has(name) ? `active/${name}` : "/dev/null";
+        const to = local.has(name) ? `local/${name}` : "/dev/null";
+        const res = spawnSync("diff", ["-u", "--label", from, "--label", to, a, b], { encoding: "utf8" });
+        if (res.status === 1) {
+          differs = true;
+          process.stdout.write(res.stdout);
+        } else if (res.status !== 0) throw new Error(`diff failed: ${res.stderr || res.error}`);
+      }
+      step(differs ? `local files differ from the active version ${active?.hash ?? "(none)"}` : `local files are the active version ${active!.hash}`);
       return;
     }
     default:
-      console.error("usage: tasks check | push [--remote] [--note TEXT] | versions [--remote] | rollback [--remote] [--to HASH]");
+      console.error(
+        "usage: tasks check [--strict] [--offline] | push [--strict] [--note TEXT] | versions | rollback [--to HASH] | status | diff\n" +
+          "       each with [--local [--persist-to DIR] | --remote] [--dir DIR]",
+      );
       process.exit(2);
   }
 }

@@ -9,9 +9,12 @@ export function wrangler(args: string[], opts: { capture?: boolean } = {}): stri
     encoding: "utf8",
     stdio: opts.capture ? ["ignore", "pipe", "pipe"] : "inherit",
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: process.env.CI ?? "true" },
+    maxBuffer: 256 * 1024 * 1024,
   });
   if (res.status !== 0) {
-    throw new Error(`wrangler ${args.join(" ")} failed (exit ${res.status})\n${res.stderr ?? ""}${res.stdout ?? ""}`);
+    // With --json, wrangler reports the error as {"error": {"text": …}} on stdout.
+    const said = /"text":\s*"((?:[^"\\]|\\.)*)"/.exec(res.stdout ?? "")?.[1];
+    throw new Error(`wrangler ${args[0]} ${args[1] ?? ""} failed (exit ${res.status})${said ? `: ${said}` : ""}\n${res.stderr ?? ""}${res.stdout ?? ""}`.trim());
   }
   return res.stdout ?? "";
 }
@@ -19,9 +22,23 @@ export function wrangler(args: string[], opts: { capture?: boolean } = {}): stri
 /** Where `wrangler d1 execute` points: `--local` (optionally with `--persist-to DIR`) or `--remote`. */
 export type D1Target = string[];
 
-/** Runs one SQL query through `wrangler d1 execute` and returns its rows. */
-export function d1Query<T>(target: D1Target, sql: string): T[] {
+/** A SQL string literal. */
+export const sqlString = (s: string) => `'${s.replaceAll("'", "''")}'`;
+
+// One argument of a command line holds at most 128 KiB on Linux.
+const MAX_COMMAND = 120_000;
+
+/**
+ * Runs statements through ONE `wrangler d1 execute` (wrangler's start-up, not the SQL, is what takes seconds) and
+ * returns each statement's rows, in order. Writes guard themselves in SQL (`INSERT … SELECT … WHERE`), since
+ * nothing can be decided between statements.
+ */
+export function d1Batch(target: D1Target, statements: string[]): Record<string, unknown>[][] {
+  const sql = statements.map((s) => s.trim().replace(/;$/, "")).join(";\n") + ";";
+  if (sql.length > MAX_COMMAND) {
+    throw new Error(`the SQL is ${sql.length} characters, more than one wrangler command line holds (${MAX_COMMAND}): split the configs`);
+  }
   const out = wrangler(["d1", "execute", "DB", ...target, "--json", "--command", sql], { capture: true });
-  const parsed = JSON.parse(out.slice(out.indexOf("["))) as { results: T[] }[];
-  return parsed[0]?.results ?? [];
+  const parsed = JSON.parse(out.slice(out.indexOf("["))) as { results?: Record<string, unknown>[] }[];
+  return parsed.map((r) => r.results ?? []);
 }

@@ -1,20 +1,112 @@
-/** Chance balances: a kind's initial allowance per period plus granted increments, minus what was spent. */
+/**
+ * Chance balances. A kind's free allowance lives in one counter per period; earned chances live in buckets named
+ * by when they expire (`never`, or epoch milliseconds), so each grant keeps its own expiry without a schema of
+ * its own. Spends take the allowance first, then the buckets that expire soonest.
+ */
 import type { ChanceKind, CompiledActivity } from "../config/compiled";
 import { periodKey } from "../config/time";
 import type { Env } from "../env";
+import type { ChanceChange } from "./ledger-plan";
 import { ledgerFor } from "./ledger";
 
-/** The counter that holds a user's balance of `kind` for the period containing `now`. */
+/** The counter that holds a user's allowance of `kind` for the period containing `now`. */
 export function chanceKey(kind: ChanceKind, now: number, timeZone: string): string {
   return `chance:${kind.id}:${periodKey(kind.per, now, timeZone)}`;
 }
 
-/** Every chance kind's current balance for a user (the allowance when nothing was spent or granted yet). */
+/** Earned buckets of a kind share this prefix; the rest of the key is the bucket's expiry. */
+const earnedPrefix = (kind: ChanceKind) => `chance:${kind.id}:earned:`;
+
+/**
+ * The bucket chances earned at `now` go to. Expiries are padded to sort by time, and `never` sorts after every
+ * number, so reading a prefix in key order gives the spending order.
+ */
+function earnedKey(kind: ChanceKind, now: number): string {
+  if (kind.expires === "never") return `${earnedPrefix(kind)}never`;
+  // Whole seconds: grants within the same second share a bucket.
+  const expiry = Math.ceil((now + (kind.expires as number)) / 1000) * 1000;
+  return `${earnedPrefix(kind)}${String(expiry).padStart(15, "0")}`;
+}
+
+/** Whether an earned bucket (by the rest of its key) still holds chances at `now`. */
+function live(suffix: string, now: number): boolean {
+  return suffix === "never" || Number(suffix) > now;
+}
+
+/** The ledger change that grants (delta > 0) or spends (delta < 0) chances of `kind` for `owner` at `now`. */
+export function chanceChange(kind: ChanceKind, owner: string, now: number, timeZone: string, delta: number): ChanceChange {
+  const allowanceKey = chanceKey(kind, now, timeZone);
+  return {
+    type: "chance",
+    owner,
+    allowance: { key: allowanceKey, initial: kind.initial },
+    earnedPrefix: earnedPrefix(kind),
+    grantKey: kind.expires === "period" ? allowanceKey : earnedKey(kind, now),
+    now,
+    delta,
+    max: kind.max,
+  };
+}
+
+/** What a change does to a user's chance counters: the values to write (0 deletes a bucket), or a refusal. */
+export type ChanceSettlement = { ok: true; writes: Map<string, number>; granted: number } | { ok: false };
+
+/**
+ * Settles a chance change against the counters as they are (`allowance` undefined: never written; `earned`: every
+ * bucket under the prefix, in key order). Pure, so the ledger's transaction and the balance shown agree.
+ */
+export function settleChances(c: ChanceChange, allowance: number | undefined, earned: { key: string; value: number }[]): ChanceSettlement {
+  const writes = new Map<string, number>();
+  const buckets: { key: string; value: number }[] = [];
+  for (const b of earned) {
+    if (live(b.key.slice(c.earnedPrefix.length), c.now)) buckets.push(b);
+    else writes.set(b.key, 0); // expired: forgotten
+  }
+  const free = allowance ?? c.allowance.initial;
+  const balance = chanceBalance(c, allowance, buckets);
+  if (c.delta < 0) {
+    let need = -c.delta;
+    if (balance < need) return { ok: false };
+    const fromAllowance = Math.min(free, need);
+    if (fromAllowance > 0) writes.set(c.allowance.key, free - fromAllowance);
+    need -= fromAllowance;
+    for (const b of buckets) {
+      if (need === 0) break;
+      const take = Math.min(b.value, need);
+      writes.set(b.key, b.value - take);
+      need -= take;
+    }
+    return { ok: true, writes, granted: 0 };
+  }
+  const granted = c.max === null ? c.delta : Math.max(0, Math.min(c.delta, c.max - balance));
+  if (granted > 0) {
+    const current = c.grantKey === c.allowance.key ? free : (buckets.find((b) => b.key === c.grantKey)?.value ?? 0);
+    writes.set(c.grantKey, current + granted);
+  }
+  return { ok: true, writes, granted };
+}
+
+/** A user's balance of one kind: the allowance left this period plus every earned chance not yet expired. */
+export function chanceBalance(c: ChanceChange, allowance: number | undefined, earned: { key: string; value: number }[]): number {
+  const free = allowance ?? c.allowance.initial;
+  return earned.reduce((n, b) => (live(b.key.slice(c.earnedPrefix.length), c.now) ? n + b.value : n), free);
+}
+
+/** A user's current balance of one kind (the allowance when nothing was spent or earned yet). */
+export async function readChanceBalance(env: Env, activity: CompiledActivity, kind: ChanceKind, userId: string, now: number) {
+  const ledger = ledgerFor(env, activity.namespace);
+  const c = chanceChange(kind, userId, now, activity.timezone, 0);
+  const [allowance, earned] = await Promise.all([
+    ledger.counters(userId, [c.allowance.key]),
+    ledger.countersWithPrefix(userId, c.earnedPrefix),
+  ]);
+  const buckets = Object.entries(earned).map(([key, value]) => ({ key, value }));
+  return chanceBalance(c, allowance[c.allowance.key], buckets);
+}
+
+/** Every chance kind's current balance for a user. */
 export async function chanceBalances(env: Env, activity: CompiledActivity, userId: string, now: number) {
   const kinds = Object.values(activity.chances);
-  const keys = kinds.map((k) => chanceKey(k, now, activity.timezone));
-  const values = await ledgerFor(env, activity.namespace).counters(userId, keys);
-  return Object.fromEntries(
-    kinds.map((k, i) => [k.id, { name: k.name, balance: values[keys[i]!] ?? k.initial, resets: k.per }]),
-  );
+  const balances = await Promise.all(kinds.map((k) => readChanceBalance(env, activity, k, userId, now)));
+  return Object.fromEntries(kinds.map((k, i) => [k.id, { name: k.name, balance: balances[i]!, resets: k.per }]));
 }

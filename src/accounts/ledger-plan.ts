@@ -19,6 +19,31 @@ export interface CounterChange {
   rejection?: Rejection;
 }
 
+/**
+ * A change to one user's chances of one kind, which live in several counters: the period's free allowance (spent
+ * first) and earned chances in buckets `<earnedPrefix><expiry>` (spent soonest-expiring first). The ledger reads
+ * them all in its transaction, so a spend is never refused while the buckets together hold enough.
+ */
+export interface ChanceChange {
+  type: "chance";
+  owner: string;
+  allowance: { key: string; initial: number };
+  earnedPrefix: string;
+  /** Where a grant lands: the allowance counter (chances that reset with the period) or an earned bucket. */
+  grantKey: string;
+  /** The run's instant (it may be replayed): buckets that expired by then hold nothing. */
+  now: number;
+  /** Chances granted (> 0) or spent (< 0). */
+  delta: number;
+  /** The most the balance may hold: a grant past it is cut down to fit (a partial grant), never refused. */
+  max: number | null;
+  /** Answer given when a spend finds too few chances. */
+  rejection?: Rejection;
+}
+
+/** Any change a run plans to its ledger's counters, applied in plan order. */
+export type PlannedChange = CounterChange | ChanceChange;
+
 export interface LockClaim {
   key: string;
   rejection: Rejection;
@@ -45,7 +70,7 @@ export interface LedgerPlan {
   /** Real-clock instant the run asked to commit, on the same (worker) clock as `startedAt`. */
   committedAt: number;
   locks: LockClaim[];
-  counters: CounterChange[];
+  counters: PlannedChange[];
   records: RecordBatch;
   /** The answer stored for Idempotency-Key replays. */
   idempotency?: { userId: string; key: string; status: number; body: string };

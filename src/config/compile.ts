@@ -2,7 +2,7 @@
  * Task configs: YAML files → zod-checked, typed activities, once per pushed version. Every problem is reported
  * with its file, its path inside the file and the reason, and a config with any problem never reaches a request.
  */
-import { parseDocument } from "yaml";
+import { type Document, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { ArgsError, type CompileContext, type Placed } from "../engine/define";
 import * as registry from "../engine/registry";
@@ -12,7 +12,8 @@ import { ManagedPoolSchema, PoolFieldsSchema, poolDefinition, type PoolDefinitio
 import { RateLimitSchema } from "../rate-limit/rule";
 import { saleDefinition, SaleFieldsSchema, type SaleDefinition } from "../sales/sale-definition";
 import { ConfigIdSchema } from "./id";
-import { innerWindow, isTimeZone, notATime, parseActivityTime } from "./time";
+import { didYouMean, knownKeys } from "./suggest";
+import { innerWindow, isTimeZone, notATime, parseActivityTime, parseDuration } from "./time";
 import { sha256Hex } from "../sharding";
 
 export interface ConfigFile {
@@ -24,11 +25,14 @@ export interface ConfigIssue {
   file: string;
   path: string;
   reason: string;
+  /** Where in the file (1-based), when the path leads to something written there. */
+  line?: number;
+  column?: number;
 }
 
 export class ConfigError extends Error {
   constructor(readonly issues: ConfigIssue[]) {
-    super(issues.map((i) => `${i.file}: ${i.path || "(root)"}: ${i.reason}`).join("\n"));
+    super(issues.map((i) => `${i.file}${i.line ? `:${i.line}:${i.column}` : ""}: ${i.path || "(root)"}: ${i.reason}`).join("\n"));
     this.name = "ConfigError";
   }
 }
@@ -70,13 +74,22 @@ const Chance = z
     name: z.string().min(1).optional(),
     initial: z.number().int().min(0).default(0),
     per: z.enum(["day", "week", "month", "activity"]).default("activity"),
+    expires: z
+      .string()
+      .refine((e) => e === "period" || e === "never" || (parseDuration(e) ?? 0) > 0, {
+        message: "expires is 'period', 'never' or an ISO 8601 duration of days, hours, minutes or seconds (P7D, PT12H)",
+      })
+      .default("never"),
+    max: z.number().int().min(1).optional(),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.max === undefined || c.initial <= c.max, { message: "initial cannot exceed max", path: ["initial"] });
 
 const Sale = SaleFieldsSchema.extend({
   timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
 }).strict();
 
+/** An activity file. Read a section at a time (tasks and chance kinds one by one), so one bad part hides nothing. */
 const ActivityFileSchema = z
   .object({
     id: Id,
@@ -100,48 +113,143 @@ function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${String(p)}` : String(p)), "");
 }
 
+/**
+ * The offset of what `path` names in a parsed file: the deepest node on the way (a missing key: its map), and at
+ * the end the key itself when `atKey` (an unknown key), else its value.
+ */
+function offsetOf(doc: Document, path: Path, atKey = false): number | undefined {
+  let node: unknown = doc.contents;
+  let at = (node as { range?: number[] } | null)?.range?.[0];
+  for (const [i, seg] of path.entries()) {
+    let next: unknown;
+    let key: unknown;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(seg));
+      next = pair?.value;
+      key = pair?.key;
+    } else if (isSeq(node) && typeof seg === "number") next = node.items[seg];
+    const keyRange = (key as { range?: number[] } | null)?.range;
+    const range = atKey && i === path.length - 1 && keyRange ? keyRange : ((next as { range?: number[] } | null)?.range ?? keyRange);
+    if (!range) break;
+    at = range[0];
+    node = next;
+  }
+  return at;
+}
+
+/** The file's warnings: what it may mean but is probably a liability (`tasks:check --strict` refuses them). */
+export interface FileCheck {
+  activity?: CompiledActivity;
+  issues: ConfigIssue[];
+  warnings: ConfigIssue[];
+}
+
 class FileCompiler {
   readonly issues: ConfigIssue[] = [];
+  readonly warnings: ConfigIssue[] = [];
+  private doc?: Document;
+  private readonly lines = new LineCounter();
   constructor(private readonly file: string) {}
 
-  issue(path: Path, reason: string) {
-    this.issues.push({ file: this.file, path: formatPath(path), reason });
+  issue(path: Path, reason: string, atKey = false) {
+    this.issues.push(this.located(path, reason, atKey));
+  }
+
+  warn(path: Path, reason: string) {
+    this.warnings.push(this.located(path, reason));
+  }
+
+  located(path: Path, reason: string, atKey = false): ConfigIssue {
+    const offset = this.doc && offsetOf(this.doc, path, atKey);
+    const pos = offset === undefined ? undefined : this.lines.linePos(offset);
+    return { file: this.file, path: formatPath(path), reason, ...(pos && { line: pos.line, column: pos.col }) };
+  }
+
+  /** A zod failure under `prefix`, each unknown key on its own with the nearest known one. */
+  zodIssues(prefix: Path, schema: z.ZodType, error: z.ZodError) {
+    for (const i of error.issues) {
+      const path = [...prefix, ...(i.path as Path)];
+      if (i.code === "unrecognized_keys") {
+        const known = knownKeys(schema, i.path);
+        for (const k of i.keys) this.issue([...path, k], `unknown key '${k}'${didYouMean(k, known)}; known: ${known.join(", ")}`, true);
+      } else this.issue(path, i.message);
+    }
+  }
+
+  /** A section parsed on its own, so one bad section does not hide the problems of the others. */
+  private section<S extends z.ZodType>(path: Path, schema: S, value: unknown): z.output<S> | undefined {
+    const r = schema.safeParse(value);
+    if (r.success) return r.data;
+    this.zodIssues(path, schema, r.error);
+    return undefined;
   }
 
   compile(source: string): CompiledActivity | undefined {
-    const doc = parseDocument(source, { prettyErrors: true, uniqueKeys: true });
-    if (doc.errors.length > 0) {
-      for (const e of doc.errors) this.issue([], `YAML: ${e.message.split("\n")[0]}`);
+    const doc = parseDocument(source, { prettyErrors: true, uniqueKeys: true, lineCounter: this.lines });
+    this.doc = doc;
+    for (const e of doc.errors) {
+      const pos = e.linePos?.[0];
+      this.issues.push({ file: this.file, path: "", reason: `YAML: ${e.message.split("\n")[0]}`, ...(pos && { line: pos.line, column: pos.col }) });
+    }
+    // Whatever the YAML still holds is checked too: every problem is reported in one pass.
+    let raw: unknown;
+    try {
+      raw = doc.toJS();
+    } catch {
       return undefined;
     }
-    const parsed = ActivityFileSchema.safeParse(doc.toJS());
-    if (!parsed.success) {
-      for (const i of parsed.error.issues) this.issue(i.path as Path, i.message);
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+      if (doc.errors.length === 0) this.issue([], "a task config is a map with id, name, timeWindow and tasks");
       return undefined;
     }
-    const a = parsed.data;
-    if (!isTimeZone(a.timezone)) {
-      this.issue(["timezone"], `'${a.timezone}' is not an IANA timezone (e.g. Asia/Shanghai, UTC)`);
-      return undefined;
+    const fields = raw as Record<string, unknown>;
+    const shape = ActivityFileSchema.shape;
+    const known = Object.keys(shape);
+    for (const k of Object.keys(fields)) {
+      if (!(k in shape)) this.issue([k], `unknown key '${k}'${didYouMean(k, known)}; known: ${known.join(", ")}`, true);
     }
-    const begin = this.time(a.timeWindow.beginTime, a.timezone, ["timeWindow", "beginTime"]);
-    const end = this.time(a.timeWindow.endTime, a.timezone, ["timeWindow", "endTime"]);
-    if (begin === undefined || end === undefined) return undefined;
-    if (begin >= end) {
-      this.issue(["timeWindow", "endTime"], "endTime must be after beginTime");
-      return undefined;
+    const id = this.section(["id"], shape.id, fields.id);
+    const name = this.section(["name"], shape.name, fields.name);
+    let timezone = this.section(["timezone"], shape.timezone, fields.timezone);
+    const account = this.section(["account"], shape.account, fields.account);
+    const timeWindow = this.section(["timeWindow"], shape.timeWindow, fields.timeWindow);
+    const chanceEntries = this.section(["chances"], z.record(z.string(), z.unknown()), fields.chances ?? {}) ?? {};
+    const poolEntries = this.section(["pools"], shape.pools, fields.pools) ?? {};
+    const saleEntries = this.section(["sales"], shape.sales, fields.sales) ?? {};
+    const taskEntries = this.section(["tasks"], z.record(z.string(), z.unknown()), fields.tasks ?? {}) ?? {};
+    if (Object.keys(taskEntries).length === 0) this.issue(["tasks"], "an activity needs at least one task");
+
+    if (timezone !== undefined && !isTimeZone(timezone)) {
+      this.issue(["timezone"], `'${timezone}' is not an IANA timezone (e.g. Asia/Shanghai, UTC)`);
+      timezone = undefined;
     }
+    const tz = timezone ?? "UTC";
+    let begin = timeWindow && this.time(timeWindow.beginTime, tz, ["timeWindow", "beginTime"]);
+    let end = timeWindow && this.time(timeWindow.endTime, tz, ["timeWindow", "endTime"]);
+    if (begin !== undefined && end !== undefined && begin >= end) this.issue(["timeWindow", "endTime"], "endTime must be after beginTime");
+    // Without a usable window, the checks below run against an unbounded one rather than stop.
+    begin ??= -Infinity;
+    end ??= Infinity;
+
+    // An entry with a problem still counts as declared below, so tasks naming it report nothing more.
     const chances: Record<string, ChanceKind> = {};
-    for (const [id, c] of Object.entries(a.chances)) chances[id] = { id, name: c.name ?? id, initial: c.initial, per: c.per };
+    for (const [id, entry] of Object.entries(chanceEntries)) {
+      if (!Id.safeParse(id).success) this.issue(["chances", id], `'${id}' is not a valid chance kind id (letters, digits, -, _)`, true);
+      const c = this.section(["chances", id], Chance, entry) ?? Chance.parse({});
+      const expires = c.expires === "period" || c.expires === "never" ? c.expires : parseDuration(c.expires)!;
+      chances[id] = { id, name: c.name ?? id, initial: c.initial, per: c.per, expires, max: c.max ?? null };
+    }
 
     const pools: Record<string, PoolDefinition> = {};
     const managedPools: Record<string, string> = {};
-    const namespace = a.account ?? a.id;
-    for (const [id, entry] of Object.entries(a.pools)) {
+    const namespace = account ?? id ?? "";
+    for (const [id, entry] of Object.entries(poolEntries)) {
       const managed = "managed" in entry;
-      const checked = (managed ? ManagedPoolSchema : PoolFieldsSchema).safeParse(entry);
+      const schema = managed ? ManagedPoolSchema : PoolFieldsSchema;
+      const checked = schema.safeParse(entry);
       if (!checked.success) {
-        for (const i of checked.error.issues) this.issue(["pools", id, ...(i.path as Path)], i.message);
+        this.zodIssues(["pools", id], schema, checked.error);
+        managedPools[id] = `${namespace}:${id}`; // declared, for the tasks that name it
         continue;
       }
       if (managed) {
@@ -149,34 +257,36 @@ class FileCompiler {
         continue;
       }
       const p = checked.data as z.output<typeof PoolFieldsSchema>;
-      const window = this.window(p.timeWindow, a.timezone, { begin, end }, ["pools", id, "timeWindow"], "pool");
+      const window = this.window(p.timeWindow, tz, { begin, end }, ["pools", id, "timeWindow"], "pool");
       if (window) pools[id] = poolDefinition(`${namespace}:${id}`, p, window.begin, window.end);
     }
 
     const sales: Record<string, SaleDefinition> = {};
-    for (const [id, f] of Object.entries(a.sales)) {
-      const window = this.window(f.timeWindow, a.timezone, { begin, end }, ["sales", id, "timeWindow"], "sale");
+    for (const [id, f] of Object.entries(saleEntries)) {
+      const window = this.window(f.timeWindow, tz, { begin, end }, ["sales", id, "timeWindow"], "sale");
       if (f.shards > f.stock) this.issue(["sales", id, "shards"], "a sale cannot have more shards than units of stock");
       if (window) sales[id] = saleDefinition(id, f, window.begin, window.end);
     }
 
     const activity: Omit<CompiledActivity, "tasks"> = {
-      id: a.id,
-      name: a.name,
+      id: id ?? "",
+      name: name ?? "",
       file: this.file,
-      timezone: a.timezone,
+      timezone: tz,
       namespace,
       begin,
       end,
-      windowMessage: a.timeWindow.message ?? "This activity is not running now",
+      windowMessage: timeWindow?.message ?? "This activity is not running now",
       chances,
       pools,
       managedPools,
       sales,
     };
     const tasks: Record<string, CompiledTask> = {};
-    for (const [taskId, t] of Object.entries(a.tasks)) {
-      const task = this.task(activity, taskId, t);
+    for (const [taskId, entry] of Object.entries(taskEntries)) {
+      if (!Id.safeParse(taskId).success) this.issue(["tasks", taskId], `'${taskId}' is not a valid task id (letters, digits, -, _)`);
+      const t = this.section(["tasks", taskId], Task, entry);
+      const task = t && this.task(activity, taskId, t);
       if (task) tasks[taskId] = task;
     }
     return this.issues.length === 0 ? { ...activity, tasks } : undefined;
@@ -251,6 +361,19 @@ class FileCompiler {
     if (userSteps.length > 0 && loginAt === -1) {
       this.issue([...base, "validator"], `${userSteps.join(", ")} need a signed-in user: add 'login' to the validators`);
     }
+    // A reward that can be bounded (it has a stock or a budget) but is not, in a task anyone may repeat at will.
+    const limited = validators.some((v) => v?.def.code === "limit" || v?.def.code === "chances");
+    rewards.forEach((r, i) => {
+      if (!r || limited) return;
+      const bounds = knownKeys(r.def.args, []).filter((k) => k === "stock" || k === "budget");
+      const args = r.args as Record<string, unknown>;
+      if (bounds.length > 0 && bounds.every((k) => args[k] === undefined)) {
+        this.warn(
+          [...base, "reward", i],
+          `reward '${r.def.code}' has no ${bounds.join(" and no ")} and the task has no limit: every request can take one`,
+        );
+      }
+    });
     if (this.issues.length > before) return undefined;
     return {
       id,
@@ -277,7 +400,8 @@ class FileCompiler {
     const [code, raw] = typeof ref === "string" ? [ref, undefined] : Object.entries(ref)[0]!;
     const def = defs.find((d) => d.code === code);
     if (!def) {
-      this.issue(path, `unknown ${kind} '${code}'; known: ${defs.map((d) => d.code).join(", ")}`);
+      const codes = defs.map((d) => d.code);
+      this.issue(path, `unknown ${kind} '${code}'${didYouMean(code, codes)}; known: ${codes.join(", ")}`);
       return undefined;
     }
     let input = raw;
@@ -297,7 +421,7 @@ class FileCompiler {
     }
     const parsed = def.args.safeParse(input);
     if (!parsed.success) {
-      for (const i of parsed.error.issues) this.issue([...path, code, ...(i.path as Path)], i.message);
+      this.zodIssues([...path, code], def.args, parsed.error);
       return undefined;
     }
     try {
@@ -312,9 +436,17 @@ class FileCompiler {
   }
 }
 
-/** Compiles a bundle of activity files; throws ConfigError listing every problem in every file. */
-export function compileConfig(files: ConfigFile[], version: string): CompiledConfig {
+/** A bundle checked: its compiled form when it has no error, every error, and every warning. */
+export interface ConfigCheck {
+  config?: CompiledConfig;
+  issues: ConfigIssue[];
+  warnings: ConfigIssue[];
+}
+
+/** Checks a bundle of activity files, reporting every problem in every file. */
+export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
   const issues: ConfigIssue[] = [];
+  const warnings: ConfigIssue[] = [];
   const activities = new Map<string, CompiledActivity>();
   const namespaces = new Map<string, string>();
   const sales = new Map<string, { file: string; sale: SaleDefinition }>();
@@ -322,15 +454,16 @@ export function compileConfig(files: ConfigFile[], version: string): CompiledCon
     const c = new FileCompiler(f.name);
     const activity = c.compile(f.source);
     issues.push(...c.issues);
+    warnings.push(...c.warnings);
     if (!activity) continue;
     const clash = activities.get(activity.id);
     if (clash) {
-      issues.push({ file: f.name, path: "id", reason: `activity '${activity.id}' is also defined in ${clash.file}` });
+      issues.push(c.located(["id"], `activity '${activity.id}' is also defined in ${clash.file}`));
       continue;
     }
     const owner = namespaces.get(activity.namespace);
     if (owner) {
-      issues.push({ file: f.name, path: "account", reason: `account '${activity.namespace}' is already used by ${owner}` });
+      issues.push(c.located(["account"], `account '${activity.namespace}' is already used by ${owner}`));
       continue;
     }
     namespaces.set(activity.namespace, f.name);
@@ -338,12 +471,66 @@ export function compileConfig(files: ConfigFile[], version: string): CompiledCon
     // Sale ids are global (the flash-sale routes name no activity).
     for (const [id, sale] of Object.entries(activity.sales)) {
       const other = sales.get(id);
-      if (other) issues.push({ file: f.name, path: `sales.${id}`, reason: `sale '${id}' is also declared in ${other.file}` });
+      if (other) issues.push(c.located(["sales", id], `sale '${id}' is also declared in ${other.file}`));
       else sales.set(id, { file: f.name, sale });
     }
   }
-  if (issues.length > 0) throw new ConfigError(issues);
-  return { version, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])) };
+  if (issues.length > 0) return { issues, warnings };
+  return { config: { version, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])) }, issues, warnings };
+}
+
+/** Compiles a bundle of activity files; throws ConfigError listing every problem in every file. */
+export function compileConfig(files: ConfigFile[], version: string): CompiledConfig {
+  const checked = checkConfig(files, version);
+  if (!checked.config) throw new ConfigError(checked.issues);
+  return checked.config;
+}
+
+/** What is already stored where a bundle would go: the running version and the ids the admin API created. */
+export interface StoredState {
+  running?: CompiledConfig;
+  createdSales: Set<string>;
+  /** Global pool ids (`<namespace>:<pool>`). */
+  createdPools: Set<string>;
+}
+
+/**
+ * A checked bundle against what is stored: a sale or pool id created through the admin API is taken for good (an
+ * error), and a sale's stock or shards, or a pool's shards or tiers, are fixed once used, so a change would make it
+ * refuse every grab or draw (a warning: the running one may not have been used yet).
+ */
+export function checkAgainstStored(files: ConfigFile[], config: CompiledConfig, stored: StoredState): Omit<ConfigCheck, "config"> {
+  const issues: ConfigIssue[] = [];
+  const warnings: ConfigIssue[] = [];
+  for (const a of config.activities.values()) {
+    const c = new FileCompiler(a.file);
+    c.compile(files.find((f) => f.name === a.file)!.source);
+    const running = [...(stored.running?.activities.values() ?? [])].find((r) => r.namespace === a.namespace);
+    for (const [id, sale] of Object.entries(a.sales)) {
+      if (stored.createdSales.has(id)) {
+        issues.push(c.located(["sales", id], `sale id '${id}' was created through the admin API; ids are permanent: choose another`));
+      }
+      const was = stored.running?.sales.get(id);
+      if (was && (was.stock !== sale.stock || was.shards !== sale.shards)) {
+        warnings.push(
+          c.located(["sales", id], `the running version has stock ${was.stock} in ${was.shards} shard(s): once used, a sale keeps them and its grabs would be refused (UNAVAILABLE); use a new sale id`),
+        );
+      }
+    }
+    for (const [id, pool] of Object.entries(a.pools)) {
+      if (stored.createdPools.has(pool.id)) {
+        issues.push(c.located(["pools", id], `pool '${pool.id}' was created through the admin API; ids are permanent: declare it \`managed: api\` or choose another id`));
+      }
+      const was = running?.pools[id];
+      const shape = (p: PoolDefinition) => `${p.shards} shard(s), tiers ${p.tiers.map((t) => t.id).join(", ")}`;
+      if (was && shape(was) !== shape(pool)) {
+        warnings.push(
+          c.located(["pools", id], `the running version has ${shape(was)}: once used, a pool keeps them and its draws would be refused (UNAVAILABLE); change quantities with replenish/withdraw, or use a new pool id`),
+        );
+      }
+    }
+  }
+  return { issues, warnings };
 }
 
 /** The content hash that names a bundle version: the same files always give the same version. */

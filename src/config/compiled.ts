@@ -8,18 +8,25 @@ import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition }
 
 export interface CompiledRule {
   field: string;
-  /** `get` rules read the query string, `post` rules the JSON body (the seed's per-field `method`). */
+  /** `get` rules read the query string, `post` rules the JSON body (each rule's `method`). */
   source: "query" | "body";
   checks: RuleCheck[];
   message: string;
 }
 
-/** A kind of chance: `initial` per period is the seed's fixed-frequency count; increments come from rewards. */
+/**
+ * A kind of chance: `initial` per period is the free fixed-frequency allowance, which resets with the period;
+ * chances earned through the `chances` reward last as `expires` says.
+ */
 export interface ChanceKind {
   id: string;
   name: string;
   initial: number;
   per: Period;
+  /** How long earned chances last: with the period's allowance, forever, or this many milliseconds. */
+  expires: "period" | "never" | number;
+  /** The most a user may hold (allowance and earned together); null: unbounded. */
+  max: number | null;
 }
 
 export interface CompiledTask {

@@ -1,5 +1,5 @@
 /**
- * Request-parameter rules in the seed's syntax: `required`, `in:[0,1]`, `regex:/^1[3456789]\d{9}$/`, `min:n`,
+ * Request-parameter rules in the task-config syntax: `required`, `in:[0,1]`, `regex:/^1[3456789]\d{9}$/`, `min:n`,
  * `max:n`, `integer`. Several rules on one field are a YAML list or joined with `|` (a regex then comes last,
  * since it may itself contain `|`). Compiled once when config loads; checked on every request.
  */
@@ -84,14 +84,16 @@ function isMissing(value: unknown): boolean {
   return value === undefined || value === null || value === "";
 }
 
-/** Numeric bounds when the field is a number (or declared integer); otherwise bounds on length. */
+/**
+ * What `min`/`max` compare: a number's value, a string's length. A field declared `integer` is a number even as
+ * text, since a query string carries nothing else. Anything else (true, a list, an object) has no measure and fails.
+ */
 function measure(value: unknown, numeric: boolean): number | null {
-  if (numeric || typeof value === "number") {
-    const n = typeof value === "number" ? value : typeof value === "string" && value.trim() !== "" ? Number(value) : NaN;
-    return Number.isFinite(n) ? n : null;
-  }
-  if (typeof value === "string" || Array.isArray(value)) return value.length;
-  return null;
+  if (typeof value === "number") return value;
+  if (typeof value !== "string") return null;
+  if (!numeric) return value.length;
+  const n = value.trim() === "" ? NaN : Number(value);
+  return Number.isFinite(n) ? n : null;
 }
 
 /** True when `value` satisfies every check; a missing optional field satisfies all. */

@@ -17,15 +17,16 @@ export interface ConfigBundle {
 
 /**
  * SQL that makes a version active: stores the bundle first when given (a push), or re-activates a stored one
- * (a rollback). Shared by the push script and the tests, so both write exactly what the worker reads.
+ * (a rollback). Shared by the push script and the tests, so both write exactly what the worker reads. `onlyIf`, a
+ * SQL condition, lets the CLI decide in the same wrangler call as its reads: nothing is written unless it holds.
  */
-export function activationSql(hash: string, bundle: ConfigBundle | undefined, now: number, note: string): string[] {
+export function activationSql(hash: string, bundle: ConfigBundle | undefined, now: number, note: string, onlyIf = "1"): string[] {
   const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
   return [
     ...(bundle
-      ? [`INSERT OR IGNORE INTO config_versions (hash, created_at, file_count, bundle) VALUES (${q(hash)}, ${now}, ${bundle.files.length}, ${q(JSON.stringify(bundle))});`]
+      ? [`INSERT OR IGNORE INTO config_versions (hash, created_at, file_count, bundle) SELECT ${q(hash)}, ${now}, ${bundle.files.length}, ${q(JSON.stringify(bundle))} WHERE ${onlyIf};`]
       : []),
-    `INSERT INTO config_activations (hash, activated_at, note) VALUES (${q(hash)}, ${now}, ${q(note)});`,
+    `INSERT INTO config_activations (hash, activated_at, note) SELECT ${q(hash)}, ${now}, ${q(note)} WHERE ${onlyIf};`,
   ];
 }
 

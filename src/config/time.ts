@@ -72,7 +72,7 @@ const LOCAL_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:
 const HAS_OFFSET = /(Z|[+-]\d{2}:?\d{2})$/i;
 
 /**
- * Parses an activity time: ISO 8601 with an offset (`2019-11-06T00:00:00+08:00`) is absolute; the seed's
+ * Parses an activity time: ISO 8601 with an offset (`2019-11-06T00:00:00+08:00`) is absolute;
  * `2019-11-06 00:00:00` (or a bare date) is a wall-clock time in the activity's timezone.
  * Returns epoch milliseconds, or null when the text is not a valid time.
  */
@@ -140,4 +140,17 @@ export function innerWindow(
   if (begin >= end) return { field: "endTime", reason: "endTime must be after beginTime" };
   if (begin < outer.begin || end > outer.end) return { field: null, reason: `the ${what}'s window must lie inside the activity's timeWindow` };
   return { begin, end };
+}
+
+const DURATION = /^P(?!$)(?:(\d+)W)?(?:(\d+)D)?(?:T(?!$)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
+
+/**
+ * An ISO 8601 duration of fixed length (`P7D`, `PT12H`, `P1W`, `P1DT6H`) in milliseconds, or null. Years and months
+ * are refused: their length depends on when they start, and an expiry should mean the same for every grant.
+ */
+export function parseDuration(text: string): number | null {
+  const m = DURATION.exec(text);
+  if (!m) return null;
+  const [w, d, h, min, s] = m.slice(1).map((v) => Number(v ?? 0));
+  return ((((w! * 7 + d!) * 24 + h!) * 60 + min!) * 60 + s!) * 1000;
 }

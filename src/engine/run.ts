@@ -2,7 +2,7 @@
 import type { CompiledActivity, CompiledTask } from "../config/compiled";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
-import type { CounterChange, CounterRef, LockClaim, RecordBatch } from "../accounts/ledger-plan";
+import type { CounterRef, PlannedChange, LockClaim, RecordBatch } from "../accounts/ledger-plan";
 import { AppError } from "../errors";
 import type { RewardOutcome } from "./define";
 import { uniformRandom } from "../random";
@@ -21,7 +21,7 @@ class CommitPlan {
   /** Keys the run takes exclusively (the `lock` validator); refused if another run committed on one first. */
   readonly locks: LockClaim[] = [];
   /** Bounded counter changes, in pipeline order; the first that would cross its bound refuses the run. */
-  readonly counters: CounterChange[] = [];
+  readonly counters: PlannedChange[] = [];
   /** Records forwarded to D1 once committed. */
   readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
   /** Undo of what was taken from another single writer before the commit (a prize drawn), run if the run fails. */

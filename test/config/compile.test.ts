@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { compileConfig, ConfigError, type ConfigIssue } from "../../src/config/compile";
+import { checkAgainstStored, checkConfig, compileConfig, ConfigError, type ConfigIssue } from "../../src/config/compile";
 
 const header = `
 id: act
@@ -30,6 +30,9 @@ describe("task configs are checked when loaded, with file, path and reason", () 
 
   const cases: [string, string, Partial<ConfigIssue>][] = [
     ["an unknown validator code", `tasks: { t: { validator: [login, captcha] } }`, { path: "tasks.t.validator[1]", reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances" }],
+    ["a misspelt validator code, with the nearest", `tasks: { t: { validator: [logn] } }`, { path: "tasks.t.validator[0]", reason: "unknown validator 'logn'; did you mean 'login'?; known: timeWindow, login, lock, limit, chances" }],
+    ["a misspelt arg, with the nearest", `tasks: { t: { validator: [login, { limit: { perUsr: 1 } }] } }`, { path: "tasks.t.validator[1].limit.perUsr", reason: expect.stringContaining("did you mean 'perUser'?") }],
+    ["a misspelt activity key", `timeWindw: {}\ntasks: { t: {} }`, { path: "timeWindw", reason: expect.stringContaining("did you mean 'timeWindow'?") }],
     ["an unknown reward type", `tasks: { t: { validator: [login], reward: [ { scratchCard: {} } ] } }`, { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery" }],
     ["a lottery from an undeclared pool", `tasks: { t: { validator: [login], reward: [ { lottery: { pool: p } } ] } }`, { path: "tasks.t.reward[0].lottery.pool", reason: "unknown pool 'p'; declared: none" }],
     ["a pool with duplicate tier ids", `pools: { p: { tiers: [ { id: a, name: A, quantity: 1, value: 1 }, { id: a, name: B, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.tiers", reason: "tier ids must be unique" }],
@@ -37,7 +40,7 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     ["a pool with no tiers", `pools: { p: { tiers: [] } }\ntasks: { t: {} }`, { path: "pools.p.tiers" }],
     ["a negative tier quantity", `pools: { p: { tiers: [ { id: a, name: A, quantity: -1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.tiers[0].quantity" }],
     ["a pool window outside the activity", `pools: { p: { timeWindow: { beginTime: "2026-10-01 00:00:00", endTime: "2026-11-02 00:00:00" }, tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.timeWindow", reason: "the pool's window must lie inside the activity's timeWindow" }],
-    ["a pool managed through the API that also defines tiers", `pools: { p: { managed: api, tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p", reason: expect.stringContaining("tiers") }],
+    ["a pool managed through the API that also defines tiers", `pools: { p: { managed: api, tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.tiers", reason: expect.stringContaining("unknown key 'tiers'") }],
     ["a pool managed by something other than the API", `pools: { p: { managed: yes } }\ntasks: { t: {} }`, { path: "pools.p.managed" }],
     ["a zero weight in the release curve", `pools: { p: { curve: [1, 0], tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\ntasks: { t: {} }`, { path: "pools.p.curve[1]" }],
     ["an unknown command", `tasks: { t: { command: MSign_Command } }`, { path: "tasks.t.command[0]", reason: expect.stringContaining("unknown command 'MSign_Command'") }],
@@ -55,7 +58,7 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     ["a negative amount", `tasks: { t: { validator: [login], reward: [ { redPacket: { amount: -5 } } ] } }`, { path: expect.stringContaining("tasks.t.reward[0].redPacket.amount") }],
     ["a probability above 1", `tasks: { t: { validator: [login], reward: [ { redPacket: { amount: 5, probability: 1.5 } } ] } }`, { path: "tasks.t.reward[0].redPacket.probability" }],
     ["a missing $params path", `tasks: { t: { validator: [login], reward: [ { redPacket: $params.stockRedPacket } ] } }`, { reason: "$params.stockRedPacket is not set in this task's params" }],
-    ["an unknown task key", `tasks: { t: { validators: [login] } }`, { path: "tasks.t", reason: expect.stringContaining("validators") }],
+    ["an unknown task key", `tasks: { t: { validators: [login] } }`, { path: "tasks.t.validators", reason: expect.stringContaining("unknown key 'validators'; did you mean 'validator'?") }],
     ["a limit with no cap", `tasks: { t: { validator: [login, { limit: {} }] } }`, { reason: expect.stringContaining("set at least one of") }],
     ["two components in one entry", `tasks: { t: { validator: [ { login: {}, lock: {} } ] } }`, { path: "tasks.t.validator[0]" }],
     ["a GET task reading the body", `tasks: { t: { method: GET, request: [ { field: a, rule: required, method: post } ] } }`, { path: "tasks.t.request[0].method" }],
@@ -70,22 +73,99 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     });
   }
 
+  it("reports a chance kind whose earned chances cannot expire as written, or whose allowance is above its max", () => {
+    const kind = (k: string) => issues(header.replace("{ draw: { initial: 1, per: day } }", `{ draw: ${k} }`) + "tasks: { t: {} }");
+    expect(kind("{ expires: P1M }")[0]).toMatchObject({ path: "chances.draw.expires", reason: expect.stringContaining("ISO 8601 duration") });
+    expect(kind("{ expires: PT0S }")[0]).toMatchObject({ path: "chances.draw.expires" });
+    expect(kind("{ expires: tomorrow }")[0]).toMatchObject({ path: "chances.draw.expires" });
+    expect(kind("{ initial: 3, max: 2 }")[0]).toMatchObject({ path: "chances.draw.initial", reason: "initial cannot exceed max" });
+    expect(kind("{ initial: 1, per: day, expires: P1DT12H, max: 5 }")).toEqual([]);
+  });
+
   it("reports a missing field, a bad timezone and a reversed activity window", () => {
-    expect(issues(`id: a\ntimeWindow: { beginTime: "2026-11-01", endTime: "2026-11-02" }\ntasks: { t: {} }`)).toContainEqual({
-      file: "task-configs/act.yaml",
-      path: "name",
-      reason: expect.stringContaining("expected string"),
-    });
+    expect(issues(`id: a\ntimeWindow: { beginTime: "2026-11-01", endTime: "2026-11-02" }\ntasks: { t: {} }`)).toContainEqual(
+      expect.objectContaining({ file: "task-configs/act.yaml", path: "name", reason: expect.stringContaining("expected string") }),
+    );
     expect(issues(header.replace("Asia/Shanghai", "Mars/Olympus") + "tasks: { t: {} }")[0]).toMatchObject({ path: "timezone" });
     expect(issues(header.replace('"2026-11-30 23:59:59"', '"2026-10-01 00:00:00"') + "tasks: { t: {} }")[0]).toEqual({
       file: "task-configs/act.yaml",
       path: "timeWindow.endTime",
       reason: "endTime must be after beginTime",
+      line: 5,
+      column: 58,
     });
   });
 
   it("reports YAML syntax errors with their line", () => {
     expect(issues("id: a\nname: [unclosed\n")[0]!.reason).toMatch(/^YAML: .*line \d+/);
+  });
+
+  it("reports every problem of a file in one pass, each with its line and column", () => {
+    const broken = [
+      "id: act", //                                                          1
+      "name: An activity", //                                                2
+      "timezone: Asia/Shanghai", //                                          3
+      'timeWindow: { beginTime: "2026-11-01 00:00:00", endTime: "2026-11-30 23:59:59" }',
+      "chances: { draw: { initial: 1, per: fortnight } }", //                5: schema
+      "tasks:", //                                                           6
+      "  a: { validator: [login, { chances: { chance: spins } }] }", //      7: cross-reference
+      "  b: { validator: [login], reward: [ { coupon: { couponSn: X } } ] }", // 8: a missing arg
+      "  c: { validator: [login], rewrd: [] }", //                           9: unknown key
+      "name: Again", //                                                      10: YAML duplicate key
+    ].join("\n");
+    const found = issues(broken);
+    expect(found).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ path: "", reason: expect.stringContaining("YAML: Map keys must be unique"), line: 10 }),
+        expect.objectContaining({ path: "chances.draw.per", line: 5, column: 37 }),
+        expect.objectContaining({ path: "tasks.b.reward[0].coupon.channel", line: 8, column: 48 }),
+        expect.objectContaining({ path: "tasks.a.validator[1].chances.chance", reason: expect.stringContaining("unknown chance kind 'spins'"), line: 7 }),
+        expect.objectContaining({ path: "tasks.c.rewrd", reason: expect.stringContaining("did you mean 'reward'?"), line: 9, column: 28 }),
+      ]),
+    );
+  });
+
+  it("reports a broken chance kind or pool once, not again in every task that names it", () => {
+    const found = issues(
+      header.replace("{ draw: { initial: 1, per: day } }", "{ draw: { initial: 1, per: dya } }") +
+        `pools: { p: { claimWithin: 5, tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\n` +
+        `tasks: { t: { validator: [login, { chances: { chance: draw } }], reward: [ { lottery: { pool: p } } ] } }`,
+    );
+    expect(found.map((i) => [i.path, i.reason])).toEqual([
+      ["chances.draw.per", expect.stringContaining("Invalid option")],
+      ["pools.p.claimWithin", expect.stringContaining("unknown key 'claimWithin'; did you mean 'claimWithinSeconds'?")],
+    ]);
+  });
+
+  it("warns of a reward with no stock, no budget and no limit, and only then", () => {
+    const check = (tasks: string) => checkConfig([{ name: "a.yaml", source: header + tasks }], "v");
+    const open = check(`tasks: { t: { validator: [login], reward: [ { redPacket: { amount: 5 } }, { coupon: { couponSn: X, channel: c, stock: 9 } } ] } }`);
+    expect(open.config).toBeDefined();
+    expect(open.warnings).toEqual([
+      { file: "a.yaml", path: "tasks.t.reward[0]", line: 7, column: 45, reason: "reward 'redPacket' has no stock and no budget and the task has no limit: every request can take one" },
+    ]);
+    expect(check(`tasks: { t: { validator: [login, { limit: { perUser: 1 } }], reward: [ { redPacket: { amount: 5 } } ] } }`).warnings).toEqual([]);
+    expect(check(`tasks: { t: { validator: [login], reward: [ { redPacket: { amount: 5, budget: 100 } } ] } }`).warnings).toEqual([]);
+  });
+
+  it("refuses sale and pool ids the admin API created, and warns of a change to what a used sale or pool keeps", () => {
+    const running = header + `pools: { p: { tiers: [ { id: a, name: A, quantity: 1, value: 1 } ] } }\nsales: { s1: { sku: X, stock: 10 } }\ntasks: { t: {} }`;
+    const changed = running.replace("{ id: a, name: A, quantity: 1, value: 1 }", "{ id: b, name: B, quantity: 1, value: 1 }").replace("stock: 10", "stock: 20");
+    const files = [{ name: "act.yaml", source: changed }];
+    const stored = (createdSales: string[], createdPools: string[]) => ({
+      running: compileConfig([{ name: "act.yaml", source: running }], "old"),
+      createdSales: new Set(createdSales),
+      createdPools: new Set(createdPools),
+    });
+    const clean = checkAgainstStored(files, compileConfig(files, "new"), stored([], []));
+    expect(clean.issues).toEqual([]);
+    expect(clean.warnings.map((w) => [w.path, w.line])).toEqual([["sales.s1", 8], ["pools.p", 7]]);
+    expect(clean.warnings[1]!.reason).toContain("the running version has 1 shard(s), tiers a");
+    const taken = checkAgainstStored(files, compileConfig(files, "new"), stored(["s1"], ["act:p"]));
+    expect(taken.issues.map((i) => [i.path, i.reason])).toEqual([
+      ["sales.s1", "sale id 's1' was created through the admin API; ids are permanent: choose another"],
+      ["pools.p", "pool 'act:p' was created through the admin API; ids are permanent: declare it `managed: api` or choose another id"],
+    ]);
   });
 
   it("reports duplicate activity ids and shared account namespaces across files", () => {

@@ -22,8 +22,31 @@ tasks:
     validator: [login, { limit: { perUser: 1, scope: activity } }]
 `;
 
+// One kind per expiry rule; `earn-<kind>` grants three, `spend-<kind>` spends one.
+const earned = `
+id: earned
+name: Earned chances
+timezone: Asia/Shanghai
+timeWindow: { beginTime: "2026-11-01 00:00:00", endTime: "2026-12-31 23:59:59" }
+chances:
+  kept: { initial: 1, per: day }
+  daily: { initial: 1, per: day, expires: period }
+  weekly: { initial: 0, per: day, expires: P7D }
+  capped: { initial: 1, per: day, max: 3 }
+tasks:
+${["kept", "daily", "weekly", "capped"]
+  .map(
+    (k) => `  earn-${k}: { validator: [login], reward: [{ chances: { chance: ${k}, amount: 3 } }] }
+  spend-${k}: { validator: [login, { chances: { chance: ${k} } }] }`,
+  )
+  .join("\n")}
+`;
+
+const balance = async (user: string, kind: string, now: string) =>
+  (await call("/v1/activities/earned/me", { method: "GET", user, now })).json.chances[kind].balance;
+
 beforeAll(async () => {
-  await pushConfigs({ "test/limits.yaml": limits });
+  await pushConfigs({ "test/limits.yaml": limits, "test/earned.yaml": earned });
 });
 
 describe("chances: the daily sign-in grants draws that the lucky draw spends", () => {
@@ -58,12 +81,65 @@ describe("chances: the daily sign-in grants draws that the lucky draw spends", (
 
   it("never lets concurrent draws spend more than the balance", async () => {
     await runTask("double11", "signIn", { user: "burst", now: DAY1 });
-    // Balance is 2 (allowance 1 + sign-in 1); the lock turns most duplicates away, the floor the rest.
+    // Balance is 2 (allowance 1 + sign-in 1); the lock turns most duplicates away, the ledger the rest.
     const results = await Promise.all(Array.from({ length: 10 }, () => runTask("double11", "luckyDraw", { user: "burst", now: DAY1 })));
-    expect(results.filter((r) => r.status === 200).length).toBeLessThanOrEqual(2);
-    const value = await counter("double11-2026", "burst", "chance:draw:2026-11-22");
-    expect(value).toBeGreaterThanOrEqual(0);
-    expect(value).toBe(2 - results.filter((r) => r.status === 200).length);
+    const spent = results.filter((r) => r.status === 200).length;
+    expect(spent).toBeLessThanOrEqual(2);
+    const me = await call("/v1/activities/double11/me", { method: "GET", user: "burst", now: DAY1 });
+    expect(me.json.chances.draw.balance).toBe(2 - spent);
+  });
+});
+
+describe("earned chances outlive the period unless their kind says otherwise", () => {
+  it("keeps earned chances across the day change (expires: never, the default) and spends the free allowance first", async () => {
+    await runTask("earned", "earn-kept", { user: "keeper", now: DAY1 });
+    expect(await balance("keeper", "kept", DAY1)).toBe(4);
+    expect((await runTask("earned", "spend-kept", { user: "keeper", now: DAY1 })).status).toBe(200);
+    expect(await balance("keeper", "kept", DAY1_LATE)).toBe(3);
+    // The new day brings a new free draw on top of the three earned ones.
+    expect(await balance("keeper", "kept", DAY2)).toBe(4);
+    const spends = [];
+    for (let i = 0; i < 5; i++) spends.push((await runTask("earned", "spend-kept", { user: "keeper", now: DAY2 })).status);
+    expect(spends).toEqual([200, 200, 200, 200, 403]);
+    expect(await balance("keeper", "kept", "2026-11-24T10:00:00+08:00")).toBe(1);
+  });
+
+  it("with expires: period, earned chances reset with the allowance", async () => {
+    await runTask("earned", "earn-daily", { user: "daily", now: DAY1 });
+    expect(await balance("daily", "daily", DAY1_LATE)).toBe(4);
+    expect(await balance("daily", "daily", DAY2)).toBe(1);
+    expect((await runTask("earned", "spend-daily", { user: "daily", now: DAY2 })).status).toBe(200);
+    expect((await runTask("earned", "spend-daily", { user: "daily", now: DAY2 })).json.error.code).toBe("NO_CHANCES");
+  });
+
+  it("with a duration, each grant expires that long after it was earned, and the soonest to expire is spent first", async () => {
+    await runTask("earned", "earn-weekly", { user: "weekly", now: "2026-11-22T10:00:00+08:00" }); // 3 until the 29th
+    await runTask("earned", "earn-weekly", { user: "weekly", now: "2026-11-24T10:00:00+08:00" }); // 3 until Dec 1st
+    expect(await balance("weekly", "weekly", "2026-11-25T10:00:00+08:00")).toBe(6);
+    expect((await runTask("earned", "spend-weekly", { user: "weekly", now: "2026-11-25T10:00:00+08:00" })).status).toBe(200);
+    expect(await balance("weekly", "weekly", "2026-11-29T09:59:59+08:00")).toBe(5);
+    // The first grant's two left expire at 10:00 on the 29th; the second grant's three remain.
+    expect(await balance("weekly", "weekly", "2026-11-29T10:00:00+08:00")).toBe(3);
+    expect(await balance("weekly", "weekly", "2026-12-01T10:00:00+08:00")).toBe(0);
+    expect((await runTask("earned", "spend-weekly", { user: "weekly", now: "2026-12-01T10:00:00+08:00" })).json.error.code).toBe(
+      "NO_CHANCES",
+    );
+  });
+
+  it("caps the balance at max: a grant past it is cut to fit and says so, and at the max grants nothing", async () => {
+    const partial = await runTask("earned", "earn-capped", { user: "capped", now: DAY1 });
+    expect(partial.json.rewards).toEqual([
+      expect.objectContaining({ type: "chances", granted: true, amount: 2, requested: 3, capped: true, chance: "capped" }),
+    ]);
+    expect(await balance("capped", "capped", DAY1)).toBe(3);
+    const none = await runTask("earned", "earn-capped", { user: "capped", now: DAY1 });
+    expect(none.status).toBe(200);
+    expect(none.json.rewards).toEqual([{ type: "chances", granted: false, reason: "the balance of 'capped' is at its max (3)" }]);
+    expect(await balance("capped", "capped", DAY1)).toBe(3);
+    // The max bounds grants; the next day brings its free chance, and spending takes it before the earned two.
+    expect(await balance("capped", "capped", DAY2)).toBe(3);
+    expect((await runTask("earned", "spend-capped", { user: "capped", now: DAY2 })).status).toBe(200);
+    expect(await balance("capped", "capped", DAY2)).toBe(2);
   });
 });
 

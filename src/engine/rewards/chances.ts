@@ -1,15 +1,17 @@
 /** Grants chance increments: e.g. a daily sign-in that gives one more draw to a task that spends them. */
 import { z } from "zod";
-import { chanceKey } from "../../accounts/chances";
+import { chanceChange, readChanceBalance } from "../../accounts/chances";
 import { own } from "../../config/compiled";
 import { ArgsError, defineReward } from "../define";
 
 export const chancesReward = defineReward({
   code: "chances",
   description:
-    "Adds `amount` chances of a kind declared under the activity's `chances` to the user's balance for the " +
-    "current period (they reset with it). The kind's `initial` count per period is the seed's fixed-frequency " +
-    "allowance; this reward is its increments.",
+    "Adds `amount` earned chances of a kind declared under the activity's `chances`. They last as the kind's " +
+    "`expires` says (by default they never expire, unlike the free `initial` allowance, which resets each period). " +
+    "A kind with a `max` is never granted past it: the grant is cut to fit, and the outcome says so " +
+    "(`amount` is what was granted, `requested` what was asked, `capped: true`); at the max nothing is granted " +
+    "(`granted: false`) and the task still succeeds.",
   args: z.object({ chance: z.string().min(1), amount: z.number().int().min(1).default(1) }).strict(),
   example: { chance: "draw", amount: 1 },
   prepare(args, { activity }) {
@@ -19,14 +21,18 @@ export const chancesReward = defineReward({
     }
     return { kind, amount: args.amount };
   },
-  grant(run, { kind, amount }) {
-    run.plan.counters.push({
-      ref: run.userCounter(chanceKey(kind, run.now, run.activity.timezone)),
-      delta: amount,
-      initial: kind.initial,
-      floor: 0,
-    });
-    const grantId = run.recordGrant({ type: "chances", amount, detail: { chance: kind.id }, status: "granted" });
-    return { type: "chances", granted: true, grantId, amount, chance: kind.id };
+  async grant(run, { kind, amount }) {
+    const user = run.requireUser();
+    // Only a bounded kind needs the balance: the outcome must say what will be granted before the commit. The
+    // ledger applies the same bound in its transaction, so a race between two grants can never pass the max.
+    const granted =
+      kind.max === null
+        ? amount
+        : Math.max(0, Math.min(amount, kind.max - (await readChanceBalance(run.init.env, run.activity, kind, user.id, run.now))));
+    if (granted === 0) return { type: "chances", granted: false, reason: `the balance of '${kind.id}' is at its max (${kind.max})` };
+    run.plan.counters.push(chanceChange(kind, user.id, run.now, run.activity.timezone, granted));
+    const grantId = run.recordGrant({ type: "chances", amount: granted, detail: { chance: kind.id }, status: "granted" });
+    const capped = granted < amount ? { requested: amount, capped: true } : {};
+    return { type: "chances", granted: true, grantId, amount: granted, chance: kind.id, ...capped };
   },
 });

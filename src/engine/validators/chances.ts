@@ -1,13 +1,14 @@
 /** Spends chances: the run needs `cost` chances of a kind and takes them, or is refused with NO_CHANCES. */
 import { z } from "zod";
-import { chanceKey } from "../../accounts/chances";
+import { chanceChange } from "../../accounts/chances";
 import { own } from "../../config/compiled";
 import { ArgsError, defineValidator } from "../define";
 
 export const chances = defineValidator({
   code: "chances",
   description:
-    "Spends `cost` chances of a kind declared under the activity's `chances`. Without enough, the run is refused " +
+    "Spends `cost` chances of a kind declared under the activity's `chances`: the period's free allowance first, " +
+    "then earned chances, those expiring soonest first. Without enough, the run is refused " +
     "with NO_CHANCES and nothing is spent; the balance can never go below zero, even under concurrency.",
   args: z
     .object({
@@ -26,13 +27,8 @@ export const chances = defineValidator({
     return { kind, cost: args.cost, message: args.message ?? "You have no chances left" };
   },
   check(run, { kind, cost, message }) {
-    run.plan.counters.push({
-      ref: run.userCounter(chanceKey(kind, run.now, run.activity.timezone)),
-      delta: -cost,
-      initial: kind.initial,
-      floor: 0,
-      rejection: { code: "NO_CHANCES", message },
-    });
+    const spend = chanceChange(kind, run.requireUser().id, run.now, run.activity.timezone, -cost);
+    run.plan.counters.push({ ...spend, rejection: { code: "NO_CHANCES", message } });
     return undefined;
   },
 });

@@ -1,0 +1,63 @@
+/**
+ * The task-config CLI for real: every command against a fresh local D1 (a temp `--persist-to` directory), checking
+ * what each prints and that a refused push writes nothing. `npm run test:tasks-cli`; about a minute, most of it
+ * wrangler starting once per command.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { d1Batch, wrangler } from "./wrangler";
+
+const root = join(import.meta.dirname, "..");
+const state = mkdtempSync(join(tmpdir(), "fanfare-d1-"));
+const changed = mkdtempSync(join(tmpdir(), "fanfare-configs-"));
+const target = ["--local", "--persist-to", state];
+
+/** Runs one CLI command; its exit code and what it printed (stdout and stderr). */
+function tasks(...args: string[]) {
+  const started = Date.now();
+  const res = spawnSync(process.execPath, ["--import", "tsx", join(root, "scripts", "tasks.ts"), ...args, "--persist-to", state], {
+    encoding: "utf8",
+    cwd: root,
+  });
+  const out = `${res.stdout}${res.stderr}`;
+  console.error(`tasks ${args.join(" ")}: exit ${res.status} in ${((Date.now() - started) / 1000).toFixed(1)} s\n${out.replace(/^/gm, "  | ")}`);
+  return { status: res.status, out };
+}
+
+try {
+  wrangler(["d1", "migrations", "apply", "DB", ...target], { capture: true });
+  cpSync(join(root, "task-configs"), changed, { recursive: true });
+  const file = join(changed, "double11.yaml");
+  writeFileSync(file, readFileSync(file, "utf8").replace("quantity: 11, value: 599900", "quantity: 12, value: 599900"));
+
+  assert.match(tasks("check").out, /no version pushed to local D1 yet: ok/);
+  const first = tasks("push", "--note", "first");
+  assert.equal(first.status, 0);
+  assert.match(first.out, /pushed version (\w+) \(1 file\(s\)\) to local D1, was none/);
+  assert.match(tasks("push").out, /is already active on local D1; nothing to push/);
+  assert.match(tasks("status").out, /local files: the same version/);
+
+  const diff = tasks("diff", "--dir", changed);
+  assert.match(diff.out, /^-.*quantity: 11, value: 599900/m);
+  assert.match(diff.out, /^\+.*quantity: 12, value: 599900/m);
+  assert.match(tasks("status", "--dir", changed).out, /changed {3}task-configs\/double11\.yaml/);
+  assert.equal(tasks("push", "--dir", changed, "--note", "second").status, 0);
+  assert.match(tasks("versions").out, /^\* \w+ .* second\n {2}\w+ .* first$/m);
+  assert.match(tasks("rollback").out, /is active again on local D1/);
+  assert.match(tasks("status").out, /local files: the same version/);
+
+  // A sale id the admin API created is permanent: check and push refuse it, and the push writes nothing.
+  d1Batch(target, ["INSERT INTO flash_sales (id, definition, created_at) VALUES ('d11-phone', '{}', 0)"]);
+  const refused = tasks("push", "--dir", changed);
+  assert.equal(refused.status, 1);
+  assert.match(refused.out, /error: sales\.d11-phone: sale id 'd11-phone' was created through the admin API/);
+  assert.equal(tasks("check").status, 1);
+  assert.equal((d1Batch(target, ["SELECT count(*) AS n FROM config_activations"])[0]![0]!.n as number), 3);
+  console.error("tasks CLI: all good");
+} finally {
+  rmSync(state, { recursive: true, force: true });
+  rmSync(changed, { recursive: true, force: true });
+}
