@@ -11,6 +11,7 @@ import { registerAdminPools } from "./routes/admin-pools";
 import { registerAdminSales } from "./routes/admin-sales";
 import { registerFlashSales } from "./routes/flash-sales";
 import { requireOperator } from "./auth/operator";
+import { registerHeaders } from "./openapi/responses";
 
 export const app = createApp();
 
@@ -27,6 +28,7 @@ registerMe(app);
 registerPrizes(app);
 registerFlashSales(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
+registerHeaders(app);
 app.use("/v1/admin/*", requireOperator);
 registerAdminPools(app);
 registerAdminSales(app);

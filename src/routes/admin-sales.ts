@@ -6,7 +6,8 @@ import { isTimeZone, parseActivityTime } from "../config/time";
 import { flashSales } from "../db/schema";
 import type { Env } from "../env";
 import { AppError } from "../errors";
-import { database, errorResponse, type AppEnv } from "../http";
+import { database, type AppEnv } from "../http";
+import { ALWAYS, errorResponses, success } from "../openapi/responses";
 import { saleDefinition, SaleFieldsSchema, SaleIdSchema, type SaleDefinition } from "../sales/sale-definition";
 import { findSale, rememberCreatedSale, saleCounts, saleState } from "../sales/sales";
 import { onEveryShard } from "../sharding";
@@ -41,41 +42,58 @@ const StatsSchema = z
   .openapi("FlashSaleStats");
 
 const params = z.object({ saleId: SaleIdSchema });
-const errors = {
-  400: errorResponse("INVALID_PARAMS"),
-  401: errorResponse("UNAUTHENTICATED: missing or wrong operator token"),
-  404: errorResponse("NOT_FOUND"),
-  503: errorResponse("UNAVAILABLE: ADMIN_TOKEN is not set"),
-};
-const stats = (description: string) => ({ description, content: { "application/json": { schema: StatsSchema } } });
+/** What every sale route can answer. */
+const ADMIN_ERRORS = {
+  INVALID_PARAMS: "a malformed sale id",
+  UNAUTHENTICATED: "missing or wrong operator token",
+  NOT_FOUND: "no such sale",
+  UNAVAILABLE: "ADMIN_TOKEN is not set, a shard did not answer (repeat the request), or the sale changed in config after it opened",
+  INTERNAL: ALWAYS.INTERNAL,
+} as const;
+const stats = (description: string, status = 200) => success(StatsSchema, description, {}, status);
 
 const routes = {
   create: createRoute({
     method: "post",
     path: "/v1/admin/flash-sales",
+    operationId: "createFlashSale",
     tags: ["Admin"],
     summary: "Create a flash sale",
     security: [{ operator: [] }],
     request: { body: { content: { "application/json": { schema: CreateSale } }, required: true } },
-    responses: { 201: stats("Created"), 409: errorResponse("ALREADY_EXISTS: a sale with this id exists (in config or created before)"), ...errors },
+    responses: {
+      201: stats("Created", 201),
+      ...errorResponses({
+        INVALID_JSON: "the body is not JSON",
+        INVALID_PARAMS: "a malformed field, unknown timezone, an end before the begin, or more shards than stock",
+        UNAUTHENTICATED: ADMIN_ERRORS.UNAUTHENTICATED,
+        ALREADY_EXISTS: "a sale with this id exists (in config or created before)",
+        PAYLOAD_TOO_LARGE: "the body is too large",
+        UNSUPPORTED_MEDIA_TYPE: "a body that is not application/json",
+        UNAVAILABLE: ADMIN_ERRORS.UNAVAILABLE,
+        INTERNAL: ALWAYS.INTERNAL,
+      }),
+    },
   }),
   stats: createRoute({
     method: "get",
     path: "/v1/admin/flash-sales/{saleId}",
+    operationId: "getFlashSaleStats",
     tags: ["Admin"],
     summary: "A sale's counts: held + sold + remaining = stock, per shard and in all",
     security: [{ operator: [] }],
     request: { params },
-    responses: { 200: stats("The sale's counts"), ...errors },
+    responses: { 200: stats("The sale's counts"), ...errorResponses(ADMIN_ERRORS) },
   }),
   close: createRoute({
     method: "post",
     path: "/v1/admin/flash-sales/{saleId}/close",
+    operationId: "closeFlashSale",
     tags: ["Admin"],
     summary: "Close a sale: no more grabs (held tokens may still check out before they expire)",
     security: [{ operator: [] }],
     request: { params },
-    responses: { 200: stats("Closed"), ...errors },
+    responses: { 200: stats("Closed"), ...errorResponses(ADMIN_ERRORS) },
   }),
 };
 
