@@ -32,7 +32,8 @@ const routes = {
   }),
 };
 
-// Fonts off: Scalar would fetch them from its CDN, and the page must work offline.
+// Everything that would reach Scalar's servers is off (its CDN fonts, telemetry, the AI agent, the hosted
+// developer tools): the page works offline and sends nothing about its readers anywhere.
 const PAGE = `<!doctype html>
 <html lang="en">
 <head>
@@ -47,7 +48,9 @@ const PAGE = `<!doctype html>
 Scalar.createApiReference("#app", {
   url: "/openapi.json",
   withDefaultFonts: false,
-  hideClientButton: false,
+  telemetry: false,
+  agent: { disabled: true },
+  showDeveloperTools: "never",
   persistAuth: true,
   defaultHttpClient: { targetKey: "shell", clientKey: "curl" },
 });
