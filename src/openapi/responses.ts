@@ -99,3 +99,10 @@ function errorResponse(entries: [ErrorCode, string][], traits: ResponseTraits, s
 
 /** The codes every request can meet whatever the route: a storage object refusing work, a bug. */
 export const ALWAYS = { UNAVAILABLE: "busy, or no config pushed: retry after Retry-After", INTERNAL: "a bug: the request id is in the logs" } as const;
+
+/** What a route that takes a JSON body can answer because of it. */
+export const BODY_ERRORS = {
+  INVALID_JSON: "the body is not JSON",
+  PAYLOAD_TOO_LARGE: "the body is too large",
+  UNSUPPORTED_MEDIA_TYPE: "a body that is not application/json",
+} as const;

@@ -10,7 +10,7 @@ import { innerWindow } from "../config/time";
 import { prizePools } from "../db/schema";
 import { AppError } from "../errors";
 import { database, IdSchema, type AppEnv } from "../http";
-import { ALWAYS, errorResponses, success } from "../openapi/responses";
+import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import type { PoolDefinition, PoolStats, TierStats } from "../prizes/pool-definition";
 import { PoolFieldsSchema, poolDefinition, shardShare } from "../prizes/pool-definition";
 import { activityPool, poolShard, rememberCreatedPool } from "../prizes/pools";
@@ -43,11 +43,6 @@ const ADMIN_ERRORS = {
   INTERNAL: ALWAYS.INTERNAL,
 } as const;
 const CHANGE_ERRORS = { ...ADMIN_ERRORS, LOCKED: "another operator change to this pool is in progress (Retry-After)" } as const;
-const BODY_ERRORS = {
-  INVALID_JSON: "the body is not JSON",
-  PAYLOAD_TOO_LARGE: "the body is too large",
-  UNSUPPORTED_MEDIA_TYPE: "a body that is not application/json",
-} as const;
 const stats = (description: string, status = 200) => success(StatsSchema, description, {}, status);
 const ADJUST_ERRORS = { ...CHANGE_ERRORS, ...BODY_ERRORS, INVALID_PARAMS: "a malformed id or body, an unknown tier, or more units than a shard has unreleased" } as const;
 

@@ -7,7 +7,7 @@ import { flashSales } from "../db/schema";
 import type { Env } from "../env";
 import { AppError } from "../errors";
 import { database, type AppEnv } from "../http";
-import { ALWAYS, errorResponses, success } from "../openapi/responses";
+import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { saleDefinition, SaleFieldsSchema, SaleIdSchema, type SaleDefinition } from "../sales/sale-definition";
 import { findSale, rememberCreatedSale, saleCounts, saleState } from "../sales/sales";
 import { onEveryShard } from "../sharding";
@@ -64,12 +64,10 @@ const routes = {
     responses: {
       201: stats("Created", 201),
       ...errorResponses({
-        INVALID_JSON: "the body is not JSON",
+        ...BODY_ERRORS,
         INVALID_PARAMS: "a malformed field, unknown timezone, an end before the begin, or more shards than stock",
         UNAUTHENTICATED: ADMIN_ERRORS.UNAUTHENTICATED,
         ALREADY_EXISTS: "a sale with this id exists (in config or created before)",
-        PAYLOAD_TOO_LARGE: "the body is too large",
-        UNSUPPORTED_MEDIA_TYPE: "a body that is not application/json",
         UNAVAILABLE: ADMIN_ERRORS.UNAVAILABLE,
         INTERNAL: ALWAYS.INTERNAL,
       }),

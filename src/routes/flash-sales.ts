@@ -9,7 +9,7 @@ import { authenticate } from "../auth/token";
 import { vars } from "../env";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http";
-import { ALWAYS, errorResponses, success } from "../openapi/responses";
+import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { enforceRateLimits, enforceRouteLimits } from "../rate-limit/enforce";
 import { SaleIdSchema } from "../sales/sale-definition";
 import { cancel, checkout, findSale, grab, publicStatus } from "../sales/sales";
@@ -38,11 +38,6 @@ const SALE_ERRORS = {
   INTERNAL: ALWAYS.INTERNAL,
 } as const;
 const BUYER_ERRORS = { ...SALE_ERRORS, UNAUTHENTICATED: "no token, or a malformed, expired or forged one" } as const;
-const BODY_ERRORS = {
-  INVALID_JSON: "the body is not JSON",
-  PAYLOAD_TOO_LARGE: "the body is too large",
-  UNSUPPORTED_MEDIA_TYPE: "a body that is not application/json",
-} as const;
 
 const routes = {
   grab: createRoute({

@@ -9,7 +9,7 @@ import { runTask } from "../engine/pipeline";
 import { AppError, errorBody } from "../errors";
 import { IdSchema, type AppEnv } from "../http";
 import { RewardOutcomeSchema } from "../openapi/reward-outcome";
-import { ALWAYS, errorResponses, success } from "../openapi/responses";
+import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { enforceRouteLimits } from "../rate-limit/enforce";
 import { sha256Hex } from "../sharding";
 
@@ -32,11 +32,7 @@ const TaskParamsSchema = z
 
 const traits = { rateLimited: true, replayable: true };
 /** What the body of a POST adds to the codes every task run can answer. */
-const BODY_ERRORS = {
-  INVALID_JSON: "the body is not JSON",
-  PAYLOAD_TOO_LARGE: `the body is over ${MAX_BODY_BYTES / 1024} KB`,
-  UNSUPPORTED_MEDIA_TYPE: "a POST body that is not application/json",
-} as const;
+const POST_ERRORS = { ...BODY_ERRORS, PAYLOAD_TOO_LARGE: `the body is over ${MAX_BODY_BYTES / 1024} KB` } as const;
 const RUN_ERRORS = {
   INVALID_PARAMS: "a request rule failed (its configured message), or a malformed Idempotency-Key",
   UNAUTHENTICATED: "no token for a task with `login`, or a malformed, expired or forged one",
@@ -53,7 +49,7 @@ const RUN_ERRORS = {
 } as const;
 const responses = (method: "post" | "get") => ({
   200: success(TaskSuccessSchema, "The task ran", traits),
-  ...errorResponses(method === "post" ? { ...BODY_ERRORS, ...RUN_ERRORS } : RUN_ERRORS, traits),
+  ...errorResponses(method === "post" ? { ...POST_ERRORS, ...RUN_ERRORS } : RUN_ERRORS, traits),
 });
 
 const request = {
