@@ -26,12 +26,24 @@ interface Route {
 let loaded: Promise<{ doc: Document; routes: Route[] }> | undefined;
 const validators = new Map<unknown, z.ZodType>();
 
+/**
+ * Objects closed to properties they do not list: JSON Schema lets an answer carry fields its document never
+ * mentions, and a field the document omits is a mismatch all the same.
+ */
+function closed(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(closed);
+  if (schema === null || typeof schema !== "object") return schema;
+  const out = Object.fromEntries(Object.entries(schema).map(([k, v]) => [k, k === "example" ? v : closed(v)]));
+  if (out.type === "object" && out.properties && out.additionalProperties === undefined) out.additionalProperties = false;
+  return out;
+}
+
 /** The document as the worker serves it, its schema references rewritten to the `$defs` that zod resolves. */
 function load() {
   loaded ??= (async () => {
     const res = await exports.default.fetch(new Request("https://fanfare.test/openapi.json"));
     const text = (await res.text()).replaceAll('"#/components/schemas/', '"#/$defs/');
-    const doc = JSON.parse(text) as Document;
+    const doc = closed(JSON.parse(text)) as Document;
     const routes = Object.entries(doc.paths).map(([path, operations]) => ({
       pattern: new RegExp(`^${path.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{[^}]+\}/g, "[^/]+")}$`),
       operations,

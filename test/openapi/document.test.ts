@@ -79,6 +79,11 @@ describe("the response check that call() applies", () => {
     const [res2, text2] = json(200, { ok: true, requestId: "r", id: "d11-phone" });
     expect(await checkResponse("GET", url, res2, text2)).toMatch(/does not match its declared schema/);
   });
+
+  it("refuses a field the document does not list", async () => {
+    const [res, text] = json(404, { ok: false, requestId: "r", error: { code: "NOT_FOUND", message: "no flash sale" }, hint: "try another" });
+    expect(await checkResponse("GET", url, res, text)).toMatch(/does not match its declared schema/);
+  });
 });
 
 describe("the reference page", () => {
