@@ -49,16 +49,17 @@ export interface ResponseTraits {
 function headersFor(status: number, traits: ResponseTraits, codes: readonly ErrorCode[] = []): Headers {
   const names: HeaderName[] = ["X-Request-Id"];
   if (status === 429 || status === 503 || codes.includes("LOCKED")) names.push("Retry-After");
-  if (traits.rateLimited && (status < 300 || status === 429)) names.push("RateLimit-Policy", "RateLimit");
+  // Counted requests carry them whatever the answer: a refusal after the limit check keeps the headers it set.
+  if (traits.rateLimited) names.push("RateLimit-Policy", "RateLimit");
   if (traits.replayable && status < 500 && status !== 429) names.push("Idempotent-Replayed");
   if (status === 401) names.push("WWW-Authenticate");
   if (codes.includes("METHOD_NOT_ALLOWED")) names.push("Allow");
   return refs(names);
 }
 
-/** A JSON success response with the headers of the route's traits. */
-export function success<T extends z.ZodType>(schema: T, description: string, traits: ResponseTraits = {}, status = 200) {
-  return { description, headers: headersFor(status, traits), content: { "application/json": { schema } } };
+/** A success response (JSON unless said otherwise) with the headers of the route's traits. */
+export function success<T extends z.ZodType>(schema: T, description: string, traits: ResponseTraits = {}, status = 200, mediaType = "application/json") {
+  return { description, headers: headersFor(status, traits), content: { [mediaType]: { schema } } };
 }
 
 /**

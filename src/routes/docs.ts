@@ -28,7 +28,7 @@ const routes = {
     tags: ["Operations"],
     summary: "The API reference, rendered from /openapi.json",
     security: [],
-    responses: { 200: { description: "An HTML page", content: { "text/html": { schema: z.string() } } } },
+    responses: { 200: success(z.string(), "An HTML page", {}, 200, "text/html") },
   }),
 };
 

@@ -11,11 +11,11 @@ interface MediaType {
 }
 interface Operation {
   operationId: string;
-  responses: Record<string, { content?: Record<string, MediaType> }>;
+  responses: Record<string, { content?: Record<string, MediaType>; headers?: Record<string, unknown> }>;
 }
 interface Document {
   paths: Record<string, Record<string, Operation>>;
-  components: { schemas: Record<string, unknown> };
+  components: { schemas: Record<string, unknown>; headers: Record<string, unknown> };
 }
 
 interface Route {
@@ -74,6 +74,10 @@ export async function checkResponse(method: string, url: URL, res: Response, tex
   const where = `${method} ${url.pathname} (${operation.operationId}) answered ${res.status}`;
   const declared = operation.responses[String(res.status)];
   if (!declared) return `${where}, a status its document does not declare: ${text.slice(0, 300)}`;
+  // The protocol headers (Retry-After, RateLimit, …) an answer carries are the ones its response declares.
+  const listed = new Set(Object.keys(declared.headers ?? {}).map((h) => h.toLowerCase()));
+  const undeclared = Object.keys(doc.components.headers).filter((h) => res.headers.has(h) && !listed.has(h.toLowerCase()));
+  if (undeclared.length > 0) return `${where} with headers its document does not declare for it: ${undeclared.join(", ")}`;
   const mediaType = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
   if (!declared.content) return text === "" ? undefined : `${where} with a body its document does not declare`;
   const media = declared.content[mediaType];

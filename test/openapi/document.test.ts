@@ -80,6 +80,12 @@ describe("the response check that call() applies", () => {
     expect(await checkResponse("GET", url, res2, text2)).toMatch(/does not match its declared schema/);
   });
 
+  it("refuses a protocol header the response does not declare", async () => {
+    const [, text] = json(404, { ok: false, requestId: "r", error: { code: "NOT_FOUND", message: "no flash sale" } });
+    const res = new Response(text, { status: 404, headers: { "content-type": "application/json", "idempotent-replayed": "true" } });
+    expect(await checkResponse("GET", url, res, text)).toMatch(/headers its document does not declare for it: Idempotent-Replayed/);
+  });
+
   it("refuses a field the document does not list", async () => {
     const [res, text] = json(404, { ok: false, requestId: "r", error: { code: "NOT_FOUND", message: "no flash sale" }, hint: "try another" });
     expect(await checkResponse("GET", url, res, text)).toMatch(/does not match its declared schema/);
