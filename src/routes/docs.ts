@@ -1,7 +1,7 @@
 /**
  * GET /openapi.json (generated from the routes' definitions) and GET /docs, the Scalar reference page that renders
- * it. The page's script is a static asset of this worker (public/scalar/, copied by `npm run assets`), so the
- * reference works without any CDN.
+ * it. The page's script is a static asset of this worker (public/scalar/, copied from node_modules by
+ * scripts/assets.mjs, wrangler's build step), so the reference works without any CDN.
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../http";
@@ -9,7 +9,7 @@ import { openApiDocument } from "../openapi/document";
 import { success } from "../openapi/responses";
 
 /** Where `scripts/assets.mjs` puts Scalar's standalone bundle under the assets directory. */
-export const SCALAR_SCRIPT = "/scalar/standalone.js";
+const SCALAR_SCRIPT = "/scalar/standalone.js";
 
 const routes = {
   document: createRoute({
