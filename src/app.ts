@@ -3,7 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import { BEARER_CHALLENGE } from "./auth/bearer";
 import { AppError, errorBody, isRetryable } from "./errors";
 import { corsPolicy } from "./http/middleware/cors";
-import { jsonBody } from "./http/middleware/json-body";
+import { jsonBody, MAX_BODY_BYTES } from "./http/middleware/json-body";
 import { createApp, requestNow } from "./http";
 import { registerDocs } from "./routes/docs";
 import { registerHealth } from "./routes/health";
@@ -15,10 +15,8 @@ import { registerAdminSales } from "./routes/admin-sales";
 import { registerAdminDeadLetters } from "./routes/admin-dead-letters";
 import { registerFlashSales } from "./routes/flash-sales";
 import { requireOperator } from "./auth/operator";
+import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
-
-/** Every request body, on every route: task params, tokens, admin definitions. */
-const MAX_BODY_BYTES = 16 * 1024;
 
 export const app = createApp();
 
@@ -37,6 +35,7 @@ registerMe(app);
 registerPrizes(app);
 registerFlashSales(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
+registerHeaders(app);
 app.use("/v1/admin/*", requireOperator);
 registerAdminPools(app);
 registerAdminSales(app);

@@ -2,7 +2,7 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
 import { vars, type Env } from "./env";
-import { AppError, ERROR_CODES, errorBody, jsonPointer } from "./errors";
+import { AppError, errorBody, jsonPointer } from "./errors";
 import type { User } from "./engine/run";
 
 export interface AppVariables {
@@ -47,31 +47,6 @@ export function requestNow(env: Env, header: string | undefined): number {
 export function database(env: Env): DrizzleD1Database {
   return drizzle(env.DB);
 }
-
-export const ErrorSchema = z
-  .object({
-    ok: z.literal(false),
-    requestId: z.string(),
-    error: z.object({
-      code: z.enum(ERROR_CODES).openapi({ description: "Stable machine-readable code" }),
-      message: z.string().openapi({ description: "The configured message for this failure" }),
-      details: z
-        .array(
-          z.object({
-            pointer: z.string().openapi({ description: "JSON pointer (RFC 6901) to the field in the params or body", example: "/token" }),
-            message: z.string(),
-          }),
-        )
-        .optional()
-        .openapi({ description: "INVALID_PARAMS: every failing field, not only the first" }),
-    }),
-  })
-  .openapi("Error");
-
-export const errorResponse = (description: string) => ({
-  description,
-  content: { "application/json": { schema: ErrorSchema } },
-});
 
 export const IdSchema = z
   .string()

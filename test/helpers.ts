@@ -6,6 +6,7 @@ import worker from "../src/index";
 import type { QueueMessage } from "../src/env";
 import { bundleHash, type ConfigFile } from "../src/config/compile";
 import { activationSql } from "../src/config/store";
+import { checkResponse } from "./openapi/conformance";
 
 /** Pushes the shipped task-configs plus `extra` files as the active version (through the same SQL as the CLI). */
 export async function pushConfigs(extra: Record<string, string> = {}, includeShipped = true): Promise<string> {
@@ -57,6 +58,9 @@ export async function call(path: string, opts: CallOptions = {}): Promise<ApiRes
   for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
   const res = await exports.default.fetch(new Request(url, { method, headers, body }));
   const text = await res.text();
+  // Every answer of the suite is also held to the OpenAPI document.
+  const mismatch = await checkResponse(method, url, res, text);
+  if (mismatch) throw new Error(`OpenAPI mismatch: ${mismatch}`);
   let json: unknown;
   try {
     json = JSON.parse(text);

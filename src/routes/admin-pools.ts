@@ -3,7 +3,8 @@
  * of traffic (POST), read stats, replenish, withdraw, close. Behind the operator token (src/auth/operator.ts).
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { errorResponse, IdSchema, type AppEnv } from "../http";
+import { IdSchema, type AppEnv } from "../http";
+import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { adjustPool, closePool, definePool, findActivity, findPool, poolStats } from "../prizes/admin";
 import { PoolFieldsSchema } from "../prizes/pool-definition";
 
@@ -19,21 +20,24 @@ const StatsSchema = z
     requestId: z.string(),
     pool: z.string(),
     status: z.enum(["open", "closed"]),
-    at: z.string(),
+    at: z.iso.datetime(),
     tiers: z.array(TierStatsSchema),
-    schedule: z.array(z.object({ at: z.string(), released: z.number().int(), issued: z.number().int() })),
+    schedule: z.array(z.object({ at: z.iso.datetime(), released: z.number().int(), issued: z.number().int() })),
     storedBytes: z.number().int().openapi({ description: "Stored state of all shards, in bytes" }),
   })
   .openapi("PoolStats");
 const AdjustSchema = z.object({ tier: IdSchema, quantity: z.number().int().min(1).max(1_000_000_000) }).openapi("PoolAdjustment");
-const errors = {
-  400: errorResponse("INVALID_PARAMS"),
-  401: errorResponse("UNAUTHENTICATED: missing or wrong operator token"),
-  404: errorResponse("NOT_FOUND: no such activity or pool"),
-  409: errorResponse("LOCKED: another operator change to this pool is in progress (Retry-After)"),
-  503: errorResponse("UNAVAILABLE: ADMIN_TOKEN is not set"),
-};
-const statsResponse = { 200: { description: "The pool's statistics", content: { "application/json": { schema: StatsSchema } } }, ...errors };
+/** What every pool route can answer; a change adds LOCKED, a body the body's codes. */
+const ADMIN_ERRORS = {
+  INVALID_PARAMS: "a malformed activity or pool id",
+  UNAUTHENTICATED: "missing or wrong operator token",
+  NOT_FOUND: "no such activity or pool, or a `managed: api` pool not defined yet",
+  UNAVAILABLE: "ADMIN_TOKEN is not set, a shard did not answer (repeat the request), or the pool changed in config after first use",
+  INTERNAL: ALWAYS.INTERNAL,
+} as const;
+const CHANGE_ERRORS = { ...ADMIN_ERRORS, LOCKED: "another operator change to this pool is in progress (Retry-After)" } as const;
+const stats = (description: string, status = 200) => success(StatsSchema, description, {}, status);
+const ADJUST_ERRORS = { ...CHANGE_ERRORS, ...BODY_ERRORS, INVALID_PARAMS: "a malformed id or body, an unknown tier, or more units than a shard has unreleased" } as const;
 
 const path = "/v1/admin/activities/{activityId}/pools/{poolId}";
 const CreatePool = PoolFieldsSchema.openapi("PoolDefinition", {
@@ -42,10 +46,20 @@ const CreatePool = PoolFieldsSchema.openapi("PoolDefinition", {
 });
 
 const routes = {
-  create: createRoute({ method: "post", path, tags: ["Admin"], summary: "Set up a pool's shards now, ahead of traffic", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
+  create: createRoute({
+    method: "post",
+    path,
+    operationId: "setUpPool",
+    tags: ["Admin"],
+    summary: "Set up a pool's shards now, ahead of traffic",
+    security: [{ operator: [] }],
+    request: { params },
+    responses: { 200: stats("The pool's statistics"), ...errorResponses(ADMIN_ERRORS) },
+  }),
   define: createRoute({
     method: "put",
     path,
+    operationId: "definePool",
     tags: ["Admin"],
     summary: "Define a pool the task config declares `managed: api`",
     description:
@@ -55,16 +69,57 @@ const routes = {
     security: [{ operator: [] }],
     request: { params, body: { content: { "application/json": { schema: CreatePool } }, required: true } },
     responses: {
-      ...statsResponse,
-      200: { description: "Already defined so", content: { "application/json": { schema: StatsSchema } } },
-      201: { description: "Defined", content: { "application/json": { schema: StatsSchema } } },
-      409: errorResponse("ALREADY_EXISTS: the pool is defined otherwise (in config, or by an earlier request)"),
+      200: stats("Already defined so"),
+      201: stats("Defined", 201),
+      ...errorResponses({
+        ...ADMIN_ERRORS,
+        ...BODY_ERRORS,
+        INVALID_PARAMS: "a malformed id or definition, or a time window outside the activity's",
+        NOT_FOUND: "no such activity, or it declares no such pool",
+        ALREADY_EXISTS: "the pool is defined otherwise (in config, or by an earlier request)",
+      }),
     },
   }),
-  stats: createRoute({ method: "get", path, tags: ["Admin"], summary: "Pool statistics per tier, and the schedule beside what happened", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
-  replenish: createRoute({ method: "post", path: `${path}/replenish`, tags: ["Admin"], summary: "Add units, spread over the rest of the window", security: [{ operator: [] }], request: { params, body: { content: { "application/json": { schema: AdjustSchema } } } }, responses: statsResponse }),
-  withdraw: createRoute({ method: "post", path: `${path}/withdraw`, tags: ["Admin"], summary: "Take back units not released yet", security: [{ operator: [] }], request: { params, body: { content: { "application/json": { schema: AdjustSchema } } } }, responses: statsResponse }),
-  close: createRoute({ method: "post", path: `${path}/close`, tags: ["Admin"], summary: "Close the pool: no more draws", security: [{ operator: [] }], request: { params }, responses: statsResponse }),
+  stats: createRoute({
+    method: "get",
+    path,
+    operationId: "getPoolStats",
+    tags: ["Admin"],
+    summary: "Pool statistics per tier, and the schedule beside what happened",
+    security: [{ operator: [] }],
+    request: { params },
+    responses: { 200: stats("The pool's statistics"), ...errorResponses(ADMIN_ERRORS) },
+  }),
+  replenish: createRoute({
+    method: "post",
+    path: `${path}/replenish`,
+    operationId: "replenishPool",
+    tags: ["Admin"],
+    summary: "Add units, spread over the rest of the window",
+    security: [{ operator: [] }],
+    request: { params, body: { content: { "application/json": { schema: AdjustSchema } }, required: true } },
+    responses: { 200: stats("The pool's statistics after the change"), ...errorResponses(ADJUST_ERRORS) },
+  }),
+  withdraw: createRoute({
+    method: "post",
+    path: `${path}/withdraw`,
+    operationId: "withdrawFromPool",
+    tags: ["Admin"],
+    summary: "Take back units not released yet",
+    security: [{ operator: [] }],
+    request: { params, body: { content: { "application/json": { schema: AdjustSchema } }, required: true } },
+    responses: { 200: stats("The pool's statistics after the change"), ...errorResponses(ADJUST_ERRORS) },
+  }),
+  close: createRoute({
+    method: "post",
+    path: `${path}/close`,
+    operationId: "closePool",
+    tags: ["Admin"],
+    summary: "Close the pool: no more draws",
+    security: [{ operator: [] }],
+    request: { params },
+    responses: { 200: stats("The pool's statistics, closed"), ...errorResponses(CHANGE_ERRORS) },
+  }),
 };
 
 export function registerAdminPools(app: OpenAPIHono<AppEnv>) {

@@ -1,6 +1,7 @@
 /** Operator API for flash sales: create one (or set up a declared one's shards), read its counts, close it. */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { errorResponse, type AppEnv } from "../http";
+import type { AppEnv } from "../http";
+import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { closeSale, createSale, saleStats } from "../sales/admin";
 import { SaleFieldsSchema, SaleIdSchema } from "../sales/sale-definition";
 import { findSale } from "../sales/sales";
@@ -36,41 +37,56 @@ const StatsSchema = z
   .openapi("FlashSaleStats");
 
 const params = z.object({ saleId: SaleIdSchema });
-const errors = {
-  400: errorResponse("INVALID_PARAMS"),
-  401: errorResponse("UNAUTHENTICATED: missing or wrong operator token"),
-  404: errorResponse("NOT_FOUND"),
-  503: errorResponse("UNAVAILABLE: ADMIN_TOKEN is not set"),
-};
-const stats = (description: string) => ({ description, content: { "application/json": { schema: StatsSchema } } });
+/** What every sale route can answer. */
+const ADMIN_ERRORS = {
+  INVALID_PARAMS: "a malformed sale id",
+  UNAUTHENTICATED: "missing or wrong operator token",
+  NOT_FOUND: "no such sale",
+  UNAVAILABLE: "ADMIN_TOKEN is not set, a shard did not answer (repeat the request), or the sale changed in config after it opened",
+  INTERNAL: ALWAYS.INTERNAL,
+} as const;
+const stats = (description: string, status = 200) => success(StatsSchema, description, {}, status);
 
 const routes = {
   create: createRoute({
     method: "post",
     path: "/v1/admin/flash-sales",
+    operationId: "createFlashSale",
     tags: ["Admin"],
     summary: "Create a flash sale",
     security: [{ operator: [] }],
     request: { body: { content: { "application/json": { schema: CreateSale } }, required: true } },
-    responses: { 201: stats("Created"), 409: errorResponse("ALREADY_EXISTS: a sale with this id exists (in config or created before)"), ...errors },
+    responses: {
+      201: stats("Created", 201),
+      ...errorResponses({
+        ...BODY_ERRORS,
+        INVALID_PARAMS: "a malformed field, unknown timezone, an end before the begin, or more shards than stock",
+        UNAUTHENTICATED: ADMIN_ERRORS.UNAUTHENTICATED,
+        ALREADY_EXISTS: "a sale with this id exists (in config or created before)",
+        UNAVAILABLE: ADMIN_ERRORS.UNAVAILABLE,
+        INTERNAL: ALWAYS.INTERNAL,
+      }),
+    },
   }),
   stats: createRoute({
     method: "get",
     path: "/v1/admin/flash-sales/{saleId}",
+    operationId: "getFlashSaleStats",
     tags: ["Admin"],
     summary: "A sale's counts: held + sold + remaining = stock, per shard and in all",
     security: [{ operator: [] }],
     request: { params },
-    responses: { 200: stats("The sale's counts"), ...errors },
+    responses: { 200: stats("The sale's counts"), ...errorResponses(ADMIN_ERRORS) },
   }),
   close: createRoute({
     method: "post",
     path: "/v1/admin/flash-sales/{saleId}/close",
+    operationId: "closeFlashSale",
     tags: ["Admin"],
     summary: "Close a sale: no more grabs (held tokens may still check out before they expire)",
     security: [{ operator: [] }],
     request: { params },
-    responses: { 200: stats("Closed"), ...errors },
+    responses: { 200: stats("Closed"), ...errorResponses(ADMIN_ERRORS) },
   }),
 };
 

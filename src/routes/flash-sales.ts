@@ -6,14 +6,14 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { checkKey } from "../accounts/idempotency";
 import { requireUser, signedInUser } from "../auth/require-user";
 import { vars } from "../env";
-import { errorResponse, type AppEnv } from "../http";
+import type { AppEnv } from "../http";
+import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { enforceRateLimits, enforceRouteLimits } from "../rate-limit/enforce";
 import { SaleIdSchema } from "../sales/sale-definition";
 import { cancel, checkout, findSale, grab, publicStatus } from "../sales/sales";
 
 const params = z.object({ saleId: SaleIdSchema.openapi({ example: "d11-phone" }) });
 const TokenBody = z.object({ token: z.string().min(1).max(200).openapi({ example: "d11-phone.0.q1w2e3r4t5y6u7i8o9p0aa" }) }).openapi("SaleToken");
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 
 const OrderSchema = z
   .object({
@@ -23,16 +23,25 @@ const OrderSchema = z
     userId: z.string(),
     token: z.string(),
     price: z.number().int().openapi({ description: "Minor units" }),
-    createdAt: z.string(),
+    createdAt: z.iso.datetime(),
   })
   .openapi("Order");
-const limited = { 429: errorResponse("RATE_LIMITED (Retry-After and RateLimit-* headers say when to come back)") };
-const unavailable = { 503: errorResponse("UNAVAILABLE: a stock shard is overloaded (Retry-After), or the sale's config changed") };
+const limited = { rateLimited: true };
+/** What every consumer route of a sale can answer besides its own refusals. */
+const SALE_ERRORS = {
+  INVALID_PARAMS: "a malformed sale id, token or Idempotency-Key",
+  NOT_FOUND: "no such sale",
+  RATE_LIMITED: "over ROUTE_RATE_LIMITS or the sale's own `rateLimit`",
+  UNAVAILABLE: "a stock shard is busy, or the sale's config changed after it opened (Retry-After)",
+  INTERNAL: ALWAYS.INTERNAL,
+} as const;
+const BUYER_ERRORS = { ...SALE_ERRORS, UNAUTHENTICATED: "no token, or a malformed, expired or forged one" } as const;
 
 const routes = {
   grab: createRoute({
     method: "post",
     path: "/v1/flash-sales/{saleId}/grab",
+    operationId: "grabStockToken",
     tags: ["Flash sales"],
     summary: "Take a stock token: the unit is held for you until checkout or its expiry",
     security: [{ bearer: [] }],
@@ -43,63 +52,93 @@ const routes = {
       }),
     },
     responses: {
-      200: json(
-        z.object({ ok: z.literal(true), requestId: z.string(), saleId: z.string(), token: z.string(), expiresAt: z.string(), replayed: z.boolean() }).openapi("StockToken"),
+      200: success(
+        z
+          .object({
+            ok: z.literal(true),
+            requestId: z.string(),
+            saleId: z.string(),
+            token: z.string(),
+            expiresAt: z.iso.datetime().openapi({ description: "Check out before this, or the unit goes back on sale" }),
+            replayed: z.boolean().openapi({ description: "True when this is the token an earlier grab with the same Idempotency-Key took" }),
+          })
+          .openapi("StockToken"),
         "A token",
+        limited,
       ),
-      401: errorResponse("UNAUTHENTICATED"),
-      403: errorResponse("NOT_STARTED or ENDED"),
-      404: errorResponse("NOT_FOUND: no such sale"),
-      409: errorResponse("SOLD_OUT, or LIMIT_REACHED: the buyer holds or bought the per-user limit"),
-      ...limited,
-      ...unavailable,
+      ...errorResponses(
+        {
+          ...BUYER_ERRORS,
+          NOT_STARTED: "the sale has not started",
+          ENDED: "the sale has ended or was closed",
+          SOLD_OUT: "no unit is left",
+          LIMIT_REACHED: "the buyer holds or bought the per-user limit",
+        },
+        limited,
+      ),
     },
   }),
   checkout: createRoute({
     method: "post",
     path: "/v1/flash-sales/{saleId}/checkout",
+    operationId: "checkOut",
     tags: ["Flash sales"],
     summary: "Check out with a token: the order (the same order however often it is repeated)",
     security: [{ bearer: [] }],
     request: { params, body: { content: { "application/json": { schema: TokenBody } }, required: true } },
     responses: {
-      200: json(z.object({ ok: z.literal(true), requestId: z.string(), order: OrderSchema, replayed: z.boolean() }).openapi("Checkout"), "The order"),
-      400: errorResponse("INVALID_JSON or INVALID_PARAMS"),
-      401: errorResponse("UNAUTHENTICATED"),
-      403: errorResponse("FORBIDDEN: another buyer's token"),
-      404: errorResponse("NOT_FOUND: no such sale or token"),
-      410: errorResponse("TOKEN_EXPIRED: past its checkout deadline, or cancelled; the unit went back on sale"),
-      ...limited,
-      ...unavailable,
+      200: success(
+        z
+          .object({ ok: z.literal(true), requestId: z.string(), order: OrderSchema, replayed: z.boolean().openapi({ description: "True when the token was checked out before" }) })
+          .openapi("Checkout"),
+        "The order",
+        limited,
+      ),
+      ...errorResponses(
+        {
+          ...BUYER_ERRORS,
+          ...BODY_ERRORS,
+          NOT_FOUND: "no such sale or token",
+          FORBIDDEN: "another buyer's token",
+          TOKEN_EXPIRED: "past its checkout deadline, or cancelled; the unit went back on sale",
+        },
+        limited,
+      ),
     },
   }),
   cancel: createRoute({
     method: "post",
     path: "/v1/flash-sales/{saleId}/cancel",
+    operationId: "cancelStockToken",
     tags: ["Flash sales"],
     summary: "Give a held token back: its unit goes back on sale at once",
     security: [{ bearer: [] }],
     request: { params, body: { content: { "application/json": { schema: TokenBody } }, required: true } },
     responses: {
-      200: json(z.object({ ok: z.literal(true), requestId: z.string(), token: z.string(), status: z.literal("cancelled") }), "Cancelled"),
-      400: errorResponse("INVALID_JSON or INVALID_PARAMS"),
-      401: errorResponse("UNAUTHENTICATED"),
-      403: errorResponse("FORBIDDEN: another buyer's token"),
-      404: errorResponse("NOT_FOUND: no such sale or token"),
-      409: errorResponse("TOKEN_USED: already checked out"),
-      410: errorResponse("TOKEN_EXPIRED"),
-      ...limited,
-      ...unavailable,
+      200: success(z.object({ ok: z.literal(true), requestId: z.string(), token: z.string(), status: z.literal("cancelled") }).openapi("Cancellation"), "Cancelled", limited),
+      ...errorResponses(
+        {
+          ...BUYER_ERRORS,
+          ...BODY_ERRORS,
+          NOT_FOUND: "no such sale or token",
+          FORBIDDEN: "another buyer's token",
+          TOKEN_USED: "already checked out",
+          TOKEN_EXPIRED: "past its checkout deadline, or cancelled before",
+        },
+        limited,
+      ),
     },
   }),
   status: createRoute({
     method: "get",
     path: "/v1/flash-sales/{saleId}",
+    operationId: "getFlashSale",
     tags: ["Flash sales"],
     summary: "Public status of a sale (cached for SALE_STATUS_CACHE_MS)",
+    security: [],
     request: { params },
     responses: {
-      200: json(
+      200: success(
         z
           .object({
             ok: z.literal(true),
@@ -111,15 +150,14 @@ const routes = {
             state: z.enum(["upcoming", "open", "sold-out", "ended", "closed"]),
             stock: z.number().int(),
             remaining: z.number().int(),
-            beginsAt: z.string(),
-            endsAt: z.string(),
+            beginsAt: z.iso.datetime(),
+            endsAt: z.iso.datetime(),
           })
           .openapi("FlashSaleStatus"),
         "The sale",
+        limited,
       ),
-      404: errorResponse("NOT_FOUND"),
-      ...limited,
-      ...unavailable,
+      ...errorResponses(SALE_ERRORS, limited),
     },
   }),
 };

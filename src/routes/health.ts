@@ -2,17 +2,17 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../http";
+import { success } from "../openapi/responses";
 
 const route = createRoute({
   method: "get",
   path: "/health",
+  operationId: "getHealth",
   tags: ["Operations"],
   summary: "Liveness check",
+  security: [],
   responses: {
-    200: {
-      description: "The worker is up",
-      content: { "application/json": { schema: z.object({ ok: z.literal(true), time: z.string() }).openapi("Health") } },
-    },
+    200: success(z.object({ ok: z.literal(true), time: z.iso.datetime() }).openapi("Health"), "The worker is up"),
   },
 });
 

@@ -10,7 +10,8 @@ import { activeConfig } from "../config/store";
 import { participations, rewardRecords } from "../db/schema";
 import { ledgerFor } from "../accounts/ledger";
 import { AppError } from "../errors";
-import { database, errorResponse, IdSchema, type AppEnv } from "../http";
+import { database, IdSchema, type AppEnv } from "../http";
+import { ALWAYS, errorResponses, success } from "../openapi/responses";
 
 const MeSchema = z
   .object({
@@ -18,12 +19,12 @@ const MeSchema = z
     requestId: z.string(),
     activityId: z.string(),
     userId: z.string(),
-    chances: z.record(z.string(), z.object({ name: z.string(), balance: z.number().int(), resets: z.string() })),
+    chances: z.record(z.string(), z.object({ name: z.string(), balance: z.number().int(), resets: z.string().openapi({ description: "The period the balance resets with", example: "day" }) })),
     redPacketBalance: z.record(z.string(), z.number().int()).openapi({ description: "Minor units by currency" }),
     participations: z.object({
       total: z.number().int(),
       byTask: z.record(z.string(), z.number().int()),
-      recent: z.array(z.object({ id: z.string(), taskId: z.string(), period: z.string(), at: z.string() })),
+      recent: z.array(z.object({ id: z.string(), taskId: z.string(), period: z.string(), at: z.iso.datetime() })),
     }),
     rewards: z.array(
       z.object({
@@ -32,8 +33,8 @@ const MeSchema = z
         type: z.string(),
         amount: z.number().int(),
         detail: z.record(z.string(), z.unknown()),
-        status: z.string(),
-        at: z.string(),
+        status: z.string().openapi({ description: "granted, pending (a delivery under way), delivered, failed, claimed, …" }),
+        at: z.iso.datetime(),
       }),
     ),
   })
@@ -42,14 +43,19 @@ const MeSchema = z
 const route = createRoute({
   method: "get",
   path: "/v1/activities/{activityId}/me",
+  operationId: "getMyActivityState",
   tags: ["Tasks"],
   summary: "The user's chances, balances, participations and rewards in an activity",
   security: [{ bearer: [] }],
   request: { params: z.object({ activityId: IdSchema }) },
   responses: {
-    200: { description: "The user's state", content: { "application/json": { schema: MeSchema } } },
-    401: errorResponse("UNAUTHENTICATED"),
-    404: errorResponse("NOT_FOUND: unknown activity"),
+    200: success(MeSchema, "The user's state"),
+    ...errorResponses({
+      INVALID_PARAMS: "the activity id is malformed",
+      UNAUTHENTICATED: "no token, or a malformed, expired or forged one",
+      NOT_FOUND: "unknown activity",
+      ...ALWAYS,
+    }),
   },
 });
 

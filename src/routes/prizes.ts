@@ -3,29 +3,36 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { requireUser, signedInUser } from "../auth/require-user";
 import { activeConfig } from "../config/store";
 import { AppError, type ErrorCode } from "../errors";
-import { errorResponse, type AppEnv } from "../http";
+import type { AppEnv } from "../http";
+import { ALWAYS, errorResponses, success } from "../openapi/responses";
 import { enforceRouteLimits } from "../rate-limit/enforce";
 import type { ClaimOutcome } from "../prizes/pool-definition";
 import { claimPrize, parsePrizeId, poolById } from "../prizes/pools";
 
+const limited = { rateLimited: true };
 const route = createRoute({
   method: "post",
   path: "/v1/prizes/{grantId}/claim",
+  operationId: "claimPrize",
   tags: ["Prizes"],
   summary: "Claim a prize won in a lottery",
   security: [{ bearer: [] }],
   request: { params: z.object({ grantId: z.string().max(300).openapi({ example: "pz~double11-2026~main~1f0c…_0~0" }) }) },
   responses: {
-    200: {
-      description: "Claimed",
-      content: { "application/json": { schema: z.object({ ok: z.literal(true), requestId: z.string(), grantId: z.string(), status: z.literal("claimed") }).openapi("Claim") } },
-    },
-    401: errorResponse("UNAUTHENTICATED"),
-    403: errorResponse("FORBIDDEN: the prize is another user's"),
-    404: errorResponse("NOT_FOUND: no such prize"),
-    409: errorResponse("ALREADY_CLAIMED"),
-    410: errorResponse("CLAIM_EXPIRED: the claim deadline passed; the prize went back to the pool"),
-    429: errorResponse("RATE_LIMITED (ROUTE_RATE_LIMITS)"),
+    200: success(z.object({ ok: z.literal(true), requestId: z.string(), grantId: z.string(), status: z.literal("claimed") }).openapi("Claim"), "Claimed", limited),
+    ...errorResponses(
+      {
+        INVALID_PARAMS: "the grant id is over 300 characters",
+        UNAUTHENTICATED: "no token, or a malformed, expired or forged one",
+        FORBIDDEN: "the prize is another user's",
+        NOT_FOUND: "no such prize",
+        ALREADY_CLAIMED: "the prize was claimed before",
+        CLAIM_EXPIRED: "the claim deadline passed; the prize went back to the pool",
+        RATE_LIMITED: "over ROUTE_RATE_LIMITS' `prize.claim`",
+        ...ALWAYS,
+      },
+      limited,
+    ),
   },
 });
 

@@ -7,21 +7,13 @@ import { own } from "../config/compiled";
 import { activeConfig } from "../config/store";
 import { runTask } from "../engine/pipeline";
 import { AppError } from "../errors";
-import { errorResponse, IdSchema, type AppEnv } from "../http";
+import { IdSchema, type AppEnv } from "../http";
+import { RewardOutcomeSchema } from "../openapi/reward-outcome";
+import { MAX_BODY_BYTES } from "../http/middleware/json-body";
+import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { enforceRouteLimits } from "../rate-limit/enforce";
 
 const PATH = "/v1/activities/:activityId/tasks/:taskId";
-
-const RewardSchema = z
-  .object({
-    type: z.string().openapi({ example: "redPacket" }),
-    granted: z.boolean(),
-    grantId: z.string().optional(),
-    amount: z.number().int().optional().openapi({ description: "Minor units for money; a count otherwise" }),
-    reason: z.string().optional().openapi({ description: "Why nothing was granted: MISSED, NOT_IN_GROUP" }),
-  })
-  .passthrough()
-  .openapi("RewardOutcome");
 
 export const TaskSuccessSchema = z
   .object({
@@ -29,7 +21,7 @@ export const TaskSuccessSchema = z
     requestId: z.string(),
     activityId: z.string(),
     taskId: z.string(),
-    rewards: z.array(RewardSchema),
+    rewards: z.array(RewardOutcomeSchema),
   })
   .openapi("TaskResult");
 
@@ -37,19 +29,27 @@ const TaskParamsSchema = z
   .record(z.string(), z.unknown())
   .openapi("TaskParams", { description: "The task's request fields, checked by its `request` rules", example: { deviceId: "d-1", sex: 1, phone: "13800138000" } });
 
-const responses = {
-  200: { description: "The task ran", content: { "application/json": { schema: TaskSuccessSchema } } },
-  400: errorResponse("INVALID_JSON or INVALID_PARAMS (with the rule's configured message)"),
-  401: errorResponse("UNAUTHENTICATED: missing (for tasks with `login`), malformed or forged token"),
-  403: errorResponse("OUTSIDE_TIME_WINDOW, NOT_ELIGIBLE or NO_CHANCES"),
-  404: errorResponse("NOT_FOUND: unknown activity or task"),
-  405: errorResponse("METHOD_NOT_ALLOWED: the task takes the other method"),
-  409: errorResponse("LOCKED (a concurrent duplicate) or SOLD_OUT"),
-  413: errorResponse("PAYLOAD_TOO_LARGE: body over 16 KB"),
-  422: errorResponse("IDEMPOTENCY_MISMATCH: the key was used with a different request"),
-  429: errorResponse("RATE_LIMITED: over the task's or the route's rate limit (Retry-After, RateLimit-* headers)"),
-  503: errorResponse("UNAVAILABLE: no config pushed, or the worker is misconfigured"),
-};
+const traits = { rateLimited: true, replayable: true };
+/** What the body of a POST adds to the codes every task run can answer. */
+const POST_ERRORS = { ...BODY_ERRORS, PAYLOAD_TOO_LARGE: `the body is over ${MAX_BODY_BYTES / 1024} KB` } as const;
+const RUN_ERRORS = {
+  INVALID_PARAMS: "a request rule failed (its configured message), or a malformed Idempotency-Key",
+  UNAUTHENTICATED: "no token for a task with `login`, or a malformed, expired or forged one",
+  OUTSIDE_TIME_WINDOW: "outside the activity's or the task's time window",
+  NOT_ELIGIBLE: "a participation limit was reached",
+  NO_CHANCES: "no chances of the kind the task spends are left",
+  NOT_FOUND: "unknown activity or task",
+  METHOD_NOT_ALLOWED: "the task takes the other method (see Allow)",
+  LOCKED: "a concurrent duplicate holds the user's lock, or the Idempotency-Key's first request is still running",
+  SOLD_OUT: "a reward's stock or budget is spent",
+  IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used with a different request",
+  RATE_LIMITED: "over the route's or the task's rate limit",
+  ...ALWAYS,
+} as const;
+const responses = (method: "post" | "get") => ({
+  200: success(TaskSuccessSchema, "The task ran", traits),
+  ...errorResponses(method === "post" ? { ...POST_ERRORS, ...RUN_ERRORS } : RUN_ERRORS, traits),
+});
 
 const request = {
   params: z.object({ activityId: IdSchema, taskId: IdSchema.openapi({ example: "openRedPacket" }) }),
@@ -77,6 +77,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     app.openAPIRegistry.registerPath({
       method,
       path: "/v1/activities/{activityId}/tasks/{taskId}",
+      operationId: method === "post" ? "runTask" : "runTaskByGet",
       tags: ["Tasks"],
       summary: method === "post" ? "Run a task (POST tasks)" : "Run a task (tasks configured with method GET)",
       description:
@@ -84,7 +85,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
         "the JSON body (POST) or the query string. The first failing step answers with its code and message.",
       security: [{ bearer: [] }],
       request: method === "post" ? { ...request, body: { content: { "application/json": { schema: TaskParamsSchema } }, required: false } } : request,
-      responses,
+      responses: responses(method),
     });
   }
 

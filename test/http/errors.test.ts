@@ -99,25 +99,6 @@ describe("GET tasks read their rules from the query string", () => {
   });
 });
 
-describe("the API describes itself", () => {
-  it("serves an OpenAPI 3.1 document with every route and the error schema", async () => {
-    const res = await call("/openapi.json", { method: "GET" });
-    expect(res.json.openapi).toBe("3.1.0");
-    expect(Object.keys(res.json.paths)).toEqual(
-      expect.arrayContaining(["/health", "/v1/activities/{activityId}/tasks/{taskId}", "/v1/activities/{activityId}/me"]),
-    );
-    expect(res.json.components.schemas.Error.properties.error.properties.code.enum).toContain("SOLD_OUT");
-  });
-
-  it("renders a readable reference page at /docs", async () => {
-    const res = await call("/docs", { method: "GET" });
-    expect(res.status).toBe(200);
-    expect(res.json).toContain("<h2>Endpoints</h2>");
-    expect(res.json).toContain("/v1/activities/{activityId}/tasks/{taskId}");
-    expect(res.json).toContain("IDEMPOTENCY_MISMATCH");
-  });
-});
-
 describe("records", () => {
   it("records every validated request with its outcome, through the queue", async () => {
     const ok = await runTask("double11", "signIn", { user: "recorded", now: NOW });

@@ -7,6 +7,9 @@ import { bodyLimit } from "hono/body-limit";
 import { AppError } from "../../../errors";
 import type { AppEnv } from "../../../http";
 
+/** Every request body, on every route: task params, tokens, admin definitions. */
+export const MAX_BODY_BYTES = 16 * 1024;
+
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
 export function jsonBody(options: { maxBytes: number }): MiddlewareHandler<AppEnv> {

@@ -1,0 +1,30 @@
+/** The OpenAPI 3.1 document of the app, generated from the routes' definitions. */
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../http";
+
+const INFO = {
+  title: "Fanfare API",
+  version: "0.1.0",
+  description:
+    "Marketing activities at the edge. Consumers run tasks configured in YAML, draw and claim prizes and grab " +
+    'flash-sale stock; operators manage pools and sales. Every failure answers `{"ok":false,"requestId":…,' +
+    '"error":{"code":…,"message":…}}`; each response lists the codes the route can answer.',
+  license: { name: "Proprietary", identifier: "LicenseRef-Proprietary" },
+};
+
+/** The document as /openapi.json serves it; `openapi:lint` checks this same function's output. */
+export function openApiDocument(app: OpenAPIHono<AppEnv>) {
+  return app.getOpenAPI31Document({
+    openapi: "3.1.0",
+    info: INFO,
+    // Relative: the document describes whichever deployment serves it (try-it in /docs calls the same origin).
+    servers: [{ url: "/", description: "This deployment" }],
+    tags: [
+      { name: "Tasks", description: "Run an activity's tasks and read your state in it" },
+      { name: "Prizes", description: "Claim what a lottery drew" },
+      { name: "Flash sales", description: "Take a stock token, check out with it, or give it back" },
+      { name: "Admin", description: "Operator API (ADMIN_TOKEN): prize pools and flash sales" },
+      { name: "Operations", description: "Liveness and this reference" },
+    ],
+  });
+}

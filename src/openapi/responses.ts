@@ -1,0 +1,121 @@
+/**
+ * The OpenAPI side of the one error model and the protocol headers: a route lists the error codes it can answer and
+ * gets one response per status, each with the codes of that status as an enum and the headers that status carries.
+ */
+import { z } from "@hono/zod-openapi";
+import type { OpenAPIHono, RouteConfig } from "@hono/zod-openapi";
+import { ERROR_STATUS, type ErrorCode } from "../errors";
+import type { AppEnv } from "../http";
+
+/** Response headers, declared once under components.headers and referenced by name. */
+export const HEADERS = {
+  "X-Request-Id": { description: "This request's id, also in every error body and log line", schema: { type: "string", format: "uuid" } },
+  "Retry-After": { description: "Seconds to wait before trying again", schema: { type: "integer", minimum: 1 } },
+  "RateLimit-Policy": {
+    description: "The limit that applies (IETF draft-ietf-httpapi-ratelimit-headers): quota `q` per window `w` seconds",
+    schema: { type: "string" },
+    example: '"default";q=100;w=60',
+  },
+  RateLimit: {
+    description: "What is left of that limit: `r` requests remaining, the window resets in `t` seconds",
+    schema: { type: "string" },
+    example: '"default";r=42;t=17',
+  },
+  "Idempotent-Replayed": {
+    description: "`true` when this is the stored answer to an earlier request with the same Idempotency-Key",
+    schema: { type: "string", const: "true" },
+  },
+  "WWW-Authenticate": { description: "The scheme to authenticate with", schema: { type: "string" }, example: 'Bearer realm="fanfare"' },
+  Allow: { description: "The method the task takes", schema: { type: "string" }, example: "POST" },
+} as const;
+
+type HeaderName = keyof typeof HEADERS;
+type Headers = Exclude<NonNullable<Exclude<RouteConfig["responses"][string], { $ref: string }>["headers"]>, z.ZodObject>;
+
+export function registerHeaders(app: OpenAPIHono<AppEnv>) {
+  for (const [name, header] of Object.entries(HEADERS)) app.openAPIRegistry.registerComponent("headers", name, header);
+}
+
+const refs = (names: HeaderName[]): Headers => Object.fromEntries(names.map((n) => [n, { $ref: `#/components/headers/${n}` }]));
+
+/** What a route's answers carry besides the body. */
+export interface ResponseTraits {
+  /** Counted by rate limits (ROUTE_RATE_LIMITS, a task's or a sale's own): RateLimit headers on answers. */
+  rateLimited?: boolean;
+  /** Takes an Idempotency-Key whose stored answer is replayed with Idempotent-Replayed. */
+  replayable?: boolean;
+}
+
+function headersFor(status: number, traits: ResponseTraits, codes: readonly ErrorCode[] = []): Headers {
+  const names: HeaderName[] = ["X-Request-Id"];
+  if (status === 429 || status === 503 || codes.includes("LOCKED")) names.push("Retry-After");
+  // Counted requests carry them whatever the answer: a refusal after the limit check keeps the headers it set.
+  if (traits.rateLimited) names.push("RateLimit-Policy", "RateLimit");
+  if (traits.replayable && status < 500 && status !== 429) names.push("Idempotent-Replayed");
+  if (status === 401) names.push("WWW-Authenticate");
+  if (codes.includes("METHOD_NOT_ALLOWED")) names.push("Allow");
+  return refs(names);
+}
+
+/** A success response (JSON unless said otherwise) with the headers of the route's traits. */
+export function success<T extends z.ZodType>(schema: T, description: string, traits: ResponseTraits = {}, status = 200, mediaType = "application/json") {
+  return { description, headers: headersFor(status, traits), content: { [mediaType]: { schema } } };
+}
+
+/**
+ * One response per HTTP status among `codes` (code → what it means on this route), each listing exactly those codes:
+ * a client can switch on `error.code`, and the response check in the tests fails on a code the route did not declare.
+ */
+export function errorResponses(codes: Partial<Record<ErrorCode, string>>, traits: ResponseTraits = {}) {
+  const byStatus = new Map<number, [ErrorCode, string][]>();
+  for (const [code, meaning] of Object.entries(codes) as [ErrorCode, string][]) {
+    const status = ERROR_STATUS[code];
+    byStatus.set(status, [...(byStatus.get(status) ?? []), [code, meaning]]);
+  }
+  const responses: Record<number, ReturnType<typeof errorResponse>> = {};
+  for (const [status, entries] of byStatus) responses[status] = errorResponse(entries, traits, status);
+  return responses;
+}
+
+/** INVALID_PARAMS lists every failing field, each by a JSON pointer into the params or body. */
+const FieldErrors = z
+  .array(
+    z.object({
+      pointer: z.string().openapi({ description: "JSON pointer (RFC 6901) to the field in the params or body", example: "/token" }),
+      message: z.string(),
+    }),
+  )
+  .optional()
+  .openapi({ description: "INVALID_PARAMS: every failing field, not only the first" });
+
+function errorResponse(entries: [ErrorCode, string][], traits: ResponseTraits, status: number) {
+  const codes = entries.map(([code]) => code) as [ErrorCode, ...ErrorCode[]];
+  const schema = z.object({
+    ok: z.literal(false),
+    requestId: z.string(),
+    error: z.object({
+      code: z.enum(codes).openapi({ description: "Stable machine-readable code" }),
+      message: z.string().openapi({ description: "The configured message for this failure" }),
+      ...(codes.includes("INVALID_PARAMS") ? { details: FieldErrors } : {}),
+    }),
+  });
+  return {
+    description: entries.map(([code, meaning]) => `\`${code}\`${meaning ? `: ${meaning}` : ""}`).join("; "),
+    headers: headersFor(status, traits, codes),
+    content: {
+      "application/json": {
+        schema: schema.openapi({ example: { ok: false, requestId: "5f0c6b1e-8a8e-4c1b-9d8e-2b6f3f0b7a11", error: { code: codes[0], message: entries[0]![1] || codes[0] } } }),
+      },
+    },
+  };
+}
+
+/** The codes every request can meet whatever the route: a storage object refusing work, a bug. */
+export const ALWAYS = { UNAVAILABLE: "busy, or no config pushed: retry after Retry-After", INTERNAL: "a bug: the request id is in the logs" } as const;
+
+/** What a route that takes a JSON body can answer because of it. */
+export const BODY_ERRORS = {
+  INVALID_JSON: "the body is not JSON",
+  PAYLOAD_TOO_LARGE: "the body is too large",
+  UNSUPPORTED_MEDIA_TYPE: "a body that is not application/json",
+} as const;

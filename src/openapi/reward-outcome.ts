@@ -1,0 +1,72 @@
+/**
+ * The document's RewardOutcome: what each reward's `grant` returns (src/engine/rewards/*.ts), as a union on `type`.
+ * The response check in the tests holds it to what the rewards really answer.
+ */
+import { z } from "@hono/zod-openapi";
+
+const grantId = z.string().openapi({ description: "The grant's id (a lottery prize's id is what its claim takes)" });
+const notGranted = <T extends string>(type: T, reasons: [string, ...string[]], description: string) =>
+  z.object({ type: z.literal(type), granted: z.literal(false), reason: z.enum(reasons).openapi({ description }) });
+
+const RedPacketOutcome = z
+  .discriminatedUnion("granted", [
+    z.object({
+      type: z.literal("redPacket"),
+      granted: z.literal(true),
+      grantId,
+      amount: z.number().int().openapi({ description: "Minor units credited to the red-packet balance" }),
+      currency: z.string().openapi({ example: "CNY" }),
+    }),
+    notGranted("redPacket", ["MISSED", "NOT_IN_GROUP"], "MISSED: the probability roll lost; NOT_IN_GROUP: not in the reward's user groups"),
+  ])
+  .openapi("RedPacketOutcome");
+
+const ChancesOutcome = z
+  .object({
+    type: z.literal("chances"),
+    granted: z.literal(true),
+    grantId,
+    amount: z.number().int().openapi({ description: "Chances added for the current period" }),
+    chance: z.string().openapi({ description: "The chance kind", example: "draw" }),
+  })
+  .openapi("ChancesOutcome");
+
+const CouponOutcome = z
+  .discriminatedUnion("granted", [
+    z.object({
+      type: z.literal("coupon"),
+      granted: z.literal(true),
+      grantId,
+      amount: z.literal(1),
+      couponSn: z.string(),
+      channel: z.string(),
+      status: z.literal("pending").openapi({ description: "Delivered to the coupon center asynchronously" }),
+    }),
+    notGranted("coupon", ["MISSED"], "MISSED: the probability roll lost"),
+  ])
+  .openapi("CouponOutcome");
+
+const LotteryOutcome = z
+  .discriminatedUnion("granted", [
+    z.object({
+      type: z.literal("lottery"),
+      granted: z.literal(true),
+      grantId,
+      amount: z.number().int().openapi({ description: "The prize tier's value" }),
+      pool: z.string(),
+      tier: z.string(),
+      tierName: z.string(),
+      claimBy: z.iso.datetime().nullable().openapi({ description: "Claim with POST /v1/prizes/{grantId}/claim before this; null: no deadline" }),
+    }),
+    notGranted(
+      "lottery",
+      ["MISSED", "EMPTY", "CAPPED", "CLOSED", "NOT-OPEN"],
+      "MISSED: the probability roll lost; EMPTY: nothing released now; CAPPED: the per-user cap; CLOSED; NOT-OPEN: outside the pool's window",
+    ),
+  ])
+  .openapi("LotteryOutcome");
+
+/** One reward's outcome in a task's answer: granted with its details, or not granted with the reason. */
+export const RewardOutcomeSchema = z
+  .discriminatedUnion("type", [RedPacketOutcome, ChancesOutcome, CouponOutcome, LotteryOutcome])
+  .openapi("RewardOutcome");
