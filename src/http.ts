@@ -1,7 +1,8 @@
 /** The Hono app's shared types and helpers: per-request context, the clock, and the API's response schemas. */
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
-import { vars, type Env } from "./env";
+import { vars } from "./platform/vars";
+import type { Env } from "./env";
 import { AppError, errorBody, jsonPointer } from "./errors";
 import type { User } from "./engine/run";
 

@@ -1,7 +1,8 @@
 /** The worker: HTTP API, the EVENTS queue consumer (and its dead-letter queue's), and the cron sweep of the delivery outbox. */
 import { drizzle } from "drizzle-orm/d1";
 import { app } from "./app";
-import type { Env, QueueMessage } from "./env";
+import type { Env } from "./env";
+import type { QueueMessage } from "./records/messages";
 import { consumeEvents } from "./records/consumer";
 import { isDeadLetterQueue, storeDeadLetters } from "./records/dead-letters";
 import { resendStale } from "./records/deliver";

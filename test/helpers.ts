@@ -3,7 +3,7 @@ import { createExecutionContext, createMessageBatch, getQueueResult } from "clou
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import worker from "../src/index";
-import type { QueueMessage } from "../src/env";
+import type { QueueMessage } from "../src/records/messages";
 import { bundleHash, type ConfigFile } from "../src/config/compile";
 import { activationSql } from "../src/config/store";
 import { checkResponse } from "./openapi/conformance";

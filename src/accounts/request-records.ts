@@ -5,7 +5,8 @@
  * successful run pays an extra call. Rate-limited requests are only counted, per isolate, scope, outcome and minute,
  * and flushed through the queue: a count can be lost with its isolate, a grant or a run's record never.
  */
-import type { Env, RequestRecordMessage } from "../env";
+import type { Env } from "../env";
+import type { RequestRecordMessage } from "../records/messages";
 import type { RequestCountRow } from "../records/messages";
 import { utf8Bytes } from "../records/pack";
 import { ledgerFor } from "./ledger";

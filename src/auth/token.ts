@@ -3,7 +3,8 @@
  * with issuer and audience checks in production. The user id is `sub`; `groups` lists the user's groups.
  */
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from "jose";
-import { vars, type Env, type Vars } from "../env";
+import { vars, type Vars } from "../platform/vars";
+import type { Env } from "../env";
 import { AppError } from "../errors";
 import type { User } from "../engine/run";
 import { bearerToken, invalidToken } from "./bearer";

@@ -5,7 +5,8 @@
 import { desc, eq } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
 import { configActivations, configVersions } from "../db/schema";
-import { vars, type Env } from "../env";
+import { vars } from "../platform/vars";
+import type { Env } from "../env";
 import { AppError } from "../errors";
 import { compileConfig, ConfigError, type ConfigFile } from "./compile";
 import type { CompiledConfig } from "./compiled";

@@ -7,7 +7,8 @@
 import { ledgerFor } from "../accounts/ledger";
 import { recordOutsideCommit, requestRecord } from "../accounts/request-records";
 import type { LedgerPlan } from "../accounts/ledger-plan";
-import type { Env, RequestRecordMessage } from "../env";
+import type { Env } from "../env";
+import type { RequestRecordMessage } from "../records/messages";
 import { AppError, jsonPointer } from "../errors";
 import { satisfies } from "../config/request-rules";
 import { own, type CompiledConfig } from "../config/compiled";

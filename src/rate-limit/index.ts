@@ -3,7 +3,8 @@
  * UPSTASH_REDIS_REST_TOKEN are set (its modules are loaded only then, so a worker without Upstash neither evaluates
  * nor waits for them), else the embedded Durable Object limiter.
  */
-import { vars, type Env } from "../env";
+import { vars } from "../platform/vars";
+import type { Env } from "../env";
 import { durableObjectLimiter } from "./durable-object";
 import type { RateLimiter } from "./interface";
 

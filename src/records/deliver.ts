@@ -8,7 +8,8 @@ import { and, eq, lt } from "drizzle-orm";
 import type { DrizzleD1Database } from "drizzle-orm/d1";
 import { Webhook } from "standardwebhooks";
 import { couponWallet, deliveries, rewardRecords } from "../db/schema";
-import { vars, type Env } from "../env";
+import { vars } from "../platform/vars";
+import type { Env } from "../env";
 import type { TaskRun } from "../engine/run";
 import { log } from "../platform/log";
 

@@ -5,7 +5,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { checkKey } from "../accounts/idempotency";
 import { requireUser, signedInUser } from "../auth/require-user";
-import { vars } from "../env";
+import { vars } from "../platform/vars";
 import type { AppEnv } from "../http";
 import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { enforceRateLimits, enforceRouteLimits } from "../rate-limit/enforce";

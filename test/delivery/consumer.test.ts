@@ -2,7 +2,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { insertJsonRows } from "../../src/records/store-rows";
-import type { QueueMessage } from "../../src/env";
+import type { QueueMessage } from "../../src/records/messages";
 import { consume, eventually, rows, unique } from "../helpers";
 
 function messages(tag: string): { id: string; body: QueueMessage }[] {

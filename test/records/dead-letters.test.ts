@@ -1,7 +1,7 @@
 /** Dead letters are stored with the queue they came from and replayed there, once, through the operator API. */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { QueueMessage } from "../../src/env";
+import type { QueueMessage } from "../../src/records/messages";
 import { call, consume, eventually, rows, unique } from "../helpers";
 
 const operator = { authorization: `Bearer ${env.ADMIN_TOKEN}` };

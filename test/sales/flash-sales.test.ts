@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { QueueMessage } from "../../src/env";
+import type { QueueMessage } from "../../src/records/messages";
 import { call, consume, pushConfigs, records, rows, unique } from "../helpers";
 import { shardOf } from "../../src/sharding";
 

@@ -1,6 +1,6 @@
 /** Coupons: a coupon SN and channel sent to the coupon center (built-in wallet, or an HTTP coupon center). */
 import { z } from "zod";
-import { vars } from "../../env";
+import { vars } from "../../platform/vars";
 import { planDelivery } from "../../records/deliver";
 import { defineReward } from "../define";
 

@@ -4,7 +4,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
-import { vars } from "../../../env";
+import { vars } from "../../../platform/vars";
 import type { AppEnv } from "../../../http";
 
 const ADMIN_PATH = /^\/v1\/admin(\/|$)/;
