@@ -117,7 +117,9 @@ async function main() {
     console.log(`| figure | baseline (${baselineRef}) | now | now / baseline |`);
     console.log(`|---|---|---|---|`);
     console.log(`| bundle, raw | ${kib(sizes.baseline.raw)} | ${kib(sizes.current.raw)} | ${(sizes.current.raw / sizes.baseline.raw).toFixed(2)} |`);
-    console.log(`| bundle, gzip | ${kib(sizes.baseline.gzip)} | ${kib(sizes.current.gzip)} | ${(sizes.current.gzip / sizes.baseline.gzip).toFixed(2)} |`);
+    console.log(
+      `| bundle, gzip | ${kib(sizes.baseline.gzip)} | ${kib(sizes.current.gzip)} | ${(sizes.current.gzip / sizes.baseline.gzip).toFixed(2)} |`,
+    );
     console.log(
       `| cold start over an empty worker's (${floor.toFixed(0)} ms) | ${over(times.baseline).toFixed(0)} ms | ${over(times.current).toFixed(0)} ms | ${(over(times.current) / over(times.baseline)).toFixed(2)} |`,
     );

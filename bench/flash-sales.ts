@@ -52,7 +52,9 @@ async function post(url: string, user: string, body?: unknown): Promise<{ status
 
 /** Grabs by `buyers` distinct users, then checkout of every token: the orders made. */
 async function sellOut(url: string, sale: string, users: string[], buyers: number, offset: number) {
-  const grabs = await crowd(buyers, 200, (i) => post(`${url}/v1/flash-sales/${sale}/grab`, users[(offset + i) % users.length]!).then((r) => ({ r, i })));
+  const grabs = await crowd(buyers, 200, (i) =>
+    post(`${url}/v1/flash-sales/${sale}/grab`, users[(offset + i) % users.length]!).then((r) => ({ r, i })),
+  );
   const granted = grabs.filter(({ r }) => r.status === 200);
   const orders = await crowd(granted.length, 100, (k) =>
     post(`${url}/v1/flash-sales/${sale}/checkout`, users[(offset + granted[k]!.i) % users.length]!, { token: granted[k]!.r.json.token }),
@@ -81,7 +83,15 @@ function storedSince(worker: LocalWorker, from: number) {
   return { orders, trips };
 }
 
-export async function flashSaleFigures(worker: LocalWorker, users: string[], health: () => Promise<LoadResult>, seconds: number, connections: number, port: number, say: (s: string) => void) {
+export async function flashSaleFigures(
+  worker: LocalWorker,
+  users: string[],
+  health: () => Promise<LoadResult>,
+  seconds: number,
+  connections: number,
+  port: number,
+  say: (s: string) => void,
+) {
   const runs = Number(process.env.BENCH_SALE_RUNS ?? 20);
   const BUYERS = 2000;
   const STOCK = 100;
@@ -104,7 +114,9 @@ export async function flashSaleFigures(worker: LocalWorker, users: string[], hea
       const n = ((await (await fetch(`${naive.url}/orders?sale=${sale}`)).json()) as { orders: number }).orders;
       theirs.push(n - STOCK);
     }
-    say(`oversell, ${runs} runs of ${BUYERS} buyers vs stock ${STOCK}: ours ${JSON.stringify(ours)} (max ${Math.max(...ours)})   naive D1 read-then-update ${JSON.stringify(theirs)} (max ${Math.max(...theirs)}, mean ${(theirs.reduce((a, b) => a + b, 0) / runs).toFixed(1)})`);
+    say(
+      `oversell, ${runs} runs of ${BUYERS} buyers vs stock ${STOCK}: ours ${JSON.stringify(ours)} (max ${Math.max(...ours)})   naive D1 read-then-update ${JSON.stringify(theirs)} (max ${Math.max(...theirs)}, mean ${(theirs.reduce((a, b) => a + b, 0) / runs).toFixed(1)})`,
+    );
     if (Math.max(...ours) > 0 || errors > 0) process.exitCode = 1;
   } finally {
     await naive.stop();
@@ -119,7 +131,10 @@ export async function flashSaleFigures(worker: LocalWorker, users: string[], hea
       method: "POST",
       seconds,
       connections,
-      next: (i) => ({ headers: { authorization: `Bearer ${users[(i + 7_000) % users.length]}`, "content-type": "application/json", "x-fanfare-now": NOW }, body: "{}" }),
+      next: (i) => ({
+        headers: { authorization: `Bearer ${users[(i + 7_000) % users.length]}`, "content-type": "application/json", "x-fanfare-now": NOW },
+        body: "{}",
+      }),
     }),
   );
   say(pairedLine("grab", grabs));
@@ -173,7 +188,12 @@ export async function flashSaleFigures(worker: LocalWorker, users: string[], hea
     const rejected = hammer.non2xx;
 
     // Baseline: the same library against the same Redis, without the ephemeral cache.
-    const rl = new Ratelimit({ redis: new Redis({ url: gateway.url, token, enableTelemetry: false }), limiter: Ratelimit.slidingWindow(10, "60 s"), ephemeralCache: false, analytics: false });
+    const rl = new Ratelimit({
+      redis: new Redis({ url: gateway.url, token, enableTelemetry: false }),
+      limiter: Ratelimit.slidingWindow(10, "60 s"),
+      ephemeralCache: false,
+      analytics: false,
+    });
     for (let i = 0; i < 10; i++) await rl.limit("baseline-user");
     const b0 = await gateway.commands();
     const calls = 500;

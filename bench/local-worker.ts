@@ -55,8 +55,16 @@ export async function startWorker(port: number, o: WorkerOptions = {}): Promise<
   const child: ChildProcess = spawn(
     bin("wrangler"),
     [
-      "dev", ...(o.config ? ["--config", o.config] : []), "--port", String(port), "--ip", "127.0.0.1", "--persist-to", state,
-      "--log-level", o.logLevel ?? "warn",
+      "dev",
+      ...(o.config ? ["--config", o.config] : []),
+      "--port",
+      String(port),
+      "--ip",
+      "127.0.0.1",
+      "--persist-to",
+      state,
+      "--log-level",
+      o.logLevel ?? "warn",
       ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ],
     { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, detached: true },

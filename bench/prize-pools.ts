@@ -123,36 +123,46 @@ export async function prizePoolFigures(
         await redis.command(args);
       }
       const bytes = (await redis.command(["MEMORY", "USAGE", "pool:huge", "SAMPLES", "0"])) as number;
-      say(`memory for ${HUGE.toLocaleString("en")} units: prize pool ${created.storedBytes.toLocaleString("en")} bytes   Redis sorted set ${bytes.toLocaleString("en")} bytes   ratio ${(created.storedBytes / bytes).toFixed(5)}`);
+      say(
+        `memory for ${HUGE.toLocaleString("en")} units: prize pool ${created.storedBytes.toLocaleString("en")} bytes   Redis sorted set ${bytes.toLocaleString("en")} bytes   ratio ${(created.storedBytes / bytes).toFixed(5)}`,
+      );
     } finally {
       redis.close();
       await server.stop();
     }
   } else {
-    say(`memory for ${HUGE.toLocaleString("en")} units: prize pool ${created.storedBytes.toLocaleString("en")} bytes   Redis: redis-server not installed (apt-get install redis-server)`);
+    say(
+      `memory for ${HUGE.toLocaleString("en")} units: prize pool ${created.storedBytes.toLocaleString("en")} bytes   Redis: redis-server not installed (apt-get install redis-server)`,
+    );
   }
 
   // Creation: a 10,000,000-unit pool over 4 shards, set up through the admin API (the request's whole time).
   const started = performance.now();
-  const tenMillion = (await (await fetch(`${worker.url}/v1/admin/activities/bench-prizes/pools/tenMillion`, { method: "POST", headers: admin })).json()) as {
+  const tenMillion = (await (
+    await fetch(`${worker.url}/v1/admin/activities/bench-prizes/pools/tenMillion`, { method: "POST", headers: admin })
+  ).json()) as {
     storedBytes: number;
     tiers: { quantity: number }[];
   };
   const tookMs = performance.now() - started;
   const units = tenMillion.tiers.reduce((n, t) => n + t.quantity, 0);
-  say(`creating a ${units.toLocaleString("en")}-unit pool (4 shards) through the admin API: ${tookMs.toFixed(0)} ms, stored state ${tenMillion.storedBytes.toLocaleString("en")} bytes   goal: well under a second`);
+  say(
+    `creating a ${units.toLocaleString("en")}-unit pool (4 shards) through the admin API: ${tookMs.toFixed(0)} ms, stored state ${tenMillion.storedBytes.toLocaleString("en")} bytes   goal: well under a second`,
+  );
 
   // Throughput: draws that win (the huge pool is fully released at the end of its window).
-  const draws = await beside(health, () => load({
-    name: "POST hugeDraw (lottery) task run",
-    url: `${worker.url}/v1/activities/bench-prizes/tasks/hugeDraw`,
-    method: "POST",
-    seconds,
-    connections,
-    next: (i) => ({
-      headers: { authorization: `Bearer ${users[(i + 40_000) % users.length]}`, "content-type": "application/json", "x-fanfare-now": String(END) },
-      body: "{}",
+  const draws = await beside(health, () =>
+    load({
+      name: "POST hugeDraw (lottery) task run",
+      url: `${worker.url}/v1/activities/bench-prizes/tasks/hugeDraw`,
+      method: "POST",
+      seconds,
+      connections,
+      next: (i) => ({
+        headers: { authorization: `Bearer ${users[(i + 40_000) % users.length]}`, "content-type": "application/json", "x-fanfare-now": String(END) },
+        body: "{}",
+      }),
     }),
-  }));
+  );
   return { ksOurs, ksNaive, draws };
 }

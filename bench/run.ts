@@ -46,7 +46,13 @@ async function main() {
       body: "{}",
     });
     const health = () =>
-      load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS, next: (i) => ({ headers: asUser(i).headers }) });
+      load({
+        name: "GET /health (baseline)",
+        url: `${worker.url}/health`,
+        seconds: SECONDS,
+        connections: CONNECTIONS,
+        next: (i) => ({ headers: asUser(i).headers }),
+      });
     const signIn = await beside(health, () =>
       load({
         name: "POST signIn task run",

@@ -243,8 +243,7 @@ export class AccountLedger extends DurableObject<Env> {
 
   /** Row counts of the ledger's tables (operations, and tests proving a refusal wrote nothing). */
   async stats(): Promise<{ counters: number; locks: number; idempotencyKeys: number; pendingRecords: number }> {
-    const n = (table: "counters" | "locks" | "idempotency_keys") =>
-      this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
+    const n = (table: "counters" | "locks" | "idempotency_keys") => this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
     return { counters: n("counters"), locks: n("locks"), idempotencyKeys: n("idempotency_keys"), pendingRecords: this.outbox.pending() };
   }
 

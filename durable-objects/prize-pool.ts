@@ -26,7 +26,8 @@ import { log } from "../src/platform/log";
 export type PoolEvent = { draw: DrawRecord } | { update: { grantId: string; status: "claimed" | "expired" | "cancelled" } };
 
 const MIGRATIONS: StorageMigration[] = [
-  (sql) => sql.exec(`
+  (sql) =>
+    sql.exec(`
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS tiers (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, value INTEGER NOT NULL, weight REAL, segments TEXT NOT NULL,
@@ -87,7 +88,12 @@ export class PrizePool extends DurableObject<Env> {
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
       this.outbox.setUp();
-      const meta = Object.fromEntries(this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM meta").toArray().map((r) => [r.k, r.v]));
+      const meta = Object.fromEntries(
+        this.sql
+          .exec<{ k: string; v: string }>("SELECT k, v FROM meta")
+          .toArray()
+          .map((r) => [r.k, r.v]),
+      );
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
     });
@@ -160,7 +166,9 @@ export class PrizePool extends DurableObject<Env> {
   }
 
   private userWins(userId: string): number {
-    const here = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM grants WHERE user_id = ? AND status IN ('issued', 'claimed')", userId).one().n;
+    const here = this.sql
+      .exec<{ n: number }>("SELECT count(*) AS n FROM grants WHERE user_id = ? AND status IN ('issued', 'claimed')", userId)
+      .one().n;
     const elsewhere = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM foreign_wins WHERE user_id = ?", userId).one().n;
     return here + elsewhere;
   }
@@ -380,7 +388,7 @@ export class PrizePool extends DurableObject<Env> {
   /** Makes prepared change `id` final here; once only, however often asked. */
   async commitChange(id: string, now: number): Promise<void> {
     const c = this.change(id);
-    if (!c || c.state !== "prepared") return;
+    if (c?.state !== "prepared") return;
     this.ctx.storage.transactionSync(() => {
       if (c.delta > 0) {
         // Checked when prepared; the window may have ended since, and the change is decided: its units are released.
@@ -412,7 +420,8 @@ export class PrizePool extends DurableObject<Env> {
   }
 
   async notePendingChange(change: PendingChange | undefined): Promise<void> {
-    if (change) this.sql.exec("INSERT INTO meta (k, v) VALUES ('pending_change', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", JSON.stringify(change));
+    if (change)
+      this.sql.exec("INSERT INTO meta (k, v) VALUES ('pending_change', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", JSON.stringify(change));
     else this.sql.exec("DELETE FROM meta WHERE k = 'pending_change'");
   }
 

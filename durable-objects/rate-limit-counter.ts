@@ -56,7 +56,10 @@ export class RateLimitCounter extends DurableObject<Env> {
 
   private load(identifier: string): Counter | undefined {
     const row = this.ctx.storage.sql
-      .exec<{ window: number; window_ms: number; current: number; previous: number }>("SELECT window, window_ms, current, previous FROM counters WHERE id = ?", identifier)
+      .exec<{ window: number; window_ms: number; current: number; previous: number }>(
+        "SELECT window, window_ms, current, previous FROM counters WHERE id = ?",
+        identifier,
+      )
       .toArray()[0];
     return row && { window: row.window, windowMs: row.window_ms, current: row.current, previous: row.previous };
   }

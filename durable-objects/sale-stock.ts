@@ -16,7 +16,8 @@ import { hasColumn, migrateStorage, type StorageMigration } from "./storage-migr
 import { log } from "../src/platform/log";
 
 const MIGRATIONS: StorageMigration[] = [
-  (sql) => sql.exec(`
+  (sql) =>
+    sql.exec(`
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS counts (
     id INTEGER PRIMARY KEY CHECK (id = 1), stock INTEGER NOT NULL, held INTEGER NOT NULL DEFAULT 0,
@@ -68,7 +69,12 @@ export class SaleStock extends DurableObject<Env> {
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
       this.outbox.setUp();
-      const meta = Object.fromEntries(this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM meta").toArray().map((r) => [r.k, r.v]));
+      const meta = Object.fromEntries(
+        this.sql
+          .exec<{ k: string; v: string }>("SELECT k, v FROM meta")
+          .toArray()
+          .map((r) => [r.k, r.v]),
+      );
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
     });
@@ -140,7 +146,9 @@ export class SaleStock extends DurableObject<Env> {
     const key = req.idempotencyKey === undefined ? null : `${req.userId}\n${req.idempotencyKey}`;
     const replay = (): GrabOutcome | undefined => {
       if (key === null) return undefined;
-      const earlier = this.sql.exec<{ token: string; expires_at: number }>("SELECT token, expires_at FROM tokens WHERE idempotency_key = ?", key).toArray()[0];
+      const earlier = this.sql
+        .exec<{ token: string; expires_at: number }>("SELECT token, expires_at FROM tokens WHERE idempotency_key = ?", key)
+        .toArray()[0];
       return earlier && { outcome: "granted", token: earlier.token, expiresAt: earlier.expires_at, shard: d.shard, replayed: true };
     };
     const earlier = replay();
@@ -380,7 +388,8 @@ export class SaleStock extends DurableObject<Env> {
       this.expireDue(this.clock.alarmNow());
       const next = this.earliestDeadline();
       if (next !== Infinity) await this.clock.wakeBy(Math.max(next + 1, Date.now() + 1000));
-      if (this.definition && (await this.takeUpPendingLoans(this.definition, this.clock.latestRequest || Date.now())) > 0) await this.retryLoansSoon();
+      if (this.definition && (await this.takeUpPendingLoans(this.definition, this.clock.latestRequest || Date.now())) > 0)
+        await this.retryLoansSoon();
     } finally {
       // Whatever failed above (the runtime retries the alarm for it), the records still leave.
       await this.outbox.forward();
@@ -407,7 +416,8 @@ export class SaleStock extends DurableObject<Env> {
 
   /** This shard's counts (held + sold + remaining = stock), expiring what is due at `now` first. */
   async stats(now: number): Promise<ShardCounts & { status: "open" | "closed"; defined: boolean }> {
-    if (!this.definition) return { stock: 0, held: 0, sold: 0, remaining: 0, expired: 0, cancelled: 0, lentOut: 0, borrowedIn: 0, status: this.status, defined: false };
+    if (!this.definition)
+      return { stock: 0, held: 0, sold: 0, remaining: 0, expired: 0, cancelled: 0, lentOut: 0, borrowedIn: 0, status: this.status, defined: false };
     // A read does not move the alarm's clock (an operator's look at real time must not expire a replayed sale).
     this.expireDue(now);
     const c = this.row();
@@ -432,7 +442,10 @@ export function saleShard(env: Env, saleId: string, shard: number) {
 
 function randomId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 /** One order per token: its id is derived from the token, so a redelivered order lands on the same row. */

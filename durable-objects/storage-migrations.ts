@@ -24,5 +24,8 @@ export function migrateStorage(storage: DurableObjectStorage, migrations: readon
 
 /** Whether a table has a column: for a step that storage made before versions were noted may already have. */
 export function hasColumn(sql: SqlStorage, table: string, column: string): boolean {
-  return sql.exec<{ name: string }>("SELECT name FROM pragma_table_info(?)", table).toArray().some((c) => c.name === column);
+  return sql
+    .exec<{ name: string }>("SELECT name FROM pragma_table_info(?)", table)
+    .toArray()
+    .some((c) => c.name === column);
 }

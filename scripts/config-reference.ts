@@ -20,9 +20,14 @@ function typeOf(s: Json): string {
   if (s.const !== undefined) return `\`${s.const}\``;
   if (s.type === "array") return `list of ${typeOf(s.items ?? {})}`;
   if (s.type === "object" && s.properties) {
-    return `{${Object.keys(s.properties).map((k) => `${k}${(s.required ?? []).includes(k) ? "" : "?"}`).join(", ")}}`;
+    return `{${Object.keys(s.properties)
+      .map((k) => `${k}${(s.required ?? []).includes(k) ? "" : "?"}`)
+      .join(", ")}}`;
   }
-  const bounds = [s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER && `≥ ${s.minimum}`, s.maximum !== undefined && s.maximum < Number.MAX_SAFE_INTEGER && `≤ ${s.maximum}`].filter(Boolean);
+  const bounds = [
+    s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER && `≥ ${s.minimum}`,
+    s.maximum !== undefined && s.maximum < Number.MAX_SAFE_INTEGER && `≤ ${s.maximum}`,
+  ].filter(Boolean);
   return `${s.type ?? "any"}${bounds.length ? ` (${bounds.join(", ")})` : ""}`;
 }
 

@@ -23,7 +23,9 @@ const state = mkdtempSync(join(tmpdir(), "fanfare-crash-"));
 const key = new TextEncoder().encode(BENCH_SECRET);
 const exp = Math.floor(Date.now() / 1000) + 3600;
 const users = await Promise.all(
-  Array.from({ length: USERS }, (_, i) => new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(`crash-${i}`).setExpirationTime(exp).sign(key)),
+  Array.from({ length: USERS }, (_, i) =>
+    new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(`crash-${i}`).setExpirationTime(exp).sign(key),
+  ),
 );
 
 const grants = new Set<string>();
@@ -63,7 +65,12 @@ async function visit(base: string, user: string) {
 function found(table: string, ids: string[]): number {
   const statements: string[] = [];
   for (let i = 0; i < ids.length; i += 400) {
-    statements.push(`SELECT count(*) AS n FROM ${table} WHERE id IN (${ids.slice(i, i + 400).map(sqlString).join(",")})`);
+    statements.push(
+      `SELECT count(*) AS n FROM ${table} WHERE id IN (${ids
+        .slice(i, i + 400)
+        .map(sqlString)
+        .join(",")})`,
+    );
   }
   if (statements.length === 0) return 0;
   return d1Batch(["--local", "--persist-to", state], statements).reduce((n, rows) => n + Number(rows[0]?.n ?? 0), 0);
@@ -82,7 +89,9 @@ await new Promise((r) => setTimeout(r, CRASH_AFTER_MS));
 await first.stop("SIGKILL");
 stop = true;
 await load;
-console.log(`killed after ${CRASH_AFTER_MS} ms: ${answered} answers, ${failed} requests cut off; answered grants ${grants.size}, orders ${orders.size}`);
+console.log(
+  `killed after ${CRASH_AFTER_MS} ms: ${answered} answers, ${failed} requests cut off; answered grants ${grants.size}, orders ${orders.size}`,
+);
 
 const second = await startWorker(PORT, { state, keepState: true });
 const grantIds = [...grants];
@@ -97,5 +106,7 @@ for (;;) {
 }
 await second.stop();
 const lost = grantIds.length - result.grants + orderIds.length - result.orders;
-console.log(lost === 0 ? "no answered grant or order lost" : `LOST: ${grantIds.length - result.grants} grants, ${orderIds.length - result.orders} orders`);
+console.log(
+  lost === 0 ? "no answered grant or order lost" : `LOST: ${grantIds.length - result.grants} grants, ${orderIds.length - result.orders} orders`,
+);
 process.exit(lost === 0 ? 0 : 1);

@@ -25,7 +25,8 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const base = option("--url") ?? process.env.FANFARE_URL ?? (flag("--remote") ? fail("--remote needs --url URL or FANFARE_URL") : "http://127.0.0.1:8787");
+const base =
+  option("--url") ?? process.env.FANFARE_URL ?? (flag("--remote") ? fail("--remote needs --url URL or FANFARE_URL") : "http://127.0.0.1:8787");
 
 function adminToken(): string {
   if (process.env.ADMIN_TOKEN) return process.env.ADMIN_TOKEN;
@@ -51,7 +52,9 @@ async function list() {
     if (after) query.set("after", after);
     const page = await admin(`?${query}`);
     for (const d of page.deadLetters) {
-      console.log([d.id, d.queue, d.kind ?? "?", `attempts=${d.attempts}`, `received=${time(d.receivedAt)}`, `replayed=${time(d.replayedAt)}`].join("\t"));
+      console.log(
+        [d.id, d.queue, d.kind ?? "?", `attempts=${d.attempts}`, `received=${time(d.receivedAt)}`, `replayed=${time(d.replayedAt)}`].join("\t"),
+      );
       count++;
     }
     if (!page.next) break;

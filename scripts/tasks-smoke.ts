@@ -55,7 +55,7 @@ try {
   assert.equal(refused.status, 1);
   assert.match(refused.out, /error: sales\.d11-phone: sale id 'd11-phone' was created through the admin API/);
   assert.equal(tasks("check").status, 1);
-  assert.equal((d1Batch(target, ["SELECT count(*) AS n FROM config_activations"])[0]![0]!.n as number), 3);
+  assert.equal(d1Batch(target, ["SELECT count(*) AS n FROM config_activations"])[0]![0]!.n as number, 3);
   console.error("tasks CLI: all good");
 } finally {
   rmSync(state, { recursive: true, force: true });

@@ -178,7 +178,9 @@ async function main() {
         print("warning", stored.warnings);
         step("pushed despite the warnings above: `npm run tasks:rollback` re-activates the previous version");
       }
-      step(`pushed version ${hash} (${files.length} file(s)) to ${where}, was ${active[0]?.hash ?? "none"}; running workers pick it up within seconds`);
+      step(
+        `pushed version ${hash} (${files.length} file(s)) to ${where}, was ${active[0]?.hash ?? "none"}; running workers pick it up within seconds`,
+      );
       return;
     }
     case "versions": {
@@ -205,7 +207,9 @@ async function main() {
       const after = reads.at(-1)![0]?.hash as string | null;
       if (!before) throw new Error(`no version pushed to ${where} yet`);
       if (before === after) {
-        throw new Error(to ? (to === before ? `version ${to} is already active` : `no stored version ${to}`) : "there is no earlier version to roll back to");
+        throw new Error(
+          to ? (to === before ? `version ${to} is already active` : `no stored version ${to}`) : "there is no earlier version to roll back to",
+        );
       }
       step(`version ${after} is active again on ${where} (was ${before})`);
       return;
@@ -242,7 +246,8 @@ async function main() {
       const dir = mkdtempSync(join(tmpdir(), "fanfare-diff-"));
       let differs = false;
       for (const name of [...new Set([...stored.keys(), ...local.keys()])].sort()) {
-        const a = join(dir, "active"), b = join(dir, "local");
+        const a = join(dir, "active"),
+          b = join(dir, "local");
         writeFileSync(a, stored.get(name) ?? "");
         writeFileSync(b, local.get(name) ?? "");
         const from = stored.has(name) ? `active/${name}` : "/dev/null";

@@ -363,10 +363,7 @@ interface Prepared {
 class BadRequest extends Error {}
 
 function isArgs(value: unknown): value is Arg[] {
-  return (
-    Array.isArray(value) &&
-    value.every((v) => typeof v === "string" || typeof v === "number" || typeof v === "boolean")
-  );
+  return Array.isArray(value) && value.every((v) => typeof v === "string" || typeof v === "number" || typeof v === "boolean");
 }
 
 function resultJson(reply: Reply, base64: boolean): string {
@@ -378,9 +375,7 @@ function resultJson(reply: Reply, base64: boolean): string {
 }
 
 function itemJson(reply: Reply, base64: boolean): string {
-  return reply instanceof ReplyError
-    ? JSON.stringify({ error: reply.message })
-    : `{"result":${resultJson(reply, base64)}}`;
+  return reply instanceof ReplyError ? JSON.stringify({ error: reply.message }) : `{"result":${resultJson(reply, base64)}}`;
 }
 
 const json = (value: unknown) => JSON.stringify(value);
@@ -467,11 +462,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   async function multiExec(body: unknown, base64: boolean): Promise<[number, string]> {
     if (!Array.isArray(body) || !body.every(isArgs)) throw new BadRequest("ERR expected a JSON array of commands");
     const prepared = body.map(prepare);
-    const replies = await (await pool.acquire()).send([
-      [Buffer.from("MULTI")],
-      ...prepared.map((p) => p.args),
-      [Buffer.from("EXEC")],
-    ]);
+    const replies = await (await pool.acquire()).send([[Buffer.from("MULTI")], ...prepared.map((p) => p.args), [Buffer.from("EXEC")]]);
     const exec = replies[replies.length - 1] ?? null;
     if (exec instanceof ReplyError) return [400, json({ error: exec.message })];
     if (!isList(exec)) return [400, json({ error: "EXECABORT transaction aborted" })];
@@ -530,7 +521,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     }
     if (path === "/__control") {
       const ms = (parsed as { stallMs?: unknown } | undefined)?.stallMs;
-      if (typeof ms !== "number" || !(ms >= 0)) return respond(res, 400, json({ error: "expected {\"stallMs\": n}" }));
+      if (typeof ms !== "number" || !(ms >= 0)) return respond(res, 400, json({ error: 'expected {"stallMs": n}' }));
       stallMs = ms;
       return respond(res, 200, json({ stallMs }));
     }
@@ -542,8 +533,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     try {
       [status, out] = await route(parsed, base64);
     } catch (e) {
-      [status, out] =
-        e instanceof BadRequest ? [400, json({ error: e.message })] : [500, json({ error: `ERR gateway: ${String(e)}` })];
+      [status, out] = e instanceof BadRequest ? [400, json({ error: e.message })] : [500, json({ error: `ERR gateway: ${String(e)}` })];
     }
     return respond(res, status, out, delay);
   }

@@ -14,7 +14,9 @@ export function wrangler(args: string[], opts: { capture?: boolean } = {}): stri
   if (res.status !== 0) {
     // With --json, wrangler reports the error as {"error": {"text": …}} on stdout.
     const said = /"text":\s*"((?:[^"\\]|\\.)*)"/.exec(res.stdout ?? "")?.[1];
-    throw new Error(`wrangler ${args[0]} ${args[1] ?? ""} failed (exit ${res.status})${said ? `: ${said}` : ""}\n${res.stderr ?? ""}${res.stdout ?? ""}`.trim());
+    throw new Error(
+      `wrangler ${args[0]} ${args[1] ?? ""} failed (exit ${res.status})${said ? `: ${said}` : ""}\n${res.stderr ?? ""}${res.stdout ?? ""}`.trim(),
+    );
   }
   return res.stdout ?? "";
 }

@@ -58,7 +58,8 @@ app.onError((err, c) => {
     return c.json(errorBody(requestId, "UNAVAILABLE", "busy: please retry shortly"), 503, { "retry-after": "1", "x-request-id": requestId });
   }
   if (err instanceof HTTPException && err.status < 500) {
-    if (/json/i.test(err.message)) return c.json(errorBody(requestId, "INVALID_JSON", "the request body is not valid JSON"), 400, { "x-request-id": requestId });
+    if (/json/i.test(err.message))
+      return c.json(errorBody(requestId, "INVALID_JSON", "the request body is not valid JSON"), 400, { "x-request-id": requestId });
     return c.json(errorBody(requestId, "INVALID_PARAMS", err.message), 400, { "x-request-id": requestId });
   }
   log.error("unhandled error", { requestId, error: String(err), stack: (err as Error).stack });

@@ -5,7 +5,6 @@ import type { SaleStock } from "../durable-objects/sale-stock";
 import type { RateLimitCounter } from "../durable-objects/rate-limit-counter";
 import type { QueueMessage } from "./records/messages";
 
-
 export interface Env {
   DB: D1Database;
   LEDGER: DurableObjectNamespace<AccountLedger>;

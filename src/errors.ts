@@ -79,5 +79,7 @@ export function isRetryable(err: unknown): boolean {
   const e = err as { overloaded?: unknown; retryable?: unknown; message?: unknown };
   if (e.overloaded === true || e.retryable === true) return true;
   const message = typeof e.message === "string" ? e.message : "";
-  return /Durable Object is overloaded|Too many requests queued|exceeded (its|the) (CPU|memory)|Too Many Requests|QueueSendError|Queue .*(rate|limit)/i.test(message);
+  return /Durable Object is overloaded|Too many requests queued|exceeded (its|the) (CPU|memory)|Too Many Requests|QueueSendError|Queue .*(rate|limit)/i.test(
+    message,
+  );
 }

@@ -23,6 +23,11 @@ export async function onEveryShard(what: string, shards: number, change: (shard:
   const results = await Promise.allSettled(Array.from({ length: shards }, (_, i) => change(i)));
   const failed = results.flatMap((r, i) => (r.status === "rejected" ? [i] : []));
   if (failed.length === 0) return;
-  log.error(`${what}: shards did not answer`, { shards: failed, errors: results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : [])) });
-  throw new AppError("UNAVAILABLE", `${what}: shard(s) ${failed.join(", ")} did not answer; the others are done, repeat the request to finish`, { "retry-after": "1" });
+  log.error(`${what}: shards did not answer`, {
+    shards: failed,
+    errors: results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : [])),
+  });
+  throw new AppError("UNAVAILABLE", `${what}: shard(s) ${failed.join(", ")} did not answer; the others are done, repeat the request to finish`, {
+    "retry-after": "1",
+  });
 }

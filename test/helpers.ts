@@ -70,12 +70,15 @@ export async function call(path: string, opts: CallOptions = {}): Promise<ApiRes
   return { status: res.status, headers: res.headers, json };
 }
 
-export const runTask = (activity: string, task: string, opts: CallOptions = {}) =>
-  call(`/v1/activities/${activity}/tasks/${task}`, opts);
+export const runTask = (activity: string, task: string, opts: CallOptions = {}) => call(`/v1/activities/${activity}/tasks/${task}`, opts);
 
 /** Rows of a table for one namespace (records are asserted on, not mocks). */
 export async function rows<T = Record<string, unknown>>(sql: string, ...bind: unknown[]): Promise<T[]> {
-  return (await env.DB.prepare(sql).bind(...bind).all<T>()).results;
+  return (
+    await env.DB.prepare(sql)
+      .bind(...bind)
+      .all<T>()
+  ).results;
 }
 
 /** Polls until `check` returns a truthy value (work done by the queue consumer), or fails after `ms`. */
@@ -114,7 +117,10 @@ export const unique = () => crypto.randomUUID().slice(0, 8);
 
 /** Runs the worker's queue handler on messages, as the queue would (at-least-once: possibly again). */
 export async function consume(messages: { id: string; body: QueueMessage; attempts?: number }[], queue = "fanfare-events") {
-  const batch = createMessageBatch<QueueMessage>(queue, messages.map((m) => ({ id: m.id, timestamp: Date.now(), attempts: m.attempts ?? 1, body: m.body })));
+  const batch = createMessageBatch<QueueMessage>(
+    queue,
+    messages.map((m) => ({ id: m.id, timestamp: Date.now(), attempts: m.attempts ?? 1, body: m.body })),
+  );
   const ctx = createExecutionContext();
   await worker.queue!(batch as MessageBatch<QueueMessage>, env, ctx);
   return getQueueResult(batch, ctx);

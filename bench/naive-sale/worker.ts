@@ -23,8 +23,12 @@ export default {
     if (url.pathname === "/grab") {
       const row = await env.DB.prepare("SELECT remaining FROM stock WHERE sale = ?").bind(sale).first<{ remaining: number }>();
       if (!row || row.remaining <= 0) return Response.json({ error: "SOLD_OUT" }, { status: 409 });
-      await env.DB.prepare("UPDATE stock SET remaining = ? WHERE sale = ?").bind(row.remaining - 1, sale).run();
-      await env.DB.prepare("INSERT INTO orders (sale, user_id) VALUES (?, ?)").bind(sale, url.searchParams.get("user") ?? "?").run();
+      await env.DB.prepare("UPDATE stock SET remaining = ? WHERE sale = ?")
+        .bind(row.remaining - 1, sale)
+        .run();
+      await env.DB.prepare("INSERT INTO orders (sale, user_id) VALUES (?, ?)")
+        .bind(sale, url.searchParams.get("user") ?? "?")
+        .run();
       return Response.json({ ok: true });
     }
     if (url.pathname === "/orders") {

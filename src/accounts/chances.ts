@@ -96,10 +96,7 @@ export function chanceBalance(c: ChanceChange, allowance: number | undefined, ea
 export async function readChanceBalance(env: Env, activity: CompiledActivity, kind: ChanceKind, userId: string, now: number) {
   const ledger = ledgerFor(env, activity.namespace);
   const c = chanceChange(kind, userId, now, activity.timezone, 0);
-  const [allowance, earned] = await Promise.all([
-    ledger.counters(userId, [c.allowance.key]),
-    ledger.countersWithPrefix(userId, c.earnedPrefix),
-  ]);
+  const [allowance, earned] = await Promise.all([ledger.counters(userId, [c.allowance.key]), ledger.countersWithPrefix(userId, c.earnedPrefix)]);
   const buckets = Object.entries(earned).map(([key, value]) => ({ key, value }));
   return chanceBalance(c, allowance[c.allowance.key], buckets);
 }

@@ -40,8 +40,7 @@ export async function authenticate(env: Env, authorization: string | undefined):
       audience: v.JWT_AUDIENCE,
       requiredClaims: ["sub", "exp"],
     };
-    const { payload } =
-      typeof key === "function" ? await jwtVerify(jwt, key, options) : await jwtVerify(jwt, key, options);
+    const { payload } = typeof key === "function" ? await jwtVerify(jwt, key, options) : await jwtVerify(jwt, key, options);
     const sub: unknown = payload.sub;
     if (typeof sub !== "string" || sub.length === 0 || sub.length > 128) throw new Error("sub must be the user id, a string of 1-128 characters");
     const groups = Array.isArray(payload.groups) ? payload.groups.filter((g): g is string => typeof g === "string") : [];

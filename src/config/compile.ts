@@ -50,7 +50,11 @@ const RequestRule = z
   .object({
     field: z.string().min(1),
     rule: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-    method: z.string().transform((m) => m.toUpperCase()).pipe(z.enum(["GET", "POST"])).optional(),
+    method: z
+      .string()
+      .transform((m) => m.toUpperCase())
+      .pipe(z.enum(["GET", "POST"]))
+      .optional(),
     message: z.string().min(1).optional(),
   })
   .strict();
@@ -58,7 +62,11 @@ const RequestRule = z
 const Task = z
   .object({
     name: z.string().min(1).optional(),
-    method: z.string().transform((m) => m.toUpperCase()).pipe(z.enum(["GET", "POST"])).default("POST"),
+    method: z
+      .string()
+      .transform((m) => m.toUpperCase())
+      .pipe(z.enum(["GET", "POST"]))
+      .default("POST"),
     request: z.array(RequestRule).default([]),
     params: z.record(z.string(), z.unknown()).default({}),
     validator: z.array(ComponentRef).default([]),
@@ -86,7 +94,10 @@ const Chance = z
   .refine((c) => c.max === undefined || c.initial <= c.max, { message: "initial cannot exceed max", path: ["initial"] });
 
 const Sale = SaleFieldsSchema.extend({
-  timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
+  timeWindow: z
+    .object({ beginTime: z.string().min(1), endTime: z.string().min(1) })
+    .strict()
+    .optional(),
 }).strict();
 
 /** An activity file. Read a section at a time (tasks and chance kinds one by one), so one bad part hides nothing. */
@@ -96,9 +107,7 @@ const ActivityFileSchema = z
     name: z.string().min(1),
     timezone: z.string().default("UTC"),
     account: Id.optional(),
-    timeWindow: z
-      .object({ beginTime: z.string().min(1), endTime: z.string().min(1), message: z.string().min(1).optional() })
-      .strict(),
+    timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1), message: z.string().min(1).optional() }).strict(),
     chances: z.record(Id, Chance).default({}),
     // Each checked below against the schema its form names (a definition, or `managed: api`).
     pools: z.record(Id, z.record(z.string(), z.unknown())).default({}),
@@ -343,14 +352,12 @@ class FileCompiler {
     const validators = t.validator.map((ref, i) => this.place(registry.validators, "validator", ref, [...base, "validator", i], ctx));
     const commands = list(t.command).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "command", i], ctx));
     const rewards = list(t.reward).map((ref, i) => this.place(registry.rewards, "reward", ref, [...base, "reward", i], ctx));
-    const afterCommands = list(t.afterCommand).map((ref, i) =>
-      this.place(registry.commands, "command", ref, [...base, "afterCommand", i], ctx),
-    );
+    const afterCommands = list(t.afterCommand).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "afterCommand", i], ctx));
 
     // Anything that works on the user needs `login` earlier in the validator list, so it never meets no user.
     const loginAt = validators.findIndex((v) => v?.def.code === "login");
     validators.forEach((v, i) => {
-      if (v && v.def.needsUser && (loginAt === -1 || loginAt > i)) {
+      if (v?.def.needsUser && (loginAt === -1 || loginAt > i)) {
         this.issue([...base, "validator", i], `'${v.def.code}' works on the signed-in user: put 'login' before it`);
       }
     });
@@ -513,19 +520,30 @@ export function checkAgainstStored(files: ConfigFile[], config: CompiledConfig, 
       const was = stored.running?.sales.get(id);
       if (was && (was.stock !== sale.stock || was.shards !== sale.shards)) {
         warnings.push(
-          c.located(["sales", id], `the running version has stock ${was.stock} in ${was.shards} shard(s): once used, a sale keeps them and its grabs would be refused (UNAVAILABLE); use a new sale id`),
+          c.located(
+            ["sales", id],
+            `the running version has stock ${was.stock} in ${was.shards} shard(s): once used, a sale keeps them and its grabs would be refused (UNAVAILABLE); use a new sale id`,
+          ),
         );
       }
     }
     for (const [id, pool] of Object.entries(a.pools)) {
       if (stored.createdPools.has(pool.id)) {
-        issues.push(c.located(["pools", id], `pool '${pool.id}' was created through the admin API; ids are permanent: declare it \`managed: api\` or choose another id`));
+        issues.push(
+          c.located(
+            ["pools", id],
+            `pool '${pool.id}' was created through the admin API; ids are permanent: declare it \`managed: api\` or choose another id`,
+          ),
+        );
       }
       const was = running?.pools[id];
       const shape = (p: PoolDefinition) => `${p.shards} shard(s), tiers ${p.tiers.map((t) => t.id).join(", ")}`;
       if (was && shape(was) !== shape(pool)) {
         warnings.push(
-          c.located(["pools", id], `the running version has ${shape(was)}: once used, a pool keeps them and its draws would be refused (UNAVAILABLE); change quantities with replenish/withdraw, or use a new pool id`),
+          c.located(
+            ["pools", id],
+            `the running version has ${shape(was)}: once used, a pool keeps them and its draws would be refused (UNAVAILABLE); change quantities with replenish/withdraw, or use a new pool id`,
+          ),
         );
       }
     }

@@ -25,7 +25,9 @@ export function activationSql(hash: string, bundle: ConfigBundle | undefined, no
   const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
   return [
     ...(bundle
-      ? [`INSERT OR IGNORE INTO config_versions (hash, created_at, file_count, bundle) SELECT ${q(hash)}, ${now}, ${bundle.files.length}, ${q(JSON.stringify(bundle))} WHERE ${onlyIf};`]
+      ? [
+          `INSERT OR IGNORE INTO config_versions (hash, created_at, file_count, bundle) SELECT ${q(hash)}, ${now}, ${bundle.files.length}, ${q(JSON.stringify(bundle))} WHERE ${onlyIf};`,
+        ]
       : []),
     `INSERT INTO config_activations (hash, activated_at, note) SELECT ${q(hash)}, ${now}, ${q(note)} WHERE ${onlyIf};`,
   ];

@@ -29,7 +29,15 @@ export function didYouMean(word: string, known: readonly string[]): string {
   return best && best.d <= Math.max(1, Math.floor(best.name.length / 3)) ? `; did you mean '${best.name}'?` : "";
 }
 
-type Def = { type: string; shape?: Record<string, z.ZodType>; valueType?: z.ZodType; element?: z.ZodType; innerType?: z.ZodType; in?: z.ZodType; options?: z.ZodType[] };
+type Def = {
+  type: string;
+  shape?: Record<string, z.ZodType>;
+  valueType?: z.ZodType;
+  element?: z.ZodType;
+  innerType?: z.ZodType;
+  in?: z.ZodType;
+  options?: z.ZodType[];
+};
 const defOf = (s: z.ZodType) => (s as unknown as { _zod: { def: Def } })._zod.def;
 
 /** The keys an object schema accepts at `path` inside `schema` (through records, lists, defaults, unions). */

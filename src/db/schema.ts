@@ -181,10 +181,14 @@ export const deadLetters = sqliteTable("dead_letters", {
  * Requests refused before a task ran (rate limits), counted per isolate and minute and flushed through the queue.
  * One row per flush (its id), summed when read: a redelivered flush is not counted twice.
  */
-export const requestCounts = sqliteTable("request_counts", {
-  id: text("id").primaryKey(),
-  scope: text("scope").notNull(),
-  outcome: text("outcome").notNull(),
-  minute: integer("minute").notNull(),
-  count: integer("count").notNull(),
-});
+export const requestCounts = sqliteTable(
+  "request_counts",
+  {
+    id: text("id").primaryKey(),
+    scope: text("scope").notNull(),
+    outcome: text("outcome").notNull(),
+    minute: integer("minute").notNull(),
+    count: integer("count").notNull(),
+  },
+  (t) => [index("request_counts_by_minute").on(t.minute, t.scope)],
+);

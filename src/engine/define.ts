@@ -43,15 +43,13 @@ interface Definition<Args extends z.ZodType, Prepared> {
   prepare?: (args: z.output<Args>, ctx: CompileContext) => Prepared;
 }
 
-export interface ValidatorDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>>
-  extends Definition<Args, Prepared> {
+export interface ValidatorDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>> extends Definition<Args, Prepared> {
   /** True when the validator works on the signed-in user (so `login` must come before it). */
   needsUser: boolean;
   check(run: TaskRun, args: Prepared): Promise<Rejection | undefined> | Rejection | undefined;
 }
 
-export interface CommandDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>>
-  extends Definition<Args, Prepared> {
+export interface CommandDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>> extends Definition<Args, Prepared> {
   needsUser: boolean;
   /** Adds writes to the run's commit plan, or does work that must happen before the reward. */
   run(run: TaskRun, args: Prepared): Promise<void> | void;
@@ -62,8 +60,7 @@ export type RewardOutcome =
   | ({ type: string; granted: true; grantId: string; amount: number } & Record<string, unknown>)
   | { type: string; granted: false; reason: string };
 
-export interface RewardDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>>
-  extends Definition<Args, Prepared> {
+export interface RewardDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>> extends Definition<Args, Prepared> {
   grant(run: TaskRun, args: Prepared): Promise<RewardOutcome> | RewardOutcome;
 }
 
@@ -88,4 +85,3 @@ export interface Placed<D> {
   def: D;
   args: unknown;
 }
-

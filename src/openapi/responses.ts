@@ -58,7 +58,13 @@ function headersFor(status: number, traits: ResponseTraits, codes: readonly Erro
 }
 
 /** A success response (JSON unless said otherwise) with the headers of the route's traits. */
-export function success<T extends z.ZodType>(schema: T, description: string, traits: ResponseTraits = {}, status = 200, mediaType = "application/json") {
+export function success<T extends z.ZodType>(
+  schema: T,
+  description: string,
+  traits: ResponseTraits = {},
+  status = 200,
+  mediaType = "application/json",
+) {
   return { description, headers: headersFor(status, traits), content: { [mediaType]: { schema } } };
 }
 
@@ -104,14 +110,19 @@ function errorResponse(entries: [ErrorCode, string][], traits: ResponseTraits, s
     headers: headersFor(status, traits, codes),
     content: {
       "application/json": {
-        schema: schema.openapi({ example: { ok: false, requestId: "5f0c6b1e-8a8e-4c1b-9d8e-2b6f3f0b7a11", error: { code: codes[0], message: entries[0]![1] || codes[0] } } }),
+        schema: schema.openapi({
+          example: { ok: false, requestId: "5f0c6b1e-8a8e-4c1b-9d8e-2b6f3f0b7a11", error: { code: codes[0], message: entries[0]![1] || codes[0] } },
+        }),
       },
     },
   };
 }
 
 /** The codes every request can meet whatever the route: a storage object refusing work, a bug. */
-export const ALWAYS = { UNAVAILABLE: "busy, or no config pushed: retry after Retry-After", INTERNAL: "a bug: the request id is in the logs" } as const;
+export const ALWAYS = {
+  UNAVAILABLE: "busy, or no config pushed: retry after Retry-After",
+  INTERNAL: "a bug: the request id is in the logs",
+} as const;
 
 /** What a route that takes a JSON body can answer because of it. */
 export const BODY_ERRORS = {

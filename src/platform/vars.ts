@@ -8,7 +8,12 @@ import { RateLimitSchema } from "../rate-limit/rule";
 /** A comma-separated list of browser origins (`https://shop.example.com`), or `*` for any. */
 const Origins = z
   .string()
-  .transform((text) => text.split(",").map((o) => o.trim()).filter((o) => o.length > 0))
+  .transform((text) =>
+    text
+      .split(",")
+      .map((o) => o.trim())
+      .filter((o) => o.length > 0),
+  )
   .pipe(
     z.array(
       z.string().refine((o) => {
@@ -34,7 +39,7 @@ const VarsSchema = z
         } catch {
           return false;
         }
-      }, "JWKS_JSON must be a JSON key set: {\"keys\": [...]}")
+      }, 'JWKS_JSON must be a JSON key set: {"keys": [...]}')
       .optional(),
     JWT_ISSUER: z.string().min(1).optional(),
     JWT_AUDIENCE: z.string().min(1).optional(),

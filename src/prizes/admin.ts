@@ -33,11 +33,19 @@ export async function findPool(env: Env, activityId: string, poolId: string): Pr
  * Defines a pool the activity declares `managed: api`, once: the D1 row is the definition. True when this request
  * wrote it; false when the same definition was there already (a retry).
  */
-export async function definePool(env: Env, activity: CompiledActivity, poolId: string, fields: z.output<typeof PoolFieldsSchema>): Promise<{ def: PoolDefinition; created: boolean }> {
+export async function definePool(
+  env: Env,
+  activity: CompiledActivity,
+  poolId: string,
+  fields: z.output<typeof PoolFieldsSchema>,
+): Promise<{ def: PoolDefinition; created: boolean }> {
   if (own(activity.pools, poolId)) throw new AppError("ALREADY_EXISTS", `pool '${poolId}' is defined in the task config of '${activity.id}'`);
   const id = own(activity.managedPools, poolId);
   if (!id) {
-    throw new AppError("NOT_FOUND", `activity '${activity.id}' declares no pool '${poolId}': add \`${poolId}: { managed: api }\` under its \`pools\` first`);
+    throw new AppError(
+      "NOT_FOUND",
+      `activity '${activity.id}' declares no pool '${poolId}': add \`${poolId}: { managed: api }\` under its \`pools\` first`,
+    );
   }
   const window = innerWindow(fields.timeWindow, activity.timezone, activity, "pool");
   if ("reason" in window) throw new AppError("INVALID_PARAMS", `timeWindow${window.field ? `.${window.field}` : ""}: ${window.reason}`);
@@ -46,13 +54,19 @@ export async function definePool(env: Env, activity: CompiledActivity, poolId: s
   // definition they were made with, and a new one beside it would mix two pools' units.
   const made = await Promise.all(Array.from({ length: def.shards }, (_, i) => poolShard(env, id, i).shape()));
   const other = made.findIndex((m, i) => m && JSON.stringify({ ...def, shard: i }) !== JSON.stringify(m));
-  if (other >= 0) throw new AppError("ALREADY_EXISTS", `pool '${poolId}' was used before with another definition; its shards keep that one (shard ${other})`);
+  if (other >= 0)
+    throw new AppError("ALREADY_EXISTS", `pool '${poolId}' was used before with another definition; its shards keep that one (shard ${other})`);
   const definition = JSON.stringify(def);
   const db = database(env);
-  const inserted = await db.insert(prizePools).values({ id, activityId: activity.id, definition, createdAt: Date.now() }).onConflictDoNothing().returning({ id: prizePools.id });
+  const inserted = await db
+    .insert(prizePools)
+    .values({ id, activityId: activity.id, definition, createdAt: Date.now() })
+    .onConflictDoNothing()
+    .returning({ id: prizePools.id });
   if (inserted.length === 0) {
     const [stored] = await db.select({ definition: prizePools.definition }).from(prizePools).where(eq(prizePools.id, id));
-    if (stored?.definition !== definition) throw new AppError("ALREADY_EXISTS", `pool '${poolId}' was defined otherwise before; change its quantities with replenish or withdraw`);
+    if (stored?.definition !== definition)
+      throw new AppError("ALREADY_EXISTS", `pool '${poolId}' was defined otherwise before; change its quantities with replenish or withdraw`);
   }
   rememberCreatedPool(def);
   return { def, created: inserted.length > 0 };
@@ -73,7 +87,17 @@ export async function poolStats(env: Env, def: PoolDefinition, now: number) {
   const all = await shardStats(env, def, now);
   const tiers: TierStats[] = all[0]!.tiers.map((t, k) => {
     const sum = (f: keyof TierStats) => all.reduce((s, p) => s + (p.tiers[k]![f] as number), 0);
-    return { ...t, quantity: sum("quantity"), released: sum("released"), issued: sum("issued"), claimed: sum("claimed"), expired: sum("expired"), cancelled: sum("cancelled"), outstanding: sum("outstanding"), remaining: sum("remaining") };
+    return {
+      ...t,
+      quantity: sum("quantity"),
+      released: sum("released"),
+      issued: sum("issued"),
+      claimed: sum("claimed"),
+      expired: sum("expired"),
+      cancelled: sum("cancelled"),
+      outstanding: sum("outstanding"),
+      remaining: sum("remaining"),
+    };
   });
   return {
     ok: true as const,
@@ -98,7 +122,13 @@ const ADMIN_LEASE_MS = 30_000;
  * an earlier worker left half-way is settled first; when that one was decided and `repeats` it, `change` is not made
  * again (the request is its repeat).
  */
-async function underLease(env: Env, def: PoolDefinition, now: number, repeats: (c: PendingChange) => boolean, change: () => Promise<void>): Promise<void> {
+async function underLease(
+  env: Env,
+  def: PoolDefinition,
+  now: number,
+  repeats: (c: PendingChange) => boolean,
+  change: () => Promise<void>,
+): Promise<void> {
   const first = poolShard(env, def.id, 0);
   const holder = crypto.randomUUID();
   if (!(await first.acquireAdminLease(holder, ADMIN_LEASE_MS))) {
@@ -140,24 +170,36 @@ export async function adjustPool(env: Env, def: PoolDefinition, tier: string, de
   await shardStats(env, def, now); // sets up shards never used, and refuses a changed config
   if (!def.tiers.some((t) => t.id === tier)) throw new AppError("INVALID_PARAMS", `pool '${def.id}' has no tier '${tier}'`);
   const first = poolShard(env, def.id, 0);
-  await underLease(env, def, now, (p) => p.tier === tier && p.delta === delta, async () => {
-    const change: PendingChange = { id: crypto.randomUUID(), tier, delta, phase: "preparing" };
-    await first.notePendingChange(change);
-    const parts = Array.from({ length: def.shards }, (_, i) => ({ i, n: shardPart(def, delta, i) })).filter((p) => p.n !== 0);
-    const prepared = await Promise.allSettled(parts.map((p) => poolShard(env, def.id, p.i).prepareChange(change.id, tier, p.n, now)));
-    const refused = prepared.flatMap((r) => (r.status === "fulfilled" && !r.value.ok ? [r.value.reason] : []));
-    if (refused.length > 0 || prepared.some((r) => r.status === "rejected")) {
-      await settle(env, def, change, false, now);
-      if (refused.length > 0) throw new AppError("INVALID_PARAMS", refused.join("; "));
-      throw new AppError("UNAVAILABLE", `pool '${def.id}': a shard did not answer; nothing was changed, retry`, { "retry-after": "1" });
-    }
-    await first.notePendingChange({ ...change, phase: "committing" });
-    await settle(env, def, change, true, now);
-  });
+  await underLease(
+    env,
+    def,
+    now,
+    (p) => p.tier === tier && p.delta === delta,
+    async () => {
+      const change: PendingChange = { id: crypto.randomUUID(), tier, delta, phase: "preparing" };
+      await first.notePendingChange(change);
+      const parts = Array.from({ length: def.shards }, (_, i) => ({ i, n: shardPart(def, delta, i) })).filter((p) => p.n !== 0);
+      const prepared = await Promise.allSettled(parts.map((p) => poolShard(env, def.id, p.i).prepareChange(change.id, tier, p.n, now)));
+      const refused = prepared.flatMap((r) => (r.status === "fulfilled" && !r.value.ok ? [r.value.reason] : []));
+      if (refused.length > 0 || prepared.some((r) => r.status === "rejected")) {
+        await settle(env, def, change, false, now);
+        if (refused.length > 0) throw new AppError("INVALID_PARAMS", refused.join("; "));
+        throw new AppError("UNAVAILABLE", `pool '${def.id}': a shard did not answer; nothing was changed, retry`, { "retry-after": "1" });
+      }
+      await first.notePendingChange({ ...change, phase: "committing" });
+      await settle(env, def, change, true, now);
+    },
+  );
 }
 
 /** Closes every shard (idempotent: a close that reached some shards is completed by its repeat). */
 export async function closePool(env: Env, def: PoolDefinition, now: number): Promise<void> {
   await shardStats(env, def, now);
-  await underLease(env, def, now, () => false, () => onEveryShard(`closing pool '${def.id}'`, def.shards, (i) => poolShard(env, def.id, i).close()));
+  await underLease(
+    env,
+    def,
+    now,
+    () => false,
+    () => onEveryShard(`closing pool '${def.id}'`, def.shards, (i) => poolShard(env, def.id, i).close()),
+  );
 }

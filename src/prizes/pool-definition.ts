@@ -24,7 +24,10 @@ export const PoolFieldsSchema = z
     claimWithinSeconds: z.number().int().min(1).optional(),
     curve: z.array(z.number().positive()).min(1).max(1000).default([1]),
     shards: z.number().int().min(1).max(64).default(1),
-    timeWindow: z.object({ beginTime: z.string().min(1), endTime: z.string().min(1) }).strict().optional(),
+    timeWindow: z
+      .object({ beginTime: z.string().min(1), endTime: z.string().min(1) })
+      .strict()
+      .optional(),
     tiers: z
       .array(TierSchema)
       .min(1)

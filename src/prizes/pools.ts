@@ -40,7 +40,9 @@ export const homeShard = (userId: string, shards: number): number => shardOf(use
 /** The pool with this global id among the config's activities (created ones too); undefined when none. */
 export async function poolById(env: Env, config: CompiledConfig, id: string): Promise<PoolDefinition | undefined> {
   for (const activity of config.activities.values()) {
-    const name = Object.keys(activity.pools).find((n) => activity.pools[n]!.id === id) ?? Object.keys(activity.managedPools).find((n) => activity.managedPools[n] === id);
+    const name =
+      Object.keys(activity.pools).find((n) => activity.pools[n]!.id === id) ??
+      Object.keys(activity.managedPools).find((n) => activity.managedPools[n] === id);
     if (name) return activityPool(env, activity, name);
   }
   return undefined;

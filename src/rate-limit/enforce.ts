@@ -1,7 +1,7 @@
 /** Applies a route's or task's rate-limit rules to a request: 429 with Retry-After and RateLimit headers when over. */
 import type { Context } from "hono";
 import { countRequest } from "../accounts/request-records";
-import { RATE_LIMITED_ROUTES } from "./routes";
+import type { RATE_LIMITED_ROUTES } from "./routes";
 import { vars } from "../platform/vars";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http";

@@ -1,2 +1,9 @@
 /** The routes that can carry a rate limit of their own (ROUTE_RATE_LIMITS), beside tasks' and sales' limits in config. */
-export const RATE_LIMITED_ROUTES = ["tasks", "flash-sale.grab", "flash-sale.checkout", "flash-sale.cancel", "flash-sale.status", "prize.claim"] as const;
+export const RATE_LIMITED_ROUTES = [
+  "tasks",
+  "flash-sale.grab",
+  "flash-sale.checkout",
+  "flash-sale.cancel",
+  "flash-sale.status",
+  "prize.claim",
+] as const;

@@ -15,7 +15,9 @@ export const RateLimitRuleSchema = z
 export type RateLimitRule = z.output<typeof RateLimitRuleSchema>;
 
 /** One rule or several (e.g. per user and a global ceiling); all must allow a request. */
-export const RateLimitSchema = z.union([RateLimitRuleSchema, z.array(RateLimitRuleSchema).min(1).max(4)]).transform((r) => (Array.isArray(r) ? r : [r]));
+export const RateLimitSchema = z
+  .union([RateLimitRuleSchema, z.array(RateLimitRuleSchema).min(1).max(4)])
+  .transform((r) => (Array.isArray(r) ? r : [r]));
 
 export interface RateLimitResult {
   allowed: boolean;

@@ -53,7 +53,8 @@ export function upstashLimiter(url: string, token: string, timeoutMs: number): R
   };
   let skipUntil = 0;
   const unavailable = (rule: RateLimitRule, error: string) => {
-    if (Date.now() >= skipUntil) log.error("rate limiter unavailable; letting requests through", { backend: "upstash", forMs: SKIP_AFTER_FAILURE_MS, error });
+    if (Date.now() >= skipUntil)
+      log.error("rate limiter unavailable; letting requests through", { backend: "upstash", forMs: SKIP_AFTER_FAILURE_MS, error });
     skipUntil = Date.now() + SKIP_AFTER_FAILURE_MS;
     return failOpen(rule);
   };

@@ -93,7 +93,8 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
 /** The structured line for each store: rows per table and the D1 batches it took (the benchmark reads it). */
 function logStored(stored: { rows: Rows }[], d1Batches: number) {
   const rows: Partial<Record<Table, number>> = {};
-  for (const s of stored) for (const [t, list] of Object.entries(s.rows) as [Table, unknown[]][]) if (list.length > 0) rows[t] = (rows[t] ?? 0) + list.length;
+  for (const s of stored)
+    for (const [t, list] of Object.entries(s.rows) as [Table, unknown[]][]) if (list.length > 0) rows[t] = (rows[t] ?? 0) + list.length;
   log.info("records stored", { messages: stored.length, rows, d1Batches });
 }
 

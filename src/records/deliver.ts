@@ -82,7 +82,7 @@ export function signatureHeaders(env: Env, url: string, deliveryId: string, body
 /** One delivery attempt. Returns undefined when finished (delivered, failed for good, or already done). */
 export async function deliver(db: DrizzleD1Database, env: Env, id: string): Promise<number | undefined> {
   const [d] = await db.select().from(deliveries).where(eq(deliveries.id, id));
-  if (!d || d.status !== "pending") return undefined;
+  if (d?.status !== "pending") return undefined;
   const attempt = d.attempts + 1;
   const target = JSON.parse(d.target) as DeliveryTarget;
   const payload = JSON.parse(d.payload) as Record<string, unknown>;
@@ -133,10 +133,7 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
     log.error("delivery failed for good", { deliveryId: d.id, attempts: attempt, error });
     return undefined;
   }
-  await db
-    .update(deliveries)
-    .set({ attempts: attempt, lastError: error, updatedAt: now })
-    .where(eq(deliveries.id, d.id));
+  await db.update(deliveries).set({ attempts: attempt, lastError: error, updatedAt: now }).where(eq(deliveries.id, d.id));
   return backoffSeconds(attempt);
 }
 
@@ -149,9 +146,7 @@ function finish(
   error: string | null,
   now: number,
 ) {
-  const steps = [
-    db.update(deliveries).set({ status, attempts, lastError: error, updatedAt: now }).where(eq(deliveries.id, id)),
-  ];
+  const steps = [db.update(deliveries).set({ status, attempts, lastError: error, updatedAt: now }).where(eq(deliveries.id, id))];
   if (grantId) steps.push(db.update(rewardRecords).set({ status }).where(eq(rewardRecords.id, grantId)) as any);
   return steps;
 }

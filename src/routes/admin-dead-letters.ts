@@ -19,7 +19,13 @@ const Summary = {
 const SummarySchema = z.object(Summary).openapi("DeadLetterSummary");
 const DeadLetterSchema = z.object({ ...Summary, body: z.unknown().openapi({ description: "The message body, whole" }) }).openapi("DeadLetter");
 const ReplaySchema = z
-  .object({ ok: z.literal(true), requestId: z.string(), id: z.string(), queue: z.string(), replayedAt: z.number().int().openapi({ description: "When it was first replayed" }) })
+  .object({
+    ok: z.literal(true),
+    requestId: z.string(),
+    id: z.string(),
+    queue: z.string(),
+    replayedAt: z.number().int().openapi({ description: "When it was first replayed" }),
+  })
   .openapi("DeadLetterReplay");
 
 const params = z.object({ id: z.string().min(1).max(128) });
@@ -50,7 +56,10 @@ const routes = {
       }),
     },
     responses: {
-      200: json("A page of dead letters", z.object({ ok: z.literal(true), requestId: z.string(), deadLetters: z.array(SummarySchema), next: z.string().nullable() })),
+      200: json(
+        "A page of dead letters",
+        z.object({ ok: z.literal(true), requestId: z.string(), deadLetters: z.array(SummarySchema), next: z.string().nullable() }),
+      ),
       ...errors,
     },
   }),
@@ -62,7 +71,10 @@ const routes = {
     summary: "One dead letter, with its body",
     security: [{ operator: [] }],
     request: { params },
-    responses: { 200: json("The dead letter", z.object({ ok: z.literal(true), requestId: z.string(), deadLetter: DeadLetterSchema })), ...withNotFound },
+    responses: {
+      200: json("The dead letter", z.object({ ok: z.literal(true), requestId: z.string(), deadLetter: DeadLetterSchema })),
+      ...withNotFound,
+    },
   }),
   replay: createRoute({
     method: "post",
@@ -84,7 +96,12 @@ const routes = {
     responses: {
       200: json(
         "What this call replayed, and how many are left",
-        z.object({ ok: z.literal(true), requestId: z.string(), replayed: z.array(ReplaySchema.omit({ ok: true, requestId: true })), remaining: z.number().int() }),
+        z.object({
+          ok: z.literal(true),
+          requestId: z.string(),
+          replayed: z.array(ReplaySchema.omit({ ok: true, requestId: true })),
+          remaining: z.number().int(),
+        }),
       ),
       ...errors,
     },
@@ -98,7 +115,8 @@ function summary(row: DeadLetter) {
   } catch {
     body = row.body;
   }
-  const kind = typeof body === "object" && body !== null && typeof (body as { kind?: unknown }).kind === "string" ? (body as { kind: string }).kind : null;
+  const kind =
+    typeof body === "object" && body !== null && typeof (body as { kind?: unknown }).kind === "string" ? (body as { kind: string }).kind : null;
   return { id: row.id, queue: row.queue, kind, attempts: row.attempts, receivedAt: row.receivedAt, replayedAt: row.replayedAt ?? null, body };
 }
 

@@ -10,9 +10,17 @@ import { PoolFieldsSchema } from "../prizes/pool-definition";
 
 const params = z.object({ activityId: IdSchema, poolId: IdSchema.openapi({ example: "main" }) });
 const TierStatsSchema = z.object({
-  id: z.string(), name: z.string(), value: z.number().int(), quantity: z.number().int(), released: z.number().int(),
-  issued: z.number().int(), claimed: z.number().int(), expired: z.number().int(), cancelled: z.number().int(),
-  outstanding: z.number().int(), remaining: z.number().int(),
+  id: z.string(),
+  name: z.string(),
+  value: z.number().int(),
+  quantity: z.number().int(),
+  released: z.number().int(),
+  issued: z.number().int(),
+  claimed: z.number().int(),
+  expired: z.number().int(),
+  cancelled: z.number().int(),
+  outstanding: z.number().int(),
+  remaining: z.number().int(),
 });
 const StatsSchema = z
   .object({
@@ -37,12 +45,23 @@ const ADMIN_ERRORS = {
 } as const;
 const CHANGE_ERRORS = { ...ADMIN_ERRORS, LOCKED: "another operator change to this pool is in progress (Retry-After)" } as const;
 const stats = (description: string, status = 200) => success(StatsSchema, description, {}, status);
-const ADJUST_ERRORS = { ...CHANGE_ERRORS, ...BODY_ERRORS, INVALID_PARAMS: "a malformed id or body, an unknown tier, or more units than a shard has unreleased" } as const;
+const ADJUST_ERRORS = {
+  ...CHANGE_ERRORS,
+  ...BODY_ERRORS,
+  INVALID_PARAMS: "a malformed id or body, an unknown tier, or more units than a shard has unreleased",
+} as const;
 
 const path = "/v1/admin/activities/{activityId}/pools/{poolId}";
 const CreatePool = PoolFieldsSchema.openapi("PoolDefinition", {
   description: "Times without an offset are read in the activity's timezone; the window defaults to the activity's",
-  example: { probability: 0.5, perUserCap: 1, claimWithinSeconds: 86400, curve: [1, 1, 2], shards: 2, tiers: [{ id: "voucher", name: "10-yuan voucher", quantity: 10000, value: 1000 }] },
+  example: {
+    probability: 0.5,
+    perUserCap: 1,
+    claimWithinSeconds: 86400,
+    curve: [1, 1, 2],
+    shards: 2,
+    tiers: [{ id: "voucher", name: "10-yuan voucher", quantity: 10000, value: 1000 }],
+  },
 });
 
 const routes = {
@@ -123,7 +142,6 @@ const routes = {
 };
 
 export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
-
   app.openapi(routes.create, async (c) => {
     const { activityId, poolId } = c.req.valid("param");
     const def = await findPool(c.env, activityId, poolId);
@@ -139,7 +157,10 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
     const { activityId, poolId } = c.req.valid("param");
     return c.json({ requestId: c.get("requestId"), ...(await poolStats(c.env, await findPool(c.env, activityId, poolId), c.get("now"))) }, 200);
   });
-  for (const [route, sign] of [[routes.replenish, 1], [routes.withdraw, -1]] as const) {
+  for (const [route, sign] of [
+    [routes.replenish, 1],
+    [routes.withdraw, -1],
+  ] as const) {
     app.openapi(route, async (c) => {
       const { activityId, poolId } = c.req.valid("param");
       const { tier, quantity } = c.req.valid("json");

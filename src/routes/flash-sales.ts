@@ -89,7 +89,12 @@ const routes = {
     responses: {
       200: success(
         z
-          .object({ ok: z.literal(true), requestId: z.string(), order: OrderSchema, replayed: z.boolean().openapi({ description: "True when the token was checked out before" }) })
+          .object({
+            ok: z.literal(true),
+            requestId: z.string(),
+            order: OrderSchema,
+            replayed: z.boolean().openapi({ description: "True when the token was checked out before" }),
+          })
           .openapi("Checkout"),
         "The order",
         limited,
@@ -115,7 +120,11 @@ const routes = {
     security: [{ bearer: [] }],
     request: { params, body: { content: { "application/json": { schema: TokenBody } }, required: true } },
     responses: {
-      200: success(z.object({ ok: z.literal(true), requestId: z.string(), token: z.string(), status: z.literal("cancelled") }).openapi("Cancellation"), "Cancelled", limited),
+      200: success(
+        z.object({ ok: z.literal(true), requestId: z.string(), token: z.string(), status: z.literal("cancelled") }).openapi("Cancellation"),
+        "Cancelled",
+        limited,
+      ),
       ...errorResponses(
         {
           ...BUYER_ERRORS,
@@ -163,7 +172,8 @@ const routes = {
 };
 
 export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
-  for (const action of ["grab", "checkout", "cancel"]) app.use(`/v1/flash-sales/:saleId/${action}`, requireUser("sign in to take part in a flash sale"));
+  for (const action of ["grab", "checkout", "cancel"])
+    app.use(`/v1/flash-sales/:saleId/${action}`, requireUser("sign in to take part in a flash sale"));
 
   app.openapi(routes.grab, async (c) => {
     const user = signedInUser(c);
@@ -173,7 +183,14 @@ export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
     const key = c.req.header("idempotency-key");
     const t = await grab(c.env, def, user.id, c.get("now"), key === undefined ? undefined : checkKey(key));
     return c.json(
-      { ok: true as const, requestId: c.get("requestId"), saleId: def.id, token: t.token, expiresAt: new Date(t.expiresAt).toISOString(), replayed: t.replayed },
+      {
+        ok: true as const,
+        requestId: c.get("requestId"),
+        saleId: def.id,
+        token: t.token,
+        expiresAt: new Date(t.expiresAt).toISOString(),
+        replayed: t.replayed,
+      },
       200,
     );
   });
@@ -183,7 +200,10 @@ export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
     await enforceRouteLimits(c, "flash-sale.checkout", user);
     const def = await findSale(c.env, c.req.valid("param").saleId);
     const { order, replayed } = await checkout(c.env, def, c.req.valid("json").token, user.id, c.get("now"));
-    return c.json({ ok: true as const, requestId: c.get("requestId"), order: { ...order, createdAt: new Date(order.createdAt).toISOString() }, replayed }, 200);
+    return c.json(
+      { ok: true as const, requestId: c.get("requestId"), order: { ...order, createdAt: new Date(order.createdAt).toISOString() }, replayed },
+      200,
+    );
   });
 
   app.openapi(routes.cancel, async (c) => {

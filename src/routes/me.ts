@@ -19,7 +19,14 @@ const MeSchema = z
     requestId: z.string(),
     activityId: z.string(),
     userId: z.string(),
-    chances: z.record(z.string(), z.object({ name: z.string(), balance: z.number().int(), resets: z.string().openapi({ description: "The period the balance resets with", example: "day" }) })),
+    chances: z.record(
+      z.string(),
+      z.object({
+        name: z.string(),
+        balance: z.number().int(),
+        resets: z.string().openapi({ description: "The period the balance resets with", example: "day" }),
+      }),
+    ),
     redPacketBalance: z.record(z.string(), z.number().int()).openapi({ description: "Minor units by currency" }),
     participations: z.object({
       total: z.number().int(),

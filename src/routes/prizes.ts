@@ -19,7 +19,11 @@ const route = createRoute({
   security: [{ bearer: [] }],
   request: { params: z.object({ grantId: z.string().max(300).openapi({ example: "pz~double11-2026~main~1f0c…_0~0" }) }) },
   responses: {
-    200: success(z.object({ ok: z.literal(true), requestId: z.string(), grantId: z.string(), status: z.literal("claimed") }).openapi("Claim"), "Claimed", limited),
+    200: success(
+      z.object({ ok: z.literal(true), requestId: z.string(), grantId: z.string(), status: z.literal("claimed") }).openapi("Claim"),
+      "Claimed",
+      limited,
+    ),
     ...errorResponses(
       {
         INVALID_PARAMS: "the grant id is over 300 characters",

@@ -25,9 +25,10 @@ export const TaskSuccessSchema = z
   })
   .openapi("TaskResult");
 
-const TaskParamsSchema = z
-  .record(z.string(), z.unknown())
-  .openapi("TaskParams", { description: "The task's request fields, checked by its `request` rules", example: { deviceId: "d-1", sex: 1, phone: "13800138000" } });
+const TaskParamsSchema = z.record(z.string(), z.unknown()).openapi("TaskParams", {
+  description: "The task's request fields, checked by its `request` rules",
+  example: { deviceId: "d-1", sex: 1, phone: "13800138000" },
+});
 
 const traits = { rateLimited: true, replayable: true };
 /** What the body of a POST adds to the codes every task run can answer. */
@@ -105,7 +106,12 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     const activity = config.activities.get(activityId);
     const idem =
       key !== undefined && user && activity
-        ? { userId: user.id, key: checkKey(key), ledger: ledgerFor(c.env, activity.namespace), fingerprint: await requestFingerprint(method, c.req.url, body) }
+        ? {
+            userId: user.id,
+            key: checkKey(key),
+            ledger: ledgerFor(c.env, activity.namespace),
+            fingerprint: await requestFingerprint(method, c.req.url, body),
+          }
         : undefined;
     return withIdempotency(idem, requestId, async () => {
       // After a replay (a retry of a request already answered gets its answer, not a 429).

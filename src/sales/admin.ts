@@ -33,7 +33,10 @@ export async function createSale(env: Env, body: SaleRequest): Promise<SaleDefin
   const origins = await Promise.all(Array.from({ length: def.shards }, (_, i) => saleShard(env, def.id, i).origin()));
   const other = origins.findIndex((o) => o !== undefined && o !== JSON.stringify(def));
   if (other >= 0) {
-    throw new AppError("ALREADY_EXISTS", `sale '${def.id}' was used before with another definition (its shard ${other} keeps that sale's stock and orders); choose another id`);
+    throw new AppError(
+      "ALREADY_EXISTS",
+      `sale '${def.id}' was used before with another definition (its shard ${other} keeps that sale's stock and orders); choose another id`,
+    );
   }
   const inserted = await database(env)
     .insert(flashSales)
@@ -64,6 +67,15 @@ export async function saleStats(env: Env, def: SaleDefinition, now: number) {
     sku: def.sku,
     state: saleState(def, now, closed, totals.remaining),
     ...totals,
-    shards: shards.map(({ stock, held, sold, remaining, expired, cancelled, lentOut, borrowedIn }) => ({ stock, held, sold, remaining, expired, cancelled, lentOut, borrowedIn })),
+    shards: shards.map(({ stock, held, sold, remaining, expired, cancelled, lentOut, borrowedIn }) => ({
+      stock,
+      held,
+      sold,
+      remaining,
+      expired,
+      cancelled,
+      lentOut,
+      borrowedIn,
+    })),
   };
 }

@@ -81,7 +81,13 @@ function tokenShard(def: SaleDefinition, token: string): number {
   return Number(m[2]);
 }
 
-export async function checkout(env: Env, def: SaleDefinition, token: string, userId: string, now: number): Promise<{ order: Order; replayed: boolean }> {
+export async function checkout(
+  env: Env,
+  def: SaleDefinition,
+  token: string,
+  userId: string,
+  now: number,
+): Promise<{ order: Order; replayed: boolean }> {
   const r = await saleShard(env, def.id, tokenShard(def, token)).checkout(token, userId, now);
   if (r.outcome !== "ordered") throw checkoutRefusals[r.outcome]();
   return { order: r.order, replayed: r.replayed };

@@ -15,20 +15,48 @@ function messages(tag: string): { id: string; body: QueueMessage }[] {
         kind: "records",
         records: {
           participations: [{ ...base, id: `p-${tag}`, requestId: `r-${tag}`, period: "2026-11-11" }],
-          rewards: [{ ...base, id: `g-${tag}`, requestId: `r-${tag}`, participationId: `p-${tag}`, type: "coupon", amount: 1, detail: "{}", status: "pending" }],
+          rewards: [
+            {
+              ...base,
+              id: `g-${tag}`,
+              requestId: `r-${tag}`,
+              participationId: `p-${tag}`,
+              type: "coupon",
+              amount: 1,
+              detail: "{}",
+              status: "pending",
+            },
+          ],
           deliveries: [
-            { id: `d-${tag}`, kind: "coupon", grantId: `g-${tag}`, namespace: base.namespace, userId: base.userId, target: '{"type":"wallet"}', payload: '{"couponSn":"C","channel":"app"}', status: "pending", createdAt: 1, updatedAt: 1 },
+            {
+              id: `d-${tag}`,
+              kind: "coupon",
+              grantId: `g-${tag}`,
+              namespace: base.namespace,
+              userId: base.userId,
+              target: '{"type":"wallet"}',
+              payload: '{"couponSn":"C","channel":"app"}',
+              status: "pending",
+              createdAt: 1,
+              updatedAt: 1,
+            },
           ],
         },
       },
     },
     {
       id: `pool-${tag}`,
-      body: { kind: "pool-events", events: [{ draw: { id: `pz-${tag}`, poolId: "ns:pool", shard: 0, userId: base.userId, outcome: "missed", tierId: null, value: 0, at: 1 } }] },
+      body: {
+        kind: "pool-events",
+        events: [{ draw: { id: `pz-${tag}`, poolId: "ns:pool", shard: 0, userId: base.userId, outcome: "missed", tierId: null, value: 0, at: 1 } }],
+      },
     },
     {
       id: `sale-${tag}`,
-      body: { kind: "sale-events", events: [{ grab: { id: `grab-${tag}`, saleId: "s", shard: 0, userId: base.userId, outcome: "sold-out", token: null, at: 1 } }] },
+      body: {
+        kind: "sale-events",
+        events: [{ grab: { id: `grab-${tag}`, saleId: "s", shard: 0, userId: base.userId, outcome: "sold-out", token: null, at: 1 } }],
+      },
     },
   ];
 }
@@ -40,7 +68,12 @@ describe("the EVENTS queue consumer", () => {
     const tag = unique();
     const first = await consume(messages(tag));
     const again = await consume(messages(tag).map((m) => ({ ...m, attempts: 2 })));
-    for (const result of [first, again]) expect(result.explicitAcks.sort()).toEqual(messages(tag).map((m) => m.id).sort());
+    for (const result of [first, again])
+      expect(result.explicitAcks.sort()).toEqual(
+        messages(tag)
+          .map((m) => m.id)
+          .sort(),
+      );
     for (const [table, id] of [
       ["request_records", `r-${tag}`],
       ["participations", `p-${tag}`],
@@ -60,9 +93,16 @@ describe("the EVENTS queue consumer", () => {
   it("stores the good messages of a batch when one of them can never be stored, and retries only that one", async () => {
     const tag = unique();
     // A participation with no period breaks D1's NOT NULL: that message can never be stored.
-    const poison = { kind: "records", records: { participations: [{ id: `bad-${tag}`, requestId: `bad-${tag}` }], rewards: [], deliveries: [] } } as unknown as QueueMessage;
+    const poison = {
+      kind: "records",
+      records: { participations: [{ id: `bad-${tag}`, requestId: `bad-${tag}` }], rewards: [], deliveries: [] },
+    } as unknown as QueueMessage;
     const result = await consume([...messages(tag), { id: "poison", body: poison, attempts: 2 }]);
-    expect(result.explicitAcks.sort()).toEqual(messages(tag).map((m) => m.id).sort());
+    expect(result.explicitAcks.sort()).toEqual(
+      messages(tag)
+        .map((m) => m.id)
+        .sort(),
+    );
     expect(result.retryMessages.map((m) => m.msgId)).toEqual(["poison"]);
     expect(await count("participations", `p-${tag}`)).toBe(1);
     expect(await count("participations", `bad-${tag}`)).toBe(0);
@@ -81,7 +121,17 @@ describe("the EVENTS queue consumer", () => {
     const tag = unique();
     // 600 records of 4 KB params: about 2.5 MB of rows, more than one bound value may carry.
     const params = JSON.stringify({ note: "x".repeat(4000) });
-    const records = Array.from({ length: 600 }, (_, i) => ({ id: `big-${tag}-${i}`, namespace: `ns-${tag}`, activityId: "a", taskId: "t", userId: null, configVersion: "v", outcome: "OK", params, createdAt: i }));
+    const records = Array.from({ length: 600 }, (_, i) => ({
+      id: `big-${tag}-${i}`,
+      namespace: `ns-${tag}`,
+      activityId: "a",
+      taskId: "t",
+      userId: null,
+      configVersion: "v",
+      outcome: "OK",
+      params,
+      createdAt: i,
+    }));
     // D1 refuses a bound value over 2 MB (the local runtime does not): one statement per megabyte of rows.
     expect(insertJsonRows(env.DB, "request_records", records)).toHaveLength(3);
     const result = await consume([{ id: `big-${tag}`, body: { kind: "requests", records } }]);

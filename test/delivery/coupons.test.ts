@@ -32,8 +32,7 @@ async function partnerFails(next: number) {
 }
 
 /** Runs the worker's queue handler on one delivery message, as the queue would. */
-const consumeDelivery = (deliveryId: string) =>
-  consume([{ id: `m-${deliveryId}-${Math.random()}`, body: { kind: "delivery", deliveryId } }]);
+const consumeDelivery = (deliveryId: string) => consume([{ id: `m-${deliveryId}-${Math.random()}`, body: { kind: "delivery", deliveryId } }]);
 
 /** A delivery as the outbox writes it, but with no queue message (one that was lost). */
 async function lostDelivery(id: string, url: string, attempts = 0, updatedAt = Date.now()) {

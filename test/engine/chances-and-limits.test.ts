@@ -121,9 +121,7 @@ describe("earned chances outlive the period unless their kind says otherwise", (
     // The first grant's two left expire at 10:00 on the 29th; the second grant's three remain.
     expect(await balance("weekly", "weekly", "2026-11-29T10:00:00+08:00")).toBe(3);
     expect(await balance("weekly", "weekly", "2026-12-01T10:00:00+08:00")).toBe(0);
-    expect((await runTask("earned", "spend-weekly", { user: "weekly", now: "2026-12-01T10:00:00+08:00" })).json.error.code).toBe(
-      "NO_CHANCES",
-    );
+    expect((await runTask("earned", "spend-weekly", { user: "weekly", now: "2026-12-01T10:00:00+08:00" })).json.error.code).toBe("NO_CHANCES");
   });
 
   it("caps the balance at max: a grant past it is cut to fit and says so, and at the max grants nothing", async () => {

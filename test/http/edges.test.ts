@@ -40,17 +40,25 @@ beforeAll(async () => {
 /** Calls the worker with extra variables (e.g. allowed origins), as a deployment with them set would run. */
 async function fetchWith(vars: Partial<Env>, path: string, init: RequestInit = {}) {
   const ctx = createExecutionContext();
-  const res = await worker.fetch(new Request(`https://fanfare.test${path}`, init) as Request<unknown, IncomingRequestCfProperties>, { ...env, ...vars } as Env, ctx);
+  const res = await worker.fetch(
+    new Request(`https://fanfare.test${path}`, init) as Request<unknown, IncomingRequestCfProperties>,
+    { ...env, ...vars } as Env,
+    ctx,
+  );
   await waitOnExecutionContext(ctx);
   return res;
 }
 
-const preflight = (path: string, origin: string) => ({
+const preflight = (_path: string, origin: string) => ({
   method: "OPTIONS",
   headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type, idempotency-key" },
 });
 
-const list = (value: string | null) => (value ?? "").toLowerCase().split(",").map((s) => s.trim());
+const list = (value: string | null) =>
+  (value ?? "")
+    .toLowerCase()
+    .split(",")
+    .map((s) => s.trim());
 
 describe("CORS", () => {
   const allowed = { CORS_ALLOWED_ORIGINS: `${SHOP}, http://localhost:5173` };
@@ -60,7 +68,9 @@ describe("CORS", () => {
     expect(res.status).toBe(204);
     expect(res.headers.get("access-control-allow-origin")).toBe(SHOP);
     expect(list(res.headers.get("access-control-allow-methods"))).toEqual(expect.arrayContaining(["get", "post"]));
-    expect(list(res.headers.get("access-control-allow-headers"))).toEqual(expect.arrayContaining(["authorization", "content-type", "idempotency-key"]));
+    expect(list(res.headers.get("access-control-allow-headers"))).toEqual(
+      expect.arrayContaining(["authorization", "content-type", "idempotency-key"]),
+    );
   });
 
   it("lets the page read the request id, rate-limit and replay headers, on answers and on errors", async () => {
@@ -123,10 +133,20 @@ describe("request bodies", () => {
       expect([sized.status, sized.json.error.code]).toEqual([413, "PAYLOAD_TOO_LARGE"]);
       const auth = headers.authorization ?? `Bearer ${await token(`chunk-${unique()}`)}`;
       const res = await exports.default.fetch(
-        new Request(`https://fanfare.test${path}`, { method, body: chunked(big), headers: { authorization: auth, "content-type": "application/json" } }),
+        new Request(`https://fanfare.test${path}`, {
+          method,
+          body: chunked(big),
+          headers: { authorization: auth, "content-type": "application/json" },
+        }),
       );
       expect([res.status, ((await res.json()) as any).error.code]).toEqual([413, "PAYLOAD_TOO_LARGE"]);
-      const form = await call(path, { ...user, method, rawBody: "token=abc", headers: { ...headers, "content-type": "application/x-www-form-urlencoded" }, now: NOW });
+      const form = await call(path, {
+        ...user,
+        method,
+        rawBody: "token=abc",
+        headers: { ...headers, "content-type": "application/x-www-form-urlencoded" },
+        now: NOW,
+      });
       expect([form.status, form.json.error.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);
       const text = await call(path, { ...user, method, rawBody: '{"token":"abc"}', headers: { ...headers, "content-type": "text/plain" }, now: NOW });
       expect([text.status, text.json.error.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);
@@ -134,19 +154,28 @@ describe("request bodies", () => {
   }
 
   it("accepts a JSON body with a charset, and a body-less POST", async () => {
-    const ok = await call("/v1/activities/edges/tasks/form", { rawBody: '{"phone":"13800138000"}', headers: { "content-type": "application/json; charset=utf-8" }, now: NOW });
+    const ok = await call("/v1/activities/edges/tasks/form", {
+      rawBody: '{"phone":"13800138000"}',
+      headers: { "content-type": "application/json; charset=utf-8" },
+      now: NOW,
+    });
     expect(ok.status).toBe(200);
-    const empty = await exports.default.fetch(new Request("https://fanfare.test/v1/admin/flash-sales/edge-sale/close", { method: "POST", headers: operator }));
+    const empty = await exports.default.fetch(
+      new Request("https://fanfare.test/v1/admin/flash-sales/edge-sale/close", { method: "POST", headers: operator }),
+    );
     expect(empty.status).toBe(200);
   });
 });
 
 describe("401 answers", () => {
-  it("challenge with WWW-Authenticate: Bearer, adding error=\"invalid_token\" when a token was refused", async () => {
+  it('challenge with WWW-Authenticate: Bearer, adding error="invalid_token" when a token was refused', async () => {
     const anonymous = await call("/v1/flash-sales/edge-sale/grab", { now: NOW });
     expect(anonymous.status).toBe(401);
     expect(anonymous.headers.get("www-authenticate")).toBe("Bearer");
-    const forged = await call("/v1/flash-sales/edge-sale/grab", { now: NOW, headers: { authorization: `Bearer ${await token("u", { secret: "someone-elses-secret-123456" })}` } });
+    const forged = await call("/v1/flash-sales/edge-sale/grab", {
+      now: NOW,
+      headers: { authorization: `Bearer ${await token("u", { secret: "someone-elses-secret-123456" })}` },
+    });
     expect(forged.status).toBe(401);
     expect(forged.headers.get("www-authenticate")).toBe('Bearer error="invalid_token"');
     const noLogin = await runTask("edges", "repeat", { body: { n: 1 }, now: NOW });
@@ -162,7 +191,11 @@ describe("401 answers", () => {
     const missing = await call("/v1/admin/flash-sales/no-such-sale", { method: "GET", headers: operator });
     expect([missing.status, missing.json.requestId]).toEqual([404, missing.headers.get("x-request-id")]);
     const sale = await call("/v1/admin/flash-sales/edge-sale", { method: "GET", headers: operator });
-    const pool = await call("/v1/admin/activities/edges/pools/api-pool", { method: "PUT", headers: operator, body: { tiers: [{ id: "t", name: "T", quantity: 1, value: 1 }] } });
+    const pool = await call("/v1/admin/activities/edges/pools/api-pool", {
+      method: "PUT",
+      headers: operator,
+      body: { tiers: [{ id: "t", name: "T", quantity: 1, value: 1 }] },
+    });
     for (const answer of [sale, pool]) expect([answer.status < 300, answer.json.requestId]).toEqual([true, answer.headers.get("x-request-id")]);
   });
 });
@@ -188,7 +221,9 @@ describe("INVALID_PARAMS names every failing field with a JSON pointer", () => {
     expect(res.json.error.details).toEqual([{ pointer: "/token", message: expect.any(String) }]);
     const admin = await call("/v1/admin/flash-sales", { headers: operator, body: { id: "bad id", stock: -1 } });
     expect(admin.status).toBe(400);
-    expect(admin.json.error.details.map((d: { pointer: string }) => d.pointer)).toEqual(expect.arrayContaining(["/id", "/stock", "/beginTime", "/endTime"]));
+    expect(admin.json.error.details.map((d: { pointer: string }) => d.pointer)).toEqual(
+      expect.arrayContaining(["/id", "/stock", "/beginTime", "/endTime"]),
+    );
   });
 });
 
@@ -233,7 +268,11 @@ describe("ids that name JavaScript built-ins are unknown ids", () => {
         runTask(name, "form", { user: "u", body: {}, now: NOW }),
         call(`/v1/activities/${name}/me`, { method: "GET", user: "u", now: NOW }),
         call(`/v1/admin/activities/edges/pools/${name}`, { method: "GET", headers: operator }),
-        call(`/v1/admin/activities/edges/pools/${name}`, { method: "PUT", headers: operator, body: { tiers: [{ id: "t", name: "T", quantity: 1, value: 1 }] } }),
+        call(`/v1/admin/activities/edges/pools/${name}`, {
+          method: "PUT",
+          headers: operator,
+          body: { tiers: [{ id: "t", name: "T", quantity: 1, value: 1 }] },
+        }),
         call(`/v1/admin/activities/${name}/pools/api-pool`, { method: "GET", headers: operator }),
         call(`/v1/flash-sales/${name}`, { method: "GET", now: NOW }),
         call(`/v1/flash-sales/${name}/grab`, { user: "u", now: NOW }),

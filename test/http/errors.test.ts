@@ -38,19 +38,77 @@ describe("bad input gets a clear error and writes nothing", () => {
   const cases: [string, () => Promise<{ status: number; json: any; headers: Headers }>, number, string][] = [
     ["malformed JSON", () => runTask("double11", "openRedPacket", { user: "u", rawBody: "{not json", now: NOW }), 400, "INVALID_JSON"],
     ["a JSON array body", () => runTask("double11", "openRedPacket", { user: "u", rawBody: "[1,2]", now: NOW }), 400, "INVALID_PARAMS"],
-    ["a body over 16 KB", () => runTask("double11", "openRedPacket", { user: "u", body: { ...seedParams, pad: "x".repeat(17_000) }, now: NOW }), 413, "PAYLOAD_TOO_LARGE"],
+    [
+      "a body over 16 KB",
+      () => runTask("double11", "openRedPacket", { user: "u", body: { ...seedParams, pad: "x".repeat(17_000) }, now: NOW }),
+      413,
+      "PAYLOAD_TOO_LARGE",
+    ],
     ["an unknown activity", () => runTask("nope", "openRedPacket", { user: "u", body: seedParams, now: NOW }), 404, "NOT_FOUND"],
     ["an unknown task", () => runTask("double11", "nope", { user: "u", body: seedParams, now: NOW }), 404, "NOT_FOUND"],
     ["a malformed id", () => runTask("double11", "bad%20id!", { user: "u", now: NOW }), 404, "NOT_FOUND"],
     ["the wrong method", () => runTask("double11", "openRedPacket", { user: "u", method: "GET", now: NOW }), 405, "METHOD_NOT_ALLOWED"],
-    ["a form body", () => runTask("double11", "openRedPacket", { user: "u", rawBody: "a=1", headers: { "content-type": "application/x-www-form-urlencoded" }, now: NOW }), 415, "UNSUPPORTED_MEDIA_TYPE"],
+    [
+      "a form body",
+      () =>
+        runTask("double11", "openRedPacket", {
+          user: "u",
+          rawBody: "a=1",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          now: NOW,
+        }),
+      415,
+      "UNSUPPORTED_MEDIA_TYPE",
+    ],
     ["no token on a login task", () => runTask("double11", "openRedPacket", { body: seedParams, now: NOW }), 401, "UNAUTHENTICATED"],
-    ["a forged token", async () => runTask("double11", "openRedPacket", { body: seedParams, now: NOW, headers: { authorization: `Bearer ${await token("u", { secret: "someone-elses-secret-123456" })}` } }), 401, "UNAUTHENTICATED"],
-    ["an expired token", async () => runTask("double11", "openRedPacket", { body: seedParams, now: NOW, headers: { authorization: `Bearer ${await token("u", { expiresIn: -60 })}` } }), 401, "UNAUTHENTICATED"],
-    ["a non-bearer authorization", () => runTask("double11", "openRedPacket", { body: seedParams, now: NOW, headers: { authorization: "Basic dTpw" } }), 401, "UNAUTHENTICATED"],
+    [
+      "a forged token",
+      async () =>
+        runTask("double11", "openRedPacket", {
+          body: seedParams,
+          now: NOW,
+          headers: { authorization: `Bearer ${await token("u", { secret: "someone-elses-secret-123456" })}` },
+        }),
+      401,
+      "UNAUTHENTICATED",
+    ],
+    [
+      "an expired token",
+      async () =>
+        runTask("double11", "openRedPacket", {
+          body: seedParams,
+          now: NOW,
+          headers: { authorization: `Bearer ${await token("u", { expiresIn: -60 })}` },
+        }),
+      401,
+      "UNAUTHENTICATED",
+    ],
+    [
+      "a non-bearer authorization",
+      () => runTask("double11", "openRedPacket", { body: seedParams, now: NOW, headers: { authorization: "Basic dTpw" } }),
+      401,
+      "UNAUTHENTICATED",
+    ],
     ["a bad clock header", () => runTask("double11", "openRedPacket", { user: "u", body: seedParams, now: "yesterday" }), 400, "INVALID_PARAMS"],
-    ["a clock header out of range", () => call("/v1/activities/double11/me", { method: "GET", user: "u", now: "99999999999999999999" }), 400, "INVALID_PARAMS"],
-    ["a token whose sub is not a string", async () => runTask("double11", "openRedPacket", { body: seedParams, now: NOW, headers: { authorization: `Bearer ${await new SignJWT({ sub: { id: 1 } as unknown as string }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode(env.JWT_SECRET!))}` } }), 401, "UNAUTHENTICATED"],
+    [
+      "a clock header out of range",
+      () => call("/v1/activities/double11/me", { method: "GET", user: "u", now: "99999999999999999999" }),
+      400,
+      "INVALID_PARAMS",
+    ],
+    [
+      "a token whose sub is not a string",
+      async () =>
+        runTask("double11", "openRedPacket", {
+          body: seedParams,
+          now: NOW,
+          headers: {
+            authorization: `Bearer ${await new SignJWT({ sub: { id: 1 } as unknown as string }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode(env.JWT_SECRET!))}`,
+          },
+        }),
+      401,
+      "UNAUTHENTICATED",
+    ],
     ["an unknown route", () => call("/v2/nothing", { method: "GET" }), 404, "NOT_FOUND"],
   ];
 
@@ -74,8 +132,16 @@ describe("bad input gets a clear error and writes nothing", () => {
 
   it("maps every error code to one HTTP status", () => {
     expect(ERROR_STATUS).toMatchObject({
-      INVALID_PARAMS: 400, UNAUTHENTICATED: 401, OUTSIDE_TIME_WINDOW: 403, NOT_ELIGIBLE: 403, NO_CHANCES: 403,
-      NOT_FOUND: 404, METHOD_NOT_ALLOWED: 405, LOCKED: 409, SOLD_OUT: 409, IDEMPOTENCY_MISMATCH: 422,
+      INVALID_PARAMS: 400,
+      UNAUTHENTICATED: 401,
+      OUTSIDE_TIME_WINDOW: 403,
+      NOT_ELIGIBLE: 403,
+      NO_CHANCES: 403,
+      NOT_FOUND: 404,
+      METHOD_NOT_ALLOWED: 405,
+      LOCKED: 409,
+      SOLD_OUT: 409,
+      IDEMPOTENCY_MISMATCH: 422,
     });
   });
 });

@@ -74,7 +74,13 @@ describe("production tokens from a JWKS", () => {
     const { publicKey, privateKey } = await generateKeyPair("RS256");
     const jwks = { keys: [{ ...(await exportJWK(publicKey)), kid: "remote-1", alg: "RS256" }] };
     await fetch(`${env.TEST_PARTNER_URL}/control`, { method: "POST", body: JSON.stringify({ jwks }) });
-    const prod = { ...env, JWT_SECRET: undefined, JWKS_URL: `${env.TEST_PARTNER_URL}/.well-known/jwks.json`, JWT_ISSUER: "https://idp.test/", JWT_AUDIENCE: "fanfare" };
+    const prod = {
+      ...env,
+      JWT_SECRET: undefined,
+      JWKS_URL: `${env.TEST_PARTNER_URL}/.well-known/jwks.json`,
+      JWT_ISSUER: "https://idp.test/",
+      JWT_AUDIENCE: "fanfare",
+    };
     const jwt = await new SignJWT({})
       .setProtectedHeader({ alg: "RS256", kid: "remote-1" })
       .setSubject("remote-user")
@@ -84,14 +90,26 @@ describe("production tokens from a JWKS", () => {
       .sign(privateKey);
     expect(await authenticate(prod, `Bearer ${jwt}`)).toEqual({ id: "remote-user", groups: [] });
     // An HS256 token signed with a guessable secret is never accepted once a JWKS is configured.
-    const forged = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("x").setIssuer("https://idp.test/").setAudience("fanfare").setExpirationTime("5m").sign(new TextEncoder().encode("x".repeat(32)));
+    const forged = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("x")
+      .setIssuer("https://idp.test/")
+      .setAudience("fanfare")
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode("x".repeat(32)));
     await expect(authenticate(prod, `Bearer ${forged}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
   });
 
   it("accepts a token signed by a key in the set with the right issuer and audience, and nothing else", async () => {
     const { publicKey, privateKey } = await generateKeyPair("ES256");
     const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256" };
-    const prod = { ...env, JWT_SECRET: undefined, JWKS_JSON: JSON.stringify({ keys: [jwk] }), JWT_ISSUER: "https://auth.test/", JWT_AUDIENCE: "fanfare" };
+    const prod = {
+      ...env,
+      JWT_SECRET: undefined,
+      JWKS_JSON: JSON.stringify({ keys: [jwk] }),
+      JWT_ISSUER: "https://auth.test/",
+      JWT_AUDIENCE: "fanfare",
+    };
     const sign = (claims: { iss: string; aud: string }) =>
       new SignJWT({ groups: ["vip"] })
         .setProtectedHeader({ alg: "ES256", kid: "k1" })
@@ -102,7 +120,11 @@ describe("production tokens from a JWKS", () => {
         .sign(privateKey);
     const user = await authenticate(prod, `Bearer ${await sign({ iss: "https://auth.test/", aud: "fanfare" })}`);
     expect(user).toEqual({ id: "prod-user", groups: ["vip"] });
-    await expect(authenticate(prod, `Bearer ${await sign({ iss: "https://evil.test/", aud: "fanfare" })}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
-    await expect(authenticate(prod, `Bearer ${await sign({ iss: "https://auth.test/", aud: "other" })}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+    await expect(authenticate(prod, `Bearer ${await sign({ iss: "https://evil.test/", aud: "fanfare" })}`)).rejects.toMatchObject({
+      code: "UNAUTHENTICATED",
+    });
+    await expect(authenticate(prod, `Bearer ${await sign({ iss: "https://auth.test/", aud: "other" })}`)).rejects.toMatchObject({
+      code: "UNAUTHENTICATED",
+    });
   });
 });

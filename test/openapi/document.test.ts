@@ -21,7 +21,9 @@ describe("the OpenAPI document", () => {
 
   it("asks no credentials of the public routes and a scheme of every other one", async () => {
     const d = await doc();
-    const publicOps = operations(d).filter(({ op }) => op.security.length === 0).map(({ method, path }) => `${method} ${path}`);
+    const publicOps = operations(d)
+      .filter(({ op }) => op.security.length === 0)
+      .map(({ method, path }) => `${method} ${path}`);
     expect(publicOps.sort()).toEqual(["get /docs", "get /health", "get /openapi.json", "get /v1/flash-sales/{saleId}"]);
     for (const { path, op } of operations(d)) {
       if (op.security.length > 0) expect(op.security).toEqual([path.startsWith("/v1/admin/") ? { operator: [] } : { bearer: [] }]);
@@ -35,7 +37,9 @@ describe("the OpenAPI document", () => {
     expect(post.responses["403"].content["application/json"].schema.properties.error.properties.code.enum).toEqual(
       expect.arrayContaining(["OUTSIDE_TIME_WINDOW", "NOT_ELIGIBLE", "NO_CHANCES"]),
     );
-    expect(Object.keys(post.responses["429"].headers)).toEqual(expect.arrayContaining(["Retry-After", "RateLimit-Policy", "RateLimit", "X-Request-Id"]));
+    expect(Object.keys(post.responses["429"].headers)).toEqual(
+      expect.arrayContaining(["Retry-After", "RateLimit-Policy", "RateLimit", "X-Request-Id"]),
+    );
     expect(Object.keys(post.responses["200"].headers)).toEqual(expect.arrayContaining(["Idempotent-Replayed", "RateLimit"]));
     expect(Object.keys(post.responses["401"].headers)).toContain("WWW-Authenticate");
     expect(d.components.headers["RateLimit-Policy"].schema.type).toBe("string");

@@ -136,32 +136,45 @@ async function burst(task: string, n: number, now: string) {
 const RACE_TIMEOUT = 600_000;
 
 describe("prize pools", () => {
-  it("issues exactly 100 of a pool of 100 to 10,000 concurrent draws at the end of the window, and records each win", async () => {
-    const { statuses, won, winners } = await burst("drawHundred", 10_000, at(1));
-    expect(statuses.every((s) => s === 200)).toBe(true);
-    expect(won).toHaveLength(100);
-    expect(new Set(won).size).toBe(100);
-    // The pool's own count agrees with the answers.
-    expect((await admin("hundred")).json.tiers[0]).toMatchObject({ quantity: 100, issued: 100, remaining: 0 });
-    expect(await records(100, "SELECT * FROM reward_records WHERE namespace = 'prizes' AND task_id = 'drawHundred'")).toHaveLength(100);
-    // Every unit was released, so the first wave of 1,000 took all 100. Its draws are recorded, each with its outcome;
-    // the 9,000 misses after it are recorded the same way ("records misses"), and waiting for them proves nothing more.
-    const firstWave = JSON.stringify(Array.from({ length: 1000 }, (_, i) => `drawHundred-${i}`));
-    const sql = "SELECT user_id, outcome FROM prize_draws WHERE pool_id = 'prizes:hundred' AND user_id IN (SELECT value FROM json_each(?))";
-    const draws = await eventually(async () => {
-      const found = await rows<{ user_id: string; outcome: string }>(sql, firstWave);
-      return found.length === 1000 ? found : undefined;
-    }, 60_000);
-    expect(draws.filter((d) => d.outcome === "won").map((d) => d.user_id).sort()).toEqual([...winners].sort());
-    expect(draws.filter((d) => d.outcome === "empty")).toHaveLength(900);
-  }, RACE_TIMEOUT);
+  it(
+    "issues exactly 100 of a pool of 100 to 10,000 concurrent draws at the end of the window, and records each win",
+    async () => {
+      const { statuses, won, winners } = await burst("drawHundred", 10_000, at(1));
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      expect(won).toHaveLength(100);
+      expect(new Set(won).size).toBe(100);
+      // The pool's own count agrees with the answers.
+      expect((await admin("hundred")).json.tiers[0]).toMatchObject({ quantity: 100, issued: 100, remaining: 0 });
+      expect(await records(100, "SELECT * FROM reward_records WHERE namespace = 'prizes' AND task_id = 'drawHundred'")).toHaveLength(100);
+      // Every unit was released, so the first wave of 1,000 took all 100. Its draws are recorded, each with its outcome;
+      // the 9,000 misses after it are recorded the same way ("records misses"), and waiting for them proves nothing more.
+      const firstWave = JSON.stringify(Array.from({ length: 1000 }, (_, i) => `drawHundred-${i}`));
+      const sql = "SELECT user_id, outcome FROM prize_draws WHERE pool_id = 'prizes:hundred' AND user_id IN (SELECT value FROM json_each(?))";
+      const draws = await eventually(async () => {
+        const found = await rows<{ user_id: string; outcome: string }>(sql, firstWave);
+        return found.length === 1000 ? found : undefined;
+      }, 60_000);
+      expect(
+        draws
+          .filter((d) => d.outcome === "won")
+          .map((d) => d.user_id)
+          .sort(),
+      ).toEqual([...winners].sort());
+      expect(draws.filter((d) => d.outcome === "empty")).toHaveLength(900);
+    },
+    RACE_TIMEOUT,
+  );
 
-  it("never issues more than 4 shards of 25 hold, trying at most one more shard", async () => {
-    const { won } = await burst("drawSharded", 10_000, at(1));
-    expect(won).toHaveLength(100);
-    const stats = await admin("sharded");
-    expect(stats.json.tiers[0]).toMatchObject({ quantity: 100, issued: 100, remaining: 0 });
-  }, RACE_TIMEOUT);
+  it(
+    "never issues more than 4 shards of 25 hold, trying at most one more shard",
+    async () => {
+      const { won } = await burst("drawSharded", 10_000, at(1));
+      expect(won).toHaveLength(100);
+      const stats = await admin("sharded");
+      expect(stats.json.tiers[0]).toMatchObject({ quantity: 100, issued: 100, remaining: 0 });
+    },
+    RACE_TIMEOUT,
+  );
 
   it("keeps issued ≤ released at every instant of a front-loaded day", async () => {
     // 200 draws at each instant; the first ones fall in the first hour of the day.
@@ -217,7 +230,10 @@ describe("prize pools", () => {
   });
 
   it("holds ten million units in a few pages per shard: no row or member per unit", async () => {
-    const created = await call("/v1/admin/activities/prizes/pools/tenMillion", { headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` }, now: at(0.5) });
+    const created = await call("/v1/admin/activities/prizes/pools/tenMillion", {
+      headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+      now: at(0.5),
+    });
     expect(created.status).toBe(200);
     expect(created.json.tiers[0]).toMatchObject({ quantity: 10_000_000, released: 5_000_000, issued: 0 });
     // Four SQLite databases of a few pages each, whatever the quantity.
@@ -251,7 +267,10 @@ describe("the shipped prize wheel", () => {
 describe("pool definitions are fixed once used", () => {
   it("refuses draws and stats with a clear 503 when the config changes a used pool's shards or tiers", async () => {
     await runTask("prizes", "drawSpread", { user: "before-change", now: at(0.5) });
-    await pushConfigs({ "test/pools.yaml": pools.replace("  spread:\n    tiers:", "  spread:\n    shards: 2\n    tiers:"), "test/api-pools.yaml": apiPools });
+    await pushConfigs({
+      "test/pools.yaml": pools.replace("  spread:\n    tiers:", "  spread:\n    shards: 2\n    tiers:"),
+      "test/api-pools.yaml": apiPools,
+    });
     const draw = await runTask("prizes", "drawSpread", { user: "after-change", now: at(0.5) });
     expect(draw.status).toBe(503);
     expect(draw.json.error.message).toContain("shards and tiers are fixed");
@@ -284,7 +303,12 @@ describe("the pool admin API", () => {
 
   it("replenishes over the rest of the window, withdraws only unreleased units, and closes", async () => {
     const half = (path: string, body?: unknown) =>
-      call(`/v1/admin/activities/prizes/pools/${path}`, { method: "POST", body, headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` }, now: at(0.5) });
+      call(`/v1/admin/activities/prizes/pools/${path}`, {
+        method: "POST",
+        body,
+        headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+        now: at(0.5),
+      });
     const created = await half("managed");
     expect(created.json.tiers[0]).toMatchObject({ quantity: 5, released: 2 });
     const more = await half("managed/replenish", { tier: "unit", quantity: 10 });
@@ -388,11 +412,16 @@ describe("pools defined through the admin API", () => {
       code: "INVALID_PARAMS",
       message: "timeWindow: the pool's window must lie inside the activity's timeWindow",
     });
-    expect(await bad({ ...vip, timeWindow: { beginTime: "2026-11-11 20:00:00", endTime: "2026-11-11 09:00:00" } })).toMatchObject({ message: "timeWindow.endTime: endTime must be after beginTime" });
+    expect(await bad({ ...vip, timeWindow: { beginTime: "2026-11-11 20:00:00", endTime: "2026-11-11 09:00:00" } })).toMatchObject({
+      message: "timeWindow.endTime: endTime must be after beginTime",
+    });
     expect((await define("nope", vip)).json.error).toMatchObject({ code: "NOT_FOUND", message: expect.stringContaining("managed: api") });
     expect((await define("hundred", vip, "prizes")).json.error.code).toBe("ALREADY_EXISTS");
     // A name whose shards exist already (a pool once defined in YAML under it) keeps that definition.
-    await env.POOLS.get(env.POOLS.idFromName("api-prizes:later#0")).define({ ...vip, id: "api-prizes:later", begin: BEGIN, end: END, curve: [1], probability: 1 } as never, 0);
+    await env.POOLS.get(env.POOLS.idFromName("api-prizes:later#0")).define(
+      { ...vip, id: "api-prizes:later", begin: BEGIN, end: END, curve: [1], probability: 1 } as never,
+      0,
+    );
     expect((await define("later", vip)).json.error).toMatchObject({ code: "ALREADY_EXISTS", message: expect.stringContaining("used before") });
     expect((await call("/v1/admin/activities/api-prizes/pools/vip", { method: "PUT", body: vip, user: "alice" })).status).toBe(401);
     expect(await rows("SELECT id FROM prize_pools WHERE id = 'api-prizes:vip'")).toEqual([]);
@@ -409,7 +438,10 @@ describe("pools defined through the admin API", () => {
     const created = await define("vip", vip);
     expect(created.status).toBe(201);
     expect(created.json).toMatchObject({ pool: "api-prizes:vip", status: "open" });
-    expect(created.json.tiers.map((t: { id: string; quantity: number }) => [t.id, t.quantity])).toEqual([["gold", 4], ["voucher", 40]]);
+    expect(created.json.tiers.map((t: { id: string; quantity: number }) => [t.id, t.quantity])).toEqual([
+      ["gold", 4],
+      ["voucher", 40],
+    ]);
     // A retry of the same definition is answered as done; another definition is refused.
     expect((await define("vip", vip)).status).toBe(200);
     expect((await define("vip", { ...vip, probability: 0.5 })).json.error.code).toBe("ALREADY_EXISTS");
@@ -422,7 +454,11 @@ describe("pools defined through the admin API", () => {
     expect((await call(`/v1/prizes/${prize.grantId}/claim`, { user: "vip-winner", now: at(0.75) })).status).toBe(200);
     await records(1, "SELECT * FROM reward_records WHERE id = ? AND status = 'claimed'", prize.grantId);
 
-    const more = await call("/v1/admin/activities/api-prizes/pools/vip/replenish", { body: { tier: "gold", quantity: 2 }, headers: operator, now: at(0.75) });
+    const more = await call("/v1/admin/activities/api-prizes/pools/vip/replenish", {
+      body: { tier: "gold", quantity: 2 },
+      headers: operator,
+      now: at(0.75),
+    });
     expect(more.json.tiers.find((t: { id: string }) => t.id === "gold").quantity).toBe(6);
     const stats = await call("/v1/admin/activities/api-prizes/pools/vip", { method: "GET", headers: operator, now: at(0.75) });
     const issued = stats.json.tiers.reduce((n: number, t: { issued: number }) => n + t.issued, 0);

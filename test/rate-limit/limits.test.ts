@@ -89,12 +89,22 @@ describe(`rate limits (${upstash ? "Upstash backend" : "Durable Object backend"}
     const user = `dev-${unique()}`;
     const d1 = { "x-device-id": `d1-${unique()}` };
     const d2 = { "x-device-id": `d2-${unique()}` };
-    const devices = [await run("perDevice", { user, headers: d1 }), await run("perDevice", { user, headers: d1 }), await run("perDevice", { user, headers: d1 }), await run("perDevice", { user, headers: d2 })];
+    const devices = [
+      await run("perDevice", { user, headers: d1 }),
+      await run("perDevice", { user, headers: d1 }),
+      await run("perDevice", { user, headers: d1 }),
+      await run("perDevice", { user, headers: d2 }),
+    ];
     expect(statuses(devices)).toEqual([200, 200, 429, 200]);
 
     const ip1 = { "cf-connecting-ip": `10.0.${Math.floor(Math.random() * 250)}.1` };
     const ip2 = { "cf-connecting-ip": "192.0.2.77" };
-    const ips = [await run("perIp", { user: "a", headers: ip1 }), await run("perIp", { user: "b", headers: ip1 }), await run("perIp", { user: "c", headers: ip1 }), await run("perIp", { user: "d", headers: ip2 })];
+    const ips = [
+      await run("perIp", { user: "a", headers: ip1 }),
+      await run("perIp", { user: "b", headers: ip1 }),
+      await run("perIp", { user: "c", headers: ip1 }),
+      await run("perIp", { user: "d", headers: ip2 }),
+    ];
     expect(statuses(ips)).toEqual([200, 200, 429, 200]);
 
     const everyone = [];

@@ -11,7 +11,19 @@ const admin = (path: string, method = "GET") => call(`/v1/admin/dead-letters${pa
 async function deadLetter(tag: string): Promise<string> {
   const body: QueueMessage = {
     kind: "requests",
-    records: [{ id: `r-${tag}`, namespace: `ns-${tag}`, activityId: "a", taskId: "t", userId: null, configVersion: "v", outcome: "OK", params: "{}", createdAt: 1 }],
+    records: [
+      {
+        id: `r-${tag}`,
+        namespace: `ns-${tag}`,
+        activityId: "a",
+        taskId: "t",
+        userId: null,
+        configVersion: "v",
+        outcome: "OK",
+        params: "{}",
+        createdAt: 1,
+      },
+    ],
   };
   const id = `dl-${tag}`;
   const result = await consume([{ id, body, attempts: 9 }], "fanfare-events-dlq");
@@ -25,7 +37,9 @@ describe("dead letters", () => {
   it("are stored with the queue they came from, and listed and shown to operators", async () => {
     const tag = unique();
     const id = await deadLetter(tag);
-    expect(await rows("SELECT queue, attempts, replayed_at FROM dead_letters WHERE id = ?", id)).toEqual([{ queue: "fanfare-events", attempts: 9, replayed_at: null }]);
+    expect(await rows("SELECT queue, attempts, replayed_at FROM dead_letters WHERE id = ?", id)).toEqual([
+      { queue: "fanfare-events", attempts: 9, replayed_at: null },
+    ]);
     const list = await admin("?pending=true&limit=500");
     expect(list.status).toBe(200);
     expect(list.json.deadLetters).toContainEqual(expect.objectContaining({ id, queue: "fanfare-events", kind: "requests", replayedAt: null }));

@@ -25,7 +25,18 @@ beforeAll(async () => {
 /** A committed batch of one participation, as a ledger's outbox holds it. */
 function batch(tag: string): RecordBatch {
   return {
-    participations: [{ id: `p-${tag}`, requestId: `r-${tag}`, namespace: `ns-${tag}`, activityId: "a", taskId: "t", userId: "u", period: "2026-11-22", createdAt: 1 }],
+    participations: [
+      {
+        id: `p-${tag}`,
+        requestId: `r-${tag}`,
+        namespace: `ns-${tag}`,
+        activityId: "a",
+        taskId: "t",
+        userId: "u",
+        period: "2026-11-22",
+        createdAt: 1,
+      },
+    ],
     rewards: [],
     deliveries: [],
   };

@@ -20,7 +20,8 @@ beforeAll(async () => {
   await pushConfigs({ "test/recorded.yaml": config });
 });
 
-const record = (requestId: string) => rows<{ outcome: string; user_id: string | null }>("SELECT outcome, user_id FROM request_records WHERE id = ?", requestId);
+const record = (requestId: string) =>
+  rows<{ outcome: string; user_id: string | null }>("SELECT outcome, user_id FROM request_records WHERE id = ?", requestId);
 const stored = async (requestId: string) => (await record(requestId))[0];
 
 describe("request records", () => {
@@ -47,7 +48,11 @@ describe("request records", () => {
     for (let i = 0; i < 4; i++) statuses.push((await runTask("recorded", "limited", { user, now: NOW })).status);
     expect(statuses).toEqual([200, 429, 429, 429]);
     const counted = async () =>
-      (await rows<{ n: number | null }>("SELECT sum(count) AS n FROM request_counts WHERE scope = 'task:recorded/limited' AND outcome = 'RATE_LIMITED'"))[0]?.n;
+      (
+        await rows<{ n: number | null }>(
+          "SELECT sum(count) AS n FROM request_counts WHERE scope = 'task:recorded/limited' AND outcome = 'RATE_LIMITED'",
+        )
+      )[0]?.n;
     expect(await eventually(async () => ((await counted()) === 3 ? 3 : undefined))).toBe(3);
   });
 });

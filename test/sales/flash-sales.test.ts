@@ -57,14 +57,19 @@ function expectBalanced(s: any, stock: number) {
 }
 
 async function crowd(sale: string, buyers: number) {
-  const answers = await Promise.all(Array.from({ length: buyers }, (_, i) => grab(sale, `crowd-${sale}-${i}`).then((r) => ({ r, user: `crowd-${sale}-${i}` }))));
+  const answers = await Promise.all(
+    Array.from({ length: buyers }, (_, i) => grab(sale, `crowd-${sale}-${i}`).then((r) => ({ r, user: `crowd-${sale}-${i}` }))),
+  );
   const granted = answers.filter(({ r }) => r.status === 200);
   const others = answers.filter(({ r }) => r.status !== 200);
   return { granted, others };
 }
 
 describe("flash sales", () => {
-  for (const [label, shards] of [["one shard", 1], ["4 shards of 25", 4]] as const) {
+  for (const [label, shards] of [
+    ["one shard", 1],
+    ["4 shards of 25", 4],
+  ] as const) {
     it(`gives exactly 100 tokens to 2,000 concurrent buyers of 100 units (${label}), then exactly 100 orders`, async () => {
       const sale = await createSale({ stock: 100, price: 1999, shards });
       const { granted, others } = await crowd(sale, 2000);
@@ -114,7 +119,14 @@ describe("flash sales", () => {
     const id = `s-${unique()}`;
     const now = Date.now();
     const res = await call("/v1/admin/flash-sales", {
-      body: { id, sku: "ALARM", stock: 1, checkoutWithinSeconds: 1, beginTime: new Date(now - 60_000).toISOString(), endTime: new Date(now + 600_000).toISOString() },
+      body: {
+        id,
+        sku: "ALARM",
+        stock: 1,
+        checkoutWithinSeconds: 1,
+        beginTime: new Date(now - 60_000).toISOString(),
+        endTime: new Date(now + 600_000).toISOString(),
+      },
       headers: adminHeaders,
     });
     expect(res.status).toBe(201);
@@ -143,7 +155,9 @@ describe("flash sales", () => {
   it("sells every unit of a sharded sale to buyers of one shard, borrowing around the ring", async () => {
     const sale = await createSale({ stock: 4, shards: 4 });
     // Buyers whose home is shard 0: its own unit, then one lent by each other shard in turn.
-    const buyers = Array.from({ length: 200 }, (_, i) => `ring-${i}`).filter((u) => shardOf(u, 4) === 0).slice(0, 5);
+    const buyers = Array.from({ length: 200 }, (_, i) => `ring-${i}`)
+      .filter((u) => shardOf(u, 4) === 0)
+      .slice(0, 5);
     const answers = [];
     for (const u of buyers) answers.push(await grab(sale, u));
     expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 409]);
@@ -155,7 +169,9 @@ describe("flash sales", () => {
 
   it("sells every unit to concurrent buyers of one shard: the grabs that wait on a loan borrow on", async () => {
     const sale = await createSale({ stock: 12, shards: 4 });
-    const buyers = Array.from({ length: 400 }, (_, i) => `wait-${i}`).filter((u) => shardOf(u, 4) === 0).slice(0, 14);
+    const buyers = Array.from({ length: 400 }, (_, i) => `wait-${i}`)
+      .filter((u) => shardOf(u, 4) === 0)
+      .slice(0, 14);
     const answers = await Promise.all(buyers.map((u) => grab(sale, u)));
     expect(answers.filter((r) => r.status === 200)).toHaveLength(12);
     expect(answers.filter((r) => r.status === 409).every((r) => r.json.error.code === "SOLD_OUT")).toBe(true);
@@ -190,7 +206,8 @@ describe("flash sales", () => {
 
   it("answers a repeated grab with the same Idempotency-Key with the token the first one took", async () => {
     const sale = await createSale({ stock: 5, perUserLimit: 1 });
-    const withKey = (key: string, user = "retrier") => call(`/v1/flash-sales/${sale}/grab`, { user, now: at(1), headers: { "idempotency-key": key } });
+    const withKey = (key: string, user = "retrier") =>
+      call(`/v1/flash-sales/${sale}/grab`, { user, now: at(1), headers: { "idempotency-key": key } });
     const [a, b] = await Promise.all([withKey("grab-1"), withKey("grab-1")]);
     const first = [a, b].find((r) => r.status === 200 && !r.json.replayed) ?? a;
     const again = await withKey("grab-1");
@@ -258,7 +275,8 @@ describe("the flash-sale admin API", () => {
   it("needs the operator token and validates what it creates", async () => {
     const body = { id: `s-${unique()}`, sku: "X", stock: 5, beginTime: at(0), endTime: at(60) };
     expect((await call("/v1/admin/flash-sales", { body, user: "consumer" })).status).toBe(401);
-    const bad = async (fields: Record<string, unknown>) => (await call("/v1/admin/flash-sales", { body: { ...body, ...fields }, headers: adminHeaders })).json.error;
+    const bad = async (fields: Record<string, unknown>) =>
+      (await call("/v1/admin/flash-sales", { body: { ...body, ...fields }, headers: adminHeaders })).json.error;
     expect((await bad({ stock: 0 })).code).toBe("INVALID_PARAMS");
     expect((await bad({ shards: 6 })).message).toMatch(/more shards than units/);
     expect((await bad({ endTime: at(-1) })).message).toMatch(/after beginTime/);
@@ -267,7 +285,7 @@ describe("the flash-sale admin API", () => {
     expect((await bad({ id: "yaml-phone" })).code).toBe("ALREADY_EXISTS");
     expect((await call("/v1/admin/flash-sales", { body, headers: adminHeaders })).status).toBe(201);
     expect((await call("/v1/admin/flash-sales", { body, headers: adminHeaders })).json.error.code).toBe("ALREADY_EXISTS");
-    expect((await rows("SELECT id FROM flash_sales WHERE id = ?", body.id))).toHaveLength(1);
+    expect(await rows("SELECT id FROM flash_sales WHERE id = ?", body.id)).toHaveLength(1);
   });
 
   it("refuses to create a sale under an id a config once declared and buyers used, and says why", async () => {
@@ -310,7 +328,10 @@ describe("the sale records consumer", () => {
     const sale = `redeliver-${unique()}`;
     const body: QueueMessage = { kind: "sale-events", events: Array.from({ length: 30 }, (_, i) => order(i, sale)) };
     const first = await consume([{ id: "m1", body }]);
-    const again = await consume([{ id: "m1", body, attempts: 2 }, { id: "m1-copy", body }]);
+    const again = await consume([
+      { id: "m1", body, attempts: 2 },
+      { id: "m1-copy", body },
+    ]);
     expect(first.explicitAcks).toEqual(["m1"]);
     expect(again.explicitAcks.sort()).toEqual(["m1", "m1-copy"]);
     expect(await rows("SELECT id FROM flash_sale_orders WHERE sale_id = ?", sale)).toHaveLength(30);
@@ -321,7 +342,10 @@ describe("the sale records consumer", () => {
     const good: QueueMessage = { kind: "sale-events", events: [order(1, sale)] };
     // A token event with no status breaks D1's NOT NULL: this message can never be stored.
     const poison = { kind: "sale-events", events: [{ token: { token: "x", status: null, at: 1 } }] } as unknown as QueueMessage;
-    const result = await consume([{ id: "good", body: good }, { id: "poison", body: poison, attempts: 3 }]);
+    const result = await consume([
+      { id: "good", body: good },
+      { id: "poison", body: poison, attempts: 3 },
+    ]);
     expect(result.explicitAcks).toEqual(["good"]);
     // (The test pool records that a message was retried, not its delay: backoffSeconds(3) = 20 s here.)
     expect(result.retryMessages.map((m) => m.msgId)).toEqual(["poison"]);

@@ -34,65 +34,79 @@ interface ModelToken {
 describe("a flash sale's stock", () => {
   it("always balances: held + sold + remaining = stock, sold ≤ stock (random sequences)", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 2 }), fc.array(step, { minLength: 1, maxLength: 25 }), async (stock, shards, steps) => {
-        fc.pre(shards <= stock);
-        const id = `inv-${unique()}`;
-        const created = await call("/v1/admin/flash-sales", {
-          body: { id, sku: "INV", stock, shards, perUserLimit: 2, checkoutWithinSeconds: TTL_S, beginTime: new Date(BEGIN).toISOString(), endTime: new Date(BEGIN + 86_400_000).toISOString() },
-          headers: adminHeaders,
-        });
-        expect(created.status, JSON.stringify(created.json)).toBe(201);
-        let clock = BEGIN + 1000;
-        const tokens: ModelToken[] = [];
-        // Tokens whose deadline passed count as expired from then on (the shard expires them at that time).
-        const settle = () => tokens.forEach((t) => t.status === "held" && clock > t.expiresAt && (t.status = "expired"));
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 2 }),
+        fc.array(step, { minLength: 1, maxLength: 25 }),
+        async (stock, shards, steps) => {
+          fc.pre(shards <= stock);
+          const id = `inv-${unique()}`;
+          const created = await call("/v1/admin/flash-sales", {
+            body: {
+              id,
+              sku: "INV",
+              stock,
+              shards,
+              perUserLimit: 2,
+              checkoutWithinSeconds: TTL_S,
+              beginTime: new Date(BEGIN).toISOString(),
+              endTime: new Date(BEGIN + 86_400_000).toISOString(),
+            },
+            headers: adminHeaders,
+          });
+          expect(created.status, JSON.stringify(created.json)).toBe(201);
+          let clock = BEGIN + 1000;
+          const tokens: ModelToken[] = [];
+          // Tokens whose deadline passed count as expired from then on (the shard expires them at that time).
+          const settle = () => tokens.forEach((t) => t.status === "held" && clock > t.expiresAt && (t.status = "expired"));
 
-        for (const s of steps) {
-          settle();
-          if (s.kind === "grab") {
-            const user = `b${s.user}`;
-            const r = await call(`/v1/flash-sales/${id}/grab`, { user, now: clock });
+          for (const s of steps) {
             settle();
-            const live = tokens.filter((t) => t.user === user && (t.status === "held" || t.status === "sold")).length;
-            const used = tokens.filter((t) => t.status === "held" || t.status === "sold").length;
-            if (r.status === 200) {
-              expect(live).toBeLessThan(2);
-              expect(used).toBeLessThan(stock);
-              tokens.push({ token: r.json.token, user, status: "held", expiresAt: clock + TTL_S * 1000 });
-            } else {
-              expect(["SOLD_OUT", "LIMIT_REACHED"]).toContain(r.json.error.code);
-              if (r.json.error.code === "LIMIT_REACHED") expect(live).toBe(2);
-              // One shard holds all the stock: sold out means nothing is left at all.
-              if (shards === 1 && r.json.error.code === "SOLD_OUT") expect(used).toBe(stock);
+            if (s.kind === "grab") {
+              const user = `b${s.user}`;
+              const r = await call(`/v1/flash-sales/${id}/grab`, { user, now: clock });
+              settle();
+              const live = tokens.filter((t) => t.user === user && (t.status === "held" || t.status === "sold")).length;
+              const used = tokens.filter((t) => t.status === "held" || t.status === "sold").length;
+              if (r.status === 200) {
+                expect(live).toBeLessThan(2);
+                expect(used).toBeLessThan(stock);
+                tokens.push({ token: r.json.token, user, status: "held", expiresAt: clock + TTL_S * 1000 });
+              } else {
+                expect(["SOLD_OUT", "LIMIT_REACHED"]).toContain(r.json.error.code);
+                if (r.json.error.code === "LIMIT_REACHED") expect(live).toBe(2);
+                // One shard holds all the stock: sold out means nothing is left at all.
+                if (shards === 1 && r.json.error.code === "SOLD_OUT") expect(used).toBe(stock);
+              }
+            } else if (s.kind === "checkout" && tokens.length > 0) {
+              const t = tokens[s.token % tokens.length]!;
+              const r = await call(`/v1/flash-sales/${id}/checkout`, { user: s.byOwner ? t.user : "intruder", now: clock, body: { token: t.token } });
+              if (!s.byOwner) expect(r.json.error.code).toBe("FORBIDDEN");
+              else if (t.status === "held" || t.status === "sold") {
+                expect(r.status).toBe(200);
+                t.status = "sold";
+              } else expect(r.json.error.code).toBe("TOKEN_EXPIRED");
+            } else if (s.kind === "cancel" && tokens.length > 0) {
+              const t = tokens[s.token % tokens.length]!;
+              const r = await call(`/v1/flash-sales/${id}/cancel`, { user: t.user, now: clock, body: { token: t.token } });
+              const expected = { held: 200, sold: 409, cancelled: 200, expired: 410 }[t.status];
+              expect(r.status).toBe(expected);
+              if (t.status === "held") t.status = "cancelled";
+            } else if (s.kind === "wait") {
+              clock += s.seconds * 1000;
             }
-          } else if (s.kind === "checkout" && tokens.length > 0) {
-            const t = tokens[s.token % tokens.length]!;
-            const r = await call(`/v1/flash-sales/${id}/checkout`, { user: s.byOwner ? t.user : "intruder", now: clock, body: { token: t.token } });
-            if (!s.byOwner) expect(r.json.error.code).toBe("FORBIDDEN");
-            else if (t.status === "held" || t.status === "sold") {
-              expect(r.status).toBe(200);
-              t.status = "sold";
-            } else expect(r.json.error.code).toBe("TOKEN_EXPIRED");
-          } else if (s.kind === "cancel" && tokens.length > 0) {
-            const t = tokens[s.token % tokens.length]!;
-            const r = await call(`/v1/flash-sales/${id}/cancel`, { user: t.user, now: clock, body: { token: t.token } });
-            const expected = { held: 200, sold: 409, cancelled: 200, expired: 410 }[t.status];
-            expect(r.status).toBe(expected);
-            if (t.status === "held") t.status = "cancelled";
-          } else if (s.kind === "wait") {
-            clock += s.seconds * 1000;
-          }
 
-          settle();
-          const st = (await call(`/v1/admin/flash-sales/${id}`, { method: "GET", headers: adminHeaders, now: clock })).json;
-          expect(st.held + st.sold + st.remaining).toBe(st.stock);
-          expect(st.stock + st.inTransit).toBe(stock);
-          expect(st.sold).toBeLessThanOrEqual(stock);
-          for (const shard of st.shards) expect(shard.held + shard.sold + shard.remaining).toBe(shard.stock);
-          expect(st.sold).toBe(tokens.filter((t) => t.status === "sold").length);
-          expect(st.held).toBe(tokens.filter((t) => t.status === "held").length);
-        }
-      }),
+            settle();
+            const st = (await call(`/v1/admin/flash-sales/${id}`, { method: "GET", headers: adminHeaders, now: clock })).json;
+            expect(st.held + st.sold + st.remaining).toBe(st.stock);
+            expect(st.stock + st.inTransit).toBe(stock);
+            expect(st.sold).toBeLessThanOrEqual(stock);
+            for (const shard of st.shards) expect(shard.held + shard.sold + shard.remaining).toBe(shard.stock);
+            expect(st.sold).toBe(tokens.filter((t) => t.status === "sold").length);
+            expect(st.held).toBe(tokens.filter((t) => t.status === "held").length);
+          }
+        },
+      ),
       { numRuns: 100 },
     );
   });

@@ -26,7 +26,8 @@ export const lottery = defineReward({
   async grant(run, { name }) {
     const user = run.requireUser();
     const pool = await activityPool(run.init.env, run.activity, name);
-    if (!pool) throw new AppError("UNAVAILABLE", `pool '${name}' has not been defined yet (PUT /v1/admin/activities/${run.activity.id}/pools/${name})`);
+    if (!pool)
+      throw new AppError("UNAVAILABLE", `pool '${name}' has not been defined yet (PUT /v1/admin/activities/${run.activity.id}/pools/${name})`);
     const prefix = prizeIdPrefix(run.activity.namespace, name, run.slotId());
     // The prize's id is known before the draw: if the run is refused, or the draw's answer is lost, give it back.
     const giveBack = () => Promise.all(candidateShards(user.id, pool.shards).map((s) => cancelPrize(run.init.env, `${prefix}~${s}`)));
@@ -38,7 +39,10 @@ export const lottery = defineReward({
       throw e;
     }
     if (out.outcome === "changed") {
-      throw new AppError("UNAVAILABLE", `pool '${name}' was changed in config after first use: its shards and tiers are fixed (change quantities with the admin API)`);
+      throw new AppError(
+        "UNAVAILABLE",
+        `pool '${name}' was changed in config after first use: its shards and tiers are fixed (change quantities with the admin API)`,
+      );
     }
     if (out.outcome !== "won") return { type: "lottery", granted: false, reason: out.outcome.toUpperCase() };
     run.plan.compensations.push(giveBack);

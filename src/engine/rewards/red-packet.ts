@@ -26,7 +26,10 @@ export const redPacket = defineReward({
       groups: z.array(z.string().min(1)).min(1).optional(),
       stock: z.number().int().min(0).optional(),
       budget: z.number().int().min(0).optional(),
-      currency: z.string().regex(/^[A-Z]{3}$/).default("CNY"),
+      currency: z
+        .string()
+        .regex(/^[A-Z]{3}$/)
+        .default("CNY"),
       stockKey: z.string().min(1).optional(),
       stockField: z.string().min(1).optional(),
       message: z.string().optional(),
