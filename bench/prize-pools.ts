@@ -1,7 +1,7 @@
 /**
  * Prize-pool figures (issue 3), each beside its baseline from the same run:
  * - fidelity: a whole window replayed with front-loaded traffic; the Kolmogorov–Smirnov distance between the
- *   cumulative issued curve and the release schedule, for our pool and for seed 003's first design (a plain stock
+ *   cumulative issued curve and the release schedule, for our pool and for the first design a prize pool usually has (a plain stock
  *   counter, here the red-packet stock);
  * - memory: the stored bytes of a 1,000,000-unit pool beside the same units as a Redis sorted set;
  * - draw throughput through the full HTTP path beside the health route.

@@ -1,5 +1,5 @@
 /**
- * One shard of a prize pool (seed 003's 奖池): the single writer of its tiers' counts and of the prizes drawn from
+ * One shard of a prize pool (奖池): the single writer of its tiers' counts and of the prizes drawn from
  * it. Units are released along the pool's schedule (src/prizes/schedule.ts, a formula: no row per unit); a draw
  * takes a released, unissued unit, so at every instant issued ≤ released and a spike cannot empty the pool early.
  * Unclaimed prizes go back to the pool at their claim deadline (an alarm). Draws and status changes are forwarded

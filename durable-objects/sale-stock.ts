@@ -1,5 +1,5 @@
 /**
- * One shard of a flash sale's stock (seeds 001 and 003: 秒杀 stock tokens): the single writer of its counts and of
+ * One shard of a flash sale's stock (秒杀 stock tokens): the single writer of its counts and of
  * the tokens taken from it. A grab takes a token (a unit held for the buyer until checkout or expiry); checkout sells
  * it; expiry (an alarm) or cancellation returns it. At every instant held + sold + remaining = stock. A buyer's
  * per-user limit is counted here, on the buyer's home shard; when the home shard runs out it borrows stock from the

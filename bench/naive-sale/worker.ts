@@ -1,5 +1,5 @@
 /**
- * The benchmark's baseline: a flash sale the naive way (seed 001's first design), stock as a D1 row that each grab
+ * The benchmark's baseline: a flash sale the naive way (the design a first flash sale usually has), stock as a D1 row that each grab
  * reads, checks and writes back. Two grabs that read the same count both sell: this is the oversell ours must not have.
  */
 interface Env {

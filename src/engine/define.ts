@@ -37,7 +37,7 @@ interface Definition<Args extends z.ZodType, Prepared> {
   args: Args;
   /** A YAML-ready example of the args, shown in the reference (undefined: used as a bare code). */
   example?: unknown;
-  /** A bare code takes its args from `params[fromParams]` when present (the seed's `params.timeWindow`). */
+  /** A bare code takes its args from `params[fromParams]` when present (e.g. `params.timeWindow`). */
   fromParams?: string;
   /** Checks what zod cannot (cross-references, times in the activity's timezone); runs once at load. */
   prepare?: (args: z.output<Args>, ctx: CompileContext) => Prepared;

@@ -1,5 +1,5 @@
 /**
- * The task pipeline, in the seed's order: request rules → validators → command → reward → afterCommand → commit.
+ * The task pipeline, in a fixed order: request rules → validators → command → reward → afterCommand → commit.
  * The first failing step answers with its code and configured message. Checks on stored state (lock, limits,
  * chances, stock, budget) are made by the activity's account ledger at commit, in pipeline order, in the same
  * transaction that writes everything, so a refused run leaves nothing behind.

@@ -22,13 +22,22 @@ const RedPacketOutcome = z
   .openapi("RedPacketOutcome");
 
 const ChancesOutcome = z
-  .object({
-    type: z.literal("chances"),
-    granted: z.literal(true),
-    grantId,
-    amount: z.number().int().openapi({ description: "Chances added for the current period" }),
-    chance: z.string().openapi({ description: "The chance kind", example: "draw" }),
-  })
+  .discriminatedUnion("granted", [
+    z.object({
+      type: z.literal("chances"),
+      granted: z.literal(true),
+      grantId,
+      amount: z.number().int().openapi({ description: "Chances added (cut to fit the kind's `max` when it has one)" }),
+      chance: z.string().openapi({ description: "The chance kind", example: "draw" }),
+      requested: z.number().int().optional().openapi({ description: "With `capped`: what the reward would have given" }),
+      capped: z.literal(true).optional().openapi({ description: "The grant was cut to the kind's `max` balance" }),
+    }),
+    z.object({
+      type: z.literal("chances"),
+      granted: z.literal(false),
+      reason: z.string().openapi({ description: "The balance is already at the kind's `max`" }),
+    }),
+  ])
   .openapi("ChancesOutcome");
 
 const CouponOutcome = z

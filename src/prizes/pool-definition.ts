@@ -36,7 +36,7 @@ export const PoolFieldsSchema = z
   })
   .strict();
 
-/** A pool declared in a task config but defined through the admin API (seed 003: create the pool, then name it in the task). */
+/** A pool declared in a task config but defined through the admin API (create the pool, then name it in the task). */
 export const ManagedPoolSchema = z.object({ managed: z.literal("api") }).strict();
 
 /** A pool from its checked fields and window; `id` is the global `<namespace>:<pool>`. */

@@ -1,5 +1,5 @@
 /**
- * When prize units are released (seed 003's sorted-set rule, computed instead of stored). A tier's units are spread
+ * When prize units are released (each unit has a release time and can be drawn only once it has passed; computed instead of stored). A tier's units are spread
  * over the pool's window along its release curve; unit i is released once the curve has covered (i + 1) / n of
  * the window, so the count released by any instant is a formula and a pool of ten million units needs no row per
  * unit. A replenishment or withdrawal starts a new segment at that instant: what was released stays released, and

@@ -82,7 +82,7 @@ const routes = {
     tags: ["Admin"],
     summary: "Define a pool the task config declares `managed: api`",
     description:
-      "Seed 003's flow: create the pool and its prizes here, name it in the task (`lottery: { pool: … }`). A definition " +
+      "The flow: create the pool and its prizes here, name it in the task (`lottery: { pool: … }`). A definition " +
       "is written once: sending the same one again answers 200, another one 409 (change quantities with replenish " +
       "and withdraw).",
     security: [{ operator: [] }],

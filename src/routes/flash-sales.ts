@@ -69,6 +69,7 @@ const routes = {
       ...errorResponses(
         {
           ...BUYER_ERRORS,
+          ...BODY_ERRORS,
           NOT_STARTED: "the sale has not started",
           ENDED: "the sale has ended or was closed",
           SOLD_OUT: "no unit is left",

@@ -4,7 +4,7 @@ import { requireUser, signedInUser } from "../auth/require-user";
 import { activeConfig } from "../config/store";
 import { AppError, type ErrorCode } from "../errors";
 import type { AppEnv } from "../http";
-import { ALWAYS, errorResponses, success } from "../openapi/responses";
+import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { enforceRouteLimits } from "../rate-limit/enforce";
 import type { ClaimOutcome } from "../prizes/pool-definition";
 import { claimPrize, parsePrizeId, poolById } from "../prizes/pools";
@@ -26,6 +26,7 @@ const route = createRoute({
     ),
     ...errorResponses(
       {
+        ...BODY_ERRORS,
         INVALID_PARAMS: "the grant id is over 300 characters",
         UNAUTHENTICATED: "no token, or a malformed, expired or forged one",
         FORBIDDEN: "the prize is another user's",

@@ -1,4 +1,4 @@
-/** A flash sale (seed 001's 秒杀) as operators declare it, its schema, and what its stock shards answer. Plain data. */
+/** A flash sale (秒杀) as operators declare it, its schema, and what its stock shards answer. Plain data. */
 import { z } from "zod";
 import { ConfigIdSchema } from "../config/id";
 import { RateLimitSchema, type RateLimitRule } from "../rate-limit/rule";

@@ -43,7 +43,7 @@ beforeAll(async () => {
 });
 
 describe("time windows", () => {
-  it("reads the seed's wall-clock times in the activity's timezone", async () => {
+  it("reads wall-clock times in the activity's timezone", async () => {
     // 2026-11-08 00:00 in Shanghai is 2026-11-07T16:00Z.
     const before = await runTask("windows", "seedWindow", { now: "2026-11-07T15:59:59Z" });
     expect(before.status).toBe(403);

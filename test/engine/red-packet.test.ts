@@ -44,7 +44,7 @@ beforeAll(async () => {
   await pushConfigs({ "test/packets.yaml": packets });
 });
 
-describe("seed 003's red packet (stock 3, amount 1)", () => {
+describe("the shipped red packet (stock 3, amount 1)", () => {
   it("grants a red packet of amount 1 and records it against the participation and request", async () => {
     const res = await runTask("double11", "openRedPacket", { user: "seed-user", body: seedParams, now: NOW });
     expect(res.status).toBe(200);
@@ -73,7 +73,7 @@ describe("seed 003's red packet (stock 3, amount 1)", () => {
     expect(await counter("double11-2026", "", STOCK)).toBe(3);
   });
 
-  it("answers the seed's configured message for each bad parameter", async () => {
+  it("answers the configured message for each bad parameter", async () => {
     const cases: [Record<string, unknown>, string, string][] = [
       [{ sex: 1, phone: "13800138000" }, "deviceId parameter error", "/deviceId"],
       [{ ...seedParams, sex: 2 }, "gender range error", "/sex"],

@@ -84,7 +84,7 @@ tasks:
 const admin = (path: string, now = at(1)) =>
   call(`/v1/admin/activities/prizes/pools/${path}`, { method: "GET", headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` }, now });
 
-// Seed 003's flow: the pools are created through the admin API, and the tasks only name them.
+// The admin flow: the pools are created through the admin API, and the tasks only name them.
 const apiPools = `
 id: api-prizes
 name: Pools defined through the admin API

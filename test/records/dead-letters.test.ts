@@ -57,7 +57,7 @@ describe("dead letters", () => {
     // Were the second replay to send, the consumer would store the row again.
     await env.DB.prepare("DELETE FROM request_records WHERE id = ?").bind(`r-${tag}`).run();
     const second = await admin(`/${id}/replay`, "POST");
-    expect(second.json).toEqual(first.json);
+    expect({ ...second.json, requestId: undefined }).toEqual({ ...first.json, requestId: undefined });
     await new Promise((r) => setTimeout(r, 2000));
     expect(await stored(tag)).toEqual([]);
   });

@@ -1,4 +1,4 @@
-/** The seed's log executor: writes one structured line to the worker's logs (Workers Logs / `wrangler tail`). */
+/** The log command: writes one structured line to the worker's logs (Workers Logs / `wrangler tail`). */
 import { z } from "zod";
 import { log as logLine } from "../../platform/log";
 import { defineCommand } from "../define";

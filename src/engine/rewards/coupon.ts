@@ -7,7 +7,7 @@ import { defineReward } from "../define";
 export const coupon = defineReward({
   code: "coupon",
   description:
-    "Issues a coupon by its SN and channel, as in the seed's coupon center integration. The grant is recorded at " +
+    "Issues a coupon by its SN and channel, as a coupon center expects. The grant is recorded at " +
     "once with status `pending` and delivered asynchronously with retries: to the built-in coupon wallet, or to an " +
     "HTTP coupon center (this reward's `center` URL, else COUPON_CENTER_URL when set). Its status then becomes " +
     "`delivered` or, after the last retry, `failed`. HTTP calls are signed (docs/webhooks.md). `stock` caps how many are issued (SOLD_OUT beyond it).",

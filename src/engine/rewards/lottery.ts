@@ -1,4 +1,4 @@
-/** Lottery: draws a prize from one of the activity's prize pools (seed 003's 奖池). */
+/** Lottery: draws a prize from one of the activity's prize pools (奖池). */
 import { z } from "zod";
 import { AppError } from "../../errors";
 import { activityPool, cancelPrize, candidateShards, drawPrize, prizeIdPrefix } from "../../prizes/pools";

@@ -18,7 +18,7 @@ export const redPacket = defineReward({
     "`{min, max}` drawn uniformly, or `{weighted: [{amount, weight}]}`. `probability` is the chance to win at all; " +
     "`groups` restricts it to users in one of those groups. `stock` caps how many are given and `budget` caps their " +
     "total amount; both hold under any concurrency, and a run that would cross either is refused with SOLD_OUT and " +
-    "changes nothing. `stockKey`/`stockField` name the stock (the seed's fields), so tasks can share one.",
+    "changes nothing. `stockKey`/`stockField` name the stock (the fields of an activity's stock record), so tasks can share one.",
   args: z
     .object({
       amount: Amount,

@@ -1,4 +1,4 @@
-/** The seed's LockValidator: a user's concurrent duplicates give one effect; the others are answered LOCKED. */
+/** The per-user lock: a user's concurrent duplicates give one effect; the others are answered LOCKED. */
 import { z } from "zod";
 import { defineValidator } from "../define";
 

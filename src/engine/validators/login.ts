@@ -1,4 +1,4 @@
-/** The seed's AuthValidator: the task needs a signed-in user (a valid bearer token). */
+/** Sign-in: the task needs a signed-in user (a valid bearer token). */
 import { z } from "zod";
 import { defineValidator } from "../define";
 

@@ -1,4 +1,4 @@
-/** The seed's TimeWindowValidator: the task runs only between beginTime and endTime. */
+/** The time window: the task runs only between beginTime and endTime. */
 import { z } from "zod";
 import { notATime, parseActivityTime } from "../../config/time";
 import { ArgsError, defineValidator } from "../define";
@@ -6,7 +6,7 @@ import { ArgsError, defineValidator } from "../define";
 export const timeWindow = defineValidator({
   code: "timeWindow",
   description:
-    "Refuses requests outside the task's time window with OUTSIDE_TIME_WINDOW. Times are ISO 8601 or the seed's " +
+    "Refuses requests outside the task's time window with OUTSIDE_TIME_WINDOW. Times are ISO 8601 or the wall-clock form " +
     "`2019-11-06 00:00:00` in the activity's timezone. Used bare, it reads `params.timeWindow`, else the activity's window.",
   args: z
     .object({
