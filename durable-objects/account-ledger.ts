@@ -7,7 +7,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
 import { Outbox } from "./outbox";
-import { settleChances } from "../src/accounts/chances";
+import { settleChances, settleRewards } from "../src/accounts/chances";
 import type {
   ChanceChange,
   CounterChange,
@@ -76,6 +76,9 @@ export class AccountLedger extends DurableObject<Env> {
   async commit(plan: LedgerPlan): Promise<LedgerResult> {
     const now = Date.now();
     let queued = false;
+    /** Chance grants the kind's max cut down: what each really gave. */
+    const settled: Record<string, number> = {};
+    const caps: Record<string, number | null> = {};
     try {
       this.ctx.storage.transactionSync(() => {
         for (const lock of plan.locks) {
@@ -90,14 +93,29 @@ export class AccountLedger extends DurableObject<Env> {
           );
         }
         for (const change of plan.counters) {
-          if ("type" in change) this.applyChance(change, now);
-          else this.apply(change, now);
+          if (!("type" in change)) {
+            this.apply(change, now);
+            continue;
+          }
+          const granted = this.applyChance(change, now);
+          if (change.grantId !== undefined && change.delta > 0 && granted < change.delta) {
+            settled[change.grantId] = granted;
+            caps[change.grantId] = change.max;
+          }
         }
+        const cut = Object.keys(settled).length > 0;
         if (plan.idempotency) {
-          const { userId, key, status, body } = plan.idempotency;
+          const { userId, key, status } = plan.idempotency;
+          // The stored answer says what was really granted, as the live answer will.
+          const body = cut ? settledAnswer(plan.idempotency.body, settled, caps) : plan.idempotency.body;
           this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE user_id = ? AND key = ?", status, body, userId, key);
         }
-        const r: RecordBatch = { ...plan.records, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
+        const rewards = cut
+          ? plan.records.rewards.flatMap((row) =>
+              Object.hasOwn(settled, row.id) ? (settled[row.id]! > 0 ? [{ ...row, amount: settled[row.id]! }] : []) : [row],
+            )
+          : plan.records.rewards;
+        const r: RecordBatch = { ...plan.records, rewards, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
         if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length > 0) {
           this.outbox.add(r);
           queued = true;
@@ -114,7 +132,7 @@ export class AccountLedger extends DurableObject<Env> {
       // The run is committed: a failure to set the alarm must not turn it into an error the client retries.
       await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
     }
-    return { ok: true };
+    return Object.keys(settled).length > 0 ? { ok: true, settled } : { ok: true };
   }
 
   private apply(c: CounterChange, now: number) {
@@ -133,8 +151,8 @@ export class AccountLedger extends DurableObject<Env> {
     );
   }
 
-  /** Reads every counter a chance change spans, settles it, and writes the result (or refuses the run). */
-  private applyChance(c: ChanceChange, now: number) {
+  /** Reads every counter a chance change spans, settles it, and writes the result (or refuses the run); returns what a grant gave. */
+  private applyChance(c: ChanceChange, now: number): number {
     const allowance = this.sql
       .exec<{ value: number }>("SELECT value FROM counters WHERE owner = ? AND key = ?", c.owner, c.allowance.key)
       .toArray()[0]?.value;
@@ -161,6 +179,7 @@ export class AccountLedger extends DurableObject<Env> {
         );
       }
     }
+    return settled.granted;
   }
 
   /** Current values of one owner's counters (missing keys were never written). */
@@ -252,4 +271,11 @@ export class AccountLedger extends DurableObject<Env> {
     const rows = this.sql.exec<{ key: string; holder: string }>("SELECT key, holder FROM locks").toArray();
     return Object.fromEntries(rows.map((r) => [r.key, r.holder]));
   }
+}
+
+/** A stored task answer (JSON) with its capped chance grants settled. */
+function settledAnswer(body: string, settled: Record<string, number>, caps: Record<string, number | null>): string {
+  const answer = JSON.parse(body) as { rewards?: { type: string; granted: boolean; grantId?: string }[] };
+  if (answer.rewards) answer.rewards = settleRewards(answer.rewards, settled, (id) => caps[id] ?? null);
+  return JSON.stringify(answer);
 }

@@ -86,6 +86,39 @@ export function settleChances(c: ChanceChange, allowance: number | undefined, ea
   return { ok: true, writes, granted };
 }
 
+/** A chance grant's outcome as first planned (the whole amount) or as settled by the ledger. */
+interface ChanceOutcome {
+  type: string;
+  granted: boolean;
+  grantId?: string;
+  amount?: number;
+  chance?: string;
+  [more: string]: unknown;
+}
+
+/**
+ * What a grant the kind's `max` cut down answers: the amount really given and what was asked (`capped`), or, at the
+ * max, nothing granted. The ledger decides `granted` in its transaction (no balance is read before the commit, so
+ * two racing grants cannot both be told they got the last slots); the answer, the stored Idempotency-Key answer and
+ * the reward record all take it from there.
+ */
+export function settleChanceGrant<T extends ChanceOutcome>(outcome: T, granted: number, max: number | null): ChanceOutcome {
+  if (granted === 0) return { type: outcome.type, granted: false, reason: `the balance of '${outcome.chance}' is at its max (${max})` };
+  return { ...outcome, amount: granted, requested: outcome.amount, capped: true };
+}
+
+/** A task answer's rewards, settled: the chance grants the ledger cut down say what they really gave. */
+export function settleRewards<T extends ChanceOutcome>(
+  rewards: T[],
+  settled: Record<string, number> | undefined,
+  max: (grantId: string) => number | null,
+) {
+  if (!settled) return rewards;
+  return rewards.map((r) =>
+    r.grantId !== undefined && Object.hasOwn(settled, r.grantId) ? settleChanceGrant(r, settled[r.grantId]!, max(r.grantId)) : r,
+  );
+}
+
 /** A user's balance of one kind: the allowance left this period plus every earned chance not yet expired. */
 export function chanceBalance(c: ChanceChange, allowance: number | undefined, earned: { key: string; value: number }[]): number {
   const free = allowance ?? c.allowance.initial;
@@ -93,7 +126,7 @@ export function chanceBalance(c: ChanceChange, allowance: number | undefined, ea
 }
 
 /** A user's current balance of one kind (the allowance when nothing was spent or earned yet). */
-export async function readChanceBalance(env: Env, activity: CompiledActivity, kind: ChanceKind, userId: string, now: number) {
+async function readChanceBalance(env: Env, activity: CompiledActivity, kind: ChanceKind, userId: string, now: number) {
   const ledger = ledgerFor(env, activity.namespace);
   const c = chanceChange(kind, userId, now, activity.timezone, 0);
   const [allowance, earned] = await Promise.all([ledger.counters(userId, [c.allowance.key]), ledger.countersWithPrefix(userId, c.earnedPrefix)]);

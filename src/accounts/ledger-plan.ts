@@ -37,6 +37,8 @@ export interface ChanceChange {
   delta: number;
   /** The most the balance may hold: a grant past it is cut down to fit (a partial grant), never refused. */
   max: number | null;
+  /** A grant's record and outcome, which the ledger settles to what it really granted (see settleChanceGrant). */
+  grantId?: string;
   /** Answer given when a spend finds too few chances. */
   rejection?: Rejection;
 }
@@ -78,7 +80,8 @@ export interface LedgerPlan {
   request?: RequestRecordRow;
 }
 
-export type LedgerResult = { ok: true } | { ok: false; rejection: Rejection };
+/** `settled`: chances each capped grant really gave, by grant id (only grants the kind's `max` cut down). */
+export type LedgerResult = { ok: true; settled?: Record<string, number> } | { ok: false; rejection: Rejection };
 
 export type IdempotencyClaim =
   | { state: "new" }

@@ -4,6 +4,7 @@
  * chances, stock, budget) are made by the activity's account ledger at commit, in pipeline order, in the same
  * transaction that writes everything, so a refused run leaves nothing behind.
  */
+import { settleRewards } from "../accounts/chances";
 import { ledgerFor } from "../accounts/ledger";
 import { recordOutsideCommit, requestRecord } from "../accounts/request-records";
 import type { LedgerPlan } from "../accounts/ledger-plan";
@@ -140,5 +141,9 @@ async function commit(run: TaskRun, idempotencyKey: string | undefined, result: 
   };
   const answer = await ledgerFor(run.init.env, run.activity.namespace).commit(plan);
   if (!answer.ok) throw new LedgerRefusal(answer.rejection.code, answer.rejection.message);
+  if (answer.settled) {
+    const caps = new Map(run.plan.counters.flatMap((c) => ("type" in c && c.grantId !== undefined ? [[c.grantId, c.max] as const] : [])));
+    result.rewards = settleRewards(result.rewards, answer.settled, (id) => caps.get(id) ?? null) as TaskSuccess["rewards"];
+  }
   return true;
 }

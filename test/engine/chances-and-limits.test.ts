@@ -40,6 +40,7 @@ ${["kept", "daily", "weekly", "capped"]
   spend-${k}: { validator: [login, { chances: { chance: ${k} } }] }`,
   )
   .join("\n")}
+  earn1-capped: { validator: [login], reward: [{ chances: { chance: capped, amount: 1 } }] }
 `;
 
 const balance = async (user: string, kind: string, now: string) =>
@@ -138,6 +139,18 @@ describe("earned chances outlive the period unless their kind says otherwise", (
     expect(await balance("capped", "capped", DAY2)).toBe(3);
     expect((await runTask("earned", "spend-capped", { user: "capped", now: DAY2 })).status).toBe(200);
     expect(await balance("capped", "capped", DAY2)).toBe(2);
+  });
+
+  it("tells racing grants at the max exactly what each got: the ledger settles them, no answer claims a lost slot", async () => {
+    // Balance 1 (the day's allowance), max 3: of 8 concurrent grants of one chance, two fit.
+    const runs = await Promise.all(Array.from({ length: 8 }, () => runTask("earned", "earn1-capped", { user: "racer", now: DAY1 })));
+    expect(runs.map((r) => r.status)).toEqual(Array(8).fill(200));
+    const outcomes = runs.map((r) => r.json.rewards[0]);
+    expect(outcomes.filter((o) => o.granted)).toEqual([expect.objectContaining({ amount: 1 }), expect.objectContaining({ amount: 1 })]);
+    expect(outcomes.filter((o) => !o.granted)).toHaveLength(6);
+    expect(await balance("racer", "capped", DAY1)).toBe(3);
+    const grants = await records(2, "SELECT amount FROM reward_records WHERE user_id = 'racer' AND type = 'chances'");
+    expect(grants.map((g) => g.amount)).toEqual([1, 1]);
   });
 });
 

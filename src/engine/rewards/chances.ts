@@ -1,6 +1,6 @@
 /** Grants chance increments: e.g. a daily sign-in that gives one more draw to a task that spends them. */
 import { z } from "zod";
-import { chanceChange, readChanceBalance } from "../../accounts/chances";
+import { chanceChange } from "../../accounts/chances";
 import { own } from "../../config/compiled";
 import { ArgsError, defineReward } from "../define";
 
@@ -23,16 +23,10 @@ export const chancesReward = defineReward({
   },
   async grant(run, { kind, amount }) {
     const user = run.requireUser();
-    // Only a bounded kind needs the balance: the outcome must say what will be granted before the commit. The
-    // ledger applies the same bound in its transaction, so a race between two grants can never pass the max.
-    const granted =
-      kind.max === null
-        ? amount
-        : Math.max(0, Math.min(amount, kind.max - (await readChanceBalance(run.init.env, run.activity, kind, user.id, run.now))));
-    if (granted === 0) return { type: "chances", granted: false, reason: `the balance of '${kind.id}' is at its max (${kind.max})` };
-    run.plan.counters.push(chanceChange(kind, user.id, run.now, run.activity.timezone, granted));
-    const grantId = run.recordGrant({ type: "chances", amount: granted, detail: { chance: kind.id }, status: "granted" });
-    const capped = granted < amount ? { requested: amount, capped: true } : {};
-    return { type: "chances", granted: true, grantId, amount: granted, chance: kind.id, ...capped };
+    const grantId = run.recordGrant({ type: "chances", amount, detail: { chance: kind.id }, status: "granted" });
+    // The whole amount is planned; a kind's max is applied by the ledger in its transaction, which settles this
+    // answer, the stored Idempotency-Key answer and the record to what it really gave (settleChanceGrant).
+    run.plan.counters.push({ ...chanceChange(kind, user.id, run.now, run.activity.timezone, amount), grantId });
+    return { type: "chances", granted: true, grantId, amount, chance: kind.id };
   },
 });
