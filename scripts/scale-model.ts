@@ -228,6 +228,11 @@ const d1 = table(
       `${batchesPerQueue.toFixed(0)}/s`,
       `${LIMITS.consumerConcurrency.value} concurrent invocations: a batch may take up to ${(LIMITS.consumerConcurrency.value / batchesPerQueue).toFixed(1)} s`,
     ],
+    [
+      "calls one consumer invocation makes",
+      `1 D1 batch + up to ${LIMITS.consumerBatch.value} outbox confirms (one per origin)`,
+      `${n(LIMITS.d1QueriesPerInvocation.value)} D1 queries and ${n(LIMITS.subrequests.value)} subrequests per invocation: far off`,
+    ],
     ["a 10 GB D1 database is full after", `${(LIMITS.d1Storage.value / bytes).toFixed(1)} s of the peak`, "10 GB per database, not raisable"],
     ["one hour of the peak", gb(bytes * 3600), `${n(up((bytes * 3600) / LIMITS.d1Storage.value))} full D1 databases`],
     [
@@ -243,7 +248,7 @@ const d1 = table(
     [
       "one Hyperdrive configuration",
       `${n(hyperdrivePerConfig)} rows/s`,
-      `~${LIMITS.hyperdriveConnections.value} connections × ${ASSUMED.rowsPerInsert}-row INSERTs of ${ASSUMED.insertMs} ms; ${n(up(rows / hyperdrivePerConfig))} configuration(s) of ${LIMITS.hyperdriveConfigs.value}`,
+      `~${LIMITS.hyperdriveConnections.value} connections × ${n(ASSUMED.rowsPerInsert)}-row INSERTs of ${ASSUMED.insertMs} ms; ${n(up(rows / hyperdrivePerConfig))} configuration(s) of ${LIMITS.hyperdriveConfigs.value}`,
     ],
   ],
 );
