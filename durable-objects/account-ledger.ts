@@ -115,7 +115,11 @@ export class AccountLedger extends DurableObject<Env> {
               Object.hasOwn(settled, row.id) ? (settled[row.id]! > 0 ? [{ ...row, amount: settled[row.id]! }] : []) : [row],
             )
           : plan.records.rewards;
-        const r: RecordBatch = { ...plan.records, rewards, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
+        // A notification of the run (the notify command) tells what was really granted too.
+        const deliveries = cut
+          ? plan.records.deliveries.map((d) => ({ ...d, payload: settledAnswer(d.payload, settled, caps) }))
+          : plan.records.deliveries;
+        const r: RecordBatch = { ...plan.records, rewards, deliveries, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
         if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length > 0) {
           this.outbox.add(r);
           queued = true;
@@ -273,7 +277,7 @@ export class AccountLedger extends DurableObject<Env> {
   }
 }
 
-/** A stored task answer (JSON) with its capped chance grants settled. */
+/** A stored task answer or notification payload (JSON) with its capped chance grants settled. */
 function settledAnswer(body: string, settled: Record<string, number>, caps: Record<string, number | null>): string {
   const answer = JSON.parse(body) as { rewards?: { type: string; granted: boolean; grantId?: string }[] };
   if (answer.rewards) answer.rewards = settleRewards(answer.rewards, settled, (id) => caps[id] ?? null);

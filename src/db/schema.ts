@@ -105,6 +105,12 @@ export const couponWallet = sqliteTable(
   (t) => [index("coupon_wallet_by_user").on(t.userId, t.createdAt)],
 );
 
+/** A prize's later status; triggers (migrations/0006) apply it to its reward record or draw, whichever lands last. */
+export const prizeStatuses = sqliteTable("prize_statuses", {
+  grantId: text("grant_id").primaryKey(),
+  status: text("status").notNull(),
+});
+
 export const prizeDraws = sqliteTable(
   "prize_draws",
   {

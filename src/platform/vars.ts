@@ -59,7 +59,7 @@ const VarsSchema = z
       .pipe(
         z.record(
           z.url().transform((u) => new URL(u).origin),
-          z.string().startsWith("whsec_", "WEBHOOK_SECRETS values must be whsec_ secrets"),
+          z.string().regex(/^whsec_[A-Za-z0-9+/]{16,}={0,2}$/, "WEBHOOK_SECRETS values must be whsec_ secrets (base64 after the prefix)"),
         ),
       )
       .optional(),
@@ -85,6 +85,10 @@ const VarsSchema = z
   })
   .refine((v) => v.JWT_SECRET || v.JWKS_URL || v.JWKS_JSON, {
     message: "set JWT_SECRET (local) or JWKS_URL with JWT_ISSUER and JWT_AUDIENCE (production)",
+  })
+  .refine((v) => !v.COUPON_CENTER_URL || v.WEBHOOK_SECRETS?.[new URL(v.COUPON_CENTER_URL).origin] !== undefined, {
+    // Outbound calls are never made unsigned: without its secret every coupon delivery would fail for good.
+    message: "COUPON_CENTER_URL needs its origin's signing secret in WEBHOOK_SECRETS",
   })
   .refine((v) => !v.UPSTASH_REDIS_REST_URL === !v.UPSTASH_REDIS_REST_TOKEN, {
     message: "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither",

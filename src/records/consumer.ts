@@ -4,10 +4,7 @@
  * that sent a finished message is told which of its rows D1 holds; delivery attempts come last (deliver.ts).
  * A message that fails retries with backoff and, after the queue's last retry, becomes a dead letter.
  */
-import { eq } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
-import type { PoolEvent } from "../../durable-objects/prize-pool";
-import { prizeDraws, rewardRecords } from "../db/schema";
 import type { Env } from "../env";
 import { backoffSeconds, deliver } from "./deliver";
 import type { OutboxOrigin, QueueMessage } from "./messages";
@@ -30,14 +27,8 @@ const FOLLOW_UPS: { [K in Exclude<Kind, "delivery">]: FollowUp<K> } = {
     for (let i = 0; i < attempts.length; i += 100) await env.EVENTS.sendBatch(attempts.slice(i, i + 100));
     return "done";
   },
-  "pool-events": async (body, m, _env, db) => {
-    const missing = await storePrizeStatuses(db, body.events);
-    // A status change can overtake its reward record (forwarded by the ledger): wait a little for it,
-    // then keep the rest of the message moving. The prize's own shard stays the truth.
-    if (missing.length > 0 && m.attempts < 5) return "retry";
-    if (missing.length > 0) log.error("prize status for unknown reward records", { grants: missing });
-    return "done";
-  },
+  // A prize's status is a row of its own (prize_statuses), applied by triggers whichever row lands last.
+  "pool-events": async () => "done",
 };
 
 export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env): Promise<void> {
@@ -122,24 +113,4 @@ async function confirmToOrigins(env: Env, finished: Message<QueueMessage>[]) {
       }
     }),
   );
-}
-
-/**
- * Prize status changes into D1 (claimed, expired on the reward record; cancelled on the draw record). A claim or
- * expiry can arrive before the ledger has forwarded the prize's reward record: those grant ids are returned.
- * (A cancelled prize's run was refused, so it has no reward record to update.)
- */
-async function storePrizeStatuses(db: DrizzleD1Database, events: PoolEvent[]): Promise<string[]> {
-  const missing: string[] = [];
-  for (const e of events) {
-    if (!("update" in e)) continue;
-    const { grantId, status } = e.update;
-    if (status === "cancelled") {
-      await db.update(prizeDraws).set({ outcome: "cancelled" }).where(eq(prizeDraws.id, grantId)).run();
-      continue;
-    }
-    const result = await db.update(rewardRecords).set({ status }).where(eq(rewardRecords.id, grantId)).run();
-    if (result.meta.changes === 0) missing.push(grantId);
-  }
-  return missing;
 }

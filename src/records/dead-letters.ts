@@ -57,28 +57,24 @@ export interface Replay {
 }
 
 /**
- * Sends a dead letter's body back to its queue, once: the row is claimed by setting its replay time; a row already
- * replayed answers that first replay. A send that fails gives the claim back, so the replay can be asked again.
- * Undefined when there is no such dead letter.
+ * Sends a dead letter's body back to its queue, then notes the replay: a row already replayed answers that first
+ * replay and sends nothing. The send comes first, so a worker that dies between the two leaves the row pending (to
+ * be replayed again) rather than marked replayed and never sent; two replays racing may both send, which the
+ * consumer's idempotent inserts make harmless. Undefined when there is no such dead letter.
  */
 export async function replayDeadLetter(db: DrizzleD1Database, env: Env, id: string, now: number): Promise<Replay | undefined> {
-  const [claimed] = await db
+  const row = await findDeadLetter(db, id);
+  if (!row) return undefined;
+  if (row.replayedAt != null) return { id: row.id, queue: row.queue, replayedAt: row.replayedAt };
+  await producerOf(env, row.queue).send(JSON.parse(row.body) as QueueMessage);
+  const [noted] = await db
     .update(deadLetters)
     .set({ replayedAt: now })
     .where(and(eq(deadLetters.id, id), isNull(deadLetters.replayedAt)))
     .returning();
-  if (!claimed) {
-    const row = await findDeadLetter(db, id);
-    return row && { id: row.id, queue: row.queue, replayedAt: row.replayedAt! };
-  }
-  try {
-    await producerOf(env, claimed.queue).send(JSON.parse(claimed.body) as QueueMessage);
-  } catch (e) {
-    await db.update(deadLetters).set({ replayedAt: null }).where(eq(deadLetters.id, id));
-    throw e;
-  }
-  log.info("dead letter replayed", { id, queue: claimed.queue });
-  return { id, queue: claimed.queue, replayedAt: now };
+  log.info("dead letter replayed", { id, queue: row.queue });
+  // Another replay noted it first: answer with its time, as a repeat would.
+  return { id, queue: row.queue, replayedAt: noted?.replayedAt ?? (await findDeadLetter(db, id))?.replayedAt ?? now };
 }
 
 /** Replays up to `limit` dead letters not replayed yet; says how many are left. */

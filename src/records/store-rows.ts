@@ -13,6 +13,7 @@ import {
   flashSaleTokenEvents,
   participations,
   prizeDraws,
+  prizeStatuses,
   requestCounts,
   requestRecords,
   rewardRecords,
@@ -29,6 +30,7 @@ const TABLES = {
   reward_records: rewardRecords,
   deliveries,
   prize_draws: prizeDraws,
+  prize_statuses: prizeStatuses,
   flash_sale_grabs: flashSaleGrabs,
   flash_sale_token_events: flashSaleTokenEvents,
   flash_sale_orders: flashSaleOrders,
@@ -91,7 +93,10 @@ function rowsByKind(body: QueueMessage): Rows {
         deliveries: body.records.deliveries,
       };
     case "pool-events":
-      return { prize_draws: body.events.flatMap((e) => ("draw" in e ? [e.draw] : [])) };
+      return {
+        prize_draws: body.events.flatMap((e) => ("draw" in e ? [e.draw] : [])),
+        prize_statuses: body.events.flatMap((e) => ("update" in e ? [e.update] : [])),
+      };
     case "sale-events":
       return {
         flash_sale_grabs: body.events.flatMap((e) => ("grab" in e ? [e.grab] : [])),

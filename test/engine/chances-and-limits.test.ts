@@ -1,5 +1,6 @@
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, counter, pushConfigs, records, runTask } from "../helpers";
+import { call, counter, eventually, pushConfigs, records, runTask } from "../helpers";
 
 // Asia/Shanghai is UTC+8: its day 2026-11-22 runs from 2026-11-21T16:00Z to 2026-11-22T16:00Z.
 const DAY1 = "2026-11-22T10:00:00+08:00";
@@ -40,7 +41,10 @@ ${["kept", "daily", "weekly", "capped"]
   spend-${k}: { validator: [login, { chances: { chance: ${k} } }] }`,
   )
   .join("\n")}
-  earn1-capped: { validator: [login], reward: [{ chances: { chance: capped, amount: 1 } }] }
+  earn1-capped:
+    validator: [login]
+    reward: [{ chances: { chance: capped, amount: 1 } }]
+    afterCommand: { notify: { url: "${env.TEST_PARTNER_URL}/notify-capped" } }
 `;
 
 const balance = async (user: string, kind: string, now: string) =>
@@ -151,6 +155,14 @@ describe("earned chances outlive the period unless their kind says otherwise", (
     expect(await balance("racer", "capped", DAY1)).toBe(3);
     const grants = await records(2, "SELECT amount FROM reward_records WHERE user_id = 'racer' AND type = 'chances'");
     expect(grants.map((g) => g.amount)).toEqual([1, 1]);
+    // The partner notified of each run (afterCommand notify) is told the same as the user.
+    const notified = await eventually(async () => {
+      const got = (await (await fetch(`${env.TEST_PARTNER_URL}/received?prefix=/notify-capped`)).json()) as {
+        body: { rewards: { granted: boolean }[] };
+      }[];
+      return got.length === 8 ? got : undefined;
+    });
+    expect(notified.filter((n) => n.body.rewards[0]!.granted)).toHaveLength(2);
   });
 });
 
