@@ -6,7 +6,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
-import { Outbox } from "./outbox";
+import { Outbox } from "./support/outbox";
 import { settleChances, settleRewards } from "../src/accounts/chances";
 import type {
   ChanceChange,

@@ -17,9 +17,9 @@ import {
   type TierState,
 } from "../src/prizes/pool-definition";
 import { rebase, released, type Window } from "../src/prizes/schedule";
-import { DeadlineClock } from "./deadline-clock";
-import { Outbox } from "./outbox";
-import { migrateStorage, type StorageMigration } from "./storage-migrations";
+import { DeadlineClock } from "./support/deadline-clock";
+import { Outbox } from "./support/outbox";
+import { migrateStorage, type StorageMigration } from "./support/migrations";
 import { pickWeighted, uniformRandom } from "../src/random";
 import { log } from "../src/platform/log";
 

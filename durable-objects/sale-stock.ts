@@ -10,9 +10,9 @@ import type { Env } from "../src/env";
 import { shardShare } from "../src/prizes/pool-definition";
 import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
-import { DeadlineClock } from "./deadline-clock";
-import { Outbox } from "./outbox";
-import { hasColumn, migrateStorage, type StorageMigration } from "./storage-migrations";
+import { DeadlineClock } from "./support/deadline-clock";
+import { Outbox } from "./support/outbox";
+import { hasColumn, migrateStorage, type StorageMigration } from "./support/migrations";
 import { log } from "../src/platform/log";
 
 const MIGRATIONS: StorageMigration[] = [

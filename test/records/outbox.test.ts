@@ -2,7 +2,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { RESEND_AFTER_MS } from "../../durable-objects/outbox";
+import { RESEND_AFTER_MS } from "../../durable-objects/support/outbox";
 import type { RecordBatch } from "../../src/accounts/ledger-plan";
 import { consume, eventually, ledger, pushConfigs, rows, runTask, unique } from "../helpers";
 

@@ -5,11 +5,11 @@
  * memory), so a row sent but not confirmed within RESEND_AFTER_MS is sent again. D1 inserts are idempotent, so a
  * second copy changes nothing. A send that fails is tried again with a growing delay, never given up.
  */
-import type { Env } from "../src/env";
-import type { OutboxBinding, OutboxOrigin, QueueMessage } from "../src/records/messages";
-import { packByBytes, utf8Bytes } from "../src/records/pack";
-import { hasColumn } from "./storage-migrations";
-import { log } from "../src/platform/log";
+import type { Env } from "../../src/env";
+import type { OutboxBinding, OutboxOrigin, QueueMessage } from "../../src/records/messages";
+import { packByBytes, utf8Bytes } from "../../src/records/pack";
+import { hasColumn } from "./migrations";
+import { log } from "../../src/platform/log";
 
 /** Rows forwarded per alarm run (then the alarm is set again for the rest). */
 const ROWS_PER_RUN = 5000;
