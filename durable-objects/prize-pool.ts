@@ -18,7 +18,7 @@ import {
 } from "../src/prizes/pool-definition";
 import { rebase, released, type Window } from "../src/prizes/schedule";
 import { DeadlineClock } from "./support/deadline-clock";
-import { Outbox } from "./support/outbox";
+import { Outbox, outboxTable } from "./support/outbox";
 import { migrateStorage, type StorageMigration } from "./support/migrations";
 import { pickWeighted, uniformRandom } from "../src/random";
 import { log } from "../src/platform/log";
@@ -40,6 +40,7 @@ const MIGRATIONS: StorageMigration[] = [
   CREATE INDEX IF NOT EXISTS grants_to_expire ON grants (status, expires_at);
   CREATE TABLE IF NOT EXISTS foreign_wins (grant_id TEXT PRIMARY KEY, user_id TEXT NOT NULL);
   CREATE INDEX IF NOT EXISTS foreign_wins_by_user ON foreign_wins (user_id);`),
+  outboxTable,
 ];
 
 type TierRow = {
@@ -87,7 +88,6 @@ export class PrizePool extends DurableObject<Env> {
     this.outbox = new Outbox<PoolEvent>(ctx, env, "POOLS", (events, origin) => ({ kind: "pool-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
-      this.outbox.setUp();
       const meta = Object.fromEntries(
         this.sql
           .exec<{ k: string; v: string }>("SELECT k, v FROM meta")

@@ -11,7 +11,7 @@ import { shardShare } from "../src/prizes/pool-definition";
 import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
 import { DeadlineClock } from "./support/deadline-clock";
-import { Outbox } from "./support/outbox";
+import { Outbox, outboxTable } from "./support/outbox";
 import { hasColumn, migrateStorage, type StorageMigration } from "./support/migrations";
 import { log } from "../src/platform/log";
 
@@ -39,6 +39,7 @@ const MIGRATIONS: StorageMigration[] = [
   // A sale id is permanent once used: the definition a shard was first made with, to tell a re-creation of the same
   // sale from another sale under a used id (shards in use take the one they hold, the best known).
   (sql) => sql.exec("INSERT OR IGNORE INTO meta (k, v) SELECT 'origin', json_remove(v, '$.shard') FROM meta WHERE k = 'definition'"),
+  outboxTable,
 ];
 
 type Counts = { stock: number; held: number; sold: number; expired: number; cancelled: number; lent_out: number; borrowed_in: number };
@@ -68,7 +69,6 @@ export class SaleStock extends DurableObject<Env> {
     this.outbox = new Outbox<SaleEvent>(ctx, env, "STOCK", (events, origin) => ({ kind: "sale-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
-      this.outbox.setUp();
       const meta = Object.fromEntries(
         this.sql
           .exec<{ k: string; v: string }>("SELECT k, v FROM meta")

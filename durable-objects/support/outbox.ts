@@ -8,7 +8,7 @@
 import type { Env } from "../../src/env";
 import type { OutboxBinding, OutboxOrigin, QueueMessage } from "../../src/records/messages";
 import { packByBytes, utf8Bytes } from "../../src/records/pack";
-import { hasColumn } from "./migrations";
+import { hasColumn, type StorageMigration } from "./migrations";
 import { log } from "../../src/platform/log";
 
 /** Rows forwarded per alarm run (then the alarm is set again for the rest). */
@@ -25,6 +25,15 @@ export const RESEND_AFTER_MS = 45_000;
 /** Bytes a row's id adds to its message (the origin's `rows`). */
 const ID_BYTES = 12;
 
+/**
+ * The outbox's table, a numbered step in each owner's migrations. It may already be there, made before the owner
+ * noted versions, possibly without `sent_at`: the step makes both kinds of storage the same.
+ */
+export const outboxTable: StorageMigration = (sql) => {
+  sql.exec("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, sent_at INTEGER)");
+  if (!hasColumn(sql, "outbox", "sent_at")) sql.exec("ALTER TABLE outbox ADD COLUMN sent_at INTEGER");
+};
+
 export class Outbox<Item> {
   /** An alarm is set for no later than this (undefined: not known). */
   private alarmBy: number | undefined;
@@ -39,13 +48,6 @@ export class Outbox<Item> {
     /** Builds one queue message from the items it carries. */
     private readonly message: (items: Item[], origin: OutboxOrigin) => QueueMessage,
   ) {}
-
-  /** Creates (or upgrades) the outbox table; call in the owner's `blockConcurrencyWhile`. */
-  setUp() {
-    const sql = this.ctx.storage.sql;
-    sql.exec("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, sent_at INTEGER)");
-    if (!hasColumn(sql, "outbox", "sent_at")) sql.exec("ALTER TABLE outbox ADD COLUMN sent_at INTEGER");
-  }
 
   /** Adds an item; call inside the transaction that made it true. */
   add(item: Item) {
