@@ -19,6 +19,7 @@ import {
 import { rebase, released, type Window } from "../src/prizes/schedule";
 import { DeadlineClock } from "./support/deadline-clock";
 import { Outbox, outboxTable } from "./support/outbox";
+import { poolShard } from "./support/stubs";
 import { migrateStorage, type StorageMigration } from "./support/migrations";
 import { pickWeighted, uniformRandom } from "../src/random";
 import { log } from "../src/platform/log";
@@ -130,7 +131,7 @@ export class PrizePool extends DurableObject<Env> {
   async defineLikeFirstShard(def: PoolDefinition, shard: number): Promise<boolean> {
     if (this.definition) return sameShape(this.definition, def);
     if (shard !== 0) {
-      const first = this.env.POOLS.get(this.env.POOLS.idFromName(`${def.id}#0`));
+      const first = poolShard(this.env, def.id, 0);
       await first.define(def, 0);
       const shape = await first.shape();
       if (!shape || !sameShape(shape, def)) return false;

@@ -12,6 +12,7 @@ import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
 import { DeadlineClock } from "./support/deadline-clock";
 import { Outbox, outboxTable } from "./support/outbox";
+import { saleShard } from "./support/stubs";
 import { hasColumn, migrateStorage, type StorageMigration } from "./support/migrations";
 import { log } from "../src/platform/log";
 
@@ -434,10 +435,6 @@ export class SaleStock extends DurableObject<Env> {
       defined: true,
     };
   }
-}
-
-export function saleShard(env: Env, saleId: string, shard: number) {
-  return env.STOCK.get(env.STOCK.idFromName(`${saleId}#${shard}`));
 }
 
 function randomId(): string {

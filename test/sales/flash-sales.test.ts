@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { QueueMessage } from "../../src/records/messages";
 import { call, consume, pushConfigs, records, rows, unique } from "../helpers";
 import { shardOf } from "../../src/sharding";
+import { saleShard } from "../../durable-objects/support/stubs";
 
 // Sales replay time with X-Fanfare-Now: one hour on Double-11.
 const BEGIN = Date.parse("2026-11-11T00:00:00Z");
@@ -130,7 +131,7 @@ describe("flash sales", () => {
       headers: adminHeaders,
     });
     expect(res.status).toBe(201);
-    const stub = env.STOCK.get(env.STOCK.idFromName(`${id}#0`));
+    const stub = saleShard(env, id, 0);
     // This worker allows replayed time, which turns real-time alarms off: the alarm's expiry is run by hand.
     expect((await call(`/v1/flash-sales/${id}/grab`, { user: "alarm-user" })).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1100));
