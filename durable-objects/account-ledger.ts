@@ -258,18 +258,6 @@ export class AccountLedger extends DurableObject<Env> {
   async confirm(rows: number[]): Promise<void> {
     this.outbox.confirm(rows);
   }
-
-  /** Row counts of the ledger's tables (operations, and tests proving a refusal wrote nothing). */
-  async stats(): Promise<{ counters: number; locks: number; idempotencyKeys: number; pendingRecords: number }> {
-    const n = (table: "counters" | "locks" | "idempotency_keys") => this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
-    return { counters: n("counters"), locks: n("locks"), idempotencyKeys: n("idempotency_keys"), pendingRecords: this.outbox.pending() };
-  }
-
-  /** Every lock key and its last holder (operations and tests). */
-  async lockHolders(): Promise<Record<string, string>> {
-    const rows = this.sql.exec<{ key: string; holder: string }>("SELECT key, holder FROM locks").toArray();
-    return Object.fromEntries(rows.map((r) => [r.key, r.holder]));
-  }
 }
 
 /** A stored task answer (JSON) with its capped chance grants settled. */

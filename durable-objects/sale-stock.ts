@@ -397,14 +397,6 @@ export class SaleStock extends DurableObject<Env> {
     }
   }
 
-  /** Expires what is due at `now` (replayed time: tests and benchmarks move the clock with this). */
-  async advance(now: number): Promise<number> {
-    this.clock.observe(now);
-    const n = this.expireDue(now);
-    await this.outbox.schedule();
-    return n;
-  }
-
   /** Read anew after an await: the sale may have been closed meanwhile. */
   private isClosed(): boolean {
     return this.status === "closed";

@@ -107,9 +107,4 @@ export class Outbox<Item> {
   confirm(rows: number[]) {
     this.ctx.storage.sql.exec("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(rows));
   }
-
-  /** Rows not yet confirmed as stored. */
-  pending(): number {
-    return this.ctx.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
-  }
 }
