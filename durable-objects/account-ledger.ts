@@ -6,7 +6,8 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
-import { Outbox } from "./outbox";
+import { migrateStorage, type StorageMigration } from "./support/migrations";
+import { Outbox, outboxTable } from "./support/outbox";
 import { settleChances, settleRewards } from "../src/accounts/chances";
 import type {
   ChanceChange,
@@ -19,16 +20,24 @@ import type {
 } from "../src/accounts/ledger-plan";
 import { log } from "../src/platform/log";
 
-/** Each entry upgrades the ledger's storage by one version (recorded in `schema_version`). */
-const SCHEMA = [
-  `CREATE TABLE counters (
-     owner TEXT NOT NULL, key TEXT NOT NULL, value INTEGER NOT NULL, updated_at INTEGER NOT NULL,
-     PRIMARY KEY (owner, key));
-   CREATE TABLE locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL, committed_at INTEGER NOT NULL);
-   CREATE TABLE idempotency_keys (
-     user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
-     body TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (user_id, key));
-   CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);`,
+/**
+ * The ledger's storage, one numbered step each (see support/migrations.ts). Ledgers made before versions were noted
+ * in `meta` hold these tables already and a `schema_version` table at 1: the steps take such storage as it is.
+ */
+export const ledgerMigrations: StorageMigration[] = [
+  (sql) =>
+    sql.exec(`
+  CREATE TABLE IF NOT EXISTS counters (
+    owner TEXT NOT NULL, key TEXT NOT NULL, value INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, key));
+  CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL, committed_at INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
+    body TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (user_id, key));
+  CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency_keys (created_at);`),
+  outboxTable,
+  // The version is noted in `meta` alone.
+  (sql) => sql.exec("DROP TABLE IF EXISTS schema_version"),
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -59,17 +68,7 @@ export class AccountLedger extends DurableObject<Env> {
       },
       origin,
     }));
-    ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
-      const version = this.sql.exec<{ version: number }>("SELECT max(version) AS version FROM schema_version").one().version ?? 0;
-      for (let v = version; v < SCHEMA.length; v++) {
-        ctx.storage.transactionSync(() => {
-          this.sql.exec(SCHEMA[v]!);
-          this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", v + 1);
-        });
-      }
-      this.outbox.setUp();
-    });
+    ctx.blockConcurrencyWhile(async () => migrateStorage(ctx.storage, ledgerMigrations));
   }
 
   /** Commits a run's plan, or refuses it with the first failing step's answer and changes nothing. */
@@ -262,18 +261,6 @@ export class AccountLedger extends DurableObject<Env> {
   /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
   async confirm(rows: number[]): Promise<void> {
     this.outbox.confirm(rows);
-  }
-
-  /** Row counts of the ledger's tables (operations, and tests proving a refusal wrote nothing). */
-  async stats(): Promise<{ counters: number; locks: number; idempotencyKeys: number; pendingRecords: number }> {
-    const n = (table: "counters" | "locks" | "idempotency_keys") => this.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
-    return { counters: n("counters"), locks: n("locks"), idempotencyKeys: n("idempotency_keys"), pendingRecords: this.outbox.pending() };
-  }
-
-  /** Every lock key and its last holder (operations and tests). */
-  async lockHolders(): Promise<Record<string, string>> {
-    const rows = this.sql.exec<{ key: string; holder: string }>("SELECT key, holder FROM locks").toArray();
-    return Object.fromEntries(rows.map((r) => [r.key, r.holder]));
   }
 }
 

@@ -17,9 +17,10 @@ import {
   type TierState,
 } from "../src/prizes/pool-definition";
 import { rebase, released, type Window } from "../src/prizes/schedule";
-import { DeadlineClock } from "./deadline-clock";
-import { Outbox } from "./outbox";
-import { migrateStorage, type StorageMigration } from "./storage-migrations";
+import { DeadlineClock } from "./support/deadline-clock";
+import { Outbox, outboxTable } from "./support/outbox";
+import { poolShard } from "./support/stubs";
+import { migrateStorage, type StorageMigration } from "./support/migrations";
 import { pickWeighted, uniformRandom } from "../src/random";
 import { log } from "../src/platform/log";
 
@@ -40,6 +41,7 @@ const MIGRATIONS: StorageMigration[] = [
   CREATE INDEX IF NOT EXISTS grants_to_expire ON grants (status, expires_at);
   CREATE TABLE IF NOT EXISTS foreign_wins (grant_id TEXT PRIMARY KEY, user_id TEXT NOT NULL);
   CREATE INDEX IF NOT EXISTS foreign_wins_by_user ON foreign_wins (user_id);`),
+  outboxTable,
 ];
 
 type TierRow = {
@@ -87,7 +89,6 @@ export class PrizePool extends DurableObject<Env> {
     this.outbox = new Outbox<PoolEvent>(ctx, env, "POOLS", (events, origin) => ({ kind: "pool-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
-      this.outbox.setUp();
       const meta = Object.fromEntries(
         this.sql
           .exec<{ k: string; v: string }>("SELECT k, v FROM meta")
@@ -130,7 +131,7 @@ export class PrizePool extends DurableObject<Env> {
   async defineLikeFirstShard(def: PoolDefinition, shard: number): Promise<boolean> {
     if (this.definition) return sameShape(this.definition, def);
     if (shard !== 0) {
-      const first = this.env.POOLS.get(this.env.POOLS.idFromName(`${def.id}#0`));
+      const first = poolShard(this.env, def.id, 0);
       await first.define(def, 0);
       const shape = await first.shape();
       if (!shape || !sameShape(shape, def)) return false;

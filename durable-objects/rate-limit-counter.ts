@@ -8,6 +8,15 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
 import type { RateLimitResult } from "../src/rate-limit/rule";
+import { migrateStorage, type StorageMigration } from "./support/migrations";
+
+/** The bucket's storage, one numbered step each (see support/migrations.ts); a bucket made before versions were noted has the table already. */
+export const rateLimitMigrations: StorageMigration[] = [
+  (sql) =>
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, window INTEGER NOT NULL, window_ms INTEGER NOT NULL, current INTEGER NOT NULL, previous INTEGER NOT NULL)",
+    ),
+];
 
 type Counter = { window: number; current: number; previous: number; windowMs: number };
 
@@ -21,11 +30,7 @@ export class RateLimitCounter extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.blockConcurrencyWhile(async () => {
-      ctx.storage.sql.exec(
-        "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, window INTEGER NOT NULL, window_ms INTEGER NOT NULL, current INTEGER NOT NULL, previous INTEGER NOT NULL)",
-      );
-    });
+    ctx.blockConcurrencyWhile(async () => migrateStorage(ctx.storage, rateLimitMigrations));
   }
 
   async limit(identifier: string, requests: number, windowMs: number, now: number): Promise<RateLimitResult> {

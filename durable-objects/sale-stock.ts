@@ -10,9 +10,10 @@ import type { Env } from "../src/env";
 import { shardShare } from "../src/prizes/pool-definition";
 import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
-import { DeadlineClock } from "./deadline-clock";
-import { Outbox } from "./outbox";
-import { hasColumn, migrateStorage, type StorageMigration } from "./storage-migrations";
+import { DeadlineClock } from "./support/deadline-clock";
+import { Outbox, outboxTable } from "./support/outbox";
+import { saleShard } from "./support/stubs";
+import { hasColumn, migrateStorage, type StorageMigration } from "./support/migrations";
 import { log } from "../src/platform/log";
 
 const MIGRATIONS: StorageMigration[] = [
@@ -39,6 +40,7 @@ const MIGRATIONS: StorageMigration[] = [
   // A sale id is permanent once used: the definition a shard was first made with, to tell a re-creation of the same
   // sale from another sale under a used id (shards in use take the one they hold, the best known).
   (sql) => sql.exec("INSERT OR IGNORE INTO meta (k, v) SELECT 'origin', json_remove(v, '$.shard') FROM meta WHERE k = 'definition'"),
+  outboxTable,
 ];
 
 type Counts = { stock: number; held: number; sold: number; expired: number; cancelled: number; lent_out: number; borrowed_in: number };
@@ -68,7 +70,6 @@ export class SaleStock extends DurableObject<Env> {
     this.outbox = new Outbox<SaleEvent>(ctx, env, "STOCK", (events, origin) => ({ kind: "sale-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
-      this.outbox.setUp();
       const meta = Object.fromEntries(
         this.sql
           .exec<{ k: string; v: string }>("SELECT k, v FROM meta")
@@ -396,14 +397,6 @@ export class SaleStock extends DurableObject<Env> {
     }
   }
 
-  /** Expires what is due at `now` (replayed time: tests and benchmarks move the clock with this). */
-  async advance(now: number): Promise<number> {
-    this.clock.observe(now);
-    const n = this.expireDue(now);
-    await this.outbox.schedule();
-    return n;
-  }
-
   /** Read anew after an await: the sale may have been closed meanwhile. */
   private isClosed(): boolean {
     return this.status === "closed";
@@ -434,10 +427,6 @@ export class SaleStock extends DurableObject<Env> {
       defined: true,
     };
   }
-}
-
-export function saleShard(env: Env, saleId: string, shard: number) {
-  return env.STOCK.get(env.STOCK.idFromName(`${saleId}#${shard}`));
 }
 
 function randomId(): string {

@@ -1,5 +1,5 @@
 /** Test helpers: push configs the way `tasks:push` does, mint tokens, and call the real worker. */
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { createExecutionContext, createMessageBatch, getQueueResult, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import worker from "../src/index";
@@ -95,6 +95,14 @@ export async function eventually<T>(check: () => Promise<T>, ms = 10_000): Promi
 /** The account ledger of an activity namespace (the Durable Object that holds its counters and locks). */
 export function ledger(namespace: string) {
   return env.LEDGER.get(env.LEDGER.idFromName(namespace));
+}
+
+/** Row counts of a namespace's ledger tables, read from its storage (a refusal must leave them as they were). */
+export function ledgerRows(namespace: string) {
+  return runInDurableObject(ledger(namespace), (_: unknown, state: DurableObjectState) => {
+    const n = (table: string) => state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
+    return { counters: n("counters"), locks: n("locks"), idempotencyKeys: n("idempotency_keys"), pendingRecords: n("outbox") };
+  });
 }
 
 /** One counter's value in a namespace's ledger (undefined if never written). */

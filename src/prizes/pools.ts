@@ -7,6 +7,7 @@ import type { Env } from "../env";
 import { AppError } from "../errors";
 import { database } from "../http";
 import { shardOf } from "../sharding";
+import { poolShard } from "../../durable-objects/support/stubs";
 import type { ClaimOutcome, DrawOutcome, PoolDefinition } from "./pool-definition";
 
 /** Pools created through the admin API (their D1 rows). */
@@ -30,9 +31,7 @@ export async function activityPool(env: Env, activity: CompiledActivity, name: s
   return (await createdPools.find(env, id)) ?? declared;
 }
 
-export function poolShard(env: Env, poolId: string, shard: number) {
-  return env.POOLS.get(env.POOLS.idFromName(`${poolId}#${shard}`));
-}
+export { poolShard };
 
 /** A user's home shard: a stable hash, so the per-user cap is counted where the user's wins are. */
 export const homeShard = (userId: string, shards: number): number => shardOf(userId, shards);

@@ -1,11 +1,8 @@
 /** The embedded backend: sliding-window counters in RateLimitCounter Durable Objects, identifiers spread over buckets. */
 import type { Env } from "../env";
-import { shardOf } from "../sharding";
+import { rateLimitBucket } from "../../durable-objects/support/stubs";
 import { BlockedCache, failOpen, type RateLimiter } from "./interface";
 import { log } from "../platform/log";
-
-/** Identifiers are hashed over this many objects: fewer cold objects than one per user, no single hot one. */
-const BUCKETS = 32;
 
 export function durableObjectLimiter(env: Env): RateLimiter {
   const blocked = new BlockedCache();
@@ -16,7 +13,7 @@ export function durableObjectLimiter(env: Env): RateLimiter {
       const until = blocked.blockedUntil(identifier, now);
       if (until !== undefined) return { allowed: false, limit: rule.requests, remaining: 0, resetAt: until };
       try {
-        const stub = env.RATE_LIMITS.get(env.RATE_LIMITS.idFromName(`bucket-${shardOf(identifier, BUCKETS)}`));
+        const stub = rateLimitBucket(env, identifier);
         const r = await stub.limit(identifier, rule.requests, rule.windowSeconds * 1000, now);
         if (!r.allowed) blocked.block(identifier, r.resetAt);
         return r;

@@ -1,5 +1,5 @@
 /** What operators do to flash sales (src/routes/admin-sales.ts is its HTTP face): create one, read its counts, close it. */
-import { saleShard } from "../../durable-objects/sale-stock";
+import { saleShard } from "../../durable-objects/support/stubs";
 import { declaredSales } from "../config/store";
 import { isTimeZone, parseActivityTime } from "../config/time";
 import { flashSales } from "../db/schema";

@@ -3,7 +3,7 @@
  * grabs, checkouts, cancellations and status against its stock shards. Outcomes become the API's errors here.
  */
 import { eq } from "drizzle-orm";
-import { saleShard } from "../../durable-objects/sale-stock";
+import { saleShard } from "../../durable-objects/support/stubs";
 import { declaredSales } from "../config/store";
 import { CreatedDefinitions } from "../db/created-definitions";
 import { flashSales } from "../db/schema";

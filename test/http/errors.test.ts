@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { ERROR_STATUS, isRetryable } from "../../src/errors";
-import { call, eventually, ledger, pushConfigs, rows, runTask, token } from "../helpers";
+import { call, eventually, ledgerRows, pushConfigs, rows, runTask, token } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 const seedParams = { deviceId: "device-1", sex: 1, phone: "13800138000" };
@@ -26,7 +26,7 @@ tasks:
  */
 async function countWrites() {
   const [row] = await rows<any>("SELECT (SELECT count(*) FROM participations) + (SELECT count(*) FROM reward_records) AS n");
-  const { pendingRecords: _, ...ledgerState } = await ledger("double11-2026").stats();
+  const { pendingRecords: _, ...ledgerState } = await ledgerRows("double11-2026");
   return { ledger: ledgerState, records: row.n as number };
 }
 

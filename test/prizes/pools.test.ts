@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, eventually, pushConfigs, records, rows, runTask } from "../helpers";
 import { shardOf } from "../../src/sharding";
+import { poolShard } from "../../durable-objects/support/stubs";
 
 // The pool's window: one day in UTC. Draws replay it with X-Fanfare-Now.
 const BEGIN = Date.parse("2026-11-11T00:00:00Z");
@@ -344,7 +345,7 @@ describe("the pool admin API", () => {
     const operator = { authorization: `Bearer ${env.ADMIN_TOKEN}` };
     const change = (kind: string, quantity: number) =>
       call(`/v1/admin/activities/prizes/pools/halfway/${kind}`, { body: { tier: "unit", quantity }, headers: operator, now: at(0) });
-    const shard = (i: number) => env.POOLS.get(env.POOLS.idFromName(`prizes:halfway#${i}`));
+    const shard = (i: number) => poolShard(env, "prizes:halfway", i);
     await admin("halfway", at(0));
     // A worker that stopped after both shards prepared a withdrawal of 4 and the decision was noted, before commits.
     await shard(0).notePendingChange({ id: "stopped-after-decision", tier: "unit", delta: -4, phase: "committing" });
@@ -418,7 +419,7 @@ describe("pools defined through the admin API", () => {
     expect((await define("nope", vip)).json.error).toMatchObject({ code: "NOT_FOUND", message: expect.stringContaining("managed: api") });
     expect((await define("hundred", vip, "prizes")).json.error.code).toBe("ALREADY_EXISTS");
     // A name whose shards exist already (a pool once defined in YAML under it) keeps that definition.
-    await env.POOLS.get(env.POOLS.idFromName("api-prizes:later#0")).define(
+    await poolShard(env, "api-prizes:later", 0).define(
       { ...vip, id: "api-prizes:later", begin: BEGIN, end: END, curve: [1], probability: 1 } as never,
       0,
     );

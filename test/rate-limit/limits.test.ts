@@ -6,7 +6,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runInDurableObject } from "cloudflare:test";
 import { call, pushConfigs, runTask, unique } from "../helpers";
-import { shardOf } from "../../src/sharding";
+import { rateLimitBucket } from "../../durable-objects/support/stubs";
 
 const upstash = Boolean(env.UPSTASH_REDIS_REST_URL);
 const NOW = "2026-11-11T00:30:00Z";
@@ -142,7 +142,7 @@ describe(`rate limits (${upstash ? "Upstash backend" : "Durable Object backend"}
   it.runIf(!upstash)("keeps a long window's count when its bucket object loses its memory (eviction, restart)", async () => {
     const user = `evict-${unique()}`;
     for (let i = 0; i < 3; i++) expect((await run("perUser", { user })).status).toBe(200);
-    const bucket: DurableObjectStub = env.RATE_LIMITS.get(env.RATE_LIMITS.idFromName(`bucket-${shardOf(`task:limits/perUser#0:u:${user}`, 32)}`));
+    const bucket: DurableObjectStub = rateLimitBucket(env, `task:limits/perUser#0:u:${user}`);
     await runInDurableObject(bucket, (instance: unknown) => (instance as { counters: Map<string, unknown> }).counters.clear());
     expect((await run("perUser", { user })).status).toBe(429);
   });

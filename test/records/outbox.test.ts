@@ -2,9 +2,9 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { RESEND_AFTER_MS } from "../../durable-objects/outbox";
+import { RESEND_AFTER_MS } from "../../durable-objects/support/outbox";
 import type { RecordBatch } from "../../src/accounts/ledger-plan";
-import { consume, eventually, ledger, pushConfigs, rows, runTask, unique } from "../helpers";
+import { consume, eventually, ledger, ledgerRows, pushConfigs, rows, runTask, unique } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 
@@ -57,7 +57,7 @@ async function alarmNow(namespace: string) {
 }
 
 const participations = (id: string) => rows("SELECT id FROM participations WHERE id = ?", id);
-const pending = async (namespace: string) => (await ledger(namespace).stats()).pendingRecords;
+const pending = async (namespace: string) => (await ledgerRows(namespace)).pendingRecords;
 
 describe("a Durable Object's outbox", () => {
   it("keeps a record until the consumer confirms D1 has it", async () => {

@@ -1,6 +1,6 @@
 /** Request records travel through the ledger's outbox like grants; rate-limited requests are counted per minute. */
 import { beforeAll, describe, expect, it } from "vitest";
-import { eventually, ledger, pushConfigs, rows, runTask, unique } from "../helpers";
+import { eventually, ledgerRows, pushConfigs, rows, runTask, unique } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 
@@ -32,7 +32,7 @@ describe("request records", () => {
     expect([ok.status, refused.status]).toEqual([200, 403]);
     expect(await eventually(() => stored(ok.json.requestId))).toEqual({ outcome: "OK", user_id: user });
     expect(await eventually(() => stored(refused.json.requestId))).toMatchObject({ outcome: refused.json.error.code });
-    await eventually(async () => (await ledger("recorded").stats()).pendingRecords === 0);
+    await eventually(async () => (await ledgerRows("recorded")).pendingRecords === 0);
   });
 
   it("keep the record of a run refused before it reached the ledger", async () => {

@@ -1,8 +1,12 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import type { SaleStock } from "../../durable-objects/sale-stock";
+import type { DeadlineClock } from "../../durable-objects/support/deadline-clock";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { QueueMessage } from "../../src/records/messages";
 import { call, consume, pushConfigs, records, rows, unique } from "../helpers";
 import { shardOf } from "../../src/sharding";
+import { saleShard } from "../../durable-objects/support/stubs";
 
 // Sales replay time with X-Fanfare-Now: one hour on Double-11.
 const BEGIN = Date.parse("2026-11-11T00:00:00Z");
@@ -130,12 +134,17 @@ describe("flash sales", () => {
       headers: adminHeaders,
     });
     expect(res.status).toBe(201);
-    const stub = env.STOCK.get(env.STOCK.idFromName(`${id}#0`));
-    // This worker allows replayed time, which turns real-time alarms off: the alarm's expiry is run by hand.
+    const stub = saleShard(env, id, 0);
+    // This worker allows replayed time, which turns real-time alarms off and runs them on the latest request's time:
+    // the test brings that time on and runs the alarm by hand.
     expect((await call(`/v1/flash-sales/${id}/grab`, { user: "alarm-user" })).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1100));
-    expect(await stub.advance(Date.now())).toBe(1);
-    expect((await stub.stats(Date.now())).remaining).toBe(1);
+    await runInDurableObject(stub, (instance: SaleStock, state: DurableObjectState) => {
+      (instance as unknown as { clock: DeadlineClock }).clock.observe(Date.now());
+      return state.storage.setAlarm(Date.now());
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await stub.stats(Date.now())).toMatchObject({ remaining: 1, expired: 1 });
   });
 
   it("lets a buyer hold at most the per-user limit, counting sold and held tokens, not expired or cancelled ones", async () => {

@@ -4,8 +4,8 @@
  * (ALLOW_CLOCK_OVERRIDE, X-Fanfare-Now), it is the latest request time seen: deadlines are then met by the requests
  * that bring time on, and the alarm must not expire anything by the wall clock.
  */
-import { vars } from "../src/platform/vars";
-import type { Env } from "../src/env";
+import { vars } from "../../src/platform/vars";
+import type { Env } from "../../src/env";
 
 export class DeadlineClock {
   private requestTime = 0;

@@ -5,11 +5,11 @@
  * memory), so a row sent but not confirmed within RESEND_AFTER_MS is sent again. D1 inserts are idempotent, so a
  * second copy changes nothing. A send that fails is tried again with a growing delay, never given up.
  */
-import type { Env } from "../src/env";
-import type { OutboxBinding, OutboxOrigin, QueueMessage } from "../src/records/messages";
-import { packByBytes, utf8Bytes } from "../src/records/pack";
-import { hasColumn } from "./storage-migrations";
-import { log } from "../src/platform/log";
+import type { Env } from "../../src/env";
+import type { OutboxBinding, OutboxOrigin, QueueMessage } from "../../src/records/messages";
+import { packByBytes, utf8Bytes } from "../../src/records/pack";
+import { hasColumn, type StorageMigration } from "./migrations";
+import { log } from "../../src/platform/log";
 
 /** Rows forwarded per alarm run (then the alarm is set again for the rest). */
 const ROWS_PER_RUN = 5000;
@@ -25,6 +25,15 @@ export const RESEND_AFTER_MS = 45_000;
 /** Bytes a row's id adds to its message (the origin's `rows`). */
 const ID_BYTES = 12;
 
+/**
+ * The outbox's table, a numbered step in each owner's migrations. It may already be there, made before the owner
+ * noted versions, possibly without `sent_at`: the step makes both kinds of storage the same.
+ */
+export const outboxTable: StorageMigration = (sql) => {
+  sql.exec("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, sent_at INTEGER)");
+  if (!hasColumn(sql, "outbox", "sent_at")) sql.exec("ALTER TABLE outbox ADD COLUMN sent_at INTEGER");
+};
+
 export class Outbox<Item> {
   /** An alarm is set for no later than this (undefined: not known). */
   private alarmBy: number | undefined;
@@ -39,13 +48,6 @@ export class Outbox<Item> {
     /** Builds one queue message from the items it carries. */
     private readonly message: (items: Item[], origin: OutboxOrigin) => QueueMessage,
   ) {}
-
-  /** Creates (or upgrades) the outbox table; call in the owner's `blockConcurrencyWhile`. */
-  setUp() {
-    const sql = this.ctx.storage.sql;
-    sql.exec("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, sent_at INTEGER)");
-    if (!hasColumn(sql, "outbox", "sent_at")) sql.exec("ALTER TABLE outbox ADD COLUMN sent_at INTEGER");
-  }
 
   /** Adds an item; call inside the transaction that made it true. */
   add(item: Item) {
@@ -104,10 +106,5 @@ export class Outbox<Item> {
   /** Forgets rows D1 now holds (the queue consumer's confirmation). */
   confirm(rows: number[]) {
     this.ctx.storage.sql.exec("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(rows));
-  }
-
-  /** Rows not yet confirmed as stored. */
-  pending(): number {
-    return this.ctx.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
   }
 }

@@ -1,0 +1,47 @@
+/**
+ * Where each Durable Object lives: every object's name is built here, and the stubs of every binding are got here.
+ * A name is permanent: an object's state is found again only under the name it was made with.
+ */
+import type { Env } from "../../src/env";
+import { shardOf } from "../../src/sharding";
+
+/** Identifiers are hashed over this many rate-limit buckets: fewer cold objects than one per user, no single hot one. */
+const RATE_LIMIT_BUCKETS = 32;
+
+/** The name of each kind of object, within its binding. */
+export const objectName = {
+  /** An activity namespace's account ledger. */
+  ledger: (namespace: string) => namespace,
+  /** Shard `shard` of a prize pool (POOLS) or of a sale's stock (STOCK). */
+  shard: (id: string, shard: number) => `${id}#${shard}`,
+  /** The rate-limit bucket an identifier hashes to. */
+  rateLimitBucket: (identifier: string) => `bucket-${shardOf(identifier, RATE_LIMIT_BUCKETS)}`,
+};
+
+// Ids are derived by hashing the name; derive each namespace's once per isolate.
+const ledgerIds = new Map<string, DurableObjectId>();
+
+/** The account ledger of an activity namespace (durable-objects/account-ledger.ts). */
+export function ledgerFor(env: Env, namespace: string) {
+  let id = ledgerIds.get(namespace);
+  if (!id) {
+    id = env.LEDGER.idFromName(objectName.ledger(namespace));
+    ledgerIds.set(namespace, id);
+  }
+  return env.LEDGER.get(id);
+}
+
+/** One shard of a prize pool (durable-objects/prize-pool.ts). */
+export function poolShard(env: Env, poolId: string, shard: number) {
+  return env.POOLS.get(env.POOLS.idFromName(objectName.shard(poolId, shard)));
+}
+
+/** One shard of a sale's stock (durable-objects/sale-stock.ts). */
+export function saleShard(env: Env, saleId: string, shard: number) {
+  return env.STOCK.get(env.STOCK.idFromName(objectName.shard(saleId, shard)));
+}
+
+/** The rate-limit bucket that counts an identifier (durable-objects/rate-limit-counter.ts). */
+export function rateLimitBucket(env: Env, identifier: string) {
+  return env.RATE_LIMITS.get(env.RATE_LIMITS.idFromName(objectName.rateLimitBucket(identifier)));
+}
