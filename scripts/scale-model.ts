@@ -100,7 +100,7 @@ const ASSUMED = {
 const TODAY = {
   saleShardsMax: SaleFieldsSchema.shape.shards.unwrap().maxValue ?? Number.NaN,
   poolShardsMax: PoolFieldsSchema.shape.shards.unwrap().maxValue ?? Number.NaN,
-  rateLimitBuckets: Number(/const BUCKETS = (\d+);/.exec(readFileSync(join(root, "src/rate-limit/durable-object.ts"), "utf8"))?.[1]),
+  rateLimitBuckets: Number(/const RATE_LIMIT_BUCKETS = (\d+);/.exec(readFileSync(join(root, "durable-objects/support/stubs.ts"), "utf8"))?.[1]),
 };
 if (!Object.values(TODAY).every(Number.isFinite)) throw new Error(`today's design could not be read from the code: ${JSON.stringify(TODAY)}`);
 
