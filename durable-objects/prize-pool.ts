@@ -420,10 +420,23 @@ export class PrizePool extends DurableObject<Env> {
     return row ? (JSON.parse(row.v) as PendingChange) : undefined;
   }
 
-  async notePendingChange(change: PendingChange | undefined): Promise<void> {
-    if (change)
-      this.sql.exec("INSERT INTO meta (k, v) VALUES ('pending_change', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", JSON.stringify(change));
-    else this.sql.exec("DELETE FROM meta WHERE k = 'pending_change'");
+  /**
+   * Notes (or, with undefined, forgets) the change under way, only for the live holder of the admin lease, whose lease
+   * it renews. False when `holder` lost the lease (it expired and another operator's change took it): a worker that
+   * stalled past its lease must not overwrite the note of the change that followed, nor go on with its own.
+   */
+  async notePendingChange(change: PendingChange | undefined, holder: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    const row = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'admin_lease'").toArray()[0];
+    const lease = row ? (JSON.parse(row.v) as { holder: string; until: number }) : undefined;
+    if (!lease || lease.holder !== holder || lease.until <= now) return false;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE meta SET v = ? WHERE k = 'admin_lease'", JSON.stringify({ holder, until: now + ttlMs }));
+      if (change)
+        this.sql.exec("INSERT INTO meta (k, v) VALUES ('pending_change', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", JSON.stringify(change));
+      else this.sql.exec("DELETE FROM meta WHERE k = 'pending_change'");
+    });
+    return true;
   }
 
   /**

@@ -127,20 +127,25 @@ async function underLease(
   def: PoolDefinition,
   now: number,
   repeats: (c: PendingChange) => boolean,
-  change: () => Promise<void>,
+  change: (lease: Lease) => Promise<void>,
 ): Promise<void> {
   const first = poolShard(env, def.id, 0);
   const holder = crypto.randomUUID();
+  const lease: Lease = {
+    holder,
+    note: (c) => noteUnderLease(first, c, holder),
+    forget: async () => void (await first.notePendingChange(undefined, holder, ADMIN_LEASE_MS)),
+  };
   if (!(await first.acquireAdminLease(holder, ADMIN_LEASE_MS))) {
     throw new AppError("LOCKED", `another operator change to pool '${def.id}' is in progress; retry shortly`, { "retry-after": "1" });
   }
   try {
     const pending = await first.pendingChange();
     if (pending) {
-      await settle(env, def, pending, pending.phase === "committing", now);
+      await settle(env, def, pending, pending.phase === "committing", now, lease);
       if (pending.phase === "committing" && repeats(pending)) return;
     }
-    await change();
+    await change(lease);
   } finally {
     await first.releaseAdminLease(holder);
   }
@@ -149,15 +154,32 @@ async function underLease(
 /** Shard i's part of a change of `delta` units (0: the shard takes no part). */
 const shardPart = (def: PoolDefinition, delta: number, i: number) => Math.sign(delta) * shardShare(Math.abs(delta), def.shards, i);
 
+/** The admin lease this request holds, and how it notes the change under way (refused once the lease is lost). */
+interface Lease {
+  holder: string;
+  note: (change: PendingChange) => Promise<void>;
+  forget: () => Promise<void>;
+}
+
+async function noteUnderLease(first: ReturnType<typeof poolShard>, change: PendingChange, holder: string): Promise<void> {
+  if (!(await first.notePendingChange(change, holder, ADMIN_LEASE_MS))) {
+    throw new AppError("LOCKED", "this change outlived its lease on the pool and another change took it: nothing more was done; retry", {
+      "retry-after": "1",
+    });
+  }
+}
+
 /** Commits (or aborts) a prepared change on every shard it touches, then forgets it; 503 while a shard is unreachable. */
-async function settle(env: Env, def: PoolDefinition, change: PendingChange, commit: boolean, now: number): Promise<void> {
+async function settle(env: Env, def: PoolDefinition, change: PendingChange, commit: boolean, now: number, lease: Lease): Promise<void> {
   const what = `${commit ? "applying" : "undoing"} a change to pool '${def.id}'`;
   await onEveryShard(what, def.shards, async (i) => {
     if (shardPart(def, change.delta, i) === 0) return;
     const stub = poolShard(env, def.id, i);
     await (commit ? stub.commitChange(change.id, now) : stub.abortChange(change.id));
   });
-  await poolShard(env, def.id, 0).notePendingChange(undefined);
+  // Settled on every shard: a lease lost by now only leaves the note for the next change, which settles it again
+  // (each shard's step is done once), so this request still answers what it did.
+  await lease.forget();
 }
 
 /**
@@ -169,25 +191,26 @@ async function settle(env: Env, def: PoolDefinition, change: PendingChange, comm
 export async function adjustPool(env: Env, def: PoolDefinition, tier: string, delta: number, now: number): Promise<void> {
   await shardStats(env, def, now); // sets up shards never used, and refuses a changed config
   if (!def.tiers.some((t) => t.id === tier)) throw new AppError("INVALID_PARAMS", `pool '${def.id}' has no tier '${tier}'`);
-  const first = poolShard(env, def.id, 0);
   await underLease(
     env,
     def,
     now,
     (p) => p.tier === tier && p.delta === delta,
-    async () => {
+    async (lease) => {
       const change: PendingChange = { id: crypto.randomUUID(), tier, delta, phase: "preparing" };
-      await first.notePendingChange(change);
+      await lease.note(change);
       const parts = Array.from({ length: def.shards }, (_, i) => ({ i, n: shardPart(def, delta, i) })).filter((p) => p.n !== 0);
       const prepared = await Promise.allSettled(parts.map((p) => poolShard(env, def.id, p.i).prepareChange(change.id, tier, p.n, now)));
       const refused = prepared.flatMap((r) => (r.status === "fulfilled" && !r.value.ok ? [r.value.reason] : []));
       if (refused.length > 0 || prepared.some((r) => r.status === "rejected")) {
-        await settle(env, def, change, false, now);
+        await settle(env, def, change, false, now, lease);
         if (refused.length > 0) throw new AppError("INVALID_PARAMS", refused.join("; "));
         throw new AppError("UNAVAILABLE", `pool '${def.id}': a shard did not answer; nothing was changed, retry`, { "retry-after": "1" });
       }
-      await first.notePendingChange({ ...change, phase: "committing" });
-      await settle(env, def, change, true, now);
+      // The decision: noted only while this request still holds the lease, so a change that stalled past it stops
+      // here instead of committing over the one that followed.
+      await lease.note({ ...change, phase: "committing" });
+      await settle(env, def, change, true, now, lease);
     },
   );
 }

@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { call, eventually, pushConfigs, records, rows, runTask } from "../helpers";
 import { shardOf } from "../../src/sharding";
 import { poolShard } from "../../durable-objects/support/stubs";
+import type { PendingChange } from "../../durable-objects/prize-pool";
 
 // The pool's window: one day in UTC. Draws replay it with X-Fanfare-Now.
 const BEGIN = Date.parse("2026-11-11T00:00:00Z");
@@ -347,8 +348,14 @@ describe("the pool admin API", () => {
       call(`/v1/admin/activities/prizes/pools/halfway/${kind}`, { body: { tier: "unit", quantity }, headers: operator, now: at(0) });
     const shard = (i: number) => poolShard(env, "prizes:halfway", i);
     await admin("halfway", at(0));
-    // A worker that stopped after both shards prepared a withdrawal of 4 and the decision was noted, before commits.
-    await shard(0).notePendingChange({ id: "stopped-after-decision", tier: "unit", delta: -4, phase: "committing" });
+    // A worker that stopped after both shards prepared a withdrawal of 4 and the decision was noted, before commits
+    // (its lease then ran out).
+    const stoppedWorker = async (change: PendingChange) => {
+      expect(await shard(0).acquireAdminLease("stopped-worker", 50)).toBe(true);
+      expect(await shard(0).notePendingChange(change, "stopped-worker", 50)).toBe(true);
+      await new Promise((r) => setTimeout(r, 100));
+    };
+    await stoppedWorker({ id: "stopped-after-decision", tier: "unit", delta: -4, phase: "committing" });
     for (const i of [0, 1]) expect(await shard(i).prepareChange("stopped-after-decision", "unit", -2, BEGIN)).toEqual({ ok: true });
     const repeat = await change("withdraw", 4);
     expect(repeat.status).toBe(200);
@@ -356,7 +363,7 @@ describe("the pool admin API", () => {
     expect(await shard(0).pendingChange()).toBeUndefined();
 
     // One that stopped before the decision: shard 0 prepared its part only. The next change undoes it first.
-    await shard(0).notePendingChange({ id: "stopped-before-decision", tier: "unit", delta: -6, phase: "preparing" });
+    await stoppedWorker({ id: "stopped-before-decision", tier: "unit", delta: -6, phase: "preparing" });
     expect(await shard(0).prepareChange("stopped-before-decision", "unit", -3, BEGIN)).toEqual({ ok: true });
     expect((await admin("halfway", at(0))).json.tiers[0].quantity).toBe(13);
     const next = await change("replenish", 2);
@@ -365,6 +372,21 @@ describe("the pool admin API", () => {
     // The undone change's prepare, should it arrive late, is refused.
     expect((await shard(1).prepareChange("stopped-before-decision", "unit", -3, BEGIN)).ok).toBe(false);
     expect((await admin("halfway", at(0))).json.tiers[0].quantity).toBe(18);
+  });
+
+  it("stops a change that outlived its lease: it can no longer note a decision over the change that followed", async () => {
+    const first = poolShard(env, "prizes:halfway", 0);
+    await admin("halfway", at(0));
+    expect(await first.acquireAdminLease("stalled", 50)).toBe(true);
+    expect(await first.notePendingChange({ id: "stalled-change", tier: "unit", delta: -2, phase: "preparing" }, "stalled", 50)).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    // The next operator's change takes the lease and settles (undoes) the stalled one.
+    expect(await first.acquireAdminLease("next", 30_000)).toBe(true);
+    expect(await first.notePendingChange(undefined, "next", 30_000)).toBe(true);
+    // The stalled worker wakes up: its decision is refused, and the note stays the next change's.
+    expect(await first.notePendingChange({ id: "stalled-change", tier: "unit", delta: -2, phase: "committing" }, "stalled", 50)).toBe(false);
+    expect(await first.pendingChange()).toBeUndefined();
+    await first.releaseAdminLease("next");
   });
 
   it("applies concurrent operator changes one at a time, each to every shard or to none", async () => {
