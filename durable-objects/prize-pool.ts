@@ -63,6 +63,8 @@ export interface PendingChange {
   tier: string;
   delta: number;
   phase: "preparing" | "committing";
+  /** The operator's Idempotency-Key: once the change is done, a repeat with the key is answered without redoing it. */
+  key?: string;
 }
 
 /** One shard's part of an operator change, and (while a withdrawal is only prepared) the tier as it was before. */
@@ -416,8 +418,18 @@ export class PrizePool extends DurableObject<Env> {
    * finish or undo first when the worker that started it stopped half-way.
    */
   async pendingChange(): Promise<PendingChange | undefined> {
+    return this.pendingNote();
+  }
+
+  private pendingNote(): PendingChange | undefined {
     const row = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'pending_change'").toArray()[0];
     return row ? (JSON.parse(row.v) as PendingChange) : undefined;
+  }
+
+  /** The change an operator's Idempotency-Key made, once it was done (kept on shard 0; a few a pool's life). */
+  async changeDoneWithKey(key: string): Promise<{ tier: string; delta: number } | undefined> {
+    const row = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = ?", `done:${key}`).toArray()[0];
+    return row ? (JSON.parse(row.v) as { tier: string; delta: number }) : undefined;
   }
 
   /**
@@ -432,6 +444,11 @@ export class PrizePool extends DurableObject<Env> {
     if (!lease || lease.holder !== holder || lease.until <= now) return false;
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("UPDATE meta SET v = ? WHERE k = 'admin_lease'", JSON.stringify({ holder, until: now + ttlMs }));
+      // A decided change with a key, forgotten once settled: the key now answers that it was done.
+      const done = change ? undefined : this.pendingNote();
+      if (done?.phase === "committing" && done.key !== undefined) {
+        this.sql.exec("INSERT OR IGNORE INTO meta (k, v) VALUES (?, ?)", `done:${done.key}`, JSON.stringify({ tier: done.tier, delta: done.delta }));
+      }
       if (change)
         this.sql.exec("INSERT INTO meta (k, v) VALUES ('pending_change', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", JSON.stringify(change));
       else this.sql.exec("DELETE FROM meta WHERE k = 'pending_change'");

@@ -188,16 +188,24 @@ async function settle(env: Env, def: PoolDefinition, change: PendingChange, comm
  * on shard 0 before any commit. A shard that cannot be reached answers 503 and leaves the change noted; the next
  * operator change to the pool settles it first, and repeating the same request completes it without doing it twice.
  */
-export async function adjustPool(env: Env, def: PoolDefinition, tier: string, delta: number, now: number): Promise<void> {
+export async function adjustPool(env: Env, def: PoolDefinition, tier: string, delta: number, now: number, key?: string): Promise<void> {
   await shardStats(env, def, now); // sets up shards never used, and refuses a changed config
   if (!def.tiers.some((t) => t.id === tier)) throw new AppError("INVALID_PARAMS", `pool '${def.id}' has no tier '${tier}'`);
   await underLease(
     env,
     def,
     now,
-    (p) => p.tier === tier && p.delta === delta,
+    (p) => p.tier === tier && p.delta === delta && (key === undefined || p.key === key),
     async (lease) => {
-      const change: PendingChange = { id: crypto.randomUUID(), tier, delta, phase: "preparing" };
+      if (key !== undefined) {
+        // A repeat of a change that was done (its answer lost): answered with the pool as it is, not done again.
+        const done = await poolShard(env, def.id, 0).changeDoneWithKey(key);
+        if (done && (done.tier !== tier || done.delta !== delta)) {
+          throw new AppError("IDEMPOTENCY_MISMATCH", "this Idempotency-Key was used for another change to this pool");
+        }
+        if (done) return;
+      }
+      const change: PendingChange = { id: crypto.randomUUID(), tier, delta, phase: "preparing", ...(key === undefined ? {} : { key }) };
       await lease.note(change);
       const parts = Array.from({ length: def.shards }, (_, i) => ({ i, n: shardPart(def, delta, i) })).filter((p) => p.n !== 0);
       const prepared = await Promise.allSettled(parts.map((p) => poolShard(env, def.id, p.i).prepareChange(change.id, tier, p.n, now)));

@@ -5,6 +5,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { IdSchema, type AppEnv } from "../http";
 import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
+import { checkKey } from "../accounts/idempotency";
 import { adjustPool, closePool, definePool, findActivity, findPool, poolStats } from "../prizes/admin";
 import { PoolFieldsSchema } from "../prizes/pool-definition";
 
@@ -48,8 +49,15 @@ const stats = (description: string, status = 200) => success(StatsSchema, descri
 const ADJUST_ERRORS = {
   ...CHANGE_ERRORS,
   ...BODY_ERRORS,
-  INVALID_PARAMS: "a malformed id or body, an unknown tier, or more units than a shard has unreleased",
+  INVALID_PARAMS: "a malformed id, body or Idempotency-Key, an unknown tier, or more units than a shard has unreleased",
+  IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used for another change to this pool",
 } as const;
+const adjustHeaders = z.object({
+  "idempotency-key": z
+    .string()
+    .optional()
+    .openapi({ description: "A repeat with the same key (after a lost answer) is answered without changing the pool again" }),
+});
 
 const path = "/v1/admin/activities/{activityId}/pools/{poolId}";
 const CreatePool = PoolFieldsSchema.openapi("PoolDefinition", {
@@ -116,7 +124,7 @@ const routes = {
     tags: ["Admin"],
     summary: "Add units, spread over the rest of the window",
     security: [{ operator: [] }],
-    request: { params, body: { content: { "application/json": { schema: AdjustSchema } }, required: true } },
+    request: { params, headers: adjustHeaders, body: { content: { "application/json": { schema: AdjustSchema } }, required: true } },
     responses: { 200: stats("The pool's statistics after the change"), ...errorResponses(ADJUST_ERRORS) },
   }),
   withdraw: createRoute({
@@ -126,7 +134,7 @@ const routes = {
     tags: ["Admin"],
     summary: "Take back units not released yet",
     security: [{ operator: [] }],
-    request: { params, body: { content: { "application/json": { schema: AdjustSchema } }, required: true } },
+    request: { params, headers: adjustHeaders, body: { content: { "application/json": { schema: AdjustSchema } }, required: true } },
     responses: { 200: stats("The pool's statistics after the change"), ...errorResponses(ADJUST_ERRORS) },
   }),
   close: createRoute({
@@ -165,7 +173,8 @@ export function registerAdminPools(app: OpenAPIHono<AppEnv>) {
       const { activityId, poolId } = c.req.valid("param");
       const { tier, quantity } = c.req.valid("json");
       const def = await findPool(c.env, activityId, poolId);
-      await adjustPool(c.env, def, tier, sign * quantity, c.get("now"));
+      const key = c.req.header("idempotency-key");
+      await adjustPool(c.env, def, tier, sign * quantity, c.get("now"), key === undefined ? undefined : checkKey(key));
       return c.json({ requestId: c.get("requestId"), ...(await poolStats(c.env, def, c.get("now"))) }, 200);
     });
   }

@@ -374,6 +374,22 @@ describe("the pool admin API", () => {
     expect((await admin("halfway", at(0))).json.tiers[0].quantity).toBe(18);
   });
 
+  it("answers a change repeated with its Idempotency-Key (an answer lost) without changing the pool again", async () => {
+    const replenish = (quantity: number, key: string) =>
+      call("/v1/admin/activities/prizes/pools/halfway/replenish", {
+        body: { tier: "unit", quantity },
+        headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, "idempotency-key": key },
+        now: at(0),
+      });
+    const before = (await admin("halfway", at(0))).json.tiers[0].quantity as number;
+    expect((await replenish(3, "ops-1")).json.tiers[0].quantity).toBe(before + 3);
+    expect((await replenish(3, "ops-1")).json.tiers[0].quantity).toBe(before + 3);
+    const other = await replenish(5, "ops-1");
+    expect(other.status).toBe(422);
+    expect(other.json.error.code).toBe("IDEMPOTENCY_MISMATCH");
+    expect((await replenish(3, "ops-2")).json.tiers[0].quantity).toBe(before + 6);
+  });
+
   it("stops a change that outlived its lease: it can no longer note a decision over the change that followed", async () => {
     const first = poolShard(env, "prizes:halfway", 0);
     await admin("halfway", at(0));
