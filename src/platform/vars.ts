@@ -5,6 +5,17 @@ import { AppError } from "../errors";
 import { RATE_LIMITED_ROUTES } from "../rate-limit/routes";
 import { RateLimitSchema } from "../rate-limit/rule";
 
+/** A variable holding JSON, parsed before its own schema checks it. */
+const jsonVar = (name: string) =>
+  z.string().transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: `${name} must be JSON` });
+      return z.NEVER;
+    }
+  });
+
 /** A comma-separated list of browser origins (`https://shop.example.com`), or `*` for any. */
 const Origins = z
   .string()
@@ -46,16 +57,7 @@ const VarsSchema = z
     CONFIG_REFRESH_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
     COUPON_CENTER_URL: z.url().optional(),
     COUPON_CENTER_TOKEN: z.string().optional(),
-    WEBHOOK_SECRETS: z
-      .string()
-      .transform((text, ctx) => {
-        try {
-          return JSON.parse(text) as unknown;
-        } catch {
-          ctx.addIssue({ code: "custom", message: "WEBHOOK_SECRETS must be JSON" });
-          return z.NEVER;
-        }
-      })
+    WEBHOOK_SECRETS: jsonVar("WEBHOOK_SECRETS")
       .pipe(
         z.record(
           z.url().transform((u) => new URL(u).origin),
@@ -66,16 +68,7 @@ const VarsSchema = z
     UPSTASH_REDIS_REST_URL: z.url().optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
     UPSTASH_TIMEOUT_MS: z.coerce.number().int().min(50).max(10_000).default(1000),
-    ROUTE_RATE_LIMITS: z
-      .string()
-      .transform((text, ctx) => {
-        try {
-          return JSON.parse(text) as unknown;
-        } catch {
-          ctx.addIssue({ code: "custom", message: "ROUTE_RATE_LIMITS must be JSON" });
-          return z.NEVER;
-        }
-      })
+    ROUTE_RATE_LIMITS: jsonVar("ROUTE_RATE_LIMITS")
       .pipe(z.partialRecord(z.enum(RATE_LIMITED_ROUTES), RateLimitSchema))
       .optional(),
     SALE_STATUS_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(500),
