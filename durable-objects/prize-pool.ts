@@ -20,7 +20,7 @@ import { rebase, released, type Window } from "../src/prizes/schedule";
 import { DeadlineClock } from "./support/deadline-clock";
 import { Outbox, outboxTable } from "./support/outbox";
 import { poolShard } from "./support/stubs";
-import { migrateStorage, type StorageMigration } from "./support/migrations";
+import { migrateStorage, type StorageMigration, readMeta } from "./support/migrations";
 import { pickWeighted, uniformRandom } from "../src/random";
 import { log } from "../src/platform/log";
 
@@ -91,12 +91,7 @@ export class PrizePool extends DurableObject<Env> {
     this.outbox = new Outbox<PoolEvent>(ctx, env, "POOLS", (events, origin) => ({ kind: "pool-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
-      const meta = Object.fromEntries(
-        this.sql
-          .exec<{ k: string; v: string }>("SELECT k, v FROM meta")
-          .toArray()
-          .map((r) => [r.k, r.v]),
-      );
+      const meta = readMeta(this.sql);
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
     });

@@ -13,7 +13,7 @@ import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition
 import { DeadlineClock } from "./support/deadline-clock";
 import { Outbox, outboxTable } from "./support/outbox";
 import { saleShard } from "./support/stubs";
-import { hasColumn, migrateStorage, type StorageMigration } from "./support/migrations";
+import { hasColumn, migrateStorage, type StorageMigration, readMeta } from "./support/migrations";
 import { log } from "../src/platform/log";
 
 const MIGRATIONS: StorageMigration[] = [
@@ -70,12 +70,7 @@ export class SaleStock extends DurableObject<Env> {
     this.outbox = new Outbox<SaleEvent>(ctx, env, "STOCK", (events, origin) => ({ kind: "sale-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
-      const meta = Object.fromEntries(
-        this.sql
-          .exec<{ k: string; v: string }>("SELECT k, v FROM meta")
-          .toArray()
-          .map((r) => [r.k, r.v]),
-      );
+      const meta = readMeta(this.sql);
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
     });

@@ -10,14 +10,9 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { cliArgs } from "./cli-args";
 
-const args = process.argv.slice(2);
-const command = args[0];
-const flag = (name: string) => args.includes(name);
-const option = (name: string) => {
-  const i = args.indexOf(name);
-  return i === -1 ? undefined : args[i + 1];
-};
+const { args, command, flag, option } = cliArgs();
 const positional = args.slice(1).find((a, i, rest) => !a.startsWith("--") && rest[i - 1] !== "--url");
 
 function fail(message: string): never {

@@ -27,15 +27,10 @@ import {
 import type { CompiledConfig } from "../src/config/compiled";
 import { activationSql, type ConfigBundle } from "../src/config/store";
 import { d1Batch, sqlString as q, type D1Target } from "./wrangler";
+import { cliArgs } from "./cli-args";
 
 const root = join(import.meta.dirname, "..");
-const args = process.argv.slice(2);
-const command = args[0];
-const flag = (name: string) => args.includes(name);
-const option = (name: string) => {
-  const i = args.indexOf(name);
-  return i === -1 ? undefined : args[i + 1];
-};
+const { command, flag, option } = cliArgs();
 const persistTo = option("--persist-to");
 const target: D1Target = flag("--remote") ? ["--remote"] : ["--local", ...(persistTo ? ["--persist-to", persistTo] : [])];
 const where = flag("--remote") ? "remote D1" : "local D1";

@@ -29,3 +29,13 @@ export function hasColumn(sql: SqlStorage, table: string, column: string): boole
     .toArray()
     .some((c) => c.name === column);
 }
+
+/** The object's `meta (k, v)` rows as a record (what its constructor restores: definition, status, …). */
+export function readMeta(sql: SqlStorage): Record<string, string> {
+  return Object.fromEntries(
+    sql
+      .exec<{ k: string; v: string }>("SELECT k, v FROM meta")
+      .toArray()
+      .map((r) => [r.k, r.v]),
+  );
+}

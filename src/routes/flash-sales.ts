@@ -37,6 +37,14 @@ const SALE_ERRORS = {
 } as const;
 const BUYER_ERRORS = { ...SALE_ERRORS, UNAUTHENTICATED: "no token, or a malformed, expired or forged one" } as const;
 
+/** What the routes that take a token (checkout, cancel) answer besides their own codes. */
+const TOKEN_ERRORS = {
+  ...BUYER_ERRORS,
+  ...BODY_ERRORS,
+  NOT_FOUND: "no such sale or token",
+  FORBIDDEN: "another buyer's token",
+} as const;
+
 const routes = {
   grab: createRoute({
     method: "post",
@@ -102,10 +110,7 @@ const routes = {
       ),
       ...errorResponses(
         {
-          ...BUYER_ERRORS,
-          ...BODY_ERRORS,
-          NOT_FOUND: "no such sale or token",
-          FORBIDDEN: "another buyer's token",
+          ...TOKEN_ERRORS,
           TOKEN_EXPIRED: "past its checkout deadline, or cancelled; the unit went back on sale",
         },
         limited,
@@ -128,10 +133,7 @@ const routes = {
       ),
       ...errorResponses(
         {
-          ...BUYER_ERRORS,
-          ...BODY_ERRORS,
-          NOT_FOUND: "no such sale or token",
-          FORBIDDEN: "another buyer's token",
+          ...TOKEN_ERRORS,
           TOKEN_USED: "already checked out",
           TOKEN_EXPIRED: "past its checkout deadline, or cancelled before",
         },
