@@ -8,7 +8,7 @@ import { isDeadLetterQueue, storeDeadLetters } from "./records/dead-letters";
 import { resendStale } from "./records/deliver";
 import { log } from "./platform/log";
 
-export { AccountLedger } from "../durable-objects/account-ledger";
+export { UserAccount } from "../durable-objects/user-account";
 export { PrizePool } from "../durable-objects/prize-pool";
 export { SaleStock } from "../durable-objects/sale-stock";
 export { RateLimitCounter } from "../durable-objects/rate-limit-counter";

@@ -1,15 +1,14 @@
-/** What a task run asks its activity's ledger to commit, in one transaction; plain data so it crosses RPC. */
+/**
+ * What a task run asks its user's account (durable-objects/user-account.ts) to commit, in one transaction; plain data
+ * so it crosses RPC. Everything here is the user's own state in the run's namespace: shared counters (stock, budget,
+ * an activity-wide cap) are reserved on their own shards before, and only referred to here by reservation id.
+ */
 import type { deliveries, participations, requestRecords, rewardRecords } from "../db/schema";
 import type { Rejection } from "../engine/define";
 
-export interface CounterRef {
-  /** The user id, or "" for a counter shared by the whole activity. */
-  owner: string;
-  key: string;
-}
-
+/** A change to one of the user's counters in the namespace. */
 export interface CounterChange {
-  ref: CounterRef;
+  key: string;
   delta: number;
   /** The value before the first change (a period's initial chance allowance). */
   initial?: number;
@@ -26,7 +25,6 @@ export interface CounterChange {
  */
 export interface ChanceChange {
   type: "chance";
-  owner: string;
   allowance: { key: string; initial: number };
   earnedPrefix: string;
   /** Where a grant lands: the allowance counter (chances that reset with the period) or an earned bucket. */
@@ -65,7 +63,29 @@ export interface RecordBatch {
   deliveries: DeliveryRow[];
 }
 
+/**
+ * A unit of a shared counter the run reserved (src/counters): the commit records that it used it, so the counter
+ * confirms it; a reservation the commit did not use (or never saw) is answered "abandoned" and goes back.
+ */
+export interface ReservationUse {
+  id: string;
+  /**
+   * Used only if this marker counter of the user is still 0, which the commit then sets to 1 (an activity-wide
+   * participants cap counts each user once): otherwise the unit is not used and goes back.
+   */
+  once?: string;
+}
+
+/** A marker counter the user must already have (≥ 1), or the run is refused: a participant counted before passes a full cap. */
+export interface MarkerRequirement {
+  key: string;
+  rejection: Rejection;
+}
+
 export interface LedgerPlan {
+  /** The activity namespace whose rows of the user's account the run changes. */
+  namespace: string;
+  userId: string;
   requestId: string;
   /** Real-clock start of the run: a lock refuses it if another run on the key committed after this. */
   startedAt: number;
@@ -73,15 +93,20 @@ export interface LedgerPlan {
   committedAt: number;
   locks: LockClaim[];
   counters: PlannedChange[];
+  requirements: MarkerRequirement[];
+  reservations: ReservationUse[];
   records: RecordBatch;
   /** The answer stored for Idempotency-Key replays. */
-  idempotency?: { userId: string; key: string; status: number; body: string };
+  idempotency?: { key: string; status: number; body: string };
   /** The run's request record; the ledger keeps it with the outcome it gives (OK, or its refusal's code). */
   request?: RequestRecordRow;
 }
 
-/** `settled`: chances each capped grant really gave, by grant id (only grants the kind's `max` cut down). */
-export type LedgerResult = { ok: true; settled?: Record<string, number> } | { ok: false; rejection: Rejection };
+/**
+ * `settled`: chances each capped grant really gave, by grant id (only grants the kind's `max` cut down). `unused`:
+ * reservations the commit did not use (a participant already counted), to give back.
+ */
+export type LedgerResult = { ok: true; settled?: Record<string, number>; unused?: string[] } | { ok: false; rejection: Rejection };
 
 export type IdempotencyClaim =
   | { state: "new" }

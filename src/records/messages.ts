@@ -5,7 +5,7 @@ import type { requestCounts, requestRecords } from "../db/schema";
 import type { SaleEvent } from "../sales/sale-definition";
 
 /** The Durable Object namespaces whose objects keep an outbox (binding names in wrangler.toml). */
-export type OutboxBinding = "LEDGER" | "POOLS" | "STOCK";
+export type OutboxBinding = "USERS" | "POOLS" | "STOCK";
 
 /**
  * The object that sent a message and the outbox rows it carries: once D1 holds them, the consumer confirms the

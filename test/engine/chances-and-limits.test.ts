@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, counter, eventually, pushConfigs, records, runTask } from "../helpers";
+import { call, counter, eventually, pushConfigs, records, runTask, shared } from "../helpers";
 
 // Asia/Shanghai is UTC+8: its day 2026-11-22 runs from 2026-11-21T16:00Z to 2026-11-22T16:00Z.
 const DAY1 = "2026-11-22T10:00:00+08:00";
@@ -182,7 +182,7 @@ describe("participation limits", () => {
     expect(results.filter((r) => r.status === 200)).toHaveLength(5);
     expect(results.filter((r) => r.json.error?.message === "Only the first five")).toHaveLength(15);
     expect(await records(5, "SELECT * FROM participations WHERE namespace = 'limits' AND task_id = 'firstFive'")).toHaveLength(5);
-    expect(await counter("limits", "", "limit:firstFive:activity:all")).toBe(5);
+    expect(await shared("limits", "limit:firstFive:activity:all", 5)).toMatchObject({ used: 5, reserved: 0, remaining: 0 });
   });
 
   it("with scope activity, counts participations across the activity's tasks", async () => {

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { vars } from "../../platform/vars";
 import { planDelivery } from "../../records/deliver";
+import { Shards } from "../../counters/counter-definition";
 import { defineReward } from "../define";
 
 export const coupon = defineReward({
@@ -10,7 +11,8 @@ export const coupon = defineReward({
     "Issues a coupon by its SN and channel, as a coupon center expects. The grant is recorded at " +
     "once with status `pending` and delivered asynchronously with retries: to the built-in coupon wallet, or to an " +
     "HTTP coupon center (this reward's `center` URL, else COUPON_CENTER_URL when set). Its status then becomes " +
-    "`delivered` or, after the last retry, `failed`. HTTP calls are signed (docs/webhooks.md). `stock` caps how many are issued (SOLD_OUT beyond it).",
+    "`delivered` or, after the last retry, `failed`. HTTP calls are signed (docs/webhooks.md). `stock` caps how many are issued (SOLD_OUT beyond it), " +
+    "spread over `shards` counter shards for a hot activity.",
   args: z
     .object({
       couponSn: z.string().min(1),
@@ -18,6 +20,7 @@ export const coupon = defineReward({
       probability: z.number().min(0).max(1).default(1),
       stock: z.number().int().min(0).optional(),
       center: z.url({ protocol: /^https?$/ }).optional(),
+      shards: Shards,
       message: z.string().optional(),
     })
     .strict(),
@@ -28,10 +31,9 @@ export const coupon = defineReward({
       return { type: "coupon", granted: false, reason: "MISSED" };
     }
     if (args.stock !== undefined) {
-      run.plan.counters.push({
-        ref: run.activityCounter(`coupon:stock:${args.couponSn}`),
-        delta: 1,
-        cap: args.stock,
+      run.plan.shared.push({
+        counter: run.sharedCounter(`coupon:stock:${args.couponSn}`, args.stock, args.shards),
+        units: 1,
         rejection: { code: "SOLD_OUT", message: args.message },
       });
     }

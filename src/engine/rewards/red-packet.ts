@@ -1,6 +1,7 @@
 /** Red packets: a fixed or random amount of money, with a win probability, user groups, stock and budget. */
 import { z } from "zod";
 import { pickWeighted } from "../../random";
+import { Shards } from "../../counters/counter-definition";
 import { ArgsError, defineReward } from "../define";
 
 const minor = z.number().int().min(1);
@@ -18,7 +19,8 @@ export const redPacket = defineReward({
     "`{min, max}` drawn uniformly, or `{weighted: [{amount, weight}]}`. `probability` is the chance to win at all; " +
     "`groups` restricts it to users in one of those groups. `stock` caps how many are given and `budget` caps their " +
     "total amount; both hold under any concurrency, and a run that would cross either is refused with SOLD_OUT and " +
-    "changes nothing. `stockKey`/`stockField` name the stock (the fields of an activity's stock record), so tasks can share one.",
+    "changes nothing. `stockKey`/`stockField` name the stock (the fields of an activity's stock record), so tasks can share one. " +
+    "`shards` spreads the stock and budget over that many counter shards for a hot activity (see docs/scale.md).",
   args: z
     .object({
       amount: Amount,
@@ -32,6 +34,7 @@ export const redPacket = defineReward({
         .default("CNY"),
       stockKey: z.string().min(1).optional(),
       stockField: z.string().min(1).optional(),
+      shards: Shards,
       message: z.string().optional(),
     })
     .strict(),
@@ -53,12 +56,12 @@ export const redPacket = defineReward({
     const amount = drawAmount(args.amount, () => run.random());
     const rejection = { code: "SOLD_OUT" as const, message: args.message };
     if (args.stock !== undefined) {
-      run.plan.counters.push({ ref: run.activityCounter(`redPacket:stock:${args.stockName}`), delta: 1, cap: args.stock, rejection });
+      run.plan.shared.push({ counter: run.sharedCounter(`redPacket:stock:${args.stockName}`, args.stock, args.shards), units: 1, rejection });
     }
     if (args.budget !== undefined) {
-      run.plan.counters.push({ ref: run.activityCounter(`redPacket:spent:${args.stockName}`), delta: amount, cap: args.budget, rejection });
+      run.plan.shared.push({ counter: run.sharedCounter(`redPacket:spent:${args.stockName}`, args.budget, args.shards), units: amount, rejection });
     }
-    run.plan.counters.push({ ref: run.userCounter(`redPacket:balance:${args.currency}`), delta: amount, floor: 0 });
+    run.plan.counters.push({ key: `redPacket:balance:${args.currency}`, delta: amount, floor: 0 });
     const grantId = run.recordGrant({ type: "redPacket", amount, detail: { currency: args.currency }, status: "granted" });
     return { type: "redPacket", granted: true, grantId, amount, currency: args.currency };
   },

@@ -1,5 +1,10 @@
-/** Participation limits: how often a user (or everyone together) may take part, per day/week/month/activity. */
+/**
+ * Participation limits: how often a user (or everyone together) may take part, per day/week/month/activity, and how
+ * many distinct users may take part at all. A user's own counts live in the user's account; counts of everyone
+ * together are shared counters (src/counters), reserved before the user's commit.
+ */
 import { z } from "zod";
+import { Shards } from "../../counters/counter-definition";
 import type { Period } from "../../config/time";
 import { ArgsError, defineValidator } from "../define";
 
@@ -20,9 +25,11 @@ export const limit = defineValidator({
   code: "limit",
   description:
     "Caps successful participations: per user per day, week or month (in the activity's timezone), per user over " +
-    "the whole activity, and for all users together per day or in total. A run past a cap is refused with " +
-    "NOT_ELIGIBLE and changes nothing. Counts are taken in the same transaction as the rewards, so concurrent " +
-    "runs can never exceed a cap. `scope: activity` shares one count among all tasks whose limit has `scope: activity`.",
+    "the whole activity, for all users together per day or in total, and `participants`: how many distinct users " +
+    "may take part (\"the first 10,000 participants\"; a user counted once takes part again freely). A run past a " +
+    "cap is refused with NOT_ELIGIBLE and changes nothing; concurrent runs can never exceed a cap. `scope: activity` " +
+    "shares one count among all tasks whose limit has `scope: activity`. Caps of everyone together are spread over " +
+    "`shards` counter shards for a hot activity (see docs/scale.md).",
   args: z
     .object({
       perUserPerDay: count.optional(),
@@ -31,6 +38,8 @@ export const limit = defineValidator({
       perUser: count.optional(),
       perDay: count.optional(),
       total: count.optional(),
+      participants: count.optional(),
+      shards: Shards,
       scope: z.enum(["task", "activity"]).default("task"),
       message: z.string().optional(),
     })
@@ -41,18 +50,33 @@ export const limit = defineValidator({
     const caps = (Object.keys(LIMITS) as LimitName[])
       .filter((name) => args[name] !== undefined)
       .map((name) => ({ name, cap: args[name]!, ...LIMITS[name] }));
-    if (caps.length === 0) throw new ArgsError(`set at least one of ${Object.keys(LIMITS).join(", ")}`);
-    return { caps, scope: args.scope, message: args.message ?? "You have reached the limit for this task" };
+    if (caps.length === 0 && args.participants === undefined) {
+      throw new ArgsError(`set at least one of ${[...Object.keys(LIMITS), "participants"].join(", ")}`);
+    }
+    return {
+      caps,
+      participants: args.participants,
+      shards: args.shards,
+      scope: args.scope,
+      message: args.message ?? "You have reached the limit for this task",
+    };
   },
-  check(run, { caps, scope, message }) {
+  check(run, { caps, participants, shards, scope, message }) {
+    run.requireUser();
     const subject = scope === "task" ? run.task.id : "*";
+    const rejection = { code: "NOT_ELIGIBLE" as const, message };
     for (const c of caps) {
       const key = `limit:${subject}:${c.period}:${run.period(c.period)}`;
-      run.plan.counters.push({
-        ref: c.owner === "user" ? run.userCounter(key) : run.activityCounter(key),
-        delta: 1,
-        cap: c.cap,
-        rejection: { code: "NOT_ELIGIBLE", message },
+      if (c.owner === "user") run.plan.counters.push({ key, delta: 1, cap: c.cap, rejection });
+      else run.plan.shared.push({ counter: run.sharedCounter(key, c.cap, shards), units: 1, rejection });
+    }
+    if (participants !== undefined) {
+      // One unit per distinct user: the user's marker says it was taken, so a later run does not take another.
+      run.plan.shared.push({
+        counter: run.sharedCounter(`limit:${subject}:participants`, participants, shards),
+        units: 1,
+        rejection,
+        once: `limit:${subject}:participant`,
       });
     }
     return undefined;
