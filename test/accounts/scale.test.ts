@@ -130,7 +130,7 @@ describe("a run that dies between its reservation and its commit", () => {
     // "abandoned" (no commit used them) and from then on refuses any commit that would: the units go back.
     const back = await eventually(async () => {
       const [stock, budget] = await Promise.all([shared("scale", "redPacket:stock:task:faulty", 1000, 4), shared("scale", "redPacket:spent:task:faulty", 5000, 4)]);
-      return stock.reserved === 0 && budget.reserved === 0 && { stock, budget };
+      return stock.reserved === 0 && budget.reserved === 0 ? { stock, budget } : undefined;
     }, 120_000);
     expect(back.stock).toMatchObject({ used: 0, remaining: 1000 });
     expect(back.budget).toMatchObject({ used: 0, remaining: 5000 });
@@ -149,7 +149,7 @@ describe("a run that dies between its reservation and its commit", () => {
     const spent = grants.reduce((n, g) => n + g.amount, 0);
     const settled = await eventually(async () => {
       const [stock, budget] = await Promise.all([shared("scale", "redPacket:stock:task:faulty", 1000, 4), shared("scale", "redPacket:spent:task:faulty", 5000, 4)]);
-      return stock.reserved === 0 && budget.reserved === 0 && { stock, budget };
+      return stock.reserved === 0 && budget.reserved === 0 ? { stock, budget } : undefined;
     }, 120_000);
     expect(settled.stock.used).toBe(20);
     expect(settled.budget.used).toBe(spent);
