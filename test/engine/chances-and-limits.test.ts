@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, counter, eventually, pushConfigs, records, runTask, shared } from "../helpers";
+import { call, eventually, pushConfigs, records, runTask, shared } from "../helpers";
 
 // Asia/Shanghai is UTC+8: its day 2026-11-22 runs from 2026-11-21T16:00Z to 2026-11-22T16:00Z.
 const DAY1 = "2026-11-22T10:00:00+08:00";
