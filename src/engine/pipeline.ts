@@ -103,7 +103,8 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     for (const done of run.plan.afterCommit) done();
     return result;
   } catch (e) {
-    if (e instanceof AccountRefusal) committed = true;
+    // A refusal the account answered was recorded there; a run "killed" by a crash test records nothing more.
+    if (e instanceof AccountRefusal || e instanceof InjectedFault) committed = true;
     record.outcome = e instanceof AppError ? e.code : "INTERNAL";
     // Only a definite refusal gives back what was taken: after an unexpected error the commit may have landed,
     // and a prize kept by mistake goes back at its claim deadline anyway.
@@ -119,6 +120,9 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
 
 /** A refusal answered by the user's account at commit (it recorded the run with this outcome). */
 class AccountRefusal extends AppError {}
+
+/** A crash test's failure: the run stops as if its worker died there (nothing after it happens, not even its record). */
+class InjectedFault extends Error {}
 
 /** A shared reservation the run holds: its id and the shard that holds it. */
 interface Held {
@@ -148,7 +152,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     createdAt: run.now,
   });
   const { held, requirements } = await reserveShared(run, user.id);
-  if (req.fault === "after-reserve") throw new Error("fault injected after the reservations");
+  if (req.fault === "after-reserve") throw new InjectedFault("fault injected after the reservations");
   const plan: AccountPlan = {
     namespace: run.activity.namespace,
     userId: user.id,
@@ -171,7 +175,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     settleUnits(run, held, held.map((h) => h.id));
     throw new AccountRefusal(answer.rejection.code, answer.rejection.message);
   }
-  if (req.fault === "after-commit") throw new Error("fault injected after the commit");
+  if (req.fault === "after-commit") throw new InjectedFault("fault injected after the commit");
   settleUnits(run, held, answer.unused ?? []);
   if (answer.settled) {
     const caps = new Map(run.plan.counters.flatMap((c) => ("type" in c && c.grantId !== undefined ? [[c.grantId, c.max] as const] : [])));
