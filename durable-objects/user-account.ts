@@ -93,9 +93,7 @@ export class UserAccount extends DurableObject<Env> {
     try {
       this.ctx.storage.transactionSync(() => {
         for (const lock of plan.locks) {
-          const held = this.sql
-            .exec<{ committed_at: number }>("SELECT committed_at FROM locks WHERE ns = ? AND key = ?", ns, lock.key)
-            .toArray()[0];
+          const held = this.sql.exec<{ committed_at: number }>("SELECT committed_at FROM locks WHERE ns = ? AND key = ?", ns, lock.key).toArray()[0];
           if (held && held.committed_at >= plan.startedAt) throw new Refusal({ ok: false, rejection: lock.rejection });
           this.sql.exec(
             "INSERT INTO locks (ns, key, holder, committed_at) VALUES (?, ?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET holder = excluded.holder, committed_at = excluded.committed_at",

@@ -172,7 +172,11 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
   const answer = await userAccount(env, user.id).commit(plan);
   if (!answer.ok) {
     // Definitely not used: back at once (a release that fails is settled at the deadline the same way).
-    settleUnits(run, held, held.map((h) => h.id));
+    settleUnits(
+      run,
+      held,
+      held.map((h) => h.id),
+    );
     throw new AccountRefusal(answer.rejection.code, answer.rejection.message);
   }
   if (req.fault === "after-commit") throw new InjectedFault("fault injected after the commit");
@@ -201,7 +205,8 @@ async function reserveShared(run: TaskRun, userId: string) {
   answers.forEach((a, i) => {
     const { s, id } = asked[i]!;
     if (a.status === "fulfilled" && a.value.outcome === "reserved") held.push({ s, id, shard: a.value.shard });
-    else if (a.status === "fulfilled" && a.value.outcome === "exhausted" && s.once !== undefined) requirements.push({ key: s.once, rejection: s.rejection });
+    else if (a.status === "fulfilled" && a.value.outcome === "exhausted" && s.once !== undefined)
+      requirements.push({ key: s.once, rejection: s.rejection });
     else if (refusal === undefined) {
       refusal =
         a.status === "rejected"
@@ -212,7 +217,11 @@ async function reserveShared(run: TaskRun, userId: string) {
     }
   });
   if (refusal !== undefined) {
-    settleUnits(run, held, held.map((h) => h.id));
+    settleUnits(
+      run,
+      held,
+      held.map((h) => h.id),
+    );
     throw refusal;
   }
   return { held, requirements };

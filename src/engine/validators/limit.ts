@@ -26,7 +26,7 @@ export const limit = defineValidator({
   description:
     "Caps successful participations: per user per day, week or month (in the activity's timezone), per user over " +
     "the whole activity, for all users together per day or in total, and `participants`: how many distinct users " +
-    "may take part (\"the first 10,000 participants\"; a user counted once takes part again freely). A run past a " +
+    'may take part ("the first 10,000 participants"; a user counted once takes part again freely). A run past a ' +
     "cap is refused with NOT_ELIGIBLE and changes nothing; concurrent runs can never exceed a cap. `scope: activity` " +
     "shares one count among all tasks whose limit has `scope: activity`. Caps of everyone together are spread over " +
     "`shards` counter shards for a hot activity (see docs/scale.md).",
