@@ -11,6 +11,7 @@ import { shardShare } from "../src/prizes/pool-definition";
 import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
 import { DeadlineClock } from "./support/deadline-clock";
+import { ExpiryTracker } from "./support/expiry";
 import { Lending, lendingTables } from "./support/lending";
 import { Outbox, outboxTable } from "./support/outbox";
 import { saleShard } from "./support/stubs";
@@ -53,13 +54,25 @@ export class SaleStock extends DurableObject<Env> {
   private status: "open" | "closed" = "open";
   private readonly clock: DeadlineClock;
   private readonly lending: Lending;
-  /** No held token expires before this (undefined: not known, look). Earlier than the truth is safe, never later. */
-  private nextExpiry: number | undefined;
+  /** Held tokens, back to stock at their checkout deadline. */
+  private readonly expiry: ExpiryTracker<{ token: string; expires_at: number }>;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.clock = new DeadlineClock(ctx, env);
+    this.expiry = new ExpiryTracker(this.clock, {
+      // A token may be checked out up to its deadline included: due once the deadline has passed.
+      due: (now, limit) =>
+        this.sql
+          .exec<{ token: string; expires_at: number }>(
+            "SELECT token, expires_at FROM tokens WHERE status = 'held' AND expires_at < ? LIMIT ?",
+            now,
+            limit,
+          )
+          .toArray(),
+      earliest: () => this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM tokens WHERE status = 'held'").one().at ?? Infinity,
+    });
     this.outbox = new Outbox<SaleEvent>(ctx, env, "STOCK", (events, origin) => ({ kind: "sale-events", events, origin }));
     this.lending = new Lending(ctx, {
       ring: () => ({ id: this.definition!.id, shard: this.definition!.shard, shards: this.definition!.shards }),
@@ -185,9 +198,8 @@ export class SaleStock extends DurableObject<Env> {
       this.sql.exec("UPDATE counts SET held = held + 1");
       this.outbox.add({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome: "granted", token, at: req.now } });
     });
-    if (this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
     await this.outbox.schedule();
-    await this.clock.wakeBy(expiresAt);
+    await this.expiry.track(expiresAt);
     return { outcome: "granted", token, expiresAt, shard: d.shard, replayed: false };
   }
 
@@ -278,22 +290,12 @@ export class SaleStock extends DurableObject<Env> {
     });
   }
 
-  /** Returns every held token whose checkout deadline passed by `now` to stock; the count. */
+  /** Returns held tokens whose checkout deadline passed by `now` to stock (a batch; the next call takes the rest); the count. */
   private expireDue(now: number): number {
-    // Most grabs come before the earliest deadline: then there is nothing to look for.
-    if (this.nextExpiry !== undefined && now <= this.nextExpiry) return 0;
-    const due = this.sql
-      .exec<{ token: string; expires_at: number }>("SELECT token, expires_at FROM tokens WHERE status = 'held' AND expires_at < ? LIMIT 1000", now)
-      .toArray();
-    for (const t of due) this.expire(t.token, t.expires_at);
-    if (due.length > 0) this.outbox.schedule().catch((e) => log.error("sale outbox alarm not set", { error: String(e) }));
-    // Only once all that was due is gone (at most 1000 a time) is the next deadline known.
-    this.nextExpiry = due.length < 1000 ? this.earliestDeadline() : undefined;
-    return due.length;
-  }
-
-  private earliestDeadline(): number {
-    return this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM tokens WHERE status = 'held'").one().at ?? Infinity;
+    return this.expiry.sweep(now, (due) => {
+      for (const t of due) this.expire(t.token, t.expires_at);
+      this.outbox.schedule().catch((e) => log.error("sale outbox alarm not set", { error: String(e) }));
+    });
   }
 
   private record(event: SaleEvent) {
@@ -309,8 +311,7 @@ export class SaleStock extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     try {
       this.expireDue(this.clock.alarmNow());
-      const next = this.earliestDeadline();
-      if (next !== Infinity) await this.clock.wakeBy(Math.max(next + 1, Date.now() + 1000));
+      await this.expiry.wakeForNext();
       if (this.definition) await this.lending.retryPending(this.clock.latestRequest || Date.now());
     } finally {
       // Whatever failed above (the runtime retries the alarm for it), the records still leave.
