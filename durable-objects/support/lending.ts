@@ -79,47 +79,52 @@ export class Lending {
   /**
    * Asks each other shard in ring order until this one has `need`. Each lender gives at least what is still wanted
    * when it has it, so one round gathers min(need, what the ring holds): a request the ring can serve is served.
-   * Each loan is named before it is asked for: one whose answer was lost is asked again (the lender answers the same).
+   * Only a round that brought nothing marks the ring empty; one that brought too little (other requests took units
+   * meanwhile) leaves the caller to try another. Each loan is named (after this shard, see `lend`) before it is
+   * asked for: one whose answer was lost is asked again, and the lender answers the same.
    */
   private async borrowAround(need: number, now: number): Promise<"done" | "busy"> {
     const { shard, shards } = this.shard.ring();
     let failed = (await this.takeUpPending(now)) > 0;
+    let brought = 0;
     for (let step = 1; step < shards && this.shard.remaining() < need; step++) {
       const from = (shard + step) % shards;
       const id = `${shard}-${randomId()}`;
       this.sql.exec("INSERT INTO borrowings (id, from_shard) VALUES (?, ?)", id, from);
       // A shard that does not answer is passed over; its loan stays pending, asked again by the alarm.
-      if (!(await this.askLoan(id, from, need - this.shard.remaining(), now))) failed = true;
+      const units = await this.askLoan(id, from, need - this.shard.remaining(), now);
+      if (units === undefined) failed = true;
+      else brought += units;
     }
     if (failed) await this.retryLoansSoon();
     if (this.shard.remaining() >= need) return "done";
     if (failed) return "busy";
-    this.ringEmptyUntil = Date.now() + EMPTY_RING_MS;
+    if (brought === 0) this.ringEmptyUntil = Date.now() + EMPTY_RING_MS;
     return "done";
   }
 
-  /** Asks one shard for a loan; false when it did not answer (the loan stays pending). */
-  private async askLoan(id: string, from: number, want: number, now: number): Promise<boolean> {
+  /** Asks one shard for a loan: the units it gave, undefined when it did not answer (the loan stays pending). */
+  private async askLoan(id: string, from: number, want: number, now: number): Promise<number | undefined> {
     let units: number;
     try {
       units = await this.shard.ask(from, id, want, now);
     } catch (e) {
       log.error("loan unanswered; retried later", { stock: this.shard.ring().id, loan: id, from, error: String(e) });
-      return false;
+      return undefined;
     }
     this.ctx.storage.transactionSync(() => {
       // Applied once, however often the same loan is answered.
       const taken = this.sql.exec("UPDATE borrowings SET units = ? WHERE id = ? AND units IS NULL", units, id).rowsWritten;
       if (taken > 0) this.shard.borrowIn(units);
     });
-    return true;
+    return units;
   }
 
   /** Loans asked for whose answer never arrived (the lender may have given the units already): asked again. The count still unanswered. */
   private async takeUpPending(now: number): Promise<number> {
     const pending = this.sql.exec<{ id: string; from_shard: number }>("SELECT id, from_shard FROM borrowings WHERE units IS NULL").toArray();
     let unanswered = 0;
-    for (const p of pending) if (!(await this.askLoan(p.id, p.from_shard, 1, now))) unanswered++;
+    for (const p of pending) if ((await this.askLoan(p.id, p.from_shard, 1, now)) === undefined) unanswered++;
     return unanswered;
   }
 
@@ -143,11 +148,15 @@ export class Lending {
   /**
    * Answers loan `loanId` from `available` units (0 when the owner lends nothing, e.g. closed): half of them, or
    * what the borrower still wants when that is more and is there, so a large request is not left short by halves.
+   * While this shard is short and borrowing too, it lends only to a shard numbered before it: two shards short at
+   * once would otherwise trade units back and forth, each round, and both stay short.
    */
   lend(loanId: string, available: number, want: number): number {
     const known = this.given(loanId);
     if (known !== undefined) return known;
-    const has = Math.max(0, available);
+    const borrower = Number(loanId.slice(0, loanId.indexOf("-")));
+    const yields = this.borrowing === undefined || borrower < this.shard.ring().shard;
+    const has = yields ? Math.max(0, available) : 0;
     const units = Math.min(has, Math.max(Math.ceil(has / 2), want));
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("INSERT INTO loans (id, units) VALUES (?, ?)", loanId, units);
