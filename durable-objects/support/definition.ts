@@ -84,9 +84,10 @@ export class StoredDefinition<D extends Revised, R extends DefinitionRef = Defin
    */
   async resolve(ref: R, sent: D | undefined): Promise<{ outcome: "defined"; def: D } | DefinitionRefusal> {
     // Before reading any state: nothing may await between that read and what the call then writes.
-    if (sent !== undefined && (await definitionHash(sent)) !== ref.hash) throw new Error(`the definition sent for '${ref.id}' is not ${ref.hash}`);
+    const matches = sent !== undefined && (await definitionHash(sent)) === ref.hash;
     if (this.stored && this.knows(ref.hash)) return { outcome: "defined", def: this.stored.def };
-    if (sent === undefined) return { outcome: "unknown-definition" };
+    // A definition that is not what the hash names is never taken: the hash stays unknown.
+    if (sent === undefined || !matches) return { outcome: "unknown-definition" };
     const before = this.stored?.def;
     if (before && !this.rules.compatible(before, sent)) return { outcome: "changed" };
     const newer = before === undefined || sent.revision > before.revision;
