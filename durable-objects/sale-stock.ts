@@ -19,7 +19,8 @@ import { hasColumn, migrateStorage, type StorageMigration, readMeta } from "./su
 import { randomId } from "../src/random";
 import { log } from "../src/platform/log";
 
-const MIGRATIONS: StorageMigration[] = [
+/** The shard's storage, one numbered step each (see support/migrations.ts). */
+export const saleStockMigrations: StorageMigration[] = [
   (sql) =>
     sql.exec(`
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -82,7 +83,7 @@ export class SaleStock extends DurableObject<Env> {
       ask: (from, loanId, _want, now) => saleShard(this.env, this.definition!.id, from).lend(this.definition!, from, loanId, now),
     });
     ctx.blockConcurrencyWhile(async () => {
-      migrateStorage(ctx.storage, MIGRATIONS);
+      migrateStorage(ctx.storage, saleStockMigrations);
       const meta = readMeta(this.sql);
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
