@@ -1,16 +1,18 @@
 /** The worker's bindings: Durable Object namespaces, D1, the queue, and its variables as given (checked in src/platform/vars.ts). */
-import type { AccountLedger } from "../durable-objects/account-ledger";
+import type { UserAccount } from "../durable-objects/user-account";
 import type { PrizePool } from "../durable-objects/prize-pool";
 import type { SaleStock } from "../durable-objects/sale-stock";
 import type { RateLimitCounter } from "../durable-objects/rate-limit-counter";
+import type { CounterShard } from "../durable-objects/counter-shard";
 import type { QueueMessage } from "./records/messages";
 
 export interface Env {
   DB: D1Database;
-  LEDGER: DurableObjectNamespace<AccountLedger>;
+  USERS: DurableObjectNamespace<UserAccount>;
   POOLS: DurableObjectNamespace<PrizePool>;
   STOCK: DurableObjectNamespace<SaleStock>;
   RATE_LIMITS: DurableObjectNamespace<RateLimitCounter>;
+  COUNTERS: DurableObjectNamespace<CounterShard>;
   /** Operator token for /v1/admin routes. */
   ADMIN_TOKEN?: string;
   EVENTS: Queue<QueueMessage>;
@@ -40,6 +42,13 @@ export interface Env {
   SALE_STATUS_CACHE_MS?: string;
   /** Test and benchmark runs only: honour the X-Fanfare-Now header as the current time. */
   ALLOW_CLOCK_OVERRIDE?: string;
+  /** Test runs only: honour the X-Fanfare-Fault header, which makes a task run fail at a named step (crash tests). */
+  ALLOW_FAULT_INJECTION?: string;
+  /**
+   * How long a run's reservation of a shared counter (stock, budget, a cap) is held, in ms: past it, the counter asks
+   * the user's account whether a commit used it, and takes it back if not. Far above a run's normal duration.
+   */
+  RESERVATION_HOLD_MS?: string;
   /** Browser origins allowed to call the consumer API (comma-separated, or `*`); none when unset. */
   CORS_ALLOWED_ORIGINS?: string;
   /** Browser origins allowed to call /v1/admin (comma-separated); none when unset. */

@@ -8,10 +8,11 @@ import { isDeadLetterQueue, storeDeadLetters } from "./records/dead-letters";
 import { resendStale } from "./records/deliver";
 import { log } from "./platform/log";
 
-export { AccountLedger } from "../durable-objects/account-ledger";
+export { UserAccount } from "../durable-objects/user-account";
 export { PrizePool } from "../durable-objects/prize-pool";
 export { SaleStock } from "../durable-objects/sale-stock";
 export { RateLimitCounter } from "../durable-objects/rate-limit-counter";
+export { CounterShard } from "../durable-objects/counter-shard";
 
 export default {
   fetch: app.fetch,

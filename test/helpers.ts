@@ -7,6 +7,8 @@ import type { QueueMessage } from "../src/records/messages";
 import { bundleHash, type ConfigFile } from "../src/config/compile";
 import { activationSql } from "../src/config/store";
 import { checkResponse } from "./openapi/conformance";
+import { userAccount } from "../durable-objects/support/stubs";
+import { counterTotals } from "../src/counters/counters";
 
 /** Pushes the shipped task-configs plus `extra` files as the active version (through the same SQL as the CLI). */
 export async function pushConfigs(extra: Record<string, string> = {}, includeShipped = true): Promise<string> {
@@ -92,30 +94,47 @@ export async function eventually<T>(check: () => Promise<T>, ms = 10_000): Promi
   }
 }
 
-/** The account ledger of an activity namespace (the Durable Object that holds its counters and locks). */
-export function ledger(namespace: string) {
-  return env.LEDGER.get(env.LEDGER.idFromName(namespace));
+/** A user's account (the Durable Object that holds the user's counters, locks and keys in every namespace). */
+export function account(userId: string) {
+  return userAccount(env, userId);
 }
 
-/** Row counts of a namespace's ledger tables, read from its storage (a refusal must leave them as they were). */
-export function ledgerRows(namespace: string) {
-  return runInDurableObject(ledger(namespace), (_: unknown, state: DurableObjectState) => {
+/** Row counts of a user's account tables, read from its storage (a refusal must leave them as they were). */
+export function accountRows(userId: string) {
+  return runInDurableObject(account(userId), (_: unknown, state: DurableObjectState) => {
     const n = (table: string) => state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
-    return { counters: n("counters"), locks: n("locks"), idempotencyKeys: n("idempotency_keys"), pendingRecords: n("outbox") };
+    return {
+      counters: n("counters"),
+      locks: n("locks"),
+      idempotencyKeys: n("idempotency_keys"),
+      reservations: n("reservations"),
+      pendingRecords: n("outbox"),
+    };
   });
 }
 
-/** One counter's value in a namespace's ledger (undefined if never written). */
-export async function counter(namespace: string, owner: string, key: string): Promise<number | undefined> {
-  return (await ledger(namespace).counters(owner, [key]))[key];
+/**
+ * A shared counter's totals over its shards (src/counters), as the shards count them: `used` by commits, `reserved`
+ * by runs not yet settled, `remaining`. `capacity` and `shards` as the config declares them.
+ */
+export async function shared(namespace: string, key: string, capacity: number, shards = 1) {
+  const def = { id: `${namespace}/${key}`, capacity, shards, holdMs: 0, revision: 0 };
+  return counterTotals(env, def, Date.now());
+}
+
+/** One of a user's counters in a namespace (undefined if never written). */
+export async function counter(namespace: string, userId: string, key: string): Promise<number | undefined> {
+  const found = await account(userId).counters(namespace, [key]);
+  return Object.hasOwn(found, key) ? found[key] : undefined;
 }
 
 /**
- * D1 rows forwarded from the ledgers, once there are `count` of them; then a moment more, to see that no extra
+ * D1 rows forwarded from the outboxes, once there are `count` of them; then a moment more, to see that no extra
  * row follows.
  */
 export async function records<T = Record<string, unknown>>(count: number, sql: string, ...bind: unknown[]): Promise<T[]> {
-  await eventually(async () => (await rows(sql, ...bind)).length >= count);
+  // Generous: after a burst of thousands of commits (one queue message each) records trail by many seconds here.
+  await eventually(async () => (await rows(sql, ...bind)).length >= count, 120_000);
   await new Promise((r) => setTimeout(r, 300));
   return rows<T>(sql, ...bind);
 }

@@ -7,28 +7,29 @@ import { shardOf } from "../../src/sharding";
 
 /** Identifiers are hashed over this many rate-limit buckets: fewer cold objects than one per user, no single hot one. */
 const RATE_LIMIT_BUCKETS = 32;
+/** Accounts that keep the request records of anonymous runs (they change nothing else): spread, not one hot object. */
+const ANONYMOUS_ACCOUNTS = 64;
 
 /** The name of each kind of object, within its binding. */
 export const objectName = {
-  /** An activity namespace's account ledger. */
-  ledger: (namespace: string) => namespace,
-  /** Shard `shard` of a prize pool (POOLS) or of a sale's stock (STOCK). */
+  /** A user's account (every namespace's rows of that user). */
+  user: (userId: string) => `user:${userId}`,
+  /** Where records of runs without a user are kept: one of a few accounts, by request id. */
+  anonymous: (requestId: string) => `anonymous:${shardOf(requestId, ANONYMOUS_ACCOUNTS)}`,
+  /** Shard `shard` of a prize pool (POOLS), of a sale's stock (STOCK) or of a shared counter (COUNTERS). */
   shard: (id: string, shard: number) => `${id}#${shard}`,
   /** The rate-limit bucket an identifier hashes to. */
   rateLimitBucket: (identifier: string) => `bucket-${shardOf(identifier, RATE_LIMIT_BUCKETS)}`,
 };
 
-// Ids are derived by hashing the name; derive each namespace's once per isolate.
-const ledgerIds = new Map<string, DurableObjectId>();
+/** A user's account (durable-objects/user-account.ts). */
+export function userAccount(env: Env, userId: string) {
+  return env.USERS.get(env.USERS.idFromName(objectName.user(userId)));
+}
 
-/** The account ledger of an activity namespace (durable-objects/account-ledger.ts). */
-export function ledgerFor(env: Env, namespace: string) {
-  let id = ledgerIds.get(namespace);
-  if (!id) {
-    id = env.LEDGER.idFromName(objectName.ledger(namespace));
-    ledgerIds.set(namespace, id);
-  }
-  return env.LEDGER.get(id);
+/** The account that keeps the record of a run without a user (durable-objects/user-account.ts). */
+export function anonymousAccount(env: Env, requestId: string) {
+  return env.USERS.get(env.USERS.idFromName(objectName.anonymous(requestId)));
 }
 
 /** One shard of a prize pool (durable-objects/prize-pool.ts). */
@@ -39,6 +40,11 @@ export function poolShard(env: Env, poolId: string, shard: number) {
 /** One shard of a sale's stock (durable-objects/sale-stock.ts). */
 export function saleShard(env: Env, saleId: string, shard: number) {
   return env.STOCK.get(env.STOCK.idFromName(objectName.shard(saleId, shard)));
+}
+
+/** One shard of a shared counter (durable-objects/counter-shard.ts). */
+export function counterShard(env: Env, counterId: string, shard: number) {
+  return env.COUNTERS.get(env.COUNTERS.idFromName(objectName.shard(counterId, shard)));
 }
 
 /** The rate-limit bucket that counts an identifier (durable-objects/rate-limit-counter.ts). */

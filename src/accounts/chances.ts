@@ -5,9 +5,7 @@
  */
 import type { ChanceKind, CompiledActivity } from "../config/compiled";
 import { periodKey } from "../config/time";
-import type { Env } from "../env";
-import type { ChanceChange } from "./ledger-plan";
-import { ledgerFor } from "./ledger";
+import type { ChanceChange } from "./account-plan";
 
 /** The counter that holds a user's allowance of `kind` for the period containing `now`. */
 export function chanceKey(kind: ChanceKind, now: number, timeZone: string): string {
@@ -33,12 +31,11 @@ function live(suffix: string, now: number): boolean {
   return suffix === "never" || Number(suffix) > now;
 }
 
-/** The ledger change that grants (delta > 0) or spends (delta < 0) chances of `kind` for `owner` at `now`. */
-export function chanceChange(kind: ChanceKind, owner: string, now: number, timeZone: string, delta: number): ChanceChange {
+/** The account change that grants (delta > 0) or spends (delta < 0) the user's chances of `kind` at `now`. */
+export function chanceChange(kind: ChanceKind, now: number, timeZone: string, delta: number): ChanceChange {
   const allowanceKey = chanceKey(kind, now, timeZone);
   return {
     type: "chance",
-    owner,
     allowance: { key: allowanceKey, initial: kind.initial },
     earnedPrefix: earnedPrefix(kind),
     grantKey: kind.expires === "period" ? allowanceKey : earnedKey(kind, now),
@@ -53,7 +50,7 @@ export type ChanceSettlement = { ok: true; writes: Map<string, number>; granted:
 
 /**
  * Settles a chance change against the counters as they are (`allowance` undefined: never written; `earned`: every
- * bucket under the prefix, in key order). Pure, so the ledger's transaction and the balance shown agree.
+ * bucket under the prefix, in key order). Pure, so the account's transaction and the balance shown agree.
  */
 export function settleChances(c: ChanceChange, allowance: number | undefined, earned: { key: string; value: number }[]): ChanceSettlement {
   const writes = new Map<string, number>();
@@ -86,7 +83,7 @@ export function settleChances(c: ChanceChange, allowance: number | undefined, ea
   return { ok: true, writes, granted };
 }
 
-/** A chance grant's outcome as first planned (the whole amount) or as settled by the ledger. */
+/** A chance grant's outcome as first planned (the whole amount) or as settled by the user's account. */
 interface ChanceOutcome {
   type: string;
   granted: boolean;
@@ -98,7 +95,7 @@ interface ChanceOutcome {
 
 /**
  * What a grant the kind's `max` cut down answers: the amount really given and what was asked (`capped`), or, at the
- * max, nothing granted. The ledger decides `granted` in its transaction (no balance is read before the commit, so
+ * max, nothing granted. The account decides `granted` in its transaction (no balance is read before the commit, so
  * two racing grants cannot both be told they got the last slots); the answer, the stored Idempotency-Key answer and
  * the reward record all take it from there.
  */
@@ -107,7 +104,7 @@ export function settleChanceGrant<T extends ChanceOutcome>(outcome: T, granted: 
   return { ...outcome, amount: granted, requested: outcome.amount, capped: true };
 }
 
-/** A task answer's rewards, settled: the chance grants the ledger cut down say what they really gave. */
+/** A task answer's rewards, settled: the chance grants the account cut down say what they really gave. */
 export function settleRewards<T extends ChanceOutcome>(
   rewards: T[],
   settled: Record<string, number> | undefined,
@@ -125,18 +122,19 @@ export function chanceBalance(c: ChanceChange, allowance: number | undefined, ea
   return earned.reduce((n, b) => (live(b.key.slice(c.earnedPrefix.length), c.now) ? n + b.value : n), free);
 }
 
-/** A user's current balance of one kind (the allowance when nothing was spent or earned yet). */
-async function readChanceBalance(env: Env, activity: CompiledActivity, kind: ChanceKind, userId: string, now: number) {
-  const ledger = ledgerFor(env, activity.namespace);
-  const c = chanceChange(kind, userId, now, activity.timezone, 0);
-  const [allowance, earned] = await Promise.all([ledger.counters(userId, [c.allowance.key]), ledger.countersWithPrefix(userId, c.earnedPrefix)]);
-  const buckets = Object.entries(earned).map(([key, value]) => ({ key, value }));
-  return chanceBalance(c, allowance[c.allowance.key], buckets);
-}
+/** Where a user's chances of every kind live in the account: read these prefixes to show the balances. */
+export const CHANCE_PREFIX = "chance:";
 
-/** Every chance kind's current balance for a user. */
-export async function chanceBalances(env: Env, activity: CompiledActivity, userId: string, now: number) {
+/** Every chance kind's balance at `now`, from the user's counters in the namespace (those under CHANCE_PREFIX). */
+export function chanceBalances(activity: CompiledActivity, counters: Record<string, number>, now: number) {
   const kinds = Object.values(activity.chances);
-  const balances = await Promise.all(kinds.map((k) => readChanceBalance(env, activity, k, userId, now)));
-  return Object.fromEntries(kinds.map((k, i) => [k.id, { name: k.name, balance: balances[i]!, resets: k.per }]));
+  return Object.fromEntries(
+    kinds.map((kind) => {
+      const c = chanceChange(kind, now, activity.timezone, 0);
+      const earned = Object.entries(counters)
+        .filter(([key]) => key.startsWith(c.earnedPrefix))
+        .map(([key, value]) => ({ key, value }));
+      return [kind.id, { name: kind.name, balance: chanceBalance(c, counters[c.allowance.key], earned), resets: kind.per }];
+    }),
+  );
 }

@@ -1,12 +1,12 @@
 /**
  * Idempotency-Key: the same user, key and request replays the first response for 24 hours; the same key with a
  * different request is refused (IDEMPOTENCY_MISMATCH); a duplicate while the first still runs is LOCKED.
- * Keys live in the activity's ledger, beside the grants they protect.
+ * Keys live in the user's account under the activity's namespace, beside the grants they protect.
  */
 import { AppError, errorBody } from "../errors";
 import { sha256Hex } from "../sharding";
-import type { ledgerFor } from "./ledger";
-import type { IdempotencyClaim } from "./ledger-plan";
+import type { userAccount } from "../../durable-objects/support/stubs";
+import type { IdempotencyClaim } from "./account-plan";
 
 export function checkKey(key: string): string {
   if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
@@ -34,7 +34,7 @@ export function requestFingerprint(method: string, url: string, body: unknown): 
   return sha256Hex(`${method} ${u.pathname}?${u.searchParams.toString()}\n${canonicalJson(body)}`);
 }
 
-/** Turns a ledger claim into what the route does: run (new), replay, or refuse. */
+/** Turns an account's claim into what the route does: run (new), replay, or refuse. */
 function settleClaim(claim: IdempotencyClaim): { status: number; body: string } | undefined {
   switch (claim.state) {
     case "new":
@@ -55,8 +55,8 @@ function settleClaim(claim: IdempotencyClaim): { status: number; body: string } 
 const replaysRefusal = (e: unknown): e is AppError => e instanceof AppError && e.status < 500 && e.code !== "LOCKED" && e.code !== "RATE_LIMITED";
 
 export interface IdempotentRequest {
-  ledger: ReturnType<typeof ledgerFor>;
-  userId: string;
+  account: ReturnType<typeof userAccount>;
+  namespace: string;
   key: string;
   fingerprint: string;
 }
@@ -68,7 +68,7 @@ export interface IdempotentRequest {
  */
 export async function withIdempotency(idem: IdempotentRequest | undefined, requestId: string, run: () => Promise<Response>): Promise<Response> {
   if (!idem) return run();
-  const replay = settleClaim(await idem.ledger.claimIdempotency(idem.userId, idem.key, idem.fingerprint, Date.now()));
+  const replay = settleClaim(await idem.account.claimIdempotency(idem.namespace, idem.key, idem.fingerprint, Date.now()));
   if (replay) {
     return new Response(replay.body, { status: replay.status, headers: { "content-type": "application/json", "idempotent-replayed": "true" } });
   }
@@ -76,9 +76,9 @@ export async function withIdempotency(idem: IdempotentRequest | undefined, reque
     return await run();
   } catch (e) {
     if (replaysRefusal(e)) {
-      await idem.ledger.completeIdempotency(idem.userId, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message, e.details)));
+      await idem.account.completeIdempotency(idem.namespace, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message, e.details)));
     } else {
-      await idem.ledger.releaseIdempotency(idem.userId, idem.key);
+      await idem.account.releaseIdempotency(idem.namespace, idem.key);
     }
     throw e;
   }

@@ -1,7 +1,7 @@
 /**
  * Request records, and counts of requests refused before a task ran. A run's record travels like a grant, through
- * its activity's ledger outbox: a run that reaches the ledger carries its record in the commit (the ledger sets the
- * outcome, OK or its refusal); a run refused earlier sends it to the ledger after the answer (waitUntil), so no
+ * its user's account outbox: a run that reaches the account carries its record in the commit (the account sets the
+ * outcome, OK or its refusal); a run refused earlier sends it to the account after the answer (waitUntil), so no
  * successful run pays an extra call. Rate-limited requests are only counted, per isolate, scope, outcome and minute,
  * and flushed through the queue: a count can be lost with its isolate, a grant or a run's record never.
  */
@@ -9,7 +9,7 @@ import type { Env } from "../env";
 import type { RequestRecordMessage } from "../records/messages";
 import type { RequestCountRow } from "../records/messages";
 import { utf8Bytes } from "../records/pack";
-import { ledgerFor } from "./ledger";
+import { anonymousAccount, userAccount } from "../../durable-objects/support/stubs";
 import { log } from "../platform/log";
 
 /** Params beyond this many bytes are kept as a marker, so one record never fills a message. */
@@ -21,13 +21,13 @@ export function requestRecord(record: RequestRecordMessage): RequestRecordMessag
   return size > MAX_PARAMS_BYTES ? { ...record, params: JSON.stringify({ truncated: true, bytes: size }) } : record;
 }
 
-/** The record of a run that never reached its ledger (refused before the commit, or anonymous): sent after the answer. */
+/**
+ * The record of a run that never reached its user's account (refused before the commit): sent there after the
+ * answer. A run without a user goes to one of the anonymous accounts.
+ */
 export function recordOutsideCommit(env: Env, ctx: { waitUntil(p: Promise<unknown>): void }, record: RequestRecordMessage) {
-  ctx.waitUntil(
-    ledgerFor(env, record.namespace)
-      .record([record])
-      .catch((e: unknown) => log.error("request record not kept", { requestId: record.id, error: String(e) })),
-  );
+  const account = record.userId ? userAccount(env, record.userId) : anonymousAccount(env, record.id);
+  ctx.waitUntil(account.record([record]).catch((e: unknown) => log.error("request record not kept", { requestId: record.id, error: String(e) })));
 }
 
 const FLUSH_MS = 1000;

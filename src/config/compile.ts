@@ -483,7 +483,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     }
   }
   if (issues.length > 0) return { issues, warnings };
-  return { config: { version, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])) }, issues, warnings };
+  return { config: { version, revision: 0, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])) }, issues, warnings };
 }
 
 /** Compiles a bundle of activity files; throws ConfigError listing every problem in every file. */

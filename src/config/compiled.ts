@@ -65,6 +65,12 @@ export interface CompiledActivity {
 
 export interface CompiledConfig {
   version: string;
+  /**
+   * The activation that made this version active (its row id: later activations, rollbacks too, are higher; 0 for a
+   * config never activated). Shared counters take a changed capacity only from a higher revision, so an isolate
+   * still on an older config cannot undo an operator's change.
+   */
+  revision: number;
   activities: Map<string, CompiledActivity>;
   /** Every declared flash sale, by its global id. */
   sales: Map<string, SaleDefinition>;

@@ -37,11 +37,18 @@ export function activationSql(hash: string, bundle: ConfigBundle | undefined, no
  * The active version: its hash, and its bundle unless it is `known` (already compiled here); `bundle` is null when
  * the version is active but not stored. Undefined when nothing was ever pushed.
  */
-async function readActiveVersion(db: DrizzleD1Database, known: string | undefined): Promise<{ hash: string; bundle?: string | null } | undefined> {
-  const [active] = await db.select({ hash: configActivations.hash }).from(configActivations).orderBy(desc(configActivations.id)).limit(1);
+async function readActiveVersion(
+  db: DrizzleD1Database,
+  known: string | undefined,
+): Promise<{ hash: string; id: number; bundle?: string | null } | undefined> {
+  const [active] = await db
+    .select({ hash: configActivations.hash, id: configActivations.id })
+    .from(configActivations)
+    .orderBy(desc(configActivations.id))
+    .limit(1);
   if (!active || active.hash === known) return active;
   const [row] = await db.select({ bundle: configVersions.bundle }).from(configVersions).where(eq(configVersions.hash, active.hash));
-  return { hash: active.hash, bundle: row?.bundle ?? null };
+  return { hash: active.hash, id: active.id, bundle: row?.bundle ?? null };
 }
 
 /** Flash sales declared in the active config; none before any config was pushed (sales may come from the admin API). */
@@ -80,14 +87,14 @@ async function refresh(env: Env): Promise<CompiledConfig | undefined> {
     throw new AppError("UNAVAILABLE", "the task config cannot be read right now; retry shortly", { "retry-after": "1" });
   }
   if (!version) return undefined;
-  const { hash, bundle } = version;
+  const { hash, id, bundle } = version;
   if (bundle === undefined) {
     current!.checkedAt = Date.now();
     return current!.config;
   }
   if (bundle === null) throw new AppError("UNAVAILABLE", `config version ${hash} is active but not stored`);
   try {
-    const config = compileConfig((JSON.parse(bundle) as ConfigBundle).files, hash);
+    const config = { ...compileConfig((JSON.parse(bundle) as ConfigBundle).files, hash), revision: id };
     current = { config, checkedAt: Date.now() };
     return config;
   } catch (e) {

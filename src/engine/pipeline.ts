@@ -1,13 +1,17 @@
 /**
  * The task pipeline, in a fixed order: request rules → validators → command → reward → afterCommand → commit.
- * The first failing step answers with its code and configured message. Checks on stored state (lock, limits,
- * chances, stock, budget) are made by the activity's account ledger at commit, in pipeline order, in the same
- * transaction that writes everything, so a refused run leaves nothing behind.
+ * The first failing step answers with its code and configured message. Checks on stored state are made at commit:
+ * the units of shared counters the run needs (stock, budget, an activity-wide cap) are reserved on their shards
+ * first, then the user's account checks the user's own state (lock, limits, chances) in the same transaction that
+ * writes everything and records which reservations it used; the reservations are confirmed after. A refused run
+ * leaves nothing behind: its reservations go back at once, or at their deadline if the worker died first.
  */
 import { settleRewards } from "../accounts/chances";
-import { ledgerFor } from "../accounts/ledger";
+import { userAccount } from "../../durable-objects/support/stubs";
+import { confirm as confirmUnits, release as releaseUnits, reserve } from "../counters/counters";
+import type { SharedReservation } from "./run";
 import { recordOutsideCommit, requestRecord } from "../accounts/request-records";
-import type { LedgerPlan } from "../accounts/ledger-plan";
+import type { AccountPlan } from "../accounts/account-plan";
 import type { Env } from "../env";
 import type { RequestRecordMessage } from "../records/messages";
 import { AppError, jsonPointer } from "../errors";
@@ -31,7 +35,12 @@ export interface TaskRequest {
   user: User | null;
   /** The Idempotency-Key whose answer is stored with the run's commit. */
   idempotencyKey?: string;
+  /** Crash tests only (ALLOW_FAULT_INJECTION): the step after which the run fails as if the worker died. */
+  fault?: Fault;
 }
+
+/** Where a crash test makes a run fail: after its shared units were reserved, or after the user's commit. */
+export type Fault = "after-reserve" | "after-commit";
 
 export interface TaskSuccess {
   ok: true;
@@ -62,7 +71,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
   }
 
   const params = { ...req.query, ...req.body };
-  const run = new TaskRun({ ...req, activity, task, params, configVersion: req.config.version });
+  const run = new TaskRun({ ...req, activity, task, params, configVersion: req.config.version, configRevision: req.config.revision });
   const record = requestRecord({
     id: req.requestId,
     namespace: activity.namespace,
@@ -74,7 +83,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     params: JSON.stringify(params),
     createdAt: req.now,
   });
-  // Whether the ledger answered the commit: it then holds the run's record, with the outcome it gave.
+  // Whether the user's account answered the commit: it then holds the run's record, with the outcome it gave.
   let committed = false;
   try {
     if (req.now < activity.begin || req.now > activity.end) throw new AppError("OUTSIDE_TIME_WINDOW", activity.windowMessage);
@@ -90,11 +99,12 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     for (const c of task.afterCommands) await c.def.run(run, c.args);
 
     const result: TaskSuccess = { ok: true, requestId: req.requestId, activityId: activity.id, taskId: task.id, rewards: run.rewards };
-    committed = await commit(run, req.idempotencyKey, result, record);
+    committed = await commit(run, req, result, record);
     for (const done of run.plan.afterCommit) done();
     return result;
   } catch (e) {
-    if (e instanceof LedgerRefusal) committed = true;
+    // A refusal the account answered was recorded there; a run "killed" by a crash test records nothing more.
+    if (e instanceof AccountRefusal || e instanceof InjectedFault) committed = true;
     record.outcome = e instanceof AppError ? e.code : "INTERNAL";
     // Only a definite refusal gives back what was taken: after an unexpected error the commit may have landed,
     // and a prize kept by mistake goes back at its claim deadline anyway.
@@ -108,17 +118,29 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
   }
 }
 
-/** A refusal answered by the ledger at commit (it recorded the run with this outcome). */
-class LedgerRefusal extends AppError {}
+/** A refusal answered by the user's account at commit (it recorded the run with this outcome). */
+class AccountRefusal extends AppError {}
+
+/** A crash test's failure: the run stops as if its worker died there (nothing after it happens, not even its record). */
+class InjectedFault extends Error {}
+
+/** A shared reservation the run holds: its id and the shard that holds it. */
+interface Held {
+  s: SharedReservation;
+  id: string;
+  shard: number;
+}
 
 /**
- * 6. Commit: the participation, every planned change and record, the run's request record among them, in the
- * ledger's one transaction. False when nothing was sent to the ledger.
+ * 6. Commit: reserve the shared units, then the participation, every planned change and record (the run's request
+ * record among them) in the user's account's one transaction, then confirm the units. False when nothing was sent
+ * to the account.
  */
-async function commit(run: TaskRun, idempotencyKey: string | undefined, result: TaskSuccess, request: RequestRecordMessage): Promise<boolean> {
+async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, request: RequestRecordMessage): Promise<boolean> {
   const user = run.user;
   // Anonymous runs (no `login`) change nothing: every component that writes needs a user.
   if (!user) return false;
+  const env = run.init.env;
   run.plan.records.participations.push({
     id: run.participationId,
     requestId: run.init.requestId,
@@ -129,21 +151,97 @@ async function commit(run: TaskRun, idempotencyKey: string | undefined, result: 
     period: run.period("day"),
     createdAt: run.now,
   });
-  const plan: LedgerPlan = {
+  const { held, requirements } = await reserveShared(run, user.id);
+  if (req.fault === "after-reserve") throw new InjectedFault("fault injected after the reservations");
+  const plan: AccountPlan = {
+    namespace: run.activity.namespace,
+    userId: user.id,
     requestId: run.init.requestId,
     startedAt: run.startedAt,
     committedAt: Date.now(),
     locks: run.plan.locks,
     counters: run.plan.counters,
+    requirements,
+    reservations: held.map((h) => ({ id: h.id, once: h.s.once })),
     records: run.plan.records,
-    idempotency: idempotencyKey ? { userId: user.id, key: idempotencyKey, status: 200, body: JSON.stringify(result) } : undefined,
+    idempotency: req.idempotencyKey ? { key: req.idempotencyKey, status: 200, body: JSON.stringify(result) } : undefined,
     request,
   };
-  const answer = await ledgerFor(run.init.env, run.activity.namespace).commit(plan);
-  if (!answer.ok) throw new LedgerRefusal(answer.rejection.code, answer.rejection.message);
+  // If this call fails without an answer, the commit may or may not have landed: the reservations stay held, and at
+  // their deadline each counter asks the account, which answers what happened (and forbids it later if nothing did).
+  const answer = await userAccount(env, user.id).commit(plan);
+  if (!answer.ok) {
+    // Definitely not used: back at once (a release that fails is settled at the deadline the same way).
+    settleUnits(
+      run,
+      held,
+      held.map((h) => h.id),
+    );
+    throw new AccountRefusal(answer.rejection.code, answer.rejection.message);
+  }
+  if (req.fault === "after-commit") throw new InjectedFault("fault injected after the commit");
+  settleUnits(run, held, answer.unused ?? []);
   if (answer.settled) {
     const caps = new Map(run.plan.counters.flatMap((c) => ("type" in c && c.grantId !== undefined ? [[c.grantId, c.max] as const] : [])));
     result.rewards = settleRewards(result.rewards, answer.settled, (id) => caps.get(id) ?? null) as TaskSuccess["rewards"];
   }
   return true;
+}
+
+/**
+ * Reserves every shared unit the run needs, all at once. The first refusal in pipeline order answers the run, and
+ * what was reserved goes back. A participants cap that is full still lets a user it already counted through: the
+ * commit then requires the user's marker instead.
+ */
+async function reserveShared(run: TaskRun, userId: string) {
+  const env = run.init.env;
+  const asked = run.plan.shared.map((s, i) => ({ s, id: `${run.init.requestId}.${i}` }));
+  const answers = await Promise.allSettled(
+    asked.map(({ s, id }) => reserve(env, s.counter, { reservationId: id, units: s.units, userId, now: run.now })),
+  );
+  const held: Held[] = [];
+  const requirements = [...run.plan.requirements];
+  let refusal: unknown;
+  answers.forEach((a, i) => {
+    const { s, id } = asked[i]!;
+    if (a.status === "fulfilled" && a.value.outcome === "reserved") held.push({ s, id, shard: a.value.shard });
+    else if (a.status === "fulfilled" && a.value.outcome === "exhausted" && s.once !== undefined)
+      requirements.push({ key: s.once, rejection: s.rejection });
+    else if (refusal === undefined) {
+      refusal =
+        a.status === "rejected"
+          ? a.reason
+          : a.value.outcome === "exhausted"
+            ? new AppError(s.rejection.code, s.rejection.message)
+            : new AppError("UNAVAILABLE", "busy: please retry shortly", { "retry-after": "1" });
+    }
+  });
+  if (refusal !== undefined) {
+    settleUnits(
+      run,
+      held,
+      held.map((h) => h.id),
+    );
+    throw refusal;
+  }
+  return { held, requirements };
+}
+
+/** After the answer: confirms the units the commit used and releases the others, per counter (a failure is settled at the deadline). */
+function settleUnits(run: TaskRun, held: Held[], unused: string[]) {
+  const env = run.init.env;
+  const byCounter = new Map<string, { s: SharedReservation; used: Held[]; back: Held[] }>();
+  for (const h of held) {
+    const entry = byCounter.get(h.s.counter.id) ?? { s: h.s, used: [], back: [] };
+    (unused.includes(h.id) ? entry.back : entry.used).push(h);
+    byCounter.set(h.s.counter.id, entry);
+  }
+  const work = [...byCounter.values()].flatMap(({ s, used, back }) => [
+    used.length > 0 ? confirmUnits(env, s.counter, used) : undefined,
+    back.length > 0 ? releaseUnits(env, s.counter, back) : undefined,
+  ]);
+  const done = Promise.all(work).catch((e: unknown) =>
+    log.error("reservations not settled; their deadline will", { requestId: run.init.requestId, error: String(e) }),
+  );
+  run.init.ctx.waitUntil(done);
 }

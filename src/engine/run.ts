@@ -2,7 +2,10 @@
 import type { CompiledActivity, CompiledTask } from "../config/compiled";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
-import type { CounterRef, PlannedChange, LockClaim, RecordBatch } from "../accounts/ledger-plan";
+import type { MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/account-plan";
+import type { CounterDefinition } from "../counters/counter-definition";
+import { sharedCounter } from "../counters/scope";
+import type { Rejection } from "./define";
 import { AppError } from "../errors";
 import type { RewardOutcome } from "./define";
 import { uniformRandom } from "../random";
@@ -14,14 +17,31 @@ export interface User {
 }
 
 /**
- * Everything a run will write, committed by the activity's ledger in one transaction after the last step: either
- * all of it lands or none of it does.
+ * A unit (or amount) of a shared counter the run needs: reserved on the counter's shard before the user's commit,
+ * used by that commit, then confirmed (src/engine/pipeline.ts).
+ */
+export interface SharedReservation {
+  counter: CounterDefinition;
+  units: number;
+  /** The answer when the counter has too few units left. */
+  rejection: Rejection;
+  /** Used only if this marker of the user is still 0 (a participants cap counts each user once); see ReservationUse. */
+  once?: string;
+}
+
+/**
+ * Everything a run will write, committed by the user's account in one transaction after the last step (after the
+ * shared units it needs were reserved): either all of it lands or none of it does.
  */
 class CommitPlan {
   /** Keys the run takes exclusively (the `lock` validator); refused if another run committed on one first. */
   readonly locks: LockClaim[] = [];
-  /** Bounded counter changes, in pipeline order; the first that would cross its bound refuses the run. */
+  /** Bounded changes to the user's counters, in pipeline order; the first that would cross its bound refuses the run. */
   readonly counters: PlannedChange[] = [];
+  /** Units of shared counters the run takes, in pipeline order: the first that cannot be reserved refuses the run. */
+  readonly shared: SharedReservation[] = [];
+  /** Markers the user must hold (checked in the commit). */
+  readonly requirements: MarkerRequirement[] = [];
   /** Records forwarded to D1 once committed. */
   readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
   /** Undo of what was taken from another single writer before the commit (a prize drawn), run if the run fails. */
@@ -34,11 +54,13 @@ export interface TaskRunInit {
   requestId: string;
   now: number;
   env: Env;
+  ctx: { waitUntil(promise: Promise<unknown>): void };
   activity: CompiledActivity;
   task: CompiledTask;
   user: User | null;
   params: Record<string, unknown>;
   configVersion: string;
+  configRevision: number;
 }
 
 export class TaskRun {
@@ -58,6 +80,9 @@ export class TaskRun {
   get task() {
     return this.init.task;
   }
+  get taskId() {
+    return this.init.task.id;
+  }
   get now() {
     return this.init.now;
   }
@@ -76,12 +101,9 @@ export class TaskRun {
     return periodKey(p, this.now, this.activity.timezone);
   }
 
-  userCounter(key: string): CounterRef {
-    return { owner: this.requireUser().id, key };
-  }
-
-  activityCounter(key: string): CounterRef {
-    return { owner: "", key };
+  /** A counter shared by every user of the activity's namespace (see src/counters/scope.ts). */
+  sharedCounter(key: string, capacity: number, shards: number): CounterDefinition {
+    return sharedCounter(this.init.env, this.activity, this.init.configRevision, key, capacity, shards);
   }
 
   /** Plans the reward record of a grant and returns its id (derived from the request id: one grant per slot). */

@@ -73,6 +73,8 @@ const VarsSchema = z
       .optional(),
     SALE_STATUS_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(500),
     ALLOW_CLOCK_OVERRIDE: z.enum(["true", "false"]).default("false"),
+    ALLOW_FAULT_INJECTION: z.enum(["true", "false"]).default("false"),
+    RESERVATION_HOLD_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
     CORS_ALLOWED_ORIGINS: Origins.default([]),
     ADMIN_CORS_ALLOWED_ORIGINS: Origins.default([]),
   })

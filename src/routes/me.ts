@@ -1,14 +1,14 @@
 /**
- * GET /v1/activities/{activityId}/me: the signed-in user's chances and balances (from the activity's ledger, exact)
- * and participations and rewards (from D1's records, which trail the ledger by a moment).
+ * GET /v1/activities/{activityId}/me: the signed-in user's chances and balances (from the user's account, exact, in
+ * one call) and participations and rewards (from D1's records, which trail the account by a moment).
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { and, count, desc, eq } from "drizzle-orm";
 import { requireUser, signedInUser } from "../auth/require-user";
-import { chanceBalances } from "../accounts/chances";
+import { CHANCE_PREFIX, chanceBalances } from "../accounts/chances";
 import { activeConfig } from "../config/store";
 import { participations, rewardRecords } from "../db/schema";
-import { ledgerFor } from "../accounts/ledger";
+import { userAccount } from "../../durable-objects/support/stubs";
 import { AppError } from "../errors";
 import { database, IdSchema, type AppEnv } from "../http";
 import { ALWAYS, errorResponses, success } from "../openapi/responses";
@@ -79,9 +79,8 @@ export function registerMe(app: OpenAPIHono<AppEnv>) {
     const db = database(c.env);
     const ns = activity.namespace;
     const mine = and(eq(participations.namespace, ns), eq(participations.userId, user.id));
-    const [chances, balances, byTask, recent, rewards] = await Promise.all([
-      chanceBalances(c.env, activity, user.id, c.get("now")),
-      ledgerFor(c.env, ns).countersWithPrefix(user.id, BALANCE_PREFIX),
+    const [counters, byTask, recent, rewards] = await Promise.all([
+      userAccount(c.env, user.id).counters(ns, [CHANCE_PREFIX, BALANCE_PREFIX]),
       db.select({ taskId: participations.taskId, n: count() }).from(participations).where(mine).groupBy(participations.taskId),
       db.select().from(participations).where(mine).orderBy(desc(participations.createdAt)).limit(RECENT),
       db
@@ -97,8 +96,10 @@ export function registerMe(app: OpenAPIHono<AppEnv>) {
         requestId: c.get("requestId"),
         activityId,
         userId: user.id,
-        chances,
-        redPacketBalance: Object.fromEntries(Object.entries(balances).map(([k, v]) => [k.slice(BALANCE_PREFIX.length), v])),
+        chances: chanceBalances(activity, counters, c.get("now")),
+        redPacketBalance: Object.fromEntries(
+          Object.entries(counters).flatMap(([k, v]) => (k.startsWith(BALANCE_PREFIX) ? [[k.slice(BALANCE_PREFIX.length), v]] : [])),
+        ),
         participations: {
           total: byTask.reduce((s, t) => s + t.n, 0),
           byTask: Object.fromEntries(byTask.map((t) => [t.taskId, t.n])),

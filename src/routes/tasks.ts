@@ -1,11 +1,13 @@
 /** POST (or GET) /v1/activities/{activityId}/tasks/{taskId}: run a task for the signed-in user. */
 import { z, type OpenAPIHono } from "@hono/zod-openapi";
 import { checkKey, requestFingerprint, withIdempotency } from "../accounts/idempotency";
-import { ledgerFor } from "../accounts/ledger";
+import { userAccount } from "../../durable-objects/support/stubs";
 import { identifyUser } from "../auth/require-user";
 import { own } from "../config/compiled";
 import { activeConfig } from "../config/store";
-import { runTask } from "../engine/pipeline";
+import { runTask, type Fault } from "../engine/pipeline";
+import type { Env } from "../env";
+import { vars } from "../platform/vars";
 import { AppError } from "../errors";
 import { IdSchema, type AppEnv } from "../http";
 import { RewardOutcomeSchema } from "../openapi/reward-outcome";
@@ -73,6 +75,13 @@ function parseBody(method: string, text: string): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
+/** The X-Fanfare-Fault of a crash test, honoured only where ALLOW_FAULT_INJECTION is set (tests, never production). */
+function injectedFault(env: Env, header: string | undefined): Fault | undefined {
+  if (header === undefined || vars(env).ALLOW_FAULT_INJECTION !== "true") return undefined;
+  if (header === "after-reserve" || header === "after-commit") return header;
+  throw new AppError("INVALID_PARAMS", "X-Fanfare-Fault must be after-reserve or after-commit");
+}
+
 export function registerTasks(app: OpenAPIHono<AppEnv>) {
   for (const method of ["post", "get"] as const) {
     app.openAPIRegistry.registerPath({
@@ -101,15 +110,15 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     const body = parseBody(method, method === "POST" ? await c.req.text() : "");
     const config = await activeConfig(c.env);
 
-    // Idempotency-Keys live in the activity's ledger (an unknown activity is refused by the run below).
+    // Idempotency-Keys live in the user's account, under the activity's namespace (an unknown activity is refused by the run below).
     const key = c.req.header("idempotency-key");
     const activity = config.activities.get(activityId);
     const idem =
       key !== undefined && user && activity
         ? {
-            userId: user.id,
             key: checkKey(key),
-            ledger: ledgerFor(c.env, activity.namespace),
+            account: userAccount(c.env, user.id),
+            namespace: activity.namespace,
             fingerprint: await requestFingerprint(method, c.req.url, body),
           }
         : undefined;
@@ -130,6 +139,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
         body,
         user,
         idempotencyKey: idem?.key,
+        fault: injectedFault(c.env, c.req.header("x-fanfare-fault")),
       });
       return c.json(result, 200);
     });

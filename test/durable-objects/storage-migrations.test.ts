@@ -2,8 +2,9 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ledgerMigrations } from "../../durable-objects/account-ledger";
+import { userAccountMigrations } from "../../durable-objects/user-account";
 import { rateLimitMigrations } from "../../durable-objects/rate-limit-counter";
+import { saleStockMigrations } from "../../durable-objects/sale-stock";
 import { migrateStorage } from "../../durable-objects/support/migrations";
 import { unique } from "../helpers";
 
@@ -29,48 +30,28 @@ function tables(sql: SqlStorage): Record<string, string[]> {
 const count = (sql: SqlStorage, table: string) => sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n;
 const version = (sql: SqlStorage) => sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'storage_version'").one().v;
 
-describe("an account ledger made when its version was kept in a schema_version table", () => {
-  it("upgrades to the numbered steps, keeping its counters, locks, Idempotency-Keys and outbox, and ends like a new ledger", async () => {
-    const fresh = await runInDurableObject(env.LEDGER.get(env.LEDGER.idFromName(`fresh-${unique()}`)), (_: unknown, state: DurableObjectState) =>
+describe("a user account made at an older storage version", () => {
+  it("upgrades by the steps it lacks, keeping its rows, and ends like a new account", async () => {
+    const fresh = await runInDurableObject(env.USERS.get(env.USERS.idFromName(`fresh-${unique()}`)), (_: unknown, state: DurableObjectState) =>
       tables(state.storage.sql),
     );
-    const old = env.LEDGER.get(env.LEDGER.idFromName(`old-${unique()}`));
+    const old = env.USERS.get(env.USERS.idFromName(`old-${unique()}`));
     await runInDurableObject(old, (_: unknown, state: DurableObjectState) => {
       const sql = state.storage.sql;
-      for (const t of ["meta", "counters", "locks", "idempotency_keys", "outbox"]) sql.exec(`DROP TABLE IF EXISTS ${t}`);
-      // The storage as the ledger wrote it before: its one schema step, its version table at 1, the outbox beside.
-      sql.exec(`CREATE TABLE schema_version (version INTEGER NOT NULL);
-        CREATE TABLE counters (owner TEXT NOT NULL, key TEXT NOT NULL, value INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, key));
-        CREATE TABLE locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL, committed_at INTEGER NOT NULL);
-        CREATE TABLE idempotency_keys (
-          user_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
-          body TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (user_id, key));
-        CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);
-        CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, sent_at INTEGER);
-        INSERT INTO schema_version (version) VALUES (1);
-        INSERT INTO counters VALUES ('u1', 'chances:balance', 7, 1), ('u2', 'chances:balance', 3, 1);
-        INSERT INTO locks VALUES ('lock:u1', 'req-1', 1);
-        INSERT INTO idempotency_keys VALUES ('u1', 'key-1', 'hash', 200, '{}', 1);
-        INSERT INTO outbox (item) VALUES ('{"participations":[],"rewards":[],"deliveries":[]}');`);
+      for (const t of ["meta", "counters", "locks", "idempotency_keys", "reservations", "outbox"]) sql.exec(`DROP TABLE IF EXISTS ${t}`);
+      // The storage after the first step only.
+      migrateStorage(state.storage, userAccountMigrations.slice(0, 1));
+      sql.exec("INSERT INTO counters VALUES ('ns1', 'chance:draw:earned:never', 7, 1), ('ns2', 'chance:draw:earned:never', 3, 1)");
+      expect(version(sql)).toBe("1");
 
-      migrateStorage(state.storage, ledgerMigrations);
+      migrateStorage(state.storage, userAccountMigrations);
 
-      expect(version(sql)).toBe(String(ledgerMigrations.length));
-      expect({
-        counters: count(sql, "counters"),
-        locks: count(sql, "locks"),
-        keys: count(sql, "idempotency_keys"),
-        outbox: count(sql, "outbox"),
-      }).toEqual({
-        counters: 2,
-        locks: 1,
-        keys: 1,
-        outbox: 1,
-      });
+      expect(version(sql)).toBe(String(userAccountMigrations.length));
+      expect(count(sql, "counters")).toBe(2);
       expect(tables(sql)).toEqual(fresh);
     });
-    // The upgraded ledger answers as before.
-    expect(await old.counters("u1", ["chances:balance"])).toEqual({ "chances:balance": 7 });
+    // The upgraded account answers as before, each namespace apart.
+    expect(await old.counters("ns1", ["chance:"])).toEqual({ "chance:draw:earned:never": 7 });
   });
 });
 
@@ -86,6 +67,28 @@ describe("a rate-limit bucket made before its version was noted", () => {
 
       expect(version(sql)).toBe(String(rateLimitMigrations.length));
       expect(sql.exec("SELECT id, current, previous FROM counters").toArray()).toEqual([{ id: "user:u1", current: 5, previous: 2 }]);
+    });
+  });
+});
+
+describe("a stock shard made when its loan tables were part of its first step", () => {
+  it("takes the lending step as it is, keeping its loans, and ends like a new shard", async () => {
+    const fresh = await runInDurableObject(env.STOCK.get(env.STOCK.idFromName(`fresh-${unique()}`)), (_: unknown, state: DurableObjectState) =>
+      tables(state.storage.sql),
+    );
+    const old = env.STOCK.get(env.STOCK.idFromName(`old-${unique()}`));
+    await runInDurableObject(old, (_: unknown, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      // A shard with a loan given and one taken, as it stood after its four earlier steps.
+      sql.exec("INSERT INTO loans (id, units) VALUES ('1-a', 2)");
+      sql.exec("INSERT INTO borrowings (id, from_shard, units) VALUES ('0-b', 1, 3)");
+      sql.exec("UPDATE meta SET v = '4' WHERE k = 'storage_version'");
+
+      migrateStorage(state.storage, saleStockMigrations);
+
+      expect(version(sql)).toBe(String(saleStockMigrations.length));
+      expect({ loans: count(sql, "loans"), borrowings: count(sql, "borrowings") }).toEqual({ loans: 1, borrowings: 1 });
+      expect(tables(sql)).toEqual(fresh);
     });
   });
 });

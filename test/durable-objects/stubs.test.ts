@@ -1,11 +1,12 @@
-/** Objects keep their names: a ledger, a shard or a bucket made before is found again under the same name. */
+/** Objects keep their names: an account, a shard or a bucket made before is found again under the same name. */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ledgerFor, objectName, poolShard, rateLimitBucket, saleShard } from "../../durable-objects/support/stubs";
+import { anonymousAccount, counterShard, objectName, poolShard, rateLimitBucket, saleShard, userAccount } from "../../durable-objects/support/stubs";
 
 describe("Durable Object names", () => {
   it("are the ones existing objects were made under", () => {
-    expect(objectName.ledger("double11-2026")).toBe("double11-2026");
+    expect(objectName.user("alice")).toBe("user:alice");
+    expect(objectName.anonymous("req-1")).toMatch(/^anonymous:\d+$/);
     expect(objectName.shard("prizes:halfway", 1)).toBe("prizes:halfway#1");
     // An identifier's bucket is a stable hash: the same identifier always meets the same counter.
     expect(objectName.rateLimitBucket("task:limits/perUser#0:u:alice")).toBe("bucket-5");
@@ -13,9 +14,11 @@ describe("Durable Object names", () => {
   });
 
   it("give each binding's stub the id of that name", () => {
-    expect(ledgerFor(env, "double11-2026").id.equals(env.LEDGER.idFromName("double11-2026"))).toBe(true);
+    expect(userAccount(env, "alice").id.equals(env.USERS.idFromName("user:alice"))).toBe(true);
+    expect(anonymousAccount(env, "req-1").id.equals(env.USERS.idFromName(objectName.anonymous("req-1")))).toBe(true);
     expect(poolShard(env, "prizes:halfway", 1).id.equals(env.POOLS.idFromName("prizes:halfway#1"))).toBe(true);
     expect(saleShard(env, "flash:phone", 3).id.equals(env.STOCK.idFromName("flash:phone#3"))).toBe(true);
+    expect(counterShard(env, "double11/redPacket:stock", 2).id.equals(env.COUNTERS.idFromName("double11/redPacket:stock#2"))).toBe(true);
     expect(rateLimitBucket(env, "ip:203.0.113.7").id.equals(env.RATE_LIMITS.idFromName("bucket-9"))).toBe(true);
   });
 });

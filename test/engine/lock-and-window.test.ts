@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { runInDurableObject } from "cloudflare:test";
-import { counter, ledger, pushConfigs, records, runTask } from "../helpers";
+import { account, counter, pushConfigs, records, runTask } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 
@@ -75,11 +75,11 @@ describe("the per-user lock", () => {
   });
 
   it("answers LOCKED with the configured message when another run committed while this one was in flight", async () => {
-    const key = "once|held-user";
+    const key = "once";
     const setLock = (committedAt: number) =>
-      runInDurableObject(ledger("locking"), (_: unknown, state: DurableObjectState) => {
+      runInDurableObject(account("held-user"), (_: unknown, state: DurableObjectState) => {
         state.storage.sql.exec(
-          "INSERT INTO locks (key, holder, committed_at) VALUES (?, 'other-request', ?) ON CONFLICT (key) DO UPDATE SET committed_at = excluded.committed_at",
+          "INSERT INTO locks (ns, key, holder, committed_at) VALUES ('locking', ?, 'other-request', ?) ON CONFLICT (ns, key) DO UPDATE SET committed_at = excluded.committed_at",
           key,
           committedAt,
         );
@@ -99,10 +99,14 @@ describe("the per-user lock", () => {
     expect((await runTask("locking", "repeatable", { user: "first", now: NOW })).status).toBe(200);
     expect((await runTask("locking", "repeatable", { user: "second", now: NOW })).json.error.code).toBe("SOLD_OUT");
     expect((await runTask("locking", "repeatable", { user: "second", now: NOW })).json.error.code).toBe("SOLD_OUT");
-    const locks = await runInDurableObject(ledger("locking"), (_: unknown, state: DurableObjectState) =>
-      state.storage.sql.exec<{ key: string }>("SELECT key FROM locks").toArray(),
-    );
-    const held = locks.map((l) => l.key).filter((k) => k.startsWith("repeatable|"));
-    expect(held).toEqual(["repeatable|first"]);
+    const locks = (user: string) =>
+      runInDurableObject(account(user), (_: unknown, state: DurableObjectState) =>
+        state.storage.sql
+          .exec<{ key: string }>("SELECT key FROM locks WHERE ns = 'locking'")
+          .toArray()
+          .map((l) => l.key),
+      );
+    expect(await locks("first")).toEqual(["repeatable"]);
+    expect(await locks("second")).toEqual([]);
   });
 });

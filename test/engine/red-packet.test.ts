@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, counter, pushConfigs, records, runTask } from "../helpers";
+import { call, counter, pushConfigs, records, runTask, shared } from "../helpers";
 
 const STOCK = "redPacket:stock:limit_key:limit_key_90";
 
@@ -57,7 +57,7 @@ describe("the shipped red packet (stock 3, amount 1)", () => {
 
   it("gives exactly 3 of 50 concurrent users a red packet, with exactly 3 reward records", async () => {
     // The first test took one of the 3; this one starts from a fresh stock key by the order of the file.
-    const before = (await counter("double11-2026", "", STOCK))!;
+    const before = (await shared("double11-2026", STOCK, 3)).used;
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) => runTask("double11", "openRedPacket", { user: `crowd-${i}`, body: seedParams, now: NOW })),
     );
@@ -70,7 +70,7 @@ describe("the shipped red packet (stock 3, amount 1)", () => {
     expect(grants).toHaveLength(3);
     const participations = await records(3, "SELECT * FROM participations WHERE namespace = 'double11-2026' AND task_id = 'openRedPacket'");
     expect(participations).toHaveLength(3);
-    expect(await counter("double11-2026", "", STOCK)).toBe(3);
+    expect(await shared("double11-2026", STOCK, 3)).toMatchObject({ used: 3, reserved: 0, remaining: 0 });
   });
 
   it("answers the configured message for each bad parameter", async () => {
@@ -94,7 +94,7 @@ describe("red packet options", () => {
     for (const u of ["b1", "b2", "b3"]) answers.push(await runTask("packets", "budgeted", { user: u, now: NOW }));
     expect(answers.map((a) => a.status)).toEqual([200, 200, 409]);
     expect(answers[2]!.json.error).toEqual({ code: "SOLD_OUT", message: "The red packet budget is spent" });
-    expect(await counter("packets", "", "redPacket:spent:task:budgeted")).toBe(80);
+    expect((await shared("packets", "redPacket:spent:task:budgeted", 100)).used).toBe(80);
     const grants = await records<any>(2, "SELECT amount FROM reward_records WHERE namespace = 'packets' AND task_id = 'budgeted'");
     expect(grants.map((g) => g.amount)).toEqual([40, 40]);
   });
@@ -102,7 +102,7 @@ describe("red packet options", () => {
   it("never exceeds the budget under 30 concurrent claims", async () => {
     await pushConfigs({ "test/packets.yaml": packets.replace("budget: 100,", "budget: 1000,") });
     const results = await Promise.all(Array.from({ length: 30 }, (_, i) => runTask("packets", "budgeted", { user: `bc-${i}`, now: NOW })));
-    const total = await counter("packets", "", "redPacket:spent:task:budgeted");
+    const total = (await shared("packets", "redPacket:spent:task:budgeted", 1000)).used;
     expect(total).toBe(1000); // 25 packets of 40 exactly fill it, never more
     expect(await records(25, "SELECT * FROM reward_records WHERE namespace = 'packets' AND task_id = 'budgeted'")).toHaveLength(25);
     expect(results.filter((r) => r.status === 200).length + 2).toBe(25);
@@ -133,7 +133,7 @@ describe("red packet options", () => {
   it("with probability 0 never wins and takes no stock, but the participation counts", async () => {
     const res = await runTask("packets", "neverWins", { user: "unlucky", now: NOW });
     expect(res.json.rewards).toEqual([{ type: "redPacket", granted: false, reason: "MISSED" }]);
-    expect(await counter("packets", "", "redPacket:stock:task:neverWins")).toBeUndefined();
+    expect((await shared("packets", "redPacket:stock:task:neverWins", 1)).used).toBe(0);
     expect(await records(1, "SELECT * FROM participations WHERE user_id = 'unlucky'")).toHaveLength(1);
   });
 

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { ERROR_STATUS, isRetryable } from "../../src/errors";
-import { call, eventually, ledgerRows, pushConfigs, rows, runTask, token } from "../helpers";
+import { call, eventually, accountRows, pushConfigs, rows, runTask, token } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 const seedParams = { deviceId: "device-1", sex: 1, phone: "13800138000" };
@@ -21,13 +21,13 @@ tasks:
 `;
 
 /**
- * Everything a run could write: the shipped activity's ledger, and the records in D1. (Not the ledger's outbox: a
- * refused run's request record passes through it, on its way to D1.)
+ * Everything a run could write: the user's account, and the records in D1. (Not the account's outbox: a refused
+ * run's request record passes through it, on its way to D1.)
  */
 async function countWrites() {
   const [row] = await rows<any>("SELECT (SELECT count(*) FROM participations) + (SELECT count(*) FROM reward_records) AS n");
-  const { pendingRecords: _, ...ledgerState } = await ledgerRows("double11-2026");
-  return { ledger: ledgerState, records: row.n as number };
+  const { pendingRecords: _, ...accountState } = await accountRows("u");
+  return { account: accountState, records: row.n as number };
 }
 
 beforeAll(async () => {

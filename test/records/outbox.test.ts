@@ -3,8 +3,8 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { RESEND_AFTER_MS } from "../../durable-objects/support/outbox";
-import type { RecordBatch } from "../../src/accounts/ledger-plan";
-import { consume, eventually, ledger, ledgerRows, pushConfigs, rows, runTask, unique } from "../helpers";
+import type { RecordBatch } from "../../src/accounts/account-plan";
+import { account, consume, eventually, accountRows, pushConfigs, rows, runTask, unique } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 
@@ -22,7 +22,7 @@ beforeAll(async () => {
   await pushConfigs({ "test/outbox-check.yaml": config });
 });
 
-/** A committed batch of one participation, as a ledger's outbox holds it. */
+/** A committed batch of one participation, as a account's outbox holds it. */
 function batch(tag: string): RecordBatch {
   return {
     participations: [
@@ -42,22 +42,22 @@ function batch(tag: string): RecordBatch {
   };
 }
 
-/** Puts a row in a ledger's outbox as if its message had been sent `sentAgo` ms ago (and lost); returns its id. */
+/** Puts a row in a account's outbox as if its message had been sent `sentAgo` ms ago (and lost); returns its id. */
 function sentAndLost(namespace: string, item: RecordBatch, sentAgo: number): Promise<number> {
-  return runInDurableObject(ledger(namespace), (_: unknown, state: DurableObjectState) => {
+  return runInDurableObject(account(namespace), (_: unknown, state: DurableObjectState) => {
     state.storage.sql.exec("INSERT INTO outbox (item, sent_at) VALUES (?, ?)", JSON.stringify(item), Date.now() - sentAgo);
     return state.storage.sql.exec<{ id: number }>("SELECT max(id) AS id FROM outbox").one().id;
   });
 }
 
-/** Runs the ledger's alarm now (as the runtime would when it is due). */
+/** Runs the account's alarm now (as the runtime would when it is due). */
 async function alarmNow(namespace: string) {
-  await runInDurableObject(ledger(namespace), (_: unknown, state: DurableObjectState) => state.storage.setAlarm(Date.now()));
-  expect(await runDurableObjectAlarm(ledger(namespace))).toBe(true);
+  await runInDurableObject(account(namespace), (_: unknown, state: DurableObjectState) => state.storage.setAlarm(Date.now()));
+  expect(await runDurableObjectAlarm(account(namespace))).toBe(true);
 }
 
 const participations = (id: string) => rows("SELECT id FROM participations WHERE id = ?", id);
-const pending = async (namespace: string) => (await ledgerRows(namespace)).pendingRecords;
+const pending = async (namespace: string) => (await accountRows(namespace)).pendingRecords;
 
 describe("a Durable Object's outbox", () => {
   it("keeps a record until the consumer confirms D1 has it", async () => {
@@ -73,14 +73,14 @@ describe("a Durable Object's outbox", () => {
     await sentAndLost(namespace, batch(tag), 1000);
     // Sent a second ago: not yet overdue, so the alarm leaves it, and sets itself for the resend.
     await alarmNow(namespace);
-    const next = await runInDurableObject(ledger(namespace), (_: unknown, state: DurableObjectState) => state.storage.getAlarm());
+    const next = await runInDurableObject(account(namespace), (_: unknown, state: DurableObjectState) => state.storage.getAlarm());
     expect(next).toBeGreaterThan(Date.now() + RESEND_AFTER_MS - 5000);
     await new Promise((r) => setTimeout(r, 1500));
     expect(await participations(`p-${tag}`)).toEqual([]);
     expect(await pending(namespace)).toBe(1);
 
     // Overdue: the alarm sends it again, the consumer stores it and confirms it, and the outbox forgets it.
-    await runInDurableObject(ledger(namespace), (_: unknown, state: DurableObjectState) => {
+    await runInDurableObject(account(namespace), (_: unknown, state: DurableObjectState) => {
       state.storage.sql.exec("UPDATE outbox SET sent_at = ?", Date.now() - RESEND_AFTER_MS - 1);
     });
     await alarmNow(namespace);
@@ -106,7 +106,7 @@ describe("a Durable Object's outbox", () => {
     const tag = unique();
     const namespace = `redelivered-${tag}`;
     const row = await sentAndLost(namespace, batch(tag), 0);
-    const origin = { binding: "LEDGER" as const, objectId: env.LEDGER.idFromName(namespace).toString(), rows: [row] };
+    const origin = { binding: "USERS" as const, objectId: account(namespace).id.toString(), rows: [row] };
     const message = { id: `m-${tag}`, body: { kind: "records" as const, records: batch(tag), origin } };
     for (const attempts of [1, 2]) {
       const result = await consume([{ ...message, attempts }]);
@@ -121,7 +121,7 @@ describe("a Durable Object's outbox", () => {
     const namespace = `refused-${tag}`;
     const broken = { participations: [{ id: `p-${tag}` }], rewards: [], deliveries: [] } as unknown as RecordBatch;
     const row = await sentAndLost(namespace, broken, 0);
-    const origin = { binding: "LEDGER" as const, objectId: env.LEDGER.idFromName(namespace).toString(), rows: [row] };
+    const origin = { binding: "USERS" as const, objectId: account(namespace).id.toString(), rows: [row] };
     const result = await consume([{ id: `m-${tag}`, body: { kind: "records", records: broken, origin } }]);
     expect(result.retryMessages.map((m) => m.msgId)).toEqual([`m-${tag}`]);
     expect(await pending(namespace)).toBe(1);

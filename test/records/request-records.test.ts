@@ -1,6 +1,6 @@
-/** Request records travel through the ledger's outbox like grants; rate-limited requests are counted per minute. */
+/** Request records travel through the user's account outbox like grants; rate-limited requests are counted per minute. */
 import { beforeAll, describe, expect, it } from "vitest";
-import { eventually, ledgerRows, pushConfigs, rows, runTask, unique } from "../helpers";
+import { eventually, accountRows, pushConfigs, rows, runTask, unique } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 
@@ -25,17 +25,17 @@ const record = (requestId: string) =>
 const stored = async (requestId: string) => (await record(requestId))[0];
 
 describe("request records", () => {
-  it("keep a committed run's record and a refused run's, with the answer each got, in the ledger's outbox until D1 has them", async () => {
+  it("keep a committed run's record and a refused run's, with the answer each got, in the user's account outbox until D1 has them", async () => {
     const user = `u-${unique()}`;
     const ok = await runTask("recorded", "once", { user, now: NOW });
     const refused = await runTask("recorded", "once", { user, now: NOW });
     expect([ok.status, refused.status]).toEqual([200, 403]);
     expect(await eventually(() => stored(ok.json.requestId))).toEqual({ outcome: "OK", user_id: user });
     expect(await eventually(() => stored(refused.json.requestId))).toMatchObject({ outcome: refused.json.error.code });
-    await eventually(async () => (await ledgerRows("recorded")).pendingRecords === 0);
+    await eventually(async () => (await accountRows(user)).pendingRecords === 0);
   });
 
-  it("keep the record of a run refused before it reached the ledger", async () => {
+  it("keep the record of a run refused before it reached the user's account", async () => {
     const user = `u-${unique()}`;
     const outside = await runTask("recorded", "once", { user, now: "2027-03-01T00:00:00Z" });
     expect(outside.json.error.code).toBe("OUTSIDE_TIME_WINDOW");

@@ -22,11 +22,11 @@ export const chancesReward = defineReward({
     return { kind, amount: args.amount };
   },
   async grant(run, { kind, amount }) {
-    const user = run.requireUser();
+    run.requireUser();
     const grantId = run.recordGrant({ type: "chances", amount, detail: { chance: kind.id }, status: "granted" });
-    // The whole amount is planned; a kind's max is applied by the ledger in its transaction, which settles this
+    // The whole amount is planned; a kind's max is applied by the user's account in its transaction, which settles this
     // answer, the stored Idempotency-Key answer and the record to what it really gave (settleChanceGrant).
-    run.plan.counters.push({ ...chanceChange(kind, user.id, run.now, run.activity.timezone, amount), grantId });
+    run.plan.counters.push({ ...chanceChange(kind, run.now, run.activity.timezone, amount), grantId });
     return { type: "chances", granted: true, grantId, amount, chance: kind.id };
   },
 });

@@ -2,7 +2,8 @@
 import { z } from "zod";
 import { vars } from "../../platform/vars";
 import { planDelivery } from "../../records/deliver";
-import { defineReward } from "../define";
+import { Shards } from "../../counters/counter-definition";
+import { type CounterScope, defineReward } from "../define";
 
 export const coupon = defineReward({
   code: "coupon",
@@ -10,7 +11,8 @@ export const coupon = defineReward({
     "Issues a coupon by its SN and channel, as a coupon center expects. The grant is recorded at " +
     "once with status `pending` and delivered asynchronously with retries: to the built-in coupon wallet, or to an " +
     "HTTP coupon center (this reward's `center` URL, else COUPON_CENTER_URL when set). Its status then becomes " +
-    "`delivered` or, after the last retry, `failed`. HTTP calls are signed (docs/webhooks.md). `stock` caps how many are issued (SOLD_OUT beyond it).",
+    "`delivered` or, after the last retry, `failed`. HTTP calls are signed (docs/webhooks.md). `stock` caps how many are issued (SOLD_OUT beyond it), " +
+    "spread over `shards` counter shards for a hot activity.",
   args: z
     .object({
       couponSn: z.string().min(1),
@@ -18,23 +20,19 @@ export const coupon = defineReward({
       probability: z.number().min(0).max(1).default(1),
       stock: z.number().int().min(0).optional(),
       center: z.url({ protocol: /^https?$/ }).optional(),
+      shards: Shards,
       message: z.string().optional(),
     })
     .strict(),
   example: { couponSn: "CPN-2019-1111", channel: "double11", stock: 1000 },
   prepare: (args) => ({ ...args, message: args.message ?? "All coupons have been given out" }),
+  sharedCounters: (args, scope) => [couponStock(args, scope)].filter((c) => c !== undefined),
   grant(run, args) {
     if (args.probability < 1 && run.random() >= args.probability) {
       return { type: "coupon", granted: false, reason: "MISSED" };
     }
-    if (args.stock !== undefined) {
-      run.plan.counters.push({
-        ref: run.activityCounter(`coupon:stock:${args.couponSn}`),
-        delta: 1,
-        cap: args.stock,
-        rejection: { code: "SOLD_OUT", message: args.message },
-      });
-    }
+    const stock = couponStock(args, run);
+    if (stock) run.plan.shared.push({ counter: stock, units: 1, rejection: { code: "SOLD_OUT", message: args.message } });
     const detail = { couponSn: args.couponSn, channel: args.channel };
     const grantId = run.recordGrant({ type: "coupon", amount: 1, detail, status: "pending" });
     const center = args.center ?? vars(run.init.env).COUPON_CENTER_URL;
@@ -47,3 +45,8 @@ export const coupon = defineReward({
     return { type: "coupon", granted: true, grantId, amount: 1, ...detail, status: "pending" };
   },
 });
+
+/** The coupon's stock, a shared counter named by its SN (tasks issuing the same coupon share it). */
+function couponStock(args: { stock?: number; couponSn: string; shards: number }, at: CounterScope) {
+  return args.stock === undefined ? undefined : at.sharedCounter(`coupon:stock:${args.couponSn}`, args.stock, args.shards);
+}

@@ -1,7 +1,8 @@
 /** Red packets: a fixed or random amount of money, with a win probability, user groups, stock and budget. */
 import { z } from "zod";
 import { pickWeighted } from "../../random";
-import { ArgsError, defineReward } from "../define";
+import { Shards } from "../../counters/counter-definition";
+import { ArgsError, type CounterScope, defineReward } from "../define";
 
 const minor = z.number().int().min(1);
 
@@ -18,7 +19,8 @@ export const redPacket = defineReward({
     "`{min, max}` drawn uniformly, or `{weighted: [{amount, weight}]}`. `probability` is the chance to win at all; " +
     "`groups` restricts it to users in one of those groups. `stock` caps how many are given and `budget` caps their " +
     "total amount; both hold under any concurrency, and a run that would cross either is refused with SOLD_OUT and " +
-    "changes nothing. `stockKey`/`stockField` name the stock (the fields of an activity's stock record), so tasks can share one.",
+    "changes nothing. `stockKey`/`stockField` name the stock (the fields of an activity's stock record), so tasks can share one. " +
+    "`shards` spreads the stock and budget over that many counter shards for a hot activity (see docs/scale.md).",
   args: z
     .object({
       amount: Amount,
@@ -32,6 +34,7 @@ export const redPacket = defineReward({
         .default("CNY"),
       stockKey: z.string().min(1).optional(),
       stockField: z.string().min(1).optional(),
+      shards: Shards,
       message: z.string().optional(),
     })
     .strict(),
@@ -42,6 +45,7 @@ export const redPacket = defineReward({
     const stockName = args.stockKey ? [args.stockKey, args.stockField].filter(Boolean).join(":") : `task:${taskId}`;
     return { ...args, stockName, message: args.message ?? "All red packets have been given out" };
   },
+  sharedCounters: (args, scope) => Object.values(packetCounters(args, scope)).filter((c) => c !== undefined),
   grant(run, args) {
     const user = run.requireUser();
     if (args.groups && !args.groups.some((g) => user.groups.includes(g))) {
@@ -52,19 +56,24 @@ export const redPacket = defineReward({
     }
     const amount = drawAmount(args.amount, () => run.random());
     const rejection = { code: "SOLD_OUT" as const, message: args.message };
-    if (args.stock !== undefined) {
-      run.plan.counters.push({ ref: run.activityCounter(`redPacket:stock:${args.stockName}`), delta: 1, cap: args.stock, rejection });
-    }
-    if (args.budget !== undefined) {
-      run.plan.counters.push({ ref: run.activityCounter(`redPacket:spent:${args.stockName}`), delta: amount, cap: args.budget, rejection });
-    }
-    run.plan.counters.push({ ref: run.userCounter(`redPacket:balance:${args.currency}`), delta: amount, floor: 0 });
+    const { stock, budget } = packetCounters(args, run);
+    if (stock) run.plan.shared.push({ counter: stock, units: 1, rejection });
+    if (budget) run.plan.shared.push({ counter: budget, units: amount, rejection });
+    run.plan.counters.push({ key: `redPacket:balance:${args.currency}`, delta: amount, floor: 0 });
     const grantId = run.recordGrant({ type: "redPacket", amount, detail: { currency: args.currency }, status: "granted" });
     return { type: "redPacket", granted: true, grantId, amount, currency: args.currency };
   },
 });
 
 type AmountSpec = z.output<typeof Amount>;
+
+/** The red packet's stock (units) and budget (minor units), each a shared counter when configured. */
+function packetCounters(args: { stock?: number; budget?: number; stockName: string; shards: number }, at: CounterScope) {
+  return {
+    stock: args.stock === undefined ? undefined : at.sharedCounter(`redPacket:stock:${args.stockName}`, args.stock, args.shards),
+    budget: args.budget === undefined ? undefined : at.sharedCounter(`redPacket:spent:${args.stockName}`, args.budget, args.shards),
+  };
+}
 
 function drawAmount(spec: AmountSpec, random: () => number): number {
   if (typeof spec === "number") return spec;

@@ -27,7 +27,8 @@ export const chances = defineValidator({
     return { kind, cost: args.cost, message: args.message ?? "You have no chances left" };
   },
   check(run, { kind, cost, message }) {
-    const spend = chanceChange(kind, run.requireUser().id, run.now, run.activity.timezone, -cost);
+    run.requireUser();
+    const spend = chanceChange(kind, run.now, run.activity.timezone, -cost);
     run.plan.counters.push({ ...spend, rejection: { code: "NO_CHANCES", message } });
     return undefined;
   },

@@ -1,7 +1,12 @@
-/** Participation limits: how often a user (or everyone together) may take part, per day/week/month/activity. */
+/**
+ * Participation limits: how often a user (or everyone together) may take part, per day/week/month/activity, and how
+ * many distinct users may take part at all. A user's own counts live in the user's account; counts of everyone
+ * together are shared counters (src/counters), reserved before the user's commit.
+ */
 import { z } from "zod";
+import { Shards } from "../../counters/counter-definition";
 import type { Period } from "../../config/time";
-import { ArgsError, defineValidator } from "../define";
+import { ArgsError, type CounterScope, defineValidator } from "../define";
 
 const count = z.number().int().min(1);
 
@@ -20,9 +25,11 @@ export const limit = defineValidator({
   code: "limit",
   description:
     "Caps successful participations: per user per day, week or month (in the activity's timezone), per user over " +
-    "the whole activity, and for all users together per day or in total. A run past a cap is refused with " +
-    "NOT_ELIGIBLE and changes nothing. Counts are taken in the same transaction as the rewards, so concurrent " +
-    "runs can never exceed a cap. `scope: activity` shares one count among all tasks whose limit has `scope: activity`.",
+    "the whole activity, for all users together per day or in total, and `participants`: how many distinct users " +
+    'may take part ("the first 10,000 participants"; a user counted once takes part again freely). A run past a ' +
+    "cap is refused with NOT_ELIGIBLE and changes nothing; concurrent runs can never exceed a cap. `scope: activity` " +
+    "shares one count among all tasks whose limit has `scope: activity`. Caps of everyone together are spread over " +
+    "`shards` counter shards for a hot activity (see docs/scale.md).",
   args: z
     .object({
       perUserPerDay: count.optional(),
@@ -31,6 +38,8 @@ export const limit = defineValidator({
       perUser: count.optional(),
       perDay: count.optional(),
       total: count.optional(),
+      participants: count.optional(),
+      shards: Shards,
       scope: z.enum(["task", "activity"]).default("task"),
       message: z.string().optional(),
     })
@@ -41,20 +50,52 @@ export const limit = defineValidator({
     const caps = (Object.keys(LIMITS) as LimitName[])
       .filter((name) => args[name] !== undefined)
       .map((name) => ({ name, cap: args[name]!, ...LIMITS[name] }));
-    if (caps.length === 0) throw new ArgsError(`set at least one of ${Object.keys(LIMITS).join(", ")}`);
-    return { caps, scope: args.scope, message: args.message ?? "You have reached the limit for this task" };
+    if (caps.length === 0 && args.participants === undefined) {
+      throw new ArgsError(`set at least one of ${[...Object.keys(LIMITS), "participants"].join(", ")}`);
+    }
+    return {
+      caps,
+      participants: args.participants,
+      shards: args.shards,
+      scope: args.scope,
+      message: args.message ?? "You have reached the limit for this task",
+    };
   },
-  check(run, { caps, scope, message }) {
-    const subject = scope === "task" ? run.task.id : "*";
-    for (const c of caps) {
-      const key = `limit:${subject}:${c.period}:${run.period(c.period)}`;
-      run.plan.counters.push({
-        ref: c.owner === "user" ? run.userCounter(key) : run.activityCounter(key),
-        delta: 1,
-        cap: c.cap,
-        rejection: { code: "NOT_ELIGIBLE", message },
-      });
+  sharedCounters: (args, scope) => limitCounters(args, scope).shared.map((c) => c.counter),
+  check(run, args) {
+    run.requireUser();
+    const rejection = { code: "NOT_ELIGIBLE" as const, message: args.message };
+    const { own, shared, participants } = limitCounters(args, run);
+    for (const c of own) run.plan.counters.push({ key: c.key, delta: 1, cap: c.cap, rejection });
+    for (const c of shared) {
+      // One participants unit per distinct user: the user's marker says it was taken, so a later run takes no other.
+      run.plan.shared.push({ counter: c.counter, units: 1, rejection, once: c === participants ? c.marker : undefined });
     }
     return undefined;
   },
 });
+
+type Prepared = {
+  caps: { name: LimitName; cap: number; owner: "user" | "all"; period: Period }[];
+  participants: number | undefined;
+  shards: number;
+  scope: "task" | "activity";
+};
+
+/** The counts a limit takes: the user's own (in the user's account) and those of everyone together (shared counters). */
+function limitCounters({ caps, participants, shards, scope }: Prepared, at: CounterScope) {
+  const subject = scope === "task" ? at.taskId : "*";
+  const own: { key: string; cap: number }[] = [];
+  const shared: { counter: ReturnType<CounterScope["sharedCounter"]>; marker?: string }[] = [];
+  for (const c of caps) {
+    const key = `limit:${subject}:${c.period}:${at.period(c.period)}`;
+    if (c.owner === "user") own.push({ key, cap: c.cap });
+    else shared.push({ counter: at.sharedCounter(key, c.cap, shards) });
+  }
+  const cap =
+    participants === undefined
+      ? undefined
+      : { counter: at.sharedCounter(`limit:${subject}:participants`, participants, shards), marker: `limit:${subject}:participant` };
+  if (cap) shared.push(cap);
+  return { own, shared, participants: cap };
+}

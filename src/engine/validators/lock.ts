@@ -24,8 +24,9 @@ export const lock = defineValidator({
     message: args?.message ?? "Your previous request is still being processed",
   }),
   check(run, { scope, message }) {
-    // Task ids cannot contain '|', so the user id (anything) goes last. The ledger is per namespace already.
-    const key = `${scope === "task" ? run.task.id : "*"}|${run.requireUser().id}`;
+    // The user's account keeps the lock under the namespace: the task, or "*" shared by the activity's tasks.
+    run.requireUser();
+    const key = scope === "task" ? run.task.id : "*";
     run.plan.locks.push({ key, rejection: { code: "LOCKED", message } });
     return undefined;
   },

@@ -1,15 +1,14 @@
-/** What a task run asks its activity's ledger to commit, in one transaction; plain data so it crosses RPC. */
+/**
+ * What a task run asks its user's account (durable-objects/user-account.ts) to commit, in one transaction; plain data
+ * so it crosses RPC. Everything here is the user's own state in the run's namespace: shared counters (stock, budget,
+ * an activity-wide cap) are reserved on their own shards before, and only referred to here by reservation id.
+ */
 import type { deliveries, participations, requestRecords, rewardRecords } from "../db/schema";
 import type { Rejection } from "../engine/define";
 
-export interface CounterRef {
-  /** The user id, or "" for a counter shared by the whole activity. */
-  owner: string;
-  key: string;
-}
-
+/** A change to one of the user's counters in the namespace. */
 export interface CounterChange {
-  ref: CounterRef;
+  key: string;
   delta: number;
   /** The value before the first change (a period's initial chance allowance). */
   initial?: number;
@@ -21,12 +20,11 @@ export interface CounterChange {
 
 /**
  * A change to one user's chances of one kind, which live in several counters: the period's free allowance (spent
- * first) and earned chances in buckets `<earnedPrefix><expiry>` (spent soonest-expiring first). The ledger reads
+ * first) and earned chances in buckets `<earnedPrefix><expiry>` (spent soonest-expiring first). The account reads
  * them all in its transaction, so a spend is never refused while the buckets together hold enough.
  */
 export interface ChanceChange {
   type: "chance";
-  owner: string;
   allowance: { key: string; initial: number };
   earnedPrefix: string;
   /** Where a grant lands: the allowance counter (chances that reset with the period) or an earned bucket. */
@@ -37,13 +35,13 @@ export interface ChanceChange {
   delta: number;
   /** The most the balance may hold: a grant past it is cut down to fit (a partial grant), never refused. */
   max: number | null;
-  /** A grant's record and outcome, which the ledger settles to what it really granted (see settleChanceGrant). */
+  /** A grant's record and outcome, which the account settles to what it really granted (see settleChanceGrant). */
   grantId?: string;
   /** Answer given when a spend finds too few chances. */
   rejection?: Rejection;
 }
 
-/** Any change a run plans to its ledger's counters, applied in plan order. */
+/** Any change a run plans to the user's counters, applied in plan order. */
 export type PlannedChange = CounterChange | ChanceChange;
 
 export interface LockClaim {
@@ -56,7 +54,7 @@ export type RewardRow = typeof rewardRecords.$inferInsert;
 export type DeliveryRow = typeof deliveries.$inferInsert;
 export type RequestRecordRow = typeof requestRecords.$inferInsert;
 
-/** Rows the ledger forwards to D1 (through the queue) once its transaction committed. */
+/** Rows the account forwards to D1 (through the queue) once its transaction committed. */
 export interface RecordBatch {
   /** Request records of runs (one for a run's commit; a batch of older outbox rows may have none). */
   requests?: RequestRecordRow[];
@@ -65,7 +63,29 @@ export interface RecordBatch {
   deliveries: DeliveryRow[];
 }
 
-export interface LedgerPlan {
+/**
+ * A unit of a shared counter the run reserved (src/counters): the commit records that it used it, so the counter
+ * confirms it; a reservation the commit did not use (or never saw) is answered "abandoned" and goes back.
+ */
+export interface ReservationUse {
+  id: string;
+  /**
+   * Used only if this marker counter of the user is still 0, which the commit then sets to 1 (an activity-wide
+   * participants cap counts each user once): otherwise the unit is not used and goes back.
+   */
+  once?: string;
+}
+
+/** A marker counter the user must already have (≥ 1), or the run is refused: a participant counted before passes a full cap. */
+export interface MarkerRequirement {
+  key: string;
+  rejection: Rejection;
+}
+
+export interface AccountPlan {
+  /** The activity namespace whose rows of the user's account the run changes. */
+  namespace: string;
+  userId: string;
   requestId: string;
   /** Real-clock start of the run: a lock refuses it if another run on the key committed after this. */
   startedAt: number;
@@ -73,15 +93,20 @@ export interface LedgerPlan {
   committedAt: number;
   locks: LockClaim[];
   counters: PlannedChange[];
+  requirements: MarkerRequirement[];
+  reservations: ReservationUse[];
   records: RecordBatch;
   /** The answer stored for Idempotency-Key replays. */
-  idempotency?: { userId: string; key: string; status: number; body: string };
-  /** The run's request record; the ledger keeps it with the outcome it gives (OK, or its refusal's code). */
+  idempotency?: { key: string; status: number; body: string };
+  /** The run's request record; the account keeps it with the outcome it gives (OK, or its refusal's code). */
   request?: RequestRecordRow;
 }
 
-/** `settled`: chances each capped grant really gave, by grant id (only grants the kind's `max` cut down). */
-export type LedgerResult = { ok: true; settled?: Record<string, number> } | { ok: false; rejection: Rejection };
+/**
+ * `settled`: chances each capped grant really gave, by grant id (only grants the kind's `max` cut down). `unused`:
+ * reservations the commit did not use (a participant already counted), to give back.
+ */
+export type CommitResult = { ok: true; settled?: Record<string, number>; unused?: string[] } | { ok: false; rejection: Rejection };
 
 export type IdempotencyClaim =
   | { state: "new" }

@@ -1,0 +1,329 @@
+/**
+ * One user's account: the single writer of that user's state in every activity namespace (chance balances,
+ * participation counts, locks, Idempotency-Keys, red-packet balances) and of the user's records on their way to D1.
+ * A run commits here in one synchronous transaction, so nothing is half-written and no per-user bound is crossed;
+ * shared scarce counters (stock, budget, an activity-wide cap) are reserved on their shards first (src/counters) and
+ * this transaction decides, once, whether each reservation was used (see resolveReservation). There is one object per
+ * user, so an activity's load spreads over as many objects as it has users. Later per-user features (points,
+ * memberships, benefits) add their tables here: one user's change across them commits atomically.
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../src/env";
+import { migrateStorage, type StorageMigration } from "./support/migrations";
+import { Outbox, outboxTable } from "./support/outbox";
+import { settleChances, settleRewards } from "../src/accounts/chances";
+import type {
+  ChanceChange,
+  CounterChange,
+  IdempotencyClaim,
+  AccountPlan,
+  CommitResult,
+  RecordBatch,
+  RequestRecordRow,
+} from "../src/accounts/account-plan";
+import { log } from "../src/platform/log";
+
+/**
+ * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
+ * activity namespace it belongs to (`ns`), so one user's rows of every activity live side by side.
+ */
+export const userAccountMigrations: StorageMigration[] = [
+  (sql) =>
+    sql.exec(`
+  CREATE TABLE counters (ns TEXT NOT NULL, key TEXT NOT NULL, value INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (ns, key));
+  CREATE TABLE locks (ns TEXT NOT NULL, key TEXT NOT NULL, holder TEXT NOT NULL, committed_at INTEGER NOT NULL, PRIMARY KEY (ns, key));
+  CREATE TABLE idempotency_keys (
+    ns TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
+    body TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (ns, key));
+  CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);
+  CREATE TABLE reservations (id TEXT PRIMARY KEY, outcome TEXT NOT NULL CHECK (outcome IN ('committed', 'abandoned')), at INTEGER NOT NULL);
+  CREATE INDEX reservations_by_age ON reservations (at);`),
+  outboxTable,
+];
+
+const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/**
+ * How long a reservation's outcome is kept: far beyond any reservation's deadline and the counter's retries of its
+ * question, so a counter always hears the answer the commit gave.
+ */
+const RESERVATION_OUTCOME_TTL_MS = 24 * 60 * 60 * 1000;
+/** A claim still "in progress" after this long belongs to a run that died; the key is free again. */
+const IN_PROGRESS_TTL_MS = 60_000;
+
+class Refusal extends Error {
+  constructor(readonly result: CommitResult) {
+    super("refused");
+  }
+}
+
+export class UserAccount extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  /** Committed records on their way to D1. */
+  private readonly outbox: Outbox<RecordBatch>;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.outbox = new Outbox<RecordBatch>(ctx, env, "USERS", (batches, origin) => ({
+      kind: "records",
+      records: {
+        requests: batches.flatMap((b) => b.requests ?? []),
+        participations: batches.flatMap((b) => b.participations),
+        rewards: batches.flatMap((b) => b.rewards),
+        deliveries: batches.flatMap((b) => b.deliveries),
+      },
+      origin,
+    }));
+    ctx.blockConcurrencyWhile(async () => migrateStorage(ctx.storage, userAccountMigrations));
+  }
+
+  /**
+   * Commits a run's plan, or refuses it with the first failing step's answer and changes nothing. Steps in plan order:
+   * locks, counters and chances, marker requirements, then the shared reservations the run holds (each recorded as
+   * used, unless a counter already answered for it), the Idempotency-Key's answer and the records.
+   */
+  async commit(plan: AccountPlan): Promise<CommitResult> {
+    const now = Date.now();
+    const ns = plan.namespace;
+    let queued = false;
+    /** Chance grants the kind's max cut down: what each really gave. */
+    const settled: Record<string, number> = {};
+    const caps: Record<string, number | null> = {};
+    const unused: string[] = [];
+    try {
+      this.ctx.storage.transactionSync(() => {
+        for (const lock of plan.locks) {
+          const held = this.sql.exec<{ committed_at: number }>("SELECT committed_at FROM locks WHERE ns = ? AND key = ?", ns, lock.key).toArray()[0];
+          if (held && held.committed_at >= plan.startedAt) throw new Refusal({ ok: false, rejection: lock.rejection });
+          this.sql.exec(
+            "INSERT INTO locks (ns, key, holder, committed_at) VALUES (?, ?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET holder = excluded.holder, committed_at = excluded.committed_at",
+            ns,
+            lock.key,
+            plan.requestId,
+            // Workers' clocks on both sides of the comparison, not the account's own.
+            plan.committedAt,
+          );
+        }
+        for (const change of plan.counters) {
+          if (!("type" in change)) {
+            this.apply(ns, change, now);
+            continue;
+          }
+          const granted = this.applyChance(ns, change, now);
+          if (change.grantId !== undefined && change.delta > 0 && granted < change.delta) {
+            settled[change.grantId] = granted;
+            caps[change.grantId] = change.max;
+          }
+        }
+        for (const r of plan.requirements) {
+          if ((this.value(ns, r.key) ?? 0) < 1) throw new Refusal({ ok: false, rejection: r.rejection });
+        }
+        for (const r of plan.reservations) {
+          if (r.once !== undefined && (this.value(ns, r.once) ?? 0) > 0) {
+            unused.push(r.id);
+            this.decide(r.id, "abandoned", now);
+            continue;
+          }
+          if (r.once !== undefined) this.apply(ns, { key: r.once, delta: 1 }, now);
+          // A counter that found the reservation overdue asked first and was told it was abandoned: it has gone back.
+          if (this.decide(r.id, "committed", now) !== "committed") {
+            throw new Refusal({ ok: false, rejection: { code: "UNAVAILABLE", message: "the request took too long; please retry" } });
+          }
+        }
+        const cut = Object.keys(settled).length > 0;
+        if (plan.idempotency) {
+          const { key, status } = plan.idempotency;
+          // Only the run that holds the key's claim answers it (a second delivery of a queued run finds it answered).
+          const claim = this.sql.exec<{ status: number }>("SELECT status FROM idempotency_keys WHERE ns = ? AND key = ?", ns, key).toArray()[0];
+          if (claim && claim.status !== 0) {
+            throw new Refusal({ ok: false, rejection: { code: "LOCKED", message: "this Idempotency-Key was already answered" } });
+          }
+          // The stored answer says what was really granted, as the live answer will.
+          const body = cut ? settledAnswer(plan.idempotency.body, settled, caps) : plan.idempotency.body;
+          this.sql.exec(
+            "INSERT INTO idempotency_keys (ns, key, request_hash, status, body, created_at) VALUES (?, ?, '', ?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET status = excluded.status, body = excluded.body",
+            ns,
+            key,
+            status,
+            body,
+            now,
+          );
+        }
+        const rewards = cut
+          ? plan.records.rewards.flatMap((row) =>
+              Object.hasOwn(settled, row.id) ? (settled[row.id]! > 0 ? [{ ...row, amount: settled[row.id]! }] : []) : [row],
+            )
+          : plan.records.rewards;
+        // A notification of the run (the notify command) tells what was really granted too.
+        const deliveries = cut
+          ? plan.records.deliveries.map((d) => ({ ...d, payload: settledAnswer(d.payload, settled, caps) }))
+          : plan.records.deliveries;
+        const r: RecordBatch = { ...plan.records, rewards, deliveries, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
+        if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length > 0) {
+          this.outbox.add(r);
+          queued = true;
+        }
+        this.served();
+      });
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      // The refused run is recorded too, with the answer it got (its changes rolled back above).
+      const rejection = e.result.ok ? undefined : e.result.rejection;
+      if (plan.request && rejection) await this.record([{ ...plan.request, outcome: rejection.code }]);
+      else this.served();
+      return e.result;
+    }
+    if (queued) {
+      // The run is committed: a failure to set the alarm must not turn it into an error the client retries.
+      await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
+    }
+    const result: CommitResult = { ok: true };
+    if (Object.keys(settled).length > 0) result.settled = settled;
+    if (unused.length > 0) result.unused = unused;
+    return result;
+  }
+
+  /**
+   * Decides a shared-counter reservation once: the first decision stands (a commit that used it, or a counter's
+   * question after its deadline, whichever came first) and is the answer to every later one.
+   */
+  private decide(id: string, outcome: "committed" | "abandoned", now: number): "committed" | "abandoned" {
+    this.sql.exec("INSERT INTO reservations (id, outcome, at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING", id, outcome, now);
+    return this.sql.exec<{ outcome: "committed" | "abandoned" }>("SELECT outcome FROM reservations WHERE id = ?", id).one().outcome;
+  }
+
+  /**
+   * A shared counter's question about a reservation past its deadline: did a commit use it? "committed" (the unit
+   * stays given) or "abandoned": then no commit can use it any more, so the counter may give the unit back. This is
+   * why a late confirmation can never grant a unit twice: the commit and this question meet in this one writer, and
+   * whichever comes first decides (a commit that comes second is refused, changing nothing).
+   */
+  async resolveReservation(reservationId: string): Promise<"committed" | "abandoned"> {
+    return this.decide(reservationId, "abandoned", Date.now());
+  }
+
+  private value(ns: string, key: string): number | undefined {
+    return this.sql.exec<{ value: number }>("SELECT value FROM counters WHERE ns = ? AND key = ?", ns, key).toArray()[0]?.value;
+  }
+
+  private write(ns: string, key: string, value: number, now: number) {
+    this.sql.exec(
+      "INSERT INTO counters (ns, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+      ns,
+      key,
+      value,
+      now,
+    );
+  }
+
+  private apply(ns: string, c: CounterChange, now: number) {
+    const next = (this.value(ns, c.key) ?? c.initial ?? 0) + c.delta;
+    if ((c.cap != null && next > c.cap) || (c.floor != null && next < c.floor)) {
+      if (c.rejection) throw new Refusal({ ok: false, rejection: c.rejection });
+      throw new Error(`counter ${c.key} would cross its bounds without a refusal configured`);
+    }
+    this.write(ns, c.key, next, now);
+  }
+
+  /** Reads every counter a chance change spans, settles it, and writes the result (or refuses the run); returns what a grant gave. */
+  private applyChance(ns: string, c: ChanceChange, now: number): number {
+    const settled = settleChances(c, this.value(ns, c.allowance.key), this.withPrefix(ns, c.earnedPrefix));
+    if (!settled.ok) throw new Refusal({ ok: false, rejection: c.rejection ?? { code: "NO_CHANCES", message: "no chances left" } });
+    for (const [key, value] of settled.writes) {
+      // The allowance counter stays at 0 (it would come back as the period's initial count); a bucket goes.
+      if (value === 0 && key !== c.allowance.key) this.sql.exec("DELETE FROM counters WHERE ns = ? AND key = ?", ns, key);
+      else this.write(ns, key, value, now);
+    }
+    return settled.granted;
+  }
+
+  private withPrefix(ns: string, prefix: string): { key: string; value: number }[] {
+    return this.sql
+      .exec<{ key: string; value: number }>(
+        "SELECT key, value FROM counters WHERE ns = ? AND key >= ? AND key < ? ORDER BY key",
+        ns,
+        prefix,
+        prefix + "\uffff",
+      )
+      .toArray();
+  }
+
+  /** The user's counters in a namespace whose key starts with one of `prefixes` (all of them for ""), in one read. */
+  async counters(ns: string, prefixes: string[]): Promise<Record<string, number>> {
+    return Object.fromEntries(prefixes.flatMap((p) => this.withPrefix(ns, p)).map((r) => [r.key, r.value]));
+  }
+
+  /** Claims an Idempotency-Key for a request, or says what to answer instead. */
+  async claimIdempotency(ns: string, key: string, requestHash: string, now: number): Promise<IdempotencyClaim> {
+    const row = this.sql
+      .exec<{ request_hash: string; status: number; body: string | null; created_at: number }>(
+        "SELECT request_hash, status, body, created_at FROM idempotency_keys WHERE ns = ? AND key = ?",
+        ns,
+        key,
+      )
+      .toArray()[0];
+    const abandoned = row?.status === 0 && row.created_at < now - IN_PROGRESS_TTL_MS;
+    if (row && row.created_at >= now - IDEMPOTENCY_TTL_MS && !abandoned) {
+      if (row.request_hash !== requestHash) return { state: "mismatch" };
+      if (row.status === 0) return { state: "in-progress" };
+      return { state: "replay", status: row.status, body: row.body ?? "" };
+    }
+    this.sql.exec(
+      "INSERT INTO idempotency_keys (ns, key, request_hash, status, body, created_at) VALUES (?, ?, ?, 0, NULL, ?) ON CONFLICT (ns, key) DO UPDATE SET request_hash = excluded.request_hash, status = 0, body = NULL, created_at = excluded.created_at",
+      ns,
+      key,
+      requestHash,
+      now,
+    );
+    return { state: "new" };
+  }
+
+  /** Stores a refusal's answer for replays; a key already answered (by a duplicate that got there first) keeps its answer. */
+  async completeIdempotency(ns: string, key: string, status: number, body: string): Promise<void> {
+    this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE ns = ? AND key = ? AND status = 0", status, body, ns, key);
+  }
+
+  /** Frees a key after an unexpected failure so the client's retry runs again. */
+  async releaseIdempotency(ns: string, key: string): Promise<void> {
+    this.sql.exec("DELETE FROM idempotency_keys WHERE ns = ? AND key = ? AND status = 0", ns, key);
+  }
+
+  /** Forwards committed records to D1 through the queue, and forgets expired Idempotency-Keys and reservation outcomes. */
+  override async alarm(): Promise<void> {
+    try {
+      this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
+      this.sql.exec("DELETE FROM reservations WHERE at < ?", Date.now() - RESERVATION_OUTCOME_TTL_MS);
+    } finally {
+      await this.outbox.forward();
+    }
+  }
+
+  /** Keeps request records of runs that did not commit here (refused earlier), for D1. */
+  async record(requests: RequestRecordRow[]): Promise<void> {
+    this.ctx.storage.transactionSync(() => {
+      this.outbox.add({ requests, participations: [], rewards: [], deliveries: [] });
+      this.served();
+    });
+    await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
+  }
+
+  /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
+  async confirm(rows: number[]): Promise<void> {
+    this.outbox.confirm(rows);
+  }
+
+  /**
+   * Counts the runs this object served (commits and records), in its own storage: the load a single writer carries,
+   * read by tests and benchmarks from the object itself (`meta` row `served`).
+   */
+  private served() {
+    this.sql.exec("INSERT INTO meta (k, v) VALUES ('served', '1') ON CONFLICT (k) DO UPDATE SET v = CAST(v AS INTEGER) + 1");
+  }
+}
+
+/** A stored task answer or notification payload (JSON) with its capped chance grants settled. */
+function settledAnswer(body: string, settled: Record<string, number>, caps: Record<string, number | null>): string {
+  const answer = JSON.parse(body) as { rewards?: { type: string; granted: boolean; grantId?: string }[] };
+  if (answer.rewards) answer.rewards = settleRewards(answer.rewards, settled, (id) => caps[id] ?? null);
+  return JSON.stringify(answer);
+}
