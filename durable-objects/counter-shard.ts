@@ -49,6 +49,13 @@ type ReservationRow = { id: string; user_id: string; units: number; status: "hel
 const HOLDERS_PER_SWEEP = 100;
 /** How soon a holder that did not answer is asked again. */
 const HOLDER_RETRY_MS = 10_000;
+/**
+ * How long a settled reservation is kept after its deadline: a repeated reserve (a caller that lost the answer) must
+ * meet it, and repeats come within seconds; kept longer, a busy shard's rows would fill its storage.
+ */
+const SETTLED_KEPT_MS = 60 * 60_000;
+/** Settled reservations forgotten per alarm (the next alarm takes the rest). */
+const FORGET_PER_ALARM = 5000;
 
 export class CounterShard extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -310,6 +317,11 @@ export class CounterShard extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
+    this.sql.exec(
+      "DELETE FROM reservations WHERE id IN (SELECT id FROM reservations WHERE status IN ('used', 'returned') AND check_at < ? LIMIT ?)",
+      Date.now() - SETTLED_KEPT_MS,
+      FORGET_PER_ALARM,
+    );
     await this.settleDue(this.clock.alarmNow());
     await this.expiry.wakeForNext();
     if (this.definition.current) await this.lending.retryPending(Date.now());

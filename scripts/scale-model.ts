@@ -114,6 +114,7 @@ type Fact = { value: number; unit: "shards" | "buckets" | "accounts" | "calls" |
 const STUBS = "durable-objects/support/stubs.ts";
 const ACCOUNT = "durable-objects/user-account.ts";
 const VARS = "src/platform/vars.ts";
+const COUNTER_SHARD = "durable-objects/counter-shard.ts";
 
 /** The design as the code declares it, so the model moves with it. */
 const DESIGN = {
@@ -165,6 +166,12 @@ const DESIGN = {
     unit: "ms",
     what: "how long a user's account keeps a reservation's outcome (`RESERVATION_OUTCOME_TTL_MS`)",
     file: ACCOUNT,
+  },
+  settledKeptMs: {
+    value: constant(COUNTER_SHARD, "SETTLED_KEPT_MS"),
+    unit: "ms",
+    what: "how long a counter shard keeps a settled reservation after its deadline, for repeated reserves (`SETTLED_KEPT_MS`)",
+    file: COUNTER_SHARD,
   },
   idempotencyTtlMs: {
     value: constant(ACCOUNT, "IDEMPOTENCY_TTL_MS"),
@@ -320,7 +327,7 @@ const perUserDay = ASSUMED.perUserRate * (keptMs / 1000) * ASSUMED.keptBytesPerR
 const reservesAt = (rate: number) => rate / calls;
 const heldRows = reservesAt(writes) * (DESIGN.holdMs.value / 1000);
 const keptForOutcome = (rate: number) => reservesAt(rate) * (DESIGN.outcomeTtlMs.value / 1000) * ASSUMED.reservationRowBytes;
-const keptForTwoHolds = reservesAt(soft) * ((2 * DESIGN.holdMs.value) / 1000) * ASSUMED.reservationRowBytes;
+const keptSettled = reservesAt(soft) * ((DESIGN.holdMs.value + DESIGN.settledKeptMs.value) / 1000) * ASSUMED.reservationRowBytes;
 const objectStorage = LIMITS.objectStorage.value;
 const share = (bytes: number) => `${one((100 * bytes) / objectStorage)} % of it`;
 const storage = table(
@@ -357,10 +364,10 @@ const storage = table(
       `${share(keptForOutcome(soft))} at the soft limit: too close`,
     ],
     [
-      `settled reservations, if kept one more hold (${duration(2 * DESIGN.holdMs.value)} in all)`,
+      `settled reservations as kept: ${duration(DESIGN.settledKeptMs.value)} after their deadline (\`SETTLED_KEPT_MS\`), forgotten by the shard's alarm`,
       "one `CounterShard`",
-      `${size(keptForTwoHolds)} at ${n(reservesAt(soft))} reserves/s`,
-      "far off (the retention is counter-shard.ts's choice: open)",
+      `${size(keptSettled)} at ${n(reservesAt(soft))} reserves/s`,
+      share(keptSettled),
     ],
   ],
 );
