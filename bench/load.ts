@@ -9,6 +9,8 @@ export interface LoadResult {
   p99: number;
   non2xx: number;
   errors: number;
+  /** Answers by HTTP status (what the non-2xx were). */
+  statuses: Record<string, number>;
 }
 
 export interface LoadOptions {
@@ -49,6 +51,7 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
     p99: result.latency.p99,
     non2xx: result.non2xx,
     errors: result.errors,
+    statuses: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, s]) => [code, (s as { count: number }).count])),
   };
 }
 
