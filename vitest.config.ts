@@ -22,6 +22,9 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
         // A route's own limit (high enough never to refuse the other suites): the rate-limit suite checks it counts.
         ROUTE_RATE_LIMITS: JSON.stringify({ "flash-sale.status": { requests: 100000, windowSeconds: 60, by: "global" } }),
         ALLOW_CLOCK_OVERRIDE: "true",
+        // Crash tests make runs fail between their steps (X-Fanfare-Fault), and wait for reservations to come back.
+        ALLOW_FAULT_INJECTION: "true",
+        RESERVATION_HOLD_MS: "5000",
         TEST_MIGRATIONS: await readD1Migrations(join(root, "migrations")),
         TEST_TASK_CONFIGS: taskConfigs,
         TEST_PARTNER_URL: `http://127.0.0.1:${inject("partnerPort")}`,

@@ -17,6 +17,8 @@ export interface LoadOptions {
   method?: "GET" | "POST";
   seconds: number;
   connections: number;
+  /** Send exactly this many requests (then `seconds` is ignored). */
+  amount?: number;
   /** Per-request headers and body (e.g. a different user's token each time). */
   next?: (i: number) => { headers?: Record<string, string>; body?: string };
 }
@@ -26,7 +28,7 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
   const result = await autocannon({
     url: o.url,
     method: o.method ?? "GET",
-    duration: o.seconds,
+    ...(o.amount ? { amount: o.amount } : { duration: o.seconds }),
     connections: o.connections,
     requests: o.next
       ? [

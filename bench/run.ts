@@ -6,10 +6,11 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
-import { beside, load, pairedLine } from "./load";
+import { beside, load, pairedLine, type LoadResult } from "./load";
 import { BENCH_SECRET, pushExtra, startWorker } from "./local-worker";
 import { prizePoolFigures } from "./prize-pools";
 import { flashSaleFigures } from "./flash-sales";
+import { servedBetween, servedCounts } from "./object-share";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -94,6 +95,11 @@ async function main() {
     if (signIn.before.errors + signIn.after.errors + task.errors > 0 || !seenAt) process.exitCode = 1;
 
     const only = process.env.BENCH_ONLY;
+    if (!only || only === "accounts") {
+      say("");
+      say("## accounts and shared counters");
+      await accountFigures(worker, health, say);
+    }
     if (!only || only === "sales") {
       say("");
       say("## flash sales and rate limits");
@@ -112,6 +118,60 @@ async function main() {
     writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
   }
 }
+
+/** A red packet whose stock and budget are each spread over SHARE_SHARDS counter shards. */
+const SHARE_SHARDS = 8;
+const SHARE_USERS = 10_000;
+
+/**
+ * Issue 10's figures: the share of a load the busiest object served, counted by the objects (10,000 distinct users
+ * sign in; then they open a red packet whose stock and budget are on k shards), and a red-packet run's throughput
+ * (reserve on two counters + the user's commit) beside health.
+ */
+async function accountFigures(worker: Awaited<ReturnType<typeof startWorker>>, health: () => Promise<LoadResult>, say: (s: string) => void) {
+  const dir = mkdtempSync(join(tmpdir(), "fanfare-bench-"));
+  writeFileSync(
+    join(dir, "bench-accounts.yaml"),
+    `id: benchAccounts\nname: Shared counters under load\ntimeWindow: { beginTime: "2026-01-01 00:00:00", endTime: "2027-12-31 23:59:59" }\n` +
+      `tasks:\n  packet:\n    validator: [login]\n    reward: [ { redPacket: { amount: 1, stock: 100000000, budget: 100000000000, shards: ${SHARE_SHARDS} } } ]\n`,
+  );
+  pushExtra(worker.state, dir);
+  // The push is picked up within CONFIG_REFRESH_MS.
+  await new Promise((r) => setTimeout(r, 6000));
+  const users = await tokens(SHARE_USERS, `share-${Date.now()}`);
+  const asUser = (i: number) => ({
+    headers: { authorization: `Bearer ${users[i % users.length]}`, "content-type": "application/json", "x-fanfare-now": NOW },
+    body: "{}",
+  });
+  const fixed = (name: string, path: string) =>
+    load({ name, url: `${worker.url}${path}`, method: "POST", seconds: 0, amount: SHARE_USERS, connections: CONNECTIONS, next: asUser });
+
+  const accountsBefore = servedCounts(worker.state, "UserAccount");
+  const signIns = await fixed("signIn, 10,000 distinct users", "/v1/activities/double11/tasks/signIn");
+  const accounts = servedBetween(accountsBefore, servedCounts(worker.state, "UserAccount"));
+  say(
+    `hottest object share, signIn: ${pct(accounts.busiest / signIns.requests)} of ${signIns.requests} requests (busiest UserAccount served ${accounts.busiest}; ` +
+      `${accounts.objects} accounts served ${accounts.total}; ${signIns.non2xx} non-2xx; goal ≤ 1 %, the one ledger before: 100 %)`,
+  );
+
+  const shardsBefore = servedCounts(worker.state, "CounterShard");
+  const packets = await fixed(`red packet on ${SHARE_SHARDS} shards, 10,000 distinct users`, "/v1/activities/benchAccounts/tasks/packet");
+  const shards = servedBetween(shardsBefore, servedCounts(worker.state, "CounterShard"));
+  // Two counters (stock and budget) of k shards each: a run reserves on one shard of each.
+  const perCounter = shards.total / 2;
+  say(
+    `hottest object share, red packet with stock and budget on k = ${SHARE_SHARDS} shards each: busiest shard ${pct(shards.busiest / perCounter)} of one counter's ${perCounter} reservations ` +
+      `(${shards.objects} shards; ${packets.non2xx} non-2xx; goal ≤ 1.5/k = ${pct(1.5 / SHARE_SHARDS)})`,
+  );
+
+  const run = await beside(health, () =>
+    load({ name: "POST red packet run", url: `${worker.url}/v1/activities/benchAccounts/tasks/packet`, method: "POST", seconds: SECONDS, connections: CONNECTIONS, next: asUser }),
+  );
+  say(pairedLine("red-packet run (2 reservations in parallel + the user's commit)", run, null));
+  if (signIns.errors + packets.errors + run.result.errors > 0 || accounts.busiest / signIns.requests > 0.01) process.exitCode = 1;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
 
 main().catch((e) => {
   console.error(e);

@@ -17,11 +17,11 @@ import type {
   CounterChange,
   IdempotencyAnswer,
   IdempotencyClaim,
-  LedgerPlan,
-  LedgerResult,
+  AccountPlan,
+  CommitResult,
   RecordBatch,
   RequestRecordRow,
-} from "../src/accounts/ledger-plan";
+} from "../src/accounts/account-plan";
 import { log } from "../src/platform/log";
 
 /**
@@ -52,7 +52,7 @@ const RESERVATION_OUTCOME_TTL_MS = 24 * 60 * 60 * 1000;
 const IN_PROGRESS_TTL_MS = 60_000;
 
 class Refusal extends Error {
-  constructor(readonly result: LedgerResult) {
+  constructor(readonly result: CommitResult) {
     super("refused");
   }
 }
@@ -85,7 +85,7 @@ export class UserAccount extends DurableObject<Env> {
    * locks, counters and chances, marker requirements, then the shared reservations the run holds (each recorded as
    * used, unless a counter already answered for it), the Idempotency-Key's answer and the records.
    */
-  async commit(plan: LedgerPlan): Promise<LedgerResult> {
+  async commit(plan: AccountPlan): Promise<CommitResult> {
     const now = Date.now();
     const ns = plan.namespace;
     let queued = false;
@@ -183,7 +183,7 @@ export class UserAccount extends DurableObject<Env> {
       // The run is committed: a failure to set the alarm must not turn it into an error the client retries.
       await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
     }
-    const result: LedgerResult = { ok: true };
+    const result: CommitResult = { ok: true };
     if (Object.keys(settled).length > 0) result.settled = settled;
     if (unused.length > 0) result.unused = unused;
     return result;

@@ -8,6 +8,7 @@ import { bundleHash, type ConfigFile } from "../src/config/compile";
 import { activationSql } from "../src/config/store";
 import { checkResponse } from "./openapi/conformance";
 import { userAccount } from "../durable-objects/support/stubs";
+import { counterTotals } from "../src/counters/counters";
 
 /** Pushes the shipped task-configs plus `extra` files as the active version (through the same SQL as the CLI). */
 export async function pushConfigs(extra: Record<string, string> = {}, includeShipped = true): Promise<string> {
@@ -112,6 +113,15 @@ export function accountRows(userId: string) {
   });
 }
 
+/**
+ * A shared counter's totals over its shards (src/counters), as the shards count them: `used` by commits, `reserved`
+ * by runs not yet settled, `remaining`. `capacity` and `shards` as the config declares them.
+ */
+export async function shared(namespace: string, key: string, capacity: number, shards = 1) {
+  const def = { id: `${namespace}/${key}`, capacity, shards, holdMs: 0, revision: 0 };
+  return counterTotals(env, def, Date.now());
+}
+
 /** One of a user's counters in a namespace (undefined if never written). */
 export async function counter(namespace: string, userId: string, key: string): Promise<number | undefined> {
   const found = await account(userId).counters(namespace, [key]);
@@ -119,7 +129,7 @@ export async function counter(namespace: string, userId: string, key: string): P
 }
 
 /**
- * D1 rows forwarded from the ledgers, once there are `count` of them; then a moment more, to see that no extra
+ * D1 rows forwarded from the outboxes, once there are `count` of them; then a moment more, to see that no extra
  * row follows.
  */
 export async function records<T = Record<string, unknown>>(count: number, sql: string, ...bind: unknown[]): Promise<T[]> {

@@ -5,7 +5,7 @@
  */
 import type { ChanceKind, CompiledActivity } from "../config/compiled";
 import { periodKey } from "../config/time";
-import type { ChanceChange } from "./ledger-plan";
+import type { ChanceChange } from "./account-plan";
 
 /** The counter that holds a user's allowance of `kind` for the period containing `now`. */
 export function chanceKey(kind: ChanceKind, now: number, timeZone: string): string {
@@ -50,7 +50,7 @@ export type ChanceSettlement = { ok: true; writes: Map<string, number>; granted:
 
 /**
  * Settles a chance change against the counters as they are (`allowance` undefined: never written; `earned`: every
- * bucket under the prefix, in key order). Pure, so the ledger's transaction and the balance shown agree.
+ * bucket under the prefix, in key order). Pure, so the account's transaction and the balance shown agree.
  */
 export function settleChances(c: ChanceChange, allowance: number | undefined, earned: { key: string; value: number }[]): ChanceSettlement {
   const writes = new Map<string, number>();
@@ -83,7 +83,7 @@ export function settleChances(c: ChanceChange, allowance: number | undefined, ea
   return { ok: true, writes, granted };
 }
 
-/** A chance grant's outcome as first planned (the whole amount) or as settled by the ledger. */
+/** A chance grant's outcome as first planned (the whole amount) or as settled by the user's account. */
 interface ChanceOutcome {
   type: string;
   granted: boolean;
@@ -95,7 +95,7 @@ interface ChanceOutcome {
 
 /**
  * What a grant the kind's `max` cut down answers: the amount really given and what was asked (`capped`), or, at the
- * max, nothing granted. The ledger decides `granted` in its transaction (no balance is read before the commit, so
+ * max, nothing granted. The account decides `granted` in its transaction (no balance is read before the commit, so
  * two racing grants cannot both be told they got the last slots); the answer, the stored Idempotency-Key answer and
  * the reward record all take it from there.
  */
@@ -104,7 +104,7 @@ export function settleChanceGrant<T extends ChanceOutcome>(outcome: T, granted: 
   return { ...outcome, amount: granted, requested: outcome.amount, capped: true };
 }
 
-/** A task answer's rewards, settled: the chance grants the ledger cut down say what they really gave. */
+/** A task answer's rewards, settled: the chance grants the account cut down say what they really gave. */
 export function settleRewards<T extends ChanceOutcome>(
   rewards: T[],
   settled: Record<string, number> | undefined,

@@ -6,7 +6,7 @@
 import { AppError, errorBody } from "../errors";
 import { sha256Hex } from "../sharding";
 import type { userAccount } from "../../durable-objects/support/stubs";
-import type { IdempotencyClaim } from "./ledger-plan";
+import type { IdempotencyClaim } from "./account-plan";
 
 export function checkKey(key: string): string {
   if (!/^[\x21-\x7e]{1,255}$/.test(key)) {

@@ -11,7 +11,7 @@ import { userAccount } from "../../durable-objects/support/stubs";
 import { confirm as confirmUnits, release as releaseUnits, reserve } from "../counters/counters";
 import type { SharedReservation } from "./run";
 import { recordOutsideCommit, requestRecord } from "../accounts/request-records";
-import type { LedgerPlan } from "../accounts/ledger-plan";
+import type { AccountPlan } from "../accounts/account-plan";
 import type { Env } from "../env";
 import type { RequestRecordMessage } from "../records/messages";
 import { AppError, jsonPointer } from "../errors";
@@ -98,7 +98,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     params: JSON.stringify(params),
     createdAt: req.now,
   });
-  // Whether the ledger answered the commit: it then holds the run's record, with the outcome it gave.
+  // Whether the user's account answered the commit: it then holds the run's record, with the outcome it gave.
   let committed = false;
   try {
     if (req.now < activity.begin || req.now > activity.end) throw new AppError("OUTSIDE_TIME_WINDOW", activity.windowMessage);
@@ -118,7 +118,8 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     for (const done of run.plan.afterCommit) done();
     return result;
   } catch (e) {
-    if (e instanceof LedgerRefusal) committed = true;
+    // A refusal the account answered was recorded there; a run "killed" by a crash test records nothing more.
+    if (e instanceof AccountRefusal || e instanceof InjectedFault) committed = true;
     record.outcome = e instanceof AppError ? e.code : "INTERNAL";
     // Only a definite refusal gives back what was taken: after an unexpected error the commit may have landed,
     // and a prize kept by mistake goes back at its claim deadline anyway.
@@ -133,7 +134,10 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
 }
 
 /** A refusal answered by the user's account at commit (it recorded the run with this outcome). */
-class LedgerRefusal extends AppError {}
+class AccountRefusal extends AppError {}
+
+/** A crash test's failure: the run stops as if its worker died there (nothing after it happens, not even its record). */
+class InjectedFault extends Error {}
 
 /** A shared reservation the run holds: its id and the shard that holds it. */
 interface Held {
@@ -163,8 +167,8 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     createdAt: run.now,
   });
   const { held, requirements } = await reserveShared(run, user.id);
-  if (req.fault === "after-reserve") throw new Error("fault injected after the reservations");
-  const plan: LedgerPlan = {
+  if (req.fault === "after-reserve") throw new InjectedFault("fault injected after the reservations");
+  const plan: AccountPlan = {
     namespace: run.activity.namespace,
     userId: user.id,
     requestId: run.init.requestId,
@@ -183,14 +187,10 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
   const answer = await userAccount(env, user.id).commit(plan);
   if (!answer.ok) {
     // Definitely not used: back at once (a release that fails is settled at the deadline the same way).
-    settleUnits(
-      run,
-      held,
-      held.map((h) => h.id),
-    );
-    throw new LedgerRefusal(answer.rejection.code, answer.rejection.message);
+    settleUnits(run, held, held.map((h) => h.id));
+    throw new AccountRefusal(answer.rejection.code, answer.rejection.message);
   }
-  if (req.fault === "after-commit") throw new Error("fault injected after the commit");
+  if (req.fault === "after-commit") throw new InjectedFault("fault injected after the commit");
   settleUnits(run, held, answer.unused ?? []);
   if (answer.settled) {
     const caps = new Map(run.plan.counters.flatMap((c) => ("type" in c && c.grantId !== undefined ? [[c.grantId, c.max] as const] : [])));

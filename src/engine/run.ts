@@ -2,7 +2,7 @@
 import type { CompiledActivity, CompiledTask } from "../config/compiled";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
-import type { MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/ledger-plan";
+import type { MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/account-plan";
 import type { CounterDefinition } from "../counters/counter-definition";
 import { vars } from "../platform/vars";
 import type { Rejection } from "./define";

@@ -1,6 +1,6 @@
 /**
  * Asynchronous deliveries (coupons to a coupon center, notifications to partners). A delivery is committed with
- * its grant in the ledger, forwarded to D1 with the run's records, then attempted from the queue; the cron sweep
+ * its grant in the user's account, forwarded to D1 with the run's records, then attempted from the queue; the cron sweep
  * re-sends any whose message was lost. So a committed grant is always delivered or ends in a recorded failure.
  * HTTP deliveries are signed per Standard Webhooks (docs/webhooks.md) with the target origin's secret.
  */
@@ -23,7 +23,7 @@ export interface PlannedDelivery {
   payload: Record<string, unknown>;
 }
 
-/** Plans a delivery in the run's commit; the ledger forwards it and the queue consumer attempts it. */
+/** Plans a delivery in the run's commit; the user's account forwards it and the queue consumer attempts it. */
 export function planDelivery(run: TaskRun, d: PlannedDelivery): string {
   const id = `d_${run.init.requestId}_${run.plan.records.deliveries.length}`;
   run.plan.records.deliveries.push({

@@ -1,6 +1,6 @@
 /** The EVENTS queue's message contract: what each kind carries, and where an outbox's message came from. */
 import type { PoolEvent } from "../../durable-objects/prize-pool";
-import type { RecordBatch } from "../accounts/ledger-plan";
+import type { RecordBatch } from "../accounts/account-plan";
 import type { requestCounts, requestRecords } from "../db/schema";
 import type { SaleEvent } from "../sales/sale-definition";
 
@@ -21,7 +21,7 @@ export type RequestRecordMessage = typeof requestRecords.$inferInsert;
 export type RequestCountRow = typeof requestCounts.$inferInsert;
 
 /**
- * Messages on the EVENTS queue. Runs' request records now travel in their ledger's `records`; the `requests` kind is
+ * Messages on the EVENTS queue. Runs' request records now travel in their user account's `records`; the `requests` kind is
  * still stored, so its messages already queued or dead-lettered are not refused.
  */
 export type QueueMessage =

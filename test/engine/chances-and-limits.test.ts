@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, counter, eventually, pushConfigs, records, runTask, shared } from "../helpers";
+import { call, eventually, pushConfigs, records, runTask, shared } from "../helpers";
 
 // Asia/Shanghai is UTC+8: its day 2026-11-22 runs from 2026-11-21T16:00Z to 2026-11-22T16:00Z.
 const DAY1 = "2026-11-22T10:00:00+08:00";
@@ -86,7 +86,7 @@ describe("chances: the daily sign-in grants draws that the lucky draw spends", (
 
   it("never lets concurrent draws spend more than the balance", async () => {
     await runTask("double11", "signIn", { user: "burst", now: DAY1 });
-    // Balance is 2 (allowance 1 + sign-in 1); the lock turns most duplicates away, the ledger the rest.
+    // Balance is 2 (allowance 1 + sign-in 1); the lock turns most duplicates away, the account the rest.
     const results = await Promise.all(Array.from({ length: 10 }, () => runTask("double11", "luckyDraw", { user: "burst", now: DAY1 })));
     const spent = results.filter((r) => r.status === 200).length;
     expect(spent).toBeLessThanOrEqual(2);
@@ -145,7 +145,7 @@ describe("earned chances outlive the period unless their kind says otherwise", (
     expect(await balance("capped", "capped", DAY2)).toBe(2);
   });
 
-  it("tells racing grants at the max exactly what each got: the ledger settles them, no answer claims a lost slot", async () => {
+  it("tells racing grants at the max exactly what each got: the account settles them, no answer claims a lost slot", async () => {
     // Balance 1 (the day's allowance), max 3: of 8 concurrent grants of one chance, two fit.
     const runs = await Promise.all(Array.from({ length: 8 }, () => runTask("earned", "earn1-capped", { user: "racer", now: DAY1 })));
     expect(runs.map((r) => r.status)).toEqual(Array(8).fill(200));

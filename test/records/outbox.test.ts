@@ -3,7 +3,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { RESEND_AFTER_MS } from "../../durable-objects/support/outbox";
-import type { RecordBatch } from "../../src/accounts/ledger-plan";
+import type { RecordBatch } from "../../src/accounts/account-plan";
 import { account, consume, eventually, accountRows, pushConfigs, rows, runTask, unique } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";

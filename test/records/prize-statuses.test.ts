@@ -1,5 +1,5 @@
 /**
- * A prize's status (claimed, expired, cancelled) comes from its pool shard, its reward record from the ledger: two
+ * A prize's status (claimed, expired, cancelled) comes from its pool shard, its reward record from the user's account: two
  * writers, two outboxes, any order through the queue. Whichever reaches D1 second, the record ends with the status,
  * and the status message is finished (and its outbox row confirmed) at once, never dropped after a few retries.
  */

@@ -24,7 +24,7 @@ export const chancesReward = defineReward({
   async grant(run, { kind, amount }) {
     run.requireUser();
     const grantId = run.recordGrant({ type: "chances", amount, detail: { chance: kind.id }, status: "granted" });
-    // The whole amount is planned; a kind's max is applied by the ledger in its transaction, which settles this
+    // The whole amount is planned; a kind's max is applied by the user's account in its transaction, which settles this
     // answer, the stored Idempotency-Key answer and the record to what it really gave (settleChanceGrant).
     run.plan.counters.push({ ...chanceChange(kind, run.now, run.activity.timezone, amount), grantId });
     return { type: "chances", granted: true, grantId, amount, chance: kind.id };

@@ -20,7 +20,7 @@ export interface CounterChange {
 
 /**
  * A change to one user's chances of one kind, which live in several counters: the period's free allowance (spent
- * first) and earned chances in buckets `<earnedPrefix><expiry>` (spent soonest-expiring first). The ledger reads
+ * first) and earned chances in buckets `<earnedPrefix><expiry>` (spent soonest-expiring first). The account reads
  * them all in its transaction, so a spend is never refused while the buckets together hold enough.
  */
 export interface ChanceChange {
@@ -35,13 +35,13 @@ export interface ChanceChange {
   delta: number;
   /** The most the balance may hold: a grant past it is cut down to fit (a partial grant), never refused. */
   max: number | null;
-  /** A grant's record and outcome, which the ledger settles to what it really granted (see settleChanceGrant). */
+  /** A grant's record and outcome, which the account settles to what it really granted (see settleChanceGrant). */
   grantId?: string;
   /** Answer given when a spend finds too few chances. */
   rejection?: Rejection;
 }
 
-/** Any change a run plans to its ledger's counters, applied in plan order. */
+/** Any change a run plans to the user's counters, applied in plan order. */
 export type PlannedChange = CounterChange | ChanceChange;
 
 export interface LockClaim {
@@ -54,7 +54,7 @@ export type RewardRow = typeof rewardRecords.$inferInsert;
 export type DeliveryRow = typeof deliveries.$inferInsert;
 export type RequestRecordRow = typeof requestRecords.$inferInsert;
 
-/** Rows the ledger forwards to D1 (through the queue) once its transaction committed. */
+/** Rows the account forwards to D1 (through the queue) once its transaction committed. */
 export interface RecordBatch {
   /** Request records of runs (one for a run's commit; a batch of older outbox rows may have none). */
   requests?: RequestRecordRow[];
@@ -82,7 +82,7 @@ export interface MarkerRequirement {
   rejection: Rejection;
 }
 
-export interface LedgerPlan {
+export interface AccountPlan {
   /** The activity namespace whose rows of the user's account the run changes. */
   namespace: string;
   userId: string;
@@ -101,7 +101,7 @@ export interface LedgerPlan {
    * for a queued run's ticket.
    */
   idempotency?: { namespace: string; key: string; status: number; body: string };
-  /** The run's request record; the ledger keeps it with the outcome it gives (OK, or its refusal's code). */
+  /** The run's request record; the account keeps it with the outcome it gives (OK, or its refusal's code). */
   request?: RequestRecordRow;
 }
 
@@ -109,7 +109,7 @@ export interface LedgerPlan {
  * `settled`: chances each capped grant really gave, by grant id (only grants the kind's `max` cut down). `unused`:
  * reservations the commit did not use (a participant already counted), to give back.
  */
-export type LedgerResult = { ok: true; settled?: Record<string, number>; unused?: string[] } | { ok: false; rejection: Rejection };
+export type CommitResult = { ok: true; settled?: Record<string, number>; unused?: string[] } | { ok: false; rejection: Rejection };
 
 export type IdempotencyClaim =
   | { state: "new" }
