@@ -20,7 +20,7 @@ import { log } from "../platform/log";
 import { homeShard } from "../prizes/pools";
 import type { SaleDefinition } from "../sales/sale-definition";
 import { findSale, grab, tokenAnswer } from "../sales/sales";
-import { TICKETS_NAMESPACE } from "./intake-mode";
+import { retryDelaySeconds, TICKETS_NAMESPACE } from "./intake-mode";
 import type { IntakeMessage } from "./messages";
 import { answerTicket, isPending } from "./tickets";
 
@@ -29,6 +29,7 @@ type Outcome = { answer: { status: number; body: unknown } } | "committed" | "re
 
 export async function consumeIntake(batch: MessageBatch<IntakeMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
   const counts = { answered: 0, retried: 0, skipped: 0 };
+  const started = Date.now();
   // A ticket that cannot be read now is run all the same: its answer is stored only if it is still pending.
   const open = await Promise.all(batch.messages.map((m) => isPending(env, userOf(m.body), m.body.ticketId).catch(() => true)));
   const toRun = batch.messages.filter((m, i) => {
@@ -55,7 +56,7 @@ export async function consumeIntake(batch: MessageBatch<IntakeMessage>, env: Env
     }),
   );
   await Promise.all(answers);
-  log.info("intake runs", { messages: batch.messages.length, ...counts });
+  log.info("intake runs", { messages: batch.messages.length, ...counts, ms: Date.now() - started });
 }
 
 const userOf = (body: IntakeMessage) => (body.kind === "grab" ? body.userId : body.user.id);
@@ -114,7 +115,7 @@ async function settle(env: Env, m: Message<IntakeMessage>, outcome: Outcome, cou
   try {
     if (outcome === "retry") {
       counts.retried++;
-      m.retry({ delaySeconds: retryDelay(m.attempts) });
+      m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
       return;
     }
     if (outcome !== "committed") await answerTicket(env, userOf(m.body), m.body.ticketId, outcome.answer.status, outcome.answer.body);
@@ -124,16 +125,9 @@ async function settle(env: Env, m: Message<IntakeMessage>, outcome: Outcome, cou
     // Not stored: the run again, which finds the token its grab took (a grab's Idempotency-Key is its ticket).
     log.error("ticket not answered; retrying", { ticketId: m.body.ticketId, error: e });
     counts.retried++;
-    m.retry({ delaySeconds: retryDelay(m.attempts) });
+    m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
   }
 }
-
-/**
- * Seconds before a run is tried again: 1, 2, 4, … up to 30, so a shard that is busy for a moment is soon tried again
- * and one that stays down is not hammered. With wrangler.toml's max_retries (10) a ticket waits about 3 minutes at
- * most before the dead-letter queue answers it UNAVAILABLE.
- */
-const retryDelay = (attempts: number) => Math.min(30, 2 ** Math.max(0, attempts - 1));
 
 /**
  * Answers the tickets of runs that failed every retry (their messages are dead letters now): UNAVAILABLE, as a

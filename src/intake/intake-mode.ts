@@ -1,4 +1,7 @@
-/** How a sale's grabs or a task's runs come in (config key `intake`): answered in the request, or queued behind a ticket. */
+/**
+ * How a sale's grabs or a task's runs come in (config key `intake`): answered in the request, or queued behind a ticket;
+ * and the names and pace of the queue they then take.
+ */
 import { z } from "zod";
 
 /**
@@ -15,3 +18,10 @@ export const TICKETS_NAMESPACE = "tickets";
 
 /** The queue queued runs travel on (binding INTAKE in wrangler.toml), apart from the records' EVENTS queue. */
 export const INTAKE_QUEUE = "fanfare-intake";
+
+/**
+ * Seconds before a queued run that could not be made (a busy shard, a failure) is tried again: 1, 2, 4, … up to 30,
+ * so a shard busy for a moment is soon tried again and one that stays down is not hammered. With wrangler.toml's
+ * max_retries (10) a ticket waits about 3 minutes at most before the dead-letter queue answers it UNAVAILABLE.
+ */
+export const retryDelaySeconds = (attempts: number) => Math.min(30, 2 ** Math.max(0, attempts - 1));

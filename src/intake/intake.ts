@@ -11,14 +11,14 @@ import type { SaleDefinition } from "../sales/sale-definition";
 import { openTicket } from "./tickets";
 
 /** The request as it came in: its id, its time (the run is decided as of it) and its fingerprint (method, URL, body). */
-export interface Intake {
+export interface IntakeRequest {
   requestId: string;
   now: number;
   fingerprint: string;
 }
 
 /** Queues a grab of a sale for the buyer; the ticket's id. */
-export function queueGrab(env: Env, def: SaleDefinition, user: User, intake: Intake): Promise<string> {
+export function queueGrab(env: Env, def: SaleDefinition, user: User, intake: IntakeRequest): Promise<string> {
   return openTicket(env, user.id, intake.fingerprint, {
     kind: "grab",
     saleId: def.id,
@@ -37,7 +37,7 @@ export function queueTaskRun(
   env: Env,
   req: { config: CompiledConfig; activityId: string; taskId: string; method: string; query: Record<string, string>; body: Record<string, unknown> },
   user: User | null,
-  intake: Intake,
+  intake: IntakeRequest,
 ): Promise<string> {
   const { activity, task } = requestedTask(req.config, req.activityId, req.taskId, req.method);
   checkRequestRules(task, req.query, req.body);
