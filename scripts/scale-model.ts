@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { PoolFieldsSchema } from "../src/prizes/pool-definition";
 import { MAX_MESSAGE_BYTES } from "../src/records/pack";
 import { SaleFieldsSchema } from "../src/sales/sale-definition";
+import { retryDelaySeconds } from "../src/intake/intake-mode";
 
 const root = join(import.meta.dirname, "..");
 const doc = join(root, "docs", "scale.md");
@@ -94,6 +95,10 @@ const ASSUMED = {
   insertMs: 20,
   /** Requests/s one user's own object sees: a per-user rate limit. */
   perUserRate: 5,
+  /** One queued grab's call from the intake consumer to its stock shard, round trip (ms). */
+  queuedGrabMs: 10,
+  /** Bytes of one queued ticket's message (a grab: ids, time). */
+  ticketBytes: 300,
 };
 
 /** Today's design, read from the code so the model moves with it. */
@@ -103,6 +108,17 @@ const TODAY = {
   rateLimitBuckets: Number(/const RATE_LIMIT_BUCKETS = (\d+);/.exec(readFileSync(join(root, "durable-objects/support/stubs.ts"), "utf8"))?.[1]),
 };
 if (!Object.values(TODAY).every(Number.isFinite)) throw new Error(`today's design could not be read from the code: ${JSON.stringify(TODAY)}`);
+
+/** The intake queue's consumer settings, as wrangler.toml declares them. */
+const INTAKE = (() => {
+  const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
+  const section = /\[\[queues\.consumers\]\]\s*\nqueue = "fanfare-intake"\n([\s\S]*?)(?:\n\n|\n\[)/.exec(toml)?.[1] ?? "";
+  const setting = (key: string) => Number(new RegExp(`^${key} = (\\d+)$`, "m").exec(section)?.[1]);
+  const read = { batch: setting("max_batch_size"), concurrency: setting("max_concurrency"), retries: setting("max_retries") };
+  if (!Object.values(read).every(Number.isFinite))
+    throw new Error(`the intake consumer could not be read from wrangler.toml: ${JSON.stringify(read)}`);
+  return read;
+})();
 
 const n = (x: number) => Math.round(x).toLocaleString("en-US");
 const up = (x: number) => Math.ceil(x - 1e-9);
@@ -212,7 +228,7 @@ const queues = table(
       rows / rowsPerMessage,
       "an outbox that sees many users' rows: today's one ledger, or a sharded collector in front of the queue",
     ),
-    queueRow("queued intake: one ticket per message", grabs, "`intake: queue` (planned, issue 10 item 7)"),
+    queueRow("queued intake: one ticket per message", grabs, "`intake: queue`, on its own queue (below)"),
   ],
 );
 
@@ -253,6 +269,50 @@ const d1 = table(
   ],
 );
 
+const shardRate = ASSUMED.writesPerObject;
+const perLane = 1000 / ASSUMED.queuedGrabMs;
+const drain = (k: number) => `k = ${k}: ${(q / (k * shardRate)).toLocaleString("en-US", { maximumFractionDigits: 1 })} s`;
+const intake = table(
+  ["figure", "value", "against"],
+  [
+    [
+      "tickets one intake queue takes",
+      `${n(q)}/s`,
+      "the queue's message limit: above it the send fails and the grab or run answers 503 UNAVAILABLE (Retry-After)",
+    ],
+    [
+      "intake queues for the grab peak (one message a ticket)",
+      n(up(grabs / q)),
+      "one `INTAKE` queue today: a peak above its limit needs several (or tickets packed into messages), not built",
+    ],
+    [
+      "queued grabs in flight on one stock shard",
+      `at most ${INTAKE.concurrency}`,
+      `one at a time per shard in each batch (lanes) × \`max_concurrency\` ${INTAKE.concurrency} (wrangler.toml): a closed loop, so the shard sets the pace and is never flooded`,
+    ],
+    [
+      `batches at once that keep a shard at ${n(shardRate)}/s, at ${ASSUMED.queuedGrabMs} ms a grab call`,
+      n(up(shardRate / perLane)),
+      `\`max_concurrency\` ${INTAKE.concurrency} keeps it busy while a call takes up to ${n((INTAKE.concurrency * 1000) / shardRate)} ms`,
+    ],
+    [
+      `draining one second of a full queue (${n(q)} tickets) through k stock shards at ${n(shardRate)}/s each`,
+      [1, 4, up(q / shardRate)].map(drain).join("; "),
+      `every ticket waits its turn, refusals (SOLD_OUT) too: ${up(q / shardRate)} shards keep up with the queue`,
+    ],
+    [
+      "tickets a queue can hold waiting",
+      n(LIMITS.queueBacklog.value / ASSUMED.ticketBytes),
+      `the 25 GB backlog at ${ASSUMED.ticketBytes} B a ticket`,
+    ],
+    [
+      "longest a run is retried before its ticket ends UNAVAILABLE",
+      `${INTAKE.retries} retries, ~${Math.round(Array.from({ length: INTAKE.retries }, (_, i) => retryDelaySeconds(i + 1)).reduce((a, b) => a + b, 0) / 60)} min`,
+      "a busy shard's grab is retried 1, 2, 4 … 30 s later (src/intake/intake-mode.ts)",
+    ],
+  ],
+);
+
 const limits = table(
   ["limit", "value", "kind", "source"],
   Object.values(LIMITS).map((l: Limit) => [l.what, `${n(l.value)} ${l.unit}`, l.kind, l.url]),
@@ -268,6 +328,7 @@ const assumed = table(
     ["bytes per record row; per user's state", `${n(ASSUMED.rowBytes)}; ${n(ASSUMED.userStateBytes)}`],
     ["record tables one consumer batch writes", String(ASSUMED.tablesPerBatch)],
     ["rows per INSERT through Hyperdrive; time it holds a connection", `${n(ASSUMED.rowsPerInsert)}; ${ASSUMED.insertMs} ms`],
+    ["a queued grab's call from the intake consumer to its shard; bytes of its message", `${ASSUMED.queuedGrabMs} ms; ${ASSUMED.ticketBytes} B`],
   ],
 );
 
@@ -297,6 +358,10 @@ const model = [
   "### Consumers, D1 and Hyperdrive",
   "",
   d1,
+  "",
+  "### Queued intake (`intake: queue`)",
+  "",
+  intake,
   "",
   END,
 ].join("\n");
