@@ -181,7 +181,7 @@ too); \`GET /v1/admin/flash-sales/{id}\` shows the counts per shard, \`POST …/
 request rules), then answers **202** at once with \`{ok, requestId, ticket: {id, status: "pending"}}\` and
 \`Location: /v1/tickets/{id}\`. The queue's consumer runs the grabs and runs in arrival order, one at a time per
 sale shard or task in each batch, each decided as of its request's time (the sale's or activity's window, the day's
-limits). \`GET /v1/tickets/{id}\` (the same user's token; another user gets 404) answers \`pending\`, then
+limits; a queued grab's checkout window counts from then too). \`GET /v1/tickets/{id}\` (the same user's token; another user gets 404) answers \`pending\`, then
 \`{status: "done", httpStatus, answer}\` with the body the request would have got: a token or the task's result, or
 the refusal with its usual code (SOLD_OUT, LIMIT_REACHED, NOT_ELIGIBLE, …). \`?wait=N\` (at most 25) holds the call
 until the ticket is answered or N seconds pass. Every ticket ends: a run the queue cannot make after its retries

@@ -23,8 +23,8 @@ export type Ticket = { id: string; status: "pending" } | { id: string; status: "
 /** Where a client reads a ticket. */
 export const ticketPath = (id: string) => `/v1/tickets/${id}`;
 
-/** A queued run's message before its ticket is opened (each kind without `ticketId`). */
-type Unticketed = IntakeMessage extends infer M ? (M extends unknown ? Omit<M, "ticketId"> : never) : never;
+/** A queued run's message before its ticket is opened: each kind without `ticketId`. */
+type Unticketed<M = IntakeMessage> = M extends unknown ? Omit<M, "ticketId"> : never;
 
 /**
  * Opens a ticket for the user and queues its run: the ticket is claimed pending first, so the consumer always finds
