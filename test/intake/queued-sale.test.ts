@@ -3,7 +3,10 @@
  * and every ticket ends with a token or the refusal a direct grab would have got, once, however often its message is
  * delivered.
  */
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import type { SaleStock } from "../../durable-objects/sale-stock";
+import { saleShard } from "../../durable-objects/support/stubs";
 import { describe, expect, it } from "vitest";
 import { TICKETS_NAMESPACE } from "../../src/intake/intake-mode";
 import type { IntakeMessage } from "../../src/intake/messages";
@@ -94,6 +97,23 @@ describe("a queued flash sale", () => {
     const ticket = (await readTicket(user, ticketId)).json.ticket;
     expect(ticket).toMatchObject({ status: "done", httpStatus: 200, answer: { saleId: sale } });
     expect(await stats(sale)).toMatchObject({ held: 1, remaining: 4 });
+  });
+
+  it("leaves a ticket pending and retries its message when the shard cannot serve the grab now", async () => {
+    const sale = await queuedSale({ stock: 5 });
+    const user = `retried-${sale}`;
+    // The shard holds another stock than the sale's definition (a config changed after the sale opened): it answers
+    // every grab "changed", UNAVAILABLE, until an operator sorts it out.
+    await runInDurableObject(saleShard(env, sale, 0), (instance: SaleStock) => {
+      const held = instance as unknown as { definition: { stock: number } };
+      held.definition = { ...held.definition, stock: 6 };
+    });
+    const ticketId = `t_${crypto.randomUUID()}`;
+    await account(user).claimIdempotency(TICKETS_NAMESPACE, ticketId, "", Date.now());
+    const result = await consume([{ id: "busy", body: grabMessage(sale, user, ticketId), attempts: 3 }], "fanfare-intake");
+    expect(result.retryMessages).toEqual([{ msgId: "busy" }]);
+    expect(result.explicitAcks).toEqual([]);
+    expect((await readTicket(user, ticketId)).json.ticket).toEqual({ id: ticketId, status: "pending" });
   });
 
   it("answers a repeat of a queued grab with the same Idempotency-Key with the same ticket", async () => {
