@@ -165,7 +165,14 @@ async function accountFigures(worker: Awaited<ReturnType<typeof startWorker>>, h
   );
 
   const run = await beside(health, () =>
-    load({ name: "POST red packet run", url: `${worker.url}/v1/activities/benchAccounts/tasks/packet`, method: "POST", seconds: SECONDS, connections: CONNECTIONS, next: asUser }),
+    load({
+      name: "POST red packet run",
+      url: `${worker.url}/v1/activities/benchAccounts/tasks/packet`,
+      method: "POST",
+      seconds: SECONDS,
+      connections: CONNECTIONS,
+      next: asUser,
+    }),
   );
   say(pairedLine("red-packet run (2 reservations in parallel + the user's commit)", run, null));
   if (signIns.errors + packets.errors + run.result.errors > 0 || accounts.busiest / signIns.requests > 0.01) process.exitCode = 1;

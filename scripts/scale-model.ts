@@ -1,11 +1,12 @@
 /**
  * The load model of docs/scale.md: the objects, shards, queues and databases a Double-11 peak needs, computed from
- * Cloudflare's documented limits and from today's design as the code declares it. Prints the model (markdown);
- * `--write` puts it into docs/scale.md between its markers; `--check` fails when the page's copy differs, so a changed
- * limit or shard cap cannot leave the page stale (CI runs it).
+ * Cloudflare's documented limits and from the design as the code declares it (shard caps, bucket and account counts,
+ * reservation deadlines). Prints the model (markdown); `--write` puts it into docs/scale.md between its markers;
+ * `--check` fails when the page's copy differs, so a changed limit or cap cannot leave the page stale (CI runs it).
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { MAX_COUNTER_SHARDS } from "../src/counters/counter-definition";
 import { PoolFieldsSchema } from "../src/prizes/pool-definition";
 import { MAX_MESSAGE_BYTES } from "../src/records/pack";
 import { SaleFieldsSchema } from "../src/sales/sale-definition";
@@ -86,11 +87,15 @@ const ASSUMED = {
   rowsPerGrab: 2,
   /** Bytes of one record row as JSON in a queue message and in the store. */
   rowBytes: 400,
-  /** Bytes of one user's state in one activity (counters, lock, Idempotency-Keys). */
+  /** Bytes of one user's state in one activity (counters, lock, markers). */
   userStateBytes: 1000,
+  /** Bytes a user's account keeps for each run while its Idempotency-Key and reservation outcomes live (mostly the stored answer). */
+  keptBytesPerRun: 500,
+  /** Bytes of one reservation row on a counter shard (id, holder, units, deadline, state, with its index entries). */
+  reservationRowBytes: 200,
   /** Record tables one consumer batch writes (one INSERT each: requests, participations, rewards, sale events). */
   tablesPerBatch: 4,
-  /** Rows per INSERT through Hyperdrive, and how long one holds its connection. */
+  /** Rows per INSERT through Hyperdrive at most, and how long one holds its connection. */
   rowsPerInsert: 1000,
   insertMs: 20,
   /** Requests/s one user's own object sees: a per-user rate limit. */
@@ -101,177 +106,394 @@ const ASSUMED = {
   ticketBytes: 300,
 };
 
-/** Today's design, read from the code so the model moves with it. */
-const TODAY = {
-  saleShardsMax: SaleFieldsSchema.shape.shards.unwrap().maxValue ?? Number.NaN,
-  poolShardsMax: PoolFieldsSchema.shape.shards.unwrap().maxValue ?? Number.NaN,
-  rateLimitBuckets: Number(/const RATE_LIMIT_BUCKETS = (\d+);/.exec(readFileSync(join(root, "durable-objects/support/stubs.ts"), "utf8"))?.[1]),
-};
-if (!Object.values(TODAY).every(Number.isFinite)) throw new Error(`today's design could not be read from the code: ${JSON.stringify(TODAY)}`);
+const source = (file: string) => readFileSync(join(root, file), "utf8");
+/** The value of `const NAME = 24 * 60 * 60 * 1000;` in a source file: a product of numeric literals. */
+function constant(file: string, name: string): number {
+  const expr = new RegExp(`const ${name} = ([\\d_ *]+);`).exec(source(file))?.[1];
+  return expr === undefined ? Number.NaN : expr.split("*").reduce((product, f) => product * Number(f.trim().replaceAll("_", "")), 1);
+}
 
-/** The intake queue's consumer settings, as wrangler.toml declares them. */
-const INTAKE = (() => {
-  const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
-  const section = /\[\[queues\.consumers\]\]\s*\nqueue = "fanfare-intake"\n([\s\S]*?)(?:\n\n|\n\[)/.exec(toml)?.[1] ?? "";
-  const setting = (key: string) => Number(new RegExp(`^${key} = (\\d+)$`, "m").exec(section)?.[1]);
-  const read = { batch: setting("max_batch_size"), concurrency: setting("max_concurrency"), retries: setting("max_retries") };
-  if (!Object.values(read).every(Number.isFinite))
-    throw new Error(`the intake consumer could not be read from wrangler.toml: ${JSON.stringify(read)}`);
-  return read;
-})();
+/** A figure of the design, with the file that declares it. */
+type Fact = { value: number; unit: "shards" | "buckets" | "accounts" | "calls" | "ms" | "bytes" | "batches" | "retries"; what: string; file: string };
+
+const STUBS = "durable-objects/support/stubs.ts";
+const ACCOUNT = "durable-objects/user-account.ts";
+const VARS = "src/platform/vars.ts";
+
+/** A setting of the intake queue's consumer in wrangler.toml. */
+function intakeSetting(key: string): number {
+  const section = /\[\[queues\.consumers\]\]\s*\nqueue = "fanfare-intake"\n([\s\S]*?)(?:\n\n|\n\[)/.exec(source("wrangler.toml"))?.[1] ?? "";
+  return Number(new RegExp(`^${key} = (\\d+)$`, "m").exec(section)?.[1]);
+}
+
+/** The design as the code declares it, so the model moves with it. */
+const DESIGN = {
+  saleShards: {
+    value: SaleFieldsSchema.shape.shards.unwrap().maxValue ?? Number.NaN,
+    unit: "shards",
+    what: "shards of one sale's stock, at most (`shards`; and no more than units)",
+    file: "src/sales/sale-definition.ts",
+  },
+  poolShards: {
+    value: PoolFieldsSchema.shape.shards.unwrap().maxValue ?? Number.NaN,
+    unit: "shards",
+    what: "shards of one prize pool, at most (`shards`)",
+    file: "src/prizes/pool-definition.ts",
+  },
+  counterShards: {
+    value: MAX_COUNTER_SHARDS,
+    unit: "shards",
+    what: "`CounterShard`s of one shared counter, at most (`MAX_COUNTER_SHARDS`: bounds a borrowing walk around the ring)",
+    file: "src/counters/counter-definition.ts",
+  },
+  /** The run's protocol (reserveShared, then settleUnits after the answer), not a constant: stated here. */
+  counterCalls: {
+    value: 2,
+    unit: "calls",
+    what: "calls a run makes on each shared counter it needs: reserve on the user's home shard, then confirm or release",
+    file: "src/engine/pipeline.ts",
+  },
+  rateLimitBuckets: {
+    value: constant(STUBS, "RATE_LIMIT_BUCKETS"),
+    unit: "buckets",
+    what: "rate-limit buckets identifiers hash to (`RATE_LIMIT_BUCKETS`)",
+    file: STUBS,
+  },
+  anonymousAccounts: {
+    value: constant(STUBS, "ANONYMOUS_ACCOUNTS"),
+    unit: "accounts",
+    what: "accounts that keep the records of runs without a user (`ANONYMOUS_ACCOUNTS`)",
+    file: STUBS,
+  },
+  holdMs: {
+    value: Number(/RESERVATION_HOLD_MS: z\.coerce\.number\(\)[^\n]*\.default\(([\d_]+)\)/.exec(source(VARS))?.[1]?.replaceAll("_", "")),
+    unit: "ms",
+    what: "how long a reservation is held before its shard asks the user's account (`RESERVATION_HOLD_MS`, default)",
+    file: VARS,
+  },
+  outcomeTtlMs: {
+    value: constant(ACCOUNT, "RESERVATION_OUTCOME_TTL_MS"),
+    unit: "ms",
+    what: "how long a user's account keeps a reservation's outcome (`RESERVATION_OUTCOME_TTL_MS`)",
+    file: ACCOUNT,
+  },
+  idempotencyTtlMs: {
+    value: constant(ACCOUNT, "IDEMPOTENCY_TTL_MS"),
+    unit: "ms",
+    what: "how long a user's account keeps an Idempotency-Key and its answer (`IDEMPOTENCY_TTL_MS`)",
+    file: ACCOUNT,
+  },
+  forwardDelayMs: {
+    value: constant("durable-objects/support/outbox.ts", "FORWARD_DELAY_MS"),
+    unit: "ms",
+    what: "how long an outbox waits before it forwards, so the rows of a burst share messages (`FORWARD_DELAY_MS`)",
+    file: "durable-objects/support/outbox.ts",
+  },
+  intakeConcurrency: {
+    value: intakeSetting("max_concurrency"),
+    unit: "batches",
+    what: "intake batches run at once (`max_concurrency` of the `fanfare-intake` consumer); each runs one grab at a time per shard",
+    file: "wrangler.toml",
+  },
+  intakeRetries: {
+    value: intakeSetting("max_retries"),
+    unit: "retries",
+    what: "retries of a queued run the shards cannot serve, before its ticket ends UNAVAILABLE (`max_retries`)",
+    file: "wrangler.toml",
+  },
+  messageBytes: {
+    value: MAX_MESSAGE_BYTES,
+    unit: "bytes",
+    what: "bytes of rows an outbox packs into one queue message, at most (`MAX_MESSAGE_BYTES`)",
+    file: "src/records/pack.ts",
+  },
+} satisfies Record<string, Fact>;
+if (!Object.values(DESIGN).every((f: Fact) => Number.isFinite(f.value))) {
+  throw new Error(`the design could not be read from the code: ${JSON.stringify(DESIGN)}`);
+}
 
 const n = (x: number) => Math.round(x).toLocaleString("en-US");
 const up = (x: number) => Math.ceil(x - 1e-9);
-const gb = (bytes: number) =>
+const one = (x: number) => x.toLocaleString("en-US", { maximumFractionDigits: 1 });
+const size = (bytes: number) =>
   bytes >= 1e12
-    ? `${(bytes / 1e12).toLocaleString("en-US", { maximumFractionDigits: 1 })} TB`
-    : `${(bytes / 1e9).toLocaleString("en-US", { maximumFractionDigits: 2 })} GB`;
-const times = (load: number, limit: number) => `${n(load)}/s (${(load / limit).toLocaleString("en-US", { maximumFractionDigits: 1 })}×)`;
+    ? `${one(bytes / 1e12)} TB`
+    : bytes >= 1e9
+      ? `${(bytes / 1e9).toLocaleString("en-US", { maximumFractionDigits: 2 })} GB`
+      : bytes >= 1e6
+        ? `${one(bytes / 1e6)} MB`
+        : `${n(bytes)} B`;
+const duration = (ms: number) => (ms >= 3_600_000 ? `${one(ms / 3_600_000)} h` : ms >= 1000 ? `${one(ms / 1000)} s` : `${n(ms)} ms`);
+const times = (load: number, limit: number) => `${n(load)}/s (${one(load / limit)}×)`;
 const table = (head: string[], rows: string[][]) =>
   [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 
 const soft = LIMITS.objectRequests.value;
 const writes = ASSUMED.writesPerObject;
-const need = (load: number) => `${n(up(load / soft))} / ${n(up(load / writes))}`;
 const { grabs, signIns } = LOAD;
-const rl = TODAY.rateLimitBuckets;
+const calls = DESIGN.counterCalls.value;
+const counterCap = DESIGN.counterShards.value;
+const saleCap = DESIGN.saleShards.value;
+const poolCap = DESIGN.poolShards.value;
+const rl = DESIGN.rateLimitBuckets.value;
+const anonymous = DESIGN.anonymousAccounts.value;
 const limited = grabs + signIns;
+
+/** Objects a load needs at the soft limit / at the write budget. */
+const need = (load: number) => `${n(up(load / soft))} / ${n(up(load / writes))}`;
+/** The busiest of the k objects sharing a load: k as many as it needs at the write budget, or the cap when that is fewer. */
+const busiest = (load: number, cap: number) => {
+  const k = Math.min(up(load / writes), cap);
+  return `${times(load / k, soft)} at k = ${n(k)}`;
+};
+/** Runs/s that `objects` objects carry when each run makes `perRun` calls on them: at the soft limit / at the write budget. */
+const carries = (objects: number, perRun: number) => `${n((objects * soft) / perRun)} / ${n((objects * writes) / perRun)}`;
+/** How many counters at the cap a load of runs needs: at the soft limit / at the write budget. */
+const countersFor = (runs: number) => `${n(up((runs * calls) / (counterCap * soft)))} / ${n(up((runs * calls) / (counterCap * writes)))}`;
 
 const objects = table(
   [
     "flow",
     "peak",
-    "today: objects serving it",
-    "today: busiest object (× soft limit)",
-    `target design: objects needed at ${n(soft)} / ${n(writes)} per object`,
-    "target: busiest object",
+    "objects serving it (calls a run makes)",
+    `objects needed at ${n(soft)} / ${n(writes)} per object`,
+    "cap in the code",
+    "busiest object (× soft limit)",
+    "what still caps it",
   ],
   [
     [
-      "sign-in (task run)",
+      "sign-in (the user's own state only)",
       `${n(signIns)}/s`,
-      "1 `AccountLedger` per activity namespace",
-      times(signIns, soft),
-      `one \`UserAccount\` per user: at least ${need(signIns)}; in fact one per user signing in`,
+      "the user's `UserAccount`: 1 `commit` (its outbox's alarm and the consumer's confirm follow, off the response path)",
+      `one per user: ${n(signIns / ASSUMED.perUserRate)} or more users at ≤ ${ASSUMED.perUserRate}/s, far above ${need(signIns)}`,
+      "none",
       `the user's own rate (≤ ${ASSUMED.perUserRate}/s)`,
+      "nothing shared",
+    ],
+    [
+      "sign-in under an activity-wide cap (`participants`, or a `limit` of all users together)",
+      `${n(signIns)}/s`,
+      `1 counter's \`CounterShard\`s: ${calls} calls on every run (a user already counted reserves, then releases) + 1 \`UserAccount\` commit`,
+      `counter shards k = ${need(signIns * calls)}`,
+      `${counterCap} (\`MAX_COUNTER_SHARDS\`)`,
+      busiest(signIns * calls, counterCap),
+      `one counter carries at most ${carries(counterCap, calls)} runs/s; a cap of all users cannot be split without changing what it counts, so the cap must be raised`,
+    ],
+    [
+      "red-packet grab (stock and budget: 2 counters) or coupon grab (stock: 1 counter)",
+      `${n(grabs)}/s`,
+      `per counter, counters in parallel: ${calls} calls on its \`CounterShard\`s (reserve, confirm) + 1 \`UserAccount\` commit`,
+      `per counter k = ${need(grabs * calls)}`,
+      `${counterCap} (\`MAX_COUNTER_SHARDS\`)`,
+      busiest(grabs * calls, counterCap),
+      `one counter carries at most ${carries(counterCap, calls)} runs/s: split the stock over ${countersFor(grabs)} counters (\`stockKey\`), or raise the cap to ${n(up((grabs * calls) / writes))}; either way, borrowing near the end of stock`,
     ],
     [
       "flash-sale grab",
       `${n(grabs)}/s`,
-      `\`shards: k\` \`SaleStock\` (k ≤ ${TODAY.saleShardsMax}, and ≤ stock)`,
-      `${times(grabs / TODAY.saleShardsMax, soft)} at k = ${TODAY.saleShardsMax}`,
-      `k = ${need(grabs)} stock shards (cap of ${TODAY.saleShardsMax} to lift)`,
-      `${n(grabs / up(grabs / writes))}/s`,
-    ],
-    [
-      "red-packet grab (stock + budget)",
-      `${n(grabs)}/s`,
-      "the same 1 `AccountLedger` (stock, budget and every user's state)",
-      times(grabs, soft),
-      `counter shards k = ${need(2 * grabs)} (reserve + confirm: 2 calls a run) + one \`UserAccount\` per user`,
-      `${n((2 * grabs) / up((2 * grabs) / writes))}/s`,
+      "`SaleStock`: 1 `grab` on the buyer's home shard (the per-buyer limit is kept there: no account call)",
+      `k = ${need(grabs)}`,
+      `${saleCap} (\`shards\`), and ≤ stock`,
+      busiest(grabs, saleCap),
+      `the sale's shard cap: one sale carries at most ${carries(saleCap, 1)} grabs/s`,
     ],
     [
       "lottery draw",
       `${n(grabs)}/s`,
-      `\`shards: k\` \`PrizePool\` (k ≤ ${TODAY.poolShardsMax}) + the 1 \`AccountLedger\``,
-      `${times(grabs, soft)} (the ledger)`,
-      `pool shards k = ${need(grabs)} + one \`UserAccount\` per user`,
-      `${n(grabs / up(grabs / writes))}/s`,
+      "`PrizePool`: 1 `draw` on the home shard (2 when it rolls on to the next) + 1 `UserAccount` commit",
+      `k = ${need(grabs)}`,
+      `${poolCap} (\`shards\`)`,
+      busiest(grabs, poolCap),
+      `the pool's shard cap: one pool carries at most ${carries(poolCap, 1)} draws/s`,
+    ],
+    [
+      "record of a run without a user",
+      "not modelled",
+      `${anonymous} anonymous \`UserAccount\`s, by request id: 1 \`record\` a run, after the answer`,
+      "their rate ÷ 1,000 / ÷ 500",
+      `${anonymous} (\`ANONYMOUS_ACCOUNTS\`)`,
+      `1/${anonymous} of those runs`,
+      `they carry at most ${carries(anonymous, 1)} runs without a user per second`,
     ],
     [
       "rate limit, one `user` rule per request",
       `${n(limited)}/s`,
-      `${rl} \`RateLimitCounter\` buckets (or Upstash)`,
-      times(limited / rl, soft),
-      `${n(up(limited / soft))} buckets (windows ≤ 10 s are counted in memory: no write)`,
-      `${n(limited / up(limited / soft))}/s`,
+      "`RateLimitCounter` buckets (or Upstash): 1 call a request",
+      `${n(up(limited / soft))} (windows ≤ 10 s are counted in memory: no write)`,
+      `${rl} (\`RATE_LIMIT_BUCKETS\`)`,
+      `${times(limited / rl, soft)} at k = ${rl}`,
+      "the bucket count (or Upstash's plan)",
     ],
     [
       "rate limit, `by: global`",
       `${n(limited)}/s`,
-      "1 bucket (one identifier)",
+      "1 bucket (one identifier): 1 call a request",
+      `${n(up(limited / soft))} shards of one counter, each allowing its share`,
+      "1",
       times(limited, soft),
-      `a sharded counter of ${n(up(limited / soft))} shards, each allowing its share`,
-      `${n(limited / up(limited / soft))}/s`,
+      `one identifier is one bucket, not sharded (${counterCap} counter shards would carry ${n(counterCap * soft)}/s)`,
     ],
   ],
 );
 
-const ledgerBytes = LOAD.users * ASSUMED.userStateBytes;
+const keptMs = Math.max(DESIGN.idempotencyTtlMs.value, DESIGN.outcomeTtlMs.value);
+const perUserDay = ASSUMED.perUserRate * (keptMs / 1000) * ASSUMED.keptBytesPerRun;
+/** Reservations/s one counter shard takes when its calls run at a given rate (each run makes `calls` calls on it). */
+const reservesAt = (rate: number) => rate / calls;
+const heldRows = reservesAt(writes) * (DESIGN.holdMs.value / 1000);
+const keptForOutcome = (rate: number) => reservesAt(rate) * (DESIGN.outcomeTtlMs.value / 1000) * ASSUMED.reservationRowBytes;
+const keptForTwoHolds = reservesAt(soft) * ((2 * DESIGN.holdMs.value) / 1000) * ASSUMED.reservationRowBytes;
+const objectStorage = LIMITS.objectStorage.value;
+const share = (bytes: number) => `${one((100 * bytes) / objectStorage)} % of it`;
 const storage = table(
-  ["what is stored", "size", "per-object limit", "verdict"],
+  ["what is stored", "where", "size", `against ${size(objectStorage)} per object`],
   [
     [
-      `${n(LOAD.users)} users' state in one activity's \`AccountLedger\` (${n(ASSUMED.userStateBytes)} B each)`,
-      gb(ledgerBytes),
-      gb(LIMITS.objectStorage.value),
-      `today: over by ${(ledgerBytes / LIMITS.objectStorage.value).toFixed(1)}×; full at ${n(LIMITS.objectStorage.value / ASSUMED.userStateBytes)} users`,
+      `${n(LOAD.users)} users' state in one activity (${n(ASSUMED.userStateBytes)} B each)`,
+      "one `UserAccount` per user",
+      `${size(LOAD.users * ASSUMED.userStateBytes)} in all, ${n(ASSUMED.userStateBytes)} B in each object`,
+      "spread by user: no object holds another user's rows",
     ],
-    ["one user's state in their `UserAccount`", `${n(ASSUMED.userStateBytes)} B`, gb(LIMITS.objectStorage.value), "target: no limit in reach"],
+    [
+      "one user's state in every activity",
+      "the user's `UserAccount`",
+      `${n(ASSUMED.userStateBytes)} B an activity`,
+      `${n(objectStorage / ASSUMED.userStateBytes)} activities' worth: no limit in reach`,
+    ],
+    [
+      `Idempotency-Keys and reservation outcomes of a user at ${ASSUMED.perUserRate} runs/s, kept ${duration(keptMs)}`,
+      "the user's `UserAccount`",
+      `${size(perUserDay)} (${n(ASSUMED.keptBytesPerRun)} B a run)`,
+      share(perUserDay),
+    ],
+    [
+      `reservations held at once: ${n(reservesAt(writes))} reserves/s for ${duration(DESIGN.holdMs.value)} (\`RESERVATION_HOLD_MS\`), none confirmed`,
+      "one `CounterShard` at the write budget",
+      `${n(heldRows)} rows, ${size(heldRows * ASSUMED.reservationRowBytes)}`,
+      "far off",
+    ],
+    [
+      `settled reservations, if kept ${duration(DESIGN.outcomeTtlMs.value)} (as long as the account keeps their outcomes)`,
+      "one `CounterShard`",
+      `${size(keptForOutcome(writes))} at ${n(reservesAt(writes))} reserves/s; ${size(keptForOutcome(soft))} at ${n(reservesAt(soft))}/s`,
+      `${share(keptForOutcome(soft))} at the soft limit: too close`,
+    ],
+    [
+      `settled reservations, if kept one more hold (${duration(2 * DESIGN.holdMs.value)} in all)`,
+      "one `CounterShard`",
+      `${size(keptForTwoHolds)} at ${n(reservesAt(soft))} reserves/s`,
+      "far off (the retention is counter-shard.ts's choice: open)",
+    ],
   ],
 );
 
 const rows = signIns * ASSUMED.rowsPerSignIn + grabs * ASSUMED.rowsPerGrab;
 const bytes = rows * ASSUMED.rowBytes;
-const rowsPerMessage = Math.floor(MAX_MESSAGE_BYTES / ASSUMED.rowBytes);
+const rowsPerMessage = Math.floor(DESIGN.messageBytes.value / ASSUMED.rowBytes);
 const commits = signIns + grabs;
+const rowsPerCommit = rows / commits;
 const q = LIMITS.queueMessages.value;
+const batch = LIMITS.consumerBatch.value;
+const packed = rows / rowsPerMessage;
+const commitQueues = up(commits / q);
+const packedQueues = up(packed / q);
 const queueRow = (how: string, messages: number, note: string) => [how, `${n(messages)}/s`, n(up(messages / q)), note];
 const queues = table(
-  ["records, packed as", "messages", `queues at ${n(q)} messages/s`, "who can pack so"],
+  ["records, sent as", "messages", `queues at ${n(q)} messages/s`, "who sends so, and at what cost"],
   [
     queueRow("one row per message", rows, "nobody should"),
-    queueRow("one message per commit (a run's rows)", commits, "a `UserAccount` outbox: each forwards only its user's rows"),
     queueRow(
-      `${n(rowsPerMessage)} rows per message (\`MAX_MESSAGE_BYTES\` ${n(MAX_MESSAGE_BYTES)})`,
-      rows / rowsPerMessage,
-      "an outbox that sees many users' rows: today's one ledger, or a sharded collector in front of the queue",
+      "one message per commit: **the design as built**",
+      commits,
+      `each \`UserAccount\` outbox, which sees only its user's rows (a user's commits within ${n(DESIGN.forwardDelayMs.value)} ms share one; a user runs ≤ ${ASSUMED.perUserRate}/s). They all send to the one \`EVENTS\` queue: ${n(commits / q)}× its limit`,
+    ),
+    queueRow(
+      "the same, over queues chosen by user hash (open)",
+      commits,
+      `a producer binding and a consumer per queue (${n(LIMITS.queuesPerAccount.value)} queues per account); a consumer batch of ${batch} messages carries ~${n(rowsPerCommit * batch)} rows`,
+    ),
+    queueRow(
+      `${n(rowsPerMessage)} rows per message, packed by sharded collectors (open)`,
+      packed,
+      `${need(commits)} collector objects by user hash, each written once per commit and forwarding through its own outbox: one more object write per commit, and a record waits in two outboxes`,
     ),
     queueRow("queued intake: one ticket per message", grabs, "`intake: queue`, on its own queue (below)"),
   ],
 );
 
-const packedQueues = up(rows / rowsPerMessage / q);
-const batchesPerQueue = rows / rowsPerMessage / packedQueues / LIMITS.consumerBatch.value;
-const hyperdrivePerConfig = LIMITS.hyperdriveConnections.value * (1000 / ASSUMED.insertMs) * ASSUMED.rowsPerInsert;
+/**
+ * When `queueCount` queues carry `messages`/s of `perMessage` rows: consumer batches/s per queue, D1 INSERTs/s (one per
+ * table per batch) and their rows, and the rows/s one Hyperdrive configuration carries (INSERTs cut at rowsPerInsert).
+ */
+const consumer = (messages: number, queueCount: number, perMessage: number) => {
+  const perTable = (perMessage * batch) / ASSUMED.tablesPerBatch;
+  const perInsert = Math.min(ASSUMED.rowsPerInsert, perTable);
+  return {
+    batchesPerQueue: messages / queueCount / batch,
+    perTable,
+    inserts: (messages / batch) * ASSUMED.tablesPerBatch,
+    perInsert,
+    hyperdrive: LIMITS.hyperdriveConnections.value * (1000 / ASSUMED.insertMs) * perInsert,
+  };
+};
+const asBuilt = consumer(commits, commitQueues, rowsPerCommit);
+const packedOut = consumer(packed, packedQueues, rowsPerMessage);
+const concurrency = LIMITS.consumerConcurrency.value;
 const d1 = table(
-  ["figure", "value", "against"],
+  ["figure", "one message per commit (as built)", "packed by collectors", "against"],
   [
-    ["record rows at the peak", `${n(rows)}/s (${gb(bytes)}/s)`, `${ASSUMED.rowsPerSignIn} per sign-in, ${ASSUMED.rowsPerGrab} per grab`],
     [
-      `consumer batches per queue (${packedQueues} packed queues, 100 messages a batch)`,
-      `${batchesPerQueue.toFixed(0)}/s`,
-      `${LIMITS.consumerConcurrency.value} concurrent invocations: a batch may take up to ${(LIMITS.consumerConcurrency.value / batchesPerQueue).toFixed(1)} s`,
+      "record rows at the peak",
+      `${n(rows)}/s (${size(bytes)}/s)`,
+      "the same",
+      `${ASSUMED.rowsPerSignIn} per sign-in, ${ASSUMED.rowsPerGrab} per grab`,
+    ],
+    [
+      `consumer batches per queue (${batch} messages a batch)`,
+      `${asBuilt.batchesPerQueue.toFixed(0)}/s on each of ${commitQueues} queues`,
+      `${packedOut.batchesPerQueue.toFixed(0)}/s on each of ${packedQueues}`,
+      `${concurrency} concurrent invocations: a batch may take up to ${(concurrency / asBuilt.batchesPerQueue).toFixed(1)} s / ${(concurrency / packedOut.batchesPerQueue).toFixed(1)} s`,
     ],
     [
       "calls one consumer invocation makes",
-      `1 D1 batch + up to ${LIMITS.consumerBatch.value} outbox confirms (one per origin)`,
+      `1 D1 batch + ${batch} outbox confirms (one per message's account): ${n(commits)} confirms/s in all`,
+      `1 D1 batch + up to ${batch} confirms (one per collector)`,
       `${n(LIMITS.d1QueriesPerInvocation.value)} D1 queries and ${n(LIMITS.subrequests.value)} subrequests per invocation: far off`,
     ],
-    ["a 10 GB D1 database is full after", `${(LIMITS.d1Storage.value / bytes).toFixed(1)} s of the peak`, "10 GB per database, not raisable"],
-    ["one hour of the peak", gb(bytes * 3600), `${n(up((bytes * 3600) / LIMITS.d1Storage.value))} full D1 databases`],
     [
-      "INSERT statements, one per table per consumer batch of 100 messages",
-      `${n((rows / (rowsPerMessage * LIMITS.consumerBatch.value)) * ASSUMED.tablesPerBatch)}/s of ${n((rowsPerMessage * LIMITS.consumerBatch.value) / ASSUMED.tablesPerBatch)} rows each`,
-      `~${n(LIMITS.d1Queries.value)} queries/s only if each takes 1 ms; a write of thousands of rows takes longer (unpublished)`,
+      "INSERT statements, one per table per consumer batch",
+      `${n(asBuilt.inserts)}/s of ~${n(asBuilt.perTable)} rows`,
+      `${n(packedOut.inserts)}/s of ${n(packedOut.perTable)} rows`,
+      `~${n(LIMITS.d1Queries.value)} queries/s only if each takes 1 ms; a write of many rows takes longer (unpublished)`,
     ],
+    [
+      "a 10 GB D1 database is full after",
+      `${(LIMITS.d1Storage.value / bytes).toFixed(1)} s of the peak`,
+      "the same",
+      "10 GB per database, not raisable",
+    ],
+    ["one hour of the peak", size(bytes * 3600), "the same", `${n(up((bytes * 3600) / LIMITS.d1Storage.value))} full D1 databases`],
     [
       "records D1 can keep for a day",
       `${n(LIMITS.d1Storage.value / ASSUMED.rowBytes / 86_400)} rows/s averaged over the day`,
-      "above that, records go to a MySQL-compatible store",
+      "the same",
+      "above that, records go to a MySQL-compatible store (issue 15)",
     ],
     [
-      "one Hyperdrive configuration",
-      `${n(hyperdrivePerConfig)} rows/s`,
-      `~${LIMITS.hyperdriveConnections.value} connections × ${n(ASSUMED.rowsPerInsert)}-row INSERTs of ${ASSUMED.insertMs} ms; ${n(up(rows / hyperdrivePerConfig))} configuration(s) of ${LIMITS.hyperdriveConfigs.value}`,
+      "rows/s one Hyperdrive configuration carries",
+      `${n(asBuilt.hyperdrive)} (INSERTs of ~${n(asBuilt.perInsert)} rows): ${n(up(rows / asBuilt.hyperdrive))} configurations`,
+      `${n(packedOut.hyperdrive)} (INSERTs of ${n(packedOut.perInsert)} rows): ${n(up(rows / packedOut.hyperdrive))}`,
+      `~${LIMITS.hyperdriveConnections.value} connections × INSERTs of ${ASSUMED.insertMs} ms; ${LIMITS.hyperdriveConfigs.value} configurations per account`,
     ],
   ],
 );
 
 const shardRate = ASSUMED.writesPerObject;
 const perLane = 1000 / ASSUMED.queuedGrabMs;
-const drain = (k: number) => `k = ${k}: ${(q / (k * shardRate)).toLocaleString("en-US", { maximumFractionDigits: 1 })} s`;
+const inFlight = DESIGN.intakeConcurrency.value;
+const drain = (k: number) => `k = ${k}: ${one(q / (k * shardRate))} s`;
+const retriedFor = Array.from({ length: DESIGN.intakeRetries.value }, (_, i) => retryDelaySeconds(i + 1)).reduce((a, b) => a + b, 0);
 const intake = table(
   ["figure", "value", "against"],
   [
@@ -287,13 +509,13 @@ const intake = table(
     ],
     [
       "queued grabs in flight on one stock shard",
-      `at most ${INTAKE.concurrency}`,
-      `one at a time per shard in each batch (lanes) × \`max_concurrency\` ${INTAKE.concurrency} (wrangler.toml): a closed loop, so the shard sets the pace and is never flooded`,
+      `at most ${inFlight}`,
+      "one at a time per shard in each batch (lanes) × the batches at once: a closed loop, so the shard sets the pace and is never flooded",
     ],
     [
       `batches at once that keep a shard at ${n(shardRate)}/s, at ${ASSUMED.queuedGrabMs} ms a grab call`,
       n(up(shardRate / perLane)),
-      `\`max_concurrency\` ${INTAKE.concurrency} keeps it busy while a call takes up to ${n((INTAKE.concurrency * 1000) / shardRate)} ms`,
+      `${inFlight} keep it busy while a call takes up to ${n((inFlight * 1000) / shardRate)} ms`,
     ],
     [
       `draining one second of a full queue (${n(q)} tickets) through k stock shards at ${n(shardRate)}/s each`,
@@ -307,8 +529,8 @@ const intake = table(
     ],
     [
       "longest a run is retried before its ticket ends UNAVAILABLE",
-      `${INTAKE.retries} retries, ~${Math.round(Array.from({ length: INTAKE.retries }, (_, i) => retryDelaySeconds(i + 1)).reduce((a, b) => a + b, 0) / 60)} min`,
-      "a busy shard's grab is retried 1, 2, 4 … 30 s later (src/intake/intake-mode.ts)",
+      `${DESIGN.intakeRetries.value} retries, ~${Math.round(retriedFor / 60)} min`,
+      "a busy shard's grab is retried 1, 2, 4 … 30 s later (`retryDelaySeconds`, src/intake/intake-mode.ts)",
     ],
   ],
 );
@@ -317,6 +539,10 @@ const limits = table(
   ["limit", "value", "kind", "source"],
   Object.values(LIMITS).map((l: Limit) => [l.what, `${n(l.value)} ${l.unit}`, l.kind, l.url]),
 );
+const design = table(
+  ["figure of the design", "value", "read from"],
+  Object.values(DESIGN).map((f: Fact) => [f.what, f.unit === "ms" ? duration(f.value) : `${n(f.value)} ${f.unit}`, `\`${f.file}\``]),
+);
 const assumed = table(
   ["figure (ours, not Cloudflare's)", "value"],
   [
@@ -324,10 +550,15 @@ const assumed = table(
     ["peak sign-ins", `${n(signIns)}/s`],
     ["distinct users of one activity", n(LOAD.users)],
     ["requests/s one object sustains when each writes", `${n(writes)}/s`],
+    ["requests/s one user makes, at most (a per-user rate limit)", `${ASSUMED.perUserRate}/s`],
     ["record rows per sign-in / per grab", `${ASSUMED.rowsPerSignIn} / ${ASSUMED.rowsPerGrab}`],
-    ["bytes per record row; per user's state", `${n(ASSUMED.rowBytes)}; ${n(ASSUMED.userStateBytes)}`],
+    ["bytes per record row; per user's state in one activity", `${n(ASSUMED.rowBytes)}; ${n(ASSUMED.userStateBytes)}`],
+    [
+      "bytes an account keeps per run (Idempotency-Key answer, outcomes); per reservation row on a shard",
+      `${n(ASSUMED.keptBytesPerRun)}; ${n(ASSUMED.reservationRowBytes)}`,
+    ],
     ["record tables one consumer batch writes", String(ASSUMED.tablesPerBatch)],
-    ["rows per INSERT through Hyperdrive; time it holds a connection", `${n(ASSUMED.rowsPerInsert)}; ${ASSUMED.insertMs} ms`],
+    ["rows per INSERT through Hyperdrive, at most; time it holds a connection", `${n(ASSUMED.rowsPerInsert)}; ${ASSUMED.insertMs} ms`],
     ["a queued grab's call from the intake consumer to its shard; bytes of its message", `${ASSUMED.queuedGrabMs} ms; ${ASSUMED.ticketBytes} B`],
   ],
 );
@@ -338,6 +569,10 @@ const model = [
   "### Limits used",
   "",
   limits,
+  "",
+  "### The design, read from the code",
+  "",
+  design,
   "",
   "### Figures assumed",
   "",

@@ -13,6 +13,7 @@ import { registerPrizes } from "./routes/prizes";
 import { registerAdminPools } from "./routes/admin-pools";
 import { registerAdminSales } from "./routes/admin-sales";
 import { registerAdminDeadLetters } from "./routes/admin-dead-letters";
+import { registerAdminActivities } from "./routes/admin-activities";
 import { registerFlashSales } from "./routes/flash-sales";
 import { registerTickets } from "./routes/tickets";
 import { requireOperator } from "./auth/operator";
@@ -42,6 +43,7 @@ app.use("/v1/admin/*", requireOperator);
 registerAdminPools(app);
 registerAdminSales(app);
 registerAdminDeadLetters(app);
+registerAdminActivities(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

@@ -27,11 +27,7 @@ export function requestRecord(record: RequestRecordMessage): RequestRecordMessag
  */
 export function recordOutsideCommit(env: Env, ctx: { waitUntil(p: Promise<unknown>): void }, record: RequestRecordMessage) {
   const account = record.userId ? userAccount(env, record.userId) : anonymousAccount(env, record.id);
-  ctx.waitUntil(
-    account
-      .record([record])
-      .catch((e: unknown) => log.error("request record not kept", { requestId: record.id, error: String(e) })),
-  );
+  ctx.waitUntil(account.record([record]).catch((e: unknown) => log.error("request record not kept", { requestId: record.id, error: String(e) })));
 }
 
 const FLUSH_MS = 1000;

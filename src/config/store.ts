@@ -41,7 +41,11 @@ async function readActiveVersion(
   db: DrizzleD1Database,
   known: string | undefined,
 ): Promise<{ hash: string; id: number; bundle?: string | null } | undefined> {
-  const [active] = await db.select({ hash: configActivations.hash, id: configActivations.id }).from(configActivations).orderBy(desc(configActivations.id)).limit(1);
+  const [active] = await db
+    .select({ hash: configActivations.hash, id: configActivations.id })
+    .from(configActivations)
+    .orderBy(desc(configActivations.id))
+    .limit(1);
   if (!active || active.hash === known) return active;
   const [row] = await db.select({ bundle: configVersions.bundle }).from(configVersions).where(eq(configVersions.hash, active.hash));
   return { hash: active.hash, id: active.id, bundle: row?.bundle ?? null };

@@ -6,6 +6,18 @@ import type { z } from "zod";
 import type { ErrorCode } from "../errors";
 import type { CompiledActivity } from "../config/compiled";
 import type { TaskRun } from "./run";
+import type { CounterDefinition } from "../counters/counter-definition";
+import type { Period } from "../config/time";
+
+/**
+ * Where a component's shared counters are named: in a run (TaskRun), or when an operator looks at an activity's
+ * counters (the admin API), for the same instant's periods.
+ */
+export interface CounterScope {
+  taskId: string;
+  period(p: Period): string;
+  sharedCounter(key: string, capacity: number, shards: number): CounterDefinition;
+}
 
 /** A validator's or guard's refusal: answered with this code and message. */
 export interface Rejection {
@@ -41,6 +53,8 @@ interface Definition<Args extends z.ZodType, Prepared> {
   fromParams?: string;
   /** Checks what zod cannot (cross-references, times in the activity's timezone); runs once at load. */
   prepare?: (args: z.output<Args>, ctx: CompileContext) => Prepared;
+  /** The counters shared by all users that the component takes from (stock, budget, caps), as a run would name them. */
+  sharedCounters?: (args: Prepared, scope: CounterScope) => CounterDefinition[];
 }
 
 export interface ValidatorDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>> extends Definition<Args, Prepared> {

@@ -187,7 +187,11 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
   const answer = await userAccount(env, user.id).commit(plan);
   if (!answer.ok) {
     // Definitely not used: back at once (a release that fails is settled at the deadline the same way).
-    settleUnits(run, held, held.map((h) => h.id));
+    settleUnits(
+      run,
+      held,
+      held.map((h) => h.id),
+    );
     throw new AccountRefusal(answer.rejection.code, answer.rejection.message);
   }
   if (req.fault === "after-commit") throw new InjectedFault("fault injected after the commit");

@@ -4,7 +4,7 @@ import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
 import type { MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/account-plan";
 import type { CounterDefinition } from "../counters/counter-definition";
-import { vars } from "../platform/vars";
+import { sharedCounter } from "../counters/scope";
 import type { Rejection } from "./define";
 import { AppError } from "../errors";
 import type { RewardOutcome } from "./define";
@@ -80,6 +80,9 @@ export class TaskRun {
   get task() {
     return this.init.task;
   }
+  get taskId() {
+    return this.init.task.id;
+  }
   get now() {
     return this.init.now;
   }
@@ -98,18 +101,9 @@ export class TaskRun {
     return periodKey(p, this.now, this.activity.timezone);
   }
 
-  /**
-   * A counter shared by every user of the activity's namespace, held by `shards` counter shards: `key` names it within
-   * the namespace (tasks that name the same key share it).
-   */
+  /** A counter shared by every user of the activity's namespace (see src/counters/scope.ts). */
   sharedCounter(key: string, capacity: number, shards: number): CounterDefinition {
-    return {
-      id: `${this.activity.namespace}/${key}`,
-      capacity,
-      shards,
-      holdMs: vars(this.init.env).RESERVATION_HOLD_MS,
-      revision: this.init.configRevision,
-    };
+    return sharedCounter(this.init.env, this.activity, this.init.configRevision, key, capacity, shards);
   }
 
   /** Plans the reward record of a grant and returns its id (derived from the request id: one grant per slot). */

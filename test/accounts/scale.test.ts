@@ -85,7 +85,12 @@ describe("shared counters on shards", () => {
       const results = await Promise.all(Array.from({ length: 50 }, (_, i) => runTask("scale", task, { user: `crowd-${tag}-${i}`, now: NOW })));
       expect(results.filter((r) => r.status === 200)).toHaveLength(3);
       expect(results.filter((r) => r.status === 409 && r.json.error.code === "SOLD_OUT")).toHaveLength(47);
-      const grants = await records(3, "SELECT id FROM reward_records WHERE namespace = 'scale' AND task_id = ? AND user_id LIKE ?", task, `crowd-${tag}-%`);
+      const grants = await records(
+        3,
+        "SELECT id FROM reward_records WHERE namespace = 'scale' AND task_id = ? AND user_id LIKE ?",
+        task,
+        `crowd-${tag}-%`,
+      );
       expect(grants).toHaveLength(3);
       expect(await shared("scale", `redPacket:stock:task:${task}`, 3, shards)).toMatchObject({ used: 3, reserved: 0, remaining: 0 });
     });
@@ -129,7 +134,10 @@ describe("a run that dies between its reservation and its commit", () => {
     // Held until their deadline (RESERVATION_HOLD_MS), then each counter asks the user's account, which answers
     // "abandoned" (no commit used them) and from then on refuses any commit that would: the units go back.
     const back = await eventually(async () => {
-      const [stock, budget] = await Promise.all([shared("scale", "redPacket:stock:task:faulty", 1000, 4), shared("scale", "redPacket:spent:task:faulty", 5000, 4)]);
+      const [stock, budget] = await Promise.all([
+        shared("scale", "redPacket:stock:task:faulty", 1000, 4),
+        shared("scale", "redPacket:spent:task:faulty", 5000, 4),
+      ]);
       return stock.reserved === 0 && budget.reserved === 0 ? { stock, budget } : undefined;
     }, 120_000);
     expect(back.stock).toMatchObject({ used: 0, remaining: 1000 });
@@ -148,7 +156,10 @@ describe("a run that dies between its reservation and its commit", () => {
     expect(grants).toHaveLength(20);
     const spent = grants.reduce((n, g) => n + g.amount, 0);
     const settled = await eventually(async () => {
-      const [stock, budget] = await Promise.all([shared("scale", "redPacket:stock:task:faulty", 1000, 4), shared("scale", "redPacket:spent:task:faulty", 5000, 4)]);
+      const [stock, budget] = await Promise.all([
+        shared("scale", "redPacket:stock:task:faulty", 1000, 4),
+        shared("scale", "redPacket:spent:task:faulty", 5000, 4),
+      ]);
       return stock.reserved === 0 && budget.reserved === 0 ? { stock, budget } : undefined;
     }, 120_000);
     expect(settled.stock.used).toBe(20);

@@ -101,7 +101,10 @@ describe("the per-user lock", () => {
     expect((await runTask("locking", "repeatable", { user: "second", now: NOW })).json.error.code).toBe("SOLD_OUT");
     const locks = (user: string) =>
       runInDurableObject(account(user), (_: unknown, state: DurableObjectState) =>
-        state.storage.sql.exec<{ key: string }>("SELECT key FROM locks WHERE ns = 'locking'").toArray().map((l) => l.key),
+        state.storage.sql
+          .exec<{ key: string }>("SELECT key FROM locks WHERE ns = 'locking'")
+          .toArray()
+          .map((l) => l.key),
       );
     expect(await locks("first")).toEqual(["repeatable"]);
     expect(await locks("second")).toEqual([]);

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { vars } from "../../platform/vars";
 import { planDelivery } from "../../records/deliver";
 import { Shards } from "../../counters/counter-definition";
-import { defineReward } from "../define";
+import { type CounterScope, defineReward } from "../define";
 
 export const coupon = defineReward({
   code: "coupon",
@@ -26,17 +26,13 @@ export const coupon = defineReward({
     .strict(),
   example: { couponSn: "CPN-2019-1111", channel: "double11", stock: 1000 },
   prepare: (args) => ({ ...args, message: args.message ?? "All coupons have been given out" }),
+  sharedCounters: (args, scope) => [couponStock(args, scope)].filter((c) => c !== undefined),
   grant(run, args) {
     if (args.probability < 1 && run.random() >= args.probability) {
       return { type: "coupon", granted: false, reason: "MISSED" };
     }
-    if (args.stock !== undefined) {
-      run.plan.shared.push({
-        counter: run.sharedCounter(`coupon:stock:${args.couponSn}`, args.stock, args.shards),
-        units: 1,
-        rejection: { code: "SOLD_OUT", message: args.message },
-      });
-    }
+    const stock = couponStock(args, run);
+    if (stock) run.plan.shared.push({ counter: stock, units: 1, rejection: { code: "SOLD_OUT", message: args.message } });
     const detail = { couponSn: args.couponSn, channel: args.channel };
     const grantId = run.recordGrant({ type: "coupon", amount: 1, detail, status: "pending" });
     const center = args.center ?? vars(run.init.env).COUPON_CENTER_URL;
@@ -49,3 +45,8 @@ export const coupon = defineReward({
     return { type: "coupon", granted: true, grantId, amount: 1, ...detail, status: "pending" };
   },
 });
+
+/** The coupon's stock, a shared counter named by its SN (tasks issuing the same coupon share it). */
+function couponStock(args: { stock?: number; couponSn: string; shards: number }, at: CounterScope) {
+  return args.stock === undefined ? undefined : at.sharedCounter(`coupon:stock:${args.couponSn}`, args.stock, args.shards);
+}

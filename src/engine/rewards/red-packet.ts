@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { pickWeighted } from "../../random";
 import { Shards } from "../../counters/counter-definition";
-import { ArgsError, defineReward } from "../define";
+import { ArgsError, type CounterScope, defineReward } from "../define";
 
 const minor = z.number().int().min(1);
 
@@ -45,6 +45,7 @@ export const redPacket = defineReward({
     const stockName = args.stockKey ? [args.stockKey, args.stockField].filter(Boolean).join(":") : `task:${taskId}`;
     return { ...args, stockName, message: args.message ?? "All red packets have been given out" };
   },
+  sharedCounters: (args, scope) => Object.values(packetCounters(args, scope)).filter((c) => c !== undefined),
   grant(run, args) {
     const user = run.requireUser();
     if (args.groups && !args.groups.some((g) => user.groups.includes(g))) {
@@ -55,12 +56,9 @@ export const redPacket = defineReward({
     }
     const amount = drawAmount(args.amount, () => run.random());
     const rejection = { code: "SOLD_OUT" as const, message: args.message };
-    if (args.stock !== undefined) {
-      run.plan.shared.push({ counter: run.sharedCounter(`redPacket:stock:${args.stockName}`, args.stock, args.shards), units: 1, rejection });
-    }
-    if (args.budget !== undefined) {
-      run.plan.shared.push({ counter: run.sharedCounter(`redPacket:spent:${args.stockName}`, args.budget, args.shards), units: amount, rejection });
-    }
+    const { stock, budget } = packetCounters(args, run);
+    if (stock) run.plan.shared.push({ counter: stock, units: 1, rejection });
+    if (budget) run.plan.shared.push({ counter: budget, units: amount, rejection });
     run.plan.counters.push({ key: `redPacket:balance:${args.currency}`, delta: amount, floor: 0 });
     const grantId = run.recordGrant({ type: "redPacket", amount, detail: { currency: args.currency }, status: "granted" });
     return { type: "redPacket", granted: true, grantId, amount, currency: args.currency };
@@ -68,6 +66,14 @@ export const redPacket = defineReward({
 });
 
 type AmountSpec = z.output<typeof Amount>;
+
+/** The red packet's stock (units) and budget (minor units), each a shared counter when configured. */
+function packetCounters(args: { stock?: number; budget?: number; stockName: string; shards: number }, at: CounterScope) {
+  return {
+    stock: args.stock === undefined ? undefined : at.sharedCounter(`redPacket:stock:${args.stockName}`, args.stock, args.shards),
+    budget: args.budget === undefined ? undefined : at.sharedCounter(`redPacket:spent:${args.stockName}`, args.budget, args.shards),
+  };
+}
 
 function drawAmount(spec: AmountSpec, random: () => number): number {
   if (typeof spec === "number") return spec;

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { Shards } from "../../counters/counter-definition";
 import type { Period } from "../../config/time";
-import { ArgsError, defineValidator } from "../define";
+import { ArgsError, type CounterScope, defineValidator } from "../define";
 
 const count = z.number().int().min(1);
 
@@ -26,7 +26,7 @@ export const limit = defineValidator({
   description:
     "Caps successful participations: per user per day, week or month (in the activity's timezone), per user over " +
     "the whole activity, for all users together per day or in total, and `participants`: how many distinct users " +
-    "may take part (\"the first 10,000 participants\"; a user counted once takes part again freely). A run past a " +
+    'may take part ("the first 10,000 participants"; a user counted once takes part again freely). A run past a ' +
     "cap is refused with NOT_ELIGIBLE and changes nothing; concurrent runs can never exceed a cap. `scope: activity` " +
     "shares one count among all tasks whose limit has `scope: activity`. Caps of everyone together are spread over " +
     "`shards` counter shards for a hot activity (see docs/scale.md).",
@@ -61,24 +61,41 @@ export const limit = defineValidator({
       message: args.message ?? "You have reached the limit for this task",
     };
   },
-  check(run, { caps, participants, shards, scope, message }) {
+  sharedCounters: (args, scope) => limitCounters(args, scope).shared.map((c) => c.counter),
+  check(run, args) {
     run.requireUser();
-    const subject = scope === "task" ? run.task.id : "*";
-    const rejection = { code: "NOT_ELIGIBLE" as const, message };
-    for (const c of caps) {
-      const key = `limit:${subject}:${c.period}:${run.period(c.period)}`;
-      if (c.owner === "user") run.plan.counters.push({ key, delta: 1, cap: c.cap, rejection });
-      else run.plan.shared.push({ counter: run.sharedCounter(key, c.cap, shards), units: 1, rejection });
-    }
-    if (participants !== undefined) {
-      // One unit per distinct user: the user's marker says it was taken, so a later run does not take another.
-      run.plan.shared.push({
-        counter: run.sharedCounter(`limit:${subject}:participants`, participants, shards),
-        units: 1,
-        rejection,
-        once: `limit:${subject}:participant`,
-      });
+    const rejection = { code: "NOT_ELIGIBLE" as const, message: args.message };
+    const { own, shared, participants } = limitCounters(args, run);
+    for (const c of own) run.plan.counters.push({ key: c.key, delta: 1, cap: c.cap, rejection });
+    for (const c of shared) {
+      // One participants unit per distinct user: the user's marker says it was taken, so a later run takes no other.
+      run.plan.shared.push({ counter: c.counter, units: 1, rejection, once: c === participants ? c.marker : undefined });
     }
     return undefined;
   },
 });
+
+type Prepared = {
+  caps: { name: LimitName; cap: number; owner: "user" | "all"; period: Period }[];
+  participants: number | undefined;
+  shards: number;
+  scope: "task" | "activity";
+};
+
+/** The counts a limit takes: the user's own (in the user's account) and those of everyone together (shared counters). */
+function limitCounters({ caps, participants, shards, scope }: Prepared, at: CounterScope) {
+  const subject = scope === "task" ? at.taskId : "*";
+  const own: { key: string; cap: number }[] = [];
+  const shared: { counter: ReturnType<CounterScope["sharedCounter"]>; marker?: string }[] = [];
+  for (const c of caps) {
+    const key = `limit:${subject}:${c.period}:${at.period(c.period)}`;
+    if (c.owner === "user") own.push({ key, cap: c.cap });
+    else shared.push({ counter: at.sharedCounter(key, c.cap, shards) });
+  }
+  const cap =
+    participants === undefined
+      ? undefined
+      : { counter: at.sharedCounter(`limit:${subject}:participants`, participants, shards), marker: `limit:${subject}:participant` };
+  if (cap) shared.push(cap);
+  return { own, shared, participants: cap };
+}
