@@ -18,6 +18,7 @@ import {
 } from "../src/prizes/pool-definition";
 import { rebase, released, type Window } from "../src/prizes/schedule";
 import { DeadlineClock } from "./support/deadline-clock";
+import { ExpiryTracker } from "./support/expiry";
 import { Outbox, outboxTable } from "./support/outbox";
 import { poolShard } from "./support/stubs";
 import { migrateStorage, type StorageMigration, readMeta } from "./support/migrations";
@@ -81,13 +82,22 @@ export class PrizePool extends DurableObject<Env> {
   private definition: (PoolDefinition & { shard: number }) | undefined;
   private status: "open" | "closed" = "open";
   private readonly clock: DeadlineClock;
-  /** No issued prize expires before this (undefined: not known, look). Earlier than the truth is safe, never later. */
-  private nextExpiry: number | undefined;
+  /** Issued prizes, back to the pool at their claim deadline. */
+  private readonly expiry: ExpiryTracker<{ id: string; tier_id: string }>;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.clock = new DeadlineClock(ctx, env);
+    this.expiry = new ExpiryTracker(this.clock, {
+      due: (now, limit) =>
+        this.sql
+          .exec<{ id: string; tier_id: string }>("SELECT id, tier_id FROM grants WHERE status = 'issued' AND expires_at <= ? LIMIT ?", now, limit)
+          .toArray(),
+      earliest: () =>
+        this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM grants WHERE status = 'issued' AND expires_at IS NOT NULL").one()
+          .at ?? Infinity,
+    });
     this.outbox = new Outbox<PoolEvent>(ctx, env, "POOLS", (events, origin) => ({ kind: "pool-events", events, origin }));
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
@@ -225,9 +235,8 @@ export class PrizePool extends DurableObject<Env> {
     });
     // Committed: the tier read above is the stored one, so it is kept in step rather than read again.
     chosen.drawn += 1;
-    if (expiresAt !== null && this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
     await this.outbox.schedule();
-    if (expiresAt !== null) await this.clock.wakeBy(expiresAt);
+    if (expiresAt !== null) await this.expiry.track(expiresAt);
     return { outcome: "won", grantId: req.grantId, tierId: chosen.id, tierName: chosen.name, value: chosen.value, expiresAt, shard: d.shard };
   }
 
@@ -290,25 +299,15 @@ export class PrizePool extends DurableObject<Env> {
     this.changedTiers();
   }
 
-  /** Returns every unclaimed prize whose deadline passed by `now` to the pool; the count. */
-  async expireDue(now: number): Promise<number> {
-    // Pools without a claim deadline, and draws before the earliest known deadline, have nothing to look for.
+  /** Returns unclaimed prizes whose deadline passed by `now` to the pool (a batch; the next call takes the rest); the count. */
+  private async expireDue(now: number): Promise<number> {
+    // Pools without a claim deadline have nothing to look for.
     if (this.definition && this.definition.claimTtlMs === undefined) return 0;
-    if (this.nextExpiry !== undefined && now < this.nextExpiry) return 0;
-    const due = this.sql
-      .exec<{ id: string; tier_id: string }>("SELECT id, tier_id FROM grants WHERE status = 'issued' AND expires_at <= ? LIMIT 1000", now)
-      .toArray();
-    for (const g of due) this.expire(g.id, g.tier_id);
-    this.nextExpiry = due.length < 1000 ? this.earliestDeadline() : undefined;
-    if (due.length > 0) await this.outbox.schedule();
-    return due.length;
-  }
-
-  private earliestDeadline(): number {
-    return (
-      this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM grants WHERE status = 'issued' AND expires_at IS NOT NULL").one().at ??
-      Infinity
-    );
+    const due = this.expiry.sweep(now, (rows) => {
+      for (const g of rows) this.expire(g.id, g.tier_id);
+    });
+    if (due > 0) await this.outbox.schedule();
+    return due;
   }
 
   /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
@@ -319,8 +318,7 @@ export class PrizePool extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     try {
       await this.expireDue(this.clock.alarmNow());
-      const next = this.earliestDeadline();
-      if (next !== Infinity) await this.clock.wakeBy(Math.max(next, Date.now() + 1000));
+      await this.expiry.wakeForNext();
     } finally {
       // Whatever failed above (the runtime retries the alarm for it), the records still leave.
       await this.outbox.forward();

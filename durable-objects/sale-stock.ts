@@ -11,12 +11,16 @@ import { shardShare } from "../src/prizes/pool-definition";
 import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
 import { DeadlineClock } from "./support/deadline-clock";
+import { ExpiryTracker } from "./support/expiry";
+import { Lending, lendingTables } from "./support/lending";
 import { Outbox, outboxTable } from "./support/outbox";
 import { saleShard } from "./support/stubs";
 import { hasColumn, migrateStorage, type StorageMigration, readMeta } from "./support/migrations";
+import { randomId } from "../src/random";
 import { log } from "../src/platform/log";
 
-const MIGRATIONS: StorageMigration[] = [
+/** The shard's storage, one numbered step each (see support/migrations.ts). */
+export const saleStockMigrations: StorageMigration[] = [
   (sql) =>
     sql.exec(`
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -29,9 +33,7 @@ const MIGRATIONS: StorageMigration[] = [
     token TEXT PRIMARY KEY, user_id TEXT NOT NULL, status TEXT NOT NULL, taken_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL, order_id TEXT, sold_at INTEGER);
   CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user_id, status);
-  CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);
-  CREATE TABLE IF NOT EXISTS loans (id TEXT PRIMARY KEY, units INTEGER NOT NULL);
-  CREATE TABLE IF NOT EXISTS borrowings (id TEXT PRIMARY KEY, from_shard INTEGER NOT NULL, units INTEGER);`),
+  CREATE INDEX IF NOT EXISTS tokens_to_expire ON tokens (status, expires_at);`),
   // A grab with an Idempotency-Key is answered with the token it took, whenever it is repeated: one token per key.
   (sql) => {
     if (!hasColumn(sql, "tokens", "idempotency_key")) sql.exec("ALTER TABLE tokens ADD COLUMN idempotency_key TEXT");
@@ -41,16 +43,10 @@ const MIGRATIONS: StorageMigration[] = [
   // sale from another sale under a used id (shards in use take the one they hold, the best known).
   (sql) => sql.exec("INSERT OR IGNORE INTO meta (k, v) SELECT 'origin', json_remove(v, '$.shard') FROM meta WHERE k = 'definition'"),
   outboxTable,
+  lendingTables,
 ];
 
 type Counts = { stock: number; held: number; sold: number; expired: number; cancelled: number; lent_out: number; borrowed_in: number };
-
-/** After no other shard had anything to lend, don't ask again this soon (a sold-out peak would multiply every call). */
-const EMPTY_RING_MS = 1000;
-/** Loans one grab may wait for before it is answered SOLD_OUT. */
-const MAX_BORROW_ROUNDS = 32;
-/** How soon an unanswered loan is asked again (by the alarm). */
-const LOAN_RETRY_MS = 5000;
 
 export class SaleStock extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -58,18 +54,36 @@ export class SaleStock extends DurableObject<Env> {
   private definition: (SaleDefinition & { shard: number }) | undefined;
   private status: "open" | "closed" = "open";
   private readonly clock: DeadlineClock;
-  private ringEmptyUntil = 0;
-  private borrowing: Promise<"done" | "busy"> | undefined;
-  /** No held token expires before this (undefined: not known, look). Earlier than the truth is safe, never later. */
-  private nextExpiry: number | undefined;
+  private readonly lending: Lending;
+  /** Held tokens, back to stock at their checkout deadline. */
+  private readonly expiry: ExpiryTracker<{ token: string; expires_at: number }>;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.clock = new DeadlineClock(ctx, env);
+    this.expiry = new ExpiryTracker(this.clock, {
+      // A token may be checked out up to its deadline included: due once the deadline has passed.
+      due: (now, limit) =>
+        this.sql
+          .exec<{ token: string; expires_at: number }>(
+            "SELECT token, expires_at FROM tokens WHERE status = 'held' AND expires_at < ? LIMIT ?",
+            now,
+            limit,
+          )
+          .toArray(),
+      earliest: () => this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM tokens WHERE status = 'held'").one().at ?? Infinity,
+    });
     this.outbox = new Outbox<SaleEvent>(ctx, env, "STOCK", (events, origin) => ({ kind: "sale-events", events, origin }));
+    this.lending = new Lending(ctx, {
+      ring: () => ({ id: this.definition!.id, shard: this.definition!.shard, shards: this.definition!.shards }),
+      remaining: () => this.remaining(),
+      lendOut: (units) => this.sql.exec("UPDATE counts SET stock = stock - ?, lent_out = lent_out + ?", units, units),
+      borrowIn: (units) => this.sql.exec("UPDATE counts SET stock = stock + ?, borrowed_in = borrowed_in + ?", units, units),
+      ask: (from, loanId, _want, now) => saleShard(this.env, this.definition!.id, from).lend(this.definition!, from, loanId, now),
+    });
     ctx.blockConcurrencyWhile(async () => {
-      migrateStorage(ctx.storage, MIGRATIONS);
+      migrateStorage(ctx.storage, saleStockMigrations);
       const meta = readMeta(this.sql);
       if (meta.definition) this.definition = JSON.parse(meta.definition);
       if (meta.status === "closed") this.status = "closed";
@@ -161,8 +175,8 @@ export class SaleStock extends DurableObject<Env> {
     // Borrow until this grab has a unit or no shard has any: the grabs that waited on one loan share what it brought.
     // Each round brings units or marks the ring empty, so this ends; the bound only caps a grab's wait.
     for (let round = 0; state.remaining <= 0; round++) {
-      if (round >= MAX_BORROW_ROUNDS || !this.mayBorrow()) return refuse("sold-out");
-      if ((await this.borrow(req.now)) === "busy") return { outcome: "busy" };
+      if (!this.lending.mayBorrow(round)) return refuse("sold-out");
+      if ((await this.lending.borrow(1, req.now)) === "busy") return { outcome: "busy" };
       // Again after the wait: the sale may have closed, a repeat of this grab or other grabs of this buyer may have run.
       if (this.isClosed()) return refuse("closed");
       const repeated = replay();
@@ -185,96 +199,22 @@ export class SaleStock extends DurableObject<Env> {
       this.sql.exec("UPDATE counts SET held = held + 1");
       this.outbox.add({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome: "granted", token, at: req.now } });
     });
-    if (this.nextExpiry !== undefined) this.nextExpiry = Math.min(this.nextExpiry, expiresAt);
     await this.outbox.schedule();
-    await this.clock.wakeBy(expiresAt);
+    await this.expiry.track(expiresAt);
     return { outcome: "granted", token, expiresAt, shard: d.shard, replayed: false };
-  }
-
-  /**
-   * Borrows stock from the other shards, in ring order from the next one, until one lends. Grabs that meet the
-   * empty shard meanwhile wait for the same round (one in flight at a time); nothing else waits, so a lend asked of
-   * this shard is answered even while it borrows (shards borrowing around the ring never wait on each other). Each
-   * loan is named before it is asked for: one whose answer was lost is asked again (and the lender answers the same).
-   */
-  private mayBorrow(): boolean {
-    return this.definition!.shards > 1 && Date.now() >= this.ringEmptyUntil;
-  }
-
-  private async borrow(now: number): Promise<"done" | "busy"> {
-    const d = this.definition!;
-    if (!this.mayBorrow()) return "done";
-    this.borrowing ??= this.borrowAround(d, now).finally(() => {
-      this.borrowing = undefined;
-    });
-    return this.borrowing;
-  }
-
-  private async borrowAround(d: SaleDefinition & { shard: number }, now: number): Promise<"done" | "busy"> {
-    let failed = (await this.takeUpPendingLoans(d, now)) > 0;
-    for (let step = 1; step < d.shards && this.remaining() <= 0; step++) {
-      const from = (d.shard + step) % d.shards;
-      const id = `${d.shard}-${randomId()}`;
-      this.sql.exec("INSERT INTO borrowings (id, from_shard) VALUES (?, ?)", id, from);
-      // A shard that does not answer is passed over; its loan stays pending, asked again by the alarm.
-      if (!(await this.askLoan(d, id, from, now))) failed = true;
-    }
-    if (failed) await this.retryLoansSoon();
-    if (this.remaining() > 0) return "done";
-    if (failed) return "busy";
-    this.ringEmptyUntil = Date.now() + EMPTY_RING_MS;
-    return "done";
-  }
-
-  /** Asks one shard for a loan; false when it did not answer (the loan stays pending). */
-  private async askLoan(d: SaleDefinition, id: string, from: number, now: number): Promise<boolean> {
-    let units: number;
-    try {
-      units = await saleShard(this.env, d.id, from).lend(d, from, id, now);
-    } catch (e) {
-      log.error("stock loan unanswered; retried later", { sale: d.id, loan: id, from, error: String(e) });
-      return false;
-    }
-    this.ctx.storage.transactionSync(() => {
-      // Applied once, however often the same loan is answered.
-      const taken = this.sql.exec("UPDATE borrowings SET units = ? WHERE id = ? AND units IS NULL", units, id).rowsWritten;
-      if (taken > 0) this.sql.exec("UPDATE counts SET stock = stock + ?, borrowed_in = borrowed_in + ?", units, units);
-    });
-    return true;
-  }
-
-  /** Loans asked for whose answer never arrived (the lender may have given the units already): asked again. The count still unanswered. */
-  private async takeUpPendingLoans(d: SaleDefinition & { shard: number }, now: number): Promise<number> {
-    const pending = this.sql.exec<{ id: string; from_shard: number }>("SELECT id, from_shard FROM borrowings WHERE units IS NULL").toArray();
-    let unanswered = 0;
-    for (const p of pending) if (!(await this.askLoan(d, p.id, p.from_shard, now))) unanswered++;
-    return unanswered;
-  }
-
-  /** An alarm soon, whatever the clock (replayed time too): units lent but not taken up must not stay in transit. */
-  private async retryLoansSoon() {
-    const want = Date.now() + LOAN_RETRY_MS;
-    const at = await this.ctx.storage.getAlarm();
-    if (at === null || at > want) await this.ctx.storage.setAlarm(want);
   }
 
   /** Gives up to half of this shard's remaining stock to a neighbour, once per loan id (a repeated ask gets the same). */
   async lend(def: SaleDefinition, shard: number, loanId: string, now: number): Promise<number> {
-    // A loan already given is answered the same, whatever else changed since.
-    const known = this.sql.exec<{ units: number }>("SELECT units FROM loans WHERE id = ?", loanId).toArray()[0];
-    if (known) return known.units;
+    const known = this.lending.given(loanId);
+    if (known !== undefined) return known;
     // A borrower's copy of the definition may be older than this shard's: it only sets up a shard never used.
     if (!this.definition) await this.define(def, shard);
     const d = this.definition!;
     if (d.stock !== def.stock || d.shards !== def.shards) return 0;
     this.clock.observe(now);
     this.expireDue(now);
-    const units = this.status === "closed" ? 0 : Math.ceil(Math.max(0, this.remaining()) / 2);
-    this.ctx.storage.transactionSync(() => {
-      this.sql.exec("INSERT INTO loans (id, units) VALUES (?, ?)", loanId, units);
-      this.sql.exec("UPDATE counts SET stock = stock - ?, lent_out = lent_out + ?", units, units);
-    });
-    return units;
+    return this.lending.lend(loanId, this.status === "closed" ? 0 : this.remaining(), 1);
   }
 
   /** Sells a held token to its buyer. Idempotent by token: a repeated checkout answers the same order. */
@@ -351,22 +291,12 @@ export class SaleStock extends DurableObject<Env> {
     });
   }
 
-  /** Returns every held token whose checkout deadline passed by `now` to stock; the count. */
+  /** Returns held tokens whose checkout deadline passed by `now` to stock (a batch; the next call takes the rest); the count. */
   private expireDue(now: number): number {
-    // Most grabs come before the earliest deadline: then there is nothing to look for.
-    if (this.nextExpiry !== undefined && now <= this.nextExpiry) return 0;
-    const due = this.sql
-      .exec<{ token: string; expires_at: number }>("SELECT token, expires_at FROM tokens WHERE status = 'held' AND expires_at < ? LIMIT 1000", now)
-      .toArray();
-    for (const t of due) this.expire(t.token, t.expires_at);
-    if (due.length > 0) this.outbox.schedule().catch((e) => log.error("sale outbox alarm not set", { error: String(e) }));
-    // Only once all that was due is gone (at most 1000 a time) is the next deadline known.
-    this.nextExpiry = due.length < 1000 ? this.earliestDeadline() : undefined;
-    return due.length;
-  }
-
-  private earliestDeadline(): number {
-    return this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM tokens WHERE status = 'held'").one().at ?? Infinity;
+    return this.expiry.sweep(now, (due) => {
+      for (const t of due) this.expire(t.token, t.expires_at);
+      this.outbox.schedule().catch((e) => log.error("sale outbox alarm not set", { error: String(e) }));
+    });
   }
 
   private record(event: SaleEvent) {
@@ -382,10 +312,8 @@ export class SaleStock extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     try {
       this.expireDue(this.clock.alarmNow());
-      const next = this.earliestDeadline();
-      if (next !== Infinity) await this.clock.wakeBy(Math.max(next + 1, Date.now() + 1000));
-      if (this.definition && (await this.takeUpPendingLoans(this.definition, this.clock.latestRequest || Date.now())) > 0)
-        await this.retryLoansSoon();
+      await this.expiry.wakeForNext();
+      if (this.definition) await this.lending.retryPending(this.clock.latestRequest || Date.now());
     } finally {
       // Whatever failed above (the runtime retries the alarm for it), the records still leave.
       await this.outbox.forward();
@@ -422,14 +350,6 @@ export class SaleStock extends DurableObject<Env> {
       defined: true,
     };
   }
-}
-
-function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...bytes))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
 }
 
 /** One order per token: its id is derived from the token, so a redelivered order lands on the same row. */

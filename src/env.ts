@@ -3,6 +3,7 @@ import type { UserAccount } from "../durable-objects/user-account";
 import type { PrizePool } from "../durable-objects/prize-pool";
 import type { SaleStock } from "../durable-objects/sale-stock";
 import type { RateLimitCounter } from "../durable-objects/rate-limit-counter";
+import type { CounterShard } from "../durable-objects/counter-shard";
 import type { IntakeMessage } from "./intake/messages";
 import type { QueueMessage } from "./records/messages";
 
@@ -12,6 +13,7 @@ export interface Env {
   POOLS: DurableObjectNamespace<PrizePool>;
   STOCK: DurableObjectNamespace<SaleStock>;
   RATE_LIMITS: DurableObjectNamespace<RateLimitCounter>;
+  COUNTERS: DurableObjectNamespace<CounterShard>;
   /** Operator token for /v1/admin routes. */
   ADMIN_TOKEN?: string;
   EVENTS: Queue<QueueMessage>;

@@ -18,6 +18,7 @@ export { UserAccount } from "../durable-objects/user-account";
 export { PrizePool } from "../durable-objects/prize-pool";
 export { SaleStock } from "../durable-objects/sale-stock";
 export { RateLimitCounter } from "../durable-objects/rate-limit-counter";
+export { CounterShard } from "../durable-objects/counter-shard";
 
 export default {
   fetch: app.fetch,

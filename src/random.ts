@@ -1,4 +1,4 @@
-/** Randomness for draws and amounts: the platform's CSPRNG, since a predictable draw could be gamed. */
+/** Randomness for draws, amounts and ids: the platform's CSPRNG, since a predictable draw or token could be gamed. */
 
 /** A uniform random number in [0, 1). */
 export function uniformRandom(): number {
@@ -15,4 +15,13 @@ export function pickWeighted<T>(items: T[], weightOf: (item: T) => number, rando
     if (r < 0) return item;
   }
   return items[items.length - 1]!;
+}
+
+/** A random id of 128 bits, URL-safe base64 (22 characters): token and loan names nobody can guess. */
+export function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }

@@ -134,7 +134,8 @@ export async function counter(namespace: string, userId: string, key: string): P
  * row follows.
  */
 export async function records<T = Record<string, unknown>>(count: number, sql: string, ...bind: unknown[]): Promise<T[]> {
-  await eventually(async () => (await rows(sql, ...bind)).length >= count);
+  // Generous: after a burst of thousands of commits (one queue message each) records trail by many seconds here.
+  await eventually(async () => (await rows(sql, ...bind)).length >= count, 120_000);
   await new Promise((r) => setTimeout(r, 300));
   return rows<T>(sql, ...bind);
 }

@@ -13,10 +13,15 @@ export class DeadlineClock {
   constructor(
     private readonly ctx: DurableObjectState,
     private readonly env: Env,
+    /**
+     * "wall" for deadlines that are about the machinery, not the activity's time (a reservation held while its run
+     * commits): they run on the real clock even when requests replay time.
+     */
+    private readonly kind: "request" | "wall" = "request",
   ) {}
 
   private get replayed(): boolean {
-    return vars(this.env).ALLOW_CLOCK_OVERRIDE === "true";
+    return this.kind === "request" && vars(this.env).ALLOW_CLOCK_OVERRIDE === "true";
   }
 
   /** Notes a request's time (reads that only look must not move the clock). */

@@ -39,3 +39,11 @@ export function readMeta(sql: SqlStorage): Record<string, string> {
       .map((r) => [r.k, r.v]),
   );
 }
+
+/**
+ * Counts a call this object served, in its `meta` row `served`: the load one single writer carries, read from the
+ * object itself by tests and benchmarks.
+ */
+export function countServed(sql: SqlStorage): void {
+  sql.exec("INSERT INTO meta (k, v) VALUES ('served', '1') ON CONFLICT (k) DO UPDATE SET v = CAST(v AS INTEGER) + 1");
+}

@@ -16,7 +16,7 @@ export const objectName = {
   user: (userId: string) => `user:${userId}`,
   /** Where records of runs without a user are kept: one of a few accounts, by request id. */
   anonymous: (requestId: string) => `anonymous:${shardOf(requestId, ANONYMOUS_ACCOUNTS)}`,
-  /** Shard `shard` of a prize pool (POOLS) or of a sale's stock (STOCK). */
+  /** Shard `shard` of a prize pool (POOLS), of a sale's stock (STOCK) or of a shared counter (COUNTERS). */
   shard: (id: string, shard: number) => `${id}#${shard}`,
   /** The rate-limit bucket an identifier hashes to. */
   rateLimitBucket: (identifier: string) => `bucket-${shardOf(identifier, RATE_LIMIT_BUCKETS)}`,
@@ -40,6 +40,11 @@ export function poolShard(env: Env, poolId: string, shard: number) {
 /** One shard of a sale's stock (durable-objects/sale-stock.ts). */
 export function saleShard(env: Env, saleId: string, shard: number) {
   return env.STOCK.get(env.STOCK.idFromName(objectName.shard(saleId, shard)));
+}
+
+/** One shard of a shared counter (durable-objects/counter-shard.ts). */
+export function counterShard(env: Env, counterId: string, shard: number) {
+  return env.COUNTERS.get(env.COUNTERS.idFromName(objectName.shard(counterId, shard)));
 }
 
 /** The rate-limit bucket that counts an identifier (durable-objects/rate-limit-counter.ts). */

@@ -4,7 +4,7 @@
  */
 import { runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { account, accountRows, counter, eventually, pushConfigs, records, rows, runTask, shared, unique } from "../helpers";
+import { account, accountRows, call, counter, eventually, pushConfigs, records, rows, runTask, shared, unique } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 
@@ -65,7 +65,7 @@ describe("one writer per user", () => {
     expect(counts.reduce((a, b) => a + b, 0)).toBe(2000);
     expect(Math.max(...counts)).toBeLessThanOrEqual(20);
     expect(Math.max(...counts)).toBe(1);
-  });
+  }, 600_000);
 
   it("keeps one user's state apart per namespace and answers /me from the account in one read", async () => {
     const user = `me-${unique()}`;
@@ -93,7 +93,7 @@ describe("shared counters on shards", () => {
       );
       expect(grants).toHaveLength(3);
       expect(await shared("scale", `redPacket:stock:task:${task}`, 3, shards)).toMatchObject({ used: 3, reserved: 0, remaining: 0 });
-    });
+    }, 120_000);
   }
 
   it("lets exactly 100 of 1,000 concurrent distinct users take part under a participants cap of 100, and a counted one again", async () => {
@@ -107,7 +107,23 @@ describe("shared counters on shards", () => {
     expect((await runTask("scale", "firstHundred", { user: `joiner-${tag}-${inside[0]}`, now: NOW })).status).toBe(200);
     expect((await runTask("scale", "firstHundred", { user: `late-${tag}`, now: NOW })).status).toBe(403);
     expect(await shared("scale", "limit:firstHundred:participants", 100, 4)).toMatchObject({ used: 100, reserved: 0 });
-  });
+
+    // The operator sees it from the counters and D1, without visiting a single account.
+    await records(101, "SELECT id FROM participations WHERE task_id = 'firstHundred' AND user_id LIKE ?", `joiner-${tag}-%`);
+    const view = await call("/v1/admin/activities/scale/counters", { method: "GET", headers: { authorization: "Bearer test-operator-token" } });
+    expect(view.status).toBe(200);
+    expect(view.json.counters).toContainEqual({
+      id: "scale/limit:firstHundred:participants",
+      tasks: ["firstHundred"],
+      capacity: 100,
+      shards: 4,
+      used: 100,
+      reserved: 0,
+      remaining: 0,
+    });
+    expect(view.json.counters.map((c: { id: string }) => c.id)).toContain("scale/redPacket:stock:task:faulty");
+    expect(view.json.participations.users).toBeGreaterThanOrEqual(100);
+  }, 600_000);
 
   it("gives a reservation back at once when the user's commit refuses the run (no chances)", async () => {
     const user = `no-draws-${unique()}`;
@@ -144,7 +160,7 @@ describe("a run that dies between its reservation and its commit", () => {
     expect(back.budget).toMatchObject({ used: 0, remaining: 5000 });
     expect(await rows("SELECT id FROM reward_records WHERE user_id LIKE ?", `dying-${tag}-%`)).toEqual([]);
     expect(await counter("scale", `dying-${tag}-0`, "redPacket:balance:CNY")).toBeUndefined();
-  });
+  }, 600_000);
 
   it("after its commit: the reservation is confirmed at its deadline, the grant kept, nothing given twice", async () => {
     const tag = unique();
@@ -165,5 +181,5 @@ describe("a run that dies between its reservation and its commit", () => {
     expect(settled.stock.used).toBe(20);
     expect(settled.budget.used).toBe(spent);
     expect(settled.stock.used + settled.stock.remaining).toBe(1000);
-  });
+  }, 300_000);
 });

@@ -4,6 +4,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { userAccountMigrations } from "../../durable-objects/user-account";
 import { rateLimitMigrations } from "../../durable-objects/rate-limit-counter";
+import { saleStockMigrations } from "../../durable-objects/sale-stock";
 import { migrateStorage } from "../../durable-objects/support/migrations";
 import { unique } from "../helpers";
 
@@ -66,6 +67,28 @@ describe("a rate-limit bucket made before its version was noted", () => {
 
       expect(version(sql)).toBe(String(rateLimitMigrations.length));
       expect(sql.exec("SELECT id, current, previous FROM counters").toArray()).toEqual([{ id: "user:u1", current: 5, previous: 2 }]);
+    });
+  });
+});
+
+describe("a stock shard made when its loan tables were part of its first step", () => {
+  it("takes the lending step as it is, keeping its loans, and ends like a new shard", async () => {
+    const fresh = await runInDurableObject(env.STOCK.get(env.STOCK.idFromName(`fresh-${unique()}`)), (_: unknown, state: DurableObjectState) =>
+      tables(state.storage.sql),
+    );
+    const old = env.STOCK.get(env.STOCK.idFromName(`old-${unique()}`));
+    await runInDurableObject(old, (_: unknown, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      // A shard with a loan given and one taken, as it stood after its four earlier steps.
+      sql.exec("INSERT INTO loans (id, units) VALUES ('1-a', 2)");
+      sql.exec("INSERT INTO borrowings (id, from_shard, units) VALUES ('0-b', 1, 3)");
+      sql.exec("UPDATE meta SET v = '4' WHERE k = 'storage_version'");
+
+      migrateStorage(state.storage, saleStockMigrations);
+
+      expect(version(sql)).toBe(String(saleStockMigrations.length));
+      expect({ loans: count(sql, "loans"), borrowings: count(sql, "borrowings") }).toEqual({ loans: 1, borrowings: 1 });
+      expect(tables(sql)).toEqual(fresh);
     });
   });
 });

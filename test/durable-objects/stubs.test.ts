@@ -1,7 +1,7 @@
 /** Objects keep their names: an account, a shard or a bucket made before is found again under the same name. */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { anonymousAccount, objectName, poolShard, rateLimitBucket, saleShard, userAccount } from "../../durable-objects/support/stubs";
+import { anonymousAccount, counterShard, objectName, poolShard, rateLimitBucket, saleShard, userAccount } from "../../durable-objects/support/stubs";
 
 describe("Durable Object names", () => {
   it("are the ones existing objects were made under", () => {
@@ -18,6 +18,7 @@ describe("Durable Object names", () => {
     expect(anonymousAccount(env, "req-1").id.equals(env.USERS.idFromName(objectName.anonymous("req-1")))).toBe(true);
     expect(poolShard(env, "prizes:halfway", 1).id.equals(env.POOLS.idFromName("prizes:halfway#1"))).toBe(true);
     expect(saleShard(env, "flash:phone", 3).id.equals(env.STOCK.idFromName("flash:phone#3"))).toBe(true);
+    expect(counterShard(env, "double11/redPacket:stock", 2).id.equals(env.COUNTERS.idFromName("double11/redPacket:stock#2"))).toBe(true);
     expect(rateLimitBucket(env, "ip:203.0.113.7").id.equals(env.RATE_LIMITS.idFromName("bucket-9"))).toBe(true);
   });
 });

@@ -1,0 +1,146 @@
+/**
+ * A definition stored by the object that uses it and named by its content hash: a call carries `{ id, hash }`, and
+ * the whole definition only while the caller's isolate has not seen that object accept the hash. An object that does
+ * not know the hash answers "unknown-definition" and the caller sends it again with the definition. A definition with
+ * a higher `revision` replaces the stored one; a lower one is served with what the object has.
+ */
+import { sha256Hex } from "../../src/sharding";
+
+/** What a call names: the definition, by its id and content hash. */
+export interface DefinitionRef {
+  id: string;
+  hash: string;
+}
+
+/** A definition that can be stored this way. */
+export interface Revised {
+  id: string;
+  /** Higher replaces lower; the same or lower is served with what the object holds. */
+  revision: number;
+}
+
+/** The protocol's answers besides the call's own. */
+export type DefinitionRefusal = { outcome: "unknown-definition" } | { outcome: "changed" };
+
+/** JSON with object keys sorted at every level: one text, so one hash, whatever order the fields were built in. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Hashes already computed, by canonical text (definitions are rebuilt per request; their texts are few). */
+const hashes = new Map<string, string>();
+const MAX_HASHES = 1000;
+
+/** A definition's content hash: the SHA-256 of its canonical JSON. */
+export async function definitionHash(def: object): Promise<string> {
+  const text = canonicalJson(def);
+  const known = hashes.get(text);
+  if (known) return known;
+  const hash = await sha256Hex(text);
+  if (hashes.size >= MAX_HASHES) hashes.clear();
+  hashes.set(text, hash);
+  return hash;
+}
+
+/** What the owner decides about a definition it is sent. */
+export interface DefinitionRules<D, R extends DefinitionRef> {
+  /** Whether `next` may follow `stored` at all (e.g. the same shard count); "changed" otherwise. */
+  compatible(stored: D, next: D): boolean;
+  /** Applies `next` over `stored` (undefined: the first) to the owner's state, inside the transaction that stores it. */
+  apply(stored: D | undefined, next: D, ref: R): void;
+}
+
+/** The object's side: its definition, kept in its `meta` rows, and the hashes it has accepted. */
+export class StoredDefinition<D extends Revised, R extends DefinitionRef = DefinitionRef> {
+  private stored: { def: D; hash: string } | undefined;
+  /** Hashes accepted (read from `meta` once each). */
+  private readonly accepted = new Set<string>();
+
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly rules: DefinitionRules<D, R>,
+  ) {}
+
+  /** Restores the stored definition from the object's meta rows (in its constructor, after its migrations). */
+  load(meta: Record<string, string>) {
+    if (meta.definition && meta.definition_hash) this.stored = { def: JSON.parse(meta.definition), hash: meta.definition_hash };
+  }
+
+  /** The definition held and its hash (undefined before the first). */
+  get current(): { def: D; hash: string } | undefined {
+    return this.stored;
+  }
+
+  /**
+   * The definition a call means: the stored one when the object accepted `ref.hash`, else `sent` applied by its
+   * revision; "unknown-definition" when the hash is new and nothing was sent, "changed" when `sent` may not follow.
+   */
+  async resolve(ref: R, sent: D | undefined): Promise<{ outcome: "defined"; def: D } | DefinitionRefusal> {
+    // Before reading any state: nothing may await between that read and what the call then writes.
+    const matches = sent !== undefined && (await definitionHash(sent)) === ref.hash;
+    if (this.stored && this.knows(ref.hash)) return { outcome: "defined", def: this.stored.def };
+    // A definition that is not what the hash names is never taken: the hash stays unknown.
+    if (sent === undefined || !matches) return { outcome: "unknown-definition" };
+    const before = this.stored?.def;
+    if (before && !this.rules.compatible(before, sent)) return { outcome: "changed" };
+    const newer = before === undefined || sent.revision > before.revision;
+    const sql = this.ctx.storage.sql;
+    this.ctx.storage.transactionSync(() => {
+      if (newer) {
+        this.rules.apply(before, sent, ref);
+        const put = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v";
+        sql.exec(put, "definition", JSON.stringify(sent));
+        sql.exec(put, "definition_hash", ref.hash);
+      }
+      sql.exec("INSERT OR IGNORE INTO meta (k, v) VALUES (?, '')", `accepted:${ref.hash}`);
+    });
+    if (newer) this.stored = { def: sent, hash: ref.hash };
+    this.accepted.add(ref.hash);
+    return { outcome: "defined", def: this.stored!.def };
+  }
+
+  private knows(hash: string): boolean {
+    if (this.accepted.has(hash)) return true;
+    const stored = this.ctx.storage.sql.exec("SELECT 1 FROM meta WHERE k = ?", `accepted:${hash}`).toArray().length > 0;
+    if (stored) this.accepted.add(hash);
+    return stored;
+  }
+}
+
+/** The caller's side: which objects this isolate has seen accept which hash (calls to them carry the hash alone). */
+export class DefinitionCache {
+  private readonly seen = new Set<string>();
+
+  constructor(private readonly limit = 10_000) {}
+
+  /**
+   * Makes `call` to `object` for `def`: with the hash alone when this isolate saw the object accept it, else with the
+   * definition; once more with the definition when the object answers that it does not know the hash.
+   */
+  async call<D extends object, A extends { outcome: string }>(
+    object: string,
+    def: D,
+    call: (hash: string, sent: D | undefined) => Promise<A | DefinitionRefusal>,
+  ): Promise<Exclude<A, { outcome: "unknown-definition" }> | { outcome: "changed" }> {
+    const hash = await definitionHash(def);
+    const key = `${object}\n${hash}`;
+    let answer = await call(hash, this.seen.has(key) ? undefined : def);
+    if (answer.outcome === "unknown-definition") {
+      this.seen.delete(key);
+      answer = await call(hash, def);
+    }
+    if (answer.outcome === "unknown-definition") throw new Error(`${object} did not take definition ${hash}`);
+    if (answer.outcome !== "changed") {
+      if (this.seen.size >= this.limit) this.seen.clear();
+      this.seen.add(key);
+    }
+    return answer as Exclude<A, { outcome: "unknown-definition" }> | { outcome: "changed" };
+  }
+}
