@@ -121,7 +121,9 @@ async function main() {
 
 /** A red packet whose stock and budget are each spread over SHARE_SHARDS counter shards. */
 const SHARE_SHARDS = 8;
-const SHARE_USERS = 10_000;
+// 5,000, not the 10,000 of issue 10: locally each object is a SQLite file with 3 open descriptors, and this machine
+// allows 20,000 (ulimit -Hn); objects idle for 10 s are evicted, so the figure waits for the sign-in load's to go first.
+const SHARE_USERS = 5_000;
 
 /**
  * Issue 10's figures: the share of a load the busiest object served, counted by the objects (10,000 distinct users
@@ -136,8 +138,8 @@ async function accountFigures(worker: Awaited<ReturnType<typeof startWorker>>, h
       `tasks:\n  packet:\n    validator: [login]\n    reward: [ { redPacket: { amount: 1, stock: 100000000, budget: 100000000000, shards: ${SHARE_SHARDS} } } ]\n`,
   );
   pushExtra(worker.state, dir);
-  // The push is picked up within CONFIG_REFRESH_MS.
-  await new Promise((r) => setTimeout(r, 6000));
+  // The push is picked up within CONFIG_REFRESH_MS; the accounts of the loads before are evicted after 10 s idle.
+  await new Promise((r) => setTimeout(r, 15_000));
   const users = await tokens(SHARE_USERS, `share-${Date.now()}`);
   const asUser = (i: number) => ({
     headers: { authorization: `Bearer ${users[i % users.length]}`, "content-type": "application/json", "x-fanfare-now": NOW },
@@ -147,7 +149,7 @@ async function accountFigures(worker: Awaited<ReturnType<typeof startWorker>>, h
     load({ name, url: `${worker.url}${path}`, method: "POST", seconds: 0, amount: SHARE_USERS, connections: CONNECTIONS, next: asUser });
 
   const accountsBefore = servedCounts(worker.state, "UserAccount");
-  const signIns = await fixed("signIn, 10,000 distinct users", "/v1/activities/double11/tasks/signIn");
+  const signIns = await fixed(`signIn, ${SHARE_USERS} distinct users`, "/v1/activities/double11/tasks/signIn");
   const accounts = servedBetween(accountsBefore, servedCounts(worker.state, "UserAccount"));
   say(
     `hottest object share, signIn: ${pct(accounts.busiest / signIns.requests)} of ${signIns.requests} requests (busiest UserAccount served ${accounts.busiest}; ` +
@@ -155,7 +157,7 @@ async function accountFigures(worker: Awaited<ReturnType<typeof startWorker>>, h
   );
 
   const shardsBefore = servedCounts(worker.state, "CounterShard");
-  const packets = await fixed(`red packet on ${SHARE_SHARDS} shards, 10,000 distinct users`, "/v1/activities/benchAccounts/tasks/packet");
+  const packets = await fixed(`red packet on ${SHARE_SHARDS} shards, ${SHARE_USERS} distinct users`, "/v1/activities/benchAccounts/tasks/packet");
   const shards = servedBetween(shardsBefore, servedCounts(worker.state, "CounterShard"));
   // Two counters (stock and budget) of k shards each: a run reserves on one shard of each.
   const perCounter = shards.total / 2;
