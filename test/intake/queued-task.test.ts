@@ -30,6 +30,10 @@ tasks:
     intake: queue
     validator: [login]
     reward: [{ chances: { chance: draw, amount: 1 } }]
+  packet:
+    intake: queue
+    validator: [login]
+    reward: [{ redPacket: { amount: 1, stock: 3, stockKey: queued, stockField: packets } }]
   withPhone:
     intake: queue
     request: [{ field: phone, rule: required, message: a phone number is needed }]
@@ -66,6 +70,19 @@ describe("a queued task", () => {
     expect(gist(first.ticket.httpStatus, first.ticket.answer)).toEqual(gist(direct[0]!.status, direct[0]!.json));
     expect(second.ticket).toMatchObject({ httpStatus: 403, answer: { ok: false, error: { code: "NOT_ELIGIBLE", message: "Signed in already" } } });
     expect(gist(second.ticket.httpStatus, second.ticket.answer)).toEqual(gist(direct[1]!.status, direct[1]!.json));
+  });
+
+  it("gives a red packet of stock 3 to exactly 3 of 20 concurrent queued users; the others' tickets end SOLD_OUT", async () => {
+    const users = Array.from({ length: 20 }, (_, i) => `packet-${unique()}-${i}`);
+    const accepted = await Promise.all(users.map((user) => runTask(ACTIVITY, "packet", { user, now: NOW })));
+    expect(accepted.every((r) => r.status === 202)).toBe(true);
+    const done = [...(await answeredTickets(accepted.map((r, i) => ({ id: r.json.ticket.id, user: users[i]! })))).values()];
+    const granted = done.filter((t) => t.httpStatus === 200);
+    expect(granted).toHaveLength(3);
+    expect(granted.every((t) => t.answer.rewards[0].granted === true)).toBe(true);
+    expect(done.filter((t) => t.httpStatus === 409 && t.answer.error.code === "SOLD_OUT")).toHaveLength(17);
+    const rewards = await records(3, "SELECT id FROM reward_records WHERE namespace = ? AND task_id = 'packet'", ACTIVITY);
+    expect(rewards).toHaveLength(3);
   });
 
   it("runs a redelivered message once: the ticket keeps its answer and the grant is not made again", async () => {
