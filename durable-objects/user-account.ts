@@ -15,6 +15,7 @@ import { settleChances, settleRewards } from "../src/accounts/chances";
 import type {
   ChanceChange,
   CounterChange,
+  IdempotencyAnswer,
   IdempotencyClaim,
   AccountPlan,
   CommitResult,
@@ -60,6 +61,8 @@ export class UserAccount extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /** Committed records on their way to D1. */
   private readonly outbox: Outbox<RecordBatch>;
+  /** Long-polls held on pending keys (see readIdempotency), by key: in memory, as the calls they answer are. */
+  private readonly waiters = new Map<string, Set<() => void>>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -132,9 +135,11 @@ export class UserAccount extends DurableObject<Env> {
         }
         const cut = Object.keys(settled).length > 0;
         if (plan.idempotency) {
-          const { key, status } = plan.idempotency;
+          const { namespace, key, status } = plan.idempotency;
           // Only the run that holds the key's claim answers it (a second delivery of a queued run finds it answered).
-          const claim = this.sql.exec<{ status: number }>("SELECT status FROM idempotency_keys WHERE ns = ? AND key = ?", ns, key).toArray()[0];
+          const claim = this.sql
+            .exec<{ status: number }>("SELECT status FROM idempotency_keys WHERE ns = ? AND key = ?", namespace, key)
+            .toArray()[0];
           if (claim && claim.status !== 0) {
             throw new Refusal({ ok: false, rejection: { code: "LOCKED", message: "this Idempotency-Key was already answered" } });
           }
@@ -142,7 +147,7 @@ export class UserAccount extends DurableObject<Env> {
           const body = cut ? settledAnswer(plan.idempotency.body, settled, caps) : plan.idempotency.body;
           this.sql.exec(
             "INSERT INTO idempotency_keys (ns, key, request_hash, status, body, created_at) VALUES (?, ?, '', ?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET status = excluded.status, body = excluded.body",
-            ns,
+            namespace,
             key,
             status,
             body,
@@ -173,6 +178,7 @@ export class UserAccount extends DurableObject<Env> {
       else this.served();
       return e.result;
     }
+    if (plan.idempotency) this.answered(plan.idempotency.namespace, plan.idempotency.key);
     if (queued) {
       // The run is committed: a failure to set the alarm must not turn it into an error the client retries.
       await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
@@ -280,12 +286,62 @@ export class UserAccount extends DurableObject<Env> {
 
   /** Stores a refusal's answer for replays; a key already answered (by a duplicate that got there first) keeps its answer. */
   async completeIdempotency(ns: string, key: string, status: number, body: string): Promise<void> {
-    this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE ns = ? AND key = ? AND status = 0", status, body, ns, key);
+    const written = this.sql.exec(
+      "UPDATE idempotency_keys SET status = ?, body = ? WHERE ns = ? AND key = ? AND status = 0",
+      status,
+      body,
+      ns,
+      key,
+    ).rowsWritten;
+    if (written > 0) this.answered(ns, key);
   }
 
   /** Frees a key after an unexpected failure so the client's retry runs again. */
   async releaseIdempotency(ns: string, key: string): Promise<void> {
-    this.sql.exec("DELETE FROM idempotency_keys WHERE ns = ? AND key = ? AND status = 0", ns, key);
+    const written = this.sql.exec("DELETE FROM idempotency_keys WHERE ns = ? AND key = ? AND status = 0", ns, key).rowsWritten;
+    if (written > 0) this.answered(ns, key);
+  }
+
+  /**
+   * What a key holds: its answer, "pending" while its run has not answered it, or undefined (never claimed, expired
+   * or released). With `waitMs`, a pending key is held until it is answered or the time is up (a long-poll). Unlike a
+   * claim, a read never takes the key over: a queued run can wait far longer than a claim's in-progress TTL.
+   */
+  async readIdempotency(ns: string, key: string, waitMs = 0): Promise<IdempotencyAnswer | "pending" | undefined> {
+    const stored = this.storedAnswer(ns, key);
+    if (stored !== "pending" || waitMs <= 0) return stored;
+    await new Promise<void>((resolve) => {
+      const id = waiterId(ns, key);
+      const waiting = this.waiters.get(id) ?? new Set();
+      const done = () => {
+        clearTimeout(timer);
+        waiting.delete(done);
+        if (waiting.size === 0) this.waiters.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      waiting.add(done);
+      this.waiters.set(id, waiting);
+    });
+    return this.storedAnswer(ns, key);
+  }
+
+  private storedAnswer(ns: string, key: string): IdempotencyAnswer | "pending" | undefined {
+    const row = this.sql
+      .exec<{ status: number; body: string | null }>(
+        "SELECT status, body FROM idempotency_keys WHERE ns = ? AND key = ? AND created_at >= ?",
+        ns,
+        key,
+        Date.now() - IDEMPOTENCY_TTL_MS,
+      )
+      .toArray()[0];
+    if (!row) return undefined;
+    return row.status === 0 ? "pending" : { status: row.status, body: row.body ?? "" };
+  }
+
+  /** Wakes the reads waiting on a key that was just answered (or released). */
+  private answered(ns: string, key: string) {
+    for (const wake of [...(this.waiters.get(waiterId(ns, key)) ?? [])]) wake();
   }
 
   /** Forwards committed records to D1 through the queue, and forgets expired Idempotency-Keys and reservation outcomes. */
@@ -320,6 +376,8 @@ export class UserAccount extends DurableObject<Env> {
     this.sql.exec("INSERT INTO meta (k, v) VALUES ('served', '1') ON CONFLICT (k) DO UPDATE SET v = CAST(v AS INTEGER) + 1");
   }
 }
+
+const waiterId = (ns: string, key: string) => `${ns}\n${key}`;
 
 /** A stored task answer or notification payload (JSON) with its capped chance grants settled. */
 function settledAnswer(body: string, settled: Record<string, number>, caps: Record<string, number | null>): string {

@@ -162,6 +162,7 @@ sales:
     shards: 4                      # spread a hot SKU over several single writers (default 1; at most the stock)
     timeWindow: { beginTime: "2026-11-11 00:00:00", endTime: "2026-11-11 00:10:00" }  # default: the activity's
     rateLimit: { requests: 5, windowSeconds: 1, by: user }   # on the grab route (optional; also a list)
+    intake: queue                  # grabs answer 202 with a ticket and run from a queue (default direct)
 \`\`\`
 
 \`POST /v1/flash-sales/{id}/grab\` takes a stock token (SOLD_OUT, LIMIT_REACHED, NOT_STARTED, ENDED, RATE_LIMITED;
@@ -170,8 +171,23 @@ an \`Idempotency-Key\` makes a repeated grab answer the token the first one took
 deadline; FORBIDDEN for another buyer's token); \`POST …/cancel\` gives the token back; \`GET /v1/flash-sales/{id}\`
 is the public status. At every instant held + sold + remaining = stock. Each buyer has a home shard (a hash of the
 user id) that counts their limit and borrows stock from the next shard when it runs out. Stock and shards are fixed
-once the sale is used. Sales can also be created through \`POST /v1/admin/flash-sales\`; \`GET
-/v1/admin/flash-sales/{id}\` shows the counts per shard, \`POST …/close\` ends it.
+once the sale is used. Sales can also be created through \`POST /v1/admin/flash-sales\` (the same fields, \`intake\`
+too); \`GET /v1/admin/flash-sales/{id}\` shows the counts per shard, \`POST …/close\` ends it.
+
+## Queued intake
+
+\`intake: queue\` on a sale or a task puts a queue in front of it, for a flood its shards cannot take at once
+(when to choose it: [scale.md](scale.md)). The request is checked as usual (token, rate limits, and a task's
+request rules), then answers **202** at once with \`{ok, requestId, ticket: {id, status: "pending"}}\` and
+\`Location: /v1/tickets/{id}\`. The queue's consumer runs the grabs and runs in arrival order, one at a time per
+sale shard or task in each batch, each decided as of its request's time (the sale's or activity's window, the day's
+limits; a queued grab's checkout window counts from then too). \`GET /v1/tickets/{id}\` (the same user's token; another user gets 404) answers \`pending\`, then
+\`{status: "done", httpStatus, answer}\` with the body the request would have got: a token or the task's result, or
+the refusal with its usual code (SOLD_OUT, LIMIT_REACHED, NOT_ELIGIBLE, …). \`?wait=N\` (at most 25) holds the call
+until the ticket is answered or N seconds pass. Every ticket ends: a run the queue cannot make after its retries
+(about 3 minutes) ends UNAVAILABLE. A run is made once however often the queue delivers its message, and an
+\`Idempotency-Key\` on the request answers a repeat with the same ticket. A queued task needs \`login\` (the ticket
+is kept in the user's account); \`tickets\` is reserved as an account namespace. Default: \`direct\`.
 
 ## Rate limits
 
@@ -180,7 +196,7 @@ or a list of up to four, all enforced (e.g. per user and a global ceiling). \`de
 reads \`CF-Connecting-IP\`; without a user or device the client IP stands in. Over the limit: 429 RATE_LIMITED with
 \`Retry-After\` and \`RateLimit-Policy\`/\`-Limit\`/\`-Remaining\`/\`-Reset\`. Routes get limits of their own from the
 \`ROUTE_RATE_LIMITS\` variable (JSON by route: \`tasks\`, \`flash-sale.grab\`, \`flash-sale.checkout\`,
-\`flash-sale.cancel\`, \`flash-sale.status\`, \`prize.claim\`). Limits are counted in Upstash Redis
+\`flash-sale.cancel\`, \`flash-sale.status\`, \`prize.claim\`, \`ticket\`). Limits are counted in Upstash Redis
 (\`@upstash/ratelimit\`, sliding window) when \`UPSTASH_REDIS_REST_URL\` and \`UPSTASH_REDIS_REST_TOKEN\` are set,
 else in the embedded Durable Object limiter (the same sliding window). Either way an identifier over its limit is
 then refused from an in-isolate cache without a backend call, and a backend that fails or times out
@@ -202,6 +218,7 @@ failing step answers with its code and configured message; everything the run wr
 | \`reward\` | none | One reward or a list. |
 | \`afterCommand\` | none | One command or a list, run after the reward (sees its outcome). |
 | \`rateLimit\` | none | Requests per window for this task (see Rate limits). |
+| \`intake\` | \`direct\` | \`queue\`: the request answers 202 with a ticket and the run is made from a queue (see Queued intake). |
 
 A component entry is a bare code (\`- login\`) or a one-key map \`- code: {args}\`; args may be \`$params.<path>\`
 to use part of the task's \`params\` (\`- redPacket: $params.stockRedPacket\`). Unknown codes, bad args and

@@ -10,6 +10,7 @@ import { MAX_COUNTER_SHARDS } from "../src/counters/counter-definition";
 import { PoolFieldsSchema } from "../src/prizes/pool-definition";
 import { MAX_MESSAGE_BYTES } from "../src/records/pack";
 import { SaleFieldsSchema } from "../src/sales/sale-definition";
+import { retryDelaySeconds } from "../src/intake/intake-mode";
 
 const root = join(import.meta.dirname, "..");
 const doc = join(root, "docs", "scale.md");
@@ -99,6 +100,10 @@ const ASSUMED = {
   insertMs: 20,
   /** Requests/s one user's own object sees: a per-user rate limit. */
   perUserRate: 5,
+  /** One queued grab's call from the intake consumer to its stock shard, round trip (ms). */
+  queuedGrabMs: 10,
+  /** Bytes of one queued ticket's message (a grab: ids, time). */
+  ticketBytes: 300,
 };
 
 const source = (file: string) => readFileSync(join(root, file), "utf8");
@@ -109,12 +114,18 @@ function constant(file: string, name: string): number {
 }
 
 /** A figure of the design, with the file that declares it. */
-type Fact = { value: number; unit: "shards" | "buckets" | "accounts" | "calls" | "ms" | "bytes"; what: string; file: string };
+type Fact = { value: number; unit: "shards" | "buckets" | "accounts" | "calls" | "ms" | "bytes" | "batches" | "retries"; what: string; file: string };
 
 const STUBS = "durable-objects/support/stubs.ts";
 const ACCOUNT = "durable-objects/user-account.ts";
 const VARS = "src/platform/vars.ts";
 const COUNTER_SHARD = "durable-objects/counter-shard.ts";
+
+/** A setting of the intake queue's consumer in wrangler.toml. */
+function intakeSetting(key: string): number {
+  const section = /\[\[queues\.consumers\]\]\s*\nqueue = "fanfare-intake"\n([\s\S]*?)(?:\n\n|\n\[)/.exec(source("wrangler.toml"))?.[1] ?? "";
+  return Number(new RegExp(`^${key} = (\\d+)$`, "m").exec(section)?.[1]);
+}
 
 /** The design as the code declares it, so the model moves with it. */
 const DESIGN = {
@@ -184,6 +195,18 @@ const DESIGN = {
     unit: "ms",
     what: "how long an outbox waits before it forwards, so the rows of a burst share messages (`FORWARD_DELAY_MS`)",
     file: "durable-objects/support/outbox.ts",
+  },
+  intakeConcurrency: {
+    value: intakeSetting("max_concurrency"),
+    unit: "batches",
+    what: "intake batches run at once (`max_concurrency` of the `fanfare-intake` consumer); each runs one grab at a time per shard",
+    file: "wrangler.toml",
+  },
+  intakeRetries: {
+    value: intakeSetting("max_retries"),
+    unit: "retries",
+    what: "retries of a queued run the shards cannot serve, before its ticket ends UNAVAILABLE (`max_retries`)",
+    file: "wrangler.toml",
   },
   messageBytes: {
     value: MAX_MESSAGE_BYTES,
@@ -402,7 +425,7 @@ const queues = table(
       packed,
       `${need(commits)} collector objects by user hash, each written once per commit and forwarding through its own outbox: one more object write per commit, and a record waits in two outboxes`,
     ),
-    queueRow("queued intake: one ticket per message", grabs, "`intake: queue` (issue 10 item 7, on its own branch)"),
+    queueRow("queued intake: one ticket per message", grabs, "`intake: queue`, on its own queue (below)"),
   ],
 );
 
@@ -473,6 +496,52 @@ const d1 = table(
   ],
 );
 
+const shardRate = ASSUMED.writesPerObject;
+const perLane = 1000 / ASSUMED.queuedGrabMs;
+const inFlight = DESIGN.intakeConcurrency.value;
+const drain = (k: number) => `k = ${k}: ${one(q / (k * shardRate))} s`;
+const retriedFor = Array.from({ length: DESIGN.intakeRetries.value }, (_, i) => retryDelaySeconds(i + 1)).reduce((a, b) => a + b, 0);
+const intake = table(
+  ["figure", "value", "against"],
+  [
+    [
+      "tickets one intake queue takes",
+      `${n(q)}/s`,
+      "the queue's message limit: above it the send fails and the grab or run answers 503 UNAVAILABLE (Retry-After)",
+    ],
+    [
+      "intake queues for the grab peak (one message a ticket)",
+      n(up(grabs / q)),
+      "one `INTAKE` queue today: a peak above its limit needs several (or tickets packed into messages), not built",
+    ],
+    [
+      "queued grabs in flight on one stock shard",
+      `at most ${inFlight}`,
+      "one at a time per shard in each batch (lanes) × the batches at once: a closed loop, so the shard sets the pace and is never flooded",
+    ],
+    [
+      `batches at once that keep a shard at ${n(shardRate)}/s, at ${ASSUMED.queuedGrabMs} ms a grab call`,
+      n(up(shardRate / perLane)),
+      `${inFlight} keep it busy while a call takes up to ${n((inFlight * 1000) / shardRate)} ms`,
+    ],
+    [
+      `draining one second of a full queue (${n(q)} tickets) through k stock shards at ${n(shardRate)}/s each`,
+      [1, 4, up(q / shardRate)].map(drain).join("; "),
+      `every ticket waits its turn, refusals (SOLD_OUT) too: ${up(q / shardRate)} shards keep up with the queue`,
+    ],
+    [
+      "tickets a queue can hold waiting",
+      n(LIMITS.queueBacklog.value / ASSUMED.ticketBytes),
+      `the 25 GB backlog at ${ASSUMED.ticketBytes} B a ticket`,
+    ],
+    [
+      "longest a run is retried before its ticket ends UNAVAILABLE",
+      `${DESIGN.intakeRetries.value} retries, ~${Math.round(retriedFor / 60)} min`,
+      "a busy shard's grab is retried 1, 2, 4 … 30 s later (`retryDelaySeconds`, src/intake/intake-mode.ts)",
+    ],
+  ],
+);
+
 const limits = table(
   ["limit", "value", "kind", "source"],
   Object.values(LIMITS).map((l: Limit) => [l.what, `${n(l.value)} ${l.unit}`, l.kind, l.url]),
@@ -497,6 +566,7 @@ const assumed = table(
     ],
     ["record tables one consumer batch writes", String(ASSUMED.tablesPerBatch)],
     ["rows per INSERT through Hyperdrive, at most; time it holds a connection", `${n(ASSUMED.rowsPerInsert)}; ${ASSUMED.insertMs} ms`],
+    ["a queued grab's call from the intake consumer to its shard; bytes of its message", `${ASSUMED.queuedGrabMs} ms; ${ASSUMED.ticketBytes} B`],
   ],
 );
 
@@ -530,6 +600,10 @@ const model = [
   "### Consumers, D1 and Hyperdrive",
   "",
   d1,
+  "",
+  "### Queued intake (`intake: queue`)",
+  "",
+  intake,
   "",
   END,
 ].join("\n");

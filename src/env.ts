@@ -1,9 +1,10 @@
-/** The worker's bindings: Durable Object namespaces, D1, the queue, and its variables as given (checked in src/platform/vars.ts). */
+/** The worker's bindings: Durable Object namespaces, D1, the queues, and its variables as given (checked in src/platform/vars.ts). */
 import type { UserAccount } from "../durable-objects/user-account";
 import type { PrizePool } from "../durable-objects/prize-pool";
 import type { SaleStock } from "../durable-objects/sale-stock";
 import type { RateLimitCounter } from "../durable-objects/rate-limit-counter";
 import type { CounterShard } from "../durable-objects/counter-shard";
+import type { IntakeMessage } from "./intake/messages";
 import type { QueueMessage } from "./records/messages";
 
 export interface Env {
@@ -16,6 +17,8 @@ export interface Env {
   /** Operator token for /v1/admin routes. */
   ADMIN_TOKEN?: string;
   EVENTS: Queue<QueueMessage>;
+  /** Queued grabs and task runs (`intake: queue`), apart from EVENTS so a flood never delays the records. */
+  INTAKE: Queue<IntakeMessage>;
   /** HS256 secret for local and test tokens. */
   JWT_SECRET?: string;
   /** Production: a JWKS URL; tokens must then carry JWT_ISSUER and JWT_AUDIENCE. */

@@ -1,9 +1,15 @@
-/** The worker: HTTP API, the EVENTS queue consumer (and its dead-letter queue's), and the cron sweep of the delivery outbox. */
+/**
+ * The worker: HTTP API, the queue consumers by queue (EVENTS, INTAKE, and their dead-letter queues'), and the cron
+ * sweep of the delivery outbox.
+ */
 import { drizzle } from "drizzle-orm/d1";
 import { app } from "./app";
 import type { Env } from "./env";
 import type { QueueMessage } from "./records/messages";
 import { consumeEvents } from "./records/consumer";
+import { consumeIntake } from "./intake/consumer";
+import { INTAKE_QUEUE } from "./intake/intake-mode";
+import type { IntakeMessage } from "./intake/messages";
 import { isDeadLetterQueue, storeDeadLetters } from "./records/dead-letters";
 import { resendStale } from "./records/deliver";
 import { log } from "./platform/log";
@@ -16,9 +22,13 @@ export { CounterShard } from "../durable-objects/counter-shard";
 
 export default {
   fetch: app.fetch,
-  queue: (batch, env, _ctx) => (isDeadLetterQueue(batch.queue) ? storeDeadLetters(batch, env) : consumeEvents(batch, env)),
+  queue: (batch, env, ctx) => {
+    if (isDeadLetterQueue(batch.queue)) return storeDeadLetters(batch, env);
+    if (batch.queue === INTAKE_QUEUE) return consumeIntake(batch as MessageBatch<IntakeMessage>, env, ctx);
+    return consumeEvents(batch as MessageBatch<QueueMessage>, env);
+  },
   scheduled: async (_controller, env, _ctx) => {
     const resent = await resendStale(drizzle(env.DB), env, Date.now());
     if (resent > 0) log.info("re-sent stale deliveries", { count: resent });
   },
-} satisfies ExportedHandler<Env, QueueMessage>;
+} satisfies ExportedHandler<Env, QueueMessage | IntakeMessage>;

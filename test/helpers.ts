@@ -4,6 +4,7 @@ import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import worker from "../src/index";
 import type { QueueMessage } from "../src/records/messages";
+import type { IntakeMessage } from "../src/intake/messages";
 import { bundleHash, type ConfigFile } from "../src/config/compile";
 import { activationSql } from "../src/config/store";
 import { checkResponse } from "./openapi/conformance";
@@ -143,12 +144,34 @@ export async function records<T = Record<string, unknown>>(count: number, sql: s
 export const unique = () => crypto.randomUUID().slice(0, 8);
 
 /** Runs the worker's queue handler on messages, as the queue would (at-least-once: possibly again). */
-export async function consume(messages: { id: string; body: QueueMessage; attempts?: number }[], queue = "fanfare-events") {
-  const batch = createMessageBatch<QueueMessage>(
+export async function consume(messages: { id: string; body: QueueMessage | IntakeMessage; attempts?: number }[], queue = "fanfare-events") {
+  const batch = createMessageBatch<QueueMessage | IntakeMessage>(
     queue,
     messages.map((m) => ({ id: m.id, timestamp: Date.now(), attempts: m.attempts ?? 1, body: m.body })),
   );
   const ctx = createExecutionContext();
-  await worker.queue!(batch as MessageBatch<QueueMessage>, env, ctx);
+  await worker.queue!(batch as MessageBatch<QueueMessage | IntakeMessage>, env, ctx);
   return getQueueResult(batch, ctx);
+}
+
+/** A ticket of a queued run, as its owner reads it (`wait`: seconds to hold the call while it is pending). */
+export const readTicket = (user: string, id: string, wait = 0) => call(`/v1/tickets/${id}`, { method: "GET", user, query: { wait: String(wait) } });
+
+/**
+ * The answered tickets, once none of them is pending: each pending one is read with a long-poll (held until it is
+ * answered, up to 25 s), again until all are done, or fails after `ms`.
+ */
+export async function answeredTickets(tickets: { id: string; user: string }[], ms = 300_000): Promise<Map<string, any>> {
+  const done = new Map<string, any>();
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const pending = tickets.filter((t) => !done.has(t.id));
+    const reads = await Promise.all(pending.map((t) => readTicket(t.user, t.id, 25)));
+    reads.forEach((r, i) => {
+      if (r.status !== 200) throw new Error(`ticket ${pending[i]!.id}: ${r.status} ${JSON.stringify(r.json)}`);
+      if (r.json.ticket.status === "done") done.set(pending[i]!.id, r.json.ticket);
+    });
+    if (done.size === tickets.length) return done;
+    if (Date.now() > deadline) throw new Error(`${tickets.length - done.size} of ${tickets.length} tickets still pending`);
+  }
 }

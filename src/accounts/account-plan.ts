@@ -96,8 +96,11 @@ export interface AccountPlan {
   requirements: MarkerRequirement[];
   reservations: ReservationUse[];
   records: RecordBatch;
-  /** The answer stored for Idempotency-Key replays. */
-  idempotency?: { key: string; status: number; body: string };
+  /**
+   * The answer stored for Idempotency-Key replays, under `namespace`: the activity's for a client's key, `tickets`
+   * for a queued run's ticket.
+   */
+  idempotency?: { namespace: string; key: string; status: number; body: string };
   /** The run's request record; the account keeps it with the outcome it gives (OK, or its refusal's code). */
   request?: RequestRecordRow;
 }
@@ -113,3 +116,9 @@ export type IdempotencyClaim =
   | { state: "replay"; status: number; body: string }
   | { state: "mismatch" }
   | { state: "in-progress" };
+
+/** A key's stored answer: the HTTP status and the body (JSON) the request was answered with. */
+export interface IdempotencyAnswer {
+  status: number;
+  body: string;
+}

@@ -64,7 +64,7 @@ export interface IdempotentRequest {
 /**
  * Runs `run` under an Idempotency-Key: a replay answers the stored response (with `Idempotent-Replayed: true`);
  * a refusal is stored as the key's answer or frees the key. `run` stores its success itself, in the same commit
- * as its grants.
+ * as its grants; a queued run's 202 is stored here (its ticket is the answer: a repeat gets the same ticket).
  */
 export async function withIdempotency(idem: IdempotentRequest | undefined, requestId: string, run: () => Promise<Response>): Promise<Response> {
   if (!idem) return run();
@@ -73,7 +73,9 @@ export async function withIdempotency(idem: IdempotentRequest | undefined, reque
     return new Response(replay.body, { status: replay.status, headers: { "content-type": "application/json", "idempotent-replayed": "true" } });
   }
   try {
-    return await run();
+    const res = await run();
+    if (res.status === 202) await idem.account.completeIdempotency(idem.namespace, idem.key, 202, await res.clone().text());
+    return res;
   } catch (e) {
     if (replaysRefusal(e)) {
       await idem.account.completeIdempotency(idem.namespace, idem.key, e.status, JSON.stringify(errorBody(requestId, e.code, e.message, e.details)));

@@ -9,6 +9,7 @@ import * as registry from "../engine/registry";
 import type { ChanceKind, CompiledActivity, CompiledConfig, CompiledRule, CompiledTask } from "./compiled";
 import { parseRule, splitRules } from "./request-rules";
 import { ManagedPoolSchema, PoolFieldsSchema, poolDefinition, type PoolDefinition } from "../prizes/pool-definition";
+import { IntakeSchema, TICKETS_NAMESPACE } from "../intake/intake-mode";
 import { RateLimitSchema } from "../rate-limit/rule";
 import { saleDefinition, SaleFieldsSchema, type SaleDefinition } from "../sales/sale-definition";
 import { ConfigIdSchema } from "./id";
@@ -74,6 +75,7 @@ const Task = z
     reward: ComponentList.optional(),
     afterCommand: ComponentList.optional(),
     rateLimit: RateLimitSchema.optional(),
+    intake: IntakeSchema,
   })
   .strict();
 
@@ -252,6 +254,13 @@ class FileCompiler {
     const pools: Record<string, PoolDefinition> = {};
     const managedPools: Record<string, string> = {};
     const namespace = account ?? id ?? "";
+    if (namespace === TICKETS_NAMESPACE) {
+      const key = account === undefined ? "id" : "account";
+      this.issue(
+        [key],
+        `'${TICKETS_NAMESPACE}' is the account namespace of queued-intake tickets: choose another ${key === "id" ? "id, or set account" : "account"}`,
+      );
+    }
     for (const [id, entry] of Object.entries(poolEntries)) {
       const managed = "managed" in entry;
       const schema = managed ? ManagedPoolSchema : PoolFieldsSchema;
@@ -368,6 +377,10 @@ class FileCompiler {
     if (userSteps.length > 0 && loginAt === -1) {
       this.issue([...base, "validator"], `${userSteps.join(", ")} need a signed-in user: add 'login' to the validators`);
     }
+    // A ticket lives in its user's account: a queued run needs a user to hold it.
+    if (t.intake === "queue" && loginAt === -1) {
+      this.issue([...base, "intake"], "a queued task's ticket is kept in the user's account: add 'login' to the validators");
+    }
     // A reward that can be bounded (it has a stock or a budget) but is not, in a task anyone may repeat at will.
     const limited = validators.some((v) => v?.def.code === "limit" || v?.def.code === "chances");
     rewards.forEach((r, i) => {
@@ -394,6 +407,7 @@ class FileCompiler {
       rewards: rewards as Placed<(typeof registry.rewards)[number]>[],
       afterCommands: afterCommands as Placed<(typeof registry.commands)[number]>[],
       rateLimit: t.rateLimit,
+      intake: t.intake,
     };
   }
 

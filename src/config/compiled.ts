@@ -4,6 +4,7 @@ import type { PoolDefinition } from "../prizes/pool-definition";
 import type { RateLimitRule } from "../rate-limit/rule";
 import type { SaleDefinition } from "../sales/sale-definition";
 import type { Period } from "./time";
+import type { Intake } from "../intake/intake-mode";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 
 export interface CompiledRule {
@@ -41,6 +42,8 @@ export interface CompiledTask {
   rewards: Placed<RewardDefinition>[];
   afterCommands: Placed<CommandDefinition>[];
   rateLimit?: RateLimitRule[];
+  /** Runs answered in the request (`direct`) or queued behind a ticket (`queue`). */
+  intake: Intake;
 }
 
 export interface CompiledActivity {

@@ -16,7 +16,7 @@ import type { Env } from "../env";
 import type { RequestRecordMessage } from "../records/messages";
 import { AppError, jsonPointer } from "../errors";
 import { satisfies } from "../config/request-rules";
-import { own, type CompiledConfig } from "../config/compiled";
+import { own, type CompiledConfig, type CompiledTask } from "../config/compiled";
 import type { RewardOutcome } from "./define";
 import { TaskRun, type User } from "./run";
 import { log } from "../platform/log";
@@ -33,8 +33,11 @@ export interface TaskRequest {
   query: Record<string, string>;
   body: Record<string, unknown>;
   user: User | null;
-  /** The Idempotency-Key whose answer is stored with the run's commit. */
-  idempotencyKey?: string;
+  /**
+   * The Idempotency-Key whose answer is stored with the run's commit, and the account namespace it lives in: the
+   * activity's for a client's key, `tickets` for a queued run (src/intake).
+   */
+  idempotency?: { namespace: string; key: string };
   /** Crash tests only (ALLOW_FAULT_INJECTION): the step after which the run fails as if the worker died. */
   fault?: Fault;
 }
@@ -50,25 +53,37 @@ export interface TaskSuccess {
   rewards: RewardOutcome[];
 }
 
-/** Runs one task for one request; throws AppError for every refusal. */
-export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
-  const activity = req.config.activities.get(req.activityId);
-  if (!activity) throw new AppError("NOT_FOUND", `no activity '${req.activityId}'`);
-  const task = own(activity.tasks, req.taskId);
-  if (!task) throw new AppError("NOT_FOUND", `activity '${activity.id}' has no task '${req.taskId}'`);
-  if (req.method !== task.method) {
+/** The activity and task a request names, or its refusal: an unknown activity or task, or the other method. */
+export function requestedTask(config: CompiledConfig, activityId: string, taskId: string, method: string) {
+  const activity = config.activities.get(activityId);
+  if (!activity) throw new AppError("NOT_FOUND", `no activity '${activityId}'`);
+  const task = own(activity.tasks, taskId);
+  if (!task) throw new AppError("NOT_FOUND", `activity '${activity.id}' has no task '${taskId}'`);
+  if (method !== task.method) {
     throw new AppError("METHOD_NOT_ALLOWED", `task '${task.id}' takes ${task.method}`, { Allow: task.method });
   }
+  return { activity, task };
+}
 
-  // 1. Request rules: the first failing rule's configured message answers; details list every failing field.
+/**
+ * 1. Request rules: the first failing rule's configured message answers; details list every failing field. Pure, so
+ * a queued run's intake checks them too, before it takes a place in the queue.
+ */
+export function checkRequestRules(task: CompiledTask, query: Record<string, string>, body: Record<string, unknown>) {
   const failing = task.rules.filter((rule) => {
-    const params = rule.source === "query" ? req.query : req.body;
+    const params = rule.source === "query" ? query : body;
     return !satisfies(rule.checks, Object.hasOwn(params, rule.field) ? params[rule.field] : undefined);
   });
   if (failing.length > 0) {
     const details = failing.map((rule) => ({ pointer: jsonPointer([rule.field]), message: rule.message }));
     throw new AppError("INVALID_PARAMS", failing[0]!.message, {}, details);
   }
+}
+
+/** Runs one task for one request; throws AppError for every refusal. */
+export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
+  const { activity, task } = requestedTask(req.config, req.activityId, req.taskId, req.method);
+  checkRequestRules(task, req.query, req.body);
 
   const params = { ...req.query, ...req.body };
   const run = new TaskRun({ ...req, activity, task, params, configVersion: req.config.version, configRevision: req.config.revision });
@@ -164,7 +179,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     requirements,
     reservations: held.map((h) => ({ id: h.id, once: h.s.once })),
     records: run.plan.records,
-    idempotency: req.idempotencyKey ? { key: req.idempotencyKey, status: 200, body: JSON.stringify(result) } : undefined,
+    idempotency: req.idempotency && { ...req.idempotency, status: 200, body: JSON.stringify(result) },
     request,
   };
   // If this call fails without an answer, the commit may or may not have landed: the reservations stay held, and at

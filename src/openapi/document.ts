@@ -23,6 +23,7 @@ export function openApiDocument(app: OpenAPIHono<AppEnv>) {
       { name: "Tasks", description: "Run an activity's tasks and read your state in it" },
       { name: "Prizes", description: "Claim what a lottery drew" },
       { name: "Flash sales", description: "Take a stock token, check out with it, or give it back" },
+      { name: "Tickets", description: "The outcome of a queued grab or task run (`intake: queue`)" },
       { name: "Admin", description: "Operator API (ADMIN_TOKEN): prize pools and flash sales" },
       { name: "Operations", description: "Liveness and this reference" },
     ],

@@ -4,7 +4,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import type { OpenAPIHono, RouteConfig } from "@hono/zod-openapi";
-import { ERROR_STATUS, type ErrorCode } from "../errors";
+import { ERROR_CODES, ERROR_STATUS, type ErrorCode } from "../errors";
 import type { AppEnv } from "../http";
 
 /** Response headers, declared once under components.headers and referenced by name. */
@@ -27,6 +27,11 @@ export const HEADERS = {
   },
   "WWW-Authenticate": { description: "The scheme to authenticate with", schema: { type: "string" }, example: 'Bearer realm="fanfare"' },
   Allow: { description: "The method the task takes", schema: { type: "string" }, example: "POST" },
+  Location: {
+    description: "Where the ticket of a queued run is read (GET /v1/tickets/{ticketId})",
+    schema: { type: "string" },
+    example: "/v1/tickets/t_3f6c1a9e-2b7d-4c55-9e0a-7d1b8c2f4e61",
+  },
 } as const;
 
 type HeaderName = keyof typeof HEADERS;
@@ -54,6 +59,7 @@ function headersFor(status: number, traits: ResponseTraits, codes: readonly Erro
   if (traits.replayable && status < 500 && status !== 429) names.push("Idempotent-Replayed");
   if (status === 401) names.push("WWW-Authenticate");
   if (codes.includes("METHOD_NOT_ALLOWED")) names.push("Allow");
+  if (status === 202) names.push("Location");
   return refs(names);
 }
 
@@ -117,6 +123,15 @@ function errorResponse(entries: [ErrorCode, string][], traits: ResponseTraits, s
     },
   };
 }
+
+/** A failure's body with any code: what a queued run's ticket holds when the run was refused. */
+export const ErrorBodySchema = z
+  .object({
+    ok: z.literal(false),
+    requestId: z.string(),
+    error: z.object({ code: z.enum(ERROR_CODES), message: z.string(), details: FieldErrors }),
+  })
+  .openapi("ErrorBody");
 
 /** The codes every request can meet whatever the route: a storage object refusing work, a bug. */
 export const ALWAYS = {

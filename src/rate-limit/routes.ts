@@ -6,4 +6,5 @@ export const RATE_LIMITED_ROUTES = [
   "flash-sale.cancel",
   "flash-sale.status",
   "prize.claim",
+  "ticket",
 ] as const;

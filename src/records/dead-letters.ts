@@ -7,24 +7,43 @@ import { and, asc, eq, gt, isNull } from "drizzle-orm";
 import type { DrizzleD1Database } from "drizzle-orm/d1";
 import { deadLetters } from "../db/schema";
 import type { Env } from "../env";
-import type { QueueMessage } from "./messages";
+import { giveUpRuns } from "../intake/consumer";
+import type { IntakeMessage } from "../intake/messages";
 import { insertJsonRows } from "./store-rows";
 import { log } from "../platform/log";
 
-/** Each dead-letter queue → the queue whose failures it catches, and that queue's producer (as in wrangler.toml). */
-export const DEAD_LETTER_QUEUES: Record<string, { source: string; producer: (env: Env) => Queue<QueueMessage> }> = {
+interface DeadLetterQueue {
+  /** The queue whose failures it catches, and that queue's producer (as in wrangler.toml). */
+  source: string;
+  producer: (env: Env) => Queue<unknown>;
+  /** What else a failed message calls for once it is stored, besides keeping it. */
+  settle?: (env: Env, bodies: unknown[]) => Promise<void>;
+}
+
+export const DEAD_LETTER_QUEUES: Record<string, DeadLetterQueue> = {
   "fanfare-events-dlq": { source: "fanfare-events", producer: (env) => env.EVENTS },
+  // A queued run that failed every retry: its ticket is answered UNAVAILABLE, so no client waits on it forever.
+  "fanfare-intake-dlq": {
+    source: "fanfare-intake",
+    producer: (env) => env.INTAKE,
+    settle: (env, bodies) => giveUpRuns(env, bodies as IntakeMessage[]),
+  },
 };
 
 export const isDeadLetterQueue = (queue: string) => Object.hasOwn(DEAD_LETTER_QUEUES, queue);
 
 /** Messages that failed every retry: stored whole in D1's dead_letters, so nothing is lost and they can be replayed. */
 export async function storeDeadLetters(batch: MessageBatch<unknown>, env: Env): Promise<void> {
-  const source = DEAD_LETTER_QUEUES[batch.queue]!.source;
+  const { source, settle } = DEAD_LETTER_QUEUES[batch.queue]!;
   const rows = batch.messages.map((m) => ({ id: m.id, queue: source, body: JSON.stringify(m.body), attempts: m.attempts, receivedAt: Date.now() }));
   try {
     await env.DB.batch(insertJsonRows(env.DB, "dead_letters", rows));
     log.error("messages dead-lettered", { queue: source, ids: rows.map((r) => r.id) });
+    // Stored first: a settle that fails retries the batch, and storing it again changes nothing.
+    await settle?.(
+      env,
+      batch.messages.map((m) => m.body),
+    );
     batch.ackAll();
   } catch (e) {
     // Kept on the dead-letter queue, retried for days (its max_retries) with a growing delay: never dropped.
@@ -66,7 +85,7 @@ export async function replayDeadLetter(db: DrizzleD1Database, env: Env, id: stri
   const row = await findDeadLetter(db, id);
   if (!row) return undefined;
   if (row.replayedAt != null) return { id: row.id, queue: row.queue, replayedAt: row.replayedAt };
-  await producerOf(env, row.queue).send(JSON.parse(row.body) as QueueMessage);
+  await producerOf(env, row.queue).send(JSON.parse(row.body));
   const [noted] = await db
     .update(deadLetters)
     .set({ replayedAt: now })
@@ -89,7 +108,7 @@ export async function replayPending(db: DrizzleD1Database, env: Env, now: number
   return { replayed, remaining };
 }
 
-function producerOf(env: Env, queue: string): Queue<QueueMessage> {
+function producerOf(env: Env, queue: string): Queue<unknown> {
   const dlq = Object.values(DEAD_LETTER_QUEUES).find((d) => d.source === queue);
   if (!dlq) throw new Error(`no producer for queue '${queue}'`);
   return dlq.producer(env);

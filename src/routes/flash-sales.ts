@@ -3,14 +3,18 @@
  * sale's public status. Each is rate limited by ROUTE_RATE_LIMITS, and grab also by the sale's own `rateLimit`.
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { checkKey } from "../accounts/idempotency";
+import { checkKey, requestFingerprint, withIdempotency } from "../accounts/idempotency";
+import { userAccount } from "../../durable-objects/support/stubs";
 import { requireUser, signedInUser } from "../auth/require-user";
 import { vars } from "../platform/vars";
 import type { AppEnv } from "../http";
+import { queueGrab } from "../intake/intake";
+import { ticketPath } from "../intake/tickets";
 import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
+import { queuedResponse, ticketAccepted } from "../openapi/tickets";
 import { enforceRateLimits, enforceRouteLimits } from "../rate-limit/enforce";
 import { SaleIdSchema } from "../sales/sale-definition";
-import { cancel, checkout, findSale, grab, publicStatus } from "../sales/sales";
+import { cancel, checkout, findSale, grab, publicStatus, tokenAnswer } from "../sales/sales";
 
 const params = z.object({ saleId: SaleIdSchema.openapi({ example: "d11-phone" }) });
 const TokenBody = z.object({ token: z.string().min(1).max(200).openapi({ example: "d11-phone.0.q1w2e3r4t5y6u7i8o9p0aa" }) }).openapi("SaleToken");
@@ -26,6 +30,16 @@ const OrderSchema = z
     createdAt: z.iso.datetime(),
   })
   .openapi("Order");
+export const StockTokenSchema = z
+  .object({
+    ok: z.literal(true),
+    requestId: z.string(),
+    saleId: z.string(),
+    token: z.string(),
+    expiresAt: z.iso.datetime().openapi({ description: "Check out before this, or the unit goes back on sale" }),
+    replayed: z.boolean().openapi({ description: "True when this is the token an earlier grab with the same Idempotency-Key took" }),
+  })
+  .openapi("StockToken");
 const limited = { rateLimited: true };
 /** What every consumer route of a sale can answer besides its own refusals. */
 const SALE_ERRORS = {
@@ -52,28 +66,22 @@ const routes = {
     operationId: "grabStockToken",
     tags: ["Flash sales"],
     summary: "Take a stock token: the unit is held for you until checkout or its expiry",
+    description:
+      "A sale declared `intake: queue` answers 202 with a ticket instead: its grabs run from a queue in arrival order, " +
+      "and GET /v1/tickets/{ticketId} tells the outcome (a token, or the refusal a direct grab would have got).",
     security: [{ bearer: [] }],
     request: {
       params,
       headers: z.object({
-        "idempotency-key": z.string().optional().openapi({ description: "A repeated grab with the same key gets the token the first one took" }),
+        "idempotency-key": z
+          .string()
+          .optional()
+          .openapi({ description: "A repeated grab with the same key gets the token the first one took (a queued grab: the same ticket)" }),
       }),
     },
     responses: {
-      200: success(
-        z
-          .object({
-            ok: z.literal(true),
-            requestId: z.string(),
-            saleId: z.string(),
-            token: z.string(),
-            expiresAt: z.iso.datetime().openapi({ description: "Check out before this, or the unit goes back on sale" }),
-            replayed: z.boolean().openapi({ description: "True when this is the token an earlier grab with the same Idempotency-Key took" }),
-          })
-          .openapi("StockToken"),
-        "A token",
-        limited,
-      ),
+      200: success(StockTokenSchema, "A token", limited),
+      202: queuedResponse({ ...limited, replayable: true }),
       ...errorResponses(
         {
           ...BUYER_ERRORS,
@@ -82,6 +90,8 @@ const routes = {
           ENDED: "the sale has ended or was closed",
           SOLD_OUT: "no unit is left",
           LIMIT_REACHED: "the buyer holds or bought the per-user limit",
+          LOCKED: "a queued grab with this Idempotency-Key is still being queued",
+          IDEMPOTENCY_MISMATCH: "a queued grab's Idempotency-Key was used with another request",
         },
         limited,
       ),
@@ -184,18 +194,19 @@ export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
     const def = await findSale(c.env, c.req.valid("param").saleId);
     await enforceRateLimits(c, `sale:${def.id}:grab`, def.rateLimit, user);
     const key = c.req.header("idempotency-key");
+    if (def.intake === "queue") {
+      const requestId = c.get("requestId");
+      const fingerprint = await requestFingerprint("POST", c.req.url, {});
+      // A queued grab's answer is its ticket, kept under the key (a repeat gets the same ticket, not a second grab).
+      const idem =
+        key === undefined ? undefined : { key: checkKey(key), account: userAccount(c.env, user.id), namespace: `sale:${def.id}`, fingerprint };
+      return withIdempotency(idem, requestId, async () => {
+        const ticket = await queueGrab(c.env, def, user, { requestId, now: c.get("now"), fingerprint });
+        return c.json(ticketAccepted(requestId, ticket), 202, { location: ticketPath(ticket) });
+      });
+    }
     const t = await grab(c.env, def, user.id, c.get("now"), key === undefined ? undefined : checkKey(key));
-    return c.json(
-      {
-        ok: true as const,
-        requestId: c.get("requestId"),
-        saleId: def.id,
-        token: t.token,
-        expiresAt: new Date(t.expiresAt).toISOString(),
-        replayed: t.replayed,
-      },
-      200,
-    );
+    return c.json(tokenAnswer(c.get("requestId"), def, t), 200);
   });
 
   app.openapi(routes.checkout, async (c) => {

@@ -13,6 +13,9 @@ import { IdSchema, type AppEnv } from "../http";
 import { RewardOutcomeSchema } from "../openapi/reward-outcome";
 import { MAX_BODY_BYTES } from "../http/middleware/json-body";
 import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
+import { queuedResponse, ticketAccepted } from "../openapi/tickets";
+import { queueTaskRun } from "../intake/intake";
+import { ticketPath } from "../intake/tickets";
 import { enforceRouteLimits } from "../rate-limit/enforce";
 
 const PATH = "/v1/activities/:activityId/tasks/:taskId";
@@ -51,6 +54,7 @@ const RUN_ERRORS = {
 } as const;
 const responses = (method: "post" | "get") => ({
   200: success(TaskSuccessSchema, "The task ran", traits),
+  202: queuedResponse(traits),
   ...errorResponses(method === "post" ? { ...POST_ERRORS, ...RUN_ERRORS } : RUN_ERRORS, traits),
 });
 
@@ -92,7 +96,9 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       summary: method === "post" ? "Run a task (POST tasks)" : "Run a task (tasks configured with method GET)",
       description:
         "Runs the task's pipeline: request rules → validators → command → reward → afterCommand. Params come from " +
-        "the JSON body (POST) or the query string. The first failing step answers with its code and message.",
+        "the JSON body (POST) or the query string. The first failing step answers with its code and message. A task " +
+        "declared `intake: queue` checks the request rules, then answers 202 with a ticket: the run is made from a " +
+        "queue in arrival order, and GET /v1/tickets/{ticketId} tells its outcome.",
       security: [{ bearer: [] }],
       request: method === "post" ? { ...request, body: { content: { "application/json": { schema: TaskParamsSchema } }, required: false } } : request,
       responses: responses(method),
@@ -113,19 +119,21 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     // Idempotency-Keys live in the user's account, under the activity's namespace (an unknown activity is refused by the run below).
     const key = c.req.header("idempotency-key");
     const activity = config.activities.get(activityId);
+    const task = activity && own(activity.tasks, taskId);
+    // What makes two requests the same: asked only of those with a key or a ticket (it costs a hash).
+    const fingerprint = key !== undefined || task?.intake === "queue" ? await requestFingerprint(method, c.req.url, body) : "";
     const idem =
       key !== undefined && user && activity
-        ? {
-            key: checkKey(key),
-            account: userAccount(c.env, user.id),
-            namespace: activity.namespace,
-            fingerprint: await requestFingerprint(method, c.req.url, body),
-          }
+        ? { key: checkKey(key), account: userAccount(c.env, user.id), namespace: activity.namespace, fingerprint }
         : undefined;
     return withIdempotency(idem, requestId, async () => {
       // After a replay (a retry of a request already answered gets its answer, not a 429).
-      const task = activity && own(activity.tasks, taskId);
       await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
+      if (task?.intake === "queue") {
+        const run = { config, activityId, taskId, method, query: c.req.query(), body };
+        const ticket = await queueTaskRun(c.env, run, user, { requestId, now: c.get("now"), fingerprint });
+        return c.json(ticketAccepted(requestId, ticket), 202, { location: ticketPath(ticket) });
+      }
       const result = await runTask({
         requestId,
         now: c.get("now"),
@@ -138,7 +146,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
         query: c.req.query(),
         body,
         user,
-        idempotencyKey: idem?.key,
+        idempotency: idem && { namespace: idem.namespace, key: idem.key },
         fault: injectedFault(c.env, c.req.header("x-fanfare-fault")),
       });
       return c.json(result, 200);

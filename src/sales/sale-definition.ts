@@ -1,6 +1,7 @@
 /** A flash sale (秒杀) as operators declare it, its schema, and what its stock shards answer. Plain data. */
 import { z } from "zod";
 import { ConfigIdSchema } from "../config/id";
+import { IntakeSchema, type Intake } from "../intake/intake-mode";
 import { RateLimitSchema, type RateLimitRule } from "../rate-limit/rule";
 
 export const SaleIdSchema = ConfigIdSchema;
@@ -17,6 +18,7 @@ export const SaleFieldsSchema = z
     checkoutWithinSeconds: z.number().int().min(1).max(86_400).default(300),
     shards: z.number().int().min(1).max(64).default(1),
     rateLimit: RateLimitSchema.optional(),
+    intake: IntakeSchema,
   })
   .strict();
 
@@ -33,6 +35,8 @@ export interface SaleDefinition {
   checkoutTtlMs: number;
   shards: number;
   rateLimit?: RateLimitRule[];
+  /** Grabs answered at once (`direct`) or queued behind a ticket (`queue`). */
+  intake: Intake;
 }
 
 /** A sale from its checked fields and window. */
@@ -49,6 +53,7 @@ export function saleDefinition(id: string, f: z.output<typeof SaleFieldsSchema>,
     checkoutTtlMs: f.checkoutWithinSeconds * 1000,
     shards: f.shards,
     rateLimit: f.rateLimit,
+    intake: f.intake,
   };
 }
 

@@ -74,6 +74,11 @@ export async function grab(env: Env, def: SaleDefinition, userId: string, now: n
   return { token: r.token, expiresAt: r.expiresAt, replayed: r.replayed };
 }
 
+/** The answer to a grab that took a token: a direct grab's body, and a queued grab's ticket answer. */
+export function tokenAnswer(requestId: string, def: SaleDefinition, t: Awaited<ReturnType<typeof grab>>) {
+  return { ok: true as const, requestId, saleId: def.id, token: t.token, expiresAt: new Date(t.expiresAt).toISOString(), replayed: t.replayed };
+}
+
 /** The shard a token was taken from, if the token is one of this sale's: `<sale>.<shard>.<random>`. */
 function tokenShard(def: SaleDefinition, token: string): number {
   const m = /^([A-Za-z0-9_-]{1,64})\.(\d{1,2})\.[A-Za-z0-9_-]{22}$/.exec(token);

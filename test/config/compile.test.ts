@@ -163,6 +163,23 @@ describe("task configs are checked when loaded, with file, path and reason", () 
       { path: "tasks.t.request[0].method" },
     ],
     ["a lowercase method is fine but DELETE is not", `tasks: { t: { method: delete } }`, { path: "tasks.t.method" }],
+    [
+      "a queued task without login (its ticket lives in the user's account)",
+      `tasks: { t: { intake: queue, validator: [timeWindow] } }`,
+      { path: "tasks.t.intake", reason: expect.stringContaining("add 'login'") },
+    ],
+    ["an intake that is neither queue nor direct", `tasks: { t: { intake: later } }`, { path: "tasks.t.intake" }],
+    [
+      "a sale's unknown intake",
+      `sales: { s: { sku: S, stock: 1, intake: batch } }
+tasks: { t: {} }`,
+      { path: "sales.s.intake" },
+    ],
+    [
+      "the tickets namespace taken by an activity",
+      `account: tickets\ntasks: { t: {} }`,
+      { path: "account", reason: expect.stringContaining("'tickets' is the account namespace of queued-intake tickets") },
+    ],
   ];
 
   for (const [what, tasks, expected] of cases) {

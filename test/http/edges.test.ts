@@ -73,12 +73,12 @@ describe("CORS", () => {
     );
   });
 
-  it("lets the page read the request id, rate-limit and replay headers, on answers and on errors", async () => {
+  it("lets the page read the request id, rate-limit, replay and ticket (Location) headers, on answers and on errors", async () => {
     const ok = await fetchWith(allowed, "/v1/flash-sales/edge-sale", { headers: { origin: SHOP, "x-fanfare-now": NOW } });
     expect(ok.status).toBe(200);
     expect(ok.headers.get("access-control-allow-origin")).toBe(SHOP);
     expect(list(ok.headers.get("access-control-expose-headers"))).toEqual(
-      expect.arrayContaining(["x-request-id", "ratelimit", "ratelimit-policy", "retry-after", "idempotent-replayed"]),
+      expect.arrayContaining(["x-request-id", "ratelimit", "ratelimit-policy", "retry-after", "idempotent-replayed", "location"]),
     );
     const refused = await fetchWith(allowed, "/v1/flash-sales/edge-sale/grab", { method: "POST", headers: { origin: SHOP } });
     expect(refused.status).toBe(401);

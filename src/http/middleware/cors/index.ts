@@ -19,7 +19,7 @@ const policy = cors({
   },
   allowMethods: ["GET", "POST", "PUT", "DELETE"],
   allowHeaders: ["authorization", "content-type", "idempotency-key", "x-device-id"],
-  exposeHeaders: ["x-request-id", "ratelimit", "ratelimit-policy", "retry-after", "idempotent-replayed", "allow"],
+  exposeHeaders: ["x-request-id", "ratelimit", "ratelimit-policy", "retry-after", "idempotent-replayed", "allow", "location"],
   maxAge: 600,
 });
 

@@ -1,0 +1,23 @@
+/** The INTAKE queue's message contract: one queued grab or task run, carrying all it needs to run as its request would have. */
+import type { User } from "../engine/run";
+
+interface Ticketed {
+  /** The ticket the run answers: an Idempotency-Key of the user's account in the `tickets` namespace. */
+  ticketId: string;
+  /** The intake request's time: the run is decided as of it (the sale's or the activity's window, the day's limits). */
+  now: number;
+  /** The intake request's id, which the logs of the run name. */
+  requestId: string;
+}
+
+export type IntakeMessage =
+  | (Ticketed & { kind: "grab"; saleId: string; userId: string })
+  | (Ticketed & {
+      kind: "task";
+      activityId: string;
+      taskId: string;
+      method: string;
+      user: User;
+      query: Record<string, string>;
+      body: Record<string, unknown>;
+    });
