@@ -136,23 +136,18 @@ export class UserAccount extends DurableObject<Env> {
         const cut = Object.keys(settled).length > 0;
         if (plan.idempotency) {
           const { namespace, key, status } = plan.idempotency;
-          // Only the run that holds the key's claim answers it (a second delivery of a queued run finds it answered).
+          // Only a run whose key is still claimed and unanswered commits: a second delivery of a queued run finds it
+          // answered, and a run whose ticket or key is gone (released after a failed send, expired) finds no claim.
           const claim = this.sql
             .exec<{ status: number }>("SELECT status FROM idempotency_keys WHERE ns = ? AND key = ?", namespace, key)
             .toArray()[0];
-          if (claim && claim.status !== 0) {
-            throw new Refusal({ ok: false, rejection: { code: "LOCKED", message: "this Idempotency-Key was already answered" } });
+          if (claim?.status !== 0) {
+            const message = claim ? "this Idempotency-Key was already answered" : "this request's Idempotency-Key or ticket is no longer open";
+            throw new Refusal({ ok: false, rejection: { code: "LOCKED", message } });
           }
           // The stored answer says what was really granted, as the live answer will.
           const body = cut ? settledAnswer(plan.idempotency.body, settled, caps) : plan.idempotency.body;
-          this.sql.exec(
-            "INSERT INTO idempotency_keys (ns, key, request_hash, status, body, created_at) VALUES (?, ?, '', ?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET status = excluded.status, body = excluded.body",
-            namespace,
-            key,
-            status,
-            body,
-            now,
-          );
+          this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE ns = ? AND key = ?", status, body, namespace, key);
         }
         const rewards = cut
           ? plan.records.rewards.flatMap((row) =>

@@ -30,14 +30,25 @@ type Outcome = { answer: { status: number; body: unknown } } | "committed" | "re
 export async function consumeIntake(batch: MessageBatch<IntakeMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
   const counts = { answered: 0, retried: 0, skipped: 0 };
   const started = Date.now();
-  // A ticket that cannot be read now is run all the same: its answer is stored only if it is still pending.
-  const open = await Promise.all(batch.messages.map((m) => isPending(env, userOf(m.body), m.body.ticketId).catch(() => true)));
+  // Only a ticket still pending is run. One that cannot be read now is tried again later, never run blind: its
+  // ticket may be gone (released after a failed send, or expired), and a run then would grant what no one waits for.
+  const open = await Promise.all(
+    batch.messages.map((m) =>
+      isPending(env, userOf(m.body), m.body.ticketId).then(
+        (pending) => (pending ? "pending" : "done"),
+        () => "unknown" as const,
+      ),
+    ),
+  );
   const toRun = batch.messages.filter((m, i) => {
-    if (!open[i]) {
+    if (open[i] === "done") {
       counts.skipped++;
       m.ack();
+    } else if (open[i] === "unknown") {
+      counts.retried++;
+      m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
     }
-    return open[i];
+    return open[i] === "pending";
   });
 
   const sales = await salesOf(env, toRun);

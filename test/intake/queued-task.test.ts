@@ -108,6 +108,42 @@ describe("a queued task", () => {
     expect(await records(1, "SELECT id FROM participations WHERE user_id = ?", user)).toHaveLength(1);
   });
 
+  it("does not run a message whose ticket is gone (released after a failed send, or expired), and no commit can use it", async () => {
+    const user = `gone-${unique()}`;
+    const ticketId = `t_${crypto.randomUUID()}`;
+    const body: IntakeMessage = {
+      kind: "task",
+      ticketId,
+      activityId: ACTIVITY,
+      taskId: "earn",
+      method: "POST",
+      user: { id: user, groups: [] },
+      query: {},
+      body: {},
+      now: Date.parse(NOW),
+      requestId: "gone",
+    };
+    const result = await consume([{ id: "gone", body }], "fanfare-intake");
+    expect(result.explicitAcks).toEqual(["gone"]);
+    expect(await draws(user)).toBe(0);
+    // Even a run that got past the consumer's look (a read that failed, say) cannot commit under a key nobody claimed.
+    const direct = await account(user).commit({
+      namespace: ACTIVITY,
+      userId: user,
+      requestId: "no-claim",
+      startedAt: Date.now(),
+      committedAt: Date.now(),
+      locks: [],
+      counters: [{ key: "probe", delta: 1 }],
+      requirements: [],
+      reservations: [],
+      records: { participations: [], rewards: [], deliveries: [] },
+      idempotency: { namespace: TICKETS_NAMESPACE, key: ticketId, status: 200, body: "{}" },
+    });
+    expect(direct).toEqual({ ok: false, rejection: { code: "LOCKED", message: "this request's Idempotency-Key or ticket is no longer open" } });
+    expect(await account(user).counters(ACTIVITY, ["probe"])).toEqual({});
+  });
+
   it("commits once when its message is delivered twice at once before the ticket is answered", async () => {
     const user = `twice-${unique()}`;
     const ticketId = `t_${crypto.randomUUID()}`;
