@@ -284,23 +284,21 @@ export class CounterShard extends DurableObject<Env> {
   }
 
   /** Lends part of this shard's remaining units to another shard that ran short, once per loan id (a repeated ask gets the same). */
-  async lend(ref: CounterRef, def: CounterDefinition, loanId: string, want: number, now: number): Promise<number> {
+  async lend(ref: CounterRef, def: CounterDefinition, loanId: string, want: number, _borrowerNow: number): Promise<number> {
     countServed(this.sql);
     const known = this.lending.given(loanId);
     if (known !== undefined) return known;
     // The borrower's definition sets up a shard never used, or brings a higher revision; a lower one changes nothing.
     if ((await this.definition.resolve(ref, def)).outcome !== "defined") return 0;
-    void now; // the borrower's time; holds run on the wall clock
     await this.settleDue(Date.now());
     return this.lending.lend(loanId, this.remaining(), want);
   }
 
-  /** This shard's units (reserved + used + remaining = capacity), settling reservations due at `now` first. */
-  async stats(now: number): Promise<CounterShardStats> {
+  /** This shard's units (reserved + used + remaining = capacity), settling reservations past their deadline first. */
+  async stats(): Promise<CounterShardStats> {
     if (!this.definition.current)
       return { capacity: 0, reserved: 0, used: 0, remaining: 0, returned: 0, shortfall: 0, lentOut: 0, borrowedIn: 0, defined: false };
-    // Holds run on the wall clock: `now` (the caller's time, maybe replayed) does not decide what is due.
-    void now;
+    // Holds run on the wall clock, whatever time the caller's requests carry.
     await this.settleDue(Date.now());
     const u = this.units();
     return {

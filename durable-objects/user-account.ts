@@ -9,7 +9,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
-import { migrateStorage, type StorageMigration } from "./support/migrations";
+import { countServed, migrateStorage, type StorageMigration } from "./support/migrations";
 import { Outbox, outboxTable } from "./support/outbox";
 import { settleChances, settleRewards } from "../src/accounts/chances";
 import type {
@@ -163,14 +163,14 @@ export class UserAccount extends DurableObject<Env> {
           this.outbox.add(r);
           queued = true;
         }
-        this.served();
+        countServed(this.sql);
       });
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
       // The refused run is recorded too, with the answer it got (its changes rolled back above).
       const rejection = e.result.ok ? undefined : e.result.rejection;
       if (plan.request && rejection) await this.record([{ ...plan.request, outcome: rejection.code }]);
-      else this.served();
+      else countServed(this.sql);
       return e.result;
     }
     if (plan.idempotency) this.answered(plan.idempotency.namespace, plan.idempotency.key);
@@ -353,7 +353,7 @@ export class UserAccount extends DurableObject<Env> {
   async record(requests: RequestRecordRow[]): Promise<void> {
     this.ctx.storage.transactionSync(() => {
       this.outbox.add({ requests, participations: [], rewards: [], deliveries: [] });
-      this.served();
+      countServed(this.sql);
     });
     await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
   }
@@ -361,14 +361,6 @@ export class UserAccount extends DurableObject<Env> {
   /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
   async confirm(rows: number[]): Promise<void> {
     this.outbox.confirm(rows);
-  }
-
-  /**
-   * Counts the runs this object served (commits and records), in its own storage: the load a single writer carries,
-   * read by tests and benchmarks from the object itself (`meta` row `served`).
-   */
-  private served() {
-    this.sql.exec("INSERT INTO meta (k, v) VALUES ('served', '1') ON CONFLICT (k) DO UPDATE SET v = CAST(v AS INTEGER) + 1");
   }
 }
 

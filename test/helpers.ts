@@ -120,7 +120,7 @@ export function accountRows(userId: string) {
  */
 export async function shared(namespace: string, key: string, capacity: number, shards = 1) {
   const def = { id: `${namespace}/${key}`, capacity, shards, holdMs: 0, revision: 0 };
-  return counterTotals(env, def, Date.now());
+  return counterTotals(env, def);
 }
 
 /** One of a user's counters in a namespace (undefined if never written). */

@@ -6,7 +6,7 @@
 import { DefinitionCache } from "../../durable-objects/support/definition";
 import { counterShard, objectName } from "../../durable-objects/support/stubs";
 import type { Env } from "../env";
-import { shardShare } from "../prizes/pool-definition";
+import { initialShares } from "../prizes/pool-definition";
 import { shardOf } from "../sharding";
 import type { CounterDefinition, CounterShardStats, Reservation, ReserveOutcome, SettleOutcome } from "./counter-definition";
 
@@ -77,12 +77,11 @@ export interface CounterTotals {
   shards: CounterShardStats[];
 }
 
-/** Every shard's units added up, settling reservations due at `now` on each first. */
-export async function counterTotals(env: Env, def: CounterDefinition, now: number): Promise<CounterTotals> {
-  const shards = await Promise.all(Array.from({ length: def.shards }, (_, i) => counterShard(env, def.id, i).stats(now)));
+/** Every shard's units added up, settling reservations past their deadline on each first. */
+export async function counterTotals(env: Env, def: CounterDefinition): Promise<CounterTotals> {
+  const shards = await Promise.all(Array.from({ length: def.shards }, (_, i) => counterShard(env, def.id, i).stats()));
   const sum = (f: Exclude<keyof CounterShardStats, "defined">) => shards.reduce((n, s) => n + s[f], 0);
-  // A shard nobody has used yet holds its initial share.
-  const unused = shards.reduce((n, s, i) => n + (s.defined ? 0 : shardShare(def.capacity, def.shards, i)), 0);
+  const unused = initialShares(shards, def.capacity);
   return {
     capacity: sum("capacity") + unused,
     reserved: sum("reserved"),

@@ -84,6 +84,11 @@ export function shardShare(quantity: number, shards: number, i: number): number 
   return Math.floor(quantity / shards) + (i < quantity % shards ? 1 : 0);
 }
 
+/** What the shards nobody has used yet hold, all told: each its initial share of `quantity` (totals add it). */
+export function initialShares(shards: { defined: boolean }[], quantity: number): number {
+  return shards.reduce((n, s, i) => n + (s.defined ? 0 : shardShare(quantity, shards.length, i)), 0);
+}
+
 export interface TierState {
   id: string;
   name: string;

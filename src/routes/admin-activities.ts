@@ -79,7 +79,7 @@ export function registerAdminActivities(app: OpenAPIHono<AppEnv>) {
     }
     const mine = and(eq(participations.namespace, activity.namespace), eq(participations.activityId, activity.id));
     const [totals, [took]] = await Promise.all([
-      Promise.all([...found.values()].map(({ def }) => counterTotals(c.env, def, now))),
+      Promise.all([...found.values()].map(({ def }) => counterTotals(c.env, def))),
       database(c.env)
         .select({ runs: count(), users: countDistinct(participations.userId) })
         .from(participations)

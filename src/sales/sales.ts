@@ -10,7 +10,7 @@ import { flashSales } from "../db/schema";
 import type { Env } from "../env";
 import { AppError } from "../errors";
 import { database } from "../http";
-import { shardShare } from "../prizes/pool-definition";
+import { initialShares } from "../prizes/pool-definition";
 import { homeShard } from "../prizes/pools";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, ShardCounts } from "./sale-definition";
 
@@ -107,8 +107,7 @@ export async function cancel(env: Env, def: SaleDefinition, token: string, userI
 export async function saleCounts(env: Env, def: SaleDefinition, now: number) {
   const shards = await Promise.all(Array.from({ length: def.shards }, (_, i) => saleShard(env, def.id, i).stats(now)));
   const sum = (f: keyof ShardCounts) => shards.reduce((n, s) => n + (s.defined ? s[f] : 0), 0);
-  // A shard nobody has grabbed from yet holds its initial share.
-  const undefinedShares = shards.reduce((n, s, i) => n + (s.defined ? 0 : shardShare(def.stock, def.shards, i)), 0);
+  const undefinedShares = initialShares(shards, def.stock);
   const totals = {
     stock: sum("stock") + undefinedShares,
     held: sum("held"),

@@ -38,8 +38,8 @@ const reserveFor = (def: CounterDefinition, userId: string, units = 1, now = NOW
   reserve(env, def, { reservationId, units, userId, now }).then((r) => ({ ...r, reservationId }));
 
 /** reserved + used + remaining = capacity on every shard and in all; the definition's capacity is all accounted for. */
-async function expectBalanced(def: CounterDefinition, now = NOW) {
-  const t = await counterTotals(env, def, now);
+async function expectBalanced(def: CounterDefinition) {
+  const t = await counterTotals(env, def);
   expect(t.reserved + t.used + t.remaining).toBe(t.capacity);
   expect(t.capacity - t.shortfall + t.inTransit).toBe(def.capacity);
   for (const s of t.shards) expect(s.reserved + s.used + s.remaining).toBe(s.capacity);
@@ -116,7 +116,7 @@ describe("a shared counter", () => {
     // A shard that found the ring empty waits a moment before asking it again.
     await new Promise((r) => setTimeout(r, 1100));
     for (const shard of [0, 1, 2, 3]) {
-      const t = await counterTotals(env, def, NOW);
+      const t = await counterTotals(env, def);
       const [user] = usersOf(shard, 4, 1, `last-${shard}`);
       expect((await reserveFor(def, user!, 1)).outcome).toBe(t.remaining > 0 ? "reserved" : "exhausted");
     }
@@ -131,7 +131,7 @@ describe("a shared counter", () => {
     // Holds run on the wall clock, whatever time the caller's requests carry.
     expect(first.outcome === "reserved" && first.deadline).toBeGreaterThan(Date.now() + HOLD_MS - 30_000);
     expect(again).toEqual(first);
-    expect(await counterTotals(env, def, NOW)).toMatchObject({ reserved: 1, remaining: 1 });
+    expect(await counterTotals(env, def)).toMatchObject({ reserved: 1, remaining: 1 });
 
     const r = [{ id: "repeat-1", shard: 0 }];
     expect(await confirm(env, def, r)).toEqual({ "repeat-1": "confirmed" });
@@ -217,7 +217,7 @@ describe("a counter's definition, sent by hash", () => {
     expect(await shard.reserve({ id: def.id, shard: 0, hash }, undefined, req("h-1"))).toEqual({ outcome: "unknown-definition" });
     expect(await shard.reserve({ id: def.id, shard: 0, hash }, def, req("h-1"))).toMatchObject({ outcome: "reserved" });
     expect(await shard.reserve({ id: def.id, shard: 0, hash }, undefined, req("h-2"))).toMatchObject({ outcome: "reserved" });
-    expect(await counterTotals(env, def, NOW)).toMatchObject({ capacity: 5, reserved: 2 });
+    expect(await counterTotals(env, def)).toMatchObject({ capacity: 5, reserved: 2 });
   });
 
   it("never takes a definition that is not what its hash names", async () => {
@@ -226,7 +226,7 @@ describe("a counter's definition, sent by hash", () => {
     const req = { reservationId: `forged-${unique()}`, units: 1, holder: { userId: "forger" }, now: NOW };
     const answer = await counterShard(env, def.id, 0).reserve({ id: def.id, shard: 0, hash }, { ...def, capacity: 50 }, req);
     expect(answer).toEqual({ outcome: "unknown-definition" });
-    expect((await counterShard(env, def.id, 0).stats(NOW)).defined).toBe(false);
+    expect((await counterShard(env, def.id, 0).stats()).defined).toBe(false);
   });
 
   it("is sent again by a client whose isolate saw the shard accept it, when the shard no longer knows it", async () => {
@@ -238,7 +238,7 @@ describe("a counter's definition, sent by hash", () => {
     await runInDurableObject(stub, (_: CounterShard, state: DurableObjectState) => state.storage.deleteAll());
     await evictDurableObject(stub);
     expect((await reserveFor(def, "cache-user-2")).outcome).toBe("reserved");
-    expect(await counterTotals(env, def, NOW)).toMatchObject({ capacity: 5, reserved: 1 });
+    expect(await counterTotals(env, def)).toMatchObject({ capacity: 5, reserved: 1 });
   });
 });
 
@@ -279,11 +279,11 @@ describe("a reservation past its deadline", () => {
     expect((await reserveFor(def, "waiting")).outcome).toBe("exhausted");
     // Before the deadline the alarm leaves it held.
     await alarmNow(def, 0);
-    expect(await counterTotals(env, def, NOW)).toMatchObject({ reserved: 1, remaining: 0 });
+    expect(await counterTotals(env, def)).toMatchObject({ reserved: 1, remaining: 0 });
 
     await pastTheHold();
     await alarmNow(def, 0);
-    const t = await expectBalanced(def, NOW);
+    const t = await expectBalanced(def);
     expect(t).toMatchObject({ reserved: 0, used: 0, returned: 1, remaining: 1 });
     // The account now refuses a commit that would use it, and the counter answers a late confirm with "returned".
     expect(await userAccount(env, "abandoner").resolveReservation(held.reservationId)).toBe("abandoned");

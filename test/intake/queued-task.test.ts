@@ -59,6 +59,20 @@ const gist = (status: number, body: any) =>
 
 const draws = async (user: string) => (await call(`/v1/activities/${ACTIVITY}/me`, { method: "GET", user, now: NOW })).json.chances.draw.balance;
 
+/** The intake message of a queued `earn` run of `user` under `ticketId`, as the intake sends it. */
+const earnMessage = (user: string, ticketId: string, requestId: string): IntakeMessage => ({
+  kind: "task",
+  ticketId,
+  activityId: ACTIVITY,
+  taskId: "earn",
+  method: "POST",
+  user: { id: user, groups: [] },
+  query: {},
+  body: {},
+  now: Date.parse(NOW),
+  requestId,
+});
+
 describe("a queued task", () => {
   it("answers each ticket as the direct run answers its request: a sign-in, then NOT_ELIGIBLE past the per-user limit", async () => {
     const user = `signer-${unique()}`;
@@ -89,18 +103,7 @@ describe("a queued task", () => {
     const user = `again-${unique()}`;
     const { id, ticket } = await queued("earn", user);
     expect(ticket.httpStatus).toBe(200);
-    const body: IntakeMessage = {
-      kind: "task",
-      ticketId: id,
-      activityId: ACTIVITY,
-      taskId: "earn",
-      method: "POST",
-      user: { id: user, groups: [] },
-      query: {},
-      body: {},
-      now: Date.parse(NOW),
-      requestId: "redelivery",
-    };
+    const body = earnMessage(user, id, "redelivery");
     const result = await consume([{ id: "again", body }], "fanfare-intake");
     expect(result.explicitAcks).toEqual(["again"]);
     expect((await readTicket(user, id)).json.ticket).toEqual(ticket);
@@ -111,18 +114,7 @@ describe("a queued task", () => {
   it("does not run a message whose ticket is gone (released after a failed send, or expired), and no commit can use it", async () => {
     const user = `gone-${unique()}`;
     const ticketId = `t_${crypto.randomUUID()}`;
-    const body: IntakeMessage = {
-      kind: "task",
-      ticketId,
-      activityId: ACTIVITY,
-      taskId: "earn",
-      method: "POST",
-      user: { id: user, groups: [] },
-      query: {},
-      body: {},
-      now: Date.parse(NOW),
-      requestId: "gone",
-    };
+    const body = earnMessage(user, ticketId, "gone");
     const result = await consume([{ id: "gone", body }], "fanfare-intake");
     expect(result.explicitAcks).toEqual(["gone"]);
     expect(await draws(user)).toBe(0);
@@ -148,18 +140,7 @@ describe("a queued task", () => {
     const user = `twice-${unique()}`;
     const ticketId = `t_${crypto.randomUUID()}`;
     await account(user).claimIdempotency(TICKETS_NAMESPACE, ticketId, "", Date.now());
-    const body: IntakeMessage = {
-      kind: "task",
-      ticketId,
-      activityId: ACTIVITY,
-      taskId: "earn",
-      method: "POST",
-      user: { id: user, groups: [] },
-      query: {},
-      body: {},
-      now: Date.parse(NOW),
-      requestId: "twice",
-    };
+    const body = earnMessage(user, ticketId, "twice");
     await Promise.all([consume([{ id: "one", body }], "fanfare-intake"), consume([{ id: "two", body }], "fanfare-intake")]);
     expect((await readTicket(user, ticketId)).json.ticket).toMatchObject({ status: "done", httpStatus: 200 });
     expect(await draws(user)).toBe(1);
