@@ -3,7 +3,7 @@
  * Each UserAccount and CounterShard counts the calls it served in its own storage (`meta` row `served`); the bench
  * worker's local Durable Object storage is one SQLite file per object, read here after the load.
  */
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 
@@ -11,6 +11,8 @@ import { DatabaseSync } from "node:sqlite";
 export function servedCounts(state: string, className: string): Map<string, number> {
   const dir = join(state, "v3", "do", `fanfare-${className}`);
   const counts = new Map<string, number>();
+  // No object of the class made yet.
+  if (!existsSync(dir)) return counts;
   for (const file of readdirSync(dir).filter((f) => f.endsWith(".sqlite"))) {
     const db = new DatabaseSync(join(dir, file), { readOnly: true });
     try {

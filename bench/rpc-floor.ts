@@ -19,6 +19,8 @@ async function main() {
     await load({ name: "warm-up", url: `${worker.url}/rpc-insert`, seconds: 2, connections: CONNECTIONS });
     console.log(pairedLine("one RPC doing nothing", await beside(route("/health"), route("/rpc")), null));
     console.log(pairedLine("one RPC inserting a row", await beside(route("/health"), route("/rpc-insert")), null));
+    console.log(pairedLine("one RPC inserting a row, into one of 5,000 objects", await beside(route("/health"), route("/rpc-insert-spread")), null));
+    console.log(pairedLine("one RPC inserting a row, into a new object", await beside(route("/health"), route("/rpc-insert-new")), null));
   } finally {
     await worker.stop();
   }

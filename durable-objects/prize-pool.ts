@@ -98,7 +98,9 @@ export class PrizePool extends DurableObject<Env> {
         this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM grants WHERE status = 'issued' AND expires_at IS NOT NULL").one()
           .at ?? Infinity,
     });
-    this.outbox = new Outbox<PoolEvent>(ctx, env, "POOLS", (events, origin) => ({ kind: "pool-events", events, origin }));
+    this.outbox = new Outbox<PoolEvent>(ctx, env, {
+      queue: { binding: "POOLS", message: (events, origin) => ({ kind: "pool-events", events, origin }) },
+    });
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, MIGRATIONS);
       const meta = readMeta(this.sql);

@@ -74,7 +74,9 @@ export class SaleStock extends DurableObject<Env> {
           .toArray(),
       earliest: () => this.sql.exec<{ at: number | null }>("SELECT min(expires_at) AS at FROM tokens WHERE status = 'held'").one().at ?? Infinity,
     });
-    this.outbox = new Outbox<SaleEvent>(ctx, env, "STOCK", (events, origin) => ({ kind: "sale-events", events, origin }));
+    this.outbox = new Outbox<SaleEvent>(ctx, env, {
+      queue: { binding: "STOCK", message: (events, origin) => ({ kind: "sale-events", events, origin }) },
+    });
     this.lending = new Lending(ctx, {
       ring: () => ({ id: this.definition!.id, shard: this.definition!.shard, shards: this.definition!.shards }),
       remaining: () => this.remaining(),

@@ -11,6 +11,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
 import { countServed, migrateStorage, type StorageMigration } from "./support/migrations";
 import { Outbox, outboxTable } from "./support/outbox";
+import { recordCollector } from "./support/stubs";
 import { settleChances, settleRewards } from "../src/accounts/chances";
 import type {
   ChanceChange,
@@ -67,16 +68,11 @@ export class UserAccount extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.outbox = new Outbox<RecordBatch>(ctx, env, "USERS", (batches, origin) => ({
-      kind: "records",
-      records: {
-        requests: batches.flatMap((b) => b.requests ?? []),
-        participations: batches.flatMap((b) => b.participations),
-        rewards: batches.flatMap((b) => b.rewards),
-        deliveries: batches.flatMap((b) => b.deliveries),
-      },
-      origin,
-    }));
+    // Records go to this account's collector, which packs many users' runs into a queue message; the alarm is only
+    // the resend (an account that stopped mid-hand-off) and the expiry of old keys.
+    this.outbox = new Outbox<RecordBatch>(ctx, env, { handOff: (batches) => recordCollector(env, ctx.id.toString()).collect(batches) }, () =>
+      this.choresDue(),
+    );
     ctx.blockConcurrencyWhile(async () => migrateStorage(ctx.storage, userAccountMigrations));
   }
 
@@ -174,10 +170,8 @@ export class UserAccount extends DurableObject<Env> {
       return e.result;
     }
     if (plan.idempotency) this.answered(plan.idempotency.namespace, plan.idempotency.key);
-    if (queued) {
-      // The run is committed: a failure to set the alarm must not turn it into an error the client retries.
-      await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
-    }
+    // After the answer: the run is committed, and a failed hand-off is the alarm's to retry, not the client's.
+    if (queued) this.handOff();
     const result: CommitResult = { ok: true };
     if (Object.keys(settled).length > 0) result.settled = settled;
     if (unused.length > 0) result.unused = unused;
@@ -339,7 +333,24 @@ export class UserAccount extends DurableObject<Env> {
     for (const wake of [...(this.waiters.get(waiterId(ns, key)) ?? [])]) wake();
   }
 
-  /** Forwards committed records to D1 through the queue, and forgets expired Idempotency-Keys and reservation outcomes. */
+  /** Hands the records just committed to the collector, off the answer's path. */
+  private handOff() {
+    this.ctx.waitUntil(this.outbox.forwardNow().catch((e) => log.error("records not handed off; the alarm retries", { error: String(e) })));
+  }
+
+  /** When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), or null for none. */
+  private choresDue(): number | null {
+    const { key, reservation } = this.sql
+      .exec<{ key: number | null; reservation: number | null }>(
+        "SELECT (SELECT min(created_at) FROM idempotency_keys) AS key, (SELECT min(at) FROM reservations) AS reservation",
+      )
+      .one();
+    const due = [key === null ? null : key + IDEMPOTENCY_TTL_MS, reservation === null ? null : reservation + RESERVATION_OUTCOME_TTL_MS];
+    const times = due.filter((t): t is number => t !== null);
+    return times.length === 0 ? null : Math.max(Date.now(), Math.min(...times) + 1);
+  }
+
+  /** Hands committed records on (again), and forgets expired Idempotency-Keys and reservation outcomes. */
   override async alarm(): Promise<void> {
     try {
       this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
@@ -355,12 +366,7 @@ export class UserAccount extends DurableObject<Env> {
       this.outbox.add({ requests, participations: [], rewards: [], deliveries: [] });
       countServed(this.sql);
     });
-    await this.outbox.schedule().catch((e) => log.error("outbox alarm not set", { error: String(e) }));
-  }
-
-  /** Forgets outbox rows that D1 now holds (called by the queue consumer). */
-  async confirm(rows: number[]): Promise<void> {
-    this.outbox.confirm(rows);
+    this.handOff();
   }
 }
 

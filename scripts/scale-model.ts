@@ -114,12 +114,18 @@ function constant(file: string, name: string): number {
 }
 
 /** A figure of the design, with the file that declares it. */
-type Fact = { value: number; unit: "shards" | "buckets" | "accounts" | "calls" | "ms" | "bytes" | "batches" | "retries"; what: string; file: string };
+type Fact = {
+  value: number;
+  unit: "shards" | "buckets" | "accounts" | "collectors" | "calls" | "ms" | "bytes" | "batches" | "retries";
+  what: string;
+  file: string;
+};
 
 const STUBS = "durable-objects/support/stubs.ts";
 const ACCOUNT = "durable-objects/user-account.ts";
 const VARS = "src/platform/vars.ts";
 const COUNTER_SHARD = "durable-objects/counter-shard.ts";
+const OUTBOX = "durable-objects/support/outbox.ts";
 
 /** A setting of the intake queue's consumer in wrangler.toml. */
 function intakeSetting(key: string): number {
@@ -191,10 +197,28 @@ const DESIGN = {
     file: ACCOUNT,
   },
   forwardDelayMs: {
-    value: constant("durable-objects/support/outbox.ts", "FORWARD_DELAY_MS"),
+    value: constant(OUTBOX, "FORWARD_DELAY_MS"),
     unit: "ms",
     what: "how long an outbox waits before it forwards, so the rows of a burst share messages (`FORWARD_DELAY_MS`)",
-    file: "durable-objects/support/outbox.ts",
+    file: OUTBOX,
+  },
+  resendAfterMs: {
+    value: constant(OUTBOX, "RESEND_AFTER_MS"),
+    unit: "ms",
+    what: "how long an outbox waits before it sends an unconfirmed row again; all an account's alarm is for, besides expiring keys (`RESEND_AFTER_MS`)",
+    file: OUTBOX,
+  },
+  recordCollectors: {
+    value: Number(/RECORD_COLLECTORS: z\.coerce\.number\(\)[^\n]*\.default\(([\d_]+)\)/.exec(source(VARS))?.[1]?.replaceAll("_", "")),
+    unit: "collectors",
+    what: "`RecordCollector`s the accounts hand their records to, by account (`RECORD_COLLECTORS`, default)",
+    file: VARS,
+  },
+  maxRecordCollectors: {
+    value: Number(/RECORD_COLLECTORS: z\.coerce\.number\(\)[^\n]*\.max\(([\d_]+)\)/.exec(source(VARS))?.[1]?.replaceAll("_", "")),
+    unit: "collectors",
+    what: "`RecordCollector`s a deployment may set, at most (`RECORD_COLLECTORS`, max)",
+    file: VARS,
   },
   intakeConcurrency: {
     value: intakeSetting("max_concurrency"),
@@ -211,7 +235,7 @@ const DESIGN = {
   messageBytes: {
     value: MAX_MESSAGE_BYTES,
     unit: "bytes",
-    what: "bytes of rows an outbox packs into one queue message, at most (`MAX_MESSAGE_BYTES`)",
+    what: "bytes of rows a collector's outbox packs into one queue message, at most (`MAX_MESSAGE_BYTES`)",
     file: "src/records/pack.ts",
   },
 } satisfies Record<string, Fact>;
@@ -246,6 +270,31 @@ const rl = DESIGN.rateLimitBuckets.value;
 const anonymous = DESIGN.anonymousAccounts.value;
 const limited = grabs + signIns;
 
+/** Record rows at the peak, the commits that make them (one hand-off each), and the rows of a full message. */
+const rows = signIns * ASSUMED.rowsPerSignIn + grabs * ASSUMED.rowsPerGrab;
+const bytes = rows * ASSUMED.rowBytes;
+const rowsPerMessage = Math.floor(DESIGN.messageBytes.value / ASSUMED.rowBytes);
+const commits = signIns + grabs;
+const rowsPerCommit = rows / commits;
+const q = LIMITS.queueMessages.value;
+const batch = LIMITS.consumerBatch.value;
+/**
+ * Record collectors: as many as the hand-offs need at the write budget (or the most RECORD_COLLECTORS allows). Each
+ * forwards what it gathered every FORWARD_DELAY_MS, so a message is full only when a window holds a message's rows.
+ */
+const collectorDefault = DESIGN.recordCollectors.value;
+const collectorCap = DESIGN.maxRecordCollectors.value;
+const collectorsNeeded = up(commits / writes);
+const collectors = Math.min(collectorsNeeded, collectorCap);
+const handOffs = commits / collectors;
+const forwardsPerSecond = 1000 / DESIGN.forwardDelayMs.value;
+const windowRows = (handOffs * rowsPerCommit) / forwardsPerSecond;
+const messagesPerWindow = up(windowRows / rowsPerMessage);
+/** Queue messages/s and confirm calls/s of one collector (a consumer batch rarely holds two of its messages). */
+const collectorMessages = forwardsPerSecond * messagesPerWindow;
+const collected = collectors * collectorMessages;
+const collectedRowsPerMessage = windowRows / messagesPerWindow;
+
 /** Objects a load needs at the soft limit / at the write budget. */
 const need = (load: number) => `${n(up(load / soft))} / ${n(up(load / writes))}`;
 /** The busiest of the k objects sharing a load: k as many as it needs at the write budget, or the cap when that is fewer. */
@@ -272,7 +321,7 @@ const objects = table(
     [
       "sign-in (the user's own state only)",
       `${n(signIns)}/s`,
-      "the user's `UserAccount`: 1 `commit` (its outbox's alarm and the consumer's confirm follow, off the response path)",
+      "the user's `UserAccount`: 1 `commit`, then the account's hand-off to its `RecordCollector` after the answer (no alarm)",
       `one per user: ${n(signIns / ASSUMED.perUserRate)} or more users at ≤ ${ASSUMED.perUserRate}/s, far above ${need(signIns)}`,
       "none",
       `the user's own rate (≤ ${ASSUMED.perUserRate}/s)`,
@@ -317,11 +366,20 @@ const objects = table(
     [
       "record of a run without a user",
       "not modelled",
-      `${anonymous} anonymous \`UserAccount\`s, by request id: 1 \`record\` a run, after the answer`,
+      `${anonymous} anonymous \`UserAccount\`s, by request id: 1 \`record\` a run, after the answer, handed to a \`RecordCollector\` like any account's`,
       "their rate ÷ 1,000 / ÷ 500",
       `${anonymous} (\`ANONYMOUS_ACCOUNTS\`)`,
       `1/${anonymous} of those runs`,
       `they carry at most ${carries(anonymous, 1)} runs without a user per second`,
+    ],
+    [
+      "records out of the accounts (every commit, after the answer)",
+      `${n(commits)}/s`,
+      `\`RecordCollector\`s, by the account's object id: 1 \`collect\` a commit; each forwards every ${duration(DESIGN.forwardDelayMs.value)} and takes the consumer's confirms`,
+      `collectors: ${need(commits)}`,
+      `${n(collectorCap)} (\`RECORD_COLLECTORS\`; ${n(collectorDefault)} by default)`,
+      `hand-offs ${times(handOffs, soft)} at k = ${n(collectors)}, + ${n(forwardsPerSecond)} alarms/s and ~${n(collectorMessages)} confirms/s`,
+      `\`RECORD_COLLECTORS\` must be set to ${n(collectorsNeeded)} or more for this peak: the default ${n(collectorDefault)} carry ${carries(collectorDefault, 1)} commits/s`,
     ],
     [
       "rate limit, one `user` rule per request",
@@ -353,6 +411,7 @@ const keptForOutcome = (rate: number) => reservesAt(rate) * (DESIGN.outcomeTtlMs
 const keptSettled = reservesAt(soft) * ((DESIGN.holdMs.value + DESIGN.settledKeptMs.value) / 1000) * ASSUMED.reservationRowBytes;
 const objectStorage = LIMITS.objectStorage.value;
 const share = (bytes: number) => `${one((100 * bytes) / objectStorage)} % of it`;
+const collectorBytes = handOffs * rowsPerCommit * ASSUMED.rowBytes;
 const storage = table(
   ["what is stored", "where", "size", `against ${size(objectStorage)} per object`],
   [
@@ -392,38 +451,42 @@ const storage = table(
       `${size(keptSettled)} at ${n(reservesAt(soft))} reserves/s`,
       share(keptSettled),
     ],
+    [
+      `records a collector keeps until the consumer confirms them: ${n(handOffs)} hand-offs/s, ${n(handOffs * rowsPerCommit)} rows/s`,
+      "one `RecordCollector`",
+      `${size(collectorBytes * 60)} for each minute the consumer falls behind`,
+      `full after ${duration((objectStorage / collectorBytes) * 1000)} of a stopped consumer`,
+    ],
   ],
 );
 
-const rows = signIns * ASSUMED.rowsPerSignIn + grabs * ASSUMED.rowsPerGrab;
-const bytes = rows * ASSUMED.rowBytes;
-const rowsPerMessage = Math.floor(DESIGN.messageBytes.value / ASSUMED.rowBytes);
-const commits = signIns + grabs;
-const rowsPerCommit = rows / commits;
-const q = LIMITS.queueMessages.value;
-const batch = LIMITS.consumerBatch.value;
 const packed = rows / rowsPerMessage;
 const commitQueues = up(commits / q);
-const packedQueues = up(packed / q);
+const collectedQueues = up(collected / q);
 const queueRow = (how: string, messages: number, note: string) => [how, `${n(messages)}/s`, n(up(messages / q)), note];
 const queues = table(
   ["records, sent as", "messages", `queues at ${n(q)} messages/s`, "who sends so, and at what cost"],
   [
     queueRow("one row per message", rows, "nobody should"),
     queueRow(
-      "one message per commit: **the design as built**",
+      "one message per commit (the design before collectors)",
       commits,
-      `each \`UserAccount\` outbox, which sees only its user's rows (a user's commits within ${n(DESIGN.forwardDelayMs.value)} ms share one; a user runs ≤ ${ASSUMED.perUserRate}/s). They all send to the one \`EVENTS\` queue: ${n(commits / q)}× its limit`,
+      `each \`UserAccount\` outbox, which saw only its user's rows (a user's commits within ${n(DESIGN.forwardDelayMs.value)} ms shared one; a user runs ≤ ${ASSUMED.perUserRate}/s), with an alarm per commit and a confirm back to the account per message. They all sent to the one \`EVENTS\` queue: ${n(commits / q)}× its limit`,
     ),
     queueRow(
-      "the same, over queues chosen by user hash (open)",
+      "the same, over queues chosen by user hash (an alternative, not built)",
       commits,
       `a producer binding and a consumer per queue (${n(LIMITS.queuesPerAccount.value)} queues per account); a consumer batch of ${batch} messages carries ~${n(rowsPerCommit * batch)} rows`,
     ),
     queueRow(
-      `${n(rowsPerMessage)} rows per message, packed by sharded collectors (open)`,
+      `packed by ${n(collectors)} \`RecordCollector\`s, forwarding every ${n(DESIGN.forwardDelayMs.value)} ms: **the design as built**`,
+      collected,
+      `each collector gathers ${n(windowRows)} rows in ${n(DESIGN.forwardDelayMs.value)} ms (\`FORWARD_DELAY_MS\`) and sends them as ${n(messagesPerWindow)} messages of ${n(collectedRowsPerMessage)} rows on average. The cost: one more object write per commit, and a record waits in two outboxes. All collectors send to the one \`EVENTS\` queue: ${one(collected / q)}× its limit`,
+    ),
+    queueRow(
+      `${n(rowsPerMessage)} rows in every message`,
       packed,
-      `${need(commits)} collector objects by user hash, each written once per commit and forwarding through its own outbox: one more object write per commit, and a record waits in two outboxes`,
+      `the fewest messages any packing sends (${n(DESIGN.messageBytes.value / 1000)} KB of ${n(ASSUMED.rowBytes)} B rows). A collector sends only full messages when a window holds a multiple of ${n(rowsPerMessage)} rows; one message's rows and a few more cost two messages`,
     ),
     queueRow("queued intake: one ticket per message", grabs, "`intake: queue`, on its own queue (below)"),
   ],
@@ -444,11 +507,12 @@ const consumer = (messages: number, queueCount: number, perMessage: number) => {
     hyperdrive: LIMITS.hyperdriveConnections.value * (1000 / ASSUMED.insertMs) * perInsert,
   };
 };
-const asBuilt = consumer(commits, commitQueues, rowsPerCommit);
-const packedOut = consumer(packed, packedQueues, rowsPerMessage);
+const asBuilt = consumer(collected, collectedQueues, collectedRowsPerMessage);
+const before = consumer(commits, commitQueues, rowsPerCommit);
 const concurrency = LIMITS.consumerConcurrency.value;
+const configurations = (x: number) => (up(x) === 1 ? "1 configuration" : `${n(up(x))} configurations`);
 const d1 = table(
-  ["figure", "one message per commit (as built)", "packed by collectors", "against"],
+  ["figure", "as built (packed by collectors)", "one message per commit (before)", "against"],
   [
     [
       "record rows at the peak",
@@ -457,21 +521,21 @@ const d1 = table(
       `${ASSUMED.rowsPerSignIn} per sign-in, ${ASSUMED.rowsPerGrab} per grab`,
     ],
     [
-      `consumer batches per queue (${batch} messages a batch)`,
-      `${asBuilt.batchesPerQueue.toFixed(0)}/s on each of ${commitQueues} queues`,
-      `${packedOut.batchesPerQueue.toFixed(0)}/s on each of ${packedQueues}`,
-      `${concurrency} concurrent invocations: a batch may take up to ${(concurrency / asBuilt.batchesPerQueue).toFixed(1)} s / ${(concurrency / packedOut.batchesPerQueue).toFixed(1)} s`,
+      `consumer batches per queue, with as many queues as the messages need (${batch} messages a batch)`,
+      `${asBuilt.batchesPerQueue.toFixed(0)}/s on each of ${collectedQueues} queues`,
+      `${before.batchesPerQueue.toFixed(0)}/s on each of ${commitQueues}`,
+      `${concurrency} concurrent invocations: a batch may take up to ${(concurrency / asBuilt.batchesPerQueue).toFixed(1)} s / ${(concurrency / before.batchesPerQueue).toFixed(1)} s`,
     ],
     [
       "calls one consumer invocation makes",
+      `1 D1 batch + up to ${batch} confirms (one per collector in the batch): up to ${n(collected)} confirms/s in all, ~${n(collectorMessages)} a collector`,
       `1 D1 batch + ${batch} outbox confirms (one per message's account): ${n(commits)} confirms/s in all`,
-      `1 D1 batch + up to ${batch} confirms (one per collector)`,
       `${n(LIMITS.d1QueriesPerInvocation.value)} D1 queries and ${n(LIMITS.subrequests.value)} subrequests per invocation: far off`,
     ],
     [
       "INSERT statements, one per table per consumer batch",
       `${n(asBuilt.inserts)}/s of ~${n(asBuilt.perTable)} rows`,
-      `${n(packedOut.inserts)}/s of ${n(packedOut.perTable)} rows`,
+      `${n(before.inserts)}/s of ~${n(before.perTable)} rows`,
       `~${n(LIMITS.d1Queries.value)} queries/s only if each takes 1 ms; a write of many rows takes longer (unpublished)`,
     ],
     [
@@ -489,8 +553,8 @@ const d1 = table(
     ],
     [
       "rows/s one Hyperdrive configuration carries",
-      `${n(asBuilt.hyperdrive)} (INSERTs of ~${n(asBuilt.perInsert)} rows): ${n(up(rows / asBuilt.hyperdrive))} configurations`,
-      `${n(packedOut.hyperdrive)} (INSERTs of ${n(packedOut.perInsert)} rows): ${n(up(rows / packedOut.hyperdrive))}`,
+      `${n(asBuilt.hyperdrive)} (INSERTs of ${n(asBuilt.perInsert)} rows): ${configurations(rows / asBuilt.hyperdrive)}`,
+      `${n(before.hyperdrive)} (INSERTs of ~${n(before.perInsert)} rows): ${configurations(rows / before.hyperdrive)}`,
       `~${LIMITS.hyperdriveConnections.value} connections × INSERTs of ${ASSUMED.insertMs} ms; ${LIMITS.hyperdriveConfigs.value} configurations per account`,
     ],
   ],

@@ -4,6 +4,7 @@ import type { PrizePool } from "../durable-objects/prize-pool";
 import type { SaleStock } from "../durable-objects/sale-stock";
 import type { RateLimitCounter } from "../durable-objects/rate-limit-counter";
 import type { CounterShard } from "../durable-objects/counter-shard";
+import type { RecordCollector } from "../durable-objects/record-collector";
 import type { IntakeMessage } from "./intake/messages";
 import type { QueueMessage } from "./records/messages";
 
@@ -14,6 +15,7 @@ export interface Env {
   STOCK: DurableObjectNamespace<SaleStock>;
   RATE_LIMITS: DurableObjectNamespace<RateLimitCounter>;
   COUNTERS: DurableObjectNamespace<CounterShard>;
+  COLLECTORS: DurableObjectNamespace<RecordCollector>;
   /** Operator token for /v1/admin routes. */
   ADMIN_TOKEN?: string;
   EVENTS: Queue<QueueMessage>;
@@ -52,6 +54,11 @@ export interface Env {
    * the user's account whether a commit used it, and takes it back if not. Far above a run's normal duration.
    */
   RESERVATION_HOLD_MS?: string;
+  /**
+   * How many record collectors the users' accounts hand their records to (by account): each forwards its share to
+   * the queue in messages of many runs. Sized for the peak in docs/scale.md; changing it loses nothing.
+   */
+  RECORD_COLLECTORS?: string;
   /** Browser origins allowed to call the consumer API (comma-separated, or `*`); none when unset. */
   CORS_ALLOWED_ORIGINS?: string;
   /** Browser origins allowed to call /v1/admin (comma-separated); none when unset. */

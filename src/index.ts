@@ -19,6 +19,7 @@ export { PrizePool } from "../durable-objects/prize-pool";
 export { SaleStock } from "../durable-objects/sale-stock";
 export { RateLimitCounter } from "../durable-objects/rate-limit-counter";
 export { CounterShard } from "../durable-objects/counter-shard";
+export { RecordCollector } from "../durable-objects/record-collector";
 
 export default {
   fetch: app.fetch,

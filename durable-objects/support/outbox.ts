@@ -1,9 +1,14 @@
 /**
- * A Durable Object's outbox: rows committed with the object's own transaction, forwarded to the EVENTS queue by an
- * alarm in messages packed by size (src/records/pack.ts). A row is forgotten only when the queue consumer confirms
- * that D1 holds it (`confirm`), never when the queue took it: a queue may lose a message (the local one lives in
- * memory), so a row sent but not confirmed within RESEND_AFTER_MS is sent again. D1 inserts are idempotent, so a
- * second copy changes nothing. A send that fails is tried again with a growing delay, never given up.
+ * A Durable Object's outbox: rows committed with the object's own transaction, forwarded by an alarm to one of two
+ * destinations:
+ * - the EVENTS queue, in messages packed by size (src/records/pack.ts). A row is forgotten only when the queue
+ *   consumer confirms that D1 holds it (`confirm`), never when the queue took it: a queue may lose a message (the
+ *   local one lives in memory), so a row sent but not confirmed within RESEND_AFTER_MS is sent again;
+ * - another object's outbox (a hand-off: a user's account hands its rows to a record collector, which packs many
+ *   users' rows into one message). A row is forgotten once that object's transaction holds it. An owner with few rows
+ *   per burst hands off at once (`forwardNow`) instead of waiting for an alarm; the alarm stays as the resend.
+ * D1 inserts are idempotent, so a second copy changes nothing. A send that fails is tried again with a growing
+ * delay, never given up.
  */
 import type { Env } from "../../src/env";
 import type { OutboxBinding, OutboxOrigin, QueueMessage } from "../../src/records/messages";
@@ -34,6 +39,13 @@ export const outboxTable: StorageMigration = (sql) => {
   if (!hasColumn(sql, "outbox", "sent_at")) sql.exec("ALTER TABLE outbox ADD COLUMN sent_at INTEGER");
 };
 
+/** Where an outbox forwards its rows. */
+export type OutboxDestination<Item> =
+  /** The EVENTS queue; the consumer confirms to `binding` (the owner's), which forgets the rows then. */
+  | { queue: { binding: OutboxBinding; message: (items: Item[], origin: OutboxOrigin) => QueueMessage } }
+  /** Another object that keeps the items durably once `take` resolves; the rows are forgotten then. */
+  | { handOff: (items: Item[]) => Promise<void> };
+
 export class Outbox<Item> {
   /** An alarm is set for no later than this (undefined: not known). */
   private alarmBy: number | undefined;
@@ -43,10 +55,13 @@ export class Outbox<Item> {
   constructor(
     private readonly ctx: DurableObjectState,
     private readonly env: Env,
-    /** The owner's binding, so the consumer can reach it to confirm. */
-    private readonly binding: OutboxBinding,
-    /** Builds one queue message from the items it carries. */
-    private readonly message: (items: Item[], origin: OutboxOrigin) => QueueMessage,
+    private readonly destination: OutboxDestination<Item>,
+    /**
+     * For an owner whose alarm serves only this outbox and its own chores (expiring keys): when it wants its alarm
+     * once the outbox is empty, or null for none. The resend alarm `forwardNow` set is then moved there or dropped,
+     * so an alarm runs only when needed. Owners with alarms of their own (expiring tokens) leave it out.
+     */
+    private readonly ownerAlarm?: () => number | null,
   ) {}
 
   /** Adds an item; call inside the transaction that made it true. */
@@ -72,6 +87,19 @@ export class Outbox<Item> {
    */
   async forward() {
     this.alarmBy = undefined;
+    await this.send();
+  }
+
+  /**
+   * Forwards the rows just added at once, with the alarm as the resend should this object stop first: for owners whose
+   * bursts are one commit (a user's account), where waiting for an alarm would cost an invocation per commit.
+   */
+  async forwardNow() {
+    await this.schedule(RESEND_AFTER_MS);
+    await this.send();
+  }
+
+  private async send() {
     const sql = this.ctx.storage.sql;
     const now = Date.now();
     try {
@@ -84,10 +112,22 @@ export class Outbox<Item> {
         .toArray();
       const objectId = this.ctx.id.toString();
       for (const group of packByBytes(rows, (r) => utf8Bytes(r.item) + ID_BYTES)) {
-        const ids = group.map((r) => r.id);
+        const ids = JSON.stringify(group.map((r) => r.id));
         const items = group.map((r) => JSON.parse(r.item) as Item);
-        await this.env.EVENTS.send(this.message(items, { binding: this.binding, objectId, rows: ids }));
-        sql.exec("UPDATE outbox SET sent_at = ? WHERE id IN (SELECT value FROM json_each(?))", now, JSON.stringify(ids));
+        // Marked before the send, so a second forward running meanwhile (two commits of one user) leaves them.
+        sql.exec("UPDATE outbox SET sent_at = ? WHERE id IN (SELECT value FROM json_each(?))", now, ids);
+        try {
+          if ("queue" in this.destination) {
+            const { binding, message } = this.destination.queue;
+            await this.env.EVENTS.send(message(items, { binding, objectId, rows: group.map((r) => r.id) }));
+          } else {
+            await this.destination.handOff(items);
+            sql.exec("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", ids);
+          }
+        } catch (e) {
+          sql.exec("UPDATE outbox SET sent_at = NULL WHERE id IN (SELECT value FROM json_each(?))", ids);
+          throw e;
+        }
       }
     } catch (e) {
       this.failures++;
@@ -101,6 +141,15 @@ export class Outbox<Item> {
       .exec<{ due: number | null }>("SELECT min(CASE WHEN sent_at IS NULL THEN 0 ELSE sent_at + ? END) AS due FROM outbox", RESEND_AFTER_MS)
       .one().due;
     if (next !== null) await this.schedule(Math.max(FORWARD_DELAY_MS, next - Date.now()));
+    else if (this.ownerAlarm) await this.setOwnerAlarm(this.ownerAlarm());
+  }
+
+  /** An empty outbox needs no alarm: the owner's own chores decide it (an alarm set for a resend is moved or dropped). */
+  private async setOwnerAlarm(at: number | null) {
+    // Forgotten first: a row added meanwhile then reads the alarm again rather than trusting the one being moved.
+    this.alarmBy = undefined;
+    if (at === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(at);
   }
 
   /** Forgets rows D1 now holds (the queue consumer's confirmation). */

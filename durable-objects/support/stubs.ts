@@ -4,6 +4,7 @@
  */
 import type { Env } from "../../src/env";
 import { shardOf } from "../../src/sharding";
+import { vars } from "../../src/platform/vars";
 
 /** Identifiers are hashed over this many rate-limit buckets: fewer cold objects than one per user, no single hot one. */
 const RATE_LIMIT_BUCKETS = 32;
@@ -18,6 +19,8 @@ export const objectName = {
   anonymous: (requestId: string) => `anonymous:${shardOf(requestId, ANONYMOUS_ACCOUNTS)}`,
   /** Shard `shard` of a prize pool (POOLS), of a sale's stock (STOCK) or of a shared counter (COUNTERS). */
   shard: (id: string, shard: number) => `${id}#${shard}`,
+  /** The record collector an account (by its object id) hands its records to, of `collectors`. */
+  collector: (accountId: string, collectors: number) => `collector:${shardOf(accountId, collectors)}`,
   /** The rate-limit bucket an identifier hashes to. */
   rateLimitBucket: (identifier: string) => `bucket-${shardOf(identifier, RATE_LIMIT_BUCKETS)}`,
 };
@@ -45,6 +48,11 @@ export function saleShard(env: Env, saleId: string, shard: number) {
 /** One shard of a shared counter (durable-objects/counter-shard.ts). */
 export function counterShard(env: Env, counterId: string, shard: number) {
   return env.COUNTERS.get(env.COUNTERS.idFromName(objectName.shard(counterId, shard)));
+}
+
+/** The record collector of an account (durable-objects/record-collector.ts), by the account's object id. */
+export function recordCollector(env: Env, accountId: string) {
+  return env.COLLECTORS.get(env.COLLECTORS.idFromName(objectName.collector(accountId, vars(env).RECORD_COLLECTORS)));
 }
 
 /** The rate-limit bucket that counts an identifier (durable-objects/rate-limit-counter.ts). */

@@ -75,6 +75,7 @@ const VarsSchema = z
     ALLOW_CLOCK_OVERRIDE: z.enum(["true", "false"]).default("false"),
     ALLOW_FAULT_INJECTION: z.enum(["true", "false"]).default("false"),
     RESERVATION_HOLD_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+    RECORD_COLLECTORS: z.coerce.number().int().min(1).max(4096).default(16),
     CORS_ALLOWED_ORIGINS: Origins.default([]),
     ADMIN_CORS_ALLOWED_ORIGINS: Origins.default([]),
   })

@@ -5,7 +5,7 @@ import type { requestCounts, requestRecords } from "../db/schema";
 import type { SaleEvent } from "../sales/sale-definition";
 
 /** The Durable Object namespaces whose objects keep an outbox (binding names in wrangler.toml). */
-export type OutboxBinding = "USERS" | "POOLS" | "STOCK";
+export type OutboxBinding = "COLLECTORS" | "POOLS" | "STOCK";
 
 /**
  * The object that sent a message and the outbox rows it carries: once D1 holds them, the consumer confirms the
@@ -15,6 +15,16 @@ export interface OutboxOrigin {
   binding: OutboxBinding;
   objectId: string;
   rows: number[];
+}
+
+/** Many runs' record batches as one (a message, a collector's row). */
+export function mergeRecordBatches(batches: RecordBatch[]): RecordBatch {
+  return {
+    requests: batches.flatMap((b) => b.requests ?? []),
+    participations: batches.flatMap((b) => b.participations),
+    rewards: batches.flatMap((b) => b.rewards),
+    deliveries: batches.flatMap((b) => b.deliveries),
+  };
 }
 
 export type RequestRecordMessage = typeof requestRecords.$inferInsert;
