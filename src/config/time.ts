@@ -100,6 +100,12 @@ export function parseActivityTime(text: string, timeZone: string): number | null
   return ms;
 }
 
+/** The wall-clock minute of the day (0-1439) and ISO weekday (1 = Monday … 7 = Sunday) at `ms` in `timeZone`. */
+export function localTimeOfWeek(ms: number, timeZone: string): { minuteOfDay: number; weekday: number } {
+  const w = wallClock(ms, timeZone);
+  return { minuteOfDay: w.hour * 60 + w.minute, weekday: new Date(Date.UTC(w.year, w.month - 1, w.day)).getUTCDay() || 7 };
+}
+
 export type Period = "day" | "week" | "month" | "activity";
 
 const pad = (n: number) => String(n).padStart(2, "0");
