@@ -49,7 +49,7 @@ describe("condition trees are compiled once, every problem with its path and rea
     [
       "nesting deeper than 8",
       nest(9),
-      [{ path: [...Array.from({ length: 8 }, (_, i) => ["all", 0]).flat()], reason: "nested deeper than 8 levels of all, any, not and atLeast" }],
+      [{ path: Array.from({ length: 8 }, () => ["all", 0]).flat(), reason: "nested deeper than 8 levels of all, any, not and atLeast" }],
     ],
     [
       "an unknown leaf, with the nearest code",
