@@ -18,6 +18,7 @@ function steps(path: string): Step[] {
 
 /** The value at `path`, or with a wildcard every value it reaches (absent ones left out). Own keys only. */
 export function readPath(root: unknown, path: Step[]): { value: unknown; many: boolean } {
+  if (!path.some((s) => "every" in s)) return { value: readOne(root, path), many: false };
   let values: unknown[] = [root];
   let many = false;
   for (const step of path) {
@@ -34,6 +35,18 @@ export function readPath(root: unknown, path: Step[]): { value: unknown; many: b
     values = next;
   }
   return many ? { value: values.filter((v) => v !== undefined && v !== null), many } : { value: values[0], many };
+}
+
+/** A path without a wildcard: one value, read without collecting. */
+function readOne(root: unknown, path: Step[]): unknown {
+  let v = root;
+  for (const step of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    if ("index" in step) v = Array.isArray(v) ? v[step.index] : undefined;
+    else if (!Array.isArray(v) && Object.hasOwn(v, (step as { key: string }).key)) v = (v as Record<string, unknown>)[(step as { key: string }).key];
+    else return undefined;
+  }
+  return v;
 }
 
 export const event = defineCondition({
@@ -60,9 +73,13 @@ export const event = defineCondition({
     .superRefine(checkComparison),
   example: { path: "amount", op: "gte", value: 100 },
   needs: ["event"],
-  prepare: (a) => ({ path: steps(a.path), comparison: prepareComparison(a) }),
+  prepare: (a) => {
+    const path = steps(a.path);
+    return { path, many: path.some((s) => "every" in s), comparison: prepareComparison(a) };
+  },
   evaluate(facts, a) {
-    const { value, many } = readPath(facts.event?.payload, a.path);
-    return { pass: compare(value, a.comparison, many), actual: value, expected: a.comparison.expected };
+    const payload = facts.event?.payload;
+    const value = a.many ? readPath(payload, a.path).value : readOne(payload, a.path);
+    return { pass: compare(value, a.comparison, a.many), actual: value, expected: a.comparison.expected };
   },
 });

@@ -4,11 +4,15 @@ import { defineCondition } from "./define";
 
 const DAY_MS = 86_400_000;
 
+/** The last text parsed: a user's runs and a batch's evaluations read the same registeredAt again and again. */
+let last = { text: "", ms: Number.NaN };
+
 /** `registeredAt` as epoch ms: an ISO 8601 time or epoch milliseconds; NaN otherwise. */
 function instant(v: unknown): number {
   if (typeof v === "number") return Number.isFinite(v) ? v : Number.NaN;
-  if (typeof v === "string") return Date.parse(v);
-  return Number.NaN;
+  if (typeof v !== "string") return Number.NaN;
+  if (v !== last.text) last = { text: v, ms: Date.parse(v) };
+  return last.ms;
 }
 
 export const newUser = defineCondition({

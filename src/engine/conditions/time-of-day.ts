@@ -6,6 +6,8 @@ import { defineCondition } from "./define";
 const HHMM = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "a time of day is HH:MM, 00:00 to 23:59");
 const minutes = (t: string) => Number(t.slice(0, 2)) * 60 + Number(t.slice(3));
 const pad = (n: number) => String(n).padStart(2, "0");
+/** "HH:MM" of every minute of the day, made once: the explanation shows one per evaluation. */
+const CLOCK = Array.from({ length: 1440 }, (_, m) => `${pad(Math.floor(m / 60))}:${pad(m % 60)}`);
 
 export const timeOfDay = defineCondition({
   code: "timeOfDay",
@@ -22,6 +24,6 @@ export const timeOfDay = defineCondition({
   evaluate(facts, a) {
     const t = localTimeOfWeek(facts.now, facts.timezone).minuteOfDay;
     const pass = a.from < a.to ? t >= a.from && t < a.to : t >= a.from || t < a.to;
-    return { pass, actual: `${pad(Math.floor(t / 60))}:${pad(t % 60)}`, expected: a.expected };
+    return { pass, actual: CLOCK[t], expected: a.expected };
   },
 });

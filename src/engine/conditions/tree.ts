@@ -188,9 +188,11 @@ export function evaluate(tree: ConditionTree, facts: ConditionFacts, options: { 
     switch (n.kind) {
       case "leaf": {
         const r = n.def.evaluate(facts, n.args);
-        const e: LeafExplanation = { node: "leaf", id: n.id, code: n.code, pass: r.pass, actual: r.actual, expected: r.expected };
-        if (r.actual === undefined || r.actual === null) e.absent = true;
-        return e;
+        // One literal per case: every leaf explanation keeps one of two shapes (evaluation is on the hot path).
+        if (r.actual === undefined || r.actual === null) {
+          return { node: "leaf", id: n.id, code: n.code, pass: r.pass, actual: r.actual, expected: r.expected, absent: true };
+        }
+        return { node: "leaf", id: n.id, code: n.code, pass: r.pass, actual: r.actual, expected: r.expected };
       }
       case "not": {
         const child = walk(n.child);
