@@ -11,6 +11,7 @@ import { BENCH_SECRET, pushExtra, startWorker } from "./local-worker";
 import { prizePoolFigures } from "./prize-pools";
 import { flashSaleFigures } from "./flash-sales";
 import { servedBetween, servedCounts } from "./object-share";
+import { conditionFigures } from "./conditions";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -27,12 +28,21 @@ async function tokens(count: number, prefix: string): Promise<string[]> {
 }
 
 async function main() {
-  const worker = await startWorker(Number(process.env.BENCH_PORT ?? 8790));
   const lines: string[] = [];
   const say = (s: string) => {
     console.log(s);
     lines.push(s);
   };
+  // Pure evaluation, measured in this process: no worker to start for it alone.
+  if (process.env.BENCH_ONLY === "conditions") {
+    say(`# npm run bench (conditions only) — ${new Date().toISOString()}`);
+    say("## condition trees");
+    if (!conditionFigures(say)) process.exitCode = 1;
+    mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
+    writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
+    return;
+  }
+  const worker = await startWorker(Number(process.env.BENCH_PORT ?? 8790));
   try {
     say(`# npm run bench — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections, worker state in ${worker.state}`);
     await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
@@ -127,6 +137,11 @@ async function main() {
       say("");
       say("## flash sales and rate limits");
       await flashSaleFigures(worker, users, health, SECONDS, CONNECTIONS, Number(process.env.BENCH_PORT ?? 8790), say);
+    }
+    if (!only) {
+      say("");
+      say("## condition trees");
+      if (!conditionFigures(say)) process.exitCode = 1;
     }
     if (!only || only === "pools") {
       say("");

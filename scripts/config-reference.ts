@@ -8,6 +8,8 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import * as registry from "../src/engine/registry";
 import { RULE_NAMES } from "../src/config/request-rules";
+import { conditions } from "../src/engine/conditions/registry";
+import { MAX_DEPTH } from "../src/engine/conditions/tree";
 
 const root = join(import.meta.dirname, "..");
 const out = join(root, "docs", "task-config.md");
@@ -43,13 +45,17 @@ function argsTable(schema: z.ZodType): string {
   return ["| arg | type | required | default |", "|---|---|---|---|", ...rows].join("\n") + "\n";
 }
 
-function component(kind: string, d: { code: string; description: string; args: z.ZodType; example?: unknown; fromParams?: string }) {
+function component(
+  kind: string,
+  d: { code: string; description: string; args: z.ZodType; example?: unknown; fromParams?: string; needs?: readonly string[] },
+) {
   const example = d.example === undefined ? `- ${d.code}` : stringify([{ [d.code]: d.example }]).trim();
   return [
     `### \`${d.code}\` (${kind})`,
     "",
     d.description,
     "",
+    d.needs ? `Reads: ${d.needs.map((k) => `\`${k}\``).join(", ")}.\n` : "",
     argsTable(d.args),
     d.fromParams ? `Used bare (\`- ${d.code}\`), it takes its args from \`params.${d.fromParams}\` when that is set.\n` : "",
     "```yaml",
@@ -214,6 +220,7 @@ failing step answers with its code and configured message; everything the run wr
 | \`request\` | \`[]\` | Request-parameter rules (below). |
 | \`params\` | \`{}\` | Free-form data for the task; components can take their args from it (\`$params.path\`, or a bare code's own key). |
 | \`validator\` | \`[]\` | Ordered list of validators. |
+| \`when\` | none | A condition tree the run must pass, after the validators and before the command (see Conditions). |
 | \`command\` | none | One command or a list, run before the reward. |
 | \`reward\` | none | One reward or a list. |
 | \`afterCommand\` | none | One command or a list, run after the reward (sees its outcome). |
@@ -260,6 +267,39 @@ object) fails \`min\` and \`max\`.
 ## Validators
 
 ${registry.validators.map((d) => component("validator", d)).join("\n")}
+## Conditions (\`when:\`)
+
+\`\`\`yaml
+when:
+  all:
+    - { attribute: { name: rank, op: gte, value: 2 } }
+    - atLeast:
+        n: 2
+        of: [ { newUser: { days: 30 } }, { group: { in: [vip] } }, { dayOfWeek: { in: [sat, sun] } } ]
+\`\`\`
+
+A task's \`when:\` is a tree of nodes and conditions, checked after the validators: a run it does not pass is
+refused with 403 CONDITIONS_NOT_MET, whose message names the failing conditions briefly and whose
+\`error.details.explanation\` gives every node's result and every condition's \`actual\` against \`expected\`
+(\`absent: true\` when there was no value). Every condition is evaluated (no short-circuit), over facts fetched once
+before the tree runs (one read of the user's account).
+
+| node | meaning |
+|---|---|
+| \`all: [...]\` | Every child holds. |
+| \`any: [...]\` | At least one child holds. |
+| \`not: node\` | The child does not hold. |
+| \`atLeast: {n, of: [...], scope?}\` | At least \`n\` of the children hold ("any 2 of these 3"); its explanation carries the gap (\`"1 of 2 satisfied"\`). \`scope: event\` (default) counts this evaluation. \`scope: activity\` counts distinct children met over the user's evaluations and passes once, when the count reaches \`n\`; it needs a caller that keeps the progress, so a task's \`when:\` refuses it. |
+| \`{code: args}\` | A condition (below); a bare \`code\` takes no args. |
+
+Nodes nest at most ${MAX_DEPTH} deep. Rejected when the config loads, with the path: an empty node, \`n\` below 1 or
+above the number of children, deeper nesting, an unknown condition (with the nearest code) or ill-typed args, a
+condition that reads the user without \`login\` among the validators, and a condition reading facts a task run
+does not have: \`event\`, \`firstOrder\` and \`pointsBalance\` are for event activities. Each node's id in the
+explanation is its position (\`.\` for the root, \`all/1/atLeast/0\` for the first child of the atLeast that is
+the second child of the root \`all\`).
+
+${conditions.map((d) => component("condition", d)).join("\n")}
 ## Commands
 
 ${registry.commands.map((d) => component("command", d)).join("\n")}

@@ -8,6 +8,7 @@ export const ERROR_STATUS = {
   FORBIDDEN: 403,
   OUTSIDE_TIME_WINDOW: 403,
   NOT_ELIGIBLE: 403,
+  CONDITIONS_NOT_MET: 403,
   NO_CHANCES: 403,
   NOT_STARTED: 403,
   ENDED: 403,
@@ -38,6 +39,12 @@ export interface FieldIssue {
   message: string;
 }
 
+/**
+ * What a failure carries beyond its message: every failing field (INVALID_PARAMS), or the condition tree's
+ * explanation, every node's result (CONDITIONS_NOT_MET).
+ */
+export type ErrorDetails = FieldIssue[] | { explanation: unknown };
+
 /** An expected failure of a request: answered with its code's status and message, never logged as a bug. */
 export class AppError extends Error {
   readonly status: ContentfulStatusCode;
@@ -45,8 +52,8 @@ export class AppError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly headers: Record<string, string> = {},
-    /** Validation failures: every failing field, not only the first. */
-    readonly details?: FieldIssue[],
+    /** Validation failures: every failing field, not only the first; a condition tree's explanation. */
+    readonly details?: ErrorDetails,
   ) {
     super(message);
     this.name = "AppError";
@@ -57,10 +64,10 @@ export class AppError extends Error {
 export interface ErrorBody {
   ok: false;
   requestId: string;
-  error: { code: ErrorCode; message: string; details?: FieldIssue[] };
+  error: { code: ErrorCode; message: string; details?: ErrorDetails };
 }
 
-export function errorBody(requestId: string, code: ErrorCode, message: string, details?: FieldIssue[]): ErrorBody {
+export function errorBody(requestId: string, code: ErrorCode, message: string, details?: ErrorDetails): ErrorBody {
   return { ok: false, requestId, error: details ? { code, message, details } : { code, message } };
 }
 

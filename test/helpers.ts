@@ -23,8 +23,8 @@ export async function pushConfigs(extra: Record<string, string> = {}, includeShi
   return hash;
 }
 
-export async function token(userId: string, opts: { groups?: string[]; secret?: string; expiresIn?: number } = {}) {
-  return new SignJWT({ groups: opts.groups ?? [] })
+export async function token(userId: string, opts: { groups?: string[]; claims?: Record<string, unknown>; secret?: string; expiresIn?: number } = {}) {
+  return new SignJWT({ ...opts.claims, groups: opts.groups ?? [] })
     .setProtectedHeader({ alg: "HS256" })
     .setSubject(userId)
     .setIssuedAt()
@@ -35,6 +35,8 @@ export async function token(userId: string, opts: { groups?: string[]; secret?: 
 export interface CallOptions {
   user?: string;
   groups?: string[];
+  /** Claims of the user's token besides sub and groups (profile attributes). */
+  claims?: Record<string, unknown>;
   method?: string;
   body?: unknown;
   rawBody?: string;
@@ -51,7 +53,7 @@ export interface ApiResponse {
 
 export async function call(path: string, opts: CallOptions = {}): Promise<ApiResponse> {
   const headers: Record<string, string> = { ...opts.headers };
-  if (opts.user) headers.authorization = `Bearer ${await token(opts.user, { groups: opts.groups })}`;
+  if (opts.user) headers.authorization = `Bearer ${await token(opts.user, { groups: opts.groups, claims: opts.claims })}`;
   if (opts.now !== undefined) headers["x-fanfare-now"] = String(opts.now);
   const method = opts.method ?? "POST";
   let body: string | undefined = opts.rawBody;

@@ -9,6 +9,9 @@ import { AppError } from "../errors";
 import type { User } from "../engine/run";
 import { bearerToken, invalidToken } from "./bearer";
 
+/** Claims about the token itself (RFC 7519) and `groups`: every other claim is a profile attribute. */
+const STANDARD_CLAIMS = new Set(["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "groups"]);
+
 let keys: { source: Vars; key: CryptoKey | JWTVerifyGetKey } | undefined;
 
 /**
@@ -44,7 +47,8 @@ export async function authenticate(env: Env, authorization: string | undefined):
     const sub: unknown = payload.sub;
     if (typeof sub !== "string" || sub.length === 0 || sub.length > 128) throw new Error("sub must be the user id, a string of 1-128 characters");
     const groups = Array.isArray(payload.groups) ? payload.groups.filter((g): g is string => typeof g === "string") : [];
-    return { id: sub, groups };
+    const attributes = Object.fromEntries(Object.entries(payload).filter(([k]) => !STANDARD_CLAIMS.has(k)));
+    return Object.keys(attributes).length > 0 ? { id: sub, groups, attributes } : { id: sub, groups };
   } catch (e) {
     // The identity provider's key set could not be fetched: the token may be fine, so this is not a sign-in problem.
     const code = (e as { code?: string }).code;

@@ -16,6 +16,9 @@ import { ConfigIdSchema } from "./id";
 import { didYouMean, knownKeys } from "./suggest";
 import { innerWindow, isTimeZone, notATime, parseActivityTime, parseDuration } from "./time";
 import { sha256Hex } from "../sharding";
+import { compileTree } from "../engine/conditions/tree";
+import { TASK_TREES } from "../engine/conditions/facts";
+import type { ParticipationCount } from "../engine/conditions/define";
 
 export interface ConfigFile {
   name: string;
@@ -71,6 +74,8 @@ const Task = z
     request: z.array(RequestRule).default([]),
     params: z.record(z.string(), z.unknown()).default({}),
     validator: z.array(ComponentRef).default([]),
+    // A condition tree, compiled on its own (src/engine/conditions/tree.ts) so each problem has its own path.
+    when: z.unknown().optional(),
     command: ComponentList.optional(),
     reward: ComponentList.optional(),
     afterCommand: ComponentList.optional(),
@@ -286,7 +291,7 @@ class FileCompiler {
       if (window) sales[id] = saleDefinition(id, f, window.begin, window.end);
     }
 
-    const activity: Omit<CompiledActivity, "tasks"> = {
+    const activity: Omit<CompiledActivity, "tasks" | "countedParticipations"> = {
       id: id ?? "",
       name: name ?? "",
       file: this.file,
@@ -304,10 +309,13 @@ class FileCompiler {
     for (const [taskId, entry] of Object.entries(taskEntries)) {
       if (!Id.safeParse(taskId).success) this.issue(["tasks", taskId], `'${taskId}' is not a valid task id (letters, digits, -, _)`);
       const t = this.section(["tasks", taskId], Task, entry);
-      const task = t && this.task(activity, taskId, t);
+      const task = t && this.task(activity, taskId, t, Object.keys(taskEntries));
       if (task) tasks[taskId] = task;
     }
-    return this.issues.length === 0 ? { ...activity, tasks } : undefined;
+    // Every participation count some task's conditions read, once: runs of the tasks it names are counted.
+    const counted = new Map<string, ParticipationCount>();
+    for (const t of Object.values(tasks)) for (const c of t.when?.counts ?? []) counted.set(`${c.task}:${c.period}`, c);
+    return this.issues.length === 0 ? { ...activity, tasks, countedParticipations: [...counted.values()] } : undefined;
   }
 
   /** A pool's or sale's own window (the activity's when not given), which must lie inside the activity's. */
@@ -332,7 +340,12 @@ class FileCompiler {
     return ms ?? undefined;
   }
 
-  private task(activity: Omit<CompiledActivity, "tasks">, id: string, t: z.output<typeof Task>): CompiledTask | undefined {
+  private task(
+    activity: Omit<CompiledActivity, "tasks" | "countedParticipations">,
+    id: string,
+    t: z.output<typeof Task>,
+    taskIds: string[],
+  ): CompiledTask | undefined {
     const base: Path = ["tasks", id];
     const before = this.issues.length;
     const rules: CompiledRule[] = t.request.map((r, i) => {
@@ -363,8 +376,16 @@ class FileCompiler {
     const rewards = list(t.reward).map((ref, i) => this.place(registry.rewards, "reward", ref, [...base, "reward", i], ctx));
     const afterCommands = list(t.afterCommand).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "afterCommand", i], ctx));
 
+    const compiled = t.when === undefined ? undefined : compileTree(t.when, { timezone: activity.timezone, taskIds, ...TASK_TREES });
+    if (compiled && "issues" in compiled) for (const i of compiled.issues) this.issue([...base, "when", ...i.path], i.reason);
+    const when = compiled && "tree" in compiled ? compiled.tree : undefined;
+
     // Anything that works on the user needs `login` earlier in the validator list, so it never meets no user.
     const loginAt = validators.findIndex((v) => v?.def.code === "login");
+    const userFacts = (["attributes", "groups", "participations"] as const).filter((k) => when?.needs.has(k));
+    if (userFacts.length > 0 && loginAt === -1) {
+      this.issue([...base, "when"], `these conditions read the user's ${userFacts.join(", ")}: add 'login' to the validators`);
+    }
     validators.forEach((v, i) => {
       if (v?.def.needsUser && (loginAt === -1 || loginAt > i)) {
         this.issue([...base, "validator", i], `'${v.def.code}' works on the signed-in user: put 'login' before it`);
@@ -406,6 +427,7 @@ class FileCompiler {
       commands: commands as Placed<(typeof registry.commands)[number]>[],
       rewards: rewards as Placed<(typeof registry.rewards)[number]>[],
       afterCommands: afterCommands as Placed<(typeof registry.commands)[number]>[],
+      when,
       rateLimit: t.rateLimit,
       intake: t.intake,
     };

@@ -6,6 +6,8 @@ import type { SaleDefinition } from "../sales/sale-definition";
 import type { Period } from "./time";
 import type { Intake } from "../intake/intake-mode";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
+import type { ConditionTree } from "../engine/conditions/tree";
+import type { ParticipationCount } from "../engine/conditions/define";
 
 export interface CompiledRule {
   field: string;
@@ -41,6 +43,8 @@ export interface CompiledTask {
   commands: Placed<CommandDefinition>[];
   rewards: Placed<RewardDefinition>[];
   afterCommands: Placed<CommandDefinition>[];
+  /** The condition tree a run must pass, after the validators and before the command (`when:`). */
+  when?: ConditionTree;
   rateLimit?: RateLimitRule[];
   /** Runs answered in the request (`direct`) or queued behind a ticket (`queue`). */
   intake: Intake;
@@ -64,6 +68,8 @@ export interface CompiledActivity {
   /** Flash sales declared by this activity, by their global id. */
   sales: Record<string, SaleDefinition>;
   tasks: Record<string, CompiledTask>;
+  /** The participation counts the activity's conditions read: each run of a task they name is counted. */
+  countedParticipations: ParticipationCount[];
 }
 
 export interface CompiledConfig {

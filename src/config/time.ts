@@ -36,6 +36,8 @@ interface WallClock {
   hour: number;
   minute: number;
   second: number;
+  /** ISO weekday: 1 = Monday … 7 = Sunday. */
+  weekday: number;
 }
 
 /** The last wall clock read per timezone: a run reads it several times, and so do the other requests of that second. */
@@ -57,6 +59,7 @@ function wallClock(ms: number, timeZone: string): WallClock {
     hour: parts.hour!,
     minute: parts.minute!,
     second: parts.second!,
+    weekday: new Date(Date.UTC(parts.year!, parts.month! - 1, parts.day!)).getUTCDay() || 7,
   };
   lastRead.set(timeZone, { second, clock });
   return clock;
@@ -98,6 +101,12 @@ export function parseActivityTime(text: string, timeZone: string): number | null
   let ms = guess - offsetAt(guess, timeZone);
   ms = guess - offsetAt(ms, timeZone);
   return ms;
+}
+
+/** The wall-clock minute of the day (0-1439) and ISO weekday (1 = Monday … 7 = Sunday) at `ms` in `timeZone`. */
+export function localTimeOfWeek(ms: number, timeZone: string): { minuteOfDay: number; weekday: number } {
+  const w = wallClock(ms, timeZone);
+  return { minuteOfDay: w.hour * 60 + w.minute, weekday: w.weekday };
 }
 
 export type Period = "day" | "week" | "month" | "activity";

@@ -27,7 +27,7 @@ export interface Rejection {
 
 /** What a definition knows when its args are compiled (once, at config load). */
 export interface CompileContext {
-  activity: Omit<CompiledActivity, "tasks">;
+  activity: Omit<CompiledActivity, "tasks" | "countedParticipations">;
   taskId: string;
   params: Record<string, unknown>;
 }

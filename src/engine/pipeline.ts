@@ -1,5 +1,6 @@
 /**
- * The task pipeline, in a fixed order: request rules → validators → command → reward → afterCommand → commit.
+ * The task pipeline, in a fixed order: request rules → validators → conditions (`when:`) → command → reward →
+ * afterCommand → commit.
  * The first failing step answers with its code and configured message. Checks on stored state are made at commit:
  * the units of shared counters the run needs (stock, budget, an activity-wide cap) are reserved on their shards
  * first, then the user's account checks the user's own state (lock, limits, chances) in the same transaction that
@@ -20,6 +21,8 @@ import { own, type CompiledConfig, type CompiledTask } from "../config/compiled"
 import type { RewardOutcome } from "./define";
 import { TaskRun, type User } from "./run";
 import { log } from "../platform/log";
+import { evaluate, whyNot } from "./conditions/tree";
+import { countParticipation, taskFacts } from "./conditions/facts";
 
 export interface TaskRequest {
   requestId: string;
@@ -108,6 +111,11 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
       const rejection = await v.def.check(run, v.args);
       if (rejection) throw new AppError(rejection.code, rejection.message);
     }
+    // The task's conditions, over facts fetched once; a refusal explains every node.
+    if (task.when) {
+      const { pass, explanation } = evaluate(task.when, await taskFacts(task.when, run));
+      if (!pass) throw new AppError("CONDITIONS_NOT_MET", conditionsNotMet(whyNot(explanation)), {}, { explanation });
+    }
     // 3. Command, 4. rewards, 5. afterCommand: each adds to the one commit below.
     for (const c of task.commands) await c.def.run(run, c.args);
     for (const r of task.rewards) run.rewards.push(await r.def.grant(run, r.args));
@@ -131,6 +139,12 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
   } finally {
     if (!committed) recordOutsideCommit(req.env, req.ctx, record);
   }
+}
+
+/** The refusal's message: the first few failing conditions, briefly (the details hold the whole explanation). */
+function conditionsNotMet(failing: string[]): string {
+  const shown = failing.slice(0, 3).join("; ");
+  return `conditions not met: ${shown}${failing.length > 3 ? `; and ${failing.length - 3} more` : ""}`;
 }
 
 /** A refusal answered by the user's account at commit (it recorded the run with this outcome). */
@@ -166,6 +180,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     period: run.period("day"),
     createdAt: run.now,
   });
+  countParticipation(run);
   const { held, requirements } = await reserveShared(run, user.id);
   if (req.fault === "after-reserve") throw new InjectedFault("fault injected after the reservations");
   const plan: AccountPlan = {

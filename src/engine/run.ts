@@ -14,6 +14,8 @@ export interface User {
   id: string;
   /** User groups from the token's `groups` claim (red packets and other rewards may be restricted to them). */
   groups: string[];
+  /** Profile attributes: the token's claims besides the standard ones and `groups` (absent when it has none). */
+  attributes?: Record<string, unknown>;
 }
 
 /**

@@ -100,6 +100,23 @@ const FieldErrors = z
   .optional()
   .openapi({ description: "INVALID_PARAMS: every failing field, not only the first" });
 
+/** CONDITIONS_NOT_MET: the condition tree's explanation, nested as the tree is. */
+const ConditionDetails = z
+  .object({
+    explanation: z.record(z.string(), z.unknown()).openapi({
+      description:
+        "Every node's result: `{node, id, pass}`, with `children` (all, any, atLeast), `child` (not), `n`, `satisfied` and `gap` (atLeast), and `code`, `actual`, `expected`, `absent` (a leaf)",
+      example: {
+        node: "any",
+        id: ".",
+        pass: false,
+        children: [{ node: "leaf", id: "any/0", code: "newUser", pass: false, expected: { withinDays: 30 }, absent: true }],
+      },
+    }),
+  })
+  .optional()
+  .openapi({ description: "CONDITIONS_NOT_MET: why the task's conditions do not hold" });
+
 function errorResponse(entries: [ErrorCode, string][], traits: ResponseTraits, status: number) {
   const codes = entries.map(([code]) => code) as [ErrorCode, ...ErrorCode[]];
   const schema = z.object({
@@ -109,6 +126,7 @@ function errorResponse(entries: [ErrorCode, string][], traits: ResponseTraits, s
       code: z.enum(codes).openapi({ description: "Stable machine-readable code" }),
       message: z.string().openapi({ description: "The configured message for this failure" }),
       ...(codes.includes("INVALID_PARAMS") ? { details: FieldErrors } : {}),
+      ...(codes.includes("CONDITIONS_NOT_MET") ? { details: ConditionDetails } : {}),
     }),
   });
   return {
@@ -129,7 +147,7 @@ export const ErrorBodySchema = z
   .object({
     ok: z.literal(false),
     requestId: z.string(),
-    error: z.object({ code: z.enum(ERROR_CODES), message: z.string(), details: FieldErrors }),
+    error: z.object({ code: z.enum(ERROR_CODES), message: z.string(), details: z.union([FieldErrors, ConditionDetails]) }),
   })
   .openapi("ErrorBody");
 

@@ -44,6 +44,7 @@ const RUN_ERRORS = {
   OUTSIDE_TIME_WINDOW: "outside the activity's or the task's time window",
   NOT_ELIGIBLE: "a participation limit was reached",
   NO_CHANCES: "no chances of the kind the task spends are left",
+  CONDITIONS_NOT_MET: "the task's `when:` conditions do not hold (details.explanation: every node's result)",
   NOT_FOUND: "unknown activity or task",
   METHOD_NOT_ALLOWED: "the task takes the other method (see Allow)",
   LOCKED: "a concurrent duplicate holds the user's lock, or the Idempotency-Key's first request is still running",

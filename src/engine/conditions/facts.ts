@@ -1,0 +1,58 @@
+/**
+ * The facts a task run's `when:` reads, fetched once before the tree is evaluated: the clock, the user's groups and
+ * profile attributes (from the token), and the user's participation counts (one read of the user's account). A task
+ * run has no event, points or orders facts yet, so a `when:` that needs them is refused when the config loads.
+ */
+import { userAccount } from "../../../durable-objects/support/stubs";
+import { periodKey } from "../../config/time";
+import type { TaskRun, User } from "../run";
+import { type ConditionFacts, type ParticipationCount, participationKey } from "./define";
+import type { ConditionTree, TreeContext } from "./tree";
+
+/** What a task's `when:` cannot read, and why. */
+export const TASK_TREES: Pick<TreeContext, "unavailable" | "noActivityScope"> = {
+  unavailable: {
+    event: "a task run has no business event (event activities have one)",
+    points: "a task's when: cannot read points balances yet",
+    orders: "a task's when: cannot read the order history yet",
+  },
+  noActivityScope: "a task's when: keeps no progress between runs; scope: activity is for event activities",
+};
+
+/** The user-account counter of a participation count in the period containing `now`. */
+const counterKey = (c: ParticipationCount, now: number, timeZone: string) =>
+  `participations:${c.task}:${c.period}:${periodKey(c.period, now, timeZone)}`;
+
+/**
+ * The user's profile attributes. Today they are the extra claims of the user's token; stored attributes will join
+ * them here.
+ */
+export function profileAttributes(user: User): Record<string, unknown> {
+  return user.attributes ?? {};
+}
+
+/** Fetches everything `tree` needs for this run, each kind once. */
+export async function taskFacts(tree: ConditionTree, run: TaskRun): Promise<ConditionFacts> {
+  const facts: ConditionFacts = { now: run.now, timezone: run.activity.timezone };
+  const user = run.user;
+  if (!user) return facts;
+  if (tree.needs.has("attributes") || tree.needs.has("groups") || tree.needs.has("participations")) {
+    facts.user = { id: user.id, groups: user.groups, attributes: profileAttributes(user) };
+  }
+  if (tree.needs.has("participations")) {
+    const keys = tree.counts.map((c) => [participationKey(c), counterKey(c, run.now, run.activity.timezone)] as const);
+    const stored = await userAccount(run.init.env, user.id).counters(
+      run.activity.namespace,
+      keys.map(([, key]) => key),
+    );
+    facts.participations = Object.fromEntries(keys.map(([name, key]) => [name, stored[key] ?? 0]));
+  }
+  return facts;
+}
+
+/** Counts a committed run in each of its activity's participation counts that some condition reads. */
+export function countParticipation(run: TaskRun) {
+  for (const c of run.activity.countedParticipations) {
+    if (c.task === "*" || c.task === run.task.id) run.plan.counters.push({ key: counterKey(c, run.now, run.activity.timezone), delta: 1 });
+  }
+}
