@@ -23,8 +23,8 @@ export async function pushConfigs(extra: Record<string, string> = {}, includeShi
   return hash;
 }
 
-export async function token(userId: string, opts: { groups?: string[]; secret?: string; expiresIn?: number } = {}) {
-  return new SignJWT({ groups: opts.groups ?? [] })
+export async function token(userId: string, opts: { groups?: string[]; secret?: string; expiresIn?: number; claims?: Record<string, unknown> } = {}) {
+  return new SignJWT({ ...opts.claims, groups: opts.groups ?? [] })
     .setProtectedHeader({ alg: "HS256" })
     .setSubject(userId)
     .setIssuedAt()
@@ -110,6 +110,7 @@ export function accountRows(userId: string) {
       idempotencyKeys: n("idempotency_keys"),
       reservations: n("reservations"),
       pendingRecords: n("outbox"),
+      profile: n("profile"),
     };
   });
 }

@@ -14,6 +14,8 @@ export interface User {
   id: string;
   /** User groups from the token's `groups` claim (red packets and other rewards may be restricted to them). */
   groups: string[];
+  /** The token's other claims (registered JWT claims aside): declared profile attributes are read from them. */
+  claims?: Record<string, unknown>;
 }
 
 /**
