@@ -24,6 +24,10 @@ import type {
   RequestRecordRow,
 } from "../src/accounts/account-plan";
 import { log } from "../src/platform/log";
+import type { AttributeValue } from "../src/users/profile-definition";
+
+/** A user's stored profile attributes by name, each with when its source last set it (epoch ms). */
+export type StoredProfile = Record<string, { value: AttributeValue; updatedAt: number }>;
 
 /**
  * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
@@ -41,6 +45,9 @@ export const userAccountMigrations: StorageMigration[] = [
   CREATE TABLE reservations (id TEXT PRIMARY KEY, outcome TEXT NOT NULL CHECK (outcome IN ('committed', 'abandoned')), at INTEGER NOT NULL);
   CREATE INDEX reservations_by_age ON reservations (at);`),
   outboxTable,
+  // Profile attributes (src/users): one row per attribute, its value as JSON; a removed one keeps its row with a NULL
+  // value, so an older update that arrives later cannot bring it back.
+  (sql) => sql.exec("CREATE TABLE profile (name TEXT PRIMARY KEY, value TEXT, updated_at INTEGER NOT NULL)"),
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -360,6 +367,33 @@ export class UserAccount extends DurableObject<Env> {
     }
   }
 
+  /** The user's stored profile attributes (removed ones left out), by name. */
+  async profile(): Promise<StoredProfile> {
+    return readProfile(this.sql);
+  }
+
+  /**
+   * Applies checked attribute changes (null removes one) in one transaction, each only if `updatedAt` is not older
+   * than what is stored for it: a source's updates may arrive out of order, and the newest one stands. Answers the
+   * profile after the change and the names of changes that were older than what is stored.
+   */
+  async updateProfile(changes: Record<string, AttributeValue | null>, updatedAt: number): Promise<{ profile: StoredProfile; stale: string[] }> {
+    const stale: string[] = [];
+    this.ctx.storage.transactionSync(() => {
+      for (const [name, value] of Object.entries(changes)) {
+        const written = this.sql.exec(
+          "INSERT INTO profile (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at WHERE excluded.updated_at >= profile.updated_at",
+          name,
+          value === null ? null : JSON.stringify(value),
+          updatedAt,
+        ).rowsWritten;
+        if (written === 0) stale.push(name);
+      }
+      countServed(this.sql);
+    });
+    return { profile: readProfile(this.sql), stale };
+  }
+
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */
   async record(requests: RequestRecordRow[]): Promise<void> {
     this.ctx.storage.transactionSync(() => {
@@ -368,6 +402,11 @@ export class UserAccount extends DurableObject<Env> {
     });
     this.handOff();
   }
+}
+
+function readProfile(sql: SqlStorage): StoredProfile {
+  const rows = sql.exec<{ name: string; value: string; updated_at: number }>("SELECT name, value, updated_at FROM profile WHERE value IS NOT NULL");
+  return Object.fromEntries([...rows].map((r) => [r.name, { value: JSON.parse(r.value) as AttributeValue, updatedAt: r.updated_at }]));
 }
 
 const waiterId = (ns: string, key: string) => `${ns}\n${key}`;

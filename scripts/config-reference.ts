@@ -10,6 +10,7 @@ import * as registry from "../src/engine/registry";
 import { RULE_NAMES } from "../src/config/request-rules";
 import { conditions } from "../src/engine/conditions/registry";
 import { MAX_DEPTH } from "../src/engine/conditions/tree";
+import { ATTRIBUTE_TYPES } from "../src/users/profile-definition";
 
 const root = join(import.meta.dirname, "..");
 const out = join(root, "docs", "task-config.md");
@@ -66,6 +67,7 @@ function component(
 }
 
 const example = readFileSync(join(root, "task-configs", "double11.yaml"), "utf8");
+const profileExample = readFileSync(join(root, "task-configs", "profile.yaml"), "utf8");
 
 const text = `# Task-config reference
 
@@ -309,6 +311,30 @@ Every reward needs \`login\`. A reward that does not grant answers \`{granted: f
 \`NOT_IN_GROUP\`); one that would exceed a stock or budget refuses the whole run with SOLD_OUT. Money is integer minor units.
 
 ${registry.rewards.map((d) => component("reward", d)).join("\n")}
+## Profile attributes
+
+Typed attributes of a user, declared once per bundle in a file whose only top-level key is \`profile\` (any number
+of such files; an attribute declared in two of them is an error). Business systems set them with a service key
+(\`POST /v1/users/{userId}/attributes\`, scope \`users:write\`; see the README), and they are kept in the user's
+account. Example (\`task-configs/profile.yaml\`):
+
+\`\`\`yaml
+${profileExample.trim()}
+\`\`\`
+
+Each attribute is \`{type, values?, description?}\`; a name is a letter, then letters, digits or \`_\` (at most 64).
+
+| type | values |
+|---|---|
+${Object.entries(ATTRIBUTE_TYPES)
+  .map(([t, d]) => `| \`${t}\` | ${d.description} |`)
+  .join("\n")}
+
+A request naming an undeclared attribute, or a value of the wrong type, is refused whole with 422
+INVALID_ATTRIBUTES, each problem at its JSON pointer (\`/attributes/vipLevel\`); \`null\` removes an attribute.
+When read, an attribute's stored value comes first, then the user's token claim of the same name if it fits the
+type (the stored profile is the system of record; a token's claims date from sign-in); with neither it is absent.
+
 ## Complete example (\`task-configs/double11.yaml\`)
 
 \`\`\`yaml

@@ -69,6 +69,10 @@ async function checkLocal(): Promise<{ files: ConfigFile[]; hash: string; config
   for (const a of checked.config!.activities.values()) {
     step(`ok  ${a.file}: activity '${a.id}' (account ${a.namespace}), tasks: ${Object.keys(a.tasks).join(", ")}`);
   }
+  const attributes = Object.values(checked.config!.profile);
+  for (const file of new Set(attributes.map((p) => p.file))) {
+    step(`ok  ${file}: profile attributes ${attributes.flatMap((p) => (p.file === file ? [`${p.name} (${p.type})`] : [])).join(", ")}`);
+  }
   if (strict && checked.warnings.length > 0) stop(0, checked.warnings.length);
   return { files, hash, config: checked.config! };
 }

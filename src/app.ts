@@ -14,6 +14,8 @@ import { registerAdminPools } from "./routes/admin-pools";
 import { registerAdminSales } from "./routes/admin-sales";
 import { registerAdminDeadLetters } from "./routes/admin-dead-letters";
 import { registerAdminActivities } from "./routes/admin-activities";
+import { registerAdminServiceKeys } from "./routes/admin-service-keys";
+import { registerUserAttributes } from "./routes/user-attributes";
 import { registerFlashSales } from "./routes/flash-sales";
 import { registerTickets } from "./routes/tickets";
 import { requireOperator } from "./auth/operator";
@@ -37,6 +39,12 @@ registerMe(app);
 registerPrizes(app);
 registerFlashSales(app);
 registerTickets(app);
+app.openAPIRegistry.registerComponent("securitySchemes", "service", {
+  type: "http",
+  scheme: "bearer",
+  description: "A service key, fsk_<keyId>_<secret> (POST /v1/admin/service-keys), with the route's scope",
+});
+registerUserAttributes(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 registerHeaders(app);
 app.use("/v1/admin/*", requireOperator);
@@ -44,6 +52,7 @@ registerAdminPools(app);
 registerAdminSales(app);
 registerAdminDeadLetters(app);
 registerAdminActivities(app);
+registerAdminServiceKeys(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));
@@ -58,7 +67,7 @@ app.onError((err, c) => {
   if (isRetryable(err)) {
     // A Durable Object (or the queue) refused or dropped the work: the client may retry. Nothing is half-done,
     // since every change is one transaction in one object (a grab that did commit is found by its Idempotency-Key).
-    log.warn("overloaded", { requestId, error: String(err) });
+    log.warn("overloaded", { requestId, serviceKey: c.get("serviceKey"), error: String(err) });
     return c.json(errorBody(requestId, "UNAVAILABLE", "busy: please retry shortly"), 503, { "retry-after": "1", "x-request-id": requestId });
   }
   if (err instanceof HTTPException && err.status < 500) {
@@ -66,6 +75,6 @@ app.onError((err, c) => {
       return c.json(errorBody(requestId, "INVALID_JSON", "the request body is not valid JSON"), 400, { "x-request-id": requestId });
     return c.json(errorBody(requestId, "INVALID_PARAMS", err.message), 400, { "x-request-id": requestId });
   }
-  log.error("unhandled error", { requestId, error: String(err), stack: (err as Error).stack });
+  log.error("unhandled error", { requestId, serviceKey: c.get("serviceKey"), error: String(err), stack: (err as Error).stack });
   return c.json(errorBody(requestId, "INTERNAL", "internal error"), 500, { "x-request-id": requestId });
 });

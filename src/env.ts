@@ -43,6 +43,11 @@ export interface Env {
   UPSTASH_TIMEOUT_MS?: string;
   /** Per-route rate limits, JSON: {"flash-sale.grab": {"requests": 5, "windowSeconds": 1, "by": "ip"}, ...}. */
   ROUTE_RATE_LIMITS?: string;
+  /**
+   * How long an isolate trusts a service key it read from D1, in ms: a revocation elsewhere takes effect within it
+   * (at once in the isolate that revoked it).
+   */
+  SERVICE_KEY_CACHE_MS?: string;
   /** How long a flash sale's public status may be served from an isolate's cache, in ms. */
   SALE_STATUS_CACHE_MS?: string;
   /** Test and benchmark runs only: honour the X-Fanfare-Now header as the current time. */

@@ -6,6 +6,10 @@ export const ERROR_STATUS = {
   INVALID_PARAMS: 400,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
+  /** Credentials of the wrong kind for the route: a consumer token or the operator token on a service route, a service key elsewhere. */
+  WRONG_CREDENTIALS: 403,
+  /** A valid service key without the scope the route needs. */
+  MISSING_SCOPE: 403,
   OUTSIDE_TIME_WINDOW: 403,
   NOT_ELIGIBLE: 403,
   CONDITIONS_NOT_MET: 403,
@@ -25,6 +29,10 @@ export const ERROR_STATUS = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   IDEMPOTENCY_MISMATCH: 422,
+  /** A service key asked for with a scope that does not exist. */
+  UNKNOWN_SCOPE: 422,
+  /** Profile attributes that are not declared, or whose value does not fit the declared type. */
+  INVALID_ATTRIBUTES: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,

@@ -5,6 +5,7 @@ import { vars } from "./platform/vars";
 import type { Env } from "./env";
 import { AppError, errorBody, jsonPointer } from "./errors";
 import type { User } from "./engine/run";
+import type { ServiceCaller } from "./auth/service";
 
 export interface AppVariables {
   requestId: string;
@@ -12,6 +13,8 @@ export interface AppVariables {
   now: number;
   /** The signed-in user, on routes behind requireUser or identifyUser (null: anonymous). */
   user: User | null;
+  /** The service key a request was made with, on routes behind requireService (requests are attributed to it). */
+  serviceKey: ServiceCaller | undefined;
 }
 
 export type AppEnv = { Bindings: Env; Variables: AppVariables };

@@ -17,10 +17,10 @@ export function pickWeighted<T>(items: T[], weightOf: (item: T) => number, rando
   return items[items.length - 1]!;
 }
 
-/** A random id of 128 bits, URL-safe base64 (22 characters): token and loan names nobody can guess. */
-export function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...bytes))
+/** A random id of 128 bits (or `bytes` bytes), URL-safe base64 (22 characters): token and loan names nobody can guess. */
+export function randomId(bytes = 16): string {
+  const random = crypto.getRandomValues(new Uint8Array(bytes));
+  return btoa(String.fromCharCode(...random))
     .replace(/\+/g, "-")
     .replace(/\//g, "_")
     .replace(/=+$/, "");

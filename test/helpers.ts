@@ -112,6 +112,7 @@ export function accountRows(userId: string) {
       idempotencyKeys: n("idempotency_keys"),
       reservations: n("reservations"),
       pendingRecords: n("outbox"),
+      profile: n("profile"),
     };
   });
 }

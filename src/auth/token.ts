@@ -8,9 +8,7 @@ import type { Env } from "../env";
 import { AppError } from "../errors";
 import type { User } from "../engine/run";
 import { bearerToken, invalidToken } from "./bearer";
-
-/** Claims about the token itself (RFC 7519) and `groups`: every other claim is a profile attribute. */
-const STANDARD_CLAIMS = new Set(["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "groups"]);
+import { isServiceKey } from "../service-keys/keys";
 
 let keys: { source: Vars; key: CryptoKey | JWTVerifyGetKey } | undefined;
 
@@ -33,6 +31,7 @@ async function verificationKey(v: Vars): Promise<CryptoKey | JWTVerifyGetKey> {
 export async function authenticate(env: Env, authorization: string | undefined): Promise<User | null> {
   const jwt = bearerToken(authorization);
   if (jwt === undefined) return null;
+  if (isServiceKey(jwt)) throw new AppError("WRONG_CREDENTIALS", "this route takes a user's token, not a service key");
   if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(jwt)) throw invalidToken("Authorization must be 'Bearer <JWT>'");
   const v = vars(env);
   const key = await verificationKey(v);
@@ -47,8 +46,8 @@ export async function authenticate(env: Env, authorization: string | undefined):
     const sub: unknown = payload.sub;
     if (typeof sub !== "string" || sub.length === 0 || sub.length > 128) throw new Error("sub must be the user id, a string of 1-128 characters");
     const groups = Array.isArray(payload.groups) ? payload.groups.filter((g): g is string => typeof g === "string") : [];
-    const attributes = Object.fromEntries(Object.entries(payload).filter(([k]) => !STANDARD_CLAIMS.has(k)));
-    return Object.keys(attributes).length > 0 ? { id: sub, groups, attributes } : { id: sub, groups };
+    const { iss: _iss, sub: _sub, aud: _aud, exp: _exp, nbf: _nbf, iat: _iat, jti: _jti, groups: _groups, ...claims } = payload;
+    return { id: sub, groups, claims };
   } catch (e) {
     // The identity provider's key set could not be fetched: the token may be fine, so this is not a sign-in problem.
     const code = (e as { code?: string }).code;

@@ -6,7 +6,8 @@ import { type Document, isMap, isScalar, isSeq, LineCounter, parseDocument } fro
 import { z } from "zod";
 import { ArgsError, type CompileContext, type Placed } from "../engine/define";
 import * as registry from "../engine/registry";
-import type { ChanceKind, CompiledActivity, CompiledConfig, CompiledRule, CompiledTask } from "./compiled";
+import { own, type ChanceKind, type CompiledActivity, type CompiledConfig, type CompiledRule, type CompiledTask } from "./compiled";
+import { compileProfileFile, isProfileFile, type ProfileSchema } from "../users/profile-definition";
 import { parseRule, splitRules } from "./request-rules";
 import { ManagedPoolSchema, PoolFieldsSchema, poolDefinition, type PoolDefinition } from "../prizes/pool-definition";
 import { IntakeSchema, TICKETS_NAMESPACE } from "../intake/intake-mode";
@@ -201,6 +202,12 @@ class FileCompiler {
   }
 
   compile(source: string): CompiledActivity | undefined {
+    const fields = this.parse(source);
+    return fields && this.activity(fields);
+  }
+
+  /** The file's top-level map, every YAML problem reported; undefined when it holds no map. */
+  parse(source: string): Record<string, unknown> | undefined {
     const doc = parseDocument(source, { prettyErrors: true, uniqueKeys: true, lineCounter: this.lines });
     this.doc = doc;
     for (const e of doc.errors) {
@@ -218,7 +225,10 @@ class FileCompiler {
       if (doc.errors.length === 0) this.issue([], "a task config is a map with id, name, timeWindow and tasks");
       return undefined;
     }
-    const fields = raw as Record<string, unknown>;
+    return raw as Record<string, unknown>;
+  }
+
+  activity(fields: Record<string, unknown>): CompiledActivity | undefined {
     const shape = ActivityFileSchema.shape;
     const known = Object.keys(shape);
     for (const k of Object.keys(fields)) {
@@ -493,9 +503,20 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
   const activities = new Map<string, CompiledActivity>();
   const namespaces = new Map<string, string>();
   const sales = new Map<string, { file: string; sale: SaleDefinition }>();
+  const profile: ProfileSchema = {};
   for (const f of files) {
     const c = new FileCompiler(f.name);
-    const activity = c.compile(f.source);
+    const fields = c.parse(f.source);
+    if (fields && isProfileFile(fields)) {
+      for (const attribute of compileProfileFile(f.name, fields, c)) {
+        const other = own(profile, attribute.name);
+        if (other) c.issue(["profile", "attributes", attribute.name], `attribute '${attribute.name}' is also declared in ${other.file}`, true);
+        else profile[attribute.name] = attribute;
+      }
+      issues.push(...c.issues);
+      continue;
+    }
+    const activity = fields && c.activity(fields);
     issues.push(...c.issues);
     warnings.push(...c.warnings);
     if (!activity) continue;
@@ -519,7 +540,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     }
   }
   if (issues.length > 0) return { issues, warnings };
-  return { config: { version, revision: 0, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])) }, issues, warnings };
+  return { config: { version, revision: 0, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])), profile }, issues, warnings };
 }
 
 /** Compiles a bundle of activity files; throws ConfigError listing every problem in every file. */

@@ -4,6 +4,7 @@ import type { PoolDefinition } from "../prizes/pool-definition";
 import type { RateLimitRule } from "../rate-limit/rule";
 import type { SaleDefinition } from "../sales/sale-definition";
 import type { Period } from "./time";
+import type { ProfileSchema } from "../users/profile-definition";
 import type { Intake } from "../intake/intake-mode";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 import type { ConditionTree } from "../engine/conditions/tree";
@@ -83,6 +84,8 @@ export interface CompiledConfig {
   activities: Map<string, CompiledActivity>;
   /** Every declared flash sale, by its global id. */
   sales: Map<string, SaleDefinition>;
+  /** The user profile attributes the bundle declares (files with a top-level `profile:`), by name. */
+  profile: ProfileSchema;
 }
 
 /**

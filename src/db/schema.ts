@@ -198,3 +198,17 @@ export const requestCounts = sqliteTable(
   },
   (t) => [index("request_counts_by_minute").on(t.minute, t.scope)],
 );
+
+/** Service credentials (src/service-keys): named keys with scopes, stored as hashes of their secrets. */
+export const serviceKeys = sqliteTable("service_keys", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  scopes: text("scopes").notNull(),
+  secretHash: text("secret_hash").notNull(),
+  previousHash: text("previous_hash"),
+  previousExpiresAt: integer("previous_expires_at"),
+  createdAt: integer("created_at").notNull(),
+  rotatedAt: integer("rotated_at"),
+  revokedAt: integer("revoked_at"),
+  lastUsedAt: integer("last_used_at"),
+});

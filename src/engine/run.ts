@@ -1,5 +1,5 @@
 /** One execution of a task: what the components read (user, params, time) and what they plan to write. */
-import type { CompiledActivity, CompiledTask } from "../config/compiled";
+import type { CompiledActivity, CompiledConfig, CompiledTask } from "../config/compiled";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
 import type { MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/account-plan";
@@ -14,8 +14,8 @@ export interface User {
   id: string;
   /** User groups from the token's `groups` claim (red packets and other rewards may be restricted to them). */
   groups: string[];
-  /** Profile attributes: the token's claims besides the standard ones and `groups` (absent when it has none). */
-  attributes?: Record<string, unknown>;
+  /** The token's other claims (registered JWT claims aside): declared profile attributes are read from them. */
+  claims?: Record<string, unknown>;
 }
 
 /**
@@ -63,6 +63,8 @@ export interface TaskRunInit {
   params: Record<string, unknown>;
   configVersion: string;
   configRevision: number;
+  /** The compiled config the run was made with (profile declarations, event types). */
+  config: CompiledConfig;
 }
 
 export class TaskRun {

@@ -80,7 +80,9 @@ export function success<T extends z.ZodType>(
  */
 export function errorResponses(codes: Partial<Record<ErrorCode, string>>, traits: ResponseTraits = {}) {
   const byStatus = new Map<number, [ErrorCode, string][]>();
-  for (const [code, meaning] of Object.entries(codes) as [ErrorCode, string][]) {
+  // A route that takes credentials can be given those of another kind.
+  const all = "UNAUTHENTICATED" in codes && !("WRONG_CREDENTIALS" in codes) ? { ...codes, WRONG_CREDENTIALS: WRONG_KIND } : codes;
+  for (const [code, meaning] of Object.entries(all) as [ErrorCode, string][]) {
     const status = ERROR_STATUS[code];
     byStatus.set(status, [...(byStatus.get(status) ?? []), [code, meaning]]);
   }
@@ -88,6 +90,11 @@ export function errorResponses(codes: Partial<Record<ErrorCode, string>>, traits
   for (const [status, entries] of byStatus) responses[status] = errorResponse(entries, traits, status);
   return responses;
 }
+
+const WRONG_KIND = "credentials of another kind: a user's token, a service key and the operator token each pass only their own routes";
+
+/** The codes whose answers list every failing field in `details`. */
+const DETAILED_CODES = new Set<ErrorCode>(["INVALID_PARAMS", "UNKNOWN_SCOPE", "INVALID_ATTRIBUTES"]);
 
 /** INVALID_PARAMS lists every failing field, each by a JSON pointer into the params or body. */
 const FieldErrors = z
@@ -98,7 +105,7 @@ const FieldErrors = z
     }),
   )
   .optional()
-  .openapi({ description: "INVALID_PARAMS: every failing field, not only the first" });
+  .openapi({ description: "INVALID_PARAMS, UNKNOWN_SCOPE, INVALID_ATTRIBUTES: every failing field, not only the first" });
 
 /** CONDITIONS_NOT_MET: the condition tree's explanation, nested as the tree is. */
 const ConditionDetails = z
@@ -125,7 +132,7 @@ function errorResponse(entries: [ErrorCode, string][], traits: ResponseTraits, s
     error: z.object({
       code: z.enum(codes).openapi({ description: "Stable machine-readable code" }),
       message: z.string().openapi({ description: "The configured message for this failure" }),
-      ...(codes.includes("INVALID_PARAMS") ? { details: FieldErrors } : {}),
+      ...(codes.some((c) => DETAILED_CODES.has(c)) ? { details: FieldErrors } : {}),
       ...(codes.includes("CONDITIONS_NOT_MET") ? { details: ConditionDetails } : {}),
     }),
   });

@@ -71,6 +71,7 @@ const VarsSchema = z
     ROUTE_RATE_LIMITS: jsonVar("ROUTE_RATE_LIMITS")
       .pipe(z.partialRecord(z.enum(RATE_LIMITED_ROUTES), RateLimitSchema))
       .optional(),
+    SERVICE_KEY_CACHE_MS: z.coerce.number().int().min(0).max(300_000).default(30_000),
     SALE_STATUS_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(500),
     ALLOW_CLOCK_OVERRIDE: z.enum(["true", "false"]).default("false"),
     ALLOW_FAULT_INJECTION: z.enum(["true", "false"]).default("false"),

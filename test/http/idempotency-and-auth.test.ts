@@ -88,7 +88,7 @@ describe("production tokens from a JWKS", () => {
       .setAudience("fanfare")
       .setExpirationTime("5m")
       .sign(privateKey);
-    expect(await authenticate(prod, `Bearer ${jwt}`)).toEqual({ id: "remote-user", groups: [] });
+    expect(await authenticate(prod, `Bearer ${jwt}`)).toEqual({ id: "remote-user", groups: [], claims: {} });
     // An HS256 token signed with a guessable secret is never accepted once a JWKS is configured.
     const forged = await new SignJWT({})
       .setProtectedHeader({ alg: "HS256" })
@@ -119,7 +119,7 @@ describe("production tokens from a JWKS", () => {
         .setExpirationTime("5m")
         .sign(privateKey);
     const user = await authenticate(prod, `Bearer ${await sign({ iss: "https://auth.test/", aud: "fanfare" })}`);
-    expect(user).toEqual({ id: "prod-user", groups: ["vip"] });
+    expect(user).toEqual({ id: "prod-user", groups: ["vip"], claims: {} });
     await expect(authenticate(prod, `Bearer ${await sign({ iss: "https://evil.test/", aud: "fanfare" })}`)).rejects.toMatchObject({
       code: "UNAUTHENTICATED",
     });

@@ -1,11 +1,13 @@
 /**
  * The facts a task run's `when:` reads, fetched once before the tree is evaluated: the clock, the user's groups and
- * profile attributes (from the token), and the user's participation counts (one read of the user's account). A task
+ * profile attributes (stored in the user's account, merged with the token's claims: src/users/profile.ts), and the
+ * user's participation counts (one read of the user's account). A task
  * run has no event, points or orders facts yet, so a `when:` that needs them is refused when the config loads.
  */
 import { userAccount } from "../../../durable-objects/support/stubs";
 import { periodKey } from "../../config/time";
-import type { TaskRun, User } from "../run";
+import type { TaskRun } from "../run";
+import { profileAttributes } from "../../users/profile";
 import { type ConditionFacts, type ParticipationCount, participationKey } from "./define";
 import type { ConditionTree, TreeContext } from "./tree";
 
@@ -23,22 +25,14 @@ export const TASK_TREES: Pick<TreeContext, "unavailable" | "noActivityScope"> = 
 const counterKey = (c: ParticipationCount, now: number, timeZone: string) =>
   `participations:${c.task}:${c.period}:${periodKey(c.period, now, timeZone)}`;
 
-/**
- * The user's profile attributes. Today they are the extra claims of the user's token; stored attributes will join
- * them here.
- */
-export function profileAttributes(user: User): Record<string, unknown> {
-  return user.attributes ?? {};
-}
-
 /** Fetches everything `tree` needs for this run, each kind once. */
 export async function taskFacts(tree: ConditionTree, run: TaskRun): Promise<ConditionFacts> {
   const facts: ConditionFacts = { now: run.now, timezone: run.activity.timezone };
   const user = run.user;
   if (!user) return facts;
-  if (tree.needs.has("attributes") || tree.needs.has("groups") || tree.needs.has("participations")) {
-    facts.user = { id: user.id, groups: user.groups, attributes: profileAttributes(user) };
-  }
+  const env = run.init.env;
+  // The two reads of the user's account go out together.
+  const attributes = tree.needs.has("attributes") ? profileAttributes(env, run.init.config, user) : Promise.resolve({});
   if (tree.needs.has("participations")) {
     const keys = tree.counts.map((c) => [participationKey(c), counterKey(c, run.now, run.activity.timezone)] as const);
     const stored = await userAccount(run.init.env, user.id).counters(
@@ -46,6 +40,9 @@ export async function taskFacts(tree: ConditionTree, run: TaskRun): Promise<Cond
       keys.map(([, key]) => key),
     );
     facts.participations = Object.fromEntries(keys.map(([name, key]) => [name, stored[key] ?? 0]));
+  }
+  if (tree.needs.has("attributes") || tree.needs.has("groups") || tree.needs.has("participations")) {
+    facts.user = { id: user.id, groups: user.groups, attributes: await attributes };
   }
   return facts;
 }
