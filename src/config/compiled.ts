@@ -5,6 +5,7 @@ import type { RateLimitRule } from "../rate-limit/rule";
 import type { SaleDefinition } from "../sales/sale-definition";
 import type { Period } from "./time";
 import type { Intake } from "../intake/intake-mode";
+import type { PointProgram } from "../points/program";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 
 export interface CompiledRule {
@@ -77,6 +78,8 @@ export interface CompiledConfig {
   activities: Map<string, CompiledActivity>;
   /** Every declared flash sale, by its global id. */
   sales: Map<string, SaleDefinition>;
+  /** The bundle's point programs (`pointPrograms`), by id. */
+  pointPrograms: Map<string, PointProgram>;
 }
 
 /**
