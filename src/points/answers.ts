@@ -4,7 +4,8 @@ import type { PointBalances, PointEntry } from "./ledger";
 
 export const PointEntrySchema = z
   .object({
-    id: z.number().int().openapi({ description: "The entry's number in the user's ledger of the program (its order)" }),
+    id: z.number().int().openapi({ description: "The entry's number in the user's ledger (its order)" }),
+    program: z.string().openapi({ example: "honey" }),
     type: z.enum(["earn", "redeem", "expire", "reverse", "adjust", "activate"]),
     delta: z.number().int().openapi({ description: "Points added (> 0) or taken (< 0); 0 for an activation or an earn the daily cap took whole" }),
     balanceAfter: z.number().int(),
