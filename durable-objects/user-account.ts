@@ -400,7 +400,12 @@ export class UserAccount extends DurableObject<Env> {
     idempotency?: { namespace: string; key: string; requestId: string },
   ): Promise<LedgerResult | { ok: true; answer: string }> {
     const result = this.pointChange(userId, (ledger): LedgerResult | { ok: true; answer: string } => {
-      if (idempotency && this.sql.exec<{ status: number }>("SELECT status FROM idempotency_keys WHERE ns = ? AND key = ?", idempotency.namespace, idempotency.key).toArray()[0]?.status !== 0) {
+      if (
+        idempotency &&
+        this.sql
+          .exec<{ status: number }>("SELECT status FROM idempotency_keys WHERE ns = ? AND key = ?", idempotency.namespace, idempotency.key)
+          .toArray()[0]?.status !== 0
+      ) {
         throw new Refusal({ ok: false, rejection: { code: "LOCKED", message: "this request's Idempotency-Key is no longer open" } });
       }
       const r = ledger.redeem(program, c);
@@ -414,7 +419,11 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /** A correction of a user's points (the service route's adjust): see PointLedger.adjust. */
-  async adjustPoints(userId: string, program: PointProgram, c: { delta: number; sourceRef: string; reason: string; now: number }): Promise<LedgerResult> {
+  async adjustPoints(
+    userId: string,
+    program: PointProgram,
+    c: { delta: number; sourceRef: string; reason: string; now: number },
+  ): Promise<LedgerResult> {
     return this.pointChange(userId, (ledger) => ledger.adjust(program, c));
   }
 
@@ -481,6 +490,10 @@ const waiterId = (ns: string, key: string) => `${ns}\n${key}`;
 /** A stored task answer or notification payload (JSON) with its capped chance and points grants settled. */
 function settledAnswer(body: string, settled: Record<string, number>, caps: Record<string, number | null>, earned: Record<string, number>): string {
   const answer = JSON.parse(body) as { rewards?: { type: string; granted: boolean; grantId?: string }[] };
-  if (answer.rewards) answer.rewards = settlePointRewards(settleRewards(answer.rewards, settled, (id) => caps[id] ?? null), earned);
+  if (answer.rewards)
+    answer.rewards = settlePointRewards(
+      settleRewards(answer.rewards, settled, (id) => caps[id] ?? null),
+      earned,
+    );
   return JSON.stringify(answer);
 }

@@ -53,9 +53,7 @@ export interface PointEntry {
 export type EntryDetail = number | string | null | { lot: number; amount: number }[];
 
 /** A change's answer: its entry (`replayed`: an earlier change with the same reference), or why it was refused. */
-export type LedgerResult =
-  | { ok: true; entry: PointEntry; replayed: boolean }
-  | { ok: false; code: ErrorCode; message: string };
+export type LedgerResult = { ok: true; entry: PointEntry; replayed: boolean } | { ok: false; code: ErrorCode; message: string };
 
 export interface PointBalances {
   /** Spendable and pending together: the sum of every entry's delta. */
@@ -161,7 +159,11 @@ export class PointLedger {
     if (earn?.type !== "earn") return { ok: false, code: "NOT_FOUND", message: `no earn '${c.earnRef}' in ${program.name}` };
     this.settle(c.now, program.id);
     const lot = this.sql
-      .exec<{ id: number; remaining: number }>("SELECT id, remaining FROM point_lots WHERE program = ? AND source_ref = ? AND amount > 0", program.id, c.earnRef)
+      .exec<{ id: number; remaining: number }>(
+        "SELECT id, remaining FROM point_lots WHERE program = ? AND source_ref = ? AND amount > 0",
+        program.id,
+        c.earnRef,
+      )
       .toArray()[0];
     let reclaimed = 0;
     let expired = 0;
@@ -228,14 +230,16 @@ export class PointLedger {
     for (const lot of due) {
       const expired = lot.expires_at !== null && lot.expires_at < now;
       // A lot that expired before it became spendable is only expired.
-      if (lot.pending === 1 && lot.active_at <= now && !(expired && lot.expires_at! < lot.active_at)) events.push({ at: lot.active_at, order: 0, lot });
+      if (lot.pending === 1 && lot.active_at <= now && !(expired && lot.expires_at! < lot.active_at))
+        events.push({ at: lot.active_at, order: 0, lot });
       if (expired && lot.remaining > 0) events.push({ at: lot.expires_at! + 1, order: 1, lot });
     }
     events.sort((a, b) => a.at - b.at || a.order - b.order || a.lot.id - b.lot.id);
     for (const { at, order, lot } of events) {
       const { remaining } = this.sql.exec<{ remaining: number }>("SELECT remaining FROM point_lots WHERE id = ?", lot.id).one();
       if (order === 0) {
-        if (remaining > 0) this.addEntry(lot.program, "activate", 0, "pending points became spendable", `activate:${lot.id}`, at, { lot: lot.id, amount: remaining });
+        if (remaining > 0)
+          this.addEntry(lot.program, "activate", 0, "pending points became spendable", `activate:${lot.id}`, at, { lot: lot.id, amount: remaining });
         this.sql.exec("UPDATE point_lots SET pending = 0 WHERE id = ?", lot.id);
       } else {
         if (remaining > 0) this.addEntry(lot.program, "expire", -remaining, "points expired", `expire:${lot.id}`, at, { lot: lot.id });
@@ -369,7 +373,8 @@ export class PointLedger {
   private addEntry(program: string, type: PointEntryType, delta: number, reason: string, sourceRef: string, at: number, detail: object): PointEntry {
     this.sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO NOTHING", OWNER_KEY, this.userId);
     const before =
-      this.sql.exec<{ b: number }>("SELECT balance_after AS b FROM point_entries WHERE program = ? ORDER BY id DESC LIMIT 1", program).toArray()[0]?.b ?? 0;
+      this.sql.exec<{ b: number }>("SELECT balance_after AS b FROM point_entries WHERE program = ? ORDER BY id DESC LIMIT 1", program).toArray()[0]
+        ?.b ?? 0;
     const row = this.sql
       .exec<EntryRow>(
         "INSERT INTO point_entries (program, delta, type, reason, source_ref, balance_after, at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",

@@ -25,10 +25,7 @@ export const PointProgramSchema = z
     expiry: Expiry,
     pendingDays: z.number().int().min(0).max(365).default(0),
     dailyEarnCap: z.number().int().min(1).optional(),
-    timezone: z
-      .string()
-      .refine(isTimeZone, { message: "not an IANA timezone (e.g. Asia/Shanghai, UTC)" })
-      .default("UTC"),
+    timezone: z.string().refine(isTimeZone, { message: "not an IANA timezone (e.g. Asia/Shanghai, UTC)" }).default("UTC"),
   })
   .strict()
   .refine((p) => typeof p.expiry !== "object" || !("days" in p.expiry) || p.pendingDays < p.expiry.days, {

@@ -38,7 +38,7 @@ describe("a user account made at an older storage version", () => {
     const old = env.USERS.get(env.USERS.idFromName(`old-${unique()}`));
     await runInDurableObject(old, (_: unknown, state: DurableObjectState) => {
       const sql = state.storage.sql;
-      for (const t of ["meta", "counters", "locks", "idempotency_keys", "reservations", "outbox"]) sql.exec(`DROP TABLE IF EXISTS ${t}`);
+      for (const t of ["meta", "counters", "locks", "idempotency_keys", "reservations", "outbox", "point_lots", "point_entries"]) sql.exec(`DROP TABLE IF EXISTS ${t}`);
       // The storage after the first step only.
       migrateStorage(state.storage, userAccountMigrations.slice(0, 1));
       sql.exec("INSERT INTO counters VALUES ('ns1', 'chance:draw:earned:never', 7, 1), ('ns2', 'chance:draw:earned:never', 3, 1)");

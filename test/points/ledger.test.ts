@@ -125,7 +125,15 @@ describe("points: earning, pending, spending", () => {
     const third = await runTask(ACTIVITY, "bigEarn", { user, now: `${day}23:59:59+08:00` });
     const nextDay = await runTask(ACTIVITY, "bigEarn", { user, now: "2026-11-16T00:00:00+08:00" });
     expect(first.json.rewards[0]).toMatchObject({ granted: true, amount: 600 });
-    expect(second.json.rewards[0]).toEqual({ type: "points", granted: true, grantId: expect.any(String), amount: 400, requested: 600, capped: true, program: HONEY });
+    expect(second.json.rewards[0]).toEqual({
+      type: "points",
+      granted: true,
+      grantId: expect.any(String),
+      amount: 400,
+      requested: 600,
+      capped: true,
+      program: HONEY,
+    });
     expect(third.json.rewards[0]).toEqual({ type: "points", granted: false, reason: "DAILY_CAP" });
     expect(nextDay.json.rewards[0]).toMatchObject({ granted: true, amount: 600 });
     // (The virtual days are in the real past: the alarm may have written the activations meanwhile.)
@@ -134,7 +142,11 @@ describe("points: earning, pending, spending", () => {
     // D1 gets what was really granted, each entry once.
     const rows = await records<{ delta: number }>(4, "SELECT delta FROM point_entries WHERE user_id = ? AND type = 'earn' ORDER BY entry_id", user);
     expect(rows.map((r) => r.delta)).toEqual([600, 400, 0, 600]);
-    const rewards = await records<{ amount: number }>(3, "SELECT amount FROM reward_records WHERE user_id = ? AND type = 'points' ORDER BY created_at", user);
+    const rewards = await records<{ amount: number }>(
+      3,
+      "SELECT amount FROM reward_records WHERE user_id = ? AND type = 'points' ORDER BY created_at",
+      user,
+    );
     expect(rewards.map((r) => r.amount)).toEqual([600, 400, 600]);
   });
 });
@@ -200,7 +212,11 @@ describe("points: reversing an earn", () => {
     const program = { id: HONEY, name: "Honey", expiry: { endOfMonthAfter: 12 }, pendingDays: 7, dailyEarnCap: 1000, timezone: "Asia/Shanghai" };
     const now = Date.parse("2026-11-10T10:00:00+08:00");
     const reversed = await account(user).reversePoints(user, program, { earnRef: grantId, reason: "order returned", now });
-    expect(reversed).toMatchObject({ ok: true, replayed: false, entry: { type: "reverse", delta: -100, balanceAfter: -70, detail: { reclaimed: 30, shortfall: 70, debt: 70 } } });
+    expect(reversed).toMatchObject({
+      ok: true,
+      replayed: false,
+      entry: { type: "reverse", delta: -100, balanceAfter: -70, detail: { reclaimed: 30, shortfall: 70, debt: 70 } },
+    });
     const twice = await account(user).reversePoints(user, program, { earnRef: grantId, reason: "order returned", now });
     expect(twice).toMatchObject({ ok: true, replayed: true, entry: { delta: -100, balanceAfter: -70 } });
     // A debt refuses redeems, and the next earn pays it first.
@@ -246,7 +262,12 @@ describe("points: concurrency", () => {
     expect(balance).toBe(30 + 100 * 10 - redeemed * 25);
     const entries = await expectConsistent(user, QUICK, balance);
     expect(entries.every((e) => e.balance_after >= 0)).toBe(true);
-    const d1 = await records<{ source_ref: string; delta: number }>(entries.length, "SELECT source_ref, delta FROM point_entries WHERE user_id = ? AND program = ?", user, QUICK);
+    const d1 = await records<{ source_ref: string; delta: number }>(
+      entries.length,
+      "SELECT source_ref, delta FROM point_entries WHERE user_id = ? AND program = ?",
+      user,
+      QUICK,
+    );
     expect(d1).toHaveLength(entries.length);
     expect(d1.reduce((s, r) => s + r.delta, 0)).toBe(balance);
   });
@@ -256,7 +277,8 @@ describe("GET /v1/me/points", () => {
   it("pages the history newest first with an opaque cursor", async () => {
     const user = `pager-${u}`;
     const program = { id: QUICK, name: QUICK, expiry: "never" as const, pendingDays: 0, dailyEarnCap: null, timezone: "UTC" };
-    for (let i = 0; i < 25; i++) await account(user).adjustPoints(user, program, { delta: i + 1, sourceRef: `p${i}`, reason: "seed", now: Date.now() });
+    for (let i = 0; i < 25; i++)
+      await account(user).adjustPoints(user, program, { delta: i + 1, sourceRef: `p${i}`, reason: "seed", now: Date.now() });
     const seen: number[] = [];
     let cursor: string | undefined;
     const sizes: number[] = [];

@@ -63,7 +63,10 @@ describe("point programs in the config", () => {
   it("compiles programs declared in a file of their own, for every activity's tasks", () => {
     const checked = checkConfig(
       [
-        { name: "points.yaml", source: "pointPrograms:\n  honey: { name: Honey, expiry: { endOfMonthAfter: 12 }, pendingDays: 7, dailyEarnCap: 1000 }\n" },
+        {
+          name: "points.yaml",
+          source: "pointPrograms:\n  honey: { name: Honey, expiry: { endOfMonthAfter: 12 }, pendingDays: 7, dailyEarnCap: 1000 }\n",
+        },
         { name: "shop.yaml", source: activity("{ points: { program: honey, perAmount: { of: amount, rate: 0.01 } } }") },
       ],
       "v",
@@ -81,11 +84,11 @@ describe("point programs in the config", () => {
   });
 
   it.each([
+    [{ "p.yaml": "pointPrograms:\n  honey: { expiry: { months: 12 } }\n" }, "p.yaml: pointPrograms.honey.expiry: Invalid input"],
     [
-      { "p.yaml": "pointPrograms:\n  honey: { expiry: { months: 12 } }\n" },
-      "p.yaml: pointPrograms.honey.expiry: Invalid input",
+      { "p.yaml": "pointPrograms:\n  honey: { expiry: never, timezone: Mars/Base }\n" },
+      "p.yaml: pointPrograms.honey.timezone: not an IANA timezone (e.g. Asia/Shanghai, UTC)",
     ],
-    [{ "p.yaml": "pointPrograms:\n  honey: { expiry: never, timezone: Mars/Base }\n" }, "p.yaml: pointPrograms.honey.timezone: not an IANA timezone (e.g. Asia/Shanghai, UTC)"],
     [
       { "p.yaml": "pointPrograms:\n  honey: { expiry: { days: 7 }, pendingDays: 7 }\n" },
       "p.yaml: pointPrograms.honey.pendingDays: pendingDays must be shorter than expiry.days: the points would expire before they could be spent",
@@ -94,7 +97,10 @@ describe("point programs in the config", () => {
       { "a.yaml": "pointPrograms:\n  honey: { expiry: never }\n", "b.yaml": "pointPrograms:\n  honey: { expiry: never }\n" },
       "b.yaml: pointPrograms.honey: point program 'honey' is also declared in a.yaml",
     ],
-    [{ "shop.yaml": activity("{ points: { program: bees, amount: 5 } }") }, "shop.yaml: tasks.order.reward[0].points.program: unknown point program 'bees'; declared: none"],
+    [
+      { "shop.yaml": activity("{ points: { program: bees, amount: 5 } }") },
+      "shop.yaml: tasks.order.reward[0].points.program: unknown point program 'bees'; declared: none",
+    ],
   ])("refuses %j with the file, path and reason", (files, expected) => {
     expect(problems(files)).toContain(expected);
   });

@@ -35,7 +35,12 @@ export const pointsReward = defineReward({
     if (!program) {
       throw new ArgsError(`unknown point program '${args.program}'; declared: ${Object.keys(pointPrograms).join(", ") || "none"}`, ["program"]);
     }
-    return { program, reason: args.reason, amount: "amount" in args ? args.amount : undefined, perAmount: "perAmount" in args ? args.perAmount : undefined };
+    return {
+      program,
+      reason: args.reason,
+      amount: "amount" in args ? args.amount : undefined,
+      perAmount: "perAmount" in args ? args.perAmount : undefined,
+    };
   },
   grant(run, args) {
     run.requireUser();
@@ -63,7 +68,9 @@ function share(params: Record<string, unknown>, per: { of: string; rate: number;
   const value = per.of.split(".").reduce<unknown>((o, k) => (o && typeof o === "object" ? (o as Record<string, unknown>)[k] : undefined), params);
   const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
   if (typeof n !== "number" || !Number.isFinite(n) || n < 0) {
-    throw new AppError("INVALID_PARAMS", `points: '${per.of}' must be a number ≥ 0`, {}, [{ pointer: `/${per.of.split(".").join("/")}`, message: "a number ≥ 0" }]);
+    throw new AppError("INVALID_PARAMS", `points: '${per.of}' must be a number ≥ 0`, {}, [
+      { pointer: `/${per.of.split(".").join("/")}`, message: "a number ≥ 0" },
+    ]);
   }
   // Rounded to a millionth first, so 0.29 × 100 is 29 and not 28.999…
   return ROUND[per.round](Math.round(n * per.rate * 1e6) / 1e6);
