@@ -28,6 +28,11 @@ import type { AttributeValue } from "../src/users/profile-definition";
 
 /** A user's stored profile attributes by name, each with when its source last set it (epoch ms). */
 export type StoredProfile = Record<string, { value: AttributeValue; updatedAt: number }>;
+import { PointLedger, pointLedgerTables } from "../src/points/ledger";
+import { applyPointChange, settlePointRewards } from "../src/points/changes";
+import { redeemAnswer } from "../src/points/answers";
+import type { LedgerResult, PointBalances, PointEntry } from "../src/points/ledger";
+import type { PointProgram } from "../src/points/program";
 
 /**
  * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
@@ -48,6 +53,7 @@ export const userAccountMigrations: StorageMigration[] = [
   // Profile attributes (src/users): one row per attribute, its value as JSON; a removed one keeps its row with a NULL
   // value, so an older update that arrives later cannot bring it back.
   (sql) => sql.exec("CREATE TABLE profile (name TEXT PRIMARY KEY, value TEXT, updated_at INTEGER NOT NULL)"),
+  pointLedgerTables,
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -96,6 +102,9 @@ export class UserAccount extends DurableObject<Env> {
     const settled: Record<string, number> = {};
     const caps: Record<string, number | null> = {};
     const unused: string[] = [];
+    /** Points grants the program's daily cap cut down: what each really earned. */
+    const earned: Record<string, number> = {};
+    const ledger = new PointLedger(this.sql, plan.userId);
     try {
       this.ctx.storage.transactionSync(() => {
         for (const lock of plan.locks) {
@@ -121,6 +130,11 @@ export class UserAccount extends DurableObject<Env> {
             caps[change.grantId] = change.max;
           }
         }
+        for (const change of plan.points ?? []) {
+          const applied = applyPointChange(ledger, change);
+          if (!applied.ok) throw new Refusal({ ok: false, rejection: applied.rejection });
+          if (change.kind === "earn" && applied.earned! < change.amount) earned[change.grantId] = applied.earned!;
+        }
         for (const r of plan.requirements) {
           if ((this.value(ns, r.key) ?? 0) < 1) throw new Refusal({ ok: false, rejection: r.rejection });
         }
@@ -136,7 +150,7 @@ export class UserAccount extends DurableObject<Env> {
             throw new Refusal({ ok: false, rejection: { code: "UNAVAILABLE", message: "the request took too long; please retry" } });
           }
         }
-        const cut = Object.keys(settled).length > 0;
+        const cut = Object.keys(settled).length > 0 || Object.keys(earned).length > 0;
         if (plan.idempotency) {
           const { namespace, key, status } = plan.idempotency;
           // Only a run whose key is still claimed and unanswered commits: a second delivery of a queued run finds it
@@ -149,20 +163,22 @@ export class UserAccount extends DurableObject<Env> {
             throw new Refusal({ ok: false, rejection: { code: "LOCKED", message } });
           }
           // The stored answer says what was really granted, as the live answer will.
-          const body = cut ? settledAnswer(plan.idempotency.body, settled, caps) : plan.idempotency.body;
+          const body = cut ? settledAnswer(plan.idempotency.body, settled, caps, earned) : plan.idempotency.body;
           this.sql.exec("UPDATE idempotency_keys SET status = ?, body = ? WHERE ns = ? AND key = ?", status, body, namespace, key);
         }
+        const given = { ...settled, ...earned };
         const rewards = cut
           ? plan.records.rewards.flatMap((row) =>
-              Object.hasOwn(settled, row.id) ? (settled[row.id]! > 0 ? [{ ...row, amount: settled[row.id]! }] : []) : [row],
+              Object.hasOwn(given, row.id) ? (given[row.id]! > 0 ? [{ ...row, amount: given[row.id]! }] : []) : [row],
             )
           : plan.records.rewards;
         // A notification of the run (the notify command) tells what was really granted too.
         const deliveries = cut
-          ? plan.records.deliveries.map((d) => ({ ...d, payload: settledAnswer(d.payload, settled, caps) }))
+          ? plan.records.deliveries.map((d) => ({ ...d, payload: settledAnswer(d.payload, settled, caps, earned) }))
           : plan.records.deliveries;
         const r: RecordBatch = { ...plan.records, rewards, deliveries, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
-        if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length > 0) {
+        if (ledger.written.length > 0) r.points = ledger.written;
+        if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length + ledger.written.length > 0) {
           this.outbox.add(r);
           queued = true;
         }
@@ -182,6 +198,7 @@ export class UserAccount extends DurableObject<Env> {
     const result: CommitResult = { ok: true };
     if (Object.keys(settled).length > 0) result.settled = settled;
     if (unused.length > 0) result.unused = unused;
+    if (Object.keys(earned).length > 0) result.earned = earned;
     return result;
   }
 
@@ -345,23 +362,35 @@ export class UserAccount extends DurableObject<Env> {
     this.ctx.waitUntil(this.outbox.forwardNow().catch((e) => log.error("records not handed off; the alarm retries", { error: String(e) })));
   }
 
-  /** When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), or null for none. */
+  /**
+   * When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), or the next point lot
+   * becomes spendable or expires (the alarm writes it), or null for none.
+   */
   private choresDue(): number | null {
     const { key, reservation } = this.sql
       .exec<{ key: number | null; reservation: number | null }>(
         "SELECT (SELECT min(created_at) FROM idempotency_keys) AS key, (SELECT min(at) FROM reservations) AS reservation",
       )
       .one();
-    const due = [key === null ? null : key + IDEMPOTENCY_TTL_MS, reservation === null ? null : reservation + RESERVATION_OUTCOME_TTL_MS];
+    const due = [
+      key === null ? null : key + IDEMPOTENCY_TTL_MS,
+      reservation === null ? null : reservation + RESERVATION_OUTCOME_TTL_MS,
+      PointLedger.nextEvent(this.sql),
+    ];
     const times = due.filter((t): t is number => t !== null);
     return times.length === 0 ? null : Math.max(Date.now(), Math.min(...times) + 1);
   }
 
-  /** Hands committed records on (again), and forgets expired Idempotency-Keys and reservation outcomes. */
+  /**
+   * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, and writes the
+   * point lots that became spendable or expired.
+   */
   override async alarm(): Promise<void> {
     try {
       this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
       this.sql.exec("DELETE FROM reservations WHERE at < ?", Date.now() - RESERVATION_OUTCOME_TTL_MS);
+      const ledger = PointLedger.of(this.sql);
+      if (ledger) this.ctx.storage.transactionSync(() => this.keepPoints(ledger, () => ledger.settle(Date.now())));
     } finally {
       await this.outbox.forward();
     }
@@ -394,6 +423,92 @@ export class UserAccount extends DurableObject<Env> {
     return { profile: readProfile(this.sql), stale };
   }
 
+  /**
+   * Redeems points (POST /v1/points/redeem): refused with nothing written when too few are spendable. With an
+   * Idempotency-Key, its answer is stored in the same transaction (the key must still be claimed and unanswered).
+   */
+  async redeemPoints(
+    userId: string,
+    program: PointProgram,
+    c: { amount: number; sourceRef: string; reason: string; now: number },
+    idempotency?: { namespace: string; key: string; requestId: string },
+  ): Promise<LedgerResult | { ok: true; answer: string }> {
+    const result = this.pointChange(userId, (ledger): LedgerResult | { ok: true; answer: string } => {
+      if (
+        idempotency &&
+        this.sql
+          .exec<{ status: number }>("SELECT status FROM idempotency_keys WHERE ns = ? AND key = ?", idempotency.namespace, idempotency.key)
+          .toArray()[0]?.status !== 0
+      ) {
+        throw new Refusal({ ok: false, rejection: { code: "LOCKED", message: "this request's Idempotency-Key is no longer open" } });
+      }
+      const r = ledger.redeem(program, c);
+      if (!r.ok || !idempotency) return r;
+      const answer = JSON.stringify(redeemAnswer(idempotency.requestId, r.entry, ledger.balances(program.id, c.now)));
+      this.sql.exec("UPDATE idempotency_keys SET status = 200, body = ? WHERE ns = ? AND key = ?", answer, idempotency.namespace, idempotency.key);
+      return { ok: true, answer };
+    });
+    if (idempotency) this.answered(idempotency.namespace, idempotency.key);
+    return result;
+  }
+
+  /** A correction of a user's points (the service route's adjust): see PointLedger.adjust. */
+  async adjustPoints(
+    userId: string,
+    program: PointProgram,
+    c: { delta: number; sourceRef: string; reason: string; now: number },
+  ): Promise<LedgerResult> {
+    return this.pointChange(userId, (ledger) => ledger.adjust(program, c));
+  }
+
+  /** Takes back an earn by its source reference (a cancelled order, a return): see PointLedger.reverse. */
+  async reversePoints(userId: string, program: PointProgram, c: { earnRef: string; reason: string; now: number }): Promise<LedgerResult> {
+    return this.pointChange(userId, (ledger) => ledger.reverse(program, c));
+  }
+
+  /** A program's balances at `now`, computed from the lots (no write): what a condition on the balance reads. */
+  async pointBalances(program: string, now: number): Promise<PointBalances> {
+    return new PointLedger(this.sql, "").balances(program, now);
+  }
+
+  /**
+   * A program's statement at `now`: balances, what expires until `soonUntil`, and a page of entries newest first
+   * (before entry `before`), after writing what time has done.
+   */
+  async pointStatement(
+    userId: string,
+    program: string,
+    now: number,
+    page: { before?: number; limit: number; soonUntil: number },
+  ): Promise<PointBalances & { expiringSoon: { amount: number; expiresAt: number }[]; entries: PointEntry[] }> {
+    return this.pointChange(userId, (ledger) => {
+      ledger.settle(now, program);
+      const entries = ledger.entries(program, page.before, page.limit);
+      return { ...ledger.balances(program, now), expiringSoon: ledger.expiring(program, now, page.soonUntil), entries };
+    });
+  }
+
+  /** Runs a ledger change in one transaction with the outbox row of the entries it wrote, then hands them off. */
+  private pointChange<T>(userId: string, change: (ledger: PointLedger) => T): T {
+    const ledger = new PointLedger(this.sql, userId);
+    let result: T;
+    try {
+      result = this.ctx.storage.transactionSync(() => this.keepPoints(ledger, () => change(ledger)));
+    } catch (e) {
+      if (e instanceof Refusal && !e.result.ok) return { ok: false, code: e.result.rejection.code, message: e.result.rejection.message } as T;
+      throw e;
+    }
+    if (ledger.written.length > 0) this.handOff();
+    return result;
+  }
+
+  /** Runs `change`, then adds the entries it wrote to the outbox (inside the caller's transaction). */
+  private keepPoints<T>(ledger: PointLedger, change: () => T): T {
+    const result = change();
+    if (ledger.written.length > 0) this.outbox.add({ participations: [], rewards: [], deliveries: [], points: ledger.written });
+    return result;
+  }
+
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */
   async record(requests: RequestRecordRow[]): Promise<void> {
     this.ctx.storage.transactionSync(() => {
@@ -411,9 +526,13 @@ function readProfile(sql: SqlStorage): StoredProfile {
 
 const waiterId = (ns: string, key: string) => `${ns}\n${key}`;
 
-/** A stored task answer or notification payload (JSON) with its capped chance grants settled. */
-function settledAnswer(body: string, settled: Record<string, number>, caps: Record<string, number | null>): string {
+/** A stored task answer or notification payload (JSON) with its capped chance and points grants settled. */
+function settledAnswer(body: string, settled: Record<string, number>, caps: Record<string, number | null>, earned: Record<string, number>): string {
   const answer = JSON.parse(body) as { rewards?: { type: string; granted: boolean; grantId?: string }[] };
-  if (answer.rewards) answer.rewards = settleRewards(answer.rewards, settled, (id) => caps[id] ?? null);
+  if (answer.rewards)
+    answer.rewards = settlePointRewards(
+      settleRewards(answer.rewards, settled, (id) => caps[id] ?? null),
+      earned,
+    );
   return JSON.stringify(answer);
 }

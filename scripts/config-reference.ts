@@ -94,8 +94,30 @@ lists versions and \`tasks:rollback\` re-activates the previous one. Words from 
 | \`pools\` | no | Prize pools by id (below); the \`lottery\` reward draws from them. |
 | \`sales\` | no | Flash sales by id (below). Sale ids are global: unique across all files. |
 | \`tasks\` | yes | Map of task id → task. |
+| \`pointPrograms\` | no | Point programs by id, for the whole bundle (below). A file may hold only this key. |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or wall-clock \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
+
+## Point programs
+
+\`\`\`yaml
+pointPrograms:                     # top level, in any file of the bundle (or a file of its own); ids unique bundle-wide
+  honey:
+    name: Honey                    # shown in answers (default: the id)
+    expiry: { endOfMonthAfter: 12 } # never | { endOfMonthAfter: n } | { days: n }
+    pendingDays: 7                 # days before earned points can be spent (default 0)
+    dailyEarnCap: 1000             # the most a user earns per day of the timezone (optional: no cap)
+    timezone: Asia/Shanghai        # for months, days and the cap's day (default UTC)
+\`\`\`
+
+Points are whole numbers. Each earn (the \`points\` reward) makes a lot in the user's ledger: pending for
+\`pendingDays\`, then spendable until it expires. \`endOfMonthAfter: n\` counts the month of the earn as the first
+and ends with the n-th, at 23:59:59.999 of its last day in the program's timezone: with 12, points earned in November
+2026 can be spent until the end of October 2027. \`days: n\` lasts n × 24 h from the earn; \`pendingDays\` must be
+shorter. \`dailyEarnCap\` cuts an earn to what is left of the day's cap (the entry records what was really earned,
+0 included). A redeem (\`spendPoints\`, \`POST /v1/points/redeem\`) spends the spendable lots that expire first
+and never takes the balance below zero (INSUFFICIENT_POINTS); only a reversal of points already spent can, as a
+debt the next earns pay first.
 
 ## Chances
 

@@ -18,6 +18,7 @@ import { registerAdminServiceKeys } from "./routes/admin-service-keys";
 import { registerUserAttributes } from "./routes/user-attributes";
 import { registerFlashSales } from "./routes/flash-sales";
 import { registerTickets } from "./routes/tickets";
+import { registerPoints } from "./routes/points";
 import { requireOperator } from "./auth/operator";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
@@ -45,6 +46,7 @@ app.openAPIRegistry.registerComponent("securitySchemes", "service", {
   description: "A service key, fsk_<keyId>_<secret> (POST /v1/admin/service-keys), with the route's scope",
 });
 registerUserAttributes(app);
+registerPoints(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 registerHeaders(app);
 app.use("/v1/admin/*", requireOperator);

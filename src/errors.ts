@@ -24,6 +24,8 @@ export const ERROR_STATUS = {
   LIMIT_REACHED: 409,
   ALREADY_EXISTS: 409,
   TOKEN_USED: 409,
+  /** A redeem (or a task that spends points) finds too few spendable points: the balance never goes below zero. */
+  INSUFFICIENT_POINTS: 409,
   CLAIM_EXPIRED: 410,
   TOKEN_EXPIRED: 410,
   PAYLOAD_TOO_LARGE: 413,

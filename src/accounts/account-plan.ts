@@ -5,6 +5,8 @@
  */
 import type { deliveries, participations, requestRecords, rewardRecords } from "../db/schema";
 import type { Rejection } from "../engine/define";
+import type { PointChange } from "../points/changes";
+import type { PointEntryRow } from "../points/ledger";
 
 /** A change to one of the user's counters in the namespace. */
 export interface CounterChange {
@@ -61,6 +63,8 @@ export interface RecordBatch {
   participations: ParticipationRow[];
   rewards: RewardRow[];
   deliveries: DeliveryRow[];
+  /** Point ledger entries (src/points/ledger.ts); absent in batches that have none. */
+  points?: PointEntryRow[];
 }
 
 /**
@@ -103,13 +107,18 @@ export interface AccountPlan {
   idempotency?: { namespace: string; key: string; status: number; body: string };
   /** The run's request record; the account keeps it with the outcome it gives (OK, or its refusal's code). */
   request?: RequestRecordRow;
+  /** Point earns and redeems, applied in order after the counters (src/points/changes.ts). */
+  points?: PointChange[];
 }
 
 /**
  * `settled`: chances each capped grant really gave, by grant id (only grants the kind's `max` cut down). `unused`:
- * reservations the commit did not use (a participant already counted), to give back.
+ * reservations the commit did not use (a participant already counted), to give back. `earned`: points each grant the
+ * program's daily cap cut down really earned, by grant id.
  */
-export type CommitResult = { ok: true; settled?: Record<string, number>; unused?: string[] } | { ok: false; rejection: Rejection };
+export type CommitResult =
+  | { ok: true; settled?: Record<string, number>; unused?: string[]; earned?: Record<string, number> }
+  | { ok: false; rejection: Rejection };
 
 export type IdempotencyClaim =
   | { state: "new" }

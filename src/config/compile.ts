@@ -20,6 +20,7 @@ import { sha256Hex } from "../sharding";
 import { compileTree } from "../engine/conditions/tree";
 import { TASK_TREES } from "../engine/conditions/facts";
 import type { ParticipationCount } from "../engine/conditions/define";
+import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
 
 export interface ConfigFile {
   name: string;
@@ -121,6 +122,8 @@ const ActivityFileSchema = z
     pools: z.record(Id, z.record(z.string(), z.unknown())).default({}),
     sales: z.record(Id, Sale).default({}),
     tasks: z.record(Id, Task).refine((t) => Object.keys(t).length > 0, "an activity needs at least one task"),
+    // Checked on their own, bundle-wide (FileCompiler.pointPrograms): a file may hold only this section.
+    pointPrograms: z.unknown().optional(),
   })
   .strict();
 
@@ -166,7 +169,29 @@ class FileCompiler {
   readonly warnings: ConfigIssue[] = [];
   private doc?: Document;
   private readonly lines = new LineCounter();
-  constructor(private readonly file: string) {}
+  constructor(
+    private readonly file: string,
+    private readonly programs: Readonly<Record<string, PointProgram>> = {},
+  ) {}
+
+  /** The file's `pointPrograms` section, compiled; each problem is reported with its path. */
+  pointPrograms(source: string): Record<string, PointProgram> {
+    this.doc = parseDocument(source, { uniqueKeys: true, lineCounter: this.lines });
+    let raw: unknown;
+    try {
+      raw = this.doc.toJS();
+    } catch {
+      return {};
+    }
+    if (raw === null || typeof raw !== "object" || !Object.hasOwn(raw, "pointPrograms")) return {};
+    const entries = this.section(["pointPrograms"], PointProgramsSchema, (raw as { pointPrograms: unknown }).pointPrograms) ?? {};
+    const programs: Record<string, PointProgram> = {};
+    for (const [id, entry] of Object.entries(entries)) {
+      const p = this.section(["pointPrograms", id], PointProgramSchema, entry);
+      if (p) programs[id] = pointProgram(id, p);
+    }
+    return programs;
+  }
 
   issue(path: Path, reason: string, atKey = false) {
     this.issues.push(this.located(path, reason, atKey));
@@ -229,6 +254,8 @@ class FileCompiler {
   }
 
   activity(fields: Record<string, unknown>): CompiledActivity | undefined {
+    // A file of point programs alone declares no activity.
+    if (Object.keys(fields).length === 1 && Object.hasOwn(fields, "pointPrograms")) return undefined;
     const shape = ActivityFileSchema.shape;
     const known = Object.keys(shape);
     for (const k of Object.keys(fields)) {
@@ -379,7 +406,7 @@ class FileCompiler {
       };
     });
 
-    const ctx: CompileContext = { activity, taskId: id, params: t.params };
+    const ctx: CompileContext = { activity, taskId: id, params: t.params, pointPrograms: this.programs };
     const list = (v: z.output<typeof ComponentList> | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
     const validators = t.validator.map((ref, i) => this.place(registry.validators, "validator", ref, [...base, "validator", i], ctx));
     const commands = list(t.command).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "command", i], ctx));
@@ -503,9 +530,24 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
   const activities = new Map<string, CompiledActivity>();
   const namespaces = new Map<string, string>();
   const sales = new Map<string, { file: string; sale: SaleDefinition }>();
-  const profile: ProfileSchema = {};
+  // Point programs first: they are the bundle's, and any activity's tasks may name them.
+  const programs: Record<string, PointProgram> = {};
+  const programFiles = new Map<string, string>();
   for (const f of files) {
     const c = new FileCompiler(f.name);
+    for (const [id, program] of Object.entries(c.pointPrograms(f.source))) {
+      const other = programFiles.get(id);
+      if (other) c.issue(["pointPrograms", id], `point program '${id}' is also declared in ${other}`);
+      else {
+        programs[id] = program;
+        programFiles.set(id, f.name);
+      }
+    }
+    issues.push(...c.issues);
+  }
+  const profile: ProfileSchema = {};
+  for (const f of files) {
+    const c = new FileCompiler(f.name, programs);
     const fields = c.parse(f.source);
     if (fields && isProfileFile(fields)) {
       for (const attribute of compileProfileFile(f.name, fields, c)) {
@@ -540,7 +582,15 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     }
   }
   if (issues.length > 0) return { issues, warnings };
-  return { config: { version, revision: 0, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])), profile }, issues, warnings };
+  const config: CompiledConfig = {
+    version,
+    revision: 0,
+    activities,
+    sales: new Map([...sales].map(([id, s]) => [id, s.sale])),
+    profile,
+    pointPrograms: new Map(Object.entries(programs)),
+  };
+  return { config, issues, warnings };
 }
 
 /** Compiles a bundle of activity files; throws ConfigError listing every problem in every file. */

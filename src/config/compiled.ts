@@ -6,6 +6,7 @@ import type { SaleDefinition } from "../sales/sale-definition";
 import type { Period } from "./time";
 import type { ProfileSchema } from "../users/profile-definition";
 import type { Intake } from "../intake/intake-mode";
+import type { PointProgram } from "../points/program";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 import type { ConditionTree } from "../engine/conditions/tree";
 import type { ParticipationCount } from "../engine/conditions/define";
@@ -86,6 +87,8 @@ export interface CompiledConfig {
   sales: Map<string, SaleDefinition>;
   /** The user profile attributes the bundle declares (files with a top-level `profile:`), by name. */
   profile: ProfileSchema;
+  /** The bundle's point programs (`pointPrograms`), by id. */
+  pointPrograms: Map<string, PointProgram>;
 }
 
 /**

@@ -212,3 +212,21 @@ export const serviceKeys = sqliteTable("service_keys", {
   revokedAt: integer("revoked_at"),
   lastUsedAt: integer("last_used_at"),
 });
+
+/** Entries of users' point ledgers, copied from their accounts (migrations/0008); one per source reference. */
+export const pointEntries = sqliteTable(
+  "point_entries",
+  {
+    userId: text("user_id").notNull(),
+    program: text("program").notNull(),
+    sourceRef: text("source_ref").notNull(),
+    entryId: integer("entry_id").notNull(),
+    type: text("type").notNull(),
+    delta: integer("delta").notNull(),
+    balanceAfter: integer("balance_after").notNull(),
+    reason: text("reason").notNull(),
+    detail: text("detail").notNull(),
+    at: integer("at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.program, t.sourceRef] }), index("point_entries_by_user").on(t.userId, t.program, t.entryId)],
+);

@@ -8,6 +8,7 @@ import type { CompiledActivity } from "../config/compiled";
 import type { TaskRun } from "./run";
 import type { CounterDefinition } from "../counters/counter-definition";
 import type { Period } from "../config/time";
+import type { PointProgram } from "../points/program";
 
 /**
  * Where a component's shared counters are named: in a run (TaskRun), or when an operator looks at an activity's
@@ -30,6 +31,8 @@ export interface CompileContext {
   activity: Omit<CompiledActivity, "tasks" | "countedParticipations">;
   taskId: string;
   params: Record<string, unknown>;
+  /** The bundle's point programs, by id (the `points` reward and `spendPoints` guard name one). */
+  pointPrograms: Readonly<Record<string, PointProgram>>;
 }
 
 /** Thrown by `prepare` to reject args with a reason (and optionally the path below the component). */

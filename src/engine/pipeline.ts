@@ -8,6 +8,7 @@
  * leaves nothing behind: its reservations go back at once, or at their deadline if the worker died first.
  */
 import { settleRewards } from "../accounts/chances";
+import { settlePointRewards } from "../points/changes";
 import { userAccount } from "../../durable-objects/support/stubs";
 import { confirm as confirmUnits, release as releaseUnits, reserve } from "../counters/counters";
 import type { SharedReservation } from "./run";
@@ -196,6 +197,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     records: run.plan.records,
     idempotency: req.idempotency && { ...req.idempotency, status: 200, body: JSON.stringify(result) },
     request,
+    points: run.plan.points,
   };
   // If this call fails without an answer, the commit may or may not have landed: the reservations stay held, and at
   // their deadline each counter asks the account, which answers what happened (and forbids it later if nothing did).
@@ -211,6 +213,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
   }
   if (req.fault === "after-commit") throw new InjectedFault("fault injected after the commit");
   settleUnits(run, held, answer.unused ?? []);
+  if (answer.earned) result.rewards = settlePointRewards(result.rewards, answer.earned) as TaskSuccess["rewards"];
   if (answer.settled) {
     const caps = new Map(run.plan.counters.flatMap((c) => ("type" in c && c.grantId !== undefined ? [[c.grantId, c.max] as const] : [])));
     result.rewards = settleRewards(result.rewards, answer.settled, (id) => caps.get(id) ?? null) as TaskSuccess["rewards"];

@@ -11,7 +11,9 @@ import { chancesReward } from "./rewards/chances";
 import { redPacket } from "./rewards/red-packet";
 import { coupon } from "./rewards/coupon";
 import { lottery } from "./rewards/lottery";
+import { pointsReward } from "./rewards/points";
+import { spendPoints } from "./validators/spend-points";
 
-export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances];
+export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints];
 export const commands: CommandDefinition<any, any>[] = [log, notify];
-export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon, lottery];
+export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon, lottery, pointsReward];

@@ -9,6 +9,7 @@ import type { Rejection } from "./define";
 import { AppError } from "../errors";
 import type { RewardOutcome } from "./define";
 import { uniformRandom } from "../random";
+import type { PointChange } from "../points/changes";
 
 export interface User {
   id: string;
@@ -44,6 +45,8 @@ class CommitPlan {
   readonly shared: SharedReservation[] = [];
   /** Markers the user must hold (checked in the commit). */
   readonly requirements: MarkerRequirement[] = [];
+  /** Point earns and redeems, applied in the commit in this order (src/points/changes.ts). */
+  readonly points: PointChange[] = [];
   /** Records forwarded to D1 once committed. */
   readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
   /** Undo of what was taken from another single writer before the commit (a prize drawn), run if the run fails. */

@@ -75,7 +75,22 @@ const LotteryOutcome = z
   ])
   .openapi("LotteryOutcome");
 
+const PointsOutcome = z
+  .discriminatedUnion("granted", [
+    z.object({
+      type: z.literal("points"),
+      granted: z.literal(true),
+      grantId,
+      amount: z.number().int().openapi({ description: "Points earned (cut to the program's daily earn cap when it has one)" }),
+      program: z.string().openapi({ example: "honey" }),
+      requested: z.number().int().optional().openapi({ description: "With `capped`: what the reward would have given" }),
+      capped: z.literal(true).optional().openapi({ description: "The earn was cut to the program's daily earn cap" }),
+    }),
+    notGranted("points", ["DAILY_CAP", "NO_AMOUNT"], "DAILY_CAP: the program's daily earn cap was reached; NO_AMOUNT: the share rounded to 0"),
+  ])
+  .openapi("PointsOutcome");
+
 /** One reward's outcome in a task's answer: granted with its details, or not granted with the reason. */
 export const RewardOutcomeSchema = z
-  .discriminatedUnion("type", [RedPacketOutcome, ChancesOutcome, CouponOutcome, LotteryOutcome])
+  .discriminatedUnion("type", [RedPacketOutcome, ChancesOutcome, CouponOutcome, LotteryOutcome, PointsOutcome])
   .openapi("RewardOutcome");

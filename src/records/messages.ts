@@ -24,6 +24,7 @@ export function mergeRecordBatches(batches: RecordBatch[]): RecordBatch {
     participations: batches.flatMap((b) => b.participations),
     rewards: batches.flatMap((b) => b.rewards),
     deliveries: batches.flatMap((b) => b.deliveries),
+    points: batches.flatMap((b) => b.points ?? []),
   };
 }
 

@@ -12,6 +12,7 @@ import {
   flashSaleOrders,
   flashSaleTokenEvents,
   participations,
+  pointEntries,
   prizeDraws,
   prizeStatuses,
   requestCounts,
@@ -35,6 +36,7 @@ const TABLES = {
   flash_sale_token_events: flashSaleTokenEvents,
   flash_sale_orders: flashSaleOrders,
   dead_letters: deadLetters,
+  point_entries: pointEntries,
 } satisfies Record<string, SQLiteTable>;
 
 export type Table = keyof typeof TABLES;
@@ -91,6 +93,7 @@ function rowsByKind(body: QueueMessage): Rows {
         participations: body.records.participations,
         reward_records: body.records.rewards,
         deliveries: body.records.deliveries,
+        point_entries: body.records.points ?? [],
       };
     case "pool-events":
       return {

@@ -49,6 +49,7 @@ const RUN_ERRORS = {
   METHOD_NOT_ALLOWED: "the task takes the other method (see Allow)",
   LOCKED: "a concurrent duplicate holds the user's lock, or the Idempotency-Key's first request is still running",
   SOLD_OUT: "a reward's stock or budget is spent",
+  INSUFFICIENT_POINTS: "a `spendPoints` guard found too few spendable points",
   IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used with a different request",
   RATE_LIMITED: "over the route's or the task's rate limit",
   ...ALWAYS,

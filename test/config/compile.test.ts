@@ -32,12 +32,15 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     [
       "an unknown validator code",
       `tasks: { t: { validator: [login, captcha] } }`,
-      { path: "tasks.t.validator[1]", reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances" },
+      { path: "tasks.t.validator[1]", reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances, spendPoints" },
     ],
     [
       "a misspelt validator code, with the nearest",
       `tasks: { t: { validator: [logn] } }`,
-      { path: "tasks.t.validator[0]", reason: "unknown validator 'logn'; did you mean 'login'?; known: timeWindow, login, lock, limit, chances" },
+      {
+        path: "tasks.t.validator[0]",
+        reason: "unknown validator 'logn'; did you mean 'login'?; known: timeWindow, login, lock, limit, chances, spendPoints",
+      },
     ],
     [
       "a misspelt arg, with the nearest",
@@ -52,7 +55,7 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     [
       "an unknown reward type",
       `tasks: { t: { validator: [login], reward: [ { scratchCard: {} } ] } }`,
-      { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery" },
+      { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery, points" },
     ],
     [
       "a lottery from an undeclared pool",

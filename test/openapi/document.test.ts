@@ -56,6 +56,7 @@ describe("the OpenAPI document", () => {
         chances: "#/components/schemas/ChancesOutcome",
         coupon: "#/components/schemas/CouponOutcome",
         lottery: "#/components/schemas/LotteryOutcome",
+        points: "#/components/schemas/PointsOutcome",
       },
     });
     expect(d.components.schemas.Health.properties.time.format).toBe("date-time");
