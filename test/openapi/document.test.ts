@@ -27,7 +27,8 @@ describe("the OpenAPI document", () => {
     expect(publicOps.sort()).toEqual(["get /docs", "get /health", "get /openapi.json", "get /v1/flash-sales/{saleId}"]);
     for (const { path, op } of operations(d)) {
       if (op.security.length === 0) continue;
-      const scheme = path.startsWith("/v1/admin/") ? "operator" : path.startsWith("/v1/users/") ? "service" : "bearer";
+      const service = path.startsWith("/v1/users/") || path.startsWith("/v1/events") || path === "/v1/points/adjust";
+      const scheme = path.startsWith("/v1/admin/") ? "operator" : service ? "service" : "bearer";
       expect(op.security).toEqual([{ [scheme]: [] }]);
     }
   });

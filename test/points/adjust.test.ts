@@ -1,7 +1,7 @@
 /** POST /v1/points/adjust: a business system's correction of a user's points, by service key, once per sourceRef. */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, unique } from "../helpers";
+import { call, pushConfigs, unique } from "../helpers";
 
 const NOW = "2026-11-11T12:00:00+08:00";
 let adjuster = "";
@@ -17,6 +17,7 @@ async function serviceKey(scopes: string[]): Promise<string> {
 }
 
 beforeAll(async () => {
+  await pushConfigs();
   adjuster = await serviceKey(["points:adjust"]);
   reader = await serviceKey(["events:read"]);
 });
