@@ -9,13 +9,14 @@ import * as registry from "../engine/registry";
 import type { ChanceKind, CompiledActivity, CompiledConfig, CompiledRule, CompiledTask } from "./compiled";
 import { parseRule, splitRules } from "./request-rules";
 import { ManagedPoolSchema, PoolFieldsSchema, poolDefinition, type PoolDefinition } from "../prizes/pool-definition";
-import { IntakeSchema, TICKETS_NAMESPACE } from "../intake/intake-mode";
+import { EVENTS_NAMESPACE, IntakeSchema, TICKETS_NAMESPACE } from "../intake/intake-mode";
 import { RateLimitSchema } from "../rate-limit/rule";
 import { saleDefinition, SaleFieldsSchema, type SaleDefinition } from "../sales/sale-definition";
 import { ConfigIdSchema } from "./id";
 import { didYouMean, knownKeys } from "./suggest";
 import { innerWindow, isTimeZone, notATime, parseActivityTime, parseDuration } from "./time";
 import { sha256Hex } from "../sharding";
+import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
 
 export interface ConfigFile {
   name: string;
@@ -76,6 +77,15 @@ const Task = z
     afterCommand: ComponentList.optional(),
     rateLimit: RateLimitSchema.optional(),
     intake: IntakeSchema,
+    /** Event types that run this task (a trigger): it then runs for the event's user, never over HTTP. */
+    on: z.union([EventTypeNameSchema, z.array(EventTypeNameSchema).min(1)]).optional(),
+    /** Of several triggers of one event in a group, only the highest priority runs (see src/events/process.ts). */
+    exclusiveGroup: z
+      .object({ name: Id, priority: z.number().int().min(-1_000_000).max(1_000_000) })
+      .strict()
+      .optional(),
+    /** The event a committed run emits for its user, which event-triggered tasks may take up. */
+    emits: z.enum(["signIn", "taskCompleted"]).optional(),
   })
   .strict();
 
@@ -115,6 +125,8 @@ const ActivityFileSchema = z
     pools: z.record(Id, z.record(z.string(), z.unknown())).default({}),
     sales: z.record(Id, Sale).default({}),
     tasks: z.record(Id, Task).refine((t) => Object.keys(t).length > 0, "an activity needs at least one task"),
+    /** Business event types this file declares (names are global to the bundle). */
+    eventTypes: z.record(z.string(), EventTypeSchema).default({}),
   })
   .strict();
 
@@ -228,6 +240,7 @@ class FileCompiler {
     const poolEntries = this.section(["pools"], shape.pools, fields.pools) ?? {};
     const saleEntries = this.section(["sales"], shape.sales, fields.sales) ?? {};
     const taskEntries = this.section(["tasks"], z.record(z.string(), z.unknown()), fields.tasks ?? {}) ?? {};
+    const eventTypeEntries = this.section(["eventTypes"], z.record(z.string(), z.unknown()), fields.eventTypes ?? {}) ?? {};
     if (Object.keys(taskEntries).length === 0) this.issue(["tasks"], "an activity needs at least one task");
 
     if (timezone !== undefined && !isTimeZone(timezone)) {
@@ -254,12 +267,10 @@ class FileCompiler {
     const pools: Record<string, PoolDefinition> = {};
     const managedPools: Record<string, string> = {};
     const namespace = account ?? id ?? "";
-    if (namespace === TICKETS_NAMESPACE) {
+    if (namespace === TICKETS_NAMESPACE || namespace === EVENTS_NAMESPACE) {
       const key = account === undefined ? "id" : "account";
-      this.issue(
-        [key],
-        `'${TICKETS_NAMESPACE}' is the account namespace of queued-intake tickets: choose another ${key === "id" ? "id, or set account" : "account"}`,
-      );
+      const holds = namespace === TICKETS_NAMESPACE ? "queued-intake tickets" : "business events' outcomes";
+      this.issue([key], `'${namespace}' is the account namespace of ${holds}: choose another ${key === "id" ? "id, or set account" : "account"}`);
     }
     for (const [id, entry] of Object.entries(poolEntries)) {
       const managed = "managed" in entry;
@@ -286,6 +297,14 @@ class FileCompiler {
       if (window) sales[id] = saleDefinition(id, f, window.begin, window.end);
     }
 
+    const eventTypes: Record<string, EventType> = {};
+    for (const [name, entry] of Object.entries(eventTypeEntries)) {
+      if (!EventTypeNameSchema.safeParse(name).success) this.issue(["eventTypes", name], `'${name}' is not a valid event type name`, true);
+      else if (BUILT_IN_EVENT_TYPES.has(name)) this.issue(["eventTypes", name], `'${name}' is a built-in event type: choose another name`, true);
+      const t = this.section(["eventTypes", name], EventTypeSchema, entry);
+      if (t) eventTypes[name] = compileEventType(name, this.file, t);
+    }
+
     const activity: Omit<CompiledActivity, "tasks"> = {
       id: id ?? "",
       name: name ?? "",
@@ -299,6 +318,7 @@ class FileCompiler {
       pools,
       managedPools,
       sales,
+      eventTypes,
     };
     const tasks: Record<string, CompiledTask> = {};
     for (const [taskId, entry] of Object.entries(taskEntries)) {
@@ -363,8 +383,10 @@ class FileCompiler {
     const rewards = list(t.reward).map((ref, i) => this.place(registry.rewards, "reward", ref, [...base, "reward", i], ctx));
     const afterCommands = list(t.afterCommand).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "afterCommand", i], ctx));
 
-    // Anything that works on the user needs `login` earlier in the validator list, so it never meets no user.
-    const loginAt = validators.findIndex((v) => v?.def.code === "login");
+    // Anything that works on the user needs `login` earlier in the validator list, so it never meets no user. A
+    // trigger always runs for its event's user.
+    const on = t.on === undefined ? undefined : Array.isArray(t.on) ? t.on : [t.on];
+    const loginAt = on ? -Infinity : validators.findIndex((v) => v?.def.code === "login");
     validators.forEach((v, i) => {
       if (v?.def.needsUser && (loginAt === -1 || loginAt > i)) {
         this.issue([...base, "validator", i], `'${v.def.code}' works on the signed-in user: put 'login' before it`);
@@ -378,6 +400,8 @@ class FileCompiler {
       this.issue([...base, "validator"], `${userSteps.join(", ")} need a signed-in user: add 'login' to the validators`);
     }
     // A ticket lives in its user's account: a queued run needs a user to hold it.
+    if (on && t.intake === "queue") this.issue([...base, "intake"], "a task run by events is already queued with its event: remove intake");
+    if (!on && t.exclusiveGroup) this.issue([...base, "exclusiveGroup"], "only a task run by events (`on`) belongs to an exclusive group");
     if (t.intake === "queue" && loginAt === -1) {
       this.issue([...base, "intake"], "a queued task's ticket is kept in the user's account: add 'login' to the validators");
     }
@@ -408,6 +432,9 @@ class FileCompiler {
       afterCommands: afterCommands as Placed<(typeof registry.commands)[number]>[],
       rateLimit: t.rateLimit,
       intake: t.intake,
+      ...(on && { on }),
+      ...(t.exclusiveGroup && { exclusiveGroup: t.exclusiveGroup }),
+      ...(t.emits && { emits: t.emits }),
     };
   }
 
@@ -496,8 +523,48 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
       else sales.set(id, { file: f.name, sale });
     }
   }
+  const { eventTypes, triggers } = linkEvents(files, activities, issues);
   if (issues.length > 0) return { issues, warnings };
-  return { config: { version, revision: 0, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])) }, issues, warnings };
+  return {
+    config: { version, revision: 0, activities, sales: new Map([...sales].map(([id, s]) => [id, s.sale])), eventTypes, triggers },
+    issues,
+    warnings,
+  };
+}
+
+/**
+ * The bundle's event types (built in, and declared once across its files) and, by type, the tasks it triggers:
+ * each `on` must name a known type, with the path of the task that names it.
+ */
+function linkEvents(files: ConfigFile[], activities: Map<string, CompiledActivity>, issues: ConfigIssue[]) {
+  const eventTypes = new Map<string, EventType>(BUILT_IN_EVENT_TYPES);
+  const compilerOf = (file: string) => {
+    const c = new FileCompiler(file);
+    c.compile(files.find((f) => f.name === file)!.source);
+    return c;
+  };
+  for (const a of activities.values()) {
+    for (const [name, t] of Object.entries(a.eventTypes)) {
+      const other = eventTypes.get(name);
+      if (other) issues.push(compilerOf(a.file).located(["eventTypes", name], `event type '${name}' is also declared in ${other.origin}`));
+      else eventTypes.set(name, t);
+    }
+  }
+  const triggers = new Map<string, CompiledTask[]>();
+  for (const a of activities.values()) {
+    for (const task of Object.values(a.tasks)) {
+      for (const [i, type] of (task.on ?? []).entries()) {
+        if (!eventTypes.has(type)) {
+          const known = [...eventTypes.keys()];
+          const path = ["tasks", task.id, "on", ...(Array.isArray(task.on) && task.on.length > 1 ? [i] : [])];
+          issues.push(compilerOf(a.file).located(path, `unknown event type '${type}'${didYouMean(type, known)}; known: ${known.join(", ")}`));
+          continue;
+        }
+        triggers.set(type, [...(triggers.get(type) ?? []), task]);
+      }
+    }
+  }
+  return { eventTypes, triggers };
 }
 
 /** Compiles a bundle of activity files; throws ConfigError listing every problem in every file. */

@@ -6,6 +6,7 @@ import type { SaleDefinition } from "../sales/sale-definition";
 import type { Period } from "./time";
 import type { Intake } from "../intake/intake-mode";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
+import type { EventType } from "../events/event-types";
 
 export interface CompiledRule {
   field: string;
@@ -44,6 +45,12 @@ export interface CompiledTask {
   rateLimit?: RateLimitRule[];
   /** Runs answered in the request (`direct`) or queued behind a ticket (`queue`). */
   intake: Intake;
+  /** Event types that run this task (src/events); such a task never runs over HTTP. */
+  on?: string[];
+  /** Of a group's triggers of one event, the highest priority alone runs. */
+  exclusiveGroup?: { name: string; priority: number };
+  /** The event a committed run emits for its user. */
+  emits?: "signIn" | "taskCompleted";
 }
 
 export interface CompiledActivity {
@@ -64,6 +71,8 @@ export interface CompiledActivity {
   /** Flash sales declared by this activity, by their global id. */
   sales: Record<string, SaleDefinition>;
   tasks: Record<string, CompiledTask>;
+  /** Event types declared in this activity's file (global names). */
+  eventTypes: Record<string, EventType>;
 }
 
 export interface CompiledConfig {
@@ -77,6 +86,10 @@ export interface CompiledConfig {
   activities: Map<string, CompiledActivity>;
   /** Every declared flash sale, by its global id. */
   sales: Map<string, SaleDefinition>;
+  /** Event types, built in and declared, by name. */
+  eventTypes: Map<string, EventType>;
+  /** The tasks each event type triggers, by type. */
+  triggers: Map<string, CompiledTask[]>;
 }
 
 /**
