@@ -19,6 +19,7 @@ import { registerUserAttributes } from "./routes/user-attributes";
 import { registerFlashSales } from "./routes/flash-sales";
 import { registerTickets } from "./routes/tickets";
 import { registerPoints } from "./routes/points";
+import { registerEvents } from "./routes/events";
 import { requireOperator } from "./auth/operator";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
@@ -47,6 +48,7 @@ app.openAPIRegistry.registerComponent("securitySchemes", "service", {
 });
 registerUserAttributes(app);
 registerPoints(app);
+registerEvents(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 registerHeaders(app);
 app.use("/v1/admin/*", requireOperator);

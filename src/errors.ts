@@ -35,6 +35,9 @@ export const ERROR_STATUS = {
   UNKNOWN_SCOPE: 422,
   /** Profile attributes that are not declared, or whose value does not fit the declared type. */
   INVALID_ATTRIBUTES: 422,
+  UNKNOWN_EVENT_TYPE: 422,
+  INVALID_EVENT: 422,
+  EVENT_TOO_LATE: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,

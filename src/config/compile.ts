@@ -10,7 +10,7 @@ import { own, type ChanceKind, type CompiledActivity, type CompiledConfig, type 
 import { compileProfileFile, isProfileFile, type ProfileSchema } from "../users/profile-definition";
 import { parseRule, splitRules } from "./request-rules";
 import { ManagedPoolSchema, PoolFieldsSchema, poolDefinition, type PoolDefinition } from "../prizes/pool-definition";
-import { IntakeSchema, TICKETS_NAMESPACE } from "../intake/intake-mode";
+import { EVENTS_NAMESPACE, IntakeSchema, TICKETS_NAMESPACE } from "../intake/intake-mode";
 import { RateLimitSchema } from "../rate-limit/rule";
 import { saleDefinition, SaleFieldsSchema, type SaleDefinition } from "../sales/sale-definition";
 import { ConfigIdSchema } from "./id";
@@ -18,9 +18,10 @@ import { didYouMean, knownKeys } from "./suggest";
 import { innerWindow, isTimeZone, notATime, parseActivityTime, parseDuration } from "./time";
 import { sha256Hex } from "../sharding";
 import { compileTree } from "../engine/conditions/tree";
-import { TASK_TREES } from "../engine/conditions/facts";
+import { EVENT_TREES, TASK_TREES } from "../engine/conditions/facts";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
+import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
 
 export interface ConfigFile {
   name: string;
@@ -83,6 +84,15 @@ const Task = z
     afterCommand: ComponentList.optional(),
     rateLimit: RateLimitSchema.optional(),
     intake: IntakeSchema,
+    /** Event types that run this task (a trigger): it then runs for the event's user, never over HTTP. */
+    on: z.union([EventTypeNameSchema, z.array(EventTypeNameSchema).min(1)]).optional(),
+    /** Of several triggers of one event in a group, only the highest priority runs (see src/events/process.ts). */
+    exclusiveGroup: z
+      .object({ name: Id, priority: z.number().int().min(-1_000_000).max(1_000_000) })
+      .strict()
+      .optional(),
+    /** The event a committed run emits for its user, which event-triggered tasks may take up. */
+    emits: z.enum(["signIn", "taskCompleted"]).optional(),
   })
   .strict();
 
@@ -124,6 +134,8 @@ const ActivityFileSchema = z
     tasks: z.record(Id, Task).refine((t) => Object.keys(t).length > 0, "an activity needs at least one task"),
     // Checked on their own, bundle-wide (FileCompiler.pointPrograms): a file may hold only this section.
     pointPrograms: z.unknown().optional(),
+    /** Business event types this file declares (names are global to the bundle). */
+    eventTypes: z.record(z.string(), EventTypeSchema).default({}),
   })
   .strict();
 
@@ -270,6 +282,7 @@ class FileCompiler {
     const poolEntries = this.section(["pools"], shape.pools, fields.pools) ?? {};
     const saleEntries = this.section(["sales"], shape.sales, fields.sales) ?? {};
     const taskEntries = this.section(["tasks"], z.record(z.string(), z.unknown()), fields.tasks ?? {}) ?? {};
+    const eventTypeEntries = this.section(["eventTypes"], z.record(z.string(), z.unknown()), fields.eventTypes ?? {}) ?? {};
     if (Object.keys(taskEntries).length === 0) this.issue(["tasks"], "an activity needs at least one task");
 
     if (timezone !== undefined && !isTimeZone(timezone)) {
@@ -296,12 +309,10 @@ class FileCompiler {
     const pools: Record<string, PoolDefinition> = {};
     const managedPools: Record<string, string> = {};
     const namespace = account ?? id ?? "";
-    if (namespace === TICKETS_NAMESPACE) {
+    if (namespace === TICKETS_NAMESPACE || namespace === EVENTS_NAMESPACE) {
       const key = account === undefined ? "id" : "account";
-      this.issue(
-        [key],
-        `'${TICKETS_NAMESPACE}' is the account namespace of queued-intake tickets: choose another ${key === "id" ? "id, or set account" : "account"}`,
-      );
+      const holds = namespace === TICKETS_NAMESPACE ? "queued-intake tickets" : "business events' outcomes";
+      this.issue([key], `'${namespace}' is the account namespace of ${holds}: choose another ${key === "id" ? "id, or set account" : "account"}`);
     }
     for (const [id, entry] of Object.entries(poolEntries)) {
       const managed = "managed" in entry;
@@ -328,6 +339,14 @@ class FileCompiler {
       if (window) sales[id] = saleDefinition(id, f, window.begin, window.end);
     }
 
+    const eventTypes: Record<string, EventType> = {};
+    for (const [name, entry] of Object.entries(eventTypeEntries)) {
+      if (!EventTypeNameSchema.safeParse(name).success) this.issue(["eventTypes", name], `'${name}' is not a valid event type name`, true);
+      else if (BUILT_IN_EVENT_TYPES.has(name)) this.issue(["eventTypes", name], `'${name}' is a built-in event type: choose another name`, true);
+      const t = this.section(["eventTypes", name], EventTypeSchema, entry);
+      if (t) eventTypes[name] = compileEventType(name, this.file, t);
+    }
+
     const activity: Omit<CompiledActivity, "tasks" | "countedParticipations"> = {
       id: id ?? "",
       name: name ?? "",
@@ -341,6 +360,7 @@ class FileCompiler {
       pools,
       managedPools,
       sales,
+      eventTypes,
     };
     const tasks: Record<string, CompiledTask> = {};
     for (const [taskId, entry] of Object.entries(taskEntries)) {
@@ -413,12 +433,22 @@ class FileCompiler {
     const rewards = list(t.reward).map((ref, i) => this.place(registry.rewards, "reward", ref, [...base, "reward", i], ctx));
     const afterCommands = list(t.afterCommand).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "afterCommand", i], ctx));
 
-    const compiled = t.when === undefined ? undefined : compileTree(t.when, { timezone: activity.timezone, taskIds, ...TASK_TREES });
+    // A trigger always runs for its event's user; anything else that works on the user needs `login` earlier in the
+    // validator list, so it never meets no user.
+    const on = t.on === undefined ? undefined : Array.isArray(t.on) ? t.on : [t.on];
+    const compiled =
+      t.when === undefined
+        ? undefined
+        : compileTree(t.when, {
+            timezone: activity.timezone,
+            taskIds,
+            pointPrograms: Object.keys(this.programs),
+            ...(on ? EVENT_TREES : TASK_TREES),
+          });
     if (compiled && "issues" in compiled) for (const i of compiled.issues) this.issue([...base, "when", ...i.path], i.reason);
     const when = compiled && "tree" in compiled ? compiled.tree : undefined;
 
-    // Anything that works on the user needs `login` earlier in the validator list, so it never meets no user.
-    const loginAt = validators.findIndex((v) => v?.def.code === "login");
+    const loginAt = on ? -Infinity : validators.findIndex((v) => v?.def.code === "login");
     const userFacts = (["attributes", "groups", "participations"] as const).filter((k) => when?.needs.has(k));
     if (userFacts.length > 0 && loginAt === -1) {
       this.issue([...base, "when"], `these conditions read the user's ${userFacts.join(", ")}: add 'login' to the validators`);
@@ -436,6 +466,8 @@ class FileCompiler {
       this.issue([...base, "validator"], `${userSteps.join(", ")} need a signed-in user: add 'login' to the validators`);
     }
     // A ticket lives in its user's account: a queued run needs a user to hold it.
+    if (on && t.intake === "queue") this.issue([...base, "intake"], "a task run by events is already queued with its event: remove intake");
+    if (!on && t.exclusiveGroup) this.issue([...base, "exclusiveGroup"], "only a task run by events (`on`) belongs to an exclusive group");
     if (t.intake === "queue" && loginAt === -1) {
       this.issue([...base, "intake"], "a queued task's ticket is kept in the user's account: add 'login' to the validators");
     }
@@ -467,6 +499,9 @@ class FileCompiler {
       when,
       rateLimit: t.rateLimit,
       intake: t.intake,
+      ...(on && { on }),
+      ...(t.exclusiveGroup && { exclusiveGroup: t.exclusiveGroup }),
+      ...(t.emits && { emits: t.emits }),
     };
   }
 
@@ -581,6 +616,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
       else sales.set(id, { file: f.name, sale });
     }
   }
+  const { eventTypes, triggers } = linkEvents(files, activities, issues);
   if (issues.length > 0) return { issues, warnings };
   const config: CompiledConfig = {
     version,
@@ -589,8 +625,45 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     sales: new Map([...sales].map(([id, s]) => [id, s.sale])),
     profile,
     pointPrograms: new Map(Object.entries(programs)),
+    eventTypes,
+    triggers,
   };
   return { config, issues, warnings };
+}
+
+/**
+ * The bundle's event types (built in, and declared once across its files) and, by type, the tasks it triggers:
+ * each `on` must name a known type, with the path of the task that names it.
+ */
+function linkEvents(files: ConfigFile[], activities: Map<string, CompiledActivity>, issues: ConfigIssue[]) {
+  const eventTypes = new Map<string, EventType>(BUILT_IN_EVENT_TYPES);
+  const compilerOf = (file: string) => {
+    const c = new FileCompiler(file);
+    c.compile(files.find((f) => f.name === file)!.source);
+    return c;
+  };
+  for (const a of activities.values()) {
+    for (const [name, t] of Object.entries(a.eventTypes)) {
+      const other = eventTypes.get(name);
+      if (other) issues.push(compilerOf(a.file).located(["eventTypes", name], `event type '${name}' is also declared in ${other.origin}`));
+      else eventTypes.set(name, t);
+    }
+  }
+  const triggers = new Map<string, CompiledTask[]>();
+  for (const a of activities.values()) {
+    for (const task of Object.values(a.tasks)) {
+      for (const [i, type] of (task.on ?? []).entries()) {
+        if (!eventTypes.has(type)) {
+          const known = [...eventTypes.keys()];
+          const path = ["tasks", task.id, "on", ...(Array.isArray(task.on) && task.on.length > 1 ? [i] : [])];
+          issues.push(compilerOf(a.file).located(path, `unknown event type '${type}'${didYouMean(type, known)}; known: ${known.join(", ")}`));
+          continue;
+        }
+        triggers.set(type, [...(triggers.get(type) ?? []), task]);
+      }
+    }
+  }
+  return { eventTypes, triggers };
 }
 
 /** Compiles a bundle of activity files; throws ConfigError listing every problem in every file. */

@@ -10,6 +10,7 @@ import type { PointProgram } from "../points/program";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 import type { ConditionTree } from "../engine/conditions/tree";
 import type { ParticipationCount } from "../engine/conditions/define";
+import type { EventType } from "../events/event-types";
 
 export interface CompiledRule {
   field: string;
@@ -50,6 +51,12 @@ export interface CompiledTask {
   rateLimit?: RateLimitRule[];
   /** Runs answered in the request (`direct`) or queued behind a ticket (`queue`). */
   intake: Intake;
+  /** Event types that run this task (src/events); such a task never runs over HTTP. */
+  on?: string[];
+  /** Of a group's triggers of one event, the highest priority alone runs. */
+  exclusiveGroup?: { name: string; priority: number };
+  /** The event a committed run emits for its user. */
+  emits?: "signIn" | "taskCompleted";
 }
 
 export interface CompiledActivity {
@@ -72,6 +79,8 @@ export interface CompiledActivity {
   tasks: Record<string, CompiledTask>;
   /** The participation counts the activity's conditions read: each run of a task they name is counted. */
   countedParticipations: ParticipationCount[];
+  /** Event types declared in this activity's file (global names). */
+  eventTypes: Record<string, EventType>;
 }
 
 export interface CompiledConfig {
@@ -89,6 +98,10 @@ export interface CompiledConfig {
   profile: ProfileSchema;
   /** The bundle's point programs (`pointPrograms`), by id. */
   pointPrograms: Map<string, PointProgram>;
+  /** Event types, built in and declared, by name. */
+  eventTypes: Map<string, EventType>;
+  /** The tasks each event type triggers, by type. */
+  triggers: Map<string, CompiledTask[]>;
 }
 
 /**

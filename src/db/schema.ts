@@ -32,8 +32,25 @@ export const requestRecords = sqliteTable(
     outcome: text("outcome").notNull(),
     params: text("params").notNull(),
     createdAt: integer("created_at").notNull(),
+    /** `<source>/<eventId>` of the business event a triggered run answered. */
+    eventRef: text("event_ref"),
   },
-  (t) => [index("request_records_by_user").on(t.namespace, t.userId, t.createdAt)],
+  (t) => [index("request_records_by_user").on(t.namespace, t.userId, t.createdAt), index("request_records_by_event").on(t.eventRef)],
+);
+
+/** Business events accepted by POST /v1/events: (source, eventId) is global, and names the account holding the outcome. */
+export const events = sqliteTable(
+  "events",
+  {
+    source: text("source").notNull(),
+    eventId: text("event_id").notNull(),
+    userId: text("user_id").notNull(),
+    type: text("type").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    occurredAt: integer("occurred_at").notNull(),
+    receivedAt: integer("received_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.source, t.eventId] })],
 );
 
 export const participations = sqliteTable(

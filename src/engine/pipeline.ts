@@ -24,6 +24,7 @@ import { TaskRun, type User } from "./run";
 import { log } from "../platform/log";
 import { evaluate, whyNot } from "./conditions/tree";
 import { countParticipation, taskFacts } from "./conditions/facts";
+import { emitTaskEvent } from "../events/emit";
 
 export interface TaskRequest {
   requestId: string;
@@ -44,6 +45,20 @@ export interface TaskRequest {
   idempotency?: { namespace: string; key: string };
   /** Crash tests only (ALLOW_FAULT_INJECTION): the step after which the run fails as if the worker died. */
   fault?: Fault;
+  /** The business event this run answers, for a task run by events (src/events/process.ts). */
+  event?: RunEvent;
+}
+
+/** How records name an event: `<source>/<eventId>`. */
+export const eventRef = (e: { source: string; eventId: string }) => `${e.source}/${e.eventId}`;
+
+/** The event behind a triggered run: the run is linked to it in its request record. */
+export interface RunEvent {
+  source: string;
+  eventId: string;
+  type: string;
+  occurredAt: number;
+  payload: Record<string, unknown>;
 }
 
 /** Where a crash test makes a run fail: after its shared units were reserved, or after the user's commit. */
@@ -58,11 +73,13 @@ export interface TaskSuccess {
 }
 
 /** The activity and task a request names, or its refusal: an unknown activity or task, or the other method. */
-export function requestedTask(config: CompiledConfig, activityId: string, taskId: string, method: string) {
+export function requestedTask(config: CompiledConfig, activityId: string, taskId: string, method: string, byEvent = false) {
   const activity = config.activities.get(activityId);
   if (!activity) throw new AppError("NOT_FOUND", `no activity '${activityId}'`);
   const task = own(activity.tasks, taskId);
   if (!task) throw new AppError("NOT_FOUND", `activity '${activity.id}' has no task '${taskId}'`);
+  // A trigger grants on a business system's word (its event), never on a client's request.
+  if (task.on && !byEvent) throw new AppError("NOT_FOUND", `task '${task.id}' runs on events (${task.on.join(", ")}), not on requests`);
   if (method !== task.method) {
     throw new AppError("METHOD_NOT_ALLOWED", `task '${task.id}' takes ${task.method}`, { Allow: task.method });
   }
@@ -86,7 +103,7 @@ export function checkRequestRules(task: CompiledTask, query: Record<string, stri
 
 /** Runs one task for one request; throws AppError for every refusal. */
 export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
-  const { activity, task } = requestedTask(req.config, req.activityId, req.taskId, req.method);
+  const { activity, task } = requestedTask(req.config, req.activityId, req.taskId, req.method, req.event !== undefined);
   checkRequestRules(task, req.query, req.body);
 
   const params = { ...req.query, ...req.body };
@@ -101,6 +118,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     outcome: "OK",
     params: JSON.stringify(params),
     createdAt: req.now,
+    eventRef: req.event ? eventRef(req.event) : null,
   });
   // Whether the user's account answered the commit: it then holds the run's record, with the outcome it gave.
   let committed = false;
@@ -125,6 +143,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     const result: TaskSuccess = { ok: true, requestId: req.requestId, activityId: activity.id, taskId: task.id, rewards: run.rewards };
     committed = await commit(run, req, result, record);
     for (const done of run.plan.afterCommit) done();
+    if (task.emits && req.user) emitTaskEvent(req.env, req.ctx, req.config, task, { requestId: req.requestId, userId: req.user.id, now: req.now });
     return result;
   } catch (e) {
     // A refusal the account answered was recorded there; a run "killed" by a crash test records nothing more.

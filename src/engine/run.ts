@@ -1,5 +1,6 @@
 /** One execution of a task: what the components read (user, params, time) and what they plan to write. */
 import type { CompiledActivity, CompiledConfig, CompiledTask } from "../config/compiled";
+import type { RunEvent } from "./pipeline";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
 import type { MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/account-plan";
@@ -68,6 +69,8 @@ export interface TaskRunInit {
   configRevision: number;
   /** The compiled config the run was made with (profile declarations, event types). */
   config: CompiledConfig;
+  /** The business event a triggered run answers (src/events). */
+  event?: RunEvent;
 }
 
 export class TaskRun {

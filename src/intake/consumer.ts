@@ -1,8 +1,8 @@
 /**
  * The INTAKE queue's consumer: runs queued grabs and task runs as of their intake, and answers each one's ticket.
  *
- * Runs go in lanes, one run after another in arrival order: a lane per sale shard (the buyer's home shard) and a
- * lane per task. So earlier arrivals are decided first, and a shard takes one queued grab at a time from each
+ * Runs go in lanes, one run after another in arrival order: a lane per sale shard (the buyer's home shard), a
+ * lane per task, and a lane per user for business events (a user's events are evaluated one at a time). So earlier arrivals are decided first, and a shard takes one queued grab at a time from each
  * consumer invocation: `max_concurrency` in wrangler.toml bounds what the queue puts on a shard. Lanes run side by
  * side, and tickets are read and answered beside the runs.
  *
@@ -20,7 +20,9 @@ import { log } from "../platform/log";
 import { homeShard } from "../prizes/pools";
 import type { SaleDefinition } from "../sales/sale-definition";
 import { findSale, grab, tokenAnswer } from "../sales/sales";
-import { retryDelaySeconds, TICKETS_NAMESPACE } from "./intake-mode";
+import { EVENTS_NAMESPACE, retryDelaySeconds, TICKETS_NAMESPACE } from "./intake-mode";
+import { processEvent } from "../events/process";
+import { userAccount } from "../../durable-objects/support/stubs";
 import type { IntakeMessage } from "./messages";
 import { answerTicket, isPending } from "./tickets";
 
@@ -34,7 +36,7 @@ export async function consumeIntake(batch: MessageBatch<IntakeMessage>, env: Env
   // ticket may be gone (released after a failed send, or expired), and a run then would grant what no one waits for.
   const open = await Promise.all(
     batch.messages.map((m) =>
-      isPending(env, userOf(m.body), m.body.ticketId).then(
+      isPending(env, userOf(m.body), m.body.ticketId, namespaceOf(m.body)).then(
         (pending) => (pending ? "pending" : "done"),
         () => "unknown" as const,
       ),
@@ -70,7 +72,8 @@ export async function consumeIntake(batch: MessageBatch<IntakeMessage>, env: Env
   log.info("intake runs", { messages: batch.messages.length, ...counts, ms: Date.now() - started });
 }
 
-const userOf = (body: IntakeMessage) => (body.kind === "grab" ? body.userId : body.user.id);
+const userOf = (body: IntakeMessage) => (body.kind === "grab" ? body.userId : body.kind === "event" ? body.event.userId : body.user.id);
+const namespaceOf = (body: IntakeMessage) => (body.kind === "event" ? EVENTS_NAMESPACE : TICKETS_NAMESPACE);
 
 /** The batch's sales, each looked up once; a sale that cannot be found now is looked up again by its run. */
 async function salesOf(env: Env, messages: Message<IntakeMessage>[]): Promise<Map<string, SaleDefinition>> {
@@ -82,6 +85,7 @@ async function salesOf(env: Env, messages: Message<IntakeMessage>[]): Promise<Ma
 /** The lane a run waits its turn in: the buyer's home shard of the sale, or the task. */
 function laneOf(body: IntakeMessage, sales: Map<string, SaleDefinition>): string {
   if (body.kind === "task") return `task:${body.activityId}/${body.taskId}`;
+  if (body.kind === "event") return `user:${body.event.userId}`;
   const def = sales.get(body.saleId);
   return `sale:${body.saleId}#${def ? homeShard(body.userId, def.shards) : 0}`;
 }
@@ -91,6 +95,10 @@ async function run(env: Env, ctx: ExecutionContext, body: IntakeMessage, sales: 
   // reserved itself (a run's shared reservations are named after its request id).
   const requestId = crypto.randomUUID();
   try {
+    if (body.kind === "event") {
+      const outcome = await processEvent(env, ctx, await activeConfig(env), body.event, body.fingerprint);
+      return { answer: { status: 200, body: outcome } };
+    }
     if (body.kind === "grab") {
       const def = sales.get(body.saleId) ?? (await findSale(env, body.saleId));
       const t = await grab(env, def, body.userId, body.now, body.ticketId);
@@ -129,7 +137,8 @@ async function settle(env: Env, m: Message<IntakeMessage>, outcome: Outcome, cou
       m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
       return;
     }
-    if (outcome !== "committed") await answerTicket(env, userOf(m.body), m.body.ticketId, outcome.answer.status, outcome.answer.body);
+    if (outcome !== "committed")
+      await answerTicket(env, userOf(m.body), m.body.ticketId, outcome.answer.status, outcome.answer.body, namespaceOf(m.body));
     counts.answered++;
     m.ack();
   } catch (e) {
@@ -148,13 +157,16 @@ async function settle(env: Env, m: Message<IntakeMessage>, outcome: Outcome, cou
 export async function giveUpRuns(env: Env, bodies: IntakeMessage[]): Promise<void> {
   await Promise.all(
     bodies.map((b) =>
-      answerTicket(
-        env,
-        userOf(b),
-        b.ticketId,
-        503,
-        errorBody(crypto.randomUUID(), "UNAVAILABLE", "the run could not be made in time: please try again"),
-      ),
+      // An event is given back to its sender instead: its key is freed, so the business system's retry runs it.
+      b.kind === "event"
+        ? userAccount(env, b.event.userId).releaseIdempotency(EVENTS_NAMESPACE, b.ticketId)
+        : answerTicket(
+            env,
+            userOf(b),
+            b.ticketId,
+            503,
+            errorBody(crypto.randomUUID(), "UNAVAILABLE", "the run could not be made in time: please try again"),
+          ),
     ),
   );
 }

@@ -16,6 +16,9 @@ export type Intake = z.output<typeof IntakeSchema>;
 /** The account namespace queued runs' tickets are kept under (as Idempotency-Keys); no activity may take it. */
 export const TICKETS_NAMESPACE = "tickets";
 
+/** The account namespace business events' outcomes are kept under (src/events); no activity may take it either. */
+export const EVENTS_NAMESPACE = "events";
+
 /** The queue queued runs travel on (binding INTAKE in wrangler.toml), apart from the records' EVENTS queue. */
 export const INTAKE_QUEUE = "fanfare-intake";
 

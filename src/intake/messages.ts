@@ -1,5 +1,6 @@
 /** The INTAKE queue's message contract: one queued grab or task run, carrying all it needs to run as its request would have. */
 import type { User } from "../engine/run";
+import type { BusinessEvent } from "../events/process";
 
 interface Ticketed {
   /** The ticket the run answers: an Idempotency-Key of the user's account in the `tickets` namespace. */
@@ -20,4 +21,6 @@ export type IntakeMessage =
       user: User;
       query: Record<string, string>;
       body: Record<string, unknown>;
-    });
+    })
+  /** A business event to run (src/events): its "ticket" is its outcome's key in the user's `events` namespace. */
+  | (Ticketed & { kind: "event"; event: BusinessEvent; fingerprint: string });

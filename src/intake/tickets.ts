@@ -56,11 +56,18 @@ export async function readTicket(env: Env, userId: string, id: string, waitMs: n
 }
 
 /** Whether a ticket still waits for its run: false once answered, or when it was never opened or given up. */
-export async function isPending(env: Env, userId: string, id: string): Promise<boolean> {
-  return (await userAccount(env, userId).readIdempotency(TICKETS_NAMESPACE, id)) === "pending";
+export async function isPending(env: Env, userId: string, id: string, namespace = TICKETS_NAMESPACE): Promise<boolean> {
+  return (await userAccount(env, userId).readIdempotency(namespace, id)) === "pending";
 }
 
 /** Stores a run's answer in its ticket; a ticket already answered (by an earlier delivery) keeps its answer. */
-export async function answerTicket(env: Env, userId: string, id: string, status: number, body: unknown): Promise<void> {
-  await userAccount(env, userId).completeIdempotency(TICKETS_NAMESPACE, id, status, JSON.stringify(body));
+export async function answerTicket(
+  env: Env,
+  userId: string,
+  id: string,
+  status: number,
+  body: unknown,
+  namespace = TICKETS_NAMESPACE,
+): Promise<void> {
+  await userAccount(env, userId).completeIdempotency(namespace, id, status, JSON.stringify(body));
 }

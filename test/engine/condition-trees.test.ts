@@ -4,7 +4,7 @@ import type { ConditionFacts } from "../../src/engine/conditions/define";
 import { type ConditionTree, compileTree, evaluate, type TreeContext, whyNot } from "../../src/engine/conditions/tree";
 import { TASK_TREES } from "../../src/engine/conditions/facts";
 
-const ctx: TreeContext = { timezone: "Asia/Shanghai", taskIds: ["signIn", "share"], unavailable: {} };
+const ctx: TreeContext = { timezone: "Asia/Shanghai", taskIds: ["signIn", "share"], pointPrograms: ["honey"], unavailable: {} };
 
 function tree(raw: unknown, c: TreeContext = ctx): ConditionTree {
   const r = compileTree(raw, c);
@@ -128,13 +128,18 @@ describe("condition trees are compiled once, every problem with its path and rea
 
   it("refuses, in a task's when:, leaves whose facts a task run cannot provide, and activity-scoped atLeast", () => {
     const task = { ...ctx, ...TASK_TREES };
-    expect(issues({ all: [{ firstOrder: {} }, { event: { path: "amount", op: "gte", value: 100 } }, { pointsBalance: { n: 5 } }] }, task)).toEqual([
-      { path: ["all", 0, "firstOrder"], reason: "condition 'firstOrder' reads orders facts: a task's when: cannot read the order history yet" },
-      { path: ["all", 1, "event"], reason: "condition 'event' reads event facts: a task run has no business event (event activities have one)" },
-      { path: ["all", 2, "pointsBalance"], reason: "condition 'pointsBalance' reads points facts: a task's when: cannot read points balances yet" },
+    expect(
+      issues({ all: [{ firstOrder: {} }, { event: { path: "amount", op: "gte", value: 100 } }, { pointsBalance: { program: "nope", n: 5 } }] }, task),
+    ).toEqual([
+      { path: ["all", 0, "firstOrder"], reason: "condition 'firstOrder' reads orders facts: the order history is not kept yet" },
+      {
+        path: ["all", 1, "event"],
+        reason: "condition 'event' reads event facts: a task run over HTTP has no business event (a task with `on:` has one)",
+      },
+      { path: ["all", 2, "pointsBalance", "program"], reason: "unknown point program 'nope'; declared: honey" },
     ]);
     expect(issues({ atLeast: { n: 1, of: [{ newUser: {} }], scope: "activity" } }, task)).toEqual([
-      { path: ["atLeast", "scope"], reason: "a task's when: keeps no progress between runs; scope: activity is for event activities" },
+      { path: ["atLeast", "scope"], reason: "a task's when: keeps no progress between runs yet" },
     ]);
   });
 
@@ -218,8 +223,8 @@ describe("each leaf compares what the facts say with what it expects", () => {
     ["no registeredAt: not new", { newUser: {} }, facts(user()), { pass: false, absent: true }],
     ["a first order", { firstOrder: {} }, facts({ orders: { completedBefore: 0 } }), { pass: true, actual: 0 }],
     ["not a first order", { firstOrder: {} }, facts({ orders: { completedBefore: 2 } }), { pass: false }],
-    ["a points balance", { pointsBalance: { op: "gte", n: 500 } }, facts({ points: { balance: 500 } }), { pass: true }],
-    ["a points balance below", { pointsBalance: { op: "gte", n: 500 } }, facts({ points: { balance: 499 } }), { pass: false }],
+    ["a points balance", { pointsBalance: { program: "honey", op: "gte", n: 500 } }, facts({ points: { honey: 500 } }), { pass: true }],
+    ["a points balance below", { pointsBalance: { program: "honey", op: "gte", n: 500 } }, facts({ points: { honey: 499 } }), { pass: false }],
   ];
   it.each(cases)("%s", (_, raw, f, expected) => {
     expect(one(raw, f)).toMatchObject(expected);

@@ -29,7 +29,8 @@ export interface ConditionFacts {
   user?: { id: string; groups: string[]; attributes: Record<string, unknown> };
   /** Participations before this one in the current period, by `participationKey` (a missing key: none). */
   participations?: Record<string, number>;
-  points?: { balance: number };
+  /** Spendable points by program. */
+  points?: Record<string, number>;
   orders?: { completedBefore: number };
 }
 
@@ -46,6 +47,8 @@ export interface ConditionContext {
   timezone: string;
   /** The ids of the activity's tasks (a condition may name one). */
   taskIds: readonly string[];
+  /** The bundle's point programs (a condition may name one). */
+  pointPrograms: readonly string[];
 }
 
 export interface ConditionDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>> {
