@@ -78,8 +78,8 @@ export class StoredDefinition<D extends object, R extends DefinitionRef = Defini
   ) {}
 
   /**
-   * Restores the stored definition from the object's meta rows (in its constructor, after its migrations). A
-   * definition stored without its hash (by code that carried definitions whole) is named by its hash here, once.
+   * Restores the stored definition from the object's meta rows (in its constructor, after its migrations). One stored
+   * without its hash is named by it here, once, so that calls naming it by hash alone find it.
    */
   async load(meta: Record<string, string>): Promise<void> {
     if (!meta.definition) return;
