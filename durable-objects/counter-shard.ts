@@ -10,7 +10,7 @@ import type { Env } from "../src/env";
 import type { CounterDefinition, CounterRef, CounterShardStats, ReserveOutcome, SettleOutcome } from "../src/counters/counter-definition";
 import { shardShare } from "../src/prizes/pool-definition";
 import { DeadlineClock } from "./support/deadline-clock";
-import { StoredDefinition } from "./support/definition";
+import { byRevision, StoredDefinition } from "./support/definition";
 import { ExpiryTracker } from "./support/expiry";
 import { Lending, lendingTables } from "./support/lending";
 import { countServed, migrateStorage, readMeta, type StorageMigration } from "./support/migrations";
@@ -72,9 +72,10 @@ export class CounterShard extends DurableObject<Env> {
     this.sql = ctx.storage.sql;
     // A hold lasts while a run commits: real time, whatever time the activity's requests replay.
     this.clock = new DeadlineClock(ctx, env, "wall");
-    this.definition = new StoredDefinition(ctx, {
+    this.definition = new StoredDefinition<CounterDefinition, CounterRef>(ctx, {
       // The split over shards is fixed once used: another count would give new shards fresh units beside the old ones.
       compatible: (stored, next) => stored.shards === next.shards,
+      replaces: byRevision,
       apply: (stored, next, ref) => this.apply(stored, next, ref.shard),
     });
     this.lending = new Lending(ctx, {
@@ -106,7 +107,7 @@ export class CounterShard extends DurableObject<Env> {
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, counterMigrations);
       const meta = readMeta(this.sql);
-      this.definition.load(meta);
+      await this.definition.load(meta);
       if (meta.shard !== undefined) this.shard = Number(meta.shard);
     });
   }

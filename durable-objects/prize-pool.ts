@@ -18,6 +18,7 @@ import {
 } from "../src/prizes/pool-definition";
 import { rebase, released, type Window } from "../src/prizes/schedule";
 import { DeadlineClock } from "./support/deadline-clock";
+import { type DefinitionRefusal, type ShardRef, StoredDefinition } from "./support/definition";
 import { ExpiryTracker } from "./support/expiry";
 import { Outbox, outboxTable } from "./support/outbox";
 import { poolShard } from "./support/stubs";
@@ -27,7 +28,8 @@ import { log } from "../src/platform/log";
 
 export type PoolEvent = { draw: DrawRecord } | { update: { grantId: string; status: "claimed" | "expired" | "cancelled" } };
 
-const MIGRATIONS: StorageMigration[] = [
+/** The shard's storage, one numbered step each (see support/migrations.ts). */
+export const prizePoolMigrations: StorageMigration[] = [
   (sql) =>
     sql.exec(`
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -43,6 +45,11 @@ const MIGRATIONS: StorageMigration[] = [
   CREATE TABLE IF NOT EXISTS foreign_wins (grant_id TEXT PRIMARY KEY, user_id TEXT NOT NULL);
   CREATE INDEX IF NOT EXISTS foreign_wins_by_user ON foreign_wins (user_id);`),
   outboxTable,
+  // The definition is stored as sent (its hash names it: support/definition.ts), the shard's place beside it.
+  (sql) => {
+    sql.exec("INSERT OR IGNORE INTO meta (k, v) SELECT 'shard', json_extract(v, '$.shard') FROM meta WHERE k = 'definition'");
+    sql.exec("UPDATE meta SET v = json_remove(v, '$.shard') WHERE k = 'definition'");
+  },
 ];
 
 type TierRow = {
@@ -79,7 +86,9 @@ interface ShardChange {
 export class PrizePool extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: Outbox<PoolEvent>;
-  private definition: (PoolDefinition & { shard: number }) | undefined;
+  private readonly definition: StoredDefinition<PoolDefinition, ShardRef>;
+  /** This shard's place among the pool's (known from the first definition). */
+  private shard = 0;
   private status: "open" | "closed" = "open";
   private readonly clock: DeadlineClock;
   /** Issued prizes, back to the pool at their claim deadline. */
@@ -101,61 +110,73 @@ export class PrizePool extends DurableObject<Env> {
     this.outbox = new Outbox<PoolEvent>(ctx, env, {
       queue: { binding: "POOLS", message: (events, origin) => ({ kind: "pool-events", events, origin }) },
     });
+    this.definition = new StoredDefinition<PoolDefinition, ShardRef>(ctx, {
+      // Shards and tiers are fixed once the pool is made: another split would give shards fresh units beside the old.
+      compatible: sameShape,
+      // Quantities change through replenish and withdraw, never by config: a shard keeps the definition it was made with.
+      replaces: () => false,
+      apply: (_stored, next, ref) => this.create(next, ref.shard),
+    });
     ctx.blockConcurrencyWhile(async () => {
-      migrateStorage(ctx.storage, MIGRATIONS);
+      migrateStorage(ctx.storage, prizePoolMigrations);
       const meta = readMeta(this.sql);
-      if (meta.definition) this.definition = JSON.parse(meta.definition);
+      await this.definition.load(meta);
+      if (meta.shard !== undefined) this.shard = Number(meta.shard);
       if (meta.status === "closed") this.status = "closed";
     });
   }
 
-  /** Creates this shard from the pool's definition; a shard that exists keeps its state. True when created. */
-  async define(def: PoolDefinition, shard: number): Promise<boolean> {
-    if (this.definition) return false;
-    this.ctx.storage.transactionSync(() => {
-      this.sql.exec("INSERT INTO meta (k, v) VALUES ('definition', ?), ('status', 'open')", JSON.stringify({ ...def, shard }));
-      for (const t of def.tiers) {
-        const quantity = shardShare(t.quantity, def.shards, shard);
-        const segments = [{ from: def.begin, base: 0, units: quantity }];
-        this.sql.exec(
-          "INSERT INTO tiers (id, name, value, weight, segments, quantity) VALUES (?, ?, ?, ?, ?, ?)",
-          t.id,
-          t.name,
-          t.value,
-          t.weight ?? null,
-          JSON.stringify(segments),
-          quantity,
-        );
-      }
-    });
-    this.definition = { ...def, shard };
+  /** Sets this shard up with its share of each tier (inside the transaction that stores its first definition). */
+  private create(def: PoolDefinition, shard: number) {
+    this.sql.exec("INSERT OR IGNORE INTO meta (k, v) VALUES ('status', 'open'), ('shard', ?)", String(shard));
+    for (const t of def.tiers) {
+      const quantity = shardShare(t.quantity, def.shards, shard);
+      const segments = [{ from: def.begin, base: 0, units: quantity }];
+      this.sql.exec(
+        "INSERT INTO tiers (id, name, value, weight, segments, quantity) VALUES (?, ?, ?, ?, ?, ?)",
+        t.id,
+        t.name,
+        t.value,
+        t.weight ?? null,
+        JSON.stringify(segments),
+        quantity,
+      );
+    }
+    this.shard = shard;
     this.changedTiers();
-    return true;
   }
 
   /**
-   * Creates this shard, but only if the pool's first shard has (or now takes) the same shape: otherwise a config
-   * that changed the shard count would give new shards fresh units beside the old ones.
+   * The definition a call means (support/definition.ts). A shard other than the first is made only in the shape the
+   * first has (or now takes): otherwise a config that changed the shard count would give new shards fresh units
+   * beside the old ones.
    */
-  async defineLikeFirstShard(def: PoolDefinition, shard: number): Promise<boolean> {
-    if (this.definition) return sameShape(this.definition, def);
-    if (shard !== 0) {
-      const first = poolShard(this.env, def.id, 0);
-      await first.define(def, 0);
-      const shape = await first.shape();
-      if (!shape || !sameShape(shape, def)) return false;
+  private async resolve(ref: ShardRef, def: PoolDefinition | undefined) {
+    if (!this.definition.current && ref.shard !== 0 && def !== undefined) {
+      const first = await poolShard(this.env, ref.id, 0).define({ ...ref, shard: 0 }, def);
+      if (first.outcome !== "defined") return { outcome: "changed" as const };
     }
-    await this.define(def, shard);
-    return true;
+    return this.definition.resolve(ref, def);
   }
 
-  /** The definition this shard was created with (undefined before its first use). */
-  async shape(): Promise<PoolDefinition | undefined> {
-    return this.definition;
+  /** Sets this shard up with the pool (a shard in use keeps its own); "changed" when its shards or tiers differ. */
+  async define(ref: ShardRef, def: PoolDefinition | undefined): Promise<{ outcome: "defined" } | DefinitionRefusal> {
+    const resolved = await this.resolve(ref, def);
+    return resolved.outcome === "defined" ? { outcome: "defined" } : resolved;
+  }
+
+  /** The hash of the definition this shard was made with (undefined before its first use). */
+  async definedAs(): Promise<string | undefined> {
+    return this.definition.current?.hash;
+  }
+
+  /** The definition in force (only once defined). */
+  private get def(): PoolDefinition {
+    return this.definition.current!.def;
   }
 
   private get window(): Window {
-    const d = this.definition!;
+    const d = this.def;
     return { begin: d.begin, end: d.end, curve: d.curve };
   }
 
@@ -193,18 +214,19 @@ export class PrizePool extends DurableObject<Env> {
    * second shard after an empty one); `priorWins` carries the user's wins on the shard tried first.
    */
   async draw(
-    def: PoolDefinition,
-    shard: number,
+    ref: ShardRef,
+    def: PoolDefinition | undefined,
     draw: { grantId: string; userId: string; now: number; rolled?: boolean; priorWins?: number; last: boolean },
-  ): Promise<DrawOutcome> {
-    if (!this.definition && !(await this.defineLikeFirstShard(def, shard))) return { outcome: "changed", userWins: 0 };
-    const d = this.definition!;
-    if (!sameShape(d, def)) return { outcome: "changed", userWins: 0 };
+  ): Promise<DrawOutcome | DefinitionRefusal> {
+    const resolved = await this.resolve(ref, def);
+    if (resolved.outcome === "changed") return { outcome: "changed", userWins: 0 };
+    if (resolved.outcome !== "defined") return resolved;
+    const d = resolved.def;
     this.clock.observe(draw.now);
     // Prizes past their deadline go back first, so they can be drawn again now.
     await this.expireDue(draw.now);
     // The shard is part of the prize id, so a claim finds its shard without a lookup.
-    const req = { ...draw, grantId: `${draw.grantId}~${d.shard}` };
+    const req = { ...draw, grantId: `${draw.grantId}~${this.shard}` };
     // Wins are counted only for a cap (two reads a draw saved on uncapped pools).
     const wins = d.perUserCap === undefined ? 0 : this.userWins(req.userId) + (req.priorWins ?? 0);
     const refuse = (outcome: "missed" | "empty" | "capped" | "closed" | "not-open"): DrawOutcome => {
@@ -239,12 +261,12 @@ export class PrizePool extends DurableObject<Env> {
     chosen.drawn += 1;
     await this.outbox.schedule();
     if (expiresAt !== null) await this.expiry.track(expiresAt);
-    return { outcome: "won", grantId: req.grantId, tierId: chosen.id, tierName: chosen.name, value: chosen.value, expiresAt, shard: d.shard };
+    return { outcome: "won", grantId: req.grantId, tierId: chosen.id, tierName: chosen.name, value: chosen.value, expiresAt, shard: this.shard };
   }
 
   private record(req: { grantId: string; userId: string; now: number }, outcome: string, tierId: string | null, value: number) {
     this.outbox.add({
-      draw: { id: req.grantId, poolId: this.definition!.id, shard: this.definition!.shard, userId: req.userId, outcome, tierId, value, at: req.now },
+      draw: { id: req.grantId, poolId: this.def.id, shard: this.shard, userId: req.userId, outcome, tierId, value, at: req.now },
     });
     this.outbox.schedule().catch((e) => log.error("pool outbox alarm not set", { error: String(e) }));
   }
@@ -304,7 +326,7 @@ export class PrizePool extends DurableObject<Env> {
   /** Returns unclaimed prizes whose deadline passed by `now` to the pool (a batch; the next call takes the rest); the count. */
   private async expireDue(now: number): Promise<number> {
     // Pools without a claim deadline have nothing to look for.
-    if (this.definition && this.definition.claimTtlMs === undefined) return 0;
+    if (this.definition.current && this.definition.current.def.claimTtlMs === undefined) return 0;
     const due = this.expiry.sweep(now, (rows) => {
       for (const g of rows) this.expire(g.id, g.tier_id);
     });
@@ -332,7 +354,7 @@ export class PrizePool extends DurableObject<Env> {
    * window; or why not. `late` lets a committed replenishment land after the window (its units are then released).
    */
   private plan(tierId: string, delta: number, now: number, late = false): { tier: TierState; segments: TierState["segments"] } | { reason: string } {
-    const d = this.definition!;
+    const d = this.def;
     const tier = this.tiers().find((t) => t.id === tierId);
     if (!tier) return { reason: `no tier '${tierId}'` };
     const w = this.window;
@@ -342,7 +364,7 @@ export class PrizePool extends DurableObject<Env> {
     if (at >= d.end && !late) return { reason: "the pool's window is over" };
     const issued = tier.drawn - tier.expired - tier.cancelled;
     const unreleased = tier.quantity - Math.max(released(w, tier.segments, at), issued);
-    if (delta < 0 && -delta > unreleased) return { reason: `shard ${d.shard} has only ${unreleased} units of '${tierId}' not released yet` };
+    if (delta < 0 && -delta > unreleased) return { reason: `shard ${this.shard} has only ${unreleased} units of '${tierId}' not released yet` };
     return { tier, segments: [...tier.segments.filter((s) => s.from < at), rebase(w, tier.segments, tier.quantity, delta, at)] };
   }
 
@@ -476,7 +498,7 @@ export class PrizePool extends DurableObject<Env> {
   }
 
   async stats(now: number): Promise<PoolStats> {
-    const d = this.definition!;
+    const d = this.def;
     const w = this.window;
     const tiers = this.tiers();
     const schedule = Array.from({ length: 11 }, (_, i) => {

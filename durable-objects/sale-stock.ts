@@ -11,6 +11,7 @@ import { shardShare } from "../src/prizes/pool-definition";
 import { sha256Hex } from "../src/sharding";
 import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
 import { DeadlineClock } from "./support/deadline-clock";
+import { type DefinitionRefusal, type ShardRef, StoredDefinition } from "./support/definition";
 import { ExpiryTracker } from "./support/expiry";
 import { Lending, lendingTables } from "./support/lending";
 import { Outbox, outboxTable } from "./support/outbox";
@@ -44,6 +45,11 @@ export const saleStockMigrations: StorageMigration[] = [
   (sql) => sql.exec("INSERT OR IGNORE INTO meta (k, v) SELECT 'origin', json_remove(v, '$.shard') FROM meta WHERE k = 'definition'"),
   outboxTable,
   lendingTables,
+  // The definition is stored as sent (its hash names it: support/definition.ts), the shard's place beside it.
+  (sql) => {
+    sql.exec("INSERT OR IGNORE INTO meta (k, v) SELECT 'shard', json_extract(v, '$.shard') FROM meta WHERE k = 'definition'");
+    sql.exec("UPDATE meta SET v = json_remove(v, '$.shard') WHERE k = 'definition'");
+  },
 ];
 
 type Counts = { stock: number; held: number; sold: number; expired: number; cancelled: number; lent_out: number; borrowed_in: number };
@@ -51,7 +57,9 @@ type Counts = { stock: number; held: number; sold: number; expired: number; canc
 export class SaleStock extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: Outbox<SaleEvent>;
-  private definition: (SaleDefinition & { shard: number }) | undefined;
+  private readonly definition: StoredDefinition<SaleDefinition, ShardRef>;
+  /** This shard's place among the sale's (known from the first definition). */
+  private shard = 0;
   private status: "open" | "closed" = "open";
   private readonly clock: DeadlineClock;
   private readonly lending: Lending;
@@ -78,43 +86,52 @@ export class SaleStock extends DurableObject<Env> {
       queue: { binding: "STOCK", message: (events, origin) => ({ kind: "sale-events", events, origin }) },
     });
     this.lending = new Lending(ctx, {
-      ring: () => ({ id: this.definition!.id, shard: this.definition!.shard, shards: this.definition!.shards }),
+      ring: () => ({ id: this.def.id, shard: this.shard, shards: this.def.shards }),
       remaining: () => this.remaining(),
       lendOut: (units) => this.sql.exec("UPDATE counts SET stock = stock - ?, lent_out = lent_out + ?", units, units),
       borrowIn: (units) => this.sql.exec("UPDATE counts SET stock = stock + ?, borrowed_in = borrowed_in + ?", units, units),
-      ask: (from, loanId, _want, now) => saleShard(this.env, this.definition!.id, from).lend(this.definition!, from, loanId, now),
+      ask: (from, loanId, _want, now) => {
+        const { def, hash } = this.definition.current!;
+        return saleShard(this.env, def.id, from).lend({ id: def.id, shard: from, hash }, def, loanId, now);
+      },
+    });
+    this.definition = new StoredDefinition<SaleDefinition, ShardRef>(ctx, {
+      // Stock and shards are fixed once the sale is in use: another split would give shards fresh units beside the old.
+      compatible: (stored, next) => sameStock(stored, next),
+      // The other fields (times, limit, price) follow the config: the definition a shard sees last is the sale's.
+      replaces: () => true,
+      apply: (stored, next, ref) => {
+        if (stored) return;
+        this.sql.exec(
+          "INSERT OR IGNORE INTO meta (k, v) VALUES ('origin', ?), ('status', 'open'), ('shard', ?)",
+          JSON.stringify(next),
+          String(ref.shard),
+        );
+        this.sql.exec("INSERT INTO counts (id, stock) VALUES (1, ?)", shardShare(next.stock, next.shards, ref.shard));
+        this.shard = ref.shard;
+      },
     });
     ctx.blockConcurrencyWhile(async () => {
       migrateStorage(ctx.storage, saleStockMigrations);
       const meta = readMeta(this.sql);
-      if (meta.definition) this.definition = JSON.parse(meta.definition);
+      await this.definition.load(meta);
+      if (meta.shard !== undefined) this.shard = Number(meta.shard);
       if (meta.status === "closed") this.status = "closed";
     });
   }
 
   /**
    * Creates this shard with its share of the stock; an existing shard keeps its state and takes the definition's
-   * other fields (times, limit, price). False when the definition's stock or shard count differ from the shard's.
+   * other fields (times, limit, price). "changed" when the definition's stock or shard count differ from the shard's.
    */
-  async define(def: SaleDefinition, shard: number): Promise<boolean> {
-    if (this.definition) {
-      if (this.definition.stock !== def.stock || this.definition.shards !== def.shards) return false;
-      if (JSON.stringify(this.definition) !== JSON.stringify({ ...def, shard })) {
-        this.sql.exec("UPDATE meta SET v = ? WHERE k = 'definition'", JSON.stringify({ ...def, shard }));
-        this.definition = { ...def, shard };
-      }
-      return true;
-    }
-    this.ctx.storage.transactionSync(() => {
-      this.sql.exec(
-        "INSERT INTO meta (k, v) VALUES ('definition', ?), ('origin', ?), ('status', 'open')",
-        JSON.stringify({ ...def, shard }),
-        JSON.stringify(def),
-      );
-      this.sql.exec("INSERT INTO counts (id, stock) VALUES (1, ?)", shardShare(def.stock, def.shards, shard));
-    });
-    this.definition = { ...def, shard };
-    return true;
+  async define(ref: ShardRef, def: SaleDefinition | undefined): Promise<{ outcome: "defined" } | DefinitionRefusal> {
+    const resolved = await this.definition.resolve(ref, def);
+    return resolved.outcome === "defined" ? { outcome: "defined" } : resolved;
+  }
+
+  /** The definition in force (only once defined). */
+  private get def(): SaleDefinition {
+    return this.definition.current!.def;
   }
 
   /** The definition (JSON) this shard was first made with; undefined for a shard never used. */
@@ -147,12 +164,14 @@ export class SaleStock extends DurableObject<Env> {
    * repeated grab (a client that lost the answer) gets the token the first one took, whatever its state now.
    */
   async grab(
-    def: SaleDefinition,
-    shard: number,
+    ref: ShardRef,
+    def: SaleDefinition | undefined,
     req: { userId: string; now: number; attemptId: string; idempotencyKey?: string },
-  ): Promise<GrabOutcome> {
-    if (!(await this.define(def, shard))) return { outcome: "changed" };
-    const d = this.definition!;
+  ): Promise<GrabOutcome | DefinitionRefusal> {
+    const resolved = await this.definition.resolve(ref, def);
+    if (resolved.outcome !== "defined") return resolved;
+    const d = resolved.def;
+    const shard = this.shard;
     this.clock.observe(req.now);
     this.expireDue(req.now);
     const key = req.idempotencyKey === undefined ? null : `${req.userId}\n${req.idempotencyKey}`;
@@ -161,12 +180,12 @@ export class SaleStock extends DurableObject<Env> {
       const earlier = this.sql
         .exec<{ token: string; expires_at: number }>("SELECT token, expires_at FROM tokens WHERE idempotency_key = ?", key)
         .toArray()[0];
-      return earlier && { outcome: "granted", token: earlier.token, expiresAt: earlier.expires_at, shard: d.shard, replayed: true };
+      return earlier && { outcome: "granted", token: earlier.token, expiresAt: earlier.expires_at, shard, replayed: true };
     };
     const earlier = replay();
     if (earlier) return earlier;
     const refuse = (outcome: "sold-out" | "limit-reached" | "not-started" | "ended" | "closed"): GrabOutcome => {
-      this.record({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome, token: null, at: req.now } });
+      this.record({ grab: { id: req.attemptId, saleId: d.id, shard, userId: req.userId, outcome, token: null, at: req.now } });
       return { outcome };
     };
     if (this.status === "closed") return refuse("closed");
@@ -187,7 +206,7 @@ export class SaleStock extends DurableObject<Env> {
       if (state.live >= d.perUserLimit) return refuse("limit-reached");
     }
 
-    const token = `${d.id}.${d.shard}.${randomId()}`;
+    const token = `${d.id}.${shard}.${randomId()}`;
     const expiresAt = req.now + d.checkoutTtlMs;
     this.ctx.storage.transactionSync(() => {
       this.sql.exec(
@@ -199,21 +218,20 @@ export class SaleStock extends DurableObject<Env> {
         key,
       );
       this.sql.exec("UPDATE counts SET held = held + 1");
-      this.outbox.add({ grab: { id: req.attemptId, saleId: d.id, shard: d.shard, userId: req.userId, outcome: "granted", token, at: req.now } });
+      this.outbox.add({ grab: { id: req.attemptId, saleId: d.id, shard, userId: req.userId, outcome: "granted", token, at: req.now } });
     });
     await this.outbox.schedule();
     await this.expiry.track(expiresAt);
-    return { outcome: "granted", token, expiresAt, shard: d.shard, replayed: false };
+    return { outcome: "granted", token, expiresAt, shard, replayed: false };
   }
 
   /** Gives up to half of this shard's remaining stock to a neighbour, once per loan id (a repeated ask gets the same). */
-  async lend(def: SaleDefinition, shard: number, loanId: string, now: number): Promise<number> {
+  async lend(ref: ShardRef, def: SaleDefinition, loanId: string, now: number): Promise<number> {
     const known = this.lending.given(loanId);
     if (known !== undefined) return known;
     // A borrower's copy of the definition may be older than this shard's: it only sets up a shard never used.
-    if (!this.definition) await this.define(def, shard);
-    const d = this.definition!;
-    if (d.stock !== def.stock || d.shards !== def.shards) return 0;
+    if (!this.definition.current && (await this.definition.resolve(ref, def)).outcome !== "defined") return 0;
+    if (!sameStock(this.def, def)) return 0;
     this.clock.observe(now);
     this.expireDue(now);
     return this.lending.lend(loanId, this.status === "closed" ? 0 : this.remaining(), 1);
@@ -221,7 +239,7 @@ export class SaleStock extends DurableObject<Env> {
 
   /** Sells a held token to its buyer. Idempotent by token: a repeated checkout answers the same order. */
   async checkout(tokenId: string, userId: string, now: number): Promise<CheckoutOutcome> {
-    const d = this.definition;
+    const d = this.definition.current?.def;
     if (!d) return { outcome: "not-found" };
     // Before reading the token: nothing may await between that read and the sale (a second checkout would interleave).
     const orderId = await orderIdFor(tokenId);
@@ -315,7 +333,7 @@ export class SaleStock extends DurableObject<Env> {
     try {
       this.expireDue(this.clock.alarmNow());
       await this.expiry.wakeForNext();
-      if (this.definition) await this.lending.retryPending(this.clock.latestRequest || Date.now());
+      if (this.definition.current) await this.lending.retryPending(this.clock.latestRequest || Date.now());
     } finally {
       // Whatever failed above (the runtime retries the alarm for it), the records still leave.
       await this.outbox.forward();
@@ -334,7 +352,7 @@ export class SaleStock extends DurableObject<Env> {
 
   /** This shard's counts (held + sold + remaining = stock), expiring what is due at `now` first. */
   async stats(now: number): Promise<ShardCounts & { status: "open" | "closed"; defined: boolean }> {
-    if (!this.definition)
+    if (!this.definition.current)
       return { stock: 0, held: 0, sold: 0, remaining: 0, expired: 0, cancelled: 0, lentOut: 0, borrowedIn: 0, status: this.status, defined: false };
     // A read does not move the alarm's clock (an operator's look at real time must not expire a replayed sale).
     this.expireDue(now);
@@ -352,6 +370,11 @@ export class SaleStock extends DurableObject<Env> {
       defined: true,
     };
   }
+}
+
+/** Whether two definitions of a sale split the same stock the same way (what a shard in use keeps). */
+function sameStock(a: SaleDefinition, b: SaleDefinition): boolean {
+  return a.stock === b.stock && a.shards === b.shards;
 }
 
 /** One order per token: its id is derived from the token, so a redelivered order lands on the same row. */

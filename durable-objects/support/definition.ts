@@ -1,8 +1,9 @@
 /**
  * A definition stored by the object that uses it and named by its content hash: a call carries `{ id, hash }`, and
  * the whole definition only while the caller's isolate has not seen that object accept the hash. An object that does
- * not know the hash answers "unknown-definition" and the caller sends it again with the definition. A definition with
- * a higher `revision` replaces the stored one; a lower one is served with what the object has.
+ * not know the hash answers "unknown-definition" and the caller sends it again with the definition. Each owner says
+ * which definitions may follow its stored one and which replace it (by `revision`, or never, or always); one that
+ * does not replace it is served with what the object holds.
  */
 import { sha256Hex } from "../../src/sharding";
 
@@ -12,12 +13,18 @@ export interface DefinitionRef {
   hash: string;
 }
 
-/** A definition that can be stored this way. */
+/** What a call to one shard of a sharded object names: the definition by hash, and which shard it is meant for. */
+export interface ShardRef extends DefinitionRef {
+  shard: number;
+}
+
+/** A definition that carries its revision: higher replaces lower (see `byRevision`). */
 export interface Revised {
-  id: string;
-  /** Higher replaces lower; the same or lower is served with what the object holds. */
   revision: number;
 }
+
+/** The usual replacement rule: a higher revision replaces; the same or a lower one is served with what is stored. */
+export const byRevision = (stored: Revised, next: Revised): boolean => next.revision > stored.revision;
 
 /** The protocol's answers besides the call's own. */
 export type DefinitionRefusal = { outcome: "unknown-definition" } | { outcome: "changed" };
@@ -53,12 +60,14 @@ export async function definitionHash(def: object): Promise<string> {
 export interface DefinitionRules<D, R extends DefinitionRef> {
   /** Whether `next` may follow `stored` at all (e.g. the same shard count); "changed" otherwise. */
   compatible(stored: D, next: D): boolean;
+  /** Whether a compatible `next` the object has not seen replaces `stored` (else its hash is served with `stored`). */
+  replaces(stored: D, next: D): boolean;
   /** Applies `next` over `stored` (undefined: the first) to the owner's state, inside the transaction that stores it. */
   apply(stored: D | undefined, next: D, ref: R): void;
 }
 
 /** The object's side: its definition, kept in its `meta` rows, and the hashes it has accepted. */
-export class StoredDefinition<D extends Revised, R extends DefinitionRef = DefinitionRef> {
+export class StoredDefinition<D extends object, R extends DefinitionRef = DefinitionRef> {
   private stored: { def: D; hash: string } | undefined;
   /** Hashes accepted (read from `meta` once each). */
   private readonly accepted = new Set<string>();
@@ -68,9 +77,24 @@ export class StoredDefinition<D extends Revised, R extends DefinitionRef = Defin
     private readonly rules: DefinitionRules<D, R>,
   ) {}
 
-  /** Restores the stored definition from the object's meta rows (in its constructor, after its migrations). */
-  load(meta: Record<string, string>) {
-    if (meta.definition && meta.definition_hash) this.stored = { def: JSON.parse(meta.definition), hash: meta.definition_hash };
+  /**
+   * Restores the stored definition from the object's meta rows (in its constructor, after its migrations). One stored
+   * without its hash is named by it here, once, so that calls naming it by hash alone find it.
+   */
+  async load(meta: Record<string, string>): Promise<void> {
+    if (!meta.definition) return;
+    const def = JSON.parse(meta.definition) as D;
+    let hash = meta.definition_hash;
+    if (!hash) {
+      const named = await definitionHash(def);
+      const sql = this.ctx.storage.sql;
+      this.ctx.storage.transactionSync(() => {
+        sql.exec("INSERT INTO meta (k, v) VALUES ('definition_hash', ?)", named);
+        sql.exec("INSERT OR IGNORE INTO meta (k, v) VALUES (?, '')", `accepted:${named}`);
+      });
+      hash = named;
+    }
+    this.stored = { def, hash };
   }
 
   /** The definition held and its hash (undefined before the first). */
@@ -79,8 +103,9 @@ export class StoredDefinition<D extends Revised, R extends DefinitionRef = Defin
   }
 
   /**
-   * The definition a call means: the stored one when the object accepted `ref.hash`, else `sent` applied by its
-   * revision; "unknown-definition" when the hash is new and nothing was sent, "changed" when `sent` may not follow.
+   * The definition a call means: the stored one when the object accepted `ref.hash`, else `sent`, taken when it
+   * replaces the stored one; "unknown-definition" when the hash is new and nothing was sent, "changed" when `sent` may
+   * not follow.
    */
   async resolve(ref: R, sent: D | undefined): Promise<{ outcome: "defined"; def: D } | DefinitionRefusal> {
     // Before reading any state: nothing may await between that read and what the call then writes.
@@ -90,7 +115,7 @@ export class StoredDefinition<D extends Revised, R extends DefinitionRef = Defin
     if (sent === undefined || !matches) return { outcome: "unknown-definition" };
     const before = this.stored?.def;
     if (before && !this.rules.compatible(before, sent)) return { outcome: "changed" };
-    const newer = before === undefined || sent.revision > before.revision;
+    const newer = before === undefined || this.rules.replaces(before, sent);
     const sql = this.ctx.storage.sql;
     this.ctx.storage.transactionSync(() => {
       if (newer) {

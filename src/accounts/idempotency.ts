@@ -7,6 +7,8 @@ import { AppError, errorBody } from "../errors";
 import { sha256Hex } from "../sharding";
 import type { userAccount } from "../../durable-objects/support/stubs";
 import type { IdempotencyClaim } from "./account-plan";
+import { ticketPath } from "../intake/tickets";
+import type { ticketAccepted } from "../openapi/tickets";
 
 export function checkKey(key: string): string {
   if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
@@ -70,7 +72,10 @@ export async function withIdempotency(idem: IdempotentRequest | undefined, reque
   if (!idem) return run();
   const replay = settleClaim(await idem.account.claimIdempotency(idem.namespace, idem.key, idem.fingerprint, Date.now()));
   if (replay) {
-    return new Response(replay.body, { status: replay.status, headers: { "content-type": "application/json", "idempotent-replayed": "true" } });
+    const headers: Record<string, string> = { "content-type": "application/json", "idempotent-replayed": "true" };
+    // A stored 202 is a queued run's ticket (the only 202 stored): the replay points at it as the first answer did.
+    if (replay.status === 202) headers.location = ticketPath((JSON.parse(replay.body) as ReturnType<typeof ticketAccepted>).ticket.id);
+    return new Response(replay.body, { status: replay.status, headers });
   }
   try {
     const res = await run();

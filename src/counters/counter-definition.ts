@@ -1,5 +1,6 @@
 /** A shared counter as components declare it, and what its shards answer. Plain data: it crosses RPC. */
 import { z } from "zod";
+import type { ShardRef } from "../../durable-objects/support/definition";
 
 /** The most shards one counter may have: a borrowing walk around the ring stays bounded. */
 export const MAX_COUNTER_SHARDS = 256;
@@ -24,11 +25,7 @@ export interface CounterDefinition {
 export const Shards = z.number().int().min(1).max(MAX_COUNTER_SHARDS).default(1);
 
 /** What a call to a counter shard names: the counter, the shard, and the definition the caller means by its hash. */
-export interface CounterRef {
-  id: string;
-  shard: number;
-  hash: string;
-}
+export type CounterRef = ShardRef;
 
 /** A reservation as its shard answered it: what confirm and release name. */
 export interface Reservation {

@@ -4,6 +4,7 @@
  */
 import { eq } from "drizzle-orm";
 import type { PendingChange } from "../../durable-objects/prize-pool";
+import { definitionHash } from "../../durable-objects/support/definition";
 import { own, type CompiledActivity } from "../config/compiled";
 import { activeConfig } from "../config/store";
 import { innerWindow } from "../config/time";
@@ -13,7 +14,7 @@ import { AppError } from "../errors";
 import { database } from "../http";
 import { onEveryShard } from "../sharding";
 import { poolDefinition, shardShare, type PoolDefinition, type PoolFieldsSchema, type PoolStats, type TierStats } from "./pool-definition";
-import { activityPool, poolShard, rememberCreatedPool } from "./pools";
+import { activityPool, definePoolShard, poolShard, rememberCreatedPool } from "./pools";
 import type { z } from "zod";
 
 export async function findActivity(env: Env, activityId: string): Promise<CompiledActivity> {
@@ -52,8 +53,9 @@ export async function definePool(
   const def = poolDefinition(id, fields, window.begin, window.end);
   // A pool id is permanent once used: shards made under it (by a config that once declared it in YAML) keep the
   // definition they were made with, and a new one beside it would mix two pools' units.
-  const made = await Promise.all(Array.from({ length: def.shards }, (_, i) => poolShard(env, id, i).shape()));
-  const other = made.findIndex((m, i) => m && JSON.stringify({ ...def, shard: i }) !== JSON.stringify(m));
+  const hash = await definitionHash(def);
+  const made = await Promise.all(Array.from({ length: def.shards }, (_, i) => poolShard(env, id, i).definedAs()));
+  const other = made.findIndex((m) => m !== undefined && m !== hash);
   if (other >= 0)
     throw new AppError("ALREADY_EXISTS", `pool '${poolId}' was used before with another definition; its shards keep that one (shard ${other})`);
   const definition = JSON.stringify(def);
@@ -75,8 +77,8 @@ export async function definePool(
 /** Each shard's statistics, refusing a pool whose config no longer matches what its shards were created with. */
 async function shardStats(env: Env, def: PoolDefinition, now: number): Promise<PoolStats[]> {
   const shards = Array.from({ length: def.shards }, (_, i) => poolShard(env, def.id, i));
-  const same = await Promise.all(shards.map((stub, i) => stub.defineLikeFirstShard(def, i)));
-  if (same.includes(false)) {
+  const defined = await Promise.all(shards.map((_, i) => definePoolShard(env, def, i)));
+  if (defined.some((d) => d.outcome !== "defined")) {
     throw new AppError("UNAVAILABLE", `pool '${def.id}' was changed in config after first use: its shards and tiers are fixed`);
   }
   return Promise.all(shards.map((stub) => stub.stats(now)));

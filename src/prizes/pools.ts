@@ -7,7 +7,8 @@ import type { Env } from "../env";
 import { AppError } from "../errors";
 import { database } from "../http";
 import { shardOf } from "../sharding";
-import { poolShard } from "../../durable-objects/support/stubs";
+import { DefinitionCache, type DefinitionRefusal, type ShardRef } from "../../durable-objects/support/definition";
+import { objectName, poolShard } from "../../durable-objects/support/stubs";
 import type { ClaimOutcome, DrawOutcome, PoolDefinition } from "./pool-definition";
 
 /** Pools created through the admin API (their D1 rows). */
@@ -33,6 +34,29 @@ export async function activityPool(env: Env, activity: CompiledActivity, name: s
 
 export { poolShard };
 
+/** Which pool shards this isolate has seen accept which definition: calls to them carry its hash alone. */
+const definitions = new DefinitionCache();
+
+/**
+ * Makes `call` to shard `shard` of the pool naming its definition by hash, with the definition itself while the shard
+ * may not know it (durable-objects/support/definition.ts).
+ */
+export function onPoolShard<A extends { outcome: string }>(
+  env: Env,
+  def: PoolDefinition,
+  shard: number,
+  call: (stub: ReturnType<typeof poolShard>, ref: ShardRef, sent: PoolDefinition | undefined) => Promise<A | DefinitionRefusal>,
+) {
+  return definitions.call(objectName.shard(def.id, shard), def, (hash, sent) =>
+    call(poolShard(env, def.id, shard), { id: def.id, shard, hash }, sent),
+  );
+}
+
+/** Sets shard `shard` up with the pool (a shard in use keeps its own); "changed" when its shards or tiers differ. */
+export function definePoolShard(env: Env, def: PoolDefinition, shard: number) {
+  return onPoolShard(env, def, shard, async (stub, ref, sent): Promise<{ outcome: "defined" } | DefinitionRefusal> => stub.define(ref, sent));
+}
+
 /** A user's home shard: a stable hash, so the per-user cap is counted where the user's wins are. */
 export const homeShard = (userId: string, shards: number): number => shardOf(userId, shards);
 
@@ -49,11 +73,20 @@ export async function poolById(env: Env, config: CompiledConfig, id: string): Pr
 
 /** Draws from the user's home shard, then (if it has nothing released) from the next one, never more. */
 export async function drawPrize(env: Env, def: PoolDefinition, draw: { grantId: string; userId: string; now: number }): Promise<DrawOutcome> {
+  const on = async (shard: number, d: { rolled?: boolean; priorWins?: number; last: boolean }): Promise<DrawOutcome> => {
+    const r = await onPoolShard(
+      env,
+      def,
+      shard,
+      async (stub, ref, sent): Promise<DrawOutcome | DefinitionRefusal> => stub.draw(ref, sent, { ...draw, ...d }),
+    );
+    return r.outcome === "changed" ? { outcome: "changed", userWins: 0 } : r;
+  };
   const home = homeShard(draw.userId, def.shards);
-  const first = await poolShard(env, def.id, home).draw(def, home, { ...draw, last: def.shards === 1 });
+  const first = await on(home, { last: def.shards === 1 });
   if (first.outcome !== "empty" || def.shards === 1) return first;
   const next = (home + 1) % def.shards;
-  const second = await poolShard(env, def.id, next).draw(def, next, { ...draw, rolled: true, priorWins: first.userWins, last: true });
+  const second = await on(next, { rolled: true, priorWins: first.userWins, last: true });
   // The home shard counts the user's wins for the cap: tell it about this one.
   if (second.outcome === "won") await poolShard(env, def.id, home).noteForeignWin(draw.userId, second.grantId);
   return second;

@@ -8,7 +8,7 @@ import { AppError } from "../errors";
 import { database } from "../http";
 import { onEveryShard } from "../sharding";
 import { saleDefinition, type SaleDefinition, type SaleFieldsSchema } from "./sale-definition";
-import { rememberCreatedSale, saleCounts, saleState } from "./sales";
+import { defineSaleShard, rememberCreatedSale, saleCounts, saleState } from "./sales";
 import type { z } from "zod";
 
 /** A sale as the admin API takes it: the shared fields, its id, and its window read in `timezone`. */
@@ -45,16 +45,15 @@ export async function createSale(env: Env, body: SaleRequest): Promise<SaleDefin
     .returning({ id: flashSales.id });
   if (inserted.length === 0) throw new AppError("ALREADY_EXISTS", `sale '${def.id}' exists`);
   rememberCreatedSale(def);
-  await Promise.all(Array.from({ length: def.shards }, (_, i) => saleShard(env, def.id, i).define(def, i)));
+  await Promise.all(Array.from({ length: def.shards }, (_, i) => defineSaleShard(env, def, i)));
   return def;
 }
 
 /** Closes every shard (idempotent: a close that reached some shards is completed by its repeat). */
 export async function closeSale(env: Env, def: SaleDefinition): Promise<void> {
   await onEveryShard(`closing sale '${def.id}'`, def.shards, async (i) => {
-    const shard = saleShard(env, def.id, i);
-    await shard.define(def, i);
-    await shard.close();
+    await defineSaleShard(env, def, i);
+    await saleShard(env, def.id, i).close();
   });
 }
 

@@ -3,7 +3,8 @@
  * grabs, checkouts, cancellations and status against its stock shards. Outcomes become the API's errors here.
  */
 import { eq } from "drizzle-orm";
-import { saleShard } from "../../durable-objects/support/stubs";
+import { DefinitionCache, type DefinitionRefusal, type ShardRef } from "../../durable-objects/support/definition";
+import { objectName, saleShard } from "../../durable-objects/support/stubs";
 import { declaredSales } from "../config/store";
 import { CreatedDefinitions } from "../db/created-definitions";
 import { flashSales } from "../db/schema";
@@ -31,6 +32,24 @@ export async function findSale(env: Env, id: string): Promise<SaleDefinition> {
   const def = (await created.find(env, id)) ?? (await declaredSales(env)).get(id);
   if (!def) throw new AppError("NOT_FOUND", `no flash sale '${id}'`);
   return def;
+}
+
+/** Which stock shards this isolate has seen accept which sale definition: calls to them carry its hash alone. */
+const definitions = new DefinitionCache();
+
+/**
+ * Makes `call` to shard `shard` of the sale naming its definition by hash, with the definition itself while the shard
+ * may not know it (durable-objects/support/definition.ts).
+ */
+export function onSaleShard<A extends { outcome: string }>(
+  env: Env,
+  def: SaleDefinition,
+  shard: number,
+  call: (stub: ReturnType<typeof saleShard>, ref: ShardRef, sent: SaleDefinition | undefined) => Promise<A | DefinitionRefusal>,
+) {
+  return definitions.call(objectName.shard(def.id, shard), def, (hash, sent) =>
+    call(saleShard(env, def.id, shard), { id: def.id, shard, hash }, sent),
+  );
 }
 
 const changed = (def: SaleDefinition) =>
@@ -66,10 +85,21 @@ const cancelRefusals: Record<Exclude<CancelOutcome, "cancelled">, () => AppError
   expired: () => new AppError("TOKEN_EXPIRED", "the token already expired"),
 };
 
+/** Sets shard `shard` up with the sale (a shard in use takes its new fields; "changed" when its stock or shards differ). */
+export function defineSaleShard(env: Env, def: SaleDefinition, shard: number) {
+  return onSaleShard(env, def, shard, async (stub, ref, sent): Promise<{ outcome: "defined" } | DefinitionRefusal> => stub.define(ref, sent));
+}
+
 /** Takes a token for the buyer from their home shard (which borrows from its neighbour when it runs out). */
 export async function grab(env: Env, def: SaleDefinition, userId: string, now: number, idempotencyKey?: string) {
   const shard = homeShard(userId, def.shards);
-  const r = await saleShard(env, def.id, shard).grab(def, shard, { userId, now, attemptId: crypto.randomUUID(), idempotencyKey });
+  const attemptId = crypto.randomUUID();
+  const r = await onSaleShard(
+    env,
+    def,
+    shard,
+    async (stub, ref, sent): Promise<GrabOutcome | DefinitionRefusal> => stub.grab(ref, sent, { userId, now, attemptId, idempotencyKey }),
+  );
   if (r.outcome !== "granted") throw grabRefusals[r.outcome](def);
   return { token: r.token, expiresAt: r.expiresAt, replayed: r.replayed };
 }

@@ -1,10 +1,15 @@
 /** Every Durable Object upgrades its storage by numbered steps: storage made by an older scheme upgrades in place, rows kept. */
-import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { userAccountMigrations } from "../../durable-objects/user-account";
 import { rateLimitMigrations } from "../../durable-objects/rate-limit-counter";
+import { prizePoolMigrations } from "../../durable-objects/prize-pool";
 import { saleStockMigrations } from "../../durable-objects/sale-stock";
+import { definitionHash } from "../../durable-objects/support/definition";
+import { poolShard, saleShard } from "../../durable-objects/support/stubs";
+import type { PoolDefinition } from "../../src/prizes/pool-definition";
+import type { SaleDefinition } from "../../src/sales/sale-definition";
 import { migrateStorage } from "../../durable-objects/support/migrations";
 import { unique } from "../helpers";
 
@@ -90,5 +95,83 @@ describe("a stock shard made when its loan tables were part of its first step", 
       expect({ loans: count(sql, "loans"), borrowings: count(sql, "borrowings") }).toEqual({ loans: 1, borrowings: 1 });
       expect(tables(sql)).toEqual(fresh);
     });
+  });
+});
+
+describe("stock and pool shards made when their definition travelled whole on every call", () => {
+  const NOW = Date.parse("2026-11-11T12:00:00Z");
+
+  it("a stock shard keeps its counts and answers a call naming its definition by hash alone", async () => {
+    const def: SaleDefinition = {
+      id: `old-${unique()}`,
+      sku: "OLD",
+      name: "Old sale",
+      stock: 5,
+      price: 0,
+      begin: NOW - 60_000,
+      end: NOW + 60_000,
+      perUserLimit: 1,
+      checkoutTtlMs: 60_000,
+      shards: 1,
+      intake: "direct",
+    };
+    const stub = saleShard(env, def.id, 0);
+    await runInDurableObject(stub, (_: unknown, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      // As the shard stood before: its definition with its shard inside, no hash, two sold and one held.
+      sql.exec(
+        "INSERT INTO meta (k, v) VALUES ('definition', ?), ('origin', ?), ('status', 'open')",
+        JSON.stringify({ ...def, shard: 0 }),
+        JSON.stringify(def),
+      );
+      sql.exec("INSERT INTO counts (id, stock, held, sold) VALUES (1, 5, 1, 2)");
+      sql.exec("UPDATE meta SET v = ? WHERE k = 'storage_version'", String(saleStockMigrations.length - 1));
+    });
+    await evictDurableObject(stub);
+    const ref = { id: def.id, shard: 0, hash: await definitionHash(def) };
+    expect(await stub.grab(ref, undefined, { userId: "after", now: NOW, attemptId: `a-${unique()}` })).toMatchObject({
+      outcome: "granted",
+      shard: 0,
+    });
+    expect(await stub.stats(NOW)).toMatchObject({ stock: 5, held: 2, sold: 2, remaining: 1 });
+    await runInDurableObject(stub, (_: unknown, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      expect(version(sql)).toBe(String(saleStockMigrations.length));
+      const meta = Object.fromEntries(
+        sql
+          .exec<{ k: string; v: string }>("SELECT k, v FROM meta")
+          .toArray()
+          .map((r) => [r.k, r.v]),
+      );
+      expect(meta).toMatchObject({ shard: "0", definition_hash: ref.hash, origin: JSON.stringify(def) });
+      expect(JSON.parse(meta.definition!)).toEqual(def);
+    });
+  });
+
+  it("a pool shard keeps its tiers and answers a call naming its definition by hash alone", async () => {
+    const def: PoolDefinition = {
+      id: `old-${unique()}:pool`,
+      begin: NOW - 60_000,
+      end: NOW + 60_000,
+      curve: [1],
+      probability: 1,
+      tiers: [{ id: "unit", name: "A unit", quantity: 10, value: 1 }],
+      shards: 2,
+    };
+    const stub = poolShard(env, def.id, 1);
+    await runInDurableObject(stub, (_: unknown, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      // Shard 1 as it stood before: 5 units, 3 of them drawn.
+      sql.exec("INSERT INTO meta (k, v) VALUES ('definition', ?), ('status', 'open')", JSON.stringify({ ...def, shard: 1 }));
+      const segments = JSON.stringify([{ from: def.begin, base: 0, units: 5 }]);
+      sql.exec("INSERT INTO tiers (id, name, value, weight, segments, quantity, drawn) VALUES ('unit', 'A unit', 1, NULL, ?, 5, 3)", segments);
+      sql.exec("UPDATE meta SET v = ? WHERE k = 'storage_version'", String(prizePoolMigrations.length - 1));
+    });
+    await evictDurableObject(stub);
+    const ref = { id: def.id, shard: 1, hash: await definitionHash(def) };
+    const draw = await stub.draw(ref, undefined, { grantId: `g-${unique()}`, userId: "after", now: def.end, last: true });
+    expect(draw).toMatchObject({ outcome: "won", shard: 1 });
+    expect((await stub.stats(def.end)).tiers[0]).toMatchObject({ quantity: 5, issued: 4, remaining: 1 });
+    expect(await stub.definedAs()).toBe(ref.hash);
   });
 });

@@ -3,7 +3,7 @@
  * and every ticket ends with a token or the refusal a direct grab would have got, once, however often its message is
  * delivered.
  */
-import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { SaleStock } from "../../durable-objects/sale-stock";
 import { saleShard } from "../../durable-objects/support/stubs";
@@ -104,10 +104,12 @@ describe("a queued flash sale", () => {
     const user = `retried-${sale}`;
     // The shard holds another stock than the sale's definition (a config changed after the sale opened): it answers
     // every grab "changed", UNAVAILABLE, until an operator sorts it out.
-    await runInDurableObject(saleShard(env, sale, 0), (instance: SaleStock) => {
-      const held = instance as unknown as { definition: { stock: number } };
-      held.definition = { ...held.definition, stock: 6 };
+    const stub = saleShard(env, sale, 0);
+    await runInDurableObject(stub, (_: SaleStock, state: DurableObjectState) => {
+      state.storage.sql.exec("UPDATE meta SET v = json_set(v, '$.stock', 6) WHERE k = 'definition'");
+      state.storage.sql.exec("DELETE FROM meta WHERE k = 'definition_hash' OR k LIKE 'accepted:%'");
     });
+    await evictDurableObject(stub);
     const ticketId = `t_${crypto.randomUUID()}`;
     await account(user).claimIdempotency(TICKETS_NAMESPACE, ticketId, "", Date.now());
     const result = await consume([{ id: "busy", body: grabMessage(sale, user, ticketId), attempts: 3 }], "fanfare-intake");
@@ -124,6 +126,9 @@ describe("a queued flash sale", () => {
     expect([first.status, second.status]).toEqual([202, 202]);
     expect(second.json.ticket.id).toBe(first.json.ticket.id);
     expect(second.headers.get("idempotent-replayed")).toBe("true");
+    // The replay points at the ticket, as the first answer did.
+    expect(first.headers.get("location")).toBe(`/v1/tickets/${first.json.ticket.id}`);
+    expect(second.headers.get("location")).toBe(first.headers.get("location"));
     const done = await answeredTickets([{ id: first.json.ticket.id, user: "keyed-buyer" }]);
     expect(done.get(first.json.ticket.id)).toMatchObject({ httpStatus: 200 });
     expect(await stats(sale)).toMatchObject({ held: 1, remaining: 4 });

@@ -5,7 +5,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { TICKETS_NAMESPACE } from "../../src/intake/intake-mode";
 import type { IntakeMessage } from "../../src/intake/messages";
-import { account, answeredTickets, call, consume, pushConfigs, readTicket, records, runTask, unique } from "../helpers";
+import { account, accountRows, answeredTickets, call, consume, pushConfigs, readTicket, records, runTask, unique } from "../helpers";
 
 const ACTIVITY = `queued-${unique()}`;
 const NOW = "2026-11-22T10:00:00+08:00";
@@ -136,6 +136,23 @@ describe("a queued task", () => {
     expect(await account(user).counters(ACTIVITY, ["probe"])).toEqual({});
   });
 
+  it("gives its ticket up and answers UNAVAILABLE when the queue refuses the run's message: nothing is granted", async () => {
+    const user = `refused-${unique()}`;
+    // A message over the queue's 128 KB limit (the request's query travels in it): the queue refuses it for real.
+    const refused = await runTask(ACTIVITY, "earn", { user, now: NOW, query: { padding: "x".repeat(130_000) } });
+    expect(refused.status).toBe(503);
+    expect(refused.json.error.code).toBe("UNAVAILABLE");
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(refused.headers.get("location")).toBeNull();
+    expect(refused.json.ticket).toBeUndefined();
+    // The ticket claimed before the send is gone: the account holds no key, no count, nothing waiting to leave.
+    expect(await accountRows(user)).toEqual({ counters: 0, locks: 0, idempotencyKeys: 0, reservations: 0, pendingRecords: 0 });
+    expect(await draws(user)).toBe(0);
+    // The same run, small enough, is queued and granted once.
+    expect((await queued("earn", user)).ticket.httpStatus).toBe(200);
+    expect(await draws(user)).toBe(1);
+  });
+
   it("commits once when its message is delivered twice at once before the ticket is answered", async () => {
     const user = `twice-${unique()}`;
     const ticketId = `t_${crypto.randomUUID()}`;
@@ -173,6 +190,9 @@ describe("a queued task", () => {
     expect([first.status, second.status]).toEqual([202, 202]);
     expect(second.json.ticket.id).toBe(first.json.ticket.id);
     expect(second.headers.get("idempotent-replayed")).toBe("true");
+    // The replay points at the ticket, as the first answer did.
+    expect(first.headers.get("location")).toBe(`/v1/tickets/${first.json.ticket.id}`);
+    expect(second.headers.get("location")).toBe(first.headers.get("location"));
     await answeredTickets([{ id: first.json.ticket.id, user }]);
     expect(await draws(user)).toBe(1);
     const other = await call(`/v1/activities/${ACTIVITY}/tasks/earn`, { user, now: NOW, headers, body: { extra: 1 } });

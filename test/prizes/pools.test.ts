@@ -4,6 +4,8 @@ import { call, eventually, pushConfigs, records, rows, runTask } from "../helper
 import { shardOf } from "../../src/sharding";
 import { poolShard } from "../../durable-objects/support/stubs";
 import type { PendingChange } from "../../durable-objects/prize-pool";
+import { definitionHash } from "../../durable-objects/support/definition";
+import type { PoolDefinition } from "../../src/prizes/pool-definition";
 
 // The pool's window: one day in UTC. Draws replay it with X-Fanfare-Now.
 const BEGIN = Date.parse("2026-11-11T00:00:00Z");
@@ -454,10 +456,8 @@ describe("pools defined through the admin API", () => {
     expect((await define("nope", vip)).json.error).toMatchObject({ code: "NOT_FOUND", message: expect.stringContaining("managed: api") });
     expect((await define("hundred", vip, "prizes")).json.error.code).toBe("ALREADY_EXISTS");
     // A name whose shards exist already (a pool once defined in YAML under it) keeps that definition.
-    await poolShard(env, "api-prizes:later", 0).define(
-      { ...vip, id: "api-prizes:later", begin: BEGIN, end: END, curve: [1], probability: 1 } as never,
-      0,
-    );
+    const earlier = { ...vip, id: "api-prizes:later", begin: BEGIN, end: END, curve: [1], probability: 1 } as never as PoolDefinition;
+    await poolShard(env, earlier.id, 0).define({ id: earlier.id, shard: 0, hash: await definitionHash(earlier) }, earlier);
     expect((await define("later", vip)).json.error).toMatchObject({ code: "ALREADY_EXISTS", message: expect.stringContaining("used before") });
     expect((await call("/v1/admin/activities/api-prizes/pools/vip", { method: "PUT", body: vip, user: "alice" })).status).toBe(401);
     expect(await rows("SELECT id FROM prize_pools WHERE id = 'api-prizes:vip'")).toEqual([]);
