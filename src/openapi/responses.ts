@@ -94,7 +94,14 @@ export function errorResponses(codes: Partial<Record<ErrorCode, string>>, traits
 const WRONG_KIND = "credentials of another kind: a user's token, a service key and the operator token each pass only their own routes";
 
 /** The codes whose answers list every failing field in `details`. */
-const DETAILED_CODES = new Set<ErrorCode>(["INVALID_PARAMS", "UNKNOWN_SCOPE", "INVALID_ATTRIBUTES", "UNKNOWN_EVENT_TYPE", "INVALID_EVENT", "EVENT_TOO_LATE"]);
+const DETAILED_CODES = new Set<ErrorCode>([
+  "INVALID_PARAMS",
+  "UNKNOWN_SCOPE",
+  "INVALID_ATTRIBUTES",
+  "UNKNOWN_EVENT_TYPE",
+  "INVALID_EVENT",
+  "EVENT_TOO_LATE",
+]);
 
 /** INVALID_PARAMS lists every failing field, each by a JSON pointer into the params or body. */
 const FieldErrors = z
