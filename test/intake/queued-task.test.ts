@@ -146,7 +146,7 @@ describe("a queued task", () => {
     expect(refused.headers.get("location")).toBeNull();
     expect(refused.json.ticket).toBeUndefined();
     // The ticket claimed before the send is gone: the account holds no key, no count, nothing waiting to leave.
-    expect(await accountRows(user)).toEqual({ counters: 0, locks: 0, idempotencyKeys: 0, reservations: 0, pendingRecords: 0 });
+    expect(await accountRows(user)).toEqual({ counters: 0, locks: 0, idempotencyKeys: 0, reservations: 0, pendingRecords: 0, profile: 0 });
     expect(await draws(user)).toBe(0);
     // The same run, small enough, is queued and granted once.
     expect((await queued("earn", user)).ticket.httpStatus).toBe(200);
