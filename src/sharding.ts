@@ -9,6 +9,21 @@ export function shardOf(key: string, shards: number): number {
   return (h >>> 0) % shards;
 }
 
+/**
+ * JSON with object keys sorted at every depth and undefined fields left out: the same value always reads the same,
+ * however it was built or sent (request fingerprints, definition and event hashes).
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
 /** The SHA-256 of a text, in hex (config version names, Idempotency-Key request hashes, order ids). */
 export async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));

@@ -5,7 +5,7 @@
  * which definitions may follow its stored one and which replace it (by `revision`, or never, or always); one that
  * does not replace it is served with what the object holds.
  */
-import { sha256Hex } from "../../src/sharding";
+import { canonicalJson, sha256Hex } from "../../src/sharding";
 
 /** What a call names: the definition, by its id and content hash. */
 export interface DefinitionRef {
@@ -28,18 +28,6 @@ export const byRevision = (stored: Revised, next: Revised): boolean => next.revi
 
 /** The protocol's answers besides the call's own. */
 export type DefinitionRefusal = { outcome: "unknown-definition" } | { outcome: "changed" };
-
-/** JSON with object keys sorted at every level: one text, so one hash, whatever order the fields were built in. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
 
 /** Hashes already computed, by canonical text (definitions are rebuilt per request; their texts are few). */
 const hashes = new Map<string, string>();

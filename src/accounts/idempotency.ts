@@ -4,7 +4,7 @@
  * Keys live in the user's account under the activity's namespace, beside the grants they protect.
  */
 import { AppError, errorBody } from "../errors";
-import { sha256Hex } from "../sharding";
+import { canonicalJson, sha256Hex } from "../sharding";
 import type { userAccount } from "../../durable-objects/support/stubs";
 import type { IdempotencyClaim } from "./account-plan";
 import { ticketPath } from "../intake/tickets";
@@ -15,16 +15,6 @@ export function checkKey(key: string): string {
     throw new AppError("INVALID_PARAMS", "Idempotency-Key must be 1-255 printable ASCII characters without spaces");
   }
   return key;
-}
-
-/** JSON with object keys sorted at every depth: the same value always reads the same, however it was sent. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
 }
 
 /**

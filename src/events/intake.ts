@@ -16,7 +16,7 @@ import { eventRef } from "../engine/pipeline";
 import { EVENTS_NAMESPACE } from "../intake/intake-mode";
 import type { IntakeMessage } from "../intake/messages";
 import { log } from "../platform/log";
-import { requestFingerprint } from "../accounts/idempotency";
+import { canonicalJson, sha256Hex } from "../sharding";
 import { MAX_FUTURE_MS } from "./event-types";
 import { processEvent, type BusinessEvent, type EventOutcome } from "./process";
 
@@ -61,7 +61,7 @@ export async function acceptEvents(
   for (const [index, item] of items.entries()) {
     try {
       const event = checkEvent(config, item, opts.now, opts.pointer(index));
-      checked.push({ index, event, fingerprint: await requestFingerprint("EVENT", "https://fanfare/events", { ...event, source: undefined }) });
+      checked.push({ index, event, fingerprint: await sha256Hex(canonicalJson(event)) });
     } catch (e) {
       if (!(e instanceof AppError)) throw e;
       const env_ = item as { source?: unknown; eventId?: unknown };
