@@ -36,7 +36,7 @@ try {
   assert.match(tasks("check").out, /no version pushed to local D1 yet: ok/);
   const first = tasks("push", "--note", "first");
   assert.equal(first.status, 0);
-  assert.match(first.out, /pushed version (\w+) \(1 file\(s\)\) to local D1, was none/);
+  assert.match(first.out, /pushed version (\w+) \(\d+ file\(s\)\) to local D1, was none/);
   assert.match(tasks("push").out, /is already active on local D1; nothing to push/);
   assert.match(tasks("status").out, /local files: the same version/);
 

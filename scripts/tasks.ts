@@ -73,6 +73,8 @@ async function checkLocal(): Promise<{ files: ConfigFile[]; hash: string; config
   for (const file of new Set(attributes.map((p) => p.file))) {
     step(`ok  ${file}: profile attributes ${attributes.flatMap((p) => (p.file === file ? [`${p.name} (${p.type})`] : [])).join(", ")}`);
   }
+  const programs = [...checked.config!.pointPrograms.keys()];
+  if (programs.length > 0) step(`ok  point programs: ${programs.join(", ")}`);
   if (strict && checked.warnings.length > 0) stop(0, checked.warnings.length);
   return { files, hash, config: checked.config! };
 }
