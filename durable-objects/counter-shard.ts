@@ -7,7 +7,14 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
-import type { CounterDefinition, CounterRef, CounterShardStats, ReserveOutcome, SettleOutcome } from "../src/counters/counter-definition";
+import type {
+  CounterDefinition,
+  CounterRef,
+  CounterShardStats,
+  GiveBackOutcome,
+  ReserveOutcome,
+  SettleOutcome,
+} from "../src/counters/counter-definition";
 import { shardShare } from "../src/prizes/pool-definition";
 import { DeadlineClock } from "./support/deadline-clock";
 import { byRevision, StoredDefinition } from "./support/definition";
@@ -32,6 +39,8 @@ export const counterMigrations: StorageMigration[] = [
     reserved_at INTEGER NOT NULL, deadline INTEGER NOT NULL, check_at INTEGER NOT NULL);
   CREATE INDEX reservations_to_check ON reservations (status, check_at);`),
   lendingTables,
+  // Units given back by reversals, once per give-back id (a grant's): kept for good, so a repeat never gives twice.
+  (sql) => sql.exec("CREATE TABLE given_back (id TEXT PRIMARY KEY, units INTEGER NOT NULL, at INTEGER NOT NULL)"),
 ];
 
 type Units = {
@@ -281,6 +290,29 @@ export class CounterShard extends DurableObject<Env> {
         });
         await this.expiry.track(retryAt);
       }
+    });
+  }
+
+  /**
+   * Gives back units a committed grant used (its reversal): once per give-back id, however often sent, and never
+   * more than this shard has used. Like a returned reservation, the units first make up any shortfall.
+   */
+  async giveBackUsed(ref: CounterRef, def: CounterDefinition | undefined, g: { id: string; units: number }): Promise<GiveBackOutcome> {
+    if (!Number.isSafeInteger(g.units) || g.units < 1) throw new RangeError(`units must be a positive integer, not ${g.units}`);
+    countServed(this.sql);
+    const resolved = await this.definition.resolve(ref, def);
+    if (resolved.outcome !== "defined") return resolved;
+    return this.ctx.storage.transactionSync((): GiveBackOutcome => {
+      const earlier = this.sql.exec<{ units: number }>("SELECT units FROM given_back WHERE id = ?", g.id).toArray()[0];
+      if (earlier) return { outcome: "returned", units: earlier.units, repeated: true };
+      const units = Math.min(g.units, this.units().used);
+      this.sql.exec("INSERT INTO given_back (id, units, at) VALUES (?, ?, ?)", g.id, units, Date.now());
+      this.sql.exec(
+        `UPDATE units SET used = used - ?1, returned = returned + ?1,
+                          capacity = capacity - min(shortfall, ?1), shortfall = shortfall - min(shortfall, ?1)`,
+        units,
+      );
+      return { outcome: "returned", units, repeated: false };
     });
   }
 

@@ -314,6 +314,18 @@ export class PrizePool extends DurableObject<Env> {
     return true;
   }
 
+  /**
+   * A reversal's take-back of a prize: an unclaimed one is cancelled (its unit back in the pool, as for a refused
+   * run); otherwise where it is. The same answer however often asked, so a repeated reversal changes nothing.
+   */
+  async reclaim(grantId: string): Promise<"cancelled" | "claimed" | "expired" | "not-found"> {
+    const g = this.sql.exec<{ status: string }>("SELECT status FROM grants WHERE id = ?", grantId).toArray()[0];
+    if (!g) return "not-found";
+    if (g.status === "issued") await this.cancel(grantId);
+    else if (g.status !== "cancelled" && g.status !== "claimed" && g.status !== "expired") return "not-found";
+    return g.status === "issued" ? "cancelled" : (g.status as "cancelled" | "claimed" | "expired");
+  }
+
   private expire(grantId: string, tierId: string) {
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("UPDATE grants SET status = 'expired' WHERE id = ?", grantId);

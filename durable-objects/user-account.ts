@@ -33,6 +33,8 @@ import { applyPointChange, settlePointRewards } from "../src/points/changes";
 import { redeemAnswer } from "../src/points/answers";
 import type { LedgerResult, PointBalances, PointEntry } from "../src/points/ledger";
 import type { PointProgram } from "../src/points/program";
+import { ReversalBook, reversalTables, type ReversalClaim } from "../src/reversals/account-reversals";
+import type { ReversalAnswer, ReversalPlan } from "../src/reversals/reversal";
 
 /**
  * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
@@ -54,6 +56,7 @@ export const userAccountMigrations: StorageMigration[] = [
   // value, so an older update that arrives later cannot bring it back.
   (sql) => sql.exec("CREATE TABLE profile (name TEXT PRIMARY KEY, value TEXT, updated_at INTEGER NOT NULL)"),
   pointLedgerTables,
+  reversalTables,
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -376,6 +379,7 @@ export class UserAccount extends DurableObject<Env> {
       key === null ? null : key + IDEMPOTENCY_TTL_MS,
       reservation === null ? null : reservation + RESERVATION_OUTCOME_TTL_MS,
       PointLedger.nextEvent(this.sql),
+      ReversalBook.nextEffect(this.sql),
     ];
     const times = due.filter((t): t is number => t !== null);
     return times.length === 0 ? null : Math.max(Date.now(), Math.min(...times) + 1);
@@ -391,6 +395,7 @@ export class UserAccount extends DurableObject<Env> {
       this.sql.exec("DELETE FROM reservations WHERE at < ?", Date.now() - RESERVATION_OUTCOME_TTL_MS);
       const ledger = PointLedger.of(this.sql);
       if (ledger) this.ctx.storage.transactionSync(() => this.keepPoints(ledger, () => ledger.settle(Date.now())));
+      await this.reversalBook().runEffects(Date.now());
     } finally {
       await this.outbox.forward();
     }
@@ -507,6 +512,47 @@ export class UserAccount extends DurableObject<Env> {
     const result = change();
     if (ledger.written.length > 0) this.outbox.add({ participations: [], rewards: [], deliveries: [], points: ledger.written });
     return result;
+  }
+
+  private reversalBook() {
+    return new ReversalBook(this.sql, this.env);
+  }
+
+  /** Claims a reversal by its ref (an event's or a request's), or answers its stored result, or says it is under way. */
+  async claimReversal(ref: string, now: number): Promise<ReversalClaim> {
+    return this.reversalBook().claim(ref, now);
+  }
+
+  /** Frees a claimed reversal that failed before its commit, so a retry plans it again. */
+  async releaseReversal(ref: string): Promise<void> {
+    this.reversalBook().release(ref);
+  }
+
+  /** Whether an event or request was reversed, or tombstoned before it came (a late event then grants nothing). */
+  async reversalOf(ref: string): Promise<"pending" | "done" | undefined> {
+    return this.reversalBook().state(ref);
+  }
+
+  /**
+   * Commits a claimed reversal in one transaction: the user-side take-backs (chances, red-packet balance and debt,
+   * points, participation counts), its answer (JSON, kept for good: every later cancel gets it), its D1 rows and its
+   * shared give-backs, which are then done from here and retried by the alarm until each is done.
+   */
+  async reverse(plan: ReversalPlan, status: ReversalAnswer["status"]): Promise<string> {
+    const book = this.reversalBook();
+    const ledger = new PointLedger(this.sql, plan.userId);
+    const answer = this.ctx.storage.transactionSync(() => {
+      const result = book.commit(plan, status, ledger, {
+        value: (ns, key) => this.value(ns, key),
+        write: (ns, key, value) => this.write(ns, key, value, Date.now()),
+      });
+      if (result.records) this.outbox.add({ participations: [], rewards: [], deliveries: [], ...result.records, points: ledger.written });
+      countServed(this.sql);
+      return JSON.stringify(result.answer);
+    });
+    this.handOff();
+    this.ctx.waitUntil(book.runEffects(Date.now()).catch((e) => log.error("give-backs not done; the alarm retries", { error: String(e) })));
+    return answer;
   }
 
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */

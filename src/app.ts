@@ -20,6 +20,7 @@ import { registerFlashSales } from "./routes/flash-sales";
 import { registerTickets } from "./routes/tickets";
 import { registerPoints } from "./routes/points";
 import { registerEvents } from "./routes/events";
+import { registerAdminReversals, registerReversals } from "./routes/reversals";
 import { requireOperator } from "./auth/operator";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
@@ -49,6 +50,7 @@ app.openAPIRegistry.registerComponent("securitySchemes", "service", {
 registerUserAttributes(app);
 registerPoints(app);
 registerEvents(app);
+registerReversals(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 registerHeaders(app);
 app.use("/v1/admin/*", requireOperator);
@@ -57,6 +59,7 @@ registerAdminSales(app);
 registerAdminDeadLetters(app);
 registerAdminActivities(app);
 registerAdminServiceKeys(app);
+registerAdminReversals(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

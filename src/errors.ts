@@ -26,6 +26,8 @@ export const ERROR_STATUS = {
   TOKEN_USED: 409,
   /** A redeem (or a task that spends points) finds too few spendable points: the balance never goes below zero. */
   INSUFFICIENT_POINTS: 409,
+  /** A request that granted nothing to take back (refused), or whose grants were already reversed with its event. */
+  NOT_REVERSIBLE: 409,
   CLAIM_EXPIRED: 410,
   TOKEN_EXPIRED: 410,
   PAYLOAD_TOO_LARGE: 413,

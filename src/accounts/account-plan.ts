@@ -3,7 +3,7 @@
  * so it crosses RPC. Everything here is the user's own state in the run's namespace: shared counters (stock, budget,
  * an activity-wide cap) are reserved on their own shards before, and only referred to here by reservation id.
  */
-import type { deliveries, participations, requestRecords, rewardRecords } from "../db/schema";
+import type { deliveries, participations, requestRecords, reversalEntries, reversals, rewardRecords } from "../db/schema";
 import type { Rejection } from "../engine/define";
 import type { PointChange } from "../points/changes";
 import type { PointEntryRow } from "../points/ledger";
@@ -65,6 +65,9 @@ export interface RecordBatch {
   deliveries: DeliveryRow[];
   /** Point ledger entries (src/points/ledger.ts); absent in batches that have none. */
   points?: PointEntryRow[];
+  /** Reversals and their entries (src/reversals); absent in batches that have none. */
+  reversals?: (typeof reversals.$inferInsert)[];
+  reversalEntries?: (typeof reversalEntries.$inferInsert)[];
 }
 
 /**

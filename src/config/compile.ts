@@ -93,6 +93,8 @@ const Task = z
       .optional(),
     /** The event a committed run emits for its user, which event-triggered tasks may take up. */
     emits: z.enum(["signIn", "taskCompleted"]).optional(),
+    /** A reversal of a run (a cancelled event, an operator's reverse) gives its participation counts back too. */
+    restoreLimits: z.boolean().default(false),
   })
   .strict();
 
@@ -502,6 +504,7 @@ class FileCompiler {
       ...(on && { on }),
       ...(t.exclusiveGroup && { exclusiveGroup: t.exclusiveGroup }),
       ...(t.emits && { emits: t.emits }),
+      restoreLimits: t.restoreLimits,
     };
   }
 

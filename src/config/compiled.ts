@@ -57,6 +57,8 @@ export interface CompiledTask {
   exclusiveGroup?: { name: string; priority: number };
   /** The event a committed run emits for its user. */
   emits?: "signIn" | "taskCompleted";
+  /** Whether a reversal of a run gives back its participation counts (src/reversals). */
+  restoreLimits: boolean;
 }
 
 export interface CompiledActivity {

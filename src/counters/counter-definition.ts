@@ -1,6 +1,6 @@
 /** A shared counter as components declare it, and what its shards answer. Plain data: it crosses RPC. */
 import { z } from "zod";
-import type { ShardRef } from "../../durable-objects/support/definition";
+import type { DefinitionRefusal, ShardRef } from "../../durable-objects/support/definition";
 
 /** The most shards one counter may have: a borrowing walk around the ring stays bounded. */
 export const MAX_COUNTER_SHARDS = 256;
@@ -46,6 +46,9 @@ export type ReserveOutcome =
   | { outcome: "busy" };
 
 /** Where a reservation ended up after a confirm or a release: used, back in the counter, or never made here. */
+/** A give-back's answer: the units it returned (`repeated`: an earlier give-back with the same id did). */
+export type GiveBackOutcome = { outcome: "returned"; units: number; repeated: boolean } | DefinitionRefusal;
+
 export type SettleOutcome = "confirmed" | "returned" | "unknown";
 
 /** One shard's units: reserved + used + remaining = capacity. */

@@ -8,7 +8,7 @@ import { counterShard, objectName } from "../../durable-objects/support/stubs";
 import type { Env } from "../env";
 import { initialShares } from "../prizes/pool-definition";
 import { shardOf } from "../sharding";
-import type { CounterDefinition, CounterShardStats, Reservation, ReserveOutcome, SettleOutcome } from "./counter-definition";
+import type { CounterDefinition, CounterShardStats, GiveBackOutcome, Reservation, ReserveOutcome, SettleOutcome } from "./counter-definition";
 
 /** Which shards this isolate has seen accept which definition: calls to them carry its hash alone. */
 const definitions = new DefinitionCache();
@@ -50,6 +50,20 @@ export function confirm(env: Env, def: CounterDefinition, reservations: Reservat
  */
 export function release(env: Env, def: CounterDefinition, reservations: Reservation[]): Promise<Record<string, SettleOutcome>> {
   return perShard(reservations, (shard, ids) => counterShard(env, def.id, shard).release(ids));
+}
+
+/**
+ * Gives back units a committed grant used, on the user's home shard (where its reservation was used), once per
+ * `id` (a grant's reversal): a repeat answers what the first gave back.
+ */
+export async function giveBack(env: Env, def: CounterDefinition, g: { id: string; userId: string; units: number }) {
+  const shard = shardOf(g.userId, def.shards);
+  return definitions.call(
+    objectName.shard(def.id, shard),
+    def,
+    async (hash, sent): Promise<GiveBackOutcome> =>
+      counterShard(env, def.id, shard).giveBackUsed({ id: def.id, shard, hash }, sent, { id: g.id, units: g.units }),
+  );
 }
 
 /** One call per shard for its reservations, the answers merged. */

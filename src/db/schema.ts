@@ -118,6 +118,7 @@ export const couponWallet = sqliteTable(
     couponSn: text("coupon_sn").notNull(),
     channel: text("channel").notNull(),
     createdAt: integer("created_at").notNull(),
+    revokedAt: integer("revoked_at"),
   },
   (t) => [index("coupon_wallet_by_user").on(t.userId, t.createdAt)],
 );
@@ -246,4 +247,38 @@ export const pointEntries = sqliteTable(
     at: integer("at").notNull(),
   },
   (t) => [primaryKey({ columns: [t.userId, t.program, t.sourceRef] }), index("point_entries_by_user").on(t.userId, t.program, t.entryId)],
+);
+
+/** Reversals of events and requests, copied from users' accounts (migrations/0010). */
+export const reversals = sqliteTable(
+  "reversals",
+  {
+    id: text("id").primaryKey(),
+    ref: text("ref").notNull().unique(),
+    userId: text("user_id").notNull(),
+    status: text("status").notNull(),
+    reason: text("reason").notNull(),
+    eventRef: text("event_ref"),
+    requestIds: text("request_ids").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("reversals_by_event").on(t.eventRef)],
+);
+
+/** One per reward record a reversal took back, or could not (migrations/0010). */
+export const reversalEntries = sqliteTable(
+  "reversal_entries",
+  {
+    reversalId: text("reversal_id").notNull(),
+    grantId: text("grant_id").notNull(),
+    requestId: text("request_id").notNull(),
+    type: text("type").notNull(),
+    amount: integer("amount").notNull(),
+    status: text("status").notNull(),
+    reclaimed: integer("reclaimed").notNull(),
+    shortfall: integer("shortfall").notNull(),
+    reason: text("reason"),
+    detail: text("detail").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.reversalId, t.grantId] }), index("reversal_entries_by_request").on(t.requestId)],
 );

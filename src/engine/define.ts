@@ -9,6 +9,8 @@ import type { TaskRun } from "./run";
 import type { CounterDefinition } from "../counters/counter-definition";
 import type { Period } from "../config/time";
 import type { PointProgram } from "../points/program";
+import type { Env } from "../env";
+import type { GrantRecord, ReversalStep } from "../reversals/reversal";
 
 /**
  * Where a component's shared counters are named: in a run (TaskRun), or when an operator looks at an activity's
@@ -77,8 +79,23 @@ export type RewardOutcome =
   | ({ type: string; granted: true; grantId: string; amount: number } & Record<string, unknown>)
   | { type: string; granted: false; reason: string };
 
+/** What a reward's `reverse` knows: the activity, and its counters as the granting run named them (at the record's time). */
+export interface ReverseContext {
+  env: Env;
+  activity: CompiledActivity;
+  /** The granting run's scope: its periods are those of the record's `createdAt`. */
+  scope: CounterScope;
+  now: number;
+  reason: string;
+}
+
 export interface RewardDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>> extends Definition<Args, Prepared> {
   grant(run: TaskRun, args: Prepared): Promise<RewardOutcome> | RewardOutcome;
+  /**
+   * Takes back what `record` granted: done here for what another single writer holds (a prize, a coupon), or planned
+   * for the user's account's one transaction (`change`); shared counters it used are given back after (`giveBacks`).
+   */
+  reverse(ctx: ReverseContext, record: GrantRecord, args: Prepared): Promise<ReversalStep> | ReversalStep;
 }
 
 export function defineValidator<Args extends z.ZodType, Prepared = z.output<Args>>(

@@ -38,7 +38,8 @@ export interface EventOutcome {
   eventId: string;
   type: string;
   userId: string;
-  status: "processed";
+  /** `cancelled`: the event was cancelled before it came (a tombstone), and granted nothing. */
+  status: "processed" | "cancelled";
   processedAt: number;
   runs: TriggerOutcome[];
 }
@@ -53,6 +54,18 @@ export async function processEvent(
   event: BusinessEvent,
   fingerprint: string,
 ): Promise<EventOutcome> {
+  // A cancel that came first left a tombstone in the user's account: the late event grants nothing.
+  if ((await userAccount(env, event.userId).reversalOf(`event:${eventRef(event)}`)) !== undefined) {
+    return {
+      source: event.source,
+      eventId: event.eventId,
+      type: event.type,
+      userId: event.userId,
+      status: "cancelled",
+      processedAt: Date.now(),
+      runs: [],
+    };
+  }
   const triggered = [...(config.triggers.get(event.type) ?? [])].sort(byTurn);
   const runs: TriggerOutcome[] = [];
   const groupDone = new Set<string>();

@@ -118,3 +118,9 @@ export async function cancelPrize(env: Env, grantId: string): Promise<boolean> {
   const at = parsePrizeId(grantId);
   return at ? poolShard(env, at.poolId, at.shard).cancel(grantId) : false;
 }
+
+/** Takes back a prize for a reversal (see PrizePool.reclaim); "not-found" for an id that names no prize. */
+export async function reclaimPrize(env: Env, grantId: string) {
+  const at = parsePrizeId(grantId);
+  return at ? poolShard(env, at.poolId, at.shard).reclaim(grantId) : "not-found";
+}

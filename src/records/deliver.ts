@@ -17,7 +17,7 @@ import { log } from "../platform/log";
 export type DeliveryTarget = { type: "wallet" } | { type: "http"; url: string };
 
 export interface PlannedDelivery {
-  kind: "coupon" | "notify";
+  kind: "coupon" | "notify" | "couponRevoke";
   grantId?: string;
   target: DeliveryTarget;
   payload: Record<string, unknown>;
@@ -116,7 +116,7 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
     // The coupon center's token goes only to the coupon center's own origin, never to a URL a config names.
     const { COUPON_CENTER_URL, COUPON_CENTER_TOKEN } = vars(env);
     const sameOrigin = COUPON_CENTER_URL !== undefined && new URL(COUPON_CENTER_URL).origin === new URL(target.url).origin;
-    const token = d.kind === "coupon" && sameOrigin ? COUPON_CENTER_TOKEN : undefined;
+    const token = (d.kind === "coupon" || d.kind === "couponRevoke") && sameOrigin ? COUPON_CENTER_TOKEN : undefined;
     if (token) headers.authorization = `Bearer ${token}`;
     const res = await fetch(target.url, { method: "POST", headers, body, signal: AbortSignal.timeout(10_000) });
     await res.body?.cancel();

@@ -25,6 +25,8 @@ export function mergeRecordBatches(batches: RecordBatch[]): RecordBatch {
     rewards: batches.flatMap((b) => b.rewards),
     deliveries: batches.flatMap((b) => b.deliveries),
     points: batches.flatMap((b) => b.points ?? []),
+    reversals: batches.flatMap((b) => b.reversals ?? []),
+    reversalEntries: batches.flatMap((b) => b.reversalEntries ?? []),
   };
 }
 

@@ -17,6 +17,8 @@ import {
   prizeStatuses,
   requestCounts,
   requestRecords,
+  reversalEntries,
+  reversals,
   rewardRecords,
 } from "../db/schema";
 import type { QueueMessage } from "./messages";
@@ -37,6 +39,8 @@ const TABLES = {
   flash_sale_orders: flashSaleOrders,
   dead_letters: deadLetters,
   point_entries: pointEntries,
+  reversals,
+  reversal_entries: reversalEntries,
 } satisfies Record<string, SQLiteTable>;
 
 export type Table = keyof typeof TABLES;
@@ -94,6 +98,8 @@ function rowsByKind(body: QueueMessage): Rows {
         reward_records: body.records.rewards,
         deliveries: body.records.deliveries,
         point_entries: body.records.points ?? [],
+        reversals: body.records.reversals ?? [],
+        reversal_entries: body.records.reversalEntries ?? [],
       };
     case "pool-events":
       return {

@@ -44,7 +44,7 @@ const EventOutcomeSchema = z
     eventId: z.string(),
     type: z.string(),
     userId: z.string(),
-    status: z.literal("processed"),
+    status: z.enum(["processed", "cancelled"]).openapi({ description: "cancelled: a cancel came first; nothing was granted" }),
     processedAt: z.number().int(),
     runs: z.array(TriggerOutcomeSchema),
   })

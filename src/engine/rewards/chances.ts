@@ -3,6 +3,7 @@ import { z } from "zod";
 import { chanceChange } from "../../accounts/chances";
 import { own } from "../../config/compiled";
 import { ArgsError, defineReward } from "../define";
+import { openEntry } from "../../reversals/reversal";
 
 export const chancesReward = defineReward({
   code: "chances",
@@ -28,5 +29,16 @@ export const chancesReward = defineReward({
     // answer, the stored Idempotency-Key answer and the record to what it really gave (settleChanceGrant).
     run.plan.counters.push({ ...chanceChange(kind, run.now, run.activity.timezone, amount), grantId });
     return { type: "chances", granted: true, grantId, amount, chance: kind.id };
+  },
+  reverse(ctx, record, { kind }) {
+    // What remains of the grant where it landed; spent (or expired) chances cannot be taken back.
+    const { grantKey, earnedPrefix } = chanceChange(kind, record.createdAt, ctx.activity.timezone, record.amount);
+    const expiry = grantKey.startsWith(earnedPrefix) ? grantKey.slice(earnedPrefix.length) : "never";
+    if (expiry !== "never" && Number(expiry) <= ctx.now) return { entry: { ...openEntry(record), reason: "EXPIRED" }, giveBacks: [] };
+    return {
+      entry: openEntry(record),
+      change: { kind: "take", grantId: record.id, key: grantKey, amount: record.amount, spentReason: "SPENT" },
+      giveBacks: [],
+    };
   },
 });

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { vars } from "../../platform/vars";
 import { planDelivery } from "../../records/deliver";
+import { revokeCoupon } from "../../reversals/coupon-revoke";
 import { Shards } from "../../counters/counter-definition";
 import { type CounterScope, defineReward } from "../define";
 
@@ -43,6 +44,13 @@ export const coupon = defineReward({
       payload: { ...detail, userId: run.requireUser().id, grantId, activityId: run.activity.id },
     });
     return { type: "coupon", granted: true, grantId, amount: 1, ...detail, status: "pending" };
+  },
+  async reverse(ctx, record, args) {
+    const entry = await revokeCoupon(ctx.env, record, ctx.now);
+    // A coupon the user keeps keeps its unit of stock.
+    const stock = entry.status === "unreclaimable" ? undefined : couponStock(args, ctx.scope);
+    const giveBacks = stock ? [{ id: `${record.id}:${stock.id}`, counter: stock, userId: record.userId, units: 1 }] : [];
+    return { entry, giveBacks };
   },
 });
 

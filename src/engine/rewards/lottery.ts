@@ -1,7 +1,8 @@
 /** Lottery: draws a prize from one of the activity's prize pools (奖池). */
 import { z } from "zod";
 import { AppError } from "../../errors";
-import { activityPool, cancelPrize, candidateShards, drawPrize, prizeIdPrefix } from "../../prizes/pools";
+import { activityPool, cancelPrize, candidateShards, drawPrize, prizeIdPrefix, reclaimPrize } from "../../prizes/pools";
+import { openEntry, settledEntry } from "../../reversals/reversal";
 import { own } from "../../config/compiled";
 import { ArgsError, defineReward } from "../define";
 
@@ -50,5 +51,13 @@ export const lottery = defineReward({
     const detail = { pool: name, tier: out.tierId, tierName: out.tierName, claimBy };
     const grantId = run.recordGrant({ id: out.grantId, type: "lottery", amount: out.value, detail, status: "granted" });
     return { type: "lottery", granted: true, grantId, amount: out.value, ...detail };
+  },
+  async reverse(ctx, record) {
+    // An unclaimed prize is cancelled and its unit goes back to the pool; a claimed one stays the winner's.
+    const entry = openEntry(record);
+    const at = await reclaimPrize(ctx.env, record.id);
+    if (at === "cancelled") return { entry: settledEntry(entry, record.amount, ""), giveBacks: [] };
+    if (at === "expired") return { entry: { ...settledEntry(entry, record.amount, ""), detail: { prize: "expired unclaimed" } }, giveBacks: [] };
+    return { entry: { ...entry, reason: at === "claimed" ? "CLAIMED" : "NOT_FOUND" }, giveBacks: [] };
   },
 });

@@ -4,6 +4,7 @@ import { own } from "../../config/compiled";
 import { AppError } from "../../errors";
 import type { PointProgram } from "../../points/program";
 import { ArgsError, defineReward } from "../define";
+import { openEntry } from "../../reversals/reversal";
 
 const ROUND = { floor: Math.floor, round: Math.round, ceil: Math.ceil };
 
@@ -60,6 +61,11 @@ export const pointsReward = defineReward({
       now: run.now,
     });
     return { type: "points", granted: true, grantId, amount, program: program.id };
+  },
+  reverse(ctx, record, args) {
+    // The grant id is the earn's source reference: the ledger takes its lot's remainder first, then the shortfall.
+    const change = { kind: "points" as const, grantId: record.id, program: args.program, earnRef: record.id, reason: ctx.reason, now: ctx.now };
+    return { entry: openEntry(record), change, giveBacks: [] };
   },
 });
 

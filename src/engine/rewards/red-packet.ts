@@ -3,6 +3,7 @@ import { z } from "zod";
 import { pickWeighted } from "../../random";
 import { Shards } from "../../counters/counter-definition";
 import { ArgsError, type CounterScope, defineReward } from "../define";
+import { openEntry } from "../../reversals/reversal";
 
 const minor = z.number().int().min(1);
 
@@ -62,6 +63,24 @@ export const redPacket = defineReward({
     run.plan.counters.push({ key: `redPacket:balance:${args.currency}`, delta: amount, floor: 0 });
     const grantId = run.recordGrant({ type: "redPacket", amount, detail: { currency: args.currency }, status: "granted" });
     return { type: "redPacket", granted: true, grantId, amount, currency: args.currency };
+  },
+  reverse(ctx, record, args) {
+    // The balance never goes below zero: what was already spent becomes a debt in its own counter.
+    const currency = String(record.detail.currency ?? args.currency);
+    const change = {
+      kind: "take" as const,
+      grantId: record.id,
+      key: `redPacket:balance:${currency}`,
+      amount: record.amount,
+      debtKey: `redPacket:debt:${currency}`,
+      spentReason: "SPENT",
+    };
+    const { stock, budget } = packetCounters(args, ctx.scope);
+    const giveBacks = [
+      ...(stock ? [{ id: `${record.id}:${stock.id}`, counter: stock, userId: record.userId, units: 1 }] : []),
+      ...(budget ? [{ id: `${record.id}:${budget.id}`, counter: budget, userId: record.userId, units: record.amount }] : []),
+    ];
+    return { entry: openEntry(record), change, giveBacks };
   },
 });
 

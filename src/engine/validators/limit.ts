@@ -75,6 +75,18 @@ export const limit = defineValidator({
   },
 });
 
+/**
+ * What a reversed run gives back of its limit (a task with `restoreLimits`): the user's own counts at the run's time,
+ * and the units it took of everyone's counts, once per run (`requestId`).
+ */
+export function restoredLimits(args: Prepared, scope: CounterScope, requestId: string, userId: string) {
+  const { own, shared, participants } = limitCounters(args, scope);
+  return {
+    keys: own.map((c) => c.key),
+    giveBacks: shared.filter((c) => c !== participants).map((c) => ({ id: `${requestId}:${c.counter.id}`, counter: c.counter, userId, units: 1 })),
+  };
+}
+
 type Prepared = {
   caps: { name: LimitName; cap: number; owner: "user" | "all"; period: Period }[];
   participants: number | undefined;
