@@ -36,6 +36,9 @@ export default {
       emitBirthdays(env, ctx, controller.scheduledTime),
     ]);
     if (resent.status === "fulfilled" && resent.value > 0) log.info("re-sent stale deliveries", { count: resent.value });
-    for (const job of [resent, birthdays]) if (job.status === "rejected") log.error("cron job failed", { error: String(job.reason) });
+    const failed = [resent, birthdays].filter((job) => job.status === "rejected");
+    for (const job of failed) log.error("cron job failed", { error: String(job.reason) });
+    // The invocation still fails, so the platform shows it.
+    if (failed.length > 0) throw failed[0]!.reason;
   },
 } satisfies ExportedHandler<Env, QueueMessage | IntakeMessage>;

@@ -151,6 +151,18 @@ describe("atLeast with scope: activity, over separate events", () => {
     expect(await account(user).counters(ACTIVITY, [`progress:collect:`])).toEqual(stored);
   });
 
+  it("grants once when events racing past n are evaluated at the same time", async () => {
+    const user = `race-${unique()}`;
+    await send(purchase(user, "hotel"));
+    await send(purchase(user, "flight"));
+    // Three events, each bringing the count to 3 as far as it can see: one is granted, the others are refused.
+    const racing = await Promise.all(["train", "car", "cruise"].map((c) => send(purchase(user, c))));
+    expect(racing.map((r) => runOf(r, "collect").status).filter((s) => s === "granted")).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 500));
+    await eventually(async () => (await granted(user, "collect")).length >= 1);
+    expect(await granted(user, "collect")).toEqual([{ amount: 1 }]);
+  });
+
   it("counts queued events in the user's lane the same way", async () => {
     const user = `q-${unique()}`;
     const events = ["hotel", "flight", "train", "car", "cruise"].map((c) => purchase(user, c));
