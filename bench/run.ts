@@ -12,6 +12,7 @@ import { prizePoolFigures } from "./prize-pools";
 import { flashSaleFigures } from "./flash-sales";
 import { servedBetween, servedCounts } from "./object-share";
 import { conditionFigures } from "./conditions";
+import { eventFigures } from "./events";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -149,6 +150,11 @@ async function main() {
       const p = await prizePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say);
       say(pairedLine("lottery draw (hugeDraw task run)", p.draws));
       if (p.draws.result.errors > 0) process.exitCode = 1;
+    }
+    if (!only || only === "events") {
+      say("");
+      say("## business events");
+      if (!(await eventFigures(worker, health, SECONDS, CONNECTIONS, say))) process.exitCode = 1;
     }
   } finally {
     await worker.stop();

@@ -35,6 +35,7 @@ import type { LedgerResult, PointBalances, PointEntry } from "../src/points/ledg
 import type { PointProgram } from "../src/points/program";
 import { ReversalBook, reversalTables, type ReversalClaim } from "../src/reversals/account-reversals";
 import type { ReversalAnswer, ReversalPlan } from "../src/reversals/reversal";
+import { countOrderOnce } from "../src/events/order-history";
 
 /**
  * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
@@ -273,6 +274,11 @@ export class UserAccount extends DurableObject<Env> {
   /** The user's counters in a namespace whose key starts with one of `prefixes` (all of them for ""), in one read. */
   async counters(ns: string, prefixes: string[]): Promise<Record<string, number>> {
     return Object.fromEntries(prefixes.flatMap((p) => this.withPrefix(ns, p)).map((r) => [r.key, r.value]));
+  }
+
+  /** Counts an order event in the user's order history once (src/events/order-history.ts): the orders before it. */
+  async countOrder(eventRef: string): Promise<number> {
+    return this.ctx.storage.transactionSync(() => countOrderOnce(this.sql, eventRef, Date.now()));
   }
 
   /** Claims an Idempotency-Key for a request, or says what to answer instead. */

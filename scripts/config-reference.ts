@@ -313,7 +313,7 @@ before the tree runs (one read of the user's account).
 | \`all: [...]\` | Every child holds. |
 | \`any: [...]\` | At least one child holds. |
 | \`not: node\` | The child does not hold. |
-| \`atLeast: {n, of: [...], scope?}\` | At least \`n\` of the children hold ("any 2 of these 3"); its explanation carries the gap (\`"1 of 2 satisfied"\`). \`scope: event\` (default) counts this evaluation. \`scope: activity\` counts distinct children met over the user's evaluations and passes once, when the count reaches \`n\`; it needs a caller that keeps the progress, so a task's \`when:\` refuses it. |
+| \`atLeast: {n, of: [...], scope?}\` | At least \`n\` of the children hold ("any 2 of these 3"); its explanation carries the gap (\`"1 of 2 satisfied"\`). \`scope: event\` (default) counts this evaluation. \`scope: activity\` counts distinct children met over the user's evaluations and passes once, when the count reaches \`n\`; the progress is kept per user and task in the user's account, so it is for tasks run by events (\`on:\`): a task run over HTTP refuses it. Leaves newly met by an event that fails the rest of the tree are kept, except those that would bring the count to \`n\`: the reward waits for an event that reaches \`n\` with the whole tree holding. Exactly once, also when two events race past \`n\`. |
 | \`{code: args}\` | A condition (below); a bare \`code\` takes no args. |
 
 Nodes nest at most ${MAX_DEPTH} deep. Rejected when the config loads, with the path: an empty node, \`n\` below 1 or

@@ -1,6 +1,6 @@
 /**
- * The worker: HTTP API, the queue consumers by queue (EVENTS, INTAKE, and their dead-letter queues'), and the cron
- * sweep of the delivery outbox.
+ * The worker: HTTP API, the queue consumers by queue (EVENTS, INTAKE, and their dead-letter queues'), and the
+ * per-minute cron: the sweep of the delivery outbox, and the day's birthday events (src/events/birthdays.ts).
  */
 import { drizzle } from "drizzle-orm/d1";
 import { app } from "./app";
@@ -13,6 +13,7 @@ import type { IntakeMessage } from "./intake/messages";
 import { isDeadLetterQueue, storeDeadLetters } from "./records/dead-letters";
 import { resendStale } from "./records/deliver";
 import { log } from "./platform/log";
+import { emitBirthdays } from "./events/birthdays";
 
 export { UserAccount } from "../durable-objects/user-account";
 export { PrizePool } from "../durable-objects/prize-pool";
@@ -28,8 +29,16 @@ export default {
     if (batch.queue === INTAKE_QUEUE) return consumeIntake(batch as MessageBatch<IntakeMessage>, env, ctx);
     return consumeEvents(batch as MessageBatch<QueueMessage>, env);
   },
-  scheduled: async (_controller, env, _ctx) => {
-    const resent = await resendStale(drizzle(env.DB), env, Date.now());
-    if (resent > 0) log.info("re-sent stale deliveries", { count: resent });
+  scheduled: async (controller, env, ctx) => {
+    // Each job on its own: one failing does not hold the other back (the next minute retries it).
+    const [resent, birthdays] = await Promise.allSettled([
+      resendStale(drizzle(env.DB), env, Date.now()),
+      emitBirthdays(env, ctx, controller.scheduledTime),
+    ]);
+    if (resent.status === "fulfilled" && resent.value > 0) log.info("re-sent stale deliveries", { count: resent.value });
+    const failed = [resent, birthdays].filter((job) => job.status === "rejected");
+    for (const job of failed) log.error("cron job failed", { error: String(job.reason) });
+    // The invocation still fails, so the platform shows it.
+    if (failed.length > 0) throw failed[0]!.reason;
   },
 } satisfies ExportedHandler<Env, QueueMessage | IntakeMessage>;

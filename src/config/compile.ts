@@ -451,7 +451,7 @@ class FileCompiler {
     const when = compiled && "tree" in compiled ? compiled.tree : undefined;
 
     const loginAt = on ? -Infinity : validators.findIndex((v) => v?.def.code === "login");
-    const userFacts = (["attributes", "groups", "participations"] as const).filter((k) => when?.needs.has(k));
+    const userFacts = (["attributes", "groups", "participations", "orders"] as const).filter((k) => when?.needs.has(k));
     if (userFacts.length > 0 && loginAt === -1) {
       this.issue([...base, "when"], `these conditions read the user's ${userFacts.join(", ")}: add 'login' to the validators`);
     }

@@ -53,6 +53,29 @@ export const events = sqliteTable(
   (t) => [primaryKey({ columns: [t.source, t.eventId] })],
 );
 
+/** Users' birthdays by "MM-DD", written beside the profile attribute (src/users/birthday-index.ts), read by the birthday cron. */
+export const birthdays = sqliteTable(
+  "birthdays",
+  {
+    userId: text("user_id").primaryKey(),
+    monthDay: text("month_day").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("birthdays_by_day").on(t.monthDay, t.userId)],
+);
+
+/** A timezone's finished birthday run of a local day (src/events/birthdays.ts). */
+export const birthdayRuns = sqliteTable(
+  "birthday_runs",
+  {
+    timezone: text("timezone").notNull(),
+    localDate: text("local_date").notNull(),
+    emitted: integer("emitted").notNull(),
+    finishedAt: integer("finished_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.timezone, t.localDate] })],
+);
+
 export const participations = sqliteTable(
   "participations",
   {

@@ -23,7 +23,8 @@ import type { RewardOutcome } from "./define";
 import { TaskRun, type User } from "./run";
 import { log } from "../platform/log";
 import { evaluate, whyNot } from "./conditions/tree";
-import { countParticipation, taskFacts } from "./conditions/facts";
+import { countParticipation, taskInputs } from "./conditions/facts";
+import { progressChanges, progressPlan } from "./conditions/progress";
 import { emitTaskEvent } from "../events/emit";
 
 export interface TaskRequest {
@@ -59,6 +60,8 @@ export interface RunEvent {
   type: string;
   occurredAt: number;
   payload: Record<string, unknown>;
+  /** For an event whose type counts as an order: the user's completed orders before it (src/events/order-history.ts). */
+  ordersBefore?: number;
 }
 
 /** Where a crash test makes a run fail: after its shared units were reserved, or after the user's commit. */
@@ -131,9 +134,16 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
       if (rejection) throw new AppError(rejection.code, rejection.message);
     }
     // The task's conditions, over facts fetched once; a refusal explains every node.
+    // Progress of activity-scoped atLeast nodes commits with the run, or alone when the tree fails (see progress.ts).
     if (task.when) {
-      const { pass, explanation } = evaluate(task.when, await taskFacts(task.when, run));
-      if (!pass) throw new AppError("CONDITIONS_NOT_MET", conditionsNotMet(whyNot(explanation)), {}, { explanation });
+      const { facts, satisfiedBefore } = await taskInputs(task.when, run);
+      const evaluation = evaluate(task.when, facts, { satisfiedBefore });
+      const progress = run.user ? progressChanges(task.id, evaluation, satisfiedBefore) : [];
+      if (!evaluation.pass) {
+        if (progress.length > 0) await userAccount(req.env, run.user!.id).commit(progressPlan(run, run.user!.id, progress));
+        throw new AppError("CONDITIONS_NOT_MET", conditionsNotMet(whyNot(evaluation.explanation)), {}, { explanation: evaluation.explanation });
+      }
+      run.plan.counters.push(...progress);
     }
     // 3. Command, 4. rewards, 5. afterCommand: each adds to the one commit below.
     for (const c of task.commands) await c.def.run(run, c.args);

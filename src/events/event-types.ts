@@ -15,6 +15,8 @@ export interface EventType {
   payload: z.ZodType<Record<string, unknown>>;
   /** Where it was declared: a file, or built in. */
   origin: string;
+  /** Each event of this type is a completed order of its user: it is counted in the order history (`firstOrder`). */
+  countsAsOrder: boolean;
 }
 
 /** How far in the future an `occurredAt` may be (clock skew between systems), and no further. */
@@ -32,6 +34,8 @@ export const EventTypeSchema = z
       .max(30 * 86_400)
       .default(DEFAULT_GRACE_SECONDS),
     payload: PayloadSpecSchema,
+    /** An order service's "order completed": counted once per event in the user's order history (src/events/order-history.ts). */
+    countsAsOrder: z.boolean().default(false),
   })
   .strict();
 
@@ -44,6 +48,7 @@ const builtIn = (name: string, description: string, payload: PayloadSpec): Event
   graceMs: DEFAULT_GRACE_SECONDS * 1000,
   payload: payloadSchema(payload),
   origin: "built in",
+  countsAsOrder: false,
 });
 
 /** The types every config has; a file may not declare one of these names. */
@@ -61,5 +66,12 @@ export const BUILT_IN_EVENT_TYPES: ReadonlyMap<string, EventType> = new Map(
 
 /** A declared event type, compiled. */
 export function compileEventType(name: string, origin: string, t: z.output<typeof EventTypeSchema>): EventType {
-  return { name, description: t.description ?? name, graceMs: t.graceSeconds * 1000, payload: payloadSchema(t.payload), origin };
+  return {
+    name,
+    description: t.description ?? name,
+    graceMs: t.graceSeconds * 1000,
+    payload: payloadSchema(t.payload),
+    origin,
+    countsAsOrder: t.countsAsOrder,
+  };
 }

@@ -66,6 +66,9 @@ export async function processEvent(
       runs: [],
     };
   }
+  // An order is counted before its runs, once per event (a redelivery gets the same count back).
+  if (config.eventTypes.get(event.type)?.countsAsOrder)
+    event = { ...event, ordersBefore: await userAccount(env, event.userId).countOrder(eventRef(event)) };
   const triggered = [...(config.triggers.get(event.type) ?? [])].sort(byTurn);
   const runs: TriggerOutcome[] = [];
   const groupDone = new Set<string>();

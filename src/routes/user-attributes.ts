@@ -11,6 +11,7 @@ import { own } from "../config/compiled";
 import type { AppEnv } from "../http";
 import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { checkedChanges, profileAttributes } from "../users/profile";
+import { BIRTHDAY_ATTRIBUTE, indexBirthday } from "../users/birthday-index";
 
 const AttributesSchema = z
   .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
@@ -92,7 +93,9 @@ export function registerUserAttributes(app: OpenAPIHono<AppEnv>) {
     const { attributes, updatedAt } = c.req.valid("json");
     const config = await activeConfig(c.env);
     const changes = checkedChanges(config, attributes);
-    const { profile, stale } = await userAccount(c.env, userId).updateProfile(changes, updatedAt ? Date.parse(updatedAt) : c.get("now"));
+    const changedAt = updatedAt ? Date.parse(updatedAt) : c.get("now");
+    const { profile, stale } = await userAccount(c.env, userId).updateProfile(changes, changedAt);
+    if (Object.hasOwn(changes, BIRTHDAY_ATTRIBUTE)) await indexBirthday(c.env, config, userId, profile, changedAt);
     // Only what the bundle declares: an attribute it no longer declares stays stored but is not shown.
     const shown = Object.fromEntries(Object.entries(profile).flatMap(([name, a]) => (own(config.profile, name) ? [[name, a.value]] : [])));
     return c.json({ ok: true as const, requestId: c.get("requestId"), userId, attributes: shown, stale }, 200);

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { ConditionFacts } from "../../src/engine/conditions/define";
 import { type ConditionTree, compileTree, evaluate, type TreeContext, whyNot } from "../../src/engine/conditions/tree";
-import { TASK_TREES } from "../../src/engine/conditions/facts";
+import { EVENT_TREES, TASK_TREES } from "../../src/engine/conditions/facts";
 
 const ctx: TreeContext = { timezone: "Asia/Shanghai", taskIds: ["signIn", "share"], pointPrograms: ["honey"], unavailable: {} };
 
@@ -131,7 +131,6 @@ describe("condition trees are compiled once, every problem with its path and rea
     expect(
       issues({ all: [{ firstOrder: {} }, { event: { path: "amount", op: "gte", value: 100 } }, { pointsBalance: { program: "nope", n: 5 } }] }, task),
     ).toEqual([
-      { path: ["all", 0, "firstOrder"], reason: "condition 'firstOrder' reads orders facts: the order history is not kept yet" },
       {
         path: ["all", 1, "event"],
         reason: "condition 'event' reads event facts: a task run over HTTP has no business event (a task with `on:` has one)",
@@ -139,8 +138,18 @@ describe("condition trees are compiled once, every problem with its path and rea
       { path: ["all", 2, "pointsBalance", "program"], reason: "unknown point program 'nope'; declared: honey" },
     ]);
     expect(issues({ atLeast: { n: 1, of: [{ newUser: {} }], scope: "activity" } }, task)).toEqual([
-      { path: ["atLeast", "scope"], reason: "a task's when: keeps no progress between runs yet" },
+      {
+        path: ["atLeast", "scope"],
+        reason: "a task run over HTTP keeps no progress between runs: atLeast with scope activity is for tasks run by events (`on:`)",
+      },
     ]);
+  });
+
+  it("takes, in the when: of a task run by events, every kind of leaf and activity-scoped atLeast", () => {
+    const triggered = { ...ctx, ...EVENT_TREES };
+    expect(
+      issues({ atLeast: { n: 2, scope: "activity", of: [{ firstOrder: {} }, { event: { path: "amount", op: "gte", value: 100 } }] } }, triggered),
+    ).toEqual([]);
   });
 
   it("knows the union of what its leaves need and gives each node its position as a stable id", () => {

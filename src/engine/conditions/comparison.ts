@@ -48,6 +48,11 @@ export interface Comparison {
   value: Scalar | Scalar[];
   number: number;
   regex?: RegExp;
+  /**
+   * For `in` over a list of text only: the list as a set. Text equals text only strictly, so a text value is looked
+   * up at once; any other value is compared one by one.
+   */
+  texts?: ReadonlySet<string>;
   /** What the explanation shows as expected: `{op, value}`. */
   expected: { op: Op; value: Scalar | Scalar[] };
 }
@@ -58,17 +63,26 @@ export function prepareComparison(a: { op: Op; value: Scalar | Scalar[] }): Comp
     value: a.value,
     number: Array.isArray(a.value) ? Number.NaN : toNumber(a.value),
     regex: a.op === "regex" ? new RegExp(a.value as string, "u") : undefined,
+    texts: a.op === "in" && Array.isArray(a.value) && a.value.every((v) => typeof v === "string") ? new Set(a.value as string[]) : undefined,
     expected: { op: a.op, value: a.value },
   };
 }
 
 const DECIMAL = /^-?\d+(\.\d+)?$/;
 
+/** The last decimal text read: a tree's leaves read the same field (an order's amount) again and again. */
+let lastText = "";
+let lastNumber = Number.NaN;
+
 /** A number, or a decimal string ("100.00") read as one; NaN for anything else. */
 export function toNumber(v: unknown): number {
   if (typeof v === "number") return Number.isFinite(v) ? v : Number.NaN;
-  if (typeof v === "string" && DECIMAL.test(v)) return Number(v);
-  return Number.NaN;
+  if (typeof v !== "string") return Number.NaN;
+  if (v !== lastText) {
+    lastText = v;
+    lastNumber = DECIMAL.test(v) ? Number(v) : Number.NaN;
+  }
+  return lastNumber;
 }
 
 /** Equal as values: numerically when either side is a number and the other reads as one, else strictly. */
@@ -88,10 +102,16 @@ function holds(actual: unknown, c: Comparison): boolean {
       return same(actual, c.value);
     case "ne":
       return !same(actual, c.value);
-    case "in":
-      return (c.value as Scalar[]).some((v) => same(actual, v));
+    case "in": {
+      if (c.texts && typeof actual === "string") return c.texts.has(actual);
+      for (const v of c.value as Scalar[]) if (same(actual, v)) return true;
+      return false;
+    }
     case "contains":
-      if (Array.isArray(actual)) return actual.some((v) => same(v, c.value));
+      if (Array.isArray(actual)) {
+        for (const v of actual) if (same(v, c.value)) return true;
+        return false;
+      }
       return typeof actual === "string" && actual.includes(String(c.value));
     case "regex": {
       const text = typeof actual === "number" ? String(actual) : actual;
@@ -114,8 +134,12 @@ export function compare(actual: unknown, c: Comparison, many = false): boolean {
   if (many) {
     const values = actual as unknown[];
     if (c.op === "contains") return holds(values, c);
-    if (c.op === "ne") return !values.some((v) => same(v, c.value));
-    return values.some((v) => v !== undefined && v !== null && holds(v, c));
+    if (c.op === "ne") {
+      for (const v of values) if (same(v, c.value)) return false;
+      return true;
+    }
+    for (const v of values) if (v !== undefined && v !== null && holds(v, c)) return true;
+    return false;
   }
   if (actual === undefined || actual === null) return c.op === "ne";
   return holds(actual, c);

@@ -5,36 +5,40 @@ import { defineCondition } from "./define";
 
 const SEGMENT = /^[A-Za-z_$][\w$-]*(\[(\d+|\*)\])*$/;
 
-/** One step of a payload path: a key, an index, or every element (`[*]`). */
-type Step = { key: string } | { index: number } | { every: true };
+/**
+ * One step of a payload path: a key, an index, or every element (`[*]`). Every step has the same fields, so the
+ * readers below see one object shape (they run on the hot path: bench/conditions.ts).
+ */
+interface Step {
+  kind: "key" | "index" | "every";
+  key: string;
+  index: number;
+}
 
 /** `items[*].category` → items, every element, category. */
 function steps(path: string): Step[] {
   return path.split(".").flatMap((segment) => {
     const [key, ...brackets] = segment.split("[");
-    return [{ key: key! }, ...brackets.map((b) => (b === "*]" ? { every: true as const } : { index: Number(b.slice(0, -1)) }))];
+    return [
+      { kind: "key" as const, key: key!, index: -1 },
+      ...brackets.map((b): Step => (b === "*]" ? { kind: "every", key: "", index: -1 } : { kind: "index", key: "", index: Number(b.slice(0, -1)) })),
+    ];
   });
 }
 
-/** The value at `path`, or with a wildcard every value it reaches (absent ones left out). Own keys only. */
-export function readPath(root: unknown, path: Step[]): { value: unknown; many: boolean } {
-  if (!path.some((s) => "every" in s)) return { value: readOne(root, path), many: false };
-  let values: unknown[] = [root];
-  let many = false;
-  for (const step of path) {
-    const next: unknown[] = [];
-    for (const v of values) {
-      if (v === null || typeof v !== "object") continue;
-      if ("every" in step) {
-        if (Array.isArray(v)) next.push(...v);
-      } else if ("index" in step) {
-        if (Array.isArray(v) && step.index < v.length) next.push(v[step.index]);
-      } else if (!Array.isArray(v) && Object.hasOwn(v, step.key)) next.push((v as Record<string, unknown>)[step.key]);
-    }
-    if ("every" in step) many = true;
-    values = next;
+/** Adds to `out` every present value `path` reaches from `v`, from step `at` on (depth first: in document order). */
+function collect(v: unknown, path: Step[], at: number, out: unknown[]) {
+  if (at === path.length) {
+    if (v !== undefined && v !== null) out.push(v);
+    return;
   }
-  return many ? { value: values.filter((v) => v !== undefined && v !== null), many } : { value: values[0], many };
+  if (v === null || typeof v !== "object") return;
+  const step = path[at]!;
+  if (step.kind === "every") {
+    if (Array.isArray(v)) for (const e of v) collect(e, path, at + 1, out);
+  } else if (step.kind === "index") {
+    if (Array.isArray(v) && step.index < v.length) collect(v[step.index], path, at + 1, out);
+  } else if (!Array.isArray(v) && Object.hasOwn(v, step.key)) collect((v as Record<string, unknown>)[step.key], path, at + 1, out);
 }
 
 /** A path without a wildcard: one value, read without collecting. */
@@ -42,8 +46,8 @@ function readOne(root: unknown, path: Step[]): unknown {
   let v = root;
   for (const step of path) {
     if (v === null || typeof v !== "object") return undefined;
-    if ("index" in step) v = Array.isArray(v) ? v[step.index] : undefined;
-    else if (!Array.isArray(v) && Object.hasOwn(v, (step as { key: string }).key)) v = (v as Record<string, unknown>)[(step as { key: string }).key];
+    if (step.kind === "index") v = Array.isArray(v) ? v[step.index] : undefined;
+    else if (!Array.isArray(v) && Object.hasOwn(v, step.key)) v = (v as Record<string, unknown>)[step.key];
     else return undefined;
   }
   return v;
@@ -75,11 +79,17 @@ export const event = defineCondition({
   needs: ["event"],
   prepare: (a) => {
     const path = steps(a.path);
-    return { path, many: path.some((s) => "every" in s), comparison: prepareComparison(a) };
+    return { path, many: path.some((s) => s.kind === "every"), comparison: prepareComparison(a) };
   },
   evaluate(facts, a) {
     const payload = facts.event?.payload;
-    const value = a.many ? readPath(payload, a.path).value : readOne(payload, a.path);
-    return { pass: compare(value, a.comparison, a.many), actual: value, expected: a.comparison.expected };
+    if (a.many) {
+      // Over a wildcard: every value it reaches, absent ones left out.
+      const values: unknown[] = [];
+      collect(payload, a.path, 0, values);
+      return { pass: compare(values, a.comparison, true), actual: values, expected: a.comparison.expected };
+    }
+    const value = readOne(payload, a.path);
+    return { pass: compare(value, a.comparison), actual: value, expected: a.comparison.expected };
   },
 });

@@ -4,7 +4,8 @@ import { defineCondition } from "./define";
 
 export const firstOrder = defineCondition({
   code: "firstOrder",
-  description: "The user completed no order before this one (the order history's count of earlier completed orders is 0).",
+  description:
+    "The user completed no order before this one: the user's order history, which counts each event of a type declared `countsAsOrder: true` once, held 0 orders before it (a run that is not an order event reads the orders so far).",
   args: z.object({}).strict(),
   example: {},
   needs: ["orders"],

@@ -11,6 +11,8 @@ export const group = defineCondition({
   prepare: (a) => ({ in: new Set(a.in), expected: { in: a.in } }),
   evaluate(facts, a) {
     const groups = facts.user?.groups ?? [];
-    return { pass: groups.some((g) => a.in.has(g)), actual: groups, expected: a.expected };
+    let pass = false;
+    for (const g of groups) if (a.in.has(g)) pass = true;
+    return { pass, actual: groups, expected: a.expected };
   },
 });

@@ -180,72 +180,88 @@ export interface Evaluation {
  * count first reaches n: what it gives, it gives once.
  */
 export function evaluate(tree: ConditionTree, facts: ConditionFacts, options: { satisfiedBefore?: ReadonlySet<string> } = {}): Evaluation {
-  const before = options.satisfiedBefore;
-  const satisfied = new Set<string>();
-  let reachedNow = false;
+  const run: Walk = { facts, before: options.satisfiedBefore, satisfied: new Set<string>(), reachedNow: false };
+  const explanation = walk(tree.root, run);
+  return { pass: explanation.pass, explanation, satisfied: run.satisfied, reachedNow: run.reachedNow };
+}
 
-  function walk(n: TreeNode): Explanation {
-    switch (n.kind) {
-      case "leaf": {
-        const r = n.def.evaluate(facts, n.args);
-        // One literal per case: every leaf explanation keeps one of two shapes (evaluation is on the hot path).
-        if (r.actual === undefined || r.actual === null) {
-          return { node: "leaf", id: n.id, code: n.code, pass: r.pass, actual: r.actual, expected: r.expected, absent: true };
-        }
-        return { node: "leaf", id: n.id, code: n.code, pass: r.pass, actual: r.actual, expected: r.expected };
+/**
+ * One evaluation's inputs and what it gathers. The walk is a module function over this rather than a closure made per
+ * evaluation: evaluation is on the hot path (bench/conditions.ts), so it also uses plain loops, no callbacks.
+ */
+interface Walk {
+  facts: ConditionFacts;
+  before: ReadonlySet<string> | undefined;
+  satisfied: Set<string>;
+  reachedNow: boolean;
+}
+
+function walk(n: TreeNode, run: Walk): Explanation {
+  switch (n.kind) {
+    case "leaf": {
+      const r = n.def.evaluate(run.facts, n.args);
+      // One literal per case: every leaf explanation keeps one of two shapes.
+      if (r.actual === undefined || r.actual === null) {
+        return { node: "leaf", id: n.id, code: n.code, pass: r.pass, actual: r.actual, expected: r.expected, absent: true };
       }
-      case "not": {
-        const child = walk(n.child);
-        return { node: "not", id: n.id, pass: !child.pass, child };
-      }
-      case "all":
-      case "any": {
-        const children = n.children.map(walk);
-        const pass = n.kind === "all" ? children.every((c) => c.pass) : children.some((c) => c.pass);
-        return { node: n.kind, id: n.id, pass, children };
-      }
-      case "atLeast": {
-        const children = n.children.map(walk);
-        let count = 0;
-        if (n.scope === "event") {
-          for (const c of children) if (c.pass) count++;
-          return {
-            node: "atLeast",
-            id: n.id,
-            pass: count >= n.n,
-            n: n.n,
-            scope: n.scope,
-            satisfied: count,
-            gap: `${count} of ${n.n} satisfied`,
-            children,
-          };
-        }
-        let earlier = 0;
-        for (const c of children) {
-          const was = before?.has(c.id) ?? false;
-          if (was) earlier++;
-          if (c.pass) satisfied.add(c.id);
-          if (c.pass || was) count++;
-        }
-        const reached = count >= n.n && earlier < n.n;
-        if (reached) reachedNow = true;
+      return { node: "leaf", id: n.id, code: n.code, pass: r.pass, actual: r.actual, expected: r.expected };
+    }
+    case "not": {
+      const child = walk(n.child, run);
+      return { node: "not", id: n.id, pass: !child.pass, child };
+    }
+    case "all":
+    case "any": {
+      const children = walkAll(n.children, run);
+      let passed = 0;
+      for (const c of children) if (c.pass) passed++;
+      const pass = n.kind === "all" ? passed === children.length : passed > 0;
+      return { node: n.kind, id: n.id, pass, children };
+    }
+    case "atLeast": {
+      const children = walkAll(n.children, run);
+      let count = 0;
+      if (n.scope === "event") {
+        for (const c of children) if (c.pass) count++;
         return {
           node: "atLeast",
           id: n.id,
-          pass: reached,
+          pass: count >= n.n,
           n: n.n,
           scope: n.scope,
           satisfied: count,
           gap: `${count} of ${n.n} satisfied`,
-          reachedNow: reached,
           children,
         };
       }
+      let earlier = 0;
+      for (const c of children) {
+        const was = run.before?.has(c.id) ?? false;
+        if (was) earlier++;
+        if (c.pass) run.satisfied.add(c.id);
+        if (c.pass || was) count++;
+      }
+      const reached = count >= n.n && earlier < n.n;
+      if (reached) run.reachedNow = true;
+      return {
+        node: "atLeast",
+        id: n.id,
+        pass: reached,
+        n: n.n,
+        scope: n.scope,
+        satisfied: count,
+        gap: `${count} of ${n.n} satisfied`,
+        reachedNow: reached,
+        children,
+      };
     }
   }
+}
 
-  const explanation = walk(tree.root);
-  return { pass: explanation.pass, explanation, satisfied, reachedNow };
+function walkAll(nodes: TreeNode[], run: Walk): Explanation[] {
+  const out: Explanation[] = new Array(nodes.length);
+  for (let i = 0; i < nodes.length; i++) out[i] = walk(nodes[i]!, run);
+  return out;
 }
 
 const shown = (v: unknown) => (v === undefined ? "absent" : JSON.stringify(v));
