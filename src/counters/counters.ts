@@ -93,3 +93,9 @@ export async function counterTotals(env: Env, def: CounterDefinition): Promise<C
     shards,
   };
 }
+
+/** The units a counter has left over all its shards, read only (nothing settled): what a preview may promise. */
+export async function counterRemaining(env: Env, def: CounterDefinition): Promise<number> {
+  const shards = await Promise.all(Array.from({ length: def.shards }, (_, i) => counterShard(env, def.id, i).peek()));
+  return shards.reduce((n, s) => n + s.remaining, 0) + initialShares(shards, def.capacity);
+}

@@ -29,4 +29,5 @@ export const chancesReward = defineReward({
     run.plan.counters.push({ ...chanceChange(kind, run.now, run.activity.timezone, amount), grantId });
     return { type: "chances", granted: true, grantId, amount, chance: kind.id };
   },
+  preview: (_run, { kind, amount }) => ({ type: "chances", available: true, outcomes: [{ amount, probability: 1, chance: kind.id }] }),
 });

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { vars } from "../../platform/vars";
 import { planDelivery } from "../../records/deliver";
 import { Shards } from "../../counters/counter-definition";
+import { counterRemaining } from "../../counters/counters";
 import { type CounterScope, defineReward } from "../define";
 
 export const coupon = defineReward({
@@ -43,6 +44,12 @@ export const coupon = defineReward({
       payload: { ...detail, userId: run.requireUser().id, grantId, activityId: run.activity.id },
     });
     return { type: "coupon", granted: true, grantId, amount: 1, ...detail, status: "pending" };
+  },
+  async preview(run, args) {
+    const stock = couponStock(args, run);
+    const outcomes = [{ amount: 1, probability: args.probability, couponSn: args.couponSn, channel: args.channel }];
+    if (stock && (await counterRemaining(run.init.env, stock)) < 1) return { type: "coupon", available: false, reason: "SOLD_OUT", outcomes };
+    return { type: "coupon", available: true, outcomes };
   },
 });
 

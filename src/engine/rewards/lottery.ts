@@ -1,7 +1,7 @@
 /** Lottery: draws a prize from one of the activity's prize pools (奖池). */
 import { z } from "zod";
 import { AppError } from "../../errors";
-import { activityPool, cancelPrize, candidateShards, drawPrize, prizeIdPrefix } from "../../prizes/pools";
+import { activityPool, cancelPrize, candidateShards, drawPrize, previewDraw, prizeIdPrefix } from "../../prizes/pools";
 import { own } from "../../config/compiled";
 import { ArgsError, defineReward } from "../define";
 
@@ -50,5 +50,11 @@ export const lottery = defineReward({
     const detail = { pool: name, tier: out.tierId, tierName: out.tierName, claimBy };
     const grantId = run.recordGrant({ id: out.grantId, type: "lottery", amount: out.value, detail, status: "granted" });
     return { type: "lottery", granted: true, grantId, amount: out.value, ...detail };
+  },
+  async preview(run, { name }) {
+    const user = run.requireUser();
+    const pool = await activityPool(run.init.env, run.activity, name);
+    if (!pool) throw new AppError("UNAVAILABLE", `pool '${name}' has not been defined yet`);
+    return previewDraw(run.init.env, pool, user.id, run.now);
   },
 });

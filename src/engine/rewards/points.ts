@@ -61,6 +61,11 @@ export const pointsReward = defineReward({
     });
     return { type: "points", granted: true, grantId, amount, program: program.id };
   },
+  preview(run, args) {
+    const amount = args.amount ?? share(run.init.params, args.perAmount!);
+    const outcomes = [{ amount, probability: 1, program: args.program.id }];
+    return amount === 0 ? { type: "points", available: false, reason: "NO_AMOUNT", outcomes: [] } : { type: "points", available: true, outcomes };
+  },
 });
 
 /** `rate` × the number at `of` (a dotted path into the params), rounded. */

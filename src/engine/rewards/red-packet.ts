@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { pickWeighted } from "../../random";
 import { Shards } from "../../counters/counter-definition";
+import { counterRemaining } from "../../counters/counters";
 import { ArgsError, type CounterScope, defineReward } from "../define";
 
 const minor = z.number().int().min(1);
@@ -63,6 +64,19 @@ export const redPacket = defineReward({
     const grantId = run.recordGrant({ type: "redPacket", amount, detail: { currency: args.currency }, status: "granted" });
     return { type: "redPacket", granted: true, grantId, amount, currency: args.currency };
   },
+  async preview(run, args) {
+    const user = run.requireUser();
+    const outcomes = amountOutcomes(args.amount).map((o) => ({ ...o, probability: o.probability * args.probability, currency: args.currency }));
+    const answer = (reason?: "NOT_IN_GROUP" | "SOLD_OUT" | "BUDGET") =>
+      reason ? { type: "redPacket", available: false, reason, outcomes } : { type: "redPacket", available: true, outcomes };
+    if (args.groups && !args.groups.some((g) => user.groups.includes(g))) return answer("NOT_IN_GROUP");
+    const { stock, budget } = packetCounters(args, run);
+    const [units, money] = await Promise.all([stock && counterRemaining(run.init.env, stock), budget && counterRemaining(run.init.env, budget)]);
+    if (units !== undefined && units < 1) return answer("SOLD_OUT");
+    // The smallest amount the packet can draw must still fit in what the budget has left.
+    if (money !== undefined && money < Math.min(...outcomes.map((o) => o.amount))) return answer("BUDGET");
+    return answer();
+  },
 });
 
 type AmountSpec = z.output<typeof Amount>;
@@ -79,4 +93,15 @@ function drawAmount(spec: AmountSpec, random: () => number): number {
   if (typeof spec === "number") return spec;
   if ("min" in spec) return spec.min + Math.floor(random() * (spec.max - spec.min + 1));
   return pickWeighted(spec.weighted, (w) => w.weight, random).amount;
+}
+
+/**
+ * The amounts a packet can draw with their probabilities: a fixed amount, each weighted amount, or a range as its
+ * bounds (`amount` to `max`, every amount between equally likely).
+ */
+function amountOutcomes(spec: AmountSpec): { amount: number; probability: number; max?: number }[] {
+  if (typeof spec === "number") return [{ amount: spec, probability: 1 }];
+  if ("min" in spec) return [{ amount: spec.min, max: spec.max, probability: 1 }];
+  const total = spec.weighted.reduce((n, w) => n + w.weight, 0);
+  return spec.weighted.map((w) => ({ amount: w.amount, probability: w.weight / total }));
 }
