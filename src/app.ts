@@ -20,6 +20,7 @@ import { registerFlashSales } from "./routes/flash-sales";
 import { registerTickets } from "./routes/tickets";
 import { registerPoints } from "./routes/points";
 import { registerEvents } from "./routes/events";
+import { registerAdminPreview, registerPreview } from "./routes/preview";
 import { requireOperator } from "./auth/operator";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
@@ -41,6 +42,7 @@ registerMe(app);
 registerPrizes(app);
 registerFlashSales(app);
 registerTickets(app);
+registerPreview(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "service", {
   type: "http",
   scheme: "bearer",
@@ -57,6 +59,7 @@ registerAdminSales(app);
 registerAdminDeadLetters(app);
 registerAdminActivities(app);
 registerAdminServiceKeys(app);
+registerAdminPreview(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

@@ -78,7 +78,18 @@ export type RewardOutcome =
   | { type: string; granted: false; reason: string; node?: string };
 
 /** Why a reward could not be given now, as a preview says it. */
-export type Unavailability = "SOLD_OUT" | "BUDGET" | "LIMIT" | "NO_CHANCES" | "NOT_RELEASED" | "NOT_IN_GROUP" | "CAPPED" | "CLOSED" | "NOT_OPEN" | "DAILY_CAP" | "NO_AMOUNT";
+export type Unavailability =
+  | "SOLD_OUT"
+  | "BUDGET"
+  | "LIMIT"
+  | "NO_CHANCES"
+  | "NOT_RELEASED"
+  | "NOT_IN_GROUP"
+  | "CAPPED"
+  | "CLOSED"
+  | "NOT_OPEN"
+  | "DAILY_CAP"
+  | "NO_AMOUNT";
 
 /**
  * What a reward would give, from read-only peeks (a preview never draws, reserves or writes): whether it is available
