@@ -134,7 +134,9 @@ export function gaps(e: Explanation): string[] {
     const want = Number(expected?.value ?? expected?.n);
     const have = Number(e.actual);
     if (!expected?.op || !Number.isFinite(want) || !Number.isFinite(have) || typeof e.actual === "boolean") return [];
-    const decimals = [want, have].some((x) => !Number.isInteger(x)) ? 2 : 0;
+    // Money-like values (any fraction) show two decimals at least: an amount of 80.25 against 100 is "19.75 more".
+    const written = Math.max(...[want, have].map((v) => String(v).split(".")[1]?.length ?? 0));
+    const decimals = written === 0 ? 0 : Math.max(2, written);
     const by = (x: number) => Math.abs(x).toFixed(decimals);
     if (expected.op === "gte" || expected.op === "gt") return [`${e.id} (${e.code}): ${by(want - have)} more`];
     if (expected.op === "lte" || expected.op === "lt") return [`${e.id} (${e.code}): ${by(have - want)} less`];

@@ -1,5 +1,6 @@
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { accountRows, call, pushConfigs, rows, runTask, shared } from "../helpers";
+import { accountRows, call, pushConfigs, rows, runTask, shared, unique } from "../helpers";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 const NS = "previews";
@@ -20,7 +21,15 @@ pools:
       - { id: small, name: Sticker, quantity: 10, value: 10, weight: 3 }
   slow:
     tiers: [ { id: unit, name: One prize, quantity: 1, value: 100 } ]
+eventTypes:
+  purchase:
+    payload: { amount: decimal }
 tasks:
+  onPurchase:
+    on: purchase
+    when: { event: { path: amount, op: gte, value: 100 } }
+    reward:
+      - redPacket: { amount: 6 }
   spin:
     validator: [login, { chances: { chance: draw } }]
     reward:
@@ -53,8 +62,15 @@ tasks:
       - redPacket: { amount: 1 }
 `;
 
+let serviceKey = "";
+
 beforeAll(async () => {
   await pushConfigs({ "test/previews.yaml": previews });
+  const res = await call("/v1/admin/service-keys", {
+    headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+    body: { name: `preview-test-${unique()}`, scopes: ["events:write"] },
+  });
+  serviceKey = res.json.secret;
 });
 
 const preview = (user: string, taskId: string, params: Record<string, unknown> = {}) =>
@@ -155,5 +171,35 @@ describe("previews", () => {
     expect(answers.slice(0, 5).every((a) => a.status === 200)).toBe(true);
     expect(answers[5]!.status).toBe(429);
     expect(answers[5]!.json.error.code).toBe("RATE_LIMITED");
+  });
+
+  it("previews a business event with ?dry=true, storing no event and granting nothing", async () => {
+    const event = (amount: string) => ({
+      source: "shop",
+      eventId: `e-${unique()}`,
+      type: "purchase",
+      userId: "pv-11",
+      occurredAt: "2026-11-22T09:59:00+08:00",
+      payload: { amount },
+    });
+    const send = (body: unknown) =>
+      call("/v1/events", { body, query: { mode: "sync", dry: "true" }, now: NOW, headers: { authorization: `Bearer ${serviceKey}` } });
+    const short = event("80.25");
+    const res = await send(short);
+    expect(res.status).toBe(200);
+    const [result] = res.json.results;
+    expect(result).toMatchObject({ status: "preview", eventId: short.eventId });
+    const run = result.runs.find((r: { taskId: string }) => r.taskId === "onPurchase");
+    expect(run).toMatchObject({ status: "would-refuse", preview: { refusal: { code: "CONDITIONS_NOT_MET" } } });
+    expect(run.preview.conditions.gaps).toEqual([expect.stringContaining("19.75 more")]);
+    const enough = await send(event("120.00"));
+    expect(enough.json.results[0].runs.find((r: { taskId: string }) => r.taskId === "onPurchase")).toMatchObject({
+      status: "would-run",
+      preview: { rewards: [{ type: "redPacket", available: true, outcomes: [{ amount: 6, probability: 1 }] }] },
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await rows("SELECT * FROM events WHERE event_id = ?", short.eventId)).toEqual([]);
+    expect(await rows("SELECT * FROM reward_records WHERE user_id = 'pv-11'")).toEqual([]);
+    expect((await accountRows("pv-11")).idempotencyKeys).toBe(0);
   });
 });
