@@ -7,7 +7,7 @@
 import { userAccount } from "../../durable-objects/support/stubs";
 import { settleChances } from "../accounts/chances";
 import type { ChanceChange, CounterChange } from "../accounts/account-plan";
-import { counterRemaining } from "../counters/counters";
+import { counterCovers } from "../counters/counters";
 import { AppError, type ErrorCode } from "../errors";
 import type { Rejection, Unavailability } from "./define";
 import { evaluate, type Explanation } from "./conditions/tree";
@@ -95,7 +95,7 @@ async function peekPlan(run: TaskRun): Promise<Rejection | undefined> {
   const prefixes = changes.flatMap((c) => ("type" in c ? [c.allowance.key, c.earnedPrefix] : [c.key]));
   const [stored, shared, balances] = await Promise.all([
     prefixes.length > 0 ? account.counters(ns, prefixes) : Promise.resolve({} as Record<string, number>),
-    Promise.all(run.plan.shared.map((s) => counterRemaining(run.init.env, s.counter))),
+    Promise.all(run.plan.shared.map((s) => counterCovers(run.init.env, s.counter, user.id, s.units))),
     Promise.all(run.plan.points.flatMap((p) => (p.kind === "redeem" ? [account.pointBalances(p.program.id, run.now)] : []))),
   ]);
   const values = new Map(Object.entries(stored));
@@ -119,7 +119,7 @@ async function peekPlan(run: TaskRun): Promise<Rejection | undefined> {
   for (const [i, r] of redeems.entries()) if ((balances[i]?.active ?? 0) < r.amount) return r.rejection;
   // A participants cap already holding this user lets the user through, as the commit would.
   for (const [i, s] of run.plan.shared.entries()) {
-    if (shared[i]! >= s.units) continue;
+    if (shared[i]) continue;
     if (s.once !== undefined && ((await account.counters(ns, [s.once]))[s.once] ?? 0) >= 1) continue;
     return s.rejection;
   }

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { vars } from "../../platform/vars";
 import { planDelivery } from "../../records/deliver";
 import { Shards } from "../../counters/counter-definition";
-import { counterRemaining } from "../../counters/counters";
+import { counterCovers } from "../../counters/counters";
 import { type CounterScope, defineReward } from "../define";
 
 export const coupon = defineReward({
@@ -48,7 +48,8 @@ export const coupon = defineReward({
   async preview(run, args) {
     const stock = couponStock(args, run);
     const outcomes = [{ amount: 1, probability: args.probability, couponSn: args.couponSn, channel: args.channel }];
-    if (stock && (await counterRemaining(run.init.env, stock)) < 1) return { type: "coupon", available: false, reason: "SOLD_OUT", outcomes };
+    if (stock && !(await counterCovers(run.init.env, stock, run.requireUser().id, 1)))
+      return { type: "coupon", available: false, reason: "SOLD_OUT", outcomes };
     return { type: "coupon", available: true, outcomes };
   },
 });

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { pickWeighted } from "../../random";
 import { Shards } from "../../counters/counter-definition";
-import { counterRemaining } from "../../counters/counters";
+import { counterCovers } from "../../counters/counters";
 import { ArgsError, type CounterScope, defineReward } from "../define";
 
 const minor = z.number().int().min(1);
@@ -71,10 +71,14 @@ export const redPacket = defineReward({
       reason ? { type: "redPacket", available: false, reason, outcomes } : { type: "redPacket", available: true, outcomes };
     if (args.groups && !args.groups.some((g) => user.groups.includes(g))) return answer("NOT_IN_GROUP");
     const { stock, budget } = packetCounters(args, run);
-    const [units, money] = await Promise.all([stock && counterRemaining(run.init.env, stock), budget && counterRemaining(run.init.env, budget)]);
-    if (units !== undefined && units < 1) return answer("SOLD_OUT");
     // The smallest amount the packet can draw must still fit in what the budget has left.
-    if (money !== undefined && money < Math.min(...outcomes.map((o) => o.amount))) return answer("BUDGET");
+    const least = Math.min(...outcomes.map((o) => o.amount));
+    const [units, money] = await Promise.all([
+      stock && counterCovers(run.init.env, stock, user.id, 1),
+      budget && counterCovers(run.init.env, budget, user.id, least),
+    ]);
+    if (units === false) return answer("SOLD_OUT");
+    if (money === false) return answer("BUDGET");
     return answer();
   },
 });
