@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { accountRows, counter, pushConfigs, records, rows, runTask, shared } from "../helpers";
+import { accountRows, call, counter, pushConfigs, records, rows, runTask, shared } from "../helpers";
+import { env } from "cloudflare:workers";
 import { checkConfig } from "../../src/config/compile";
 
 const NOW = "2026-11-22T10:00:00+08:00";
@@ -13,7 +14,18 @@ timeWindow: { beginTime: "2026-11-01 00:00:00", endTime: "2026-12-31 23:59:59" }
 chances:
   draw: { initial: 1, per: day }
   bonus: {}
+pools:
+  prizes:
+    probability: 1
+    tiers: [ { id: unit, name: A prize, quantity: 100, value: 500 } ]
 tasks:
+  prizeOverBudget:
+    validator: [login]
+    reward:
+      oneOf:
+        of:
+          - { lottery: { pool: prizes }, budget: 100 }
+          - redPacket: { amount: 2 }
   both:
     validator: [login]
     reward:
@@ -156,6 +168,29 @@ describe("reward trees", () => {
     expect(refused.every((r: { reason: string }) => r.reason === "BUDGET")).toBe(true);
     const budget = await shared(NS, "rewardBudget:budgeted:root", 10);
     expect({ used: budget.used, reserved: budget.reserved }).toEqual({ used: 10, reserved: 0 });
+    // The operator sees the node's budget among the activity's counters.
+    const counters = await call(`/v1/admin/activities/${NS}/counters`, {
+      method: "GET",
+      headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+      now: NOW,
+    });
+    expect(counters.json.counters).toContainEqual(
+      expect.objectContaining({ id: `${NS}/rewardBudget:budgeted:root`, tasks: ["budgeted"], capacity: 10, used: 10, remaining: 0 }),
+    );
+  });
+
+  it("gives a drawn prize back to its pool when a budget above it cannot cover it, and falls through", async () => {
+    const res = await run("prizeOverBudget", "tree-prize");
+    expect(res.json.rewards).toMatchObject([
+      { type: "lottery", granted: false, reason: "BUDGET", node: "oneOf/0" },
+      { type: "redPacket", granted: true, amount: 2, node: "oneOf/1" },
+    ]);
+    const stats = await call(`/v1/admin/activities/${NS}/pools/prizes`, {
+      method: "GET",
+      headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+      now: NOW,
+    });
+    expect(stats.json.tiers[0]).toMatchObject({ issued: 0, cancelled: 1 });
   });
 
   it("commits the chance spend and the other reward when one is sold out, reporting it not granted", async () => {

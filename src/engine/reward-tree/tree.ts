@@ -193,3 +193,9 @@ export function compileRewardTree(raw: unknown, ctx: RewardTreeContext): RewardT
 
 /** An empty tree: a task without `reward:`. */
 export const NO_REWARDS: RewardTree = { root: { kind: "all", path: "", weight: 1, children: [] }, leaves: [], guards: [] };
+
+/** Every node budget of a tree (each a shared counter), in tree order. */
+export function treeBudgets(node: RewardNode): NodeBudget[] {
+  const own = node.budget ? [node.budget] : [];
+  return node.kind === "leaf" ? own : [...own, ...node.children.flatMap(treeBudgets)];
+}
