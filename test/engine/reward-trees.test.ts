@@ -87,6 +87,11 @@ tasks:
       all:
         - redPacket: { amount: 1, stock: 1, stockKey: skip }
         - chances: { chance: bonus, amount: 1 }
+  giveBack:
+    validator: [login, { chances: { chance: draw } }]
+    reward:
+      all:
+        - redPacket: { amount: 1, stock: 5, stockKey: back }
   refused:
     validator: [login, { chances: { chance: draw } }]
     reward:
@@ -206,6 +211,14 @@ describe("reward trees", () => {
     // The day's one draw was spent.
     expect(await counter(NS, "tree-so-2", "chance:draw:2026-11-22")).toBe(0);
     expect((await run("soldOut", "tree-so-2")).json.error.code).toBe("NO_CHANCES");
+  });
+
+  it("gives a unit the tree reserved back when the user's commit then refuses the run", async () => {
+    expect((await run("giveBack", "tree-back")).status).toBe(200);
+    const refused = await run("giveBack", "tree-back");
+    expect(refused.json.error.code).toBe("NO_CHANCES");
+    const stock = await shared(NS, "redPacket:stock:back", 5);
+    expect({ used: stock.used, reserved: stock.reserved, returned: stock.returned }).toEqual({ used: 1, reserved: 0, returned: 1 });
   });
 
   it("refuses the whole run when the sold-out child says `onUnavailable: refuse`, writing nothing", async () => {
