@@ -20,7 +20,11 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
         CONFIG_REFRESH_MS: "0",
         SALE_STATUS_CACHE_MS: "0",
         // A route's own limit (high enough never to refuse the other suites): the rate-limit suite checks it counts.
-        ROUTE_RATE_LIMITS: JSON.stringify({ "flash-sale.status": { requests: 100000, windowSeconds: 60, by: "global" } }),
+        ROUTE_RATE_LIMITS: JSON.stringify({
+          "flash-sale.status": { requests: 100000, windowSeconds: 60, by: "global" },
+          // The preview suite's users preview at most 5 times each; one user's sixth shows the limit.
+          preview: { requests: 5, windowSeconds: 60, by: "user" },
+        }),
         ALLOW_CLOCK_OVERRIDE: "true",
         // Crash tests make runs fail between their steps (X-Fanfare-Fault), and wait for reservations to come back.
         ALLOW_FAULT_INJECTION: "true",

@@ -13,6 +13,7 @@ import { flashSaleFigures } from "./flash-sales";
 import { servedBetween, servedCounts } from "./object-share";
 import { conditionFigures } from "./conditions";
 import { eventFigures } from "./events";
+import { previewFigures } from "./preview";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -44,6 +45,21 @@ async function main() {
     return;
   }
   const worker = await startWorker(Number(process.env.BENCH_PORT ?? 8790));
+  // Previews alone: the preview against a real run of the same task, without the other figures' loads first.
+  if (process.env.BENCH_ONLY === "preview") {
+    try {
+      say(`# npm run bench (preview only) — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
+      say("## previews");
+      const users = await tokens(Math.max(Math.ceil(SECONDS * 3000), 30_000), `preview-${Date.now()}`);
+      const p = await previewFigures(worker, users, SECONDS, CONNECTIONS, NOW, say);
+      if (p.run.errors + p.run.non2xx + p.preview.errors + p.preview.non2xx > 0) process.exitCode = 1;
+    } finally {
+      await worker.stop();
+      mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
+      writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
+    }
+    return;
+  }
   try {
     say(`# npm run bench — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections, worker state in ${worker.state}`);
     await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
@@ -143,6 +159,12 @@ async function main() {
       say("");
       say("## condition trees");
       if (!conditionFigures(say)) process.exitCode = 1;
+    }
+    if (!only) {
+      say("");
+      say("## previews");
+      const p = await previewFigures(worker, users, SECONDS, CONNECTIONS, NOW, say);
+      if (p.run.errors + p.preview.errors > 0) process.exitCode = 1;
     }
     if (!only || only === "pools") {
       say("");

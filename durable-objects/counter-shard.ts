@@ -347,6 +347,15 @@ export class CounterShard extends DurableObject<Env> {
     };
   }
 
+  /**
+   * The units this shard has left, read only (a preview's peek): reservations past their deadline still count as
+   * held until a writer settles them, so a peek never promises more than a reserve would find.
+   */
+  async peek(): Promise<{ defined: boolean; remaining: number }> {
+    if (!this.definition.current) return { defined: false, remaining: 0 };
+    return { defined: true, remaining: this.remaining() };
+  }
+
   override async alarm(): Promise<void> {
     this.sql.exec(
       "DELETE FROM reservations WHERE id IN (SELECT id FROM reservations WHERE status IN ('used', 'returned') AND check_at < ? LIMIT ?)",

@@ -271,6 +271,54 @@ export class PrizePool extends DurableObject<Env> {
     this.outbox.schedule().catch((e) => log.error("pool outbox alarm not set", { error: String(e) }));
   }
 
+  /**
+   * What a draw for `userId` at `now` would find, read only (a preview's peek): the shard's status, whether the user
+   * is at the cap, each tier's released-unissued units, and when the next unit is released. A shard never used is
+   * read as `def` would set it up (its share of each tier, nothing drawn), without setting it up.
+   */
+  async peek(def: PoolDefinition, shard: number, userId: string, now: number): Promise<PoolPeek> {
+    const defined = this.definition.current !== undefined;
+    const d = defined ? this.def : def;
+    const w = { begin: d.begin, end: d.end, curve: d.curve };
+    const tiers = defined
+      ? this.tiers()
+      : d.tiers.map((t) => ({
+          ...t,
+          weight: t.weight ?? null,
+          segments: [{ from: d.begin, base: 0, units: shardShare(t.quantity, d.shards, shard) }],
+          drawn: 0,
+          expired: 0,
+          cancelled: 0,
+        }));
+    // The release curve only grows: the first instant another unit is out is found by halving [now, end].
+    const total = (at: number) => tiers.reduce((n, t) => n + released(w, t.segments, at), 0);
+    let next: number | null = null;
+    const base = total(now);
+    if (now < d.end && total(d.end) > base) {
+      let [lo, hi] = [now, d.end];
+      while (hi - lo > 1) {
+        const mid = Math.floor((lo + hi) / 2);
+        if (total(mid) > base) hi = mid;
+        else lo = mid;
+      }
+      next = hi;
+    }
+    return {
+      status: defined ? this.status : "open",
+      open: now >= d.begin && now <= d.end,
+      capped: d.perUserCap !== undefined && (defined ? this.userWins(userId) : 0) >= d.perUserCap,
+      probability: d.probability,
+      tiers: tiers.map((t) => ({
+        id: t.id,
+        name: t.name,
+        value: t.value,
+        weight: t.weight,
+        available: released(w, t.segments, now) - (t.drawn - t.expired - t.cancelled),
+      })),
+      nextReleaseAt: next,
+    };
+  }
+
   /** The winner claims a prize before its deadline; anyone else, or a second claim, is refused. */
   async claim(grantId: string, userId: string, now: number): Promise<ClaimOutcome> {
     this.clock.observe(now);
@@ -545,6 +593,17 @@ export class PrizePool extends DurableObject<Env> {
       storedBytes: this.ctx.storage.sql.databaseSize,
     };
   }
+}
+
+/** A read-only look at one pool shard for one user (see PrizePool.peek). */
+export interface PoolPeek {
+  status: string;
+  open: boolean;
+  capped: boolean;
+  probability: number;
+  tiers: { id: string; name: string; value: number; weight: number | null; available: number }[];
+  /** When the next unit is released (ms), or null when every unit is already out. */
+  nextReleaseAt: number | null;
 }
 
 /** Whether a config's pool still has the shape a shard was created with (shards and tiers are fixed). */

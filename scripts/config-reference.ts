@@ -10,6 +10,7 @@ import * as registry from "../src/engine/registry";
 import { RULE_NAMES } from "../src/config/request-rules";
 import { conditions } from "../src/engine/conditions/registry";
 import { MAX_DEPTH } from "../src/engine/conditions/tree";
+import { MAX_REWARD_DEPTH } from "../src/engine/reward-tree/tree";
 import { ATTRIBUTE_TYPES } from "../src/users/profile-definition";
 
 const root = join(import.meta.dirname, "..");
@@ -246,7 +247,7 @@ failing step answers with its code and configured message; everything the run wr
 | \`validator\` | \`[]\` | Ordered list of validators. |
 | \`when\` | none | A condition tree the run must pass, after the validators and before the command (see Conditions). |
 | \`command\` | none | One command or a list, run before the reward. |
-| \`reward\` | none | One reward or a list. |
+| \`reward\` | none | One reward, a list, or a reward tree (see Reward trees). |
 | \`afterCommand\` | none | One command or a list, run after the reward (sees its outcome). |
 | \`rateLimit\` | none | Requests per window for this task (see Rate limits). |
 | \`intake\` | \`direct\` | \`queue\`: the request answers 202 with a ticket and the run is made from a queue (see Queued intake). |
@@ -327,10 +328,56 @@ ${conditions.map((d) => component("condition", d)).join("\n")}
 ## Commands
 
 ${registry.commands.map((d) => component("command", d)).join("\n")}
+## Reward trees
+
+\`reward:\` is one reward, a list, or a tree of nodes whose leaves are the rewards below:
+
+\`\`\`yaml
+reward:
+  all:
+    - points: { program: honey, perAmount: { of: amount, rate: 0.01 } }
+    - oneOf:
+        strategy: first
+        of:
+          - { lottery: { pool: main }, when: { group: { in: [vip] } } }
+          - { coupon: { couponSn: CPN-1, channel: app, stock: 1000 }, onUnavailable: fallback }
+          - redPacket: { amount: 100 }
+      budget: 500000   # of this oneOf: the most face value it gives, all runs together
+\`\`\`
+
+| node | gives |
+|---|---|
+| \`all: [...]\` | Every child. A child that cannot be given is skipped and reported \`{granted: false, reason: SOLD_OUT}\` (default \`onUnavailable: skip\`). |
+| \`oneOf: {strategy, of: [...]}\` | One child. \`first\` (default): the first available in order; \`weighted\`: drawn by \`weight\` among the available; \`highestValue\`: the available child of the highest face value (a reward's highest possible amount; a node's sum, or a oneOf's highest). A child that cannot be given falls through to the next (default \`onUnavailable: fallback\`). |
+| \`pickN: {n, of: [...]}\` | \`n\` distinct children drawn by \`weight\` among the available; one that cannot be given is replaced by another draw. |
+
+Any child (a node or a reward) may also carry:
+
+| key | meaning |
+|---|---|
+| \`when\` | A condition tree (see Conditions) over the run's facts: the child is given only when it holds; otherwise it is passed over silently (a \`oneOf\` chooses among the others). |
+| \`weight\` | Its weight in a \`weighted\` oneOf or a \`pickN\` (default 1). |
+| \`onUnavailable\` | \`skip\` (not given, reported), \`fallback\` (another child is tried) or \`refuse\` (the whole run is refused with the child's code, nothing written). Set on a node, it is the policy for its children; set on a child, for that child. |
+| \`budget\` | The most face value (the grants' \`amount\`s: minor units, points, chances, a prize's value) given through the node, in total: an integer, or \`{total, shards, key}\` (a shared counter spread over \`shards\`; \`key\` shares it between tasks). A grant that would cross it is not given (reason \`BUDGET\`); it holds under any concurrency. |
+
+A child is unavailable when its stock or a budget above it cannot cover it, or when its reward answers EMPTY,
+CAPPED, CLOSED, NOT-OPEN or NOT_IN_GROUP. Stock and budgets of a child that may be skipped or replaced are
+reserved while the tree is given, before the user's commit, so a sold-out child costs nothing and the run commits
+the rest (its chance spend included); a \`refuse\` child's are reserved at the commit, as before. A **flat list**
+(\`reward: [a, b]\`, or one reward) is an \`all\` with \`onUnavailable: refuse\`: one sold-out reward refuses the run,
+as it always did. Each outcome and reward record carries its node's path (\`node\`: \`all/1/oneOf/0\` is the first
+child of the oneOf that is the second child of the root \`all\`; a flat list's i-th reward is \`all/i\`). Rejected
+when the config loads, with the path: an empty node, \`n\` below 1 or above the number of children, nesting deeper
+than ${MAX_REWARD_DEPTH}, an entry naming two rewards or nodes, a bad weight, policy, budget or guard.
+
+Every reward can be previewed (\`POST /v1/activities/{activityId}/preview\`, or a task route with \`?dry=true\`): the
+tree's leaves with whether each is available now (else SOLD_OUT, BUDGET, LIMIT, NO_CHANCES, NOT_RELEASED with the
+next release time, …), the probability the tree chooses it, and its outcomes' probabilities, from read-only peeks.
+
 ## Rewards
 
 Every reward needs \`login\`. A reward that does not grant answers \`{granted: false, reason}\` (\`MISSED\`,
-\`NOT_IN_GROUP\`); one that would exceed a stock or budget refuses the whole run with SOLD_OUT. Money is integer minor units.
+\`NOT_IN_GROUP\`); one that would exceed a stock or budget is handled as its node says (above). Money is integer minor units.
 
 ${registry.rewards.map((d) => component("reward", d)).join("\n")}
 ## Profile attributes

@@ -21,6 +21,7 @@ import { registerTickets } from "./routes/tickets";
 import { registerPoints } from "./routes/points";
 import { registerEvents } from "./routes/events";
 import { registerAdminReversals, registerReversals } from "./routes/reversals";
+import { registerAdminPreview, registerPreview } from "./routes/preview";
 import { requireOperator } from "./auth/operator";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
@@ -42,6 +43,7 @@ registerMe(app);
 registerPrizes(app);
 registerFlashSales(app);
 registerTickets(app);
+registerPreview(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "service", {
   type: "http",
   scheme: "bearer",
@@ -60,6 +62,7 @@ registerAdminDeadLetters(app);
 registerAdminActivities(app);
 registerAdminServiceKeys(app);
 registerAdminReversals(app);
+registerAdminPreview(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

@@ -88,6 +88,8 @@ interface ChanceOutcome {
   type: string;
   granted: boolean;
   grantId?: string;
+  /** The reward-tree node that gave it (kept when the grant is cut to nothing). */
+  node?: string;
   amount?: number;
   chance?: string;
   [more: string]: unknown;
@@ -100,7 +102,9 @@ interface ChanceOutcome {
  * the reward record all take it from there.
  */
 export function settleChanceGrant<T extends ChanceOutcome>(outcome: T, granted: number, max: number | null): ChanceOutcome {
-  if (granted === 0) return { type: outcome.type, granted: false, reason: `the balance of '${outcome.chance}' is at its max (${max})` };
+  if (granted === 0) {
+    return { type: outcome.type, granted: false, reason: `the balance of '${outcome.chance}' is at its max (${max})`, node: outcome.node };
+  }
   return { ...outcome, amount: granted, requested: outcome.amount, capped: true };
 }
 

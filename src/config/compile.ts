@@ -18,6 +18,7 @@ import { didYouMean, knownKeys } from "./suggest";
 import { innerWindow, isTimeZone, notATime, parseActivityTime, parseDuration } from "./time";
 import { sha256Hex } from "../sharding";
 import { compileTree } from "../engine/conditions/tree";
+import { compileRewardTree, NO_REWARDS } from "../engine/reward-tree/tree";
 import { EVENT_TREES, TASK_TREES } from "../engine/conditions/facts";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
@@ -80,7 +81,8 @@ const Task = z
     // A condition tree, compiled on its own (src/engine/conditions/tree.ts) so each problem has its own path.
     when: z.unknown().optional(),
     command: ComponentList.optional(),
-    reward: ComponentList.optional(),
+    // A reward tree, compiled on its own (src/engine/reward-tree/tree.ts) so each problem has its own path.
+    reward: z.unknown().optional(),
     afterCommand: ComponentList.optional(),
     rateLimit: RateLimitSchema.optional(),
     intake: IntakeSchema,
@@ -373,7 +375,9 @@ class FileCompiler {
     }
     // Every participation count some task's conditions read, once: runs of the tasks it names are counted.
     const counted = new Map<string, ParticipationCount>();
-    for (const t of Object.values(tasks)) for (const c of t.when?.counts ?? []) counted.set(`${c.task}:${c.period}`, c);
+    for (const t of Object.values(tasks)) {
+      for (const c of [...(t.when?.counts ?? []), ...t.rewardTree.guards.flatMap((g) => g.counts)]) counted.set(`${c.task}:${c.period}`, c);
+    }
     return this.issues.length === 0 ? { ...activity, tasks, countedParticipations: [...counted.values()] } : undefined;
   }
 
@@ -432,26 +436,30 @@ class FileCompiler {
     const list = (v: z.output<typeof ComponentList> | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
     const validators = t.validator.map((ref, i) => this.place(registry.validators, "validator", ref, [...base, "validator", i], ctx));
     const commands = list(t.command).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "command", i], ctx));
-    const rewards = list(t.reward).map((ref, i) => this.place(registry.rewards, "reward", ref, [...base, "reward", i], ctx));
     const afterCommands = list(t.afterCommand).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "afterCommand", i], ctx));
 
     // A trigger always runs for its event's user; anything else that works on the user needs `login` earlier in the
     // validator list, so it never meets no user.
     const on = t.on === undefined ? undefined : Array.isArray(t.on) ? t.on : [t.on];
-    const compiled =
-      t.when === undefined
-        ? undefined
-        : compileTree(t.when, {
-            timezone: activity.timezone,
-            taskIds,
-            pointPrograms: Object.keys(this.programs),
-            ...(on ? EVENT_TREES : TASK_TREES),
+    const conditions = { timezone: activity.timezone, taskIds, pointPrograms: Object.keys(this.programs), ...(on ? EVENT_TREES : TASK_TREES) };
+    const compiled = t.when === undefined ? undefined : compileTree(t.when, conditions);
+    const rewardTree =
+      t.reward === undefined
+        ? NO_REWARDS
+        : compileRewardTree(t.reward, {
+            taskId: id,
+            place: (ref, at) => this.place(registry.rewards, "reward", ref, [...base, "reward", ...at], ctx),
+            conditions,
+            issue: (at, reason) => this.issue([...base, "reward", ...at], reason),
           });
+    const rewards = rewardTree?.leaves ?? [];
     if (compiled && "issues" in compiled) for (const i of compiled.issues) this.issue([...base, "when", ...i.path], i.reason);
     const when = compiled && "tree" in compiled ? compiled.tree : undefined;
 
     const loginAt = on ? -Infinity : validators.findIndex((v) => v?.def.code === "login");
-    const userFacts = (["attributes", "groups", "participations", "orders"] as const).filter((k) => when?.needs.has(k));
+    const userFacts = (["attributes", "groups", "participations", "orders"] as const).filter(
+      (k) => when?.needs.has(k) || rewardTree?.guards.some((g) => g.needs.has(k)),
+    );
     if (userFacts.length > 0 && loginAt === -1) {
       this.issue([...base, "when"], `these conditions read the user's ${userFacts.join(", ")}: add 'login' to the validators`);
     }
@@ -497,6 +505,7 @@ class FileCompiler {
       validators: validators as Placed<(typeof registry.validators)[number]>[],
       commands: commands as Placed<(typeof registry.commands)[number]>[],
       rewards: rewards as Placed<(typeof registry.rewards)[number]>[],
+      rewardTree: rewardTree!,
       afterCommands: afterCommands as Placed<(typeof registry.commands)[number]>[],
       when,
       rateLimit: t.rateLimit,

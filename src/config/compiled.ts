@@ -9,6 +9,7 @@ import type { Intake } from "../intake/intake-mode";
 import type { PointProgram } from "../points/program";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 import type { ConditionTree } from "../engine/conditions/tree";
+import type { RewardTree } from "../engine/reward-tree/tree";
 import type { ParticipationCount } from "../engine/conditions/define";
 import type { EventType } from "../events/event-types";
 
@@ -44,7 +45,10 @@ export interface CompiledTask {
   params: Record<string, unknown>;
   validators: Placed<ValidatorDefinition>[];
   commands: Placed<CommandDefinition>[];
+  /** Every reward component of the task (the leaves of its reward tree), in tree order. */
   rewards: Placed<RewardDefinition>[];
+  /** The task's `reward:` as a tree (src/engine/reward-tree): what the run gives, and how it falls back. */
+  rewardTree: RewardTree;
   afterCommands: Placed<CommandDefinition>[];
   /** The condition tree a run must pass, after the validators and before the command (`when:`). */
   when?: ConditionTree;

@@ -6,7 +6,7 @@
 import { DefinitionCache } from "../../durable-objects/support/definition";
 import { counterShard, objectName } from "../../durable-objects/support/stubs";
 import type { Env } from "../env";
-import { initialShares } from "../prizes/pool-definition";
+import { initialShares, shardShare } from "../prizes/pool-definition";
 import { shardOf } from "../sharding";
 import type { CounterDefinition, CounterShardStats, GiveBackOutcome, Reservation, ReserveOutcome, SettleOutcome } from "./counter-definition";
 
@@ -106,4 +106,22 @@ export async function counterTotals(env: Env, def: CounterDefinition): Promise<C
     inTransit: sum("lentOut") - sum("borrowedIn"),
     shards,
   };
+}
+
+/** The units a counter has left over all its shards, read only (nothing settled): what a preview may promise. */
+export async function counterRemaining(env: Env, def: CounterDefinition): Promise<number> {
+  const shards = await Promise.all(Array.from({ length: def.shards }, (_, i) => counterShard(env, def.id, i).peek()));
+  return shards.reduce((n, s) => n + s.remaining, 0) + initialShares(shards, def.capacity);
+}
+
+/**
+ * Whether the counter could give `units` to a run of `userId` now, read only: the user's home shard first (where a
+ * reserve would take them), the sum of all shards only when it runs short (a reserve borrows from the others).
+ */
+export async function counterCovers(env: Env, def: CounterDefinition, userId: string, units: number): Promise<boolean> {
+  const home = shardOf(userId, def.shards);
+  const peek = await counterShard(env, def.id, home).peek();
+  const here = peek.defined ? peek.remaining : shardShare(def.capacity, def.shards, home);
+  if (here >= units || def.shards === 1) return here >= units;
+  return (await counterRemaining(env, def)) >= units;
 }

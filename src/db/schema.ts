@@ -107,6 +107,8 @@ export const rewardRecords = sqliteTable(
     amount: integer("amount").notNull(),
     detail: text("detail").notNull(),
     status: text("status").notNull(),
+    /** The reward-tree node that gave it (e.g. `all/1/oneOf/0`). */
+    nodePath: text("node_path"),
     createdAt: integer("created_at").notNull(),
   },
   (t) => [index("reward_records_by_user").on(t.namespace, t.userId, t.createdAt), index("reward_records_by_task").on(t.namespace, t.taskId)],

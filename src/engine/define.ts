@@ -77,7 +77,34 @@ export interface CommandDefinition<Args extends z.ZodType = z.ZodType, Prepared 
 /** What one reward gave (or, with `granted: false`, why not). Shown to the consumer as-is. */
 export type RewardOutcome =
   | ({ type: string; granted: true; grantId: string; amount: number } & Record<string, unknown>)
-  | { type: string; granted: false; reason: string };
+  | { type: string; granted: false; reason: string; node?: string };
+
+/** Why a reward could not be given now, as a preview says it. */
+export type Unavailability =
+  | "SOLD_OUT"
+  | "BUDGET"
+  | "LIMIT"
+  | "NO_CHANCES"
+  | "NOT_RELEASED"
+  | "NOT_IN_GROUP"
+  | "CAPPED"
+  | "CLOSED"
+  | "NOT_OPEN"
+  | "DAILY_CAP"
+  | "NO_AMOUNT";
+
+/**
+ * What a reward would give, from read-only peeks (a preview never draws, reserves or writes): whether it is available
+ * (else why not) and its possible outcomes with their probabilities (they may sum below 1: the rest gives nothing).
+ */
+export interface RewardPreview {
+  type: string;
+  available: boolean;
+  reason?: Unavailability;
+  /** With NOT_RELEASED: when the next unit is released (ISO 8601), if one is still to come. */
+  nextReleaseAt?: string | null;
+  outcomes: ({ amount: number; probability: number } & Record<string, unknown>)[];
+}
 
 /** What a reward's `reverse` knows: the activity, and its counters as the granting run named them (at the record's time). */
 export interface ReverseContext {
@@ -96,6 +123,8 @@ export interface RewardDefinition<Args extends z.ZodType = z.ZodType, Prepared =
    * for the user's account's one transaction (`change`); shared counters it used are given back after (`giveBacks`).
    */
   reverse(ctx: ReverseContext, record: GrantRecord, args: Prepared): Promise<ReversalStep> | ReversalStep;
+  /** What `grant` would give this run now, from read-only peeks: never a draw, a reservation or a write. */
+  preview(run: TaskRun, args: Prepared): Promise<RewardPreview> | RewardPreview;
 }
 
 export function defineValidator<Args extends z.ZodType, Prepared = z.output<Args>>(

@@ -26,6 +26,7 @@ import { evaluate, whyNot } from "./conditions/tree";
 import { countParticipation, taskInputs } from "./conditions/facts";
 import { progressChanges, progressPlan } from "./conditions/progress";
 import { emitTaskEvent } from "../events/emit";
+import { grantTree } from "./reward-tree/grant";
 
 export interface TaskRequest {
   requestId: string;
@@ -147,7 +148,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     }
     // 3. Command, 4. rewards, 5. afterCommand: each adds to the one commit below.
     for (const c of task.commands) await c.def.run(run, c.args);
-    for (const r of task.rewards) run.rewards.push(await r.def.grant(run, r.args));
+    await grantTree(run, task.rewardTree);
     for (const c of task.afterCommands) await c.def.run(run, c.args);
 
     const result: TaskSuccess = { ok: true, requestId: req.requestId, activityId: activity.id, taskId: task.id, rewards: run.rewards };
@@ -257,11 +258,12 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
  */
 async function reserveShared(run: TaskRun, userId: string) {
   const env = run.init.env;
-  const asked = run.plan.shared.map((s, i) => ({ s, id: `${run.init.requestId}.${i}` }));
+  // Units the reward tree already reserved (to know before the commit whether it could give them) are only used here.
+  const asked = run.plan.shared.flatMap((s, i) => (s.held ? [] : [{ s, id: `${run.init.requestId}.${i}` }]));
   const answers = await Promise.allSettled(
     asked.map(({ s, id }) => reserve(env, s.counter, { reservationId: id, units: s.units, userId, now: run.now })),
   );
-  const held: Held[] = [];
+  const held: Held[] = run.plan.shared.flatMap((s) => (s.held ? [{ s, ...s.held }] : []));
   const requirements = [...run.plan.requirements];
   let refusal: unknown;
   answers.forEach((a, i) => {

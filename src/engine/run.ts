@@ -31,6 +31,8 @@ export interface SharedReservation {
   rejection: Rejection;
   /** Used only if this marker of the user is still 0 (a participants cap counts each user once); see ReservationUse. */
   once?: string;
+  /** Already reserved while the reward tree was given (src/engine/reward-tree/grant.ts): the commit only uses it. */
+  held?: { id: string; shard: number };
 }
 
 /**
@@ -79,6 +81,8 @@ export class TaskRun {
   readonly participationId: string;
   /** When the run started on the real clock (locks compare it with other runs' commits). */
   readonly startedAt = Date.now();
+  /** The reward-tree node being given now (e.g. `all/1/oneOf/0`): each reward record carries its node's path. */
+  node: string | null = null;
 
   constructor(readonly init: TaskRunInit) {
     this.participationId = `p_${init.requestId}`;
@@ -131,6 +135,7 @@ export class TaskRun {
       amount: grant.amount,
       detail: JSON.stringify(grant.detail),
       status: grant.status,
+      nodePath: this.node,
       createdAt: this.now,
     });
     return id;

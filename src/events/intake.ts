@@ -19,6 +19,7 @@ import { log } from "../platform/log";
 import { canonicalJson, sha256Hex } from "../sharding";
 import { MAX_FUTURE_MS } from "./event-types";
 import { processEvent, type BusinessEvent, type EventOutcome } from "./process";
+import { previewEvent, type TriggerPreview } from "./preview";
 
 /** Events one request may carry. */
 export const MAX_EVENTS_PER_REQUEST = 100;
@@ -37,6 +38,7 @@ export const EventEnvelopeSchema = z
 
 export type ItemResult =
   | { status: "accepted"; source: string; eventId: string; location: string }
+  | { status: "preview"; source: string; eventId: string; runs: TriggerPreview[] }
   | { status: "processed"; source: string; eventId: string; outcome: EventOutcome }
   | { status: "refused"; httpStatus: number; source?: string; eventId?: string; error: ErrorBody["error"] };
 
@@ -54,13 +56,19 @@ export async function acceptEvents(
   ctx: { waitUntil(p: Promise<unknown>): void },
   config: CompiledConfig,
   items: unknown[],
-  opts: { mode: "sync" | "async"; now: number; requestId: string; pointer: (i: number) => (string | number)[] },
+  opts: { mode: "sync" | "async"; now: number; requestId: string; pointer: (i: number) => (string | number)[]; dry?: boolean },
 ): Promise<ItemResult[]> {
   const results: ItemResult[] = new Array(items.length);
   const checked: Checked[] = [];
   for (const [index, item] of items.entries()) {
     try {
       const event = checkEvent(config, item, opts.now, opts.pointer(index));
+      // A dry run previews the event and stores nothing: no event row, no claim.
+      if (opts.dry) {
+        const runs = await previewEvent(env, ctx, config, event, opts.requestId);
+        results[index] = { status: "preview", source: event.source, eventId: event.eventId, runs };
+        continue;
+      }
       checked.push({ index, event, fingerprint: await sha256Hex(canonicalJson(event)) });
     } catch (e) {
       if (!(e instanceof AppError)) throw e;

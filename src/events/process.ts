@@ -45,7 +45,7 @@ export interface EventOutcome {
 }
 
 /** Refusals that mean "this task does not take this event": the next of its exclusive group gets the turn. */
-const NOT_MATCHED: ReadonlySet<ErrorCode> = new Set(["OUTSIDE_TIME_WINDOW", "CONDITIONS_NOT_MET"] as ErrorCode[]);
+export const NOT_MATCHED: ReadonlySet<ErrorCode> = new Set(["OUTSIDE_TIME_WINDOW", "CONDITIONS_NOT_MET"] as ErrorCode[]);
 
 export async function processEvent(
   env: Env,
@@ -86,7 +86,7 @@ export async function processEvent(
 }
 
 /** Exclusive groups by name, each from its highest priority down; then the rest, in a stable order. */
-function byTurn(a: CompiledTask, b: CompiledTask): number {
+export function byTurn(a: CompiledTask, b: CompiledTask): number {
   const ga = a.exclusiveGroup?.name ?? "";
   const gb = b.exclusiveGroup?.name ?? "";
   if (ga !== gb) return ga < gb ? -1 : 1;

@@ -5,8 +5,20 @@
 import { z } from "@hono/zod-openapi";
 
 const grantId = z.string().openapi({ description: "The grant's id (a lottery prize's id is what its claim takes)" });
+const node = z.string().optional().openapi({
+  description: "The reward-tree node that gave it (or tried to), e.g. `all/1/oneOf/0`; a flat reward list's i-th is `all/i`",
+  example: "all/0",
+});
+/** Why a reward of a tree was not given although its run committed (a node that skips or falls back). */
+const TREE_REASONS = ["SOLD_OUT", "BUDGET"] as const;
+const TREE_DESCRIPTION = "; SOLD_OUT: its stock is spent; BUDGET: a reward-tree node's budget is spent";
 const notGranted = <T extends string>(type: T, reasons: [string, ...string[]], description: string) =>
-  z.object({ type: z.literal(type), granted: z.literal(false), reason: z.enum(reasons).openapi({ description }) });
+  z.object({
+    type: z.literal(type),
+    granted: z.literal(false),
+    reason: z.enum([...reasons, ...TREE_REASONS]).openapi({ description: description + TREE_DESCRIPTION }),
+    node,
+  });
 
 const RedPacketOutcome = z
   .discriminatedUnion("granted", [
@@ -14,6 +26,7 @@ const RedPacketOutcome = z
       type: z.literal("redPacket"),
       granted: z.literal(true),
       grantId,
+      node,
       amount: z.number().int().openapi({ description: "Minor units credited to the red-packet balance" }),
       currency: z.string().openapi({ example: "CNY" }),
     }),
@@ -27,6 +40,7 @@ const ChancesOutcome = z
       type: z.literal("chances"),
       granted: z.literal(true),
       grantId,
+      node,
       amount: z.number().int().openapi({ description: "Chances added (cut to fit the kind's `max` when it has one)" }),
       chance: z.string().openapi({ description: "The chance kind", example: "draw" }),
       requested: z.number().int().optional().openapi({ description: "With `capped`: what the reward would have given" }),
@@ -35,7 +49,8 @@ const ChancesOutcome = z
     z.object({
       type: z.literal("chances"),
       granted: z.literal(false),
-      reason: z.string().openapi({ description: "The balance is already at the kind's `max`" }),
+      reason: z.string().openapi({ description: "The balance is already at the kind's `max`" + TREE_DESCRIPTION }),
+      node,
     }),
   ])
   .openapi("ChancesOutcome");
@@ -46,6 +61,7 @@ const CouponOutcome = z
       type: z.literal("coupon"),
       granted: z.literal(true),
       grantId,
+      node,
       amount: z.literal(1),
       couponSn: z.string(),
       channel: z.string(),
@@ -61,6 +77,7 @@ const LotteryOutcome = z
       type: z.literal("lottery"),
       granted: z.literal(true),
       grantId,
+      node,
       amount: z.number().int().openapi({ description: "The prize tier's value" }),
       pool: z.string(),
       tier: z.string(),
@@ -81,6 +98,7 @@ const PointsOutcome = z
       type: z.literal("points"),
       granted: z.literal(true),
       grantId,
+      node,
       amount: z.number().int().openapi({ description: "Points earned (cut to the program's daily earn cap when it has one)" }),
       program: z.string().openapi({ example: "honey" }),
       requested: z.number().int().optional().openapi({ description: "With `capped`: what the reward would have given" }),

@@ -37,6 +37,8 @@ interface PointsOutcome {
   type: string;
   granted: boolean;
   grantId?: string;
+  /** The reward-tree node that gave it (kept when the earn is cut to nothing). */
+  node?: string;
   amount?: number;
   [more: string]: unknown;
 }
@@ -49,7 +51,7 @@ export function settlePointRewards<T extends PointsOutcome>(rewards: T[], earned
   return rewards.map((r) => {
     if (r.grantId === undefined || !Object.hasOwn(earned, r.grantId)) return r;
     const got = earned[r.grantId]!;
-    if (got === 0) return { type: r.type, granted: false, reason: "DAILY_CAP" };
+    if (got === 0) return { type: r.type, granted: false, reason: "DAILY_CAP", node: r.node };
     return { ...r, amount: got, requested: r.amount, capped: true };
   });
 }

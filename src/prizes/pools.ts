@@ -10,6 +10,8 @@ import { shardOf } from "../sharding";
 import { DefinitionCache, type DefinitionRefusal, type ShardRef } from "../../durable-objects/support/definition";
 import { objectName, poolShard } from "../../durable-objects/support/stubs";
 import type { ClaimOutcome, DrawOutcome, PoolDefinition } from "./pool-definition";
+import type { PoolPeek } from "../../durable-objects/prize-pool";
+import type { RewardPreview, Unavailability } from "../engine/define";
 
 /** Pools created through the admin API (their D1 rows). */
 const createdPools = new CreatedDefinitions<PoolDefinition>(async (env, id) => {
@@ -123,4 +125,40 @@ export async function cancelPrize(env: Env, grantId: string): Promise<boolean> {
 export async function reclaimPrize(env: Env, grantId: string) {
   const at = parsePrizeId(grantId);
   return at ? poolShard(env, at.poolId, at.shard).reclaim(grantId) : "not-found";
+}
+
+/**
+ * What a draw would give this user now, from read-only peeks at the shards a draw may land on (home, then the next
+ * when home has nothing released): each tier's chance (the win probability, then weight among released tiers), or
+ * why nothing can be drawn. Never rolls, never writes.
+ */
+export async function previewDraw(env: Env, def: PoolDefinition, userId: string, now: number): Promise<RewardPreview> {
+  const shards = candidateShards(userId, def.shards);
+  let peek: PoolPeek = await poolShard(env, def.id, shards[0]!).peek(def, shards[0]!, userId, now);
+  const none = (reason: Unavailability, nextReleaseAt?: number | null): RewardPreview => ({
+    type: "lottery",
+    available: false,
+    reason,
+    ...(nextReleaseAt !== undefined && { nextReleaseAt: nextReleaseAt === null ? null : new Date(nextReleaseAt).toISOString() }),
+    outcomes: [],
+  });
+  if (peek.status === "closed") return none("CLOSED");
+  if (!peek.open) return none("NOT_OPEN");
+  if (peek.capped) return none("CAPPED");
+  const open = (p: PoolPeek) => p.tiers.filter((t) => t.available > 0);
+  if (open(peek).length === 0 && shards.length > 1) {
+    const next = await poolShard(env, def.id, shards[1]!).peek(def, shards[1]!, userId, now);
+    if (next.status !== "closed" && open(next).length > 0) peek = next;
+  }
+  const tiers = open(peek);
+  if (tiers.length === 0) {
+    return peek.nextReleaseAt !== null ? none("NOT_RELEASED", peek.nextReleaseAt) : none("SOLD_OUT");
+  }
+  const weight = (t: PoolPeek["tiers"][number]) => t.weight ?? t.available;
+  const total = tiers.reduce((n, t) => n + weight(t), 0);
+  return {
+    type: "lottery",
+    available: true,
+    outcomes: tiers.map((t) => ({ amount: t.value, probability: (peek.probability * weight(t)) / total, tier: t.id, tierName: t.name })),
+  };
 }

@@ -7,4 +7,5 @@ export const RATE_LIMITED_ROUTES = [
   "flash-sale.status",
   "prize.claim",
   "ticket",
+  "preview",
 ] as const;

@@ -10,6 +10,7 @@ import { counterTotals } from "../counters/counters";
 import { counterScope } from "../counters/scope";
 import type { CounterDefinition } from "../counters/counter-definition";
 import { participations } from "../db/schema";
+import { treeBudgets } from "../engine/reward-tree/tree";
 import { AppError } from "../errors";
 import { database, IdSchema, type AppEnv } from "../http";
 import { ALWAYS, errorResponses, success } from "../openapi/responses";
@@ -69,8 +70,12 @@ export function registerAdminActivities(app: OpenAPIHono<AppEnv>) {
     const found = new Map<string, { def: CounterDefinition; tasks: string[] }>();
     for (const task of Object.values(activity.tasks)) {
       const scope = counterScope(c.env, activity, config.revision, task.id, now);
-      for (const placed of [...task.validators, ...task.commands, ...task.rewards, ...task.afterCommands]) {
-        for (const def of placed.def.sharedCounters?.(placed.args, scope) ?? []) {
+      const budgets = treeBudgets(task.rewardTree.root).map((b) => scope.sharedCounter(b.key, b.total, b.shards));
+      for (const defs of [
+        ...[...task.validators, ...task.commands, ...task.rewards, ...task.afterCommands].map((p) => p.def.sharedCounters?.(p.args, scope) ?? []),
+        budgets,
+      ]) {
+        for (const def of defs) {
           const seen = found.get(def.id);
           if (seen) seen.tasks.includes(task.id) || seen.tasks.push(task.id);
           else found.set(def.id, { def, tasks: [task.id] });

@@ -11,6 +11,7 @@ import type { AppEnv } from "../http";
 import { acceptEvents, eventPath, MAX_EVENTS_PER_REQUEST, readEvent, type ItemResult } from "../events/intake";
 import { ALWAYS, BODY_ERRORS, ErrorBodySchema, errorResponses, success } from "../openapi/responses";
 import { RewardOutcomeSchema } from "../openapi/reward-outcome";
+import { TaskPreviewSchema } from "./preview";
 
 const EventSchema = z
   .object({
@@ -55,6 +56,20 @@ const ItemResultSchema = z
     z.object({ status: z.literal("accepted"), source: z.string(), eventId: z.string(), location: z.string() }),
     z.object({ status: z.literal("processed"), source: z.string(), eventId: z.string(), outcome: EventOutcomeSchema }),
     z.object({
+      status: z.literal("preview"),
+      source: z.string(),
+      eventId: z.string(),
+      runs: z.array(
+        z.object({
+          activityId: z.string(),
+          taskId: z.string(),
+          status: z.enum(["would-run", "would-refuse", "skipped"]),
+          preview: TaskPreviewSchema.optional(),
+          message: z.string().optional(),
+        }),
+      ),
+    }),
+    z.object({
       status: z.literal("refused"),
       httpStatus: z.number().int(),
       source: z.string().optional(),
@@ -85,7 +100,10 @@ const post = createRoute({
     "own status (202, 200, or its refusal's); a batch answers 200 with one result per item, in order.",
   security: [{ service: [] }],
   request: {
-    query: z.object({ mode: z.enum(["async", "sync"]).default("async").openapi({ description: "Queue (async) or evaluate now (sync)" }) }),
+    query: z.object({
+      mode: z.enum(["async", "sync"]).default("async").openapi({ description: "Queue (async) or evaluate now (sync)" }),
+      dry: z.enum(["true", "false"]).default("false").openapi({ description: "true: preview what each event would do, storing nothing" }),
+    }),
     // Items are checked one by one (a bad one refuses only itself), so the body's schema here only shapes the batch.
     body: {
       content: {
@@ -136,7 +154,7 @@ export function registerEvents(app: OpenAPIHono<AppEnv>) {
   app.on("POST", "/v1/events", requireService("events:write"));
   app.on("GET", "/v1/events/:source/:eventId", requireService("events:read"));
   app.openapi(post, async (c) => {
-    const mode = c.req.valid("query").mode;
+    const { mode, dry } = c.req.valid("query");
     const body = c.req.valid("json") as Record<string, unknown>;
     const batch = Array.isArray(body.events);
     const items = batch ? (body.events as unknown[]) : [body];
@@ -145,6 +163,7 @@ export function registerEvents(app: OpenAPIHono<AppEnv>) {
       now: c.get("now"),
       requestId: c.get("requestId"),
       pointer: (i) => (batch ? ["events", i] : []),
+      dry: dry === "true",
     });
     const answer = { ok: true as const, requestId: c.get("requestId"), results };
     if (batch) return c.json(answer, 200);

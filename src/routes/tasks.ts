@@ -17,6 +17,7 @@ import { queuedResponse, ticketAccepted } from "../openapi/tickets";
 import { queueTaskRun } from "../intake/intake";
 import { ticketPath } from "../intake/tickets";
 import { enforceRouteLimits } from "../rate-limit/enforce";
+import { answerPreview, TaskPreviewSchema } from "./preview";
 
 const PATH = "/v1/activities/:activityId/tasks/:taskId";
 
@@ -55,13 +56,20 @@ const RUN_ERRORS = {
   ...ALWAYS,
 } as const;
 const responses = (method: "post" | "get") => ({
-  200: success(TaskSuccessSchema, "The task ran", traits),
+  200: success(
+    z.union([TaskSuccessSchema, TaskPreviewSchema]),
+    "The task ran (TaskResult), or with `dry=true` what it would do (TaskPreview)",
+    traits,
+  ),
   202: queuedResponse(traits),
   ...errorResponses(method === "post" ? { ...POST_ERRORS, ...RUN_ERRORS } : RUN_ERRORS, traits),
 });
 
 const request = {
   params: z.object({ activityId: IdSchema, taskId: IdSchema.openapi({ example: "openRedPacket" }) }),
+  query: z.object({
+    dry: z.enum(["true", "false"]).optional().openapi({ description: "true: preview the run read-only (nothing written; the preview rate limit)" }),
+  }),
   headers: z.object({
     "idempotency-key": z.string().optional().openapi({ description: "Replays the first answer for 24 h" }),
   }),
@@ -128,6 +136,11 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       key !== undefined && user && activity
         ? { key: checkKey(key), account: userAccount(c.env, user.id), namespace: activity.namespace, fingerprint }
         : undefined;
+    // A dry run is a preview: read-only, never stored under a key, limited as previews are.
+    if (c.req.query("dry") === "true") {
+      const { dry: _, ...query } = c.req.query();
+      return c.json(await answerPreview(c, user, activityId, taskId, { query, body }, method), 200);
+    }
     return withIdempotency(idem, requestId, async () => {
       // After a replay (a retry of a request already answered gets its answer, not a 429).
       await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });

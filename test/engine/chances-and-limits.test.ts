@@ -137,7 +137,7 @@ describe("earned chances outlive the period unless their kind says otherwise", (
     expect(await balance("capped", "capped", DAY1)).toBe(3);
     const none = await runTask("earned", "earn-capped", { user: "capped", now: DAY1 });
     expect(none.status).toBe(200);
-    expect(none.json.rewards).toEqual([{ type: "chances", granted: false, reason: "the balance of 'capped' is at its max (3)" }]);
+    expect(none.json.rewards).toEqual([{ type: "chances", granted: false, reason: "the balance of 'capped' is at its max (3)", node: "all/0" }]);
     expect(await balance("capped", "capped", DAY1)).toBe(3);
     // The max bounds grants; the next day brings its free chance, and spending takes it before the earned two.
     expect(await balance("capped", "capped", DAY2)).toBe(3);

@@ -132,14 +132,14 @@ describe("red packet options", () => {
 
   it("with probability 0 never wins and takes no stock, but the participation counts", async () => {
     const res = await runTask("packets", "neverWins", { user: "unlucky", now: NOW });
-    expect(res.json.rewards).toEqual([{ type: "redPacket", granted: false, reason: "MISSED" }]);
+    expect(res.json.rewards).toEqual([{ type: "redPacket", granted: false, reason: "MISSED", node: "all/0" }]);
     expect((await shared("packets", "redPacket:stock:task:neverWins", 1)).used).toBe(0);
     expect(await records(1, "SELECT * FROM participations WHERE user_id = 'unlucky'")).toHaveLength(1);
   });
 
   it("gives group-restricted red packets only to users in the group", async () => {
     const outsider = await runTask("packets", "vipOnly", { user: "plain", now: NOW });
-    expect(outsider.json.rewards).toEqual([{ type: "redPacket", granted: false, reason: "NOT_IN_GROUP" }]);
+    expect(outsider.json.rewards).toEqual([{ type: "redPacket", granted: false, reason: "NOT_IN_GROUP", node: "all/0" }]);
     const vip = await runTask("packets", "vipOnly", { user: "vip-1", groups: ["vip"], now: NOW });
     expect(vip.json.rewards[0]).toMatchObject({ granted: true, amount: 8 });
   });

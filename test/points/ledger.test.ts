@@ -77,7 +77,7 @@ describe("points: earning, pending, spending", () => {
     const user = `earner-${u}`;
     const earned = await runTask(ACTIVITY, "earn", { user, now: "2026-11-15T10:00:00+08:00" });
     expect(earned.status).toBe(200);
-    expect(earned.json.rewards).toEqual([{ type: "points", granted: true, grantId: expect.any(String), amount: 100, program: HONEY }]);
+    expect(earned.json.rewards).toEqual([{ type: "points", granted: true, grantId: expect.any(String), amount: 100, program: HONEY, node: "all/0" }]);
 
     const pending = await statement(user, "2026-11-15T10:00:00+08:00");
     expect(pending.json).toMatchObject({ balance: 100, active: 0, pending: 100 });
@@ -133,8 +133,9 @@ describe("points: earning, pending, spending", () => {
       requested: 600,
       capped: true,
       program: HONEY,
+      node: "all/0",
     });
-    expect(third.json.rewards[0]).toEqual({ type: "points", granted: false, reason: "DAILY_CAP" });
+    expect(third.json.rewards[0]).toEqual({ type: "points", granted: false, reason: "DAILY_CAP", node: "all/0" });
     expect(nextDay.json.rewards[0]).toMatchObject({ granted: true, amount: 600 });
     // (The virtual days are in the real past: the alarm may have written the activations meanwhile.)
     const entries = await expectConsistent(user, HONEY, 1600);

@@ -227,7 +227,7 @@ describe("prize pools", () => {
 
     expect((await runTask("prizes", "drawTiered", { user: "capped", now: at(1) })).json.rewards[0].granted).toBe(true);
     const capped = await runTask("prizes", "drawTiered", { user: "capped", now: at(1) });
-    expect(capped.json.rewards[0]).toEqual({ type: "lottery", granted: false, reason: "CAPPED" });
+    expect(capped.json.rewards[0]).toEqual({ type: "lottery", granted: false, reason: "CAPPED", node: "all/0" });
   });
 
   it("holds ten million units in a few pages per shard: no row or member per unit", async () => {
@@ -243,7 +243,7 @@ describe("prize pools", () => {
 
   it("records misses", async () => {
     const miss = await runTask("prizes", "drawNever", { user: "unlucky", now: at(1) });
-    expect(miss.json.rewards[0]).toEqual({ type: "lottery", granted: false, reason: "MISSED" });
+    expect(miss.json.rewards[0]).toEqual({ type: "lottery", granted: false, reason: "MISSED", node: "all/0" });
     expect(await records(1, "SELECT outcome FROM prize_draws WHERE user_id = 'unlucky'")).toEqual([{ outcome: "missed" }]);
   });
 });

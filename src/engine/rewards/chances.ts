@@ -41,4 +41,5 @@ export const chancesReward = defineReward({
       giveBacks: [],
     };
   },
+  preview: (_run, { kind, amount }) => ({ type: "chances", available: true, outcomes: [{ amount, probability: 1, chance: kind.id }] }),
 });

@@ -4,6 +4,7 @@ import { vars } from "../../platform/vars";
 import { planDelivery } from "../../records/deliver";
 import { revokeCoupon } from "../../reversals/coupon-revoke";
 import { Shards } from "../../counters/counter-definition";
+import { counterCovers } from "../../counters/counters";
 import { type CounterScope, defineReward } from "../define";
 
 export const coupon = defineReward({
@@ -51,6 +52,13 @@ export const coupon = defineReward({
     const stock = entry.status === "unreclaimable" ? undefined : couponStock(args, ctx.scope);
     const giveBacks = stock ? [{ id: `${record.id}:${stock.id}`, counter: stock, userId: record.userId, units: 1 }] : [];
     return { entry, giveBacks };
+  },
+  async preview(run, args) {
+    const stock = couponStock(args, run);
+    const outcomes = [{ amount: 1, probability: args.probability, couponSn: args.couponSn, channel: args.channel }];
+    if (stock && !(await counterCovers(run.init.env, stock, run.requireUser().id, 1)))
+      return { type: "coupon", available: false, reason: "SOLD_OUT", outcomes };
+    return { type: "coupon", available: true, outcomes };
   },
 });
 

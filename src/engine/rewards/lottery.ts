@@ -1,7 +1,7 @@
 /** Lottery: draws a prize from one of the activity's prize pools (奖池). */
 import { z } from "zod";
 import { AppError } from "../../errors";
-import { activityPool, cancelPrize, candidateShards, drawPrize, prizeIdPrefix, reclaimPrize } from "../../prizes/pools";
+import { activityPool, cancelPrize, candidateShards, drawPrize, previewDraw, prizeIdPrefix, reclaimPrize } from "../../prizes/pools";
 import { openEntry, settledEntry } from "../../reversals/reversal";
 import { own } from "../../config/compiled";
 import { ArgsError, defineReward } from "../define";
@@ -59,5 +59,11 @@ export const lottery = defineReward({
     if (at === "cancelled") return { entry: settledEntry(entry, record.amount, ""), giveBacks: [] };
     if (at === "expired") return { entry: { ...settledEntry(entry, record.amount, ""), detail: { prize: "expired unclaimed" } }, giveBacks: [] };
     return { entry: { ...entry, reason: at === "claimed" ? "CLAIMED" : "NOT_FOUND" }, giveBacks: [] };
+  },
+  async preview(run, { name }) {
+    const user = run.requireUser();
+    const pool = await activityPool(run.init.env, run.activity, name);
+    if (!pool) throw new AppError("UNAVAILABLE", `pool '${name}' has not been defined yet`);
+    return previewDraw(run.init.env, pool, user.id, run.now);
   },
 });

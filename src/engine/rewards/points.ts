@@ -67,6 +67,11 @@ export const pointsReward = defineReward({
     const change = { kind: "points" as const, grantId: record.id, program: args.program, earnRef: record.id, reason: ctx.reason, now: ctx.now };
     return { entry: openEntry(record), change, giveBacks: [] };
   },
+  preview(run, args) {
+    const amount = args.amount ?? share(run.init.params, args.perAmount!);
+    const outcomes = [{ amount, probability: 1, program: args.program.id }];
+    return amount === 0 ? { type: "points", available: false, reason: "NO_AMOUNT", outcomes: [] } : { type: "points", available: true, outcomes };
+  },
 });
 
 /** `rate` × the number at `of` (a dotted path into the params), rounded. */

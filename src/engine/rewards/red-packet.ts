@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { pickWeighted } from "../../random";
 import { Shards } from "../../counters/counter-definition";
+import { counterCovers } from "../../counters/counters";
 import { ArgsError, type CounterScope, defineReward } from "../define";
 import { openEntry } from "../../reversals/reversal";
 
@@ -82,6 +83,23 @@ export const redPacket = defineReward({
     ];
     return { entry: openEntry(record), change, giveBacks };
   },
+  async preview(run, args) {
+    const user = run.requireUser();
+    const outcomes = amountOutcomes(args.amount).map((o) => ({ ...o, probability: o.probability * args.probability, currency: args.currency }));
+    const answer = (reason?: "NOT_IN_GROUP" | "SOLD_OUT" | "BUDGET") =>
+      reason ? { type: "redPacket", available: false, reason, outcomes } : { type: "redPacket", available: true, outcomes };
+    if (args.groups && !args.groups.some((g) => user.groups.includes(g))) return answer("NOT_IN_GROUP");
+    const { stock, budget } = packetCounters(args, run);
+    // The smallest amount the packet can draw must still fit in what the budget has left.
+    const least = Math.min(...outcomes.map((o) => o.amount));
+    const [units, money] = await Promise.all([
+      stock && counterCovers(run.init.env, stock, user.id, 1),
+      budget && counterCovers(run.init.env, budget, user.id, least),
+    ]);
+    if (units === false) return answer("SOLD_OUT");
+    if (money === false) return answer("BUDGET");
+    return answer();
+  },
 });
 
 type AmountSpec = z.output<typeof Amount>;
@@ -98,4 +116,15 @@ function drawAmount(spec: AmountSpec, random: () => number): number {
   if (typeof spec === "number") return spec;
   if ("min" in spec) return spec.min + Math.floor(random() * (spec.max - spec.min + 1));
   return pickWeighted(spec.weighted, (w) => w.weight, random).amount;
+}
+
+/**
+ * The amounts a packet can draw with their probabilities: a fixed amount, each weighted amount, or a range as its
+ * bounds (`amount` to `max`, every amount between equally likely).
+ */
+function amountOutcomes(spec: AmountSpec): { amount: number; probability: number; max?: number }[] {
+  if (typeof spec === "number") return [{ amount: spec, probability: 1 }];
+  if ("min" in spec) return [{ amount: spec.min, max: spec.max, probability: 1 }];
+  const total = spec.weighted.reduce((n, w) => n + w.weight, 0);
+  return spec.weighted.map((w) => ({ amount: w.amount, probability: w.weight / total }));
 }

@@ -1,0 +1,201 @@
+/**
+ * Reward trees: a task's `reward:` as nodes `all` (every child), `oneOf` (one child: the first available, drawn by
+ * weight, or the highest face value) and `pickN` (n children drawn by weight), with reward components as leaves.
+ * Compiled once with the config; each problem is reported with its path below `reward`.
+ */
+import { z } from "zod";
+import type { Placed, RewardDefinition } from "../define";
+import { compileTree, type ConditionTree, type TreeContext } from "../conditions/tree";
+import { Shards } from "../../counters/counter-definition";
+
+/** The deepest nesting of all, oneOf and pickN. */
+export const MAX_REWARD_DEPTH = 8;
+
+/** What a node does when a child cannot be given (sold out, over a budget): skip it, try another, or refuse the run. */
+export type OnUnavailable = "skip" | "fallback" | "refuse";
+
+export interface NodeBudget {
+  /** The shared counter's key in the activity's namespace. */
+  key: string;
+  /** The most face value (a grant's amount) given through the node, in total. */
+  total: number;
+  shards: number;
+}
+
+interface NodeBase {
+  /** The node's place in the tree, e.g. `all/1/oneOf/0` (the root: ""). Reward records carry their leaf's. */
+  path: string;
+  /** A condition guard: the child is given only when it holds for the run's facts. */
+  when?: ConditionTree;
+  weight: number;
+  /** Set on the node itself; otherwise its parent's policy (or the parent's default) applies. */
+  onUnavailable?: OnUnavailable;
+  budget?: NodeBudget;
+}
+
+export type RewardNode =
+  | (NodeBase & { kind: "leaf"; reward: Placed<RewardDefinition> })
+  | (NodeBase & { kind: "all"; children: RewardNode[] })
+  | (NodeBase & { kind: "oneOf"; strategy: "first" | "weighted" | "highestValue"; children: RewardNode[] })
+  | (NodeBase & { kind: "pickN"; n: number; children: RewardNode[] });
+
+export interface RewardTree {
+  root: RewardNode;
+  /** Every leaf, in tree order (shared counters, warnings and the login check read them). */
+  leaves: Placed<RewardDefinition>[];
+  /** Every guard, for the facts a run fetches and the participations counted. */
+  guards: ConditionTree[];
+}
+
+/** The policy a node applies to an unavailable child when neither sets one: `oneOf` tries the next, `all` skips. */
+export const defaultPolicy = (parent: RewardNode): OnUnavailable => (parent.kind === "oneOf" || parent.kind === "pickN" ? "fallback" : "skip");
+
+const NODE_KEYS = ["all", "oneOf", "pickN"] as const;
+const CHILD_KEYS = ["when", "weight", "onUnavailable", "budget"] as const;
+
+const Weight = z.number().positive().max(1_000_000);
+const Policy = z.enum(["skip", "fallback", "refuse"]);
+const Budget = z.union([
+  z.number().int().min(0),
+  z.object({ total: z.number().int().min(0), shards: Shards, key: z.string().min(1).optional() }).strict(),
+]);
+const OneOf = z.object({ strategy: z.enum(["first", "weighted", "highestValue"]).default("first"), of: z.array(z.unknown()) }).strict();
+const PickN = z.object({ n: z.number().int(), of: z.array(z.unknown()) }).strict();
+
+type Path = (string | number)[];
+
+export interface RewardTreeContext {
+  taskId: string;
+  /** Compiles one reward component at `path`; undefined after reporting its problem. */
+  place(ref: string | Record<string, unknown>, path: Path): Placed<RewardDefinition> | undefined;
+  /** Where guards are compiled (the same context as the task's `when:`). */
+  conditions: TreeContext;
+  issue(path: Path, reason: string): void;
+}
+
+const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/**
+ * Compiles `reward:`: a list (an `all` that refuses the run when a child is unavailable, as a flat list always
+ * did), one component, or a tree. Undefined when a problem was reported.
+ */
+export function compileRewardTree(raw: unknown, ctx: RewardTreeContext): RewardTree | undefined {
+  const leaves: Placed<RewardDefinition>[] = [];
+  const guards: ConditionTree[] = [];
+  let ok = true;
+  const issue = (path: Path, reason: string) => {
+    ok = false;
+    ctx.issue(path, reason);
+    return undefined;
+  };
+
+  function node(value: unknown, at: Path, treePath: string, depth: number): RewardNode | undefined {
+    if (typeof value === "string") {
+      const reward = ctx.place(value, at);
+      if (!reward) {
+        ok = false;
+        return undefined;
+      }
+      leaves.push(reward);
+      return { kind: "leaf", path: treePath, weight: 1, reward };
+    }
+    if (!isMap(value)) return issue(at, "a reward is a component (a code, or {code: args}) or a node {all: [...]}, {oneOf: {...}} or {pickN: {...}}");
+    const own = Object.keys(value).filter((k) => !(CHILD_KEYS as readonly string[]).includes(k));
+    if (own.length !== 1) {
+      return issue(
+        at,
+        own.length === 0
+          ? "name a reward component or a node (all, oneOf, pickN) beside when, weight, onUnavailable and budget"
+          : `name exactly one reward component or node per entry; this one names ${own.join(", ")}`,
+      );
+    }
+    const key = own[0]!;
+    const base: NodeBase = { path: treePath, weight: 1 };
+    if (value.weight !== undefined) {
+      const w = Weight.safeParse(value.weight);
+      if (w.success) base.weight = w.data;
+      else issue([...at, "weight"], "weight is a number > 0");
+    }
+    if (value.onUnavailable !== undefined) {
+      const p = Policy.safeParse(value.onUnavailable);
+      if (p.success) base.onUnavailable = p.data;
+      else issue([...at, "onUnavailable"], "onUnavailable is skip, fallback or refuse");
+    }
+    if (value.budget !== undefined) {
+      const b = Budget.safeParse(value.budget);
+      if (b.success) {
+        const spec = typeof b.data === "number" ? { total: b.data, shards: 1 } : b.data;
+        const key = ("key" in spec && spec.key) || `rewardBudget:${ctx.taskId}:${treePath || "root"}`;
+        base.budget = { key, total: spec.total, shards: spec.shards };
+      } else for (const i of b.error.issues) issue([...at, "budget", ...(i.path as Path)], i.message);
+    }
+    if (value.when !== undefined) {
+      const compiled = compileTree(value.when, ctx.conditions);
+      if ("issues" in compiled) for (const i of compiled.issues) issue([...at, "when", ...i.path], i.reason);
+      else {
+        base.when = compiled.tree;
+        guards.push(compiled.tree);
+      }
+    }
+    if (!(NODE_KEYS as readonly string[]).includes(key)) {
+      const reward = ctx.place({ [key]: value[key] }, at);
+      if (!reward) {
+        ok = false;
+        return undefined;
+      }
+      leaves.push(reward);
+      return { ...base, kind: "leaf", reward };
+    }
+    if (depth > MAX_REWARD_DEPTH) return issue([...at, key], `nested deeper than ${MAX_REWARD_DEPTH} levels of all, oneOf and pickN`);
+    const children = (list: unknown[], listAt: Path) => {
+      if (list.length === 0) issue(listAt, `'${key}' needs at least one child`);
+      const prefix = treePath ? `${treePath}/${key}` : key;
+      return list.map((c, i) => node(c, [...listAt, i], `${prefix}/${i}`, depth + 1));
+    };
+    if (key === "all") {
+      if (!Array.isArray(value.all)) return issue([...at, "all"], "'all' takes a list of rewards");
+      const kids = children(value.all, [...at, "all"]);
+      return kids.every((k) => k) ? { ...base, kind: "all", children: kids as RewardNode[] } : undefined;
+    }
+    if (key === "oneOf") {
+      const parsed = OneOf.safeParse(value.oneOf);
+      if (!parsed.success) {
+        for (const i of parsed.error.issues) issue([...at, "oneOf", ...(i.path as Path)], i.message);
+        return undefined;
+      }
+      const kids = children(parsed.data.of, [...at, "oneOf", "of"]);
+      return kids.every((k) => k) ? { ...base, kind: "oneOf", strategy: parsed.data.strategy, children: kids as RewardNode[] } : undefined;
+    }
+    const parsed = PickN.safeParse(value.pickN);
+    if (!parsed.success) {
+      for (const i of parsed.error.issues) issue([...at, "pickN", ...(i.path as Path)], i.message);
+      return undefined;
+    }
+    const { n, of } = parsed.data;
+    if (n < 1 || n > of.length) issue([...at, "pickN", "n"], `n must be between 1 and the number of children (${of.length})`);
+    const kids = children(of, [...at, "pickN", "of"]);
+    return kids.every((k) => k) ? { ...base, kind: "pickN", n, children: kids as RewardNode[] } : undefined;
+  }
+
+  let root: RewardNode | undefined;
+  if (Array.isArray(raw)) {
+    // A flat list keeps its meaning: every reward, and a sold-out one refuses the run.
+    const kids = raw.map((c, i) => node(c, [i], `all/${i}`, 1));
+    if (kids.every((k) => k)) root = { kind: "all", path: "", weight: 1, onUnavailable: "refuse", children: kids as RewardNode[] };
+  } else if (isMap(raw) && Object.keys(raw).some((k) => (NODE_KEYS as readonly string[]).includes(k))) {
+    root = node(raw, [], "", 1);
+  } else {
+    const leaf = node(raw, [0], "all/0", 1);
+    if (leaf) root = { kind: "all", path: "", weight: 1, onUnavailable: "refuse", children: [leaf] };
+  }
+  return ok && root ? { root, leaves, guards } : undefined;
+}
+
+/** An empty tree: a task without `reward:`. */
+export const NO_REWARDS: RewardTree = { root: { kind: "all", path: "", weight: 1, children: [] }, leaves: [], guards: [] };
+
+/** Every node budget of a tree (each a shared counter), in tree order. */
+export function treeBudgets(node: RewardNode): NodeBudget[] {
+  const own = node.budget ? [node.budget] : [];
+  return node.kind === "leaf" ? own : [...own, ...node.children.flatMap(treeBudgets)];
+}
