@@ -363,9 +363,9 @@ Any child (a node or a reward) may also carry:
 A child is unavailable when its stock or a budget above it cannot cover it, or when its reward answers EMPTY,
 CAPPED, CLOSED, NOT-OPEN or NOT_IN_GROUP. Stock and budgets of a child that may be skipped or replaced are
 reserved while the tree is given, before the user's commit, so a sold-out child costs nothing and the run commits
-the rest (its chance spend included); a \`refuse\` child's are reserved at the commit, as before. A **flat list**
-(\`reward: [a, b]\`, or one reward) is an \`all\` with \`onUnavailable: refuse\`: one sold-out reward refuses the run,
-as it always did. Each outcome and reward record carries its node's path (\`node\`: \`all/1/oneOf/0\` is the first
+the rest (its chance spend included); a \`refuse\` child's are reserved at the commit, as before. A **flat list** of
+several rewards (\`reward: [a, b]\`) is an \`all\` that skips a sold-out reward and gives the others; a single reward
+(\`reward: a\` or \`[a]\`) that is sold out refuses the run, so the user keeps the chance or limit it would use. Each outcome and reward record carries its node's path (\`node\`: \`all/1/oneOf/0\` is the first
 child of the oneOf that is the second child of the root \`all\`; a flat list's i-th reward is \`all/i\`). Rejected
 when the config loads, with the path: an empty node, \`n\` below 1 or above the number of children, nesting deeper
 than ${MAX_REWARD_DEPTH}, an entry naming two rewards or nodes, a bad weight, policy, budget or guard.

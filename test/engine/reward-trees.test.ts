@@ -87,6 +87,15 @@ tasks:
       all:
         - redPacket: { amount: 1, stock: 1, stockKey: skip }
         - chances: { chance: bonus, amount: 1 }
+  flatList:
+    validator: [login, { chances: { chance: draw } }]
+    reward:
+      - redPacket: { amount: 1, stock: 1, stockKey: flat }
+      - chances: { chance: bonus, amount: 1 }
+  flatSingle:
+    validator: [login, { chances: { chance: draw } }]
+    reward:
+      - redPacket: { amount: 1, stock: 1, stockKey: single }
   giveBack:
     validator: [login, { chances: { chance: draw } }]
     reward:
@@ -211,6 +220,25 @@ describe("reward trees", () => {
     // The day's one draw was spent.
     expect(await counter(NS, "tree-so-2", "chance:draw:2026-11-22")).toBe(0);
     expect((await run("soldOut", "tree-so-2")).json.error.code).toBe("NO_CHANCES");
+  });
+
+  it("treats a flat list of several rewards as an `all`: a sold-out one is skipped, the others and the chance spend commit", async () => {
+    await run("flatList", "tree-flat-1");
+    const res = await run("flatList", "tree-flat-2");
+    expect(res.status).toBe(200);
+    expect(res.json.rewards).toMatchObject([
+      { type: "redPacket", granted: false, reason: "SOLD_OUT", node: "all/0" },
+      { type: "chances", granted: true, amount: 1, node: "all/1" },
+    ]);
+    expect(await counter(NS, "tree-flat-2", "chance:draw:2026-11-22")).toBe(0);
+  });
+
+  it("refuses a run whose single reward is sold out, so the user keeps the chance", async () => {
+    await run("flatSingle", "tree-single-1");
+    const res = await run("flatSingle", "tree-single-2");
+    expect(res.status).toBe(409);
+    expect(res.json.error.code).toBe("SOLD_OUT");
+    expect(await counter(NS, "tree-single-2", "chance:draw:2026-11-22")).toBeUndefined();
   });
 
   it("gives a unit the tree reserved back when the user's commit then refuses the run", async () => {

@@ -76,8 +76,10 @@ export interface RewardTreeContext {
 const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
 
 /**
- * Compiles `reward:`: a list (an `all` that refuses the run when a child is unavailable, as a flat list always
- * did), one component, or a tree. Undefined when a problem was reported.
+ * Compiles `reward:`: a list (an `all`), one component, or a tree. Undefined when a problem was reported. A list of
+ * several rewards skips one that is unavailable and gives the others (a sold-out red packet no longer takes the
+ * coupon beside it, or the chance spent, down with it); a single reward that is unavailable refuses the run, as
+ * there is nothing else to give and the user keeps the chance or the limit the run would have used.
  */
 export function compileRewardTree(raw: unknown, ctx: RewardTreeContext): RewardTree | undefined {
   const leaves: Placed<RewardDefinition>[] = [];
@@ -179,9 +181,9 @@ export function compileRewardTree(raw: unknown, ctx: RewardTreeContext): RewardT
 
   let root: RewardNode | undefined;
   if (Array.isArray(raw)) {
-    // A flat list keeps its meaning: every reward, and a sold-out one refuses the run.
     const kids = raw.map((c, i) => node(c, [i], `all/${i}`, 1));
-    if (kids.every((k) => k)) root = { kind: "all", path: "", weight: 1, onUnavailable: "refuse", children: kids as RewardNode[] };
+    const onUnavailable = kids.length > 1 ? "skip" : "refuse";
+    if (kids.every((k) => k)) root = { kind: "all", path: "", weight: 1, onUnavailable, children: kids as RewardNode[] };
   } else if (isMap(raw) && Object.keys(raw).some((k) => (NODE_KEYS as readonly string[]).includes(k))) {
     root = node(raw, [], "", 1);
   } else {
