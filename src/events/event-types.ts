@@ -57,6 +57,13 @@ export const BUILT_IN_EVENT_TYPES: ReadonlyMap<string, EventType> = new Map(
     builtIn("signIn", "A user signed in through a task that emits it (`emits: signIn`).", { activityId: "string", taskId: "string" }),
     builtIn("taskCompleted", "A task run that emits it (`emits: taskCompleted`) committed.", { activityId: "string", taskId: "string" }),
     builtIn("birthday", "The user's birthday (from the profile attribute `birthday`).", { date: "date" }),
+    builtIn(
+      "orderRefunded",
+      "An order was refunded: the event named by `original` (its `source` and `eventId`) is cancelled, and what it " +
+        "granted is taken back, as POST /v1/events/{source}/{eventId}/cancel does. Whole orders only for now: a refund " +
+        "naming `items` is refused.",
+      { original: { object: { source: "string", eventId: "string" } }, reason: { type: "string", optional: true } },
+    ),
     builtIn("membershipUpgraded", "The user's primary membership identity rose in rank.", {
       from: { type: "string", optional: true },
       to: "string",

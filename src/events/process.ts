@@ -10,6 +10,8 @@
  * grants nothing; a run still in progress elsewhere makes this delivery retry later.
  */
 import { userAccount } from "../../durable-objects/support/stubs";
+import { cancelEvent } from "../reversals/reverse";
+import type { ReversalAnswer } from "../reversals/reversal";
 import type { CompiledConfig, CompiledTask } from "../config/compiled";
 import type { Env } from "../env";
 import { AppError, errorBody, type ErrorBody, type ErrorCode } from "../errors";
@@ -42,6 +44,8 @@ export interface EventOutcome {
   status: "processed" | "cancelled";
   processedAt: number;
   runs: TriggerOutcome[];
+  /** An `orderRefunded` event's cancel of the original order: what was taken back. */
+  reversal?: ReversalAnswer;
 }
 
 /** Refusals that mean "this task does not take this event": the next of its exclusive group gets the turn. */
@@ -69,6 +73,8 @@ export async function processEvent(
   // An order is counted before its runs, once per event (a redelivery gets the same count back).
   if (config.eventTypes.get(event.type)?.countsAsOrder)
     event = { ...event, ordersBefore: await userAccount(env, event.userId).countOrder(eventRef(event)) };
+  // A refund cancels the order it names, once (a redelivery gets the same reversal), before any task it triggers.
+  const reversal = event.type === "orderRefunded" ? await refundOrder(env, config, event) : undefined;
   const triggered = [...(config.triggers.get(event.type) ?? [])].sort(byTurn);
   const runs: TriggerOutcome[] = [];
   const groupDone = new Set<string>();
@@ -82,7 +88,28 @@ export async function processEvent(
     runs.push(outcome);
     if (group !== undefined && !(outcome.status === "refused" && outcome.code && NOT_MATCHED.has(outcome.code))) groupDone.add(group);
   }
-  return { source: event.source, eventId: event.eventId, type: event.type, userId: event.userId, status: "processed", processedAt: Date.now(), runs };
+  const outcome: EventOutcome = {
+    source: event.source,
+    eventId: event.eventId,
+    type: event.type,
+    userId: event.userId,
+    status: "processed",
+    processedAt: Date.now(),
+    runs,
+  };
+  return reversal ? { ...outcome, reversal } : outcome;
+}
+
+/** An `orderRefunded` event: the cancel of the original order, for the same user (another user's order is refused). */
+function refundOrder(env: Env, config: CompiledConfig, event: BusinessEvent): Promise<ReversalAnswer> {
+  const p = event.payload as { original: { source: string; eventId: string }; reason?: string };
+  return cancelEvent(env, config, {
+    source: p.original.source,
+    eventId: p.original.eventId,
+    reason: p.reason ?? `refunded (${eventRef(event)})`,
+    userId: event.userId,
+    now: event.occurredAt,
+  });
 }
 
 /** Exclusive groups by name, each from its highest priority down; then the rest, in a stable order. */

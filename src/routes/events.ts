@@ -5,6 +5,7 @@
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { requireService } from "../auth/service";
+import { ReversalSchema } from "./reversals";
 import { activeConfig } from "../config/store";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http";
@@ -48,6 +49,7 @@ const EventOutcomeSchema = z
     status: z.enum(["processed", "cancelled"]).openapi({ description: "cancelled: a cancel came first; nothing was granted" }),
     processedAt: z.number().int(),
     runs: z.array(TriggerOutcomeSchema),
+    reversal: ReversalSchema.optional().openapi({ description: "orderRefunded: the cancel of the original order" }),
   })
   .openapi("EventOutcome");
 

@@ -23,7 +23,7 @@ const EntrySchema = z
   })
   .openapi("ReversalEntry");
 
-const ReversalSchema = z
+export const ReversalSchema = z
   .object({
     reversalId: z.string(),
     ref: z.string().openapi({ description: "event:<source>/<eventId> or request:<requestId>" }),

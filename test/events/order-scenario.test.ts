@@ -119,6 +119,32 @@ describe("an order event with a condition tree and a reward tree", () => {
     expect(run).toMatchObject({ status: "refused", code: "CONDITIONS_NOT_MET" });
   });
 
+  it("takes an order back when an orderRefunded event names it, once however often the refund comes", async () => {
+    const user = `u-${unique()}`;
+    const e = order(user, "400.00");
+    expect((await send(e)).json.results[0].outcome.runs[0].status).toBe("granted");
+    await records(2, "SELECT id FROM reward_records WHERE user_id = ?", user);
+    expect(await balance(user)).toBe(4);
+    const refund = {
+      source: "orders",
+      eventId: `r-${unique()}`,
+      type: "orderRefunded",
+      userId: user,
+      occurredAt: "2026-11-11T11:59:00+08:00",
+      payload: { original: { source: e.source, eventId: e.eventId }, reason: "customer returned it" },
+    };
+    const res = await send(refund);
+    expect(res.json.results[0].outcome.reversal).toMatchObject({ status: "reversed", reason: "customer returned it" });
+    expect(await balance(user)).toBe(0);
+    // A second refund event for the same order finds it taken back: the same reversal, nothing more.
+    const again = await send({ ...refund, eventId: `r-${unique()}` });
+    expect(again.json.results[0].outcome.reversal.reversalId).toBe(res.json.results[0].outcome.reversal.reversalId);
+    // A partial refund (items) is not taken yet: refused with the field named.
+    const partial = await send({ ...refund, eventId: `r-${unique()}`, payload: { ...refund.payload, items: [{ sku: "H1" }] } });
+    expect(partial.status).toBe(422);
+    expect(partial.json.error.code).toBe("INVALID_EVENT");
+  });
+
   it("grants nothing for an event whose cancel came first (a tombstone)", async () => {
     const user = `u-${unique()}`;
     const e = order(user, "300.00");
