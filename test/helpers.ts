@@ -75,6 +75,16 @@ export async function call(path: string, opts: CallOptions = {}): Promise<ApiRes
   return { status: res.status, headers: res.headers, json };
 }
 
+/** A new service key with `scopes`, made through the operator API (its secret, shown once). */
+export async function serviceKey(scopes: string[]): Promise<string> {
+  const res = await call("/v1/admin/service-keys", {
+    headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
+    body: { name: `test-${unique()}`, scopes },
+  });
+  if (res.status !== 201) throw new Error(`service key not made: ${res.status} ${JSON.stringify(res.json)}`);
+  return res.json.secret as string;
+}
+
 export const runTask = (activity: string, task: string, opts: CallOptions = {}) => call(`/v1/activities/${activity}/tasks/${task}`, opts);
 
 /** Rows of a table for one namespace (records are asserted on, not mocks). */

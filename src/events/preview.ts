@@ -6,7 +6,7 @@
 import type { CompiledConfig } from "../config/compiled";
 import type { Env } from "../env";
 import { previewTask, type TaskPreview } from "../engine/preview";
-import { byTurn, NOT_MATCHED, type BusinessEvent } from "./process";
+import { byTurn, NOT_MATCHED, triggeredRequest, type BusinessEvent } from "./process";
 
 /** What one triggered task would do with the event. */
 export interface TriggerPreview {
@@ -34,20 +34,7 @@ export async function previewEvent(
       runs.push({ ...base, status: "skipped", message: `a task of exclusive group '${group}' would run first` });
       continue;
     }
-    const preview = await previewTask({
-      requestId,
-      now: event.occurredAt,
-      env,
-      ctx,
-      config,
-      method: task.method,
-      activityId: task.activityId,
-      taskId: task.id,
-      query: {},
-      body: event.payload,
-      user: { id: event.userId, groups: [] },
-      event,
-    });
+    const preview = await previewTask(triggeredRequest(env, ctx, config, task, event, requestId));
     runs.push({ ...base, status: preview.wouldRun ? "would-run" : "would-refuse", preview });
     if (group !== undefined && !(preview.refusal && NOT_MATCHED.has(preview.refusal.code))) groupDone.add(group);
   }

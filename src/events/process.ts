@@ -15,7 +15,7 @@ import type { ReversalAnswer } from "../reversals/reversal";
 import type { CompiledConfig, CompiledTask } from "../config/compiled";
 import type { Env } from "../env";
 import { AppError, errorBody, type ErrorBody, type ErrorCode } from "../errors";
-import { eventRef, runTask, type RunEvent, type TaskSuccess } from "../engine/pipeline";
+import { eventRef, runTask, type RunEvent, type TaskRequest, type TaskSuccess } from "../engine/pipeline";
 import type { RewardOutcome } from "../engine/define";
 
 /** An accepted event: checked against its type, with `occurredAt` in ms. */
@@ -112,6 +112,32 @@ function refundOrder(env: Env, config: CompiledConfig, event: BusinessEvent): Pr
   });
 }
 
+/** The request a task triggered by `event` runs as (or is previewed as): for the event's user, as of when it occurred. */
+export function triggeredRequest(
+  env: Env,
+  ctx: { waitUntil(p: Promise<unknown>): void },
+  config: CompiledConfig,
+  task: CompiledTask,
+  event: BusinessEvent,
+  requestId: string,
+): TaskRequest {
+  const { activityId, id: taskId, method } = task;
+  return {
+    requestId,
+    now: event.occurredAt,
+    env,
+    ctx,
+    config,
+    method,
+    activityId,
+    taskId,
+    query: {},
+    body: event.payload,
+    user: { id: event.userId, groups: [] },
+    event,
+  };
+}
+
 /** Exclusive groups by name, each from its highest priority down; then the rest, in a stable order. */
 export function byTurn(a: CompiledTask, b: CompiledTask): number {
   const ga = a.exclusiveGroup?.name ?? "";
@@ -143,19 +169,8 @@ async function runTrigger(
   const requestId = crypto.randomUUID();
   try {
     const result = await runTask({
-      requestId,
-      now: event.occurredAt,
-      env,
-      ctx,
-      config,
-      method: task.method,
-      activityId: task.activityId,
-      taskId: task.id,
-      query: {},
-      body: event.payload,
-      user: { id: event.userId, groups: [] },
+      ...triggeredRequest(env, ctx, config, task, event, requestId),
       idempotency: { namespace: activity.namespace, key },
-      event,
     });
     return { ...base, status: "granted", requestId, rewards: result.rewards };
   } catch (e) {

@@ -1,7 +1,7 @@
 /** Business events through the worker: checked, run once by (source, eventId), triggering tasks as of when they occurred. */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, eventually, pushConfigs, rows, runTask, unique } from "../helpers";
+import { call, eventually, pushConfigs, rows, runTask, unique, serviceKey } from "../helpers";
 
 const NOW = Date.parse("2026-11-11T12:00:00+08:00");
 
@@ -64,15 +64,6 @@ tasks:
 
 let key = "";
 let readOnlyKey = "";
-
-async function serviceKey(scopes: string[]): Promise<string> {
-  const res = await call("/v1/admin/service-keys", {
-    headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
-    body: { name: `events-test-${unique()}`, scopes },
-  });
-  expect(res.status).toBe(201);
-  return res.json.secret as string;
-}
 
 beforeAll(async () => {
   await pushConfigs({ "test/order-rebates.yaml": config, "test/order-honey.yaml": honeyConfig });

@@ -1,20 +1,10 @@
 /** POST /v1/points/adjust: a business system's correction of a user's points, by service key, once per sourceRef. */
-import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, pushConfigs, unique } from "../helpers";
+import { call, pushConfigs, unique, serviceKey } from "../helpers";
 
 const NOW = "2026-11-11T12:00:00+08:00";
 let adjuster = "";
 let reader = "";
-
-async function serviceKey(scopes: string[]): Promise<string> {
-  const res = await call("/v1/admin/service-keys", {
-    headers: { authorization: `Bearer ${env.ADMIN_TOKEN}` },
-    body: { name: `adjust-${unique()}`, scopes },
-  });
-  expect(res.status).toBe(201);
-  return res.json.secret as string;
-}
 
 beforeAll(async () => {
   await pushConfigs();
