@@ -81,7 +81,7 @@ function perSecond(once: () => boolean): number {
 }
 
 export function conditionFigures(say: (s: string) => void): boolean {
-  const compiled = compileTree(RAW, { timezone: "Asia/Shanghai", taskIds: [], pointPrograms: [], unavailable: {} });
+  const compiled = compileTree(RAW, { timezone: "Asia/Shanghai", taskIds: [], pointPrograms: [], identityTypes: {}, unavailable: {} });
   if ("issues" in compiled) throw new Error(`the bench tree does not compile: ${JSON.stringify(compiled.issues)}`);
   const tree: ConditionTree = compiled.tree;
   const leaves = leavesOf(tree.root);

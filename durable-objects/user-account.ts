@@ -36,6 +36,10 @@ import type { PointProgram } from "../src/points/program";
 import { ReversalBook, reversalTables, type ReversalClaim } from "../src/reversals/account-reversals";
 import type { ReversalAnswer, ReversalPlan } from "../src/reversals/reversal";
 import { countOrderOnce } from "../src/events/order-history";
+import { IdentityBook, identityTables, type GrantResult, type IdentityGrant, type RevokeResult } from "../src/membership/segments";
+import { sendNotices } from "../src/membership/notices";
+import type { MembershipProgram } from "../src/membership/program";
+import type { Segment } from "../src/membership/timeline";
 
 /**
  * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
@@ -58,6 +62,7 @@ export const userAccountMigrations: StorageMigration[] = [
   (sql) => sql.exec("CREATE TABLE profile (name TEXT PRIMARY KEY, value TEXT, updated_at INTEGER NOT NULL)"),
   pointLedgerTables,
   reversalTables,
+  identityTables,
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -109,6 +114,7 @@ export class UserAccount extends DurableObject<Env> {
     /** Points grants the program's daily cap cut down: what each really earned. */
     const earned: Record<string, number> = {};
     const ledger = new PointLedger(this.sql, plan.userId);
+    const identities = new IdentityBook(this.sql);
     try {
       this.ctx.storage.transactionSync(() => {
         for (const lock of plan.locks) {
@@ -138,6 +144,10 @@ export class UserAccount extends DurableObject<Env> {
           const applied = applyPointChange(ledger, change);
           if (!applied.ok) throw new Refusal({ ok: false, rejection: applied.rejection });
           if (change.kind === "earn" && applied.earned! < change.amount) earned[change.grantId] = applied.earned!;
+        }
+        for (const { program, grant } of plan.identities ?? []) {
+          const granted = identities.grant(program, grant);
+          if (!granted.ok) throw new Refusal({ ok: false, rejection: { code: granted.code, message: granted.message } });
         }
         for (const r of plan.requirements) {
           if ((this.value(ns, r.key) ?? 0) < 1) throw new Refusal({ ok: false, rejection: r.rejection });
@@ -182,7 +192,9 @@ export class UserAccount extends DurableObject<Env> {
           : plan.records.deliveries;
         const r: RecordBatch = { ...plan.records, rewards, deliveries, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
         if (ledger.written.length > 0) r.points = ledger.written;
-        if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length + ledger.written.length > 0) {
+        if (identities.written.length > 0) r.identitySegments = identities.written;
+        const rows = r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length;
+        if (rows + ledger.written.length + identities.written.length > 0) {
           this.outbox.add(r);
           queued = true;
         }
@@ -199,6 +211,7 @@ export class UserAccount extends DurableObject<Env> {
     if (plan.idempotency) this.answered(plan.idempotency.namespace, plan.idempotency.key);
     // After the answer: the run is committed, and a failed hand-off is the alarm's to retry, not the client's.
     if (queued) this.handOff();
+    if (identities.noticed) this.sendNotices();
     const result: CommitResult = { ok: true };
     if (Object.keys(settled).length > 0) result.settled = settled;
     if (unused.length > 0) result.unused = unused;
@@ -386,6 +399,7 @@ export class UserAccount extends DurableObject<Env> {
       reservation === null ? null : reservation + RESERVATION_OUTCOME_TTL_MS,
       PointLedger.nextEvent(this.sql),
       ReversalBook.nextEffect(this.sql),
+      IdentityBook.nextEvent(this.sql),
     ];
     const times = due.filter((t): t is number => t !== null);
     return times.length === 0 ? null : Math.max(Date.now(), Math.min(...times) + 1);
@@ -402,6 +416,9 @@ export class UserAccount extends DurableObject<Env> {
       const ledger = PointLedger.of(this.sql);
       if (ledger) this.ctx.storage.transactionSync(() => this.keepPoints(ledger, () => ledger.settle(Date.now())));
       await this.reversalBook().runEffects(Date.now());
+      const identities = new IdentityBook(this.sql);
+      this.ctx.storage.transactionSync(() => identities.noteExpiries(Date.now()));
+      await sendNotices(this.sql, this.env, this.ctx);
     } finally {
       await this.outbox.forward();
     }
@@ -547,18 +564,84 @@ export class UserAccount extends DurableObject<Env> {
   async reverse(plan: ReversalPlan, status: ReversalAnswer["status"]): Promise<string> {
     const book = this.reversalBook();
     const ledger = new PointLedger(this.sql, plan.userId);
+    const identities = new IdentityBook(this.sql);
     const answer = this.ctx.storage.transactionSync(() => {
-      const result = book.commit(plan, status, ledger, {
-        value: (ns, key) => this.value(ns, key),
-        write: (ns, key, value) => this.write(ns, key, value, Date.now()),
-      });
-      if (result.records) this.outbox.add({ participations: [], rewards: [], deliveries: [], ...result.records, points: ledger.written });
+      const result = book.commit(
+        plan,
+        status,
+        ledger,
+        {
+          value: (ns, key) => this.value(ns, key),
+          write: (ns, key, value) => this.write(ns, key, value, Date.now()),
+        },
+        identities,
+      );
+      if (result.records)
+        this.outbox.add({
+          participations: [],
+          rewards: [],
+          deliveries: [],
+          ...result.records,
+          points: ledger.written,
+          identitySegments: identities.written,
+        });
       countServed(this.sql);
       return JSON.stringify(result.answer);
     });
     this.handOff();
     this.ctx.waitUntil(book.runEffects(Date.now()).catch((e) => log.error("give-backs not done; the alarm retries", { error: String(e) })));
+    if (identities.noticed) this.sendNotices();
     return answer;
+  }
+
+  /**
+   * Grants an identity segment on the user's timeline (POST /v1/membership/grants): decided here, in one
+   * transaction with its D1 copy and the notices of the events it causes, so concurrent grants of conflicting SKUs
+   * cannot both pass. A repeat of the same grant under its externalRef answers the segment again.
+   */
+  async grantIdentity(program: MembershipProgram, grant: IdentityGrant): Promise<GrantResult> {
+    const book = new IdentityBook(this.sql);
+    const result = this.ctx.storage.transactionSync(() => {
+      const r = book.grant(program, grant);
+      if (book.written.length > 0) this.outbox.add({ participations: [], rewards: [], deliveries: [], identitySegments: book.written });
+      countServed(this.sql);
+      return r;
+    });
+    this.afterIdentityChange(book);
+    return result;
+  }
+
+  /** Revokes the segment granted under `externalRef` (a refund): see IdentityBook.revoke. */
+  async revokeIdentity(program: MembershipProgram, c: { userId: string; externalRef: string; reason: string; now: number }): Promise<RevokeResult> {
+    const book = new IdentityBook(this.sql);
+    const result = this.ctx.storage.transactionSync(() => {
+      const r = book.revoke(program, c);
+      if (book.written.length > 0) this.outbox.add({ participations: [], rewards: [], deliveries: [], identitySegments: book.written });
+      countServed(this.sql);
+      return r;
+    });
+    this.afterIdentityChange(book);
+    return result;
+  }
+
+  /** The user's timeline, every segment revoked ones included (no write). */
+  async identities(): Promise<Segment[]> {
+    return new IdentityBook(this.sql).segments();
+  }
+
+  /** After a committed identity change: its D1 rows and its notices go out, off the answer's path. */
+  private afterIdentityChange(book: IdentityBook) {
+    if (book.written.length > 0) this.handOff();
+    if (book.noticed) this.sendNotices();
+  }
+
+  /** Sends the identity notices just committed, off the answer's path; the alarm retries what is left. */
+  private sendNotices() {
+    this.ctx.waitUntil(
+      sendNotices(this.sql, this.env, this.ctx)
+        .catch((e) => log.error("identity notices not sent; the alarm retries", { error: String(e) }))
+        .finally(() => this.outbox.forward()),
+    );
   }
 
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */

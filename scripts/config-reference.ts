@@ -96,6 +96,7 @@ lists versions and \`tasks:rollback\` re-activates the previous one. Words from 
 | \`sales\` | no | Flash sales by id (below). Sale ids are global: unique across all files. |
 | \`tasks\` | yes | Map of task id → task. |
 | \`pointPrograms\` | no | Point programs by id, for the whole bundle (below). A file may hold only this key. |
+| \`membership\` | no | The bundle's membership program (below), in a file of its own holding only this key. |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or wall-clock \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
 
@@ -119,6 +120,51 @@ shorter. \`dailyEarnCap\` cuts an earn to what is left of the day's cap (the ent
 0 included). A redeem (\`spendPoints\`, \`POST /v1/points/redeem\`) spends the spendable lots that expire first
 and never takes the balance below zero (INSUFFICIENT_POINTS); only a reversal of points already spent can, as a
 debt the next earns pay first.
+
+## Membership
+
+\`\`\`yaml
+membership:                        # one per bundle, in a file of its own (task-configs/membership.yaml)
+  timezone: Asia/Shanghai          # the calendar of day, month and year terms (default UTC)
+  reminderDays: 7                  # identity.expiring this many days before an identity runs out (optional: none)
+  preconditionLost: revoke         # keep (default) | revoke: a refund that takes a segment's pre-condition away
+  identityTypes:
+    silver: { name: Silver, rank: 1 }   # the primary identity at an instant is the one of the highest rank
+    gold: { name: Gold, rank: 2 }
+    student: { rank: 1 }
+  skus:
+    gold-month:
+      identityType: gold
+      duration: P1M                # P<n>D | P<n>M | P<n>Y, or instead \`until: "2027-01-01 00:00:00"\` (a fixed end)
+      stack: extend                # extend (default): a renewal starts where the type's last segment ends | parallel
+      requires: { identityType: silver, scope: ever }   # or { sku: … }; scope active (default): held at the start
+      conflicts: [student]         # identity types it never overlaps; conflicts hold both ways
+      sources: [purchase, task]    # purchase, task, partner, bundle, offlineCard, flashSale, admin (default: all)
+      channels: [app, web]         # the channels it is sold on (optional: any)
+\`\`\`
+
+A grant (\`POST /v1/membership/grants\`, or the \`membership\` reward) puts a **segment** on the user's timeline:
+sku, identity type, \`[start, end)\`, source, channel, the \`externalRef\` it was granted under (the order id,
+unique per user: the same grant again answers the segment, another grant under it is ALREADY_EXISTS) and its
+status. The rules, decided in the user's account so concurrent grants cannot both pass:
+
+- An \`extend\` SKU's segment starts at the later of now and the end of the identity type's last segment (a
+  renewal stacks); a \`parallel\` one starts now. Different identity types always run side by side.
+- A term ends at the start's wall-clock time, n days, months or years later on the program's calendar; a day the
+  month lacks is its last day: P1M from 31 January ends on 28 (or 29) February at the same time, and a second P1M
+  bought meanwhile runs from there to 28 March. \`until\` ends at a fixed instant (refused once it has passed).
+- The identities effective at an instant are the segments covering it; the primary one has the highest rank.
+- \`requires\` is judged at the new segment's start (PRECONDITION_FAILED); a segment of a conflicting type
+  overlapping \`[start, end)\` refuses it (IDENTITY_CONFLICT); a source or channel the SKU does not list is NOT_ELIGIBLE.
+- A revoke (a refund, \`POST /v1/membership/grants/{externalRef}/revoke\`) takes the segment off the timeline; the
+  \`extend\` segments of its type that followed it move earlier (to now, if it was under way) and keep their terms;
+  segments whose pre-condition it was are kept or revoked as \`preconditionLost\` says. Idempotent by the ref.
+
+Grants emit \`identity.granted\`, \`identity.renewed\` (the type was held or queued) and \`identity.upgraded\`
+(the primary identity's rank rose now); the account's alarm emits \`identity.expired\` when an identity runs out
+and \`identity.expiring\` \`reminderDays\` before. They are built-in event types (source \`fanfare\`), so tasks
+with \`on: identity.upgraded\` take them up; a revoke cancels the events of the segments it revoked, which takes
+back what their tasks granted.
 
 ## Chances
 

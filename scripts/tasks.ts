@@ -75,6 +75,11 @@ async function checkLocal(): Promise<{ files: ConfigFile[]; hash: string; config
   }
   const programs = [...checked.config!.pointPrograms.keys()];
   if (programs.length > 0) step(`ok  point programs: ${programs.join(", ")}`);
+  const membership = checked.config!.membership;
+  if (membership) {
+    const types = Object.values(membership.identityTypes).map((t) => `${t.id} (rank ${t.rank})`);
+    step(`ok  membership: identity types ${types.join(", ")}; SKUs ${Object.keys(membership.skus).join(", ")}`);
+  }
   if (strict && checked.warnings.length > 0) stop(0, checked.warnings.length);
   return { files, hash, config: checked.config! };
 }

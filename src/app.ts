@@ -22,6 +22,11 @@ import { registerPoints } from "./routes/points";
 import { registerEvents } from "./routes/events";
 import { registerAdminReversals, registerReversals } from "./routes/reversals";
 import { registerAdminPreview, registerPreview } from "./routes/preview";
+import { registerMeIdentities } from "./routes/me-identities";
+import { registerMembershipEligibility } from "./routes/membership-eligibility";
+import { registerMembershipGrants } from "./routes/membership-grants";
+import { registerMembershipRevoke } from "./routes/membership-revoke";
+import { registerAdminIdentities } from "./routes/admin-identities";
 import { requireOperator } from "./auth/operator";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
@@ -44,6 +49,8 @@ registerPrizes(app);
 registerFlashSales(app);
 registerTickets(app);
 registerPreview(app);
+registerMeIdentities(app);
+registerMembershipEligibility(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "service", {
   type: "http",
   scheme: "bearer",
@@ -53,6 +60,8 @@ registerUserAttributes(app);
 registerPoints(app);
 registerEvents(app);
 registerReversals(app);
+registerMembershipGrants(app);
+registerMembershipRevoke(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 registerHeaders(app);
 app.use("/v1/admin/*", requireOperator);
@@ -63,6 +72,7 @@ registerAdminActivities(app);
 registerAdminServiceKeys(app);
 registerAdminReversals(app);
 registerAdminPreview(app);
+registerAdminIdentities(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

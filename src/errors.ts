@@ -16,6 +16,8 @@ export const ERROR_STATUS = {
   NO_CHANCES: 403,
   NOT_STARTED: 403,
   ENDED: 403,
+  /** A membership SKU whose pre-condition identity (or SKU) the user does not hold at the new segment's start. */
+  PRECONDITION_FAILED: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   LOCKED: 409,
@@ -28,6 +30,8 @@ export const ERROR_STATUS = {
   INSUFFICIENT_POINTS: 409,
   /** A request that granted nothing to take back (refused), or whose grants were already reversed with its event. */
   NOT_REVERSIBLE: 409,
+  /** A membership segment would overlap a segment of a conflicting identity type. */
+  IDENTITY_CONFLICT: 409,
   CLAIM_EXPIRED: 410,
   TOKEN_EXPIRED: 410,
   PAYLOAD_TOO_LARGE: 413,

@@ -7,6 +7,8 @@ import type { deliveries, participations, requestRecords, reversalEntries, rever
 import type { Rejection } from "../engine/define";
 import type { PointChange } from "../points/changes";
 import type { PointEntryRow } from "../points/ledger";
+import type { MembershipProgram } from "../membership/program";
+import type { IdentityGrant, SegmentRow } from "../membership/segments";
 
 /** A change to one of the user's counters in the namespace. */
 export interface CounterChange {
@@ -68,6 +70,8 @@ export interface RecordBatch {
   /** Reversals and their entries (src/reversals); absent in batches that have none. */
   reversals?: (typeof reversals.$inferInsert)[];
   reversalEntries?: (typeof reversalEntries.$inferInsert)[];
+  /** Identity segment revisions (src/membership); absent in batches that have none. */
+  identitySegments?: SegmentRow[];
 }
 
 /**
@@ -112,6 +116,8 @@ export interface AccountPlan {
   request?: RequestRecordRow;
   /** Point earns and redeems, applied in order after the counters (src/points/changes.ts). */
   points?: PointChange[];
+  /** Identity segments granted by the run (the `membership` reward), decided on the user's timeline after the points. */
+  identities?: { program: MembershipProgram; grant: IdentityGrant }[];
 }
 
 /**

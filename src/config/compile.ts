@@ -22,6 +22,7 @@ import { compileRewardTree, NO_REWARDS } from "../engine/reward-tree/tree";
 import { EVENT_TREES, TASK_TREES } from "../engine/conditions/facts";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
+import { compileMembershipFile, isMembershipFile, type MembershipProgram } from "../membership/program";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
 
 export interface ConfigFile {
@@ -188,7 +189,21 @@ class FileCompiler {
   constructor(
     private readonly file: string,
     private readonly programs: Readonly<Record<string, PointProgram>> = {},
+    private readonly membership?: MembershipProgram,
   ) {}
+
+  /** The file's `membership` program, compiled (undefined: the file declares none, or it has problems, reported). */
+  membershipProgram(source: string): MembershipProgram | undefined {
+    this.doc = parseDocument(source, { uniqueKeys: true, lineCounter: this.lines });
+    let raw: unknown;
+    try {
+      raw = this.doc.toJS();
+    } catch {
+      return undefined;
+    }
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw) || !isMembershipFile(raw as Record<string, unknown>)) return undefined;
+    return compileMembershipFile(raw as Record<string, unknown>, this);
+  }
 
   /** The file's `pointPrograms` section, compiled; each problem is reported with its path. */
   pointPrograms(source: string): Record<string, PointProgram> {
@@ -432,7 +447,7 @@ class FileCompiler {
       };
     });
 
-    const ctx: CompileContext = { activity, taskId: id, params: t.params, pointPrograms: this.programs };
+    const ctx: CompileContext = { activity, taskId: id, params: t.params, pointPrograms: this.programs, membership: this.membership };
     const list = (v: z.output<typeof ComponentList> | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
     const validators = t.validator.map((ref, i) => this.place(registry.validators, "validator", ref, [...base, "validator", i], ctx));
     const commands = list(t.command).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "command", i], ctx));
@@ -441,7 +456,13 @@ class FileCompiler {
     // A trigger always runs for its event's user; anything else that works on the user needs `login` earlier in the
     // validator list, so it never meets no user.
     const on = t.on === undefined ? undefined : Array.isArray(t.on) ? t.on : [t.on];
-    const conditions = { timezone: activity.timezone, taskIds, pointPrograms: Object.keys(this.programs), ...(on ? EVENT_TREES : TASK_TREES) };
+    const conditions = {
+      timezone: activity.timezone,
+      taskIds,
+      pointPrograms: Object.keys(this.programs),
+      identityTypes: this.membership?.identityTypes ?? {},
+      ...(on ? EVENT_TREES : TASK_TREES),
+    };
     const compiled = t.when === undefined ? undefined : compileTree(t.when, conditions);
     const rewardTree =
       t.reward === undefined
@@ -457,7 +478,7 @@ class FileCompiler {
     const when = compiled && "tree" in compiled ? compiled.tree : undefined;
 
     const loginAt = on ? -Infinity : validators.findIndex((v) => v?.def.code === "login");
-    const userFacts = (["attributes", "groups", "participations", "orders"] as const).filter(
+    const userFacts = (["attributes", "groups", "participations", "orders", "identities"] as const).filter(
       (k) => when?.needs.has(k) || rewardTree?.guards.some((g) => g.needs.has(k)),
     );
     if (userFacts.length > 0 && loginAt === -1) {
@@ -592,10 +613,24 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     }
     issues.push(...c.issues);
   }
+  // The membership program next: one per bundle, and any activity's tasks may name its SKUs and identity types.
+  let membership: MembershipProgram | undefined;
+  let membershipFile: string | undefined;
+  for (const f of files) {
+    const c = new FileCompiler(f.name);
+    const m = c.membershipProgram(f.source);
+    if (m && membershipFile) c.issue(["membership"], `the membership program is already declared in ${membershipFile}`, true);
+    else if (m) {
+      membership = m;
+      membershipFile = f.name;
+    }
+    issues.push(...c.issues);
+  }
   const profile: ProfileSchema = {};
   for (const f of files) {
-    const c = new FileCompiler(f.name, programs);
+    const c = new FileCompiler(f.name, programs, membership);
     const fields = c.parse(f.source);
+    if (fields && isMembershipFile(fields)) continue;
     if (fields && isProfileFile(fields)) {
       for (const attribute of compileProfileFile(f.name, fields, c)) {
         const other = own(profile, attribute.name);
@@ -637,6 +672,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     sales: new Map([...sales].map(([id, s]) => [id, s.sale])),
     profile,
     pointPrograms: new Map(Object.entries(programs)),
+    ...(membership && { membership }),
     eventTypes,
     triggers,
   };

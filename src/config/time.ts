@@ -163,3 +163,18 @@ export function parseDuration(text: string): number | null {
   const [w, d, h, min, s] = m.slice(1).map((v) => Number(v ?? 0));
   return ((((w! * 7 + d!) * 24 + h!) * 60 + min!) * 60 + s!) * 1000;
 }
+
+/**
+ * `ms` moved `n` calendar days, months or years in `timeZone`, keeping its wall-clock time of day: P1D across a DST
+ * change is 23 or 25 hours. A day the target month lacks is the month's last day (31 January + 1 month is 28 or 29
+ * February), and a wall-clock time that does not exist there (a DST gap) is read as the offset before it.
+ */
+export function addCalendar(ms: number, unit: "D" | "M" | "Y", n: number, timeZone: string): number {
+  const w = wallClock(ms, timeZone);
+  const months = unit === "M" ? n : unit === "Y" ? 12 * n : 0;
+  const first = new Date(Date.UTC(w.year, w.month - 1 + months, 1));
+  const lastDay = new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth() + 1, 0)).getUTCDate();
+  const date = new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth(), Math.min(w.day, lastDay) + (unit === "D" ? n : 0)));
+  const text = `${date.toISOString().slice(0, 10)} ${pad(w.hour)}:${pad(w.minute)}:${pad(w.second)}`;
+  return parseActivityTime(text, timeZone)! + (ms - Math.floor(ms / 1000) * 1000);
+}

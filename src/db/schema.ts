@@ -307,3 +307,30 @@ export const reversalEntries = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.reversalId, t.grantId] }), index("reversal_entries_by_request").on(t.requestId)],
 );
+
+/**
+ * Users' identity segments (src/membership), copied from their accounts (migrations/0014): one row per revision of a
+ * segment (granted, moved, revoked), so the copy is append-only like every record; the highest revision is current.
+ */
+export const identitySegments = sqliteTable(
+  "identity_segments",
+  {
+    id: text("id").notNull(),
+    revision: integer("revision").notNull(),
+    userId: text("user_id").notNull(),
+    sku: text("sku").notNull(),
+    identityType: text("identity_type").notNull(),
+    startAt: integer("start_at").notNull(),
+    endAt: integer("end_at").notNull(),
+    source: text("source").notNull(),
+    channel: text("channel"),
+    externalRef: text("external_ref").notNull(),
+    status: text("status").notNull(),
+    changedAt: integer("changed_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.id, t.revision] }),
+    index("identity_segments_by_user").on(t.userId, t.identityType),
+    index("identity_segments_by_ref").on(t.externalRef),
+  ],
+);

@@ -9,6 +9,7 @@ import type { TaskRun } from "./run";
 import type { CounterDefinition } from "../counters/counter-definition";
 import type { Period } from "../config/time";
 import type { PointProgram } from "../points/program";
+import type { MembershipProgram } from "../membership/program";
 import type { Env } from "../env";
 import type { GrantRecord, ReversalStep } from "../reversals/reversal";
 
@@ -35,6 +36,8 @@ export interface CompileContext {
   params: Record<string, unknown>;
   /** The bundle's point programs, by id (the `points` reward and `spendPoints` guard name one). */
   pointPrograms: Readonly<Record<string, PointProgram>>;
+  /** The bundle's membership program (the `membership` reward names its SKUs). */
+  membership?: MembershipProgram;
 }
 
 /** Thrown by `prepare` to reject args with a reason (and optionally the path below the component). */

@@ -228,6 +228,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     idempotency: req.idempotency && { ...req.idempotency, status: 200, body: JSON.stringify(result) },
     request,
     points: run.plan.points,
+    identities: run.plan.identities,
   };
   // If this call fails without an answer, the commit may or may not have landed: the reservations stay held, and at
   // their deadline each counter asks the account, which answers what happened (and forbids it later if nothing did).

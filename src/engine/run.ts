@@ -3,7 +3,7 @@ import type { CompiledActivity, CompiledConfig, CompiledTask } from "../config/c
 import type { RunEvent } from "./pipeline";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
-import type { MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/account-plan";
+import type { AccountPlan, MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/account-plan";
 import type { CounterDefinition } from "../counters/counter-definition";
 import { sharedCounter } from "../counters/scope";
 import type { Rejection } from "./define";
@@ -50,6 +50,8 @@ class CommitPlan {
   readonly requirements: MarkerRequirement[] = [];
   /** Point earns and redeems, applied in the commit in this order (src/points/changes.ts). */
   readonly points: PointChange[] = [];
+  /** Identity segments granted (the `membership` reward), decided on the user's timeline in the commit. */
+  readonly identities: NonNullable<AccountPlan["identities"]> = [];
   /** Records forwarded to D1 once committed. */
   readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
   /** Undo of what was taken from another single writer before the commit (a prize drawn), run if the run fails. */

@@ -1,5 +1,5 @@
 /**
- * Business event types: the built-in ones Fanfare emits or knows (`signIn`, `birthday`, `membershipUpgraded`) and
+ * Business event types: the built-in ones Fanfare emits or knows (`signIn`, `birthday`, `identity.granted`, …) and
  * those an activity file declares under `eventTypes`. Each has a payload schema compiled once (payload-schema.ts)
  * and a grace period for late events: an event is judged by when it occurred, and one arriving later than its grace
  * is refused rather than evaluated against windows and limits long past.
@@ -42,6 +42,18 @@ export const EventTypeSchema = z
 /** Event types name YAML keys and URLs: letters, digits, `.`, `-` and `_`. */
 export const EventTypeNameSchema = z.string().regex(/^[A-Za-z][A-Za-z0-9._-]{0,63}$/, "an event type is letters, digits, '.', '-', '_'");
 
+/** The payload of identity.granted and identity.renewed: the segment. */
+const SEGMENT_PAYLOAD: PayloadSpec = {
+  segmentId: "string",
+  sku: "string",
+  identityType: "string",
+  start: "datetime",
+  end: "datetime",
+  source: "string",
+  channel: { type: "string", optional: true },
+  externalRef: "string",
+};
+
 const builtIn = (name: string, description: string, payload: PayloadSpec): EventType => ({
   name,
   description,
@@ -67,6 +79,28 @@ export const BUILT_IN_EVENT_TYPES: ReadonlyMap<string, EventType> = new Map(
     builtIn("membershipUpgraded", "The user's primary membership identity rose in rank.", {
       from: { type: "string", optional: true },
       to: "string",
+    }),
+    // Emitted by the user's account (src/membership) with source `fanfare`; a revoke cancels those of its segment.
+    builtIn("identity.granted", "A membership segment was granted (every grant, renewals too).", SEGMENT_PAYLOAD),
+    builtIn("identity.renewed", "A membership segment was granted to a user who holds (or will hold) its identity type: it stacks.", SEGMENT_PAYLOAD),
+    builtIn("identity.upgraded", "A grant raised the rank of the user's primary identity now (`from` absent: the user held none).", {
+      segmentId: "string",
+      sku: "string",
+      from: { type: "string", optional: true },
+      to: "string",
+    }),
+    builtIn("identity.expired", "An identity ran out: its last segment ended and no later one continues it (noted by the account's alarm).", {
+      segmentId: "string",
+      sku: "string",
+      identityType: "string",
+      expiredAt: "datetime",
+    }),
+    builtIn("identity.expiring", "An identity runs out within the program's `reminderDays` (noted by the account's alarm).", {
+      segmentId: "string",
+      sku: "string",
+      identityType: "string",
+      expiresAt: "datetime",
+      daysLeft: "integer",
     }),
   ].map((t) => [t.name, t]),
 );

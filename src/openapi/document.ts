@@ -24,6 +24,7 @@ export function openApiDocument(app: OpenAPIHono<AppEnv>) {
       { name: "Prizes", description: "Claim what a lottery drew" },
       { name: "Flash sales", description: "Take a stock token, check out with it, or give it back" },
       { name: "Tickets", description: "The outcome of a queued grab or task run (`intake: queue`)" },
+      { name: "Membership", description: "Identities as SKUs on a timeline: the user's identities, eligibility, grants and refunds" },
       { name: "Users", description: "Users' profile attributes: set by business systems (service keys), read by the user" },
       { name: "Admin", description: "Operator API (ADMIN_TOKEN): prize pools, flash sales and service keys" },
       { name: "Operations", description: "Liveness and this reference" },

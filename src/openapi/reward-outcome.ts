@@ -108,7 +108,27 @@ const PointsOutcome = z
   ])
   .openapi("PointsOutcome");
 
+const MembershipOutcome = z
+  .discriminatedUnion("granted", [
+    z.object({
+      type: z.literal("membership"),
+      granted: z.literal(true),
+      grantId: grantId.openapi({ description: "The grant's id: the segment's externalRef on the user's timeline (GET /v1/me/identities)" }),
+      node,
+      amount: z.literal(1),
+      sku: z.string().openapi({ example: "gold-week" }),
+      identityType: z.string().openapi({ example: "gold" }),
+    }),
+    z.object({
+      type: z.literal("membership"),
+      granted: z.literal(false),
+      reason: z.enum(TREE_REASONS).openapi({ description: TREE_DESCRIPTION.slice(2) }),
+      node,
+    }),
+  ])
+  .openapi("MembershipOutcome");
+
 /** One reward's outcome in a task's answer: granted with its details, or not granted with the reason. */
 export const RewardOutcomeSchema = z
-  .discriminatedUnion("type", [RedPacketOutcome, ChancesOutcome, CouponOutcome, LotteryOutcome, PointsOutcome])
+  .discriminatedUnion("type", [RedPacketOutcome, ChancesOutcome, CouponOutcome, LotteryOutcome, PointsOutcome, MembershipOutcome])
   .openapi("RewardOutcome");

@@ -27,6 +27,7 @@ export function mergeRecordBatches(batches: RecordBatch[]): RecordBatch {
     points: batches.flatMap((b) => b.points ?? []),
     reversals: batches.flatMap((b) => b.reversals ?? []),
     reversalEntries: batches.flatMap((b) => b.reversalEntries ?? []),
+    identitySegments: batches.flatMap((b) => b.identitySegments ?? []),
   };
 }
 

@@ -11,6 +11,7 @@ import {
   flashSaleGrabs,
   flashSaleOrders,
   flashSaleTokenEvents,
+  identitySegments,
   participations,
   pointEntries,
   prizeDraws,
@@ -41,6 +42,7 @@ const TABLES = {
   point_entries: pointEntries,
   reversals,
   reversal_entries: reversalEntries,
+  identity_segments: identitySegments,
 } satisfies Record<string, SQLiteTable>;
 
 export type Table = keyof typeof TABLES;
@@ -100,6 +102,7 @@ function rowsByKind(body: QueueMessage): Rows {
         point_entries: body.records.points ?? [],
         reversals: body.records.reversals ?? [],
         reversal_entries: body.records.reversalEntries ?? [],
+        identity_segments: body.records.identitySegments ?? [],
       };
     case "pool-events":
       return {

@@ -15,6 +15,7 @@ import type { CounterDefinition } from "../counters/counter-definition";
 import type { Env } from "../env";
 import type { RecordBatch } from "../accounts/account-plan";
 import type { PointLedger } from "../points/ledger";
+import type { IdentityBook } from "../membership/segments";
 import { log } from "../platform/log";
 import type { StorageMigration } from "../../durable-objects/support/migrations";
 import { type GiveBack, type ReversalAnswer, type ReversalEntry, type ReversalPlan, settledEntry } from "./reversal";
@@ -78,6 +79,7 @@ export class ReversalBook {
     status: ReversalAnswer["status"],
     ledger: PointLedger,
     counters: Counters,
+    identities: IdentityBook,
   ): { answer: ReversalAnswer; records?: Pick<RecordBatch, "reversals" | "reversalEntries"> } {
     const row = this.sql.exec<{ status: string; body: string | null }>("SELECT status, body FROM reversals WHERE ref = ?", plan.ref).toArray()[0];
     if (row?.status === "done") return { answer: JSON.parse(row.body!) as ReversalAnswer };
@@ -103,6 +105,11 @@ export class ReversalBook {
           // The lot's remainder came back; the rest was spent (taken from other lots, or owed as a negative balance).
           entry = { ...settledEntry(entry, d.reclaimed ?? 0, "SPENT"), detail: { ...d, entryId: r.entry.id } };
         }
+      } else if (c?.kind === "identity") {
+        const r = identities.revoke(c.program, { userId: plan.userId, externalRef: c.externalRef, reason: c.reason, now: c.now });
+        entry = r.ok
+          ? { ...settledEntry(entry, 1, ""), detail: { revoked: r.answer.revoked.map((s) => s.id), moved: r.answer.moved.map((s) => s.id) } }
+          : { ...entry, reason: r.code };
       } else if (c?.kind === "restore") {
         for (const key of c.keys) {
           const held = counters.value(ns, key) ?? 0;

@@ -4,6 +4,7 @@
  */
 import type { CounterDefinition } from "../counters/counter-definition";
 import type { PointProgram } from "../points/program";
+import type { MembershipProgram } from "../membership/program";
 
 /** A reward record as granted (its D1 row, detail parsed): what a reward's `reverse` takes back. */
 export interface GrantRecord {
@@ -39,12 +40,14 @@ export interface ReversalEntry {
  * A change to the user's own state, applied by the account in the reversal's transaction; it settles its entry.
  * `take`: up to `amount` from a counter, never below zero (chances: spent ones are `unreclaimable`; a red packet's
  * shortfall goes to `debtKey` as a debt). `points`: the ledger's reverse of the earn `earnRef` (a shortfall is a
- * negative entry). `restore`: participation counters one lower, never below zero (no entry of its own).
+ * negative entry). `restore`: participation counters one lower, never below zero (no entry of its own). `identity`:
+ * the segment a `membership` reward granted is revoked on the user's timeline (src/membership/segments.ts).
  */
 export type UserReversal =
   | { kind: "take"; grantId: string; key: string; amount: number; debtKey?: string; spentReason: string }
   | { kind: "points"; grantId: string; program: PointProgram; earnRef: string; reason: string; now: number }
-  | { kind: "restore"; keys: string[] };
+  | { kind: "restore"; keys: string[] }
+  | { kind: "identity"; grantId: string; program: MembershipProgram; externalRef: string; reason: string; now: number };
 
 /** A unit (or an amount) a grant used of a shared counter, given back once per grant id after the commit. */
 export interface GiveBack {

@@ -51,6 +51,8 @@ const RUN_ERRORS = {
   LOCKED: "a concurrent duplicate holds the user's lock, or the Idempotency-Key's first request is still running",
   SOLD_OUT: "a reward's stock or budget is spent",
   INSUFFICIENT_POINTS: "a `spendPoints` guard found too few spendable points",
+  IDENTITY_CONFLICT: "a `membership` reward's segment would overlap a conflicting identity of the user",
+  PRECONDITION_FAILED: "a `membership` reward's SKU requires an identity the user does not hold at the segment's start",
   IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used with a different request",
   RATE_LIMITED: "over the route's or the task's rate limit",
   ...ALWAYS,

@@ -4,7 +4,7 @@ import type { ConditionFacts } from "../../src/engine/conditions/define";
 import { type ConditionTree, compileTree, evaluate, type TreeContext, whyNot } from "../../src/engine/conditions/tree";
 import { EVENT_TREES, TASK_TREES } from "../../src/engine/conditions/facts";
 
-const ctx: TreeContext = { timezone: "Asia/Shanghai", taskIds: ["signIn", "share"], pointPrograms: ["honey"], unavailable: {} };
+const ctx: TreeContext = { timezone: "Asia/Shanghai", taskIds: ["signIn", "share"], pointPrograms: ["honey"], identityTypes: {}, unavailable: {} };
 
 function tree(raw: unknown, c: TreeContext = ctx): ConditionTree {
   const r = compileTree(raw, c);
@@ -58,7 +58,7 @@ describe("condition trees are compiled once, every problem with its path and rea
         {
           path: ["all", 0],
           reason:
-            "unknown condition 'newUsr'; did you mean 'newUser'?; known: all, any, not, atLeast, event, attribute, group, participations, newUser, firstOrder, pointsBalance, timeOfDay, dayOfWeek",
+            "unknown condition 'newUsr'; did you mean 'newUser'?; known: all, any, not, atLeast, event, attribute, group, participations, newUser, firstOrder, pointsBalance, timeOfDay, dayOfWeek, identity",
         },
       ],
     ],

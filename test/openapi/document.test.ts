@@ -27,7 +27,8 @@ describe("the OpenAPI document", () => {
     expect(publicOps.sort()).toEqual(["get /docs", "get /health", "get /openapi.json", "get /v1/flash-sales/{saleId}"]);
     for (const { path, op } of operations(d)) {
       if (op.security.length === 0) continue;
-      const service = path.startsWith("/v1/users/") || path.startsWith("/v1/events") || path === "/v1/points/adjust";
+      const service =
+        path.startsWith("/v1/users/") || path.startsWith("/v1/events") || path === "/v1/points/adjust" || path.startsWith("/v1/membership/grants");
       const scheme = path.startsWith("/v1/admin/") ? "operator" : service ? "service" : "bearer";
       expect(op.security).toEqual([{ [scheme]: [] }]);
     }
@@ -58,6 +59,7 @@ describe("the OpenAPI document", () => {
         coupon: "#/components/schemas/CouponOutcome",
         lottery: "#/components/schemas/LotteryOutcome",
         points: "#/components/schemas/PointsOutcome",
+        membership: "#/components/schemas/MembershipOutcome",
       },
     });
     expect(d.components.schemas.Health.properties.time.format).toBe("date-time");

@@ -5,9 +5,10 @@
  */
 import type { z } from "zod";
 import type { Period } from "../../config/time";
+import type { IdentityType } from "../../membership/program";
 
 /** The kinds of fact a condition may read. The caller fetches each kind a tree needs once, before evaluating it. */
-export const FACT_KINDS = ["clock", "event", "attributes", "groups", "participations", "points", "orders"] as const;
+export const FACT_KINDS = ["clock", "event", "attributes", "groups", "participations", "points", "orders", "identities"] as const;
 export type FactKind = (typeof FACT_KINDS)[number];
 
 /** A user's participation count in the current period: of one task, or of every task of the activity (`*`). */
@@ -32,6 +33,8 @@ export interface ConditionFacts {
   /** Spendable points by program. */
   points?: Record<string, number>;
   orders?: { completedBefore: number };
+  /** The user's identities effective at `now` (src/membership), highest rank first. */
+  identities?: { identityType: string; rank: number }[];
 }
 
 /** A leaf's verdict: whether it holds, what the facts said, and what it wanted. */
@@ -49,6 +52,8 @@ export interface ConditionContext {
   taskIds: readonly string[];
   /** The bundle's point programs (a condition may name one). */
   pointPrograms: readonly string[];
+  /** The membership program's identity types (a condition may name one), by id. */
+  identityTypes: Readonly<Record<string, IdentityType>>;
 }
 
 export interface ConditionDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>> {

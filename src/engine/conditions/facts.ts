@@ -2,7 +2,7 @@
  * The facts a task run's `when:` reads, fetched once before the tree is evaluated: the clock, the user's groups and
  * profile attributes (stored in the user's account, merged with the token's claims: src/users/profile.ts), the
  * user's participation counts and the progress of `scope: activity` atLeast nodes (one read of the user's account),
- * point balances, and the user's order history (src/events/order-history.ts: an order event brings the count before
+ * point balances, the user's membership identities effective now (src/membership), and the user's order history (src/events/order-history.ts: an order event brings the count before
  * it, any other run reads the count so far). A task run over HTTP has no event, so a `when:` that reads one is refused
  * when the config loads.
  */
@@ -14,6 +14,7 @@ import { completedOrders } from "../../events/order-history";
 import { type ConditionFacts, type ParticipationCount, participationKey } from "./define";
 import { keepsProgress, progressPrefix, satisfiedBefore } from "./progress";
 import type { ConditionTree, TreeContext } from "./tree";
+import { effectiveAt, rankOf } from "../../membership/timeline";
 
 /** What a task's `when:` cannot read, and why. */
 export const TASK_TREES: Pick<TreeContext, "unavailable" | "noActivityScope"> = {
@@ -50,6 +51,8 @@ export async function taskInputs(tree: ConditionTree, run: TaskRun): Promise<{ f
   const attributes = tree.needs.has("attributes") ? profileAttributes(env, run.init.config, user) : Promise.resolve({});
   const programs = tree.needs.has("points") ? [...run.init.config.pointPrograms.keys()] : [];
   const balances = Promise.all(programs.map((p) => userAccount(env, user.id).pointBalances(p, run.now)));
+  const program = run.init.config.membership;
+  const timeline = tree.needs.has("identities") && program ? userAccount(env, user.id).identities() : undefined;
   const orders = !tree.needs.has("orders") ? undefined : event?.ordersBefore !== undefined ? event.ordersBefore : completedOrders(env, user.id);
   const progress = keepsProgress(tree) ? [progressPrefix(run.task.id)] : [];
   const keys = tree.needs.has("participations")
@@ -68,6 +71,10 @@ export async function taskInputs(tree: ConditionTree, run: TaskRun): Promise<{ f
     facts.points = Object.fromEntries(programs.map((p, i) => [p, read[i]!.active]));
   }
   if (orders !== undefined) facts.orders = { completedBefore: await orders };
+  if (tree.needs.has("identities")) {
+    const held = timeline && program ? effectiveAt(await timeline, program, run.now) : [];
+    facts.identities = held.map((s) => ({ identityType: s.identityType, rank: rankOf(program!, s.identityType) }));
+  }
   return { facts, satisfiedBefore: progress.length > 0 ? satisfiedBefore(run.task.id, stored) : new Set() };
 }
 

@@ -9,6 +9,7 @@ import { firstOrder } from "./first-order";
 import { pointsBalance } from "./points-balance";
 import { timeOfDay } from "./time-of-day";
 import { dayOfWeek } from "./day-of-week";
+import { identity } from "./identity";
 
 export const conditions: ConditionDefinition<any, any>[] = [
   event,
@@ -20,4 +21,5 @@ export const conditions: ConditionDefinition<any, any>[] = [
   pointsBalance,
   timeOfDay,
   dayOfWeek,
+  identity,
 ];
