@@ -94,7 +94,9 @@ export type Unavailability =
   | "CLOSED"
   | "NOT_OPEN"
   | "DAILY_CAP"
-  | "NO_AMOUNT";
+  | "NO_AMOUNT"
+  | "IDENTITY_CONFLICT"
+  | "PRECONDITION_FAILED";
 
 /**
  * What a reward would give, from read-only peeks (a preview never draws, reserves or writes): whether it is available

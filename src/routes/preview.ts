@@ -32,7 +32,21 @@ export const RewardPreviewSchema = z
     eligible: z.boolean().openapi({ description: "False when a guard (`when:`) on the way to it does not hold" }),
     available: z.boolean(),
     reason: z
-      .enum(["SOLD_OUT", "BUDGET", "LIMIT", "NO_CHANCES", "NOT_RELEASED", "NOT_IN_GROUP", "CAPPED", "CLOSED", "NOT_OPEN", "DAILY_CAP", "NO_AMOUNT"])
+      .enum([
+        "SOLD_OUT",
+        "BUDGET",
+        "LIMIT",
+        "NO_CHANCES",
+        "NOT_RELEASED",
+        "NOT_IN_GROUP",
+        "CAPPED",
+        "CLOSED",
+        "NOT_OPEN",
+        "DAILY_CAP",
+        "NO_AMOUNT",
+        "IDENTITY_CONFLICT",
+        "PRECONDITION_FAILED",
+      ])
       .optional()
       .openapi({ description: "Why it is not available" }),
     nextReleaseAt: z.iso.datetime().nullable().optional().openapi({ description: "With NOT_RELEASED: when the next prize is released" }),

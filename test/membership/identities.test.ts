@@ -283,6 +283,8 @@ describe("tasks grant and read identities", () => {
   it("a run whose membership reward conflicts is refused with IDENTITY_CONFLICT and writes nothing", async () => {
     const user = `task-conflict-${u}`;
     expect((await grant({ userId: user, sku: "student-year", externalRef: order(), channel: "app" })).status).toBe(201);
+    const preview = await runTask(ACTIVITY, "weekOfGold", { user, query: { dry: "true" } });
+    expect(preview.json.rewards).toEqual([expect.objectContaining({ type: "membership", available: false, reason: "IDENTITY_CONFLICT" })]);
     const run = await runTask(ACTIVITY, "weekOfGold", { user });
     expect(run.status).toBe(409);
     expect(run.json.error.code).toBe("IDENTITY_CONFLICT");

@@ -4,6 +4,8 @@ import { didYouMean } from "../../config/suggest";
 import { type MembershipProgram, type Sku, skuOf } from "../../membership/program";
 import { openEntry } from "../../reversals/reversal";
 import { ArgsError, defineReward } from "../define";
+import { userAccount } from "../../../durable-objects/support/stubs";
+import { place } from "../../membership/timeline";
 
 export const membershipReward = defineReward({
   code: "membership",
@@ -13,7 +15,8 @@ export const membershipReward = defineReward({
     "segment is placed on the user's timeline in the run's commit, by the SKU's rules: a renewal stacks after the " +
     "identity's last segment, a missing pre-condition refuses the run with PRECONDITION_FAILED and a conflicting " +
     "identity with IDENTITY_CONFLICT, and nothing of the run is written then. Its events (identity.granted, …) follow " +
-    "the commit. A reversal of the run revokes the segment as a refund would.",
+    "the commit. A reversal of the run revokes the segment as a refund would. A preview says whether the user's " +
+    "timeline would take it now (IDENTITY_CONFLICT, PRECONDITION_FAILED, or CLOSED for a fixed end that has passed).",
   args: z.object({ sku: z.string().min(1), channel: z.string().min(1).max(64).optional() }).strict(),
   example: { sku: "gold-week" },
   prepare(args, { membership }) {
@@ -54,8 +57,12 @@ export const membershipReward = defineReward({
     const change = { kind: "identity" as const, grantId: record.id, program: args.program, externalRef: record.id, reason: ctx.reason, now: ctx.now };
     return { entry: openEntry(record), change, giveBacks: [] };
   },
-  preview(_run, args) {
-    // Whether the timeline takes it is decided in the commit; the preview says what it would grant.
-    return { type: "membership", available: true, outcomes: [{ amount: 1, probability: 1, sku: args.sku.id, identityType: args.sku.identityType }] };
+  async preview(run, args) {
+    const outcomes = [{ amount: 1, probability: 1, sku: args.sku.id, identityType: args.sku.identityType }];
+    // Where the segment would go on the user's timeline now (the commit decides again).
+    const segments = await userAccount(run.init.env, run.requireUser().id).identities();
+    const at = place(segments, args.program, args.sku, run.now);
+    if (at.ok) return { type: "membership", available: true, outcomes };
+    return { type: "membership", available: false, reason: at.code === "NOT_ELIGIBLE" ? "CLOSED" : at.code, outcomes };
   },
 });
