@@ -2,6 +2,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { SignJWT } from "jose";
 
 const root = join(import.meta.dirname, "..");
 const bin = (name: string) => join(root, "node_modules", ".bin", name);
@@ -15,6 +16,17 @@ export const DEFAULT_STATE_DIR = existsSync("/dev/shm") ? "/dev/shm/fanfare-benc
 
 export const BENCH_SECRET = "bench-secret-0123456789abcdef";
 export const BENCH_ADMIN_TOKEN = "bench-operator-token";
+
+/** Tokens of `count` users, `<prefix>-0` … `<prefix>-<count - 1>`, signed with the bench worker's secret. */
+export async function tokens(count: number, prefix: string): Promise<string[]> {
+  const key = new TextEncoder().encode(BENCH_SECRET);
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(`${prefix}-${i}`).setExpirationTime(exp).sign(key),
+    ),
+  );
+}
 
 export interface LocalWorker {
   url: string;

@@ -5,29 +5,19 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SignJWT } from "jose";
 import { beside, load, pairedLine, type LoadResult } from "./load";
-import { BENCH_SECRET, pushExtra, startWorker } from "./local-worker";
+import { pushExtra, startWorker, tokens } from "./local-worker";
 import { prizePoolFigures } from "./prize-pools";
 import { flashSaleFigures } from "./flash-sales";
 import { servedBetween, servedCounts } from "./object-share";
 import { conditionFigures } from "./conditions";
 import { eventFigures } from "./events";
 import { previewFigures } from "./preview";
+import { identityFigures } from "./identities";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const NOW = "2026-11-22T10:00:00+08:00"; // inside the shipped activity's window, whatever the real date
-
-async function tokens(count: number, prefix: string): Promise<string[]> {
-  const key = new TextEncoder().encode(BENCH_SECRET);
-  const exp = Math.floor(Date.now() / 1000) + 3600;
-  return Promise.all(
-    Array.from({ length: count }, (_, i) =>
-      new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(`${prefix}-${i}`).setExpirationTime(exp).sign(key),
-    ),
-  );
-}
 
 async function main() {
   const lines: string[] = [];
@@ -45,6 +35,19 @@ async function main() {
     return;
   }
   const worker = await startWorker(Number(process.env.BENCH_PORT ?? 8790));
+  // Identity lookups alone: users with 100 segments each, seeded through the grant route first.
+  if (process.env.BENCH_ONLY === "identities") {
+    try {
+      say(`# npm run bench (identities only) — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
+      say("## membership identities");
+      if (!(await identityFigures(worker, SECONDS, CONNECTIONS, say))) process.exitCode = 1;
+    } finally {
+      await worker.stop();
+      mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
+      writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
+    }
+    return;
+  }
   // Previews alone: the preview against a real run of the same task, without the other figures' loads first.
   if (process.env.BENCH_ONLY === "preview") {
     try {
@@ -177,6 +180,11 @@ async function main() {
       say("");
       say("## business events");
       if (!(await eventFigures(worker, health, SECONDS, CONNECTIONS, say))) process.exitCode = 1;
+    }
+    if (!only) {
+      say("");
+      say("## membership identities");
+      if (!(await identityFigures(worker, SECONDS, CONNECTIONS, say))) process.exitCode = 1;
     }
   } finally {
     await worker.stop();
