@@ -385,8 +385,9 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /**
-   * When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), or the next point lot
-   * becomes spendable or expires (the alarm writes it), or null for none.
+   * When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), the next point lot
+   * becomes spendable or expires (the alarm writes it), an identity runs out or is due for its reminder, or an identity
+   * notice is due (the alarm notes and sends them), or null for none.
    */
   private choresDue(): number | null {
     const { key, reservation } = this.sql
@@ -406,8 +407,9 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /**
-   * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, and writes the
-   * point lots that became spendable or expired.
+   * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, writes the
+   * point lots that became spendable or expired, notes the identities that ran out (or soon will), and sends the
+   * identity notices still due.
    */
   override async alarm(): Promise<void> {
     try {

@@ -6,7 +6,8 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, eventually, pushConfigs, records, rows, runTask, serviceKey, unique } from "../helpers";
+import { runInDurableObject } from "cloudflare:test";
+import { account, call, eventually, pushConfigs, records, rows, runTask, serviceKey, unique } from "../helpers";
 
 const u = unique();
 const ACTIVITY = `members-${u}`;
@@ -259,6 +260,35 @@ describe("identity events feed event activities", () => {
       60_000,
     );
     expect(expired).toEqual({ type: "identity.expired", user_id: user });
+  });
+
+  it("reminds reminderDays before an identity runs out with identity.expiring, and not when a renewal continues it", {
+    timeout: 120_000,
+  }, async () => {
+    const user = `expiring-${u}`;
+    const twoDaysAgo = Date.now() - 2 * 86_400_000;
+    // A week of gold granted two days ago ends in five days: inside the shipped program's 7 reminder days.
+    const alone = await grant({ userId: user, sku: "gold-week", externalRef: order(), source: "admin" }, twoDaysAgo);
+    const reminded = await eventually(
+      async () => (await rows("SELECT type, user_id FROM events WHERE event_id = ?", `${alone.json.segment.id}:identity.expiring`))[0],
+      60_000,
+    );
+    expect(reminded).toEqual({ type: "identity.expiring", user_id: user });
+
+    const renewed = `expiring-renewed-${u}`;
+    const first = await grant({ userId: renewed, sku: "gold-week", externalRef: order(), source: "admin" }, twoDaysAgo);
+    const second = await grant({ userId: renewed, sku: "gold-month", externalRef: order() }, twoDaysAgo);
+    expect(second.json.segment.start).toBe(first.json.segment.end);
+    // The week's reminder is due now: once the account's alarm noted it, no event was sent, since the month continues gold.
+    const noted = () =>
+      runInDurableObject(
+        account(renewed),
+        (_: unknown, state: DurableObjectState) =>
+          state.storage.sql.exec<{ n: number }>("SELECT reminder_noted AS n FROM identity_segments WHERE id = ?", first.json.segment.id).one().n,
+      );
+    await eventually(async () => (await noted()) === 1, 60_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await rows("SELECT 1 FROM events WHERE event_id = ?", `${first.json.segment.id}:identity.expiring`)).toEqual([]);
   });
 });
 
