@@ -8,8 +8,16 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
 import { shardShare } from "../src/prizes/pool-definition";
-import { sha256Hex } from "../src/sharding";
-import type { CancelOutcome, CheckoutOutcome, GrabOutcome, Order, SaleDefinition, SaleEvent, ShardCounts } from "../src/sales/sale-definition";
+import {
+  type CancelOutcome,
+  type CheckoutOutcome,
+  type GrabOutcome,
+  type Order,
+  orderIdFor,
+  type SaleDefinition,
+  type SaleEvent,
+  type ShardCounts,
+} from "../src/sales/sale-definition";
 import { DeadlineClock } from "./support/deadline-clock";
 import { type DefinitionRefusal, type ShardRef, StoredDefinition } from "./support/definition";
 import { ExpiryTracker } from "./support/expiry";
@@ -375,9 +383,4 @@ export class SaleStock extends DurableObject<Env> {
 /** Whether two definitions of a sale split the same stock the same way (what a shard in use keeps). */
 function sameStock(a: SaleDefinition, b: SaleDefinition): boolean {
   return a.stock === b.stock && a.shards === b.shards;
-}
-
-/** One order per token: its id is derived from the token, so a redelivered order lands on the same row. */
-async function orderIdFor(token: string): Promise<string> {
-  return `ord_${(await sha256Hex(token)).slice(0, 24)}`;
 }

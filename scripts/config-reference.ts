@@ -240,6 +240,7 @@ sales:
     timeWindow: { beginTime: "2026-11-11 00:00:00", endTime: "2026-11-11 00:10:00" }  # default: the activity's
     rateLimit: { requests: 5, windowSeconds: 1, by: user }   # on the grab route (optional; also a list)
     intake: queue                  # grabs answer 202 with a ticket and run from a queue (default direct)
+    membershipSku: gold-month      # a sale of identities: the cashier's payment grants this SKU (optional)
 \`\`\`
 
 \`POST /v1/flash-sales/{id}/grab\` takes a stock token (SOLD_OUT, LIMIT_REACHED, NOT_STARTED, ENDED, RATE_LIMITED;

@@ -22,7 +22,7 @@ import { compileRewardTree, NO_REWARDS } from "../engine/reward-tree/tree";
 import { EVENT_TREES, TASK_TREES } from "../engine/conditions/facts";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
-import { compileMembershipFile, isMembershipFile, type MembershipProgram } from "../membership/program";
+import { compileMembershipFile, isMembershipFile, type MembershipProgram, skuOf } from "../membership/program";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
 
 export interface ConfigFile {
@@ -118,6 +118,8 @@ const Chance = z
   .refine((c) => c.max === undefined || c.initial <= c.max, { message: "initial cannot exceed max", path: ["initial"] });
 
 const Sale = SaleFieldsSchema.extend({
+  /** A sale of identities: the bundle's membership SKU a paid order grants. */
+  membershipSku: Id.optional(),
   timeWindow: z
     .object({ beginTime: z.string().min(1), endTime: z.string().min(1) })
     .strict()
@@ -222,6 +224,15 @@ class FileCompiler {
       if (p) programs[id] = pointProgram(id, p);
     }
     return programs;
+  }
+
+  /** A sale's membership SKU, checked against the bundle's program. */
+  private membershipSku(id: string, path: Path) {
+    if (!this.membership) return this.issue(path, "the bundle declares no membership program (a file with `membership:`)");
+    const sku = skuOf(this.membership, id);
+    const known = Object.keys(this.membership.skus);
+    if (!sku) this.issue(path, `unknown membership SKU '${id}'${didYouMean(id, known)}; declared: ${known.join(", ")}`);
+    else if (!sku.sources.includes("flashSale")) this.issue(path, `SKU '${id}' is not sold by flash sales (its sources: ${sku.sources.join(", ")})`);
   }
 
   issue(path: Path, reason: string, atKey = false) {
@@ -355,7 +366,9 @@ class FileCompiler {
     for (const [id, f] of Object.entries(saleEntries)) {
       const window = this.window(f.timeWindow, tz, { begin, end }, ["sales", id, "timeWindow"], "sale");
       if (f.shards > f.stock) this.issue(["sales", id, "shards"], "a sale cannot have more shards than units of stock");
-      if (window) sales[id] = saleDefinition(id, f, window.begin, window.end);
+      if (f.membershipSku !== undefined) this.membershipSku(f.membershipSku, ["sales", id, "membershipSku"]);
+      if (window)
+        sales[id] = { ...saleDefinition(id, f, window.begin, window.end), ...(f.membershipSku !== undefined && { membershipSku: f.membershipSku }) };
     }
 
     const eventTypes: Record<string, EventType> = {};

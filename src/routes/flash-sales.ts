@@ -17,9 +17,11 @@ import { SaleIdSchema } from "../sales/sale-definition";
 import { cancel, checkout, findSale, grab, publicStatus, tokenAnswer } from "../sales/sales";
 
 const params = z.object({ saleId: SaleIdSchema.openapi({ example: "d11-phone" }) });
-const TokenBody = z.object({ token: z.string().min(1).max(200).openapi({ example: "d11-phone.0.q1w2e3r4t5y6u7i8o9p0aa" }) }).openapi("SaleToken");
+export const TokenBody = z
+  .object({ token: z.string().min(1).max(200).openapi({ example: "d11-phone.0.q1w2e3r4t5y6u7i8o9p0aa" }) })
+  .openapi("SaleToken");
 
-const OrderSchema = z
+export const OrderSchema = z
   .object({
     orderId: z.string(),
     saleId: z.string(),

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ConfigIdSchema } from "../config/id";
 import { IntakeSchema, type Intake } from "../intake/intake-mode";
 import { RateLimitSchema, type RateLimitRule } from "../rate-limit/rule";
+import { sha256Hex } from "../sharding";
 
 export const SaleIdSchema = ConfigIdSchema;
 
@@ -37,6 +38,8 @@ export interface SaleDefinition {
   rateLimit?: RateLimitRule[];
   /** Grabs answered at once (`direct`) or queued behind a ticket (`queue`). */
   intake: Intake;
+  /** The membership SKU a paid order grants (POST /v1/flash-sales/{id}/payments), for a sale that sells identities. */
+  membershipSku?: string;
 }
 
 /** A sale from its checked fields and window. */
@@ -73,6 +76,11 @@ export interface Order {
   token: string;
   price: number;
   createdAt: number;
+}
+
+/** One order per token: its id is derived from the token, so a redelivered order lands on the same row. */
+export async function orderIdFor(token: string): Promise<string> {
+  return `ord_${(await sha256Hex(token)).slice(0, 24)}`;
 }
 
 export type CheckoutOutcome =

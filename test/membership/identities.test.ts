@@ -12,6 +12,7 @@ import { account, call, eventually, pushConfigs, records, rows, runTask, service
 const u = unique();
 const ACTIVITY = `members-${u}`;
 const BONUS = `bonus_${u}`;
+const SALE = `gold-flash-${u}`;
 
 const config = `
 id: ${ACTIVITY}
@@ -22,6 +23,8 @@ chances:
   draw: { per: activity }
 pointPrograms:
   ${BONUS}: { expiry: never }
+sales:
+  ${SALE}: { sku: GOLD-MONTH, name: A month of gold, membershipSku: gold-month, stock: 5, price: 990 }
 tasks:
   goldUpgrade:
     on: identity.upgraded
@@ -289,6 +292,52 @@ describe("identity events feed event activities", () => {
     await eventually(async () => (await noted()) === 1, 60_000);
     await new Promise((r) => setTimeout(r, 1000));
     expect(await rows("SELECT 1 FROM events WHERE event_id = ?", `${first.json.segment.id}:identity.expiring`)).toEqual([]);
+  });
+});
+
+describe("flash sales sell identities", () => {
+  const pay = (body: Record<string, unknown>, now?: number) => call(`/v1/flash-sales/${SALE}/payments`, { body, headers: service(), now });
+  const grab = async (user: string) => {
+    const res = await call(`/v1/flash-sales/${SALE}/grab`, { user });
+    expect(res.status).toBe(200);
+    return res.json.token as string;
+  };
+
+  it("grants gold when the cashier confirms the payment, and the upgrade earns points", async () => {
+    const user = `flash-${u}`;
+    const token = await grab(user);
+    const paid = await pay({ userId: user, token });
+    expect(paid.status).toBe(200);
+    expect(paid.json.order).toMatchObject({ saleId: SALE, sku: "GOLD-MONTH", userId: user, price: 990 });
+    expect(paid.json.segment).toMatchObject({ sku: "gold-month", identityType: "gold", source: "flashSale", externalRef: paid.json.order.orderId });
+    const again = await pay({ userId: user, token });
+    expect(again.json).toMatchObject({ replayed: true, order: paid.json.order, segment: paid.json.segment });
+    expect((await identities(user)).json.segments).toHaveLength(1);
+    const balance = async () => (await call("/v1/me/points", { method: "GET", user, query: { program: BONUS } })).json.balance as number;
+    expect(await eventually(async () => (await balance()) === 500 || undefined, 60_000)).toBe(true);
+  });
+
+  it("refuses a payment after the checkout deadline: the unit went back on sale and nothing is granted", async () => {
+    const user = `flash-late-${u}`;
+    const token = await grab(user);
+    const late = await pay({ userId: user, token }, Date.now() + 301_000);
+    expect(late.status).toBe(410);
+    expect(late.json.error.code).toBe("TOKEN_EXPIRED");
+    expect((await identities(user)).json.segments).toEqual([]);
+    const status = await call(`/v1/flash-sales/${SALE}`, { method: "GET" });
+    expect(status.json.remaining).toBe(4);
+  });
+
+  it("refuses a buyer whose timeline would refuse the SKU before spending the token", async () => {
+    const user = `flash-student-${u}`;
+    expect((await grant({ userId: user, sku: "student-year", externalRef: order(), channel: "app" })).status).toBe(201);
+    const token = await grab(user);
+    const refused = await pay({ userId: user, token });
+    expect(refused.status).toBe(409);
+    expect(refused.json.error.code).toBe("IDENTITY_CONFLICT");
+    // The token is still the buyer's to give back.
+    const cancelled = await call(`/v1/flash-sales/${SALE}/cancel`, { user, body: { token } });
+    expect(cancelled.json.status).toBe("cancelled");
   });
 });
 

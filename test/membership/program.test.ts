@@ -123,6 +123,13 @@ describe("the membership program in the config", () => {
       "shop.yaml: tasks.t.when.identity.anyOf[0]: unknown identity type 'platinum'; declared: silver, gold, student",
     ],
     [
+      {
+        "m.yaml": program("    g: { identityType: gold, duration: P1M }"),
+        "shop.yaml": activity("    validator: [login]").replace("tasks:", "sales:\n  s: { sku: G, stock: 1, membershipSku: gg }\ntasks:"),
+      },
+      "shop.yaml: sales.s.membershipSku: unknown membership SKU 'gg'; did you mean 'g'?; declared: g",
+    ],
+    [
       { "m.yaml": program("    g: { identityType: gold, duration: P1M }"), "shop.yaml": activity("    when: { identity: { minRank: 2 } }") },
       "shop.yaml: tasks.t.when: these conditions read the user's identities: add 'login' to the validators",
     ],
