@@ -130,19 +130,20 @@ export function revoke(segments: readonly Segment[], program: MembershipProgram,
 
 /**
  * Moves the `extend` segments of the revoked one's type that followed it (each began where the one before ended)
- * earlier: the first to where the revoked one began, or to now if it was under way, never before it was granted.
+ * earlier: the first to where the revoked one began, or to now if it was under way, never before it was granted nor
+ * before the end of another segment of the type that began before it (an extend segment stacks after those).
  */
 function closeGap(timeline: Segment[], gone: Segment, program: MembershipProgram, now: number): Segment[] {
-  const chain = live(timeline)
-    .filter((s) => s.identityType === gone.identityType && s.stack === "extend" && s.start >= gone.end)
-    .sort((a, b) => a.start - b.start);
+  const sameType = live(timeline).filter((s) => s.identityType === gone.identityType);
+  const chain = sameType.filter((s) => s.stack === "extend" && s.start >= gone.end).sort((a, b) => a.start - b.start);
   let cursor = Math.max(gone.start, Math.min(now, gone.end));
   let chainEnd = gone.end;
   const moved: Segment[] = [];
   for (const s of chain) {
     if (s.start !== chainEnd || cursor >= s.start) break;
     chainEnd = s.end;
-    const start = Math.max(cursor, s.grantedAt);
+    const before = sameType.filter((o) => o.start < s.start && !chain.includes(o)).map((o) => o.end);
+    const start = Math.max(cursor, s.grantedAt, ...before);
     if (start >= s.start) break;
     s.start = start;
     s.end = termEnd(start, s.term, program.timezone);
