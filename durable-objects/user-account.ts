@@ -33,7 +33,8 @@ import { applyPointChange, settlePointRewards } from "../src/points/changes";
 import { redeemAnswer } from "../src/points/answers";
 import type { LedgerResult, PointBalances, PointEntry } from "../src/points/ledger";
 import type { PointProgram } from "../src/points/program";
-import { ReversalBook, reversalTables, type ReversalClaim } from "../src/reversals/account-reversals";
+import { refundTables, ReversalBook, reversalTables, type ReversalClaim } from "../src/reversals/account-reversals";
+import type { RefundState } from "../src/reversals/order-refund";
 import type { ReversalAnswer, ReversalPlan } from "../src/reversals/reversal";
 import { countOrderOnce } from "../src/events/order-history";
 
@@ -58,6 +59,7 @@ export const userAccountMigrations: StorageMigration[] = [
   (sql) => sql.exec("CREATE TABLE profile (name TEXT PRIMARY KEY, value TEXT, updated_at INTEGER NOT NULL)"),
   pointLedgerTables,
   reversalTables,
+  refundTables,
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -525,8 +527,18 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /** Claims a reversal by its ref (an event's or a request's), or answers its stored result, or says it is under way. */
-  async claimReversal(ref: string, now: number): Promise<ReversalClaim> {
-    return this.reversalBook().claim(ref, now);
+  async claimReversal(ref: string, now: number, lane?: string): Promise<ReversalClaim> {
+    return this.reversalBook().claim(ref, now, lane);
+  }
+
+  /** What the refunds of an event took so far (src/reversals/order-refund.ts). */
+  async refundState(eventRef: string): Promise<RefundState> {
+    return this.reversalBook().refundState(eventRef);
+  }
+
+  /** The answers of an event's reversals (its cancel, its partial refunds), oldest first. */
+  async eventReversals(eventRef: string): Promise<ReversalAnswer[]> {
+    return this.reversalBook().eventReversals(eventRef);
   }
 
   /** Frees a claimed reversal that failed before its commit, so a retry plans it again. */
@@ -544,7 +556,7 @@ export class UserAccount extends DurableObject<Env> {
    * points, participation counts), its answer (JSON, kept for good: every later cancel gets it), its D1 rows and its
    * shared give-backs, which are then done from here and retried by the alarm until each is done.
    */
-  async reverse(plan: ReversalPlan, status: ReversalAnswer["status"]): Promise<string> {
+  async reverse(plan: ReversalPlan, status: ReversalAnswer["status"]): Promise<{ stale: true } | { stale: false; body: string }> {
     const book = this.reversalBook();
     const ledger = new PointLedger(this.sql, plan.userId);
     const answer = this.ctx.storage.transactionSync(() => {
@@ -552,13 +564,15 @@ export class UserAccount extends DurableObject<Env> {
         value: (ns, key) => this.value(ns, key),
         write: (ns, key, value) => this.write(ns, key, value, Date.now()),
       });
+      if ("stale" in result) return undefined;
       if (result.records) this.outbox.add({ participations: [], rewards: [], deliveries: [], ...result.records, points: ledger.written });
       countServed(this.sql);
       return JSON.stringify(result.answer);
     });
+    if (answer === undefined) return { stale: true };
     this.handOff();
     this.ctx.waitUntil(book.runEffects(Date.now()).catch((e) => log.error("give-backs not done; the alarm retries", { error: String(e) })));
-    return answer;
+    return { stale: false, body: answer };
   }
 
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */

@@ -251,6 +251,10 @@ failing step answers with its code and configured message; everything the run wr
 | \`afterCommand\` | none | One command or a list, run after the reward (sees its outcome). |
 | \`rateLimit\` | none | Requests per window for this task (see Rate limits). |
 | \`intake\` | \`direct\` | \`queue\`: the request answers 202 with a ticket and the run is made from a queue (see Queued intake). |
+| \`on\` | none | An event type, or a list: the task runs for each such business event's user, never over HTTP. |
+| \`exclusiveGroup\` | none | \`{name, priority}\` (tasks with \`on\`): of a group's tasks an event triggers, the highest priority that takes it runs alone. |
+| \`restoreLimits\` | \`false\` | A reversal of a run (a cancelled event, an operator's reverse, a refund that takes the run back whole) gives back its participation counts too. |
+| \`onPartialRefund\` | \`proportional\` | Tasks with \`on\`: how a partial refund of the event's order takes back what a run gave (see Partial refunds). |
 
 A component entry is a bare code (\`- login\`) or a one-key map \`- code: {args}\`; args may be \`$params.<path>\`
 to use part of the task's \`params\` (\`- redPacket: $params.stockRedPacket\`). Unknown codes, bad args and
@@ -380,6 +384,34 @@ Every reward needs \`login\`. A reward that does not grant answers \`{granted: f
 \`NOT_IN_GROUP\`); one that would exceed a stock or budget is handled as its node says (above). Money is integer minor units.
 
 ${registry.rewards.map((d) => component("reward", d)).join("\n")}
+## Partial refunds
+
+A partial refund names items of an order event (\`POST /v1/events/{source}/{eventId}/cancel\` with \`items\` and a
+\`refundId\`, or an \`orderRefunded\` event with \`items\`). The order is read from the original event's payload:
+\`items: [{sku, qty, price?}]\` and, optionally, a numeric \`amount\`. An item's value is \`qty × price\` when every
+item has a price, else its quantity. Refunds add up; a refund naming a sku the order does not have, or more of one
+than remains, is refused whole with 422 INVALID_REFUND and each problem at its pointer (\`/items/0/qty\`). Once
+every item is refunded, everything left of every run is taken back, as by a whole cancel; a whole cancel after
+partial refunds takes back only what they left. Each task that the event ran says how its run is judged:
+
+\`\`\`yaml
+tasks:
+  rebate:
+    on: orderCompleted
+    onPartialRefund: reevaluate     # or proportional (the default)
+    when: { event: { path: amount, op: gte, value: 100 } }
+    reward:
+      - points: { program: honey, perAmount: { of: amount, rate: 0.01 } }
+\`\`\`
+
+| \`onPartialRefund\` | what a partial refund takes back of the run |
+|---|---|
+| \`proportional\` (default) | Of each reward whose amount divides (\`points\`, \`redPacket\`), the refunded share of the order's value: what is due back in total is \`floor(amount × share)\` (to a millionth first), and each refund takes the difference from the refund before, so the parts never add up to more than was granted and the refund that completes the order takes the rest. Rewards that do not divide (\`coupon\`, \`lottery\` prizes, \`chances\`) stay until the order is wholly refunded. It needs no facts but the order, so it judges every run the same whenever the refund comes: hence the default. |
+| \`reevaluate\` | The task's \`when:\` again, read only, on the order as it remains (each item's \`qty\` less what was refunded, \`amount\` less the refunded share of the value), as of when the event occurred. If it no longer holds, everything the run gave comes back (its participation counts too, with \`restoreLimits\`). If it holds, rewards whose amount follows the order (\`points\` with \`perAmount\`) give back the difference to what they would give now; the others stay. A refund never grants. A \`when:\` that reads participations, point balances or \`scope: activity\` progress is refused when the config loads: the run itself changed those facts. |
+
+Every refund writes a reversal with one entry per record it takes a part of (\`reclaimed\`, \`partial\` with the
+shortfall, or \`unreclaimable\` with the reason), and its summary (\`refund\`: items, share, how each run was judged).
+
 ## Profile attributes
 
 Typed attributes of a user, declared once per bundle in a file whose only top-level key is \`profile\` (any number

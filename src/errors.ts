@@ -40,6 +40,8 @@ export const ERROR_STATUS = {
   UNKNOWN_EVENT_TYPE: 422,
   INVALID_EVENT: 422,
   EVENT_TOO_LATE: 422,
+  /** A partial refund that does not fit its order: an item it did not have, more than remains of one, an order without items. */
+  INVALID_REFUND: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,

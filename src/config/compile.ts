@@ -20,6 +20,7 @@ import { sha256Hex } from "../sharding";
 import { compileTree } from "../engine/conditions/tree";
 import { compileRewardTree, NO_REWARDS } from "../engine/reward-tree/tree";
 import { EVENT_TREES, TASK_TREES } from "../engine/conditions/facts";
+import { keepsProgress } from "../engine/conditions/progress";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
@@ -97,6 +98,8 @@ const Task = z
     emits: z.enum(["signIn", "taskCompleted"]).optional(),
     /** A reversal of a run (a cancelled event, an operator's reverse) gives its participation counts back too. */
     restoreLimits: z.boolean().default(false),
+    /** How a partial refund of the event's order takes back what a run gave (src/reversals/order-refund.ts). */
+    onPartialRefund: z.enum(["proportional", "reevaluate"]).optional(),
   })
   .strict();
 
@@ -478,6 +481,16 @@ class FileCompiler {
     // A ticket lives in its user's account: a queued run needs a user to hold it.
     if (on && t.intake === "queue") this.issue([...base, "intake"], "a task run by events is already queued with its event: remove intake");
     if (!on && t.exclusiveGroup) this.issue([...base, "exclusiveGroup"], "only a task run by events (`on`) belongs to an exclusive group");
+    if (!on && t.onPartialRefund) this.issue([...base, "onPartialRefund"], "only a task run by events (`on`) is refunded with its event");
+    // Re-evaluating reads the facts again now: those the run itself changed would judge the remaining order wrongly.
+    const changedByRun = (["participations", "points"] as const).filter((k) => when?.needs.has(k));
+    if (t.onPartialRefund === "reevaluate" && when && (changedByRun.length > 0 || keepsProgress(when))) {
+      const read = [...changedByRun, ...(keepsProgress(when) ? ["atLeast progress (scope: activity)"] : [])].join(", ");
+      this.issue(
+        [...base, "onPartialRefund"],
+        `reevaluate re-reads the conditions' facts after the run changed them (${read}): use proportional for this task`,
+      );
+    }
     if (t.intake === "queue" && loginAt === -1) {
       this.issue([...base, "intake"], "a queued task's ticket is kept in the user's account: add 'login' to the validators");
     }
@@ -514,6 +527,7 @@ class FileCompiler {
       ...(t.exclusiveGroup && { exclusiveGroup: t.exclusiveGroup }),
       ...(t.emits && { emits: t.emits }),
       restoreLimits: t.restoreLimits,
+      onPartialRefund: t.onPartialRefund ?? "proportional",
     };
   }
 

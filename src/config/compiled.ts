@@ -63,6 +63,11 @@ export interface CompiledTask {
   emits?: "signIn" | "taskCompleted";
   /** Whether a reversal of a run gives back its participation counts (src/reversals). */
   restoreLimits: boolean;
+  /**
+   * How a partial refund of its event's order takes back what a run gave: `proportional` (the refunded share of each
+   * divisible reward) or `reevaluate` (the conditions and amounts again, on what remains of the order).
+   */
+  onPartialRefund: "proportional" | "reevaluate";
 }
 
 export interface CompiledActivity {

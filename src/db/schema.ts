@@ -49,6 +49,8 @@ export const events = sqliteTable(
     fingerprint: text("fingerprint").notNull(),
     occurredAt: integer("occurred_at").notNull(),
     receivedAt: integer("received_at").notNull(),
+    /** The payload as its type's schema read it (JSON), for partial refunds; null for events accepted before it was kept. */
+    payload: text("payload"),
   },
   (t) => [primaryKey({ columns: [t.source, t.eventId] })],
 );

@@ -20,6 +20,7 @@ import { canonicalJson, sha256Hex } from "../sharding";
 import { MAX_FUTURE_MS } from "./event-types";
 import { processEvent, type BusinessEvent, type EventOutcome } from "./process";
 import { previewEvent, type TriggerPreview } from "./preview";
+import type { ReversalAnswer } from "../reversals/reversal";
 
 /** Events one request may carry. */
 export const MAX_EVENTS_PER_REQUEST = 100;
@@ -186,8 +187,8 @@ async function recordOnce(env: Env, checked: Checked[], now: number): Promise<Ma
   if (checked.length === 0) return new Map();
   const inserts = checked.map((c) =>
     env.DB.prepare(
-      "INSERT INTO events (source, event_id, user_id, type, fingerprint, occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING",
-    ).bind(c.event.source, c.event.eventId, c.event.userId, c.event.type, c.fingerprint, c.event.occurredAt, now),
+      "INSERT INTO events (source, event_id, user_id, type, fingerprint, occurred_at, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING",
+    ).bind(c.event.source, c.event.eventId, c.event.userId, c.event.type, c.fingerprint, c.event.occurredAt, now, JSON.stringify(c.event.payload)),
   );
   const ids = JSON.stringify(checked.map((c) => [c.event.source, c.event.eventId]));
   const read = env.DB.prepare(
@@ -223,11 +224,13 @@ export async function readEvent(
   env: Env,
   source: string,
   eventId: string,
-): Promise<{ status: "accepted" } | { status: "processed"; outcome: EventOutcome } | undefined> {
+): Promise<{ status: "accepted" } | { status: "processed"; outcome: EventOutcome; reversals: ReversalAnswer[] } | undefined> {
   const row = await env.DB.prepare("SELECT user_id FROM events WHERE source = ? AND event_id = ?").bind(source, eventId).first<{ user_id: string }>();
   if (!row) return undefined;
-  const stored = await userAccount(env, row.user_id).readIdempotency(EVENTS_NAMESPACE, eventRef({ source, eventId }));
+  const account = userAccount(env, row.user_id);
+  const ref = eventRef({ source, eventId });
+  const stored = await account.readIdempotency(EVENTS_NAMESPACE, ref);
   // Claimed but not answered, or given up (freed for the sender's retry): not processed yet.
   if (stored === undefined || stored === "pending") return { status: "accepted" };
-  return { status: "processed", outcome: JSON.parse(stored.body) as EventOutcome };
+  return { status: "processed", outcome: JSON.parse(stored.body) as EventOutcome, reversals: await account.eventReversals(ref) };
 }

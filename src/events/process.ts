@@ -74,7 +74,7 @@ export async function processEvent(
   if (config.eventTypes.get(event.type)?.countsAsOrder)
     event = { ...event, ordersBefore: await userAccount(env, event.userId).countOrder(eventRef(event)) };
   // A refund cancels the order it names, once (a redelivery gets the same reversal), before any task it triggers.
-  const reversal = event.type === "orderRefunded" ? await refundOrder(env, config, event) : undefined;
+  const reversal = event.type === "orderRefunded" ? await refundOrder(env, ctx, config, event) : undefined;
   const triggered = [...(config.triggers.get(event.type) ?? [])].sort(byTurn);
   const runs: TriggerOutcome[] = [];
   const groupDone = new Set<string>();
@@ -100,15 +100,19 @@ export async function processEvent(
   return reversal ? { ...outcome, reversal } : outcome;
 }
 
-/** An `orderRefunded` event: the cancel of the original order, for the same user (another user's order is refused). */
-function refundOrder(env: Env, config: CompiledConfig, event: BusinessEvent): Promise<ReversalAnswer> {
-  const p = event.payload as { original: { source: string; eventId: string }; reason?: string };
-  return cancelEvent(env, config, {
+/**
+ * An `orderRefunded` event: the cancel of the original order, for the same user (another user's order is refused); with
+ * `items`, a partial refund of it, identified by the refund event itself.
+ */
+function refundOrder(env: Env, ctx: { waitUntil(p: Promise<unknown>): void }, config: CompiledConfig, event: BusinessEvent): Promise<ReversalAnswer> {
+  const p = event.payload as { original: { source: string; eventId: string }; reason?: string; items?: { sku: string; qty: number }[] };
+  return cancelEvent(env, ctx, config, {
     source: p.original.source,
     eventId: p.original.eventId,
     reason: p.reason ?? `refunded (${eventRef(event)})`,
     userId: event.userId,
     now: event.occurredAt,
+    ...(p.items && { items: p.items, refundId: `event:${eventRef(event)}`, itemsAt: "/payload/items" }),
   });
 }
 

@@ -149,15 +149,29 @@ export class PointLedger {
    * Takes back an earn (by its source reference): what remains of its lot first; what was already spent of it (the
    * shortfall) from the user's other lots, and what they cannot cover as a debt the next earns pay. Points of the lot
    * that expired are not taken again. The entry's reference is `reverse:<earn's reference>`, so a second reversal
-   * changes nothing.
+   * changes nothing. A partial refund takes `amount` under its own reference (`reverse:<earn's reference>#<refund>`);
+   * the parts and the last reversal together never take more than the earn.
    */
-  reverse(program: PointProgram, c: { earnRef: string; reason: string; now: number }): LedgerResult {
-    const ref = `reverse:${c.earnRef}`;
+  reverse(program: PointProgram, c: { earnRef: string; reason: string; now: number; amount?: number; ref?: string }): LedgerResult {
+    const ref = c.ref ?? `reverse:${c.earnRef}`;
     const first = this.find(program.id, ref);
     if (first) return { ok: true, entry: first, replayed: true };
     const earn = this.find(program.id, c.earnRef);
     if (earn?.type !== "earn") return { ok: false, code: "NOT_FOUND", message: `no earn '${c.earnRef}' in ${program.name}` };
     this.settle(c.now, program.id);
+    // What earlier parts took of this earn (kept back from their lot, counted as expired, or taken short).
+    const parts = this.sql
+      .exec<{ detail: string }>(
+        "SELECT detail FROM point_entries WHERE program = ? AND type = 'reverse' AND substr(source_ref, 1, ?) = ?",
+        program.id,
+        `reverse:${c.earnRef}#`.length,
+        `reverse:${c.earnRef}#`,
+      )
+      .toArray()
+      .map((r) => JSON.parse(r.detail) as Record<string, number>);
+    const before = parts.reduce((n, d) => n + (d.reclaimed ?? 0) + (d.shortfall ?? 0) + (d.expired ?? 0), 0);
+    const expiredBefore = parts.reduce((n, d) => n + (d.expired ?? 0), 0);
+    const amount = Math.max(0, Math.min(c.amount ?? earn.delta - before, earn.delta - before));
     const lot = this.sql
       .exec<{ id: number; remaining: number }>(
         "SELECT id, remaining FROM point_lots WHERE program = ? AND source_ref = ? AND amount > 0",
@@ -168,11 +182,12 @@ export class PointLedger {
     let reclaimed = 0;
     let expired = 0;
     if (lot) {
-      reclaimed = Math.max(0, lot.remaining);
-      expired = -(this.find(program.id, `expire:${lot.id}`)?.delta ?? 0);
-      this.sql.exec("UPDATE point_lots SET remaining = 0, pending = 0 WHERE id = ?", lot.id);
+      reclaimed = Math.min(amount, Math.max(0, lot.remaining));
+      expired = Math.min(amount - reclaimed, -(this.find(program.id, `expire:${lot.id}`)?.delta ?? 0) - expiredBefore);
+      const left = Math.max(0, lot.remaining) - reclaimed;
+      this.sql.exec("UPDATE point_lots SET remaining = ?, pending = CASE WHEN ? = 0 THEN 0 ELSE pending END WHERE id = ?", left, left, lot.id);
     }
-    const shortfall = earn.delta - reclaimed - expired;
+    const shortfall = amount - reclaimed - expired;
     const fromOtherLots = shortfall > 0 ? this.take(program.id, shortfall, c.now, true).reduce((n, t) => n + t.amount, 0) : 0;
     const debt = shortfall - fromOtherLots;
     if (debt > 0) {
@@ -186,7 +201,7 @@ export class PointLedger {
         c.now,
       );
     }
-    const detail = { earned: earn.delta, reclaimed, shortfall, fromOtherLots, debt, expired };
+    const detail = { earned: earn.delta, amount, reclaimed, shortfall, fromOtherLots, debt, expired };
     return { ok: true, entry: this.addEntry(program.id, "reverse", -(reclaimed + shortfall), c.reason, ref, c.now, detail), replayed: false };
   }
 

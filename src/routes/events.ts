@@ -125,6 +125,8 @@ const post = createRoute({
       INVALID_EVENT: "the payload fails its type's schema (details name each field), or occurredAt is in the future",
       EVENT_TOO_LATE: "it arrived later than its type's graceSeconds after it occurred",
       IDEMPOTENCY_MISMATCH: "this (source, eventId) was already sent with other content",
+      INVALID_REFUND: "an orderRefunded event whose items the original order does not have, or not that many of them any more",
+      NOT_FOUND: "an orderRefunded event with items names an original event that was never received",
       ...serviceErrors,
       ...BODY_ERRORS,
       ...ALWAYS,
@@ -143,7 +145,16 @@ const get = createRoute({
   responses: {
     200: success(
       z
-        .object({ ok: z.literal(true), requestId: z.string(), status: z.enum(["accepted", "processed"]), outcome: EventOutcomeSchema.optional() })
+        .object({
+          ok: z.literal(true),
+          requestId: z.string(),
+          status: z.enum(["accepted", "processed"]),
+          outcome: EventOutcomeSchema.optional(),
+          reversals: z
+            .array(ReversalSchema)
+            .optional()
+            .openapi({ description: "processed: the event's cancel and partial refunds, oldest first, each with its entries" }),
+        })
         .openapi("EventState"),
       "accepted (not evaluated yet) or processed with its outcome",
     ),

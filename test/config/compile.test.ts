@@ -183,6 +183,21 @@ tasks: { t: {} }`,
       `account: tickets\ntasks: { t: {} }`,
       { path: "account", reason: expect.stringContaining("'tickets' is the account namespace of queued-intake tickets") },
     ],
+    [
+      "onPartialRefund on a task not run by events",
+      `tasks: { t: { onPartialRefund: proportional } }`,
+      { path: "tasks.t.onPartialRefund", reason: "only a task run by events (`on`) is refunded with its event" },
+    ],
+    [
+      "an onPartialRefund that is neither proportional nor reevaluate",
+      `tasks: { t: { on: signIn, onPartialRefund: prorata } }`,
+      { path: "tasks.t.onPartialRefund" },
+    ],
+    [
+      "reevaluate over conditions the run itself changes",
+      `tasks: { t: { on: signIn, onPartialRefund: reevaluate, when: { participations: { task: t, period: week, op: lt, n: 3 } } } }`,
+      { path: "tasks.t.onPartialRefund", reason: expect.stringContaining("(participations): use proportional") },
+    ],
   ];
 
   for (const [what, tasks, expected] of cases) {

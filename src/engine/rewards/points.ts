@@ -64,9 +64,18 @@ export const pointsReward = defineReward({
   },
   reverse(ctx, record, args) {
     // The grant id is the earn's source reference: the ledger takes its lot's remainder first, then the shortfall.
-    const change = { kind: "points" as const, grantId: record.id, program: args.program, earnRef: record.id, reason: ctx.reason, now: ctx.now };
-    return { entry: openEntry(record), change, giveBacks: [] };
+    const change = {
+      kind: "points" as const,
+      grantId: record.id,
+      program: args.program,
+      earnRef: record.id,
+      reason: ctx.reason,
+      now: ctx.now,
+      ...(ctx.part && { part: { amount: ctx.part.amount, ref: `reverse:${record.id}#${ctx.part.key}` } }),
+    };
+    return { entry: openEntry(record, ctx.part?.amount), change, giveBacks: [] };
   },
+  refund: { divisible: true, amountFor: (params, args) => args.amount ?? share(params, args.perAmount!) },
   preview(run, args) {
     const amount = args.amount ?? share(run.init.params, args.perAmount!);
     const outcomes = [{ amount, probability: 1, program: args.program.id }];
