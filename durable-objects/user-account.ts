@@ -474,8 +474,12 @@ export class UserAccount extends DurableObject<Env> {
     return this.pointChange(userId, (ledger) => ledger.adjust(program, c));
   }
 
-  /** Takes back an earn by its source reference (a cancelled order, a return): see PointLedger.reverse. */
-  async reversePoints(userId: string, program: PointProgram, c: { earnRef: string; reason: string; now: number }): Promise<LedgerResult> {
+  /** Takes back an earn, or `amount` of it under its own `ref` (a cancelled order, a return): see PointLedger.reverse. */
+  async reversePoints(
+    userId: string,
+    program: PointProgram,
+    c: { earnRef: string; reason: string; now: number; amount?: number; ref?: string },
+  ): Promise<LedgerResult> {
     return this.pointChange(userId, (ledger) => ledger.reverse(program, c));
   }
 

@@ -158,6 +158,42 @@ describe("a proportional partial refund", () => {
     expect((await readEvent(e)).json.reversals).toHaveLength(1);
   });
 
+  it("plans concurrent refunds of one order one at a time: each acts on what the others left", { timeout: 120_000 }, async () => {
+    const user = `u-${unique()}`;
+    const e = event(user, "shareOrder", "310.00", items);
+    await send(e);
+    await stored(user, 3);
+    const answers = await Promise.all(["c-1", "c-2", "c-3"].map((id) => refund(e, id, [{ sku: "A", qty: 1 }])));
+    // Two As were bought: two refunds fit (a sixth, then a third in all), the third finds none left.
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 200, 422]);
+    const parts = answers.filter((a) => a.status === 200).map((a) => byType(a.json.reversal.entries));
+    expect(parts.map((p) => p.points.amount).sort()).toEqual([5, 5]);
+    expect(parts.map((p) => p.redPacket.amount).sort()).toEqual([166, 167]);
+    expect([await points(user), await packets(user)]).toEqual([21, 667]);
+  });
+
+  it("records points already spent as the part's shortfall", { timeout: 120_000 }, async () => {
+    const user = `u-${unique()}`;
+    const e = event(user, "shareOrder", "310.00", items);
+    await send(e);
+    await stored(user, 3);
+    const redeem = await call("/v1/points/redeem", {
+      user,
+      now: NOW,
+      body: { program: HONEY, amount: 30 },
+      headers: { "idempotency-key": unique() },
+    });
+    expect(redeem.status).toBe(200);
+    // B is two thirds: 20 of the 31 points are due back, and only 1 is left of them.
+    const r = (await refund(e, "rf-b", [{ sku: "B", qty: 1 }])).json.reversal;
+    expect(byType(r.entries).points).toMatchObject({ status: "partial", amount: 20, reclaimed: 1, shortfall: 19, reason: "SPENT" });
+    expect(await points(user)).toBe(-19);
+    // The rest of the order takes the remaining 11, all short.
+    const whole = (await cancel(e, { reason: "cancelled" })).json.reversal;
+    expect(byType(whole.entries).points).toMatchObject({ amount: 11, reclaimed: 0, shortfall: 11 });
+    expect(await points(user)).toBe(-30);
+  });
+
   it("refuses items the order does not have, or more than remains, with their pointers, and changes nothing", { timeout: 120_000 }, async () => {
     const user = `u-${unique()}`;
     const e = event(user, "shareOrder", "310.00", items);
