@@ -99,7 +99,7 @@ export async function acceptEvents(
       const account = userAccount(env, c.event.userId);
       const claim = await account.claimIdempotency(EVENTS_NAMESPACE, eventRef(c.event), c.fingerprint, Date.now());
       if (claim.state === "replay") {
-        results[c.index] = { status: "processed", source, eventId, outcome: JSON.parse(claim.body) as EventOutcome };
+        results[c.index] = replayed(claim, source, eventId);
       } else if (claim.state === "in-progress") {
         results[c.index] = { status: "accepted", source, eventId, location: eventPath(source, eventId) };
       } else if (claim.state === "mismatch") {
@@ -169,6 +169,13 @@ function invalid(code: "INVALID_PARAMS" | "INVALID_EVENT", message: string, erro
   return new AppError(code, `${message}: ${details[0]?.pointer} ${details[0]?.message}`, {}, details);
 }
 
+/** A stored answer again: the outcome, or the refusal the queue's run stored (an orderRefunded that did not fit, say). */
+function replayed(stored: { status: number; body: string }, source: string, eventId: string): ItemResult {
+  if (stored.status < 300) return { status: "processed", source, eventId, outcome: JSON.parse(stored.body) as EventOutcome };
+  const body = JSON.parse(stored.body) as ErrorBody;
+  return { status: "refused", httpStatus: stored.status, source, eventId, error: body.error };
+}
+
 function refused(requestId: string, e: AppError, source?: string, eventId?: string): ItemResult {
   return {
     status: "refused",
@@ -224,7 +231,12 @@ export async function readEvent(
   env: Env,
   source: string,
   eventId: string,
-): Promise<{ status: "accepted" } | { status: "processed"; outcome: EventOutcome; reversals: ReversalAnswer[] } | undefined> {
+): Promise<
+  | { status: "accepted" }
+  | { status: "processed"; outcome: EventOutcome; reversals: ReversalAnswer[] }
+  | { status: "refused"; error: ErrorBody["error"] }
+  | undefined
+> {
   const row = await env.DB.prepare("SELECT user_id FROM events WHERE source = ? AND event_id = ?").bind(source, eventId).first<{ user_id: string }>();
   if (!row) return undefined;
   const account = userAccount(env, row.user_id);
@@ -232,5 +244,7 @@ export async function readEvent(
   const stored = await account.readIdempotency(EVENTS_NAMESPACE, ref);
   // Claimed but not answered, or given up (freed for the sender's retry): not processed yet.
   if (stored === undefined || stored === "pending") return { status: "accepted" };
+  // Refused whole when the queue ran it (its answer is an error, kept like an outcome).
+  if (stored.status >= 300) return { status: "refused", error: (JSON.parse(stored.body) as ErrorBody).error };
   return { status: "processed", outcome: JSON.parse(stored.body) as EventOutcome, reversals: await account.eventReversals(ref) };
 }

@@ -148,15 +148,18 @@ const get = createRoute({
         .object({
           ok: z.literal(true),
           requestId: z.string(),
-          status: z.enum(["accepted", "processed"]),
+          status: z.enum(["accepted", "processed", "refused"]).openapi({
+            description: "refused: the queue's run refused the event whole (an orderRefunded whose items do not fit, say): see error",
+          }),
           outcome: EventOutcomeSchema.optional(),
+          error: ErrorBodySchema.shape.error.optional(),
           reversals: z
             .array(ReversalSchema)
             .optional()
             .openapi({ description: "processed: the event's cancel and partial refunds, oldest first, each with its entries" }),
         })
         .openapi("EventState"),
-      "accepted (not evaluated yet) or processed with its outcome",
+      "accepted (not evaluated yet), processed with its outcome, or refused with its error",
     ),
     ...errorResponses({ NOT_FOUND: "no such event was accepted", INVALID_PARAMS: "a malformed source or eventId", ...serviceErrors, ...ALWAYS }),
   },

@@ -3,7 +3,7 @@
  * part of what the order's runs gave, judged by each task's `onPartialRefund`; refunds add up to a whole cancel.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, counter, pushConfigs, records, rows, serviceKey, unique } from "../helpers";
+import { call, counter, eventually, pushConfigs, records, rows, serviceKey, unique } from "../helpers";
 
 const NOW = Date.parse("2026-11-11T12:00:00+08:00");
 const u = unique();
@@ -314,6 +314,18 @@ describe("an orderRefunded event with items", () => {
       [{ pointer: "/payload/items/0/qty", message: "0 of B remain to refund" }],
     ]);
     expect((await readEvent(e)).json.reversals).toHaveLength(1);
+    expect(await points(user)).toBe(11);
+
+    // Queued (the default), its refusal is kept as the refund event's answer: read, and replayed, as it was.
+    const queued = refunded([{ sku: "Z", qty: 1 }]);
+    expect((await call("/v1/events", { body: queued, now: NOW, headers: auth() })).status).toBe(202);
+    const state = await eventually(async () => {
+      const read = (await readEvent(queued)).json;
+      return read.status === "refused" ? read : undefined;
+    });
+    expect(state.error).toMatchObject({ code: "INVALID_REFUND", details: [{ pointer: "/payload/items/0/sku" }] });
+    const replay = await call("/v1/events", { body: queued, now: NOW, headers: auth() });
+    expect([replay.status, replay.json.error.code]).toEqual([422, "INVALID_REFUND"]);
     expect(await points(user)).toBe(11);
   });
 });
