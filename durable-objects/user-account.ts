@@ -182,7 +182,8 @@ export class UserAccount extends DurableObject<Env> {
           : plan.records.deliveries;
         const r: RecordBatch = { ...plan.records, rewards, deliveries, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
         if (ledger.written.length > 0) r.points = ledger.written;
-        if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length + ledger.written.length > 0) {
+        const rows = r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length + ledger.written.length;
+        if (rows + (r.events?.length ?? 0) > 0) {
           this.outbox.add(r);
           queued = true;
         }
@@ -467,7 +468,7 @@ export class UserAccount extends DurableObject<Env> {
   async adjustPoints(
     userId: string,
     program: PointProgram,
-    c: { delta: number; sourceRef: string; reason: string; now: number },
+    c: { delta: number; sourceRef: string; reason: string; now: number; keyId?: string | null },
   ): Promise<LedgerResult> {
     return this.pointChange(userId, (ledger) => ledger.adjust(program, c));
   }
@@ -480,6 +481,11 @@ export class UserAccount extends DurableObject<Env> {
   /** A program's balances at `now`, computed from the lots (no write): what a condition on the balance reads. */
   async pointBalances(program: string, now: number): Promise<PointBalances> {
     return new PointLedger(this.sql, "").balances(program, now);
+  }
+
+  /** What the program's daily earn cap still lets the user earn today (null: no cap), read only: a preview's peek. */
+  async pointEarnRoom(program: PointProgram, now: number): Promise<number | null> {
+    return new PointLedger(this.sql, "").earnRoom(program, now);
   }
 
   /**
@@ -559,6 +565,15 @@ export class UserAccount extends DurableObject<Env> {
     this.handOff();
     this.ctx.waitUntil(book.runEffects(Date.now()).catch((e) => log.error("give-backs not done; the alarm retries", { error: String(e) })));
     return answer;
+  }
+
+  /**
+   * Sends this account's committed records to D1 now: hands off what is still here, then has its collector write what
+   * it holds (RecordCollector.storeNow). A cancel right after its event needs the event's records in D1.
+   */
+  async flushRecords(): Promise<void> {
+    await this.outbox.forwardNow();
+    await recordCollector(this.env, this.ctx.id.toString()).storeNow();
   }
 
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */

@@ -3,7 +3,7 @@
  * operator reverses one request; both answer the reversal, the same on every repeat. src/reversals does the work.
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { requireService } from "../auth/service";
+import { requireService, serviceCaller } from "../auth/service";
 import { activeConfig } from "../config/store";
 import type { AppEnv } from "../http";
 import { cancelEvent, reverseRequest } from "../reversals/reverse";
@@ -110,7 +110,14 @@ export function registerReversals(app: OpenAPIHono<AppEnv>) {
   app.openapi(cancel, async (c) => {
     const { source, eventId } = c.req.valid("param");
     const { reason, userId } = c.req.valid("json");
-    const reversal = await cancelEvent(c.env, await activeConfig(c.env), { source, eventId, reason, userId, now: c.get("now") });
+    const reversal = await cancelEvent(c.env, await activeConfig(c.env), {
+      source,
+      eventId,
+      reason,
+      userId,
+      now: c.get("now"),
+      keyId: serviceCaller(c).id,
+    });
     return c.json({ ok: true as const, requestId: c.get("requestId"), reversal }, 200);
   });
 }
