@@ -40,12 +40,14 @@ export class RecordCollector extends DurableObject<Env> {
   }
 
   /**
-   * Writes the records held here to D1 now instead of after the queue: a cancel right after its event reads the
-   * event's records there (src/reversals/reverse.ts). They stay in the outbox, so the queue still carries them (their
+   * Writes the held hand-offs that carry any of these requests to D1 now instead of after the queue: a cancel right
+   * after its event reads the event's records there (src/reversals/reverse.ts). A hand-off is one account's rows, so
+   * only that user's records are written early. They stay in the outbox, so the queue still carries them (their
    * follow-ups: delivery attempts, emitted events) and confirms them; D1 stores each row once, however often written.
    */
-  async storeNow(): Promise<void> {
-    const batches = this.outbox.held();
+  async storeNow(requestIds: string[]): Promise<void> {
+    const wanted = new Set(requestIds);
+    const batches = this.outbox.held().filter((b) => b.requests?.some((r) => wanted.has(r.id)));
     if (batches.length === 0) return;
     const stored = await storeRows(this.env.DB, [{ rows: rowsOf({ kind: "records", records: mergeRecordBatches(batches) }) }]);
     if (!stored.ok) throw new Error("records not stored in D1");

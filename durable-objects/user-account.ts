@@ -568,12 +568,12 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /**
-   * Sends this account's committed records to D1 now: hands off what is still here, then has its collector write what
-   * it holds (RecordCollector.storeNow). A cancel right after its event needs the event's records in D1.
+   * Sends the records of these committed runs to D1 now: hands off what is still here, then has the collector write
+   * the hand-offs that carry them (RecordCollector.storeNow). A cancel right after its event needs them in D1.
    */
-  async flushRecords(): Promise<void> {
+  async flushRecords(requestIds: string[]): Promise<void> {
     await this.outbox.forwardNow();
-    await recordCollector(this.env, this.ctx.id.toString()).storeNow();
+    await recordCollector(this.env, this.ctx.id.toString()).storeNow(requestIds);
   }
 
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */

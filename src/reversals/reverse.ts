@@ -111,12 +111,12 @@ const RECORDS_WAIT_MS = 5_000;
  * The event's successful requests as D1 holds them, once every granted run (`granted`) is there: what the reversal
  * takes back. A run's records reach D1 a moment after its commit (account outbox → collector → queue → D1), and a
  * cancel right after its event would find them missing. Rather than answer 503 for the caller to retry, the cancel
- * asks the user's account to send them now (UserAccount.flushRecords: its collector writes what it holds to D1 at
- * once) and waits, bounded, until they are there. Records keep their one path and their one writer per user, and
- * nothing is kept twice: the account does not hold a copy of every grant for the length of a reversal window just
- * for the rare early cancel, and the queue still delivers the same rows (stored once) with their follow-ups. A run's
- * request and reward records travel in one batch and are stored in one D1 batch, so its request row means its
- * reward rows are there too.
+ * asks the user's account to send them now (UserAccount.flushRecords: the collector writes the hand-offs carrying
+ * them to D1 at once) and waits, bounded, until they are there. Records keep their one path and their one writer per
+ * user, and nothing is kept twice: the account does not hold a copy of every grant for a whole reversal window for
+ * the rare early cancel, and the queue still delivers the same rows (stored once) with their follow-ups. A run's
+ * request, reward and delivery rows travel in one batch and are stored in one D1 batch, so its request row means
+ * the others are there too.
  */
 async function grantedRequests(env: Env, account: ReturnType<typeof userAccount>, ref: string, granted: string[]): Promise<RequestRow[]> {
   const read = async () =>
@@ -135,7 +135,7 @@ async function grantedRequests(env: Env, account: ReturnType<typeof userAccount>
       throw new AppError("UNAVAILABLE", `the records of ${ref} are not stored yet: please retry shortly`, { "retry-after": "1" });
     }
     // A flush that fails (D1 busy) is tried again until the deadline; the queue brings the records meanwhile anyway.
-    await account.flushRecords().catch((e) => log.warn("records not flushed for a cancel", { ref, error: String(e) }));
+    await account.flushRecords(granted).catch((e) => log.warn("records not flushed for a cancel", { ref, error: String(e) }));
     requests = await read();
     if (!complete(requests)) await new Promise((r) => setTimeout(r, 200));
   }
