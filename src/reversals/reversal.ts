@@ -41,7 +41,8 @@ export interface ReversalEntry {
  * shortfall goes to `debtKey` as a debt). `points`: the ledger's reverse of the earn `earnRef` (a shortfall is a
  * negative entry). `restore`: participation counters one lower, never below zero (no entry of its own); with
  * `participant`, the user's standing runs of a participants cap one lower too, and when none is left the user's marker
- * is cleared and the cap's unit given back (a user counted before that count was kept is left counted).
+ * is cleared and the cap's unit given back (a user counted before the account kept that count, and who has not run
+ * since, has none to lower and stays counted).
  */
 export type UserReversal =
   | { kind: "take"; grantId: string; key: string; amount: number; debtKey?: string; spentReason: string }
