@@ -12,9 +12,7 @@ import type { AppEnv } from "../http";
 import { acceptEvents, eventPath, MAX_EVENTS_PER_REQUEST, readEvent, type ItemResult } from "../events/intake";
 import { ALWAYS, BODY_ERRORS, ErrorBodySchema, errorResponses, success } from "../openapi/responses";
 import { RewardOutcomeSchema } from "../openapi/reward-outcome";
-import { DEFAULT_PREVIEW_LIMITS, TaskPreviewSchema } from "./preview";
-import { enforceRateLimits } from "../rate-limit/enforce";
-import { vars } from "../platform/vars";
+import { enforcePreviewLimit, TaskPreviewSchema } from "./preview";
 
 const EventSchema = z
   .object({
@@ -181,8 +179,7 @@ export function registerEvents(app: OpenAPIHono<AppEnv>) {
         const userId = (item as { userId?: unknown } | null)?.userId;
         if (typeof userId === "string") users.add(userId);
       }
-      const rules = vars(c.env).ROUTE_RATE_LIMITS?.preview ?? DEFAULT_PREVIEW_LIMITS;
-      await Promise.all([...users].map((id) => enforceRateLimits(c, "route:preview", rules, { id, groups: [] })));
+      await Promise.all([...users].map((id) => enforcePreviewLimit(c, { id, groups: [] })));
     }
     const results = await acceptEvents(c.env, c.executionCtx, await activeConfig(c.env), items, {
       mode,
