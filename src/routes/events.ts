@@ -110,7 +110,7 @@ const post = createRoute({
         .openapi({
           description:
             "true: preview what each event would do, storing nothing. Dry runs count against the preview rate limit " +
-            "(ROUTE_RATE_LIMITS `preview`) of each event's user, as that user's own previews do",
+            "(ROUTE_RATE_LIMITS `preview`) of its user, one per event, as that user's own previews do",
         }),
     }),
     // Items are checked one by one (a bad one refuses only itself), so the body's schema here only shapes the batch.
@@ -171,15 +171,14 @@ export function registerEvents(app: OpenAPIHono<AppEnv>) {
     const body = c.req.valid("json") as Record<string, unknown>;
     const batch = Array.isArray(body.events);
     const items = batch ? (body.events as unknown[]) : [body];
-    // A dry run is a preview per event: limited as previews are, per event user (a refusal refuses the request whole;
-    // it changed nothing, so a retry is harmless).
+    // A dry run is a preview per event: each counts against its user's preview limit, as their own previews do (a
+    // refusal refuses the request whole: it changed nothing, so a retry is harmless).
     if (dry === "true") {
-      const users = new Set<string>();
-      for (const item of items) {
+      const users = items.flatMap((item) => {
         const userId = (item as { userId?: unknown } | null)?.userId;
-        if (typeof userId === "string") users.add(userId);
-      }
-      await Promise.all([...users].map((id) => enforcePreviewLimit(c, { id, groups: [] })));
+        return typeof userId === "string" ? [userId] : [];
+      });
+      await Promise.all(users.map((id) => enforcePreviewLimit(c, { id, groups: [] })));
     }
     const results = await acceptEvents(c.env, c.executionCtx, await activeConfig(c.env), items, {
       mode,

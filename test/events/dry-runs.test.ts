@@ -62,6 +62,16 @@ describe("POST /v1/events?dry=true", () => {
     expect((await send(paid(user), false)).status).toBe(200);
   });
 
+  it("counts each event of a batch: six dry events of one user in one request are over the limit", async () => {
+    const user = `u-${unique()}`;
+    const five = await send({ events: Array.from({ length: 5 }, () => paid(user)) }, true);
+    expect(five.status).toBe(200);
+    expect(five.json.results.map((r: { status: string }) => r.status)).toEqual(Array(5).fill("preview"));
+    const fresh = `u-${unique()}`;
+    const six = await send({ events: Array.from({ length: 6 }, () => paid(fresh)) }, true);
+    expect([six.status, six.json.error.code]).toEqual([429, "RATE_LIMITED"]);
+  });
+
   it("says what the points program's daily cap still allows, and DAILY_CAP once it is reached", async () => {
     const user = `u-${unique()}`;
     expect(pointsPreview(await send(paid(user), true))).toMatchObject({ available: true, outcomes: [{ amount: 3, probability: 1 }] });
