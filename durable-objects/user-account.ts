@@ -184,7 +184,8 @@ export class UserAccount extends DurableObject<Env> {
           : plan.records.deliveries;
         const r: RecordBatch = { ...plan.records, rewards, deliveries, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
         if (ledger.written.length > 0) r.points = ledger.written;
-        if (r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length + ledger.written.length > 0) {
+        const rows = r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length + ledger.written.length;
+        if (rows + (r.events?.length ?? 0) > 0) {
           this.outbox.add(r);
           queued = true;
         }
@@ -469,7 +470,7 @@ export class UserAccount extends DurableObject<Env> {
   async adjustPoints(
     userId: string,
     program: PointProgram,
-    c: { delta: number; sourceRef: string; reason: string; now: number },
+    c: { delta: number; sourceRef: string; reason: string; now: number; keyId?: string | null },
   ): Promise<LedgerResult> {
     return this.pointChange(userId, (ledger) => ledger.adjust(program, c));
   }
@@ -486,6 +487,11 @@ export class UserAccount extends DurableObject<Env> {
   /** A program's balances at `now`, computed from the lots (no write): what a condition on the balance reads. */
   async pointBalances(program: string, now: number): Promise<PointBalances> {
     return new PointLedger(this.sql, "").balances(program, now);
+  }
+
+  /** What the program's daily earn cap still lets the user earn today (null: no cap), read only: a preview's peek. */
+  async pointEarnRoom(program: PointProgram, now: number): Promise<number | null> {
+    return new PointLedger(this.sql, "").earnRoom(program, now);
   }
 
   /**
@@ -577,6 +583,15 @@ export class UserAccount extends DurableObject<Env> {
     this.handOff();
     this.ctx.waitUntil(book.runEffects(Date.now()).catch((e) => log.error("give-backs not done; the alarm retries", { error: String(e) })));
     return { stale: false, body: answer };
+  }
+
+  /**
+   * Sends the records of these committed runs to D1 now: hands off what is still here, then has the collector write
+   * the hand-offs that carry them (RecordCollector.storeNow). A cancel right after its event needs them in D1.
+   */
+  async flushRecords(requestIds: string[]): Promise<void> {
+    await this.outbox.forwardNow();
+    await recordCollector(this.env, this.ctx.id.toString()).storeNow(requestIds);
   }
 
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */

@@ -27,7 +27,7 @@ export default {
   queue: (batch, env, ctx) => {
     if (isDeadLetterQueue(batch.queue)) return storeDeadLetters(batch, env);
     if (batch.queue === INTAKE_QUEUE) return consumeIntake(batch as MessageBatch<IntakeMessage>, env, ctx);
-    return consumeEvents(batch as MessageBatch<QueueMessage>, env);
+    return consumeEvents(batch as MessageBatch<QueueMessage>, env, ctx);
   },
   scheduled: async (controller, env, ctx) => {
     // Each job on its own: one failing does not hold the other back (the next minute retries it).

@@ -7,6 +7,7 @@ import type { deliveries, participations, requestRecords, reversalEntries, rever
 import type { Rejection } from "../engine/define";
 import type { PointChange } from "../points/changes";
 import type { PointEntryRow } from "../points/ledger";
+import type { EmittedEvent } from "../events/emit";
 
 /** A change to one of the user's counters in the namespace. */
 export interface CounterChange {
@@ -68,6 +69,8 @@ export interface RecordBatch {
   /** Reversals and their entries (src/reversals); absent in batches that have none. */
   reversals?: (typeof reversals.$inferInsert)[];
   reversalEntries?: (typeof reversalEntries.$inferInsert)[];
+  /** Events the run emitted (src/events/emit.ts): accepted by the queue consumer once the batch's rows are stored. */
+  events?: EmittedEvent[];
 }
 
 /**

@@ -96,7 +96,10 @@ const Task = z
       .optional(),
     /** The event a committed run emits for its user, which event-triggered tasks may take up. */
     emits: z.enum(["signIn", "taskCompleted"]).optional(),
-    /** A reversal of a run (a cancelled event, an operator's reverse) gives its participation counts back too. */
+    /**
+     * A reversal of a run (a cancelled event, an operator's reverse) gives its participation counts back too; of a
+     * `participants` cap, the user's place when it was the user's last standing run.
+     */
     restoreLimits: z.boolean().default(false),
     /** How a partial refund of the event's order takes back what a run gave (src/reversals/order-refund.ts). */
     onPartialRefund: z.enum(["proportional", "reevaluate"]).optional(),

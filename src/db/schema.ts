@@ -34,6 +34,8 @@ export const requestRecords = sqliteTable(
     createdAt: integer("created_at").notNull(),
     /** `<source>/<eventId>` of the business event a triggered run answered. */
     eventRef: text("event_ref"),
+    /** The service key that called (an event's sender), "operator" for the admin API, null for a consumer's own run. */
+    keyId: text("key_id"),
   },
   (t) => [index("request_records_by_user").on(t.namespace, t.userId, t.createdAt), index("request_records_by_event").on(t.eventRef)],
 );
@@ -49,6 +51,8 @@ export const events = sqliteTable(
     fingerprint: text("fingerprint").notNull(),
     occurredAt: integer("occurred_at").notNull(),
     receivedAt: integer("received_at").notNull(),
+    /** The service key that sent it (null for events Fanfare emits itself from a consumer's run). */
+    keyId: text("key_id"),
     /** The payload as its type's schema read it (JSON), for partial refunds; null for events accepted before it was kept. */
     payload: text("payload"),
   },
@@ -272,6 +276,8 @@ export const pointEntries = sqliteTable(
     reason: text("reason").notNull(),
     detail: text("detail").notNull(),
     at: integer("at").notNull(),
+    /** The service key of an adjustment (POST /v1/points/adjust); null for the ledger's own changes. */
+    keyId: text("key_id"),
   },
   (t) => [primaryKey({ columns: [t.userId, t.program, t.sourceRef] }), index("point_entries_by_user").on(t.userId, t.program, t.entryId)],
 );
@@ -288,6 +294,8 @@ export const reversals = sqliteTable(
     eventRef: text("event_ref"),
     requestIds: text("request_ids").notNull(),
     createdAt: integer("created_at").notNull(),
+    /** The service key that cancelled, or "operator" for the admin API's reverse. */
+    keyId: text("key_id"),
   },
   (t) => [index("reversals_by_event").on(t.eventRef)],
 );

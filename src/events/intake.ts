@@ -57,7 +57,15 @@ export async function acceptEvents(
   ctx: { waitUntil(p: Promise<unknown>): void },
   config: CompiledConfig,
   items: unknown[],
-  opts: { mode: "sync" | "async"; now: number; requestId: string; pointer: (i: number) => (string | number)[]; dry?: boolean },
+  opts: {
+    mode: "sync" | "async";
+    now: number;
+    requestId: string;
+    pointer: (i: number) => (string | number)[];
+    dry?: boolean;
+    /** The service key that sent the events (null: Fanfare's own), recorded with each and with the runs they make. */
+    keyId: string | null;
+  },
 ): Promise<ItemResult[]> {
   const results: ItemResult[] = new Array(items.length);
   const checked: Checked[] = [];
@@ -82,7 +90,7 @@ export async function acceptEvents(
       );
     }
   }
-  const owners = await recordOnce(env, checked, opts.now);
+  const owners = await recordOnce(env, checked, opts.now, opts.keyId);
   const toQueue: Checked[] = [];
   await Promise.all(
     checked.map(async (c) => {
@@ -110,13 +118,21 @@ export async function acceptEvents(
           eventId,
         );
       } else if (opts.mode === "sync") {
-        results[c.index] = await runNow(env, ctx, config, c, opts.requestId);
+        results[c.index] = await runNow(env, ctx, config, c, opts.requestId, opts.keyId);
       } else toQueue.push(c);
     }),
   );
   if (toQueue.length > 0) {
     const messages: { body: IntakeMessage }[] = toQueue.map((c) => ({
-      body: { kind: "event", event: c.event, fingerprint: c.fingerprint, ticketId: eventRef(c.event), now: opts.now, requestId: opts.requestId },
+      body: {
+        kind: "event",
+        event: c.event,
+        fingerprint: c.fingerprint,
+        keyId: opts.keyId,
+        ticketId: eventRef(c.event),
+        now: opts.now,
+        requestId: opts.requestId,
+      },
     }));
     try {
       await env.INTAKE.sendBatch(messages);
@@ -190,12 +206,22 @@ function refused(requestId: string, e: AppError, source?: string, eventId?: stri
  * Records each event once by `(source, eventId)` (D1 `events`), then reads back who holds each id: the fingerprint
  * stored first, against which a repeat is compared.
  */
-async function recordOnce(env: Env, checked: Checked[], now: number): Promise<Map<string, string>> {
+async function recordOnce(env: Env, checked: Checked[], now: number, keyId: string | null): Promise<Map<string, string>> {
   if (checked.length === 0) return new Map();
   const inserts = checked.map((c) =>
     env.DB.prepare(
-      "INSERT INTO events (source, event_id, user_id, type, fingerprint, occurred_at, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING",
-    ).bind(c.event.source, c.event.eventId, c.event.userId, c.event.type, c.fingerprint, c.event.occurredAt, now, JSON.stringify(c.event.payload)),
+      "INSERT INTO events (source, event_id, user_id, type, fingerprint, occurred_at, received_at, key_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING",
+    ).bind(
+      c.event.source,
+      c.event.eventId,
+      c.event.userId,
+      c.event.type,
+      c.fingerprint,
+      c.event.occurredAt,
+      now,
+      keyId,
+      JSON.stringify(c.event.payload),
+    ),
   );
   const ids = JSON.stringify(checked.map((c) => [c.event.source, c.event.eventId]));
   const read = env.DB.prepare(
@@ -212,10 +238,11 @@ async function runNow(
   config: CompiledConfig,
   c: Checked,
   requestId: string,
+  keyId: string | null,
 ): Promise<ItemResult> {
   const account = userAccount(env, c.event.userId);
   try {
-    const outcome = await processEvent(env, ctx, config, c.event, c.fingerprint);
+    const outcome = await processEvent(env, ctx, config, c.event, c.fingerprint, keyId);
     await account.completeIdempotency(EVENTS_NAMESPACE, eventRef(c.event), 200, JSON.stringify(outcome));
     return { status: "processed", source: c.event.source, eventId: c.event.eventId, outcome };
   } catch (e) {

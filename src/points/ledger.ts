@@ -115,21 +115,26 @@ export class PointLedger {
     if (first) return { ok: true, entry: first, replayed: true };
     this.settle(c.now, program.id);
     let earned = c.amount;
-    if (program.dailyEarnCap !== null) {
-      const { from, to } = earnDay(program, c.now);
-      const today = this.sql
-        .exec<{ n: number }>(
-          "SELECT coalesce(sum(delta), 0) AS n FROM point_entries WHERE program = ? AND type = 'earn' AND at >= ? AND at < ?",
-          program.id,
-          from,
-          to,
-        )
-        .one().n;
-      earned = Math.max(0, Math.min(earned, program.dailyEarnCap - today));
-    }
+    const room = this.earnRoom(program, c.now);
+    if (room !== null) earned = Math.min(earned, room);
     const lot = earned > 0 ? this.addLot(program, earned, activeAt(program, c.now), c.now, c.source, c.sourceRef) : undefined;
     const detail = { requested: c.amount, ...(lot && { lot: lot.id, activeAt: lot.activeAt, expiresAt: lot.expiresAt }) };
     return { ok: true, entry: this.addEntry(program.id, "earn", earned, c.reason, c.sourceRef, c.now, detail), replayed: false };
+  }
+
+  /** What the program's daily earn cap still lets the user earn in the earn day of `now` (null: no cap); no write. */
+  earnRoom(program: PointProgram, now: number): number | null {
+    if (program.dailyEarnCap === null) return null;
+    const { from, to } = earnDay(program, now);
+    const today = this.sql
+      .exec<{ n: number }>(
+        "SELECT coalesce(sum(delta), 0) AS n FROM point_entries WHERE program = ? AND type = 'earn' AND at >= ? AND at < ?",
+        program.id,
+        from,
+        to,
+      )
+      .one().n;
+    return Math.max(0, program.dailyEarnCap - today);
   }
 
   /** Spends `amount` of the spendable points, from the lots that expire first; refused (writing nothing) without enough. */
@@ -209,21 +214,25 @@ export class PointLedger {
    * An operator's or business system's correction: a credit is a lot spendable at once (no pending days, no daily
    * cap); a debit takes from the lots that expire first, pending ones last, and is refused beyond the balance.
    */
-  adjust(program: PointProgram, c: { delta: number; sourceRef: string; reason: string; now: number }): LedgerResult {
+  adjust(program: PointProgram, c: { delta: number; sourceRef: string; reason: string; now: number; keyId?: string | null }): LedgerResult {
     const first = this.find(program.id, c.sourceRef);
     if (first) return { ok: true, entry: first, replayed: true };
     this.settle(c.now, program.id);
+    let detail: Record<string, EntryDetail>;
     if (c.delta > 0) {
       const lot = this.addLot(program, c.delta, c.now, c.now, "adjust", c.sourceRef);
-      const detail = { lot: lot.id, expiresAt: lot.expiresAt };
-      return { ok: true, entry: this.addEntry(program.id, "adjust", c.delta, c.reason, c.sourceRef, c.now, detail), replayed: false };
+      detail = { lot: lot.id, expiresAt: lot.expiresAt };
+    } else {
+      const { balance } = this.balances(program.id, c.now);
+      if (balance < -c.delta) {
+        return { ok: false, code: "INSUFFICIENT_POINTS", message: `cannot take ${-c.delta} ${program.name}: the balance is ${balance}` };
+      }
+      detail = { lots: this.take(program.id, -c.delta, c.now, true) };
     }
-    const { balance } = this.balances(program.id, c.now);
-    if (balance < -c.delta) {
-      return { ok: false, code: "INSUFFICIENT_POINTS", message: `cannot take ${-c.delta} ${program.name}: the balance is ${balance}` };
-    }
-    const lots = this.take(program.id, -c.delta, c.now, true);
-    return { ok: true, entry: this.addEntry(program.id, "adjust", c.delta, c.reason, c.sourceRef, c.now, { lots }), replayed: false };
+    const entry = this.addEntry(program.id, "adjust", c.delta, c.reason, c.sourceRef, c.now, detail);
+    // The adjustment's D1 row names the key that asked for it (the settle above wrote the ledger's own, with none).
+    this.written.at(-1)!.keyId = c.keyId ?? null;
+    return { ok: true, entry, replayed: false };
   }
 
   /**

@@ -27,6 +27,7 @@ export function mergeRecordBatches(batches: RecordBatch[]): RecordBatch {
     points: batches.flatMap((b) => b.points ?? []),
     reversals: batches.flatMap((b) => b.reversals ?? []),
     reversalEntries: batches.flatMap((b) => b.reversalEntries ?? []),
+    events: batches.flatMap((b) => b.events ?? []),
   };
 }
 

@@ -159,6 +159,16 @@ export class ReversalBook {
           const held = counters.value(ns, key) ?? 0;
           if (held > 0) counters.write(ns, key, held - 1);
         }
+        const p = c.participant;
+        const standing = p && counters.value(ns, p.standing);
+        // Here, in the user's one writer, so the unit goes back once: with the user's last standing run, if they hold it.
+        if (p && standing !== undefined && standing > 0) {
+          counters.write(ns, p.standing, standing - 1);
+          if (standing === 1 && (counters.value(ns, p.marker) ?? 0) > 0) {
+            counters.write(ns, p.marker, 0);
+            this.addEffect(p.giveBack, plan.createdAt);
+          }
+        }
       }
       for (const g of step.giveBacks) this.addEffect(g, plan.createdAt);
       // A participation count given back is no reward record: it has no entry.
@@ -204,6 +214,7 @@ export class ReversalBook {
             eventRef: plan.eventRef,
             requestIds: JSON.stringify(plan.requestIds),
             createdAt: plan.createdAt,
+            keyId: plan.keyId,
           },
         ],
         reversalEntries: entries.map((e) => ({

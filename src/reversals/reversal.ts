@@ -40,7 +40,10 @@ export interface ReversalEntry {
  * A change to the user's own state, applied by the account in the reversal's transaction; it settles its entry.
  * `take`: up to `amount` from a counter, never below zero (chances: spent ones are `unreclaimable`; a red packet's
  * shortfall goes to `debtKey` as a debt). `points`: the ledger's reverse of the earn `earnRef` (a shortfall is a
- * negative entry). `restore`: participation counters one lower, never below zero (no entry of its own).
+ * negative entry). `restore`: participation counters one lower, never below zero (no entry of its own); with
+ * `participant`, the user's standing runs of a participants cap one lower too, and when none is left the user's marker
+ * is cleared and the cap's unit given back (a user counted before the account kept that count, and who has not run
+ * since, has none to lower and stays counted).
  */
 export type UserReversal =
   | { kind: "take"; grantId: string; key: string; amount: number; debtKey?: string; spentReason: string }
@@ -54,7 +57,7 @@ export type UserReversal =
       /** A partial refund's part: this much of the earn, under its own entry reference (else the rest of the earn). */
       part?: { amount: number; ref: string };
     }
-  | { kind: "restore"; keys: string[] };
+  | { kind: "restore"; keys: string[]; participant?: { marker: string; standing: string; giveBack: GiveBack } };
 
 /** A unit (or an amount) a grant used of a shared counter, given back once per grant id after the commit. */
 export interface GiveBack {
@@ -86,6 +89,8 @@ export interface ReversalPlan {
   eventRef: string | null;
   requestIds: string[];
   createdAt: number;
+  /** Who asked: the cancelling service key's id, or "operator" (the admin API); null for Fanfare's own. */
+  keyId: string | null;
   /** A reversal of an event: its refund state as planned from (`from`, a version) and as this commit leaves it. */
   refund?: { eventRef: string; from: number; next: RefundState };
   /** The answer's refund summary, for a partial refund (and a whole cancel after some). */

@@ -18,6 +18,8 @@ import { AppError } from "../errors";
 import { eventRef } from "../engine/pipeline";
 import { EVENTS_NAMESPACE } from "../intake/intake-mode";
 import { restoredLimits } from "../engine/validators/limit";
+import { OPERATOR_KEY_ID } from "../auth/operator";
+import { log } from "../platform/log";
 import { type EventOutcome, triggeredRequest } from "../events/process";
 import type { Placed, RewardDefinition } from "../engine/define";
 import { TaskRun } from "../engine/run";
@@ -75,6 +77,8 @@ export interface CancelRequest {
   refundId?: string;
   /** The JSON pointer of `items` in the caller's request, for the refusal's details. */
   itemsAt?: string;
+  /** Who asked: the cancelling service key's id (null for Fanfare's own, e.g. an orderRefunded it emitted). */
+  keyId: string | null;
 }
 
 /**
@@ -117,19 +121,11 @@ export async function cancelEvent(env: Env, ctx: Ctx, config: CompiledConfig, c:
       const order = partial ? orderItems(payload, ref) : tryOrderItems(payload, ref);
       // Checked before the records are read: a refund that does not fit the order is refused however its records stand.
       const refund = partial ? partialRefund(order!, state, c) : wholeRefund(state, order);
-      const requests = (
-        await env.DB.prepare(
-          "SELECT id, user_id, activity_id, task_id, outcome, created_at, event_ref FROM request_records WHERE event_ref = ? AND outcome = 'OK'",
-        )
-          .bind(ref)
-          .all<RequestRow>()
-      ).results;
-      if (stored !== undefined) {
-        // Its granted runs' records travel to D1 after the commit: all of them must be there to be taken back.
-        const outcome = JSON.parse(stored.body) as EventOutcome;
-        const granted = outcome.runs.filter((r) => r.status === "granted" && r.requestId).map((r) => r.requestId!);
-        if (granted.some((id) => !requests.some((r) => r.id === id))) throw recordsNotYet(ref);
-      }
+      const granted =
+        stored === undefined
+          ? []
+          : (JSON.parse(stored.body) as EventOutcome).runs.filter((r) => r.status === "granted" && r.requestId).map((r) => r.requestId!);
+      const requests = await grantedRequests(env, account, ref, granted);
       // A run an operator reversed on its own was taken back then; one a refund already took back whole is done too.
       const open = await Promise.all(
         requests.map(async (r) => ((await account.reversalOf(`request:${r.id}`)) === "done" || state.closed.includes(r.id) ? undefined : r)),
@@ -143,6 +139,7 @@ export async function cancelEvent(env: Env, ctx: Ctx, config: CompiledConfig, c:
       };
     },
     c.reason,
+    c.keyId,
   );
 }
 
@@ -178,11 +175,46 @@ export async function reverseRequest(
       return { status: "reversed", eventRef: row.event_ref, requests: [row] };
     },
     c.reason,
+    OPERATOR_KEY_ID,
   );
 }
 
-function recordsNotYet(ref: string) {
-  return new AppError("UNAVAILABLE", `the records of ${ref} are not stored yet: please retry shortly`, { "retry-after": "1" });
+/** How long a cancel waits for its event's records to reach D1 after asking the account to send them now. */
+const RECORDS_WAIT_MS = 5_000;
+
+/**
+ * The event's successful requests as D1 holds them, once every granted run (`granted`) is there: what the reversal
+ * takes back. A run's records reach D1 a moment after its commit (account outbox → collector → queue → D1), and a
+ * cancel right after its event would find them missing. Rather than answer 503 for the caller to retry, the cancel
+ * asks the user's account to send them now (UserAccount.flushRecords: the collector writes the hand-offs carrying
+ * them to D1 at once) and waits, bounded, until they are there. Records keep their one path and their one writer per
+ * user, and nothing is kept twice: the account does not hold a copy of every grant for a whole reversal window for
+ * the rare early cancel, and the queue still delivers the same rows (stored once) with their follow-ups. A run's
+ * request, reward and delivery rows travel in one batch and are stored in one D1 batch, so its request row means
+ * the others are there too.
+ */
+async function grantedRequests(env: Env, account: ReturnType<typeof userAccount>, ref: string, granted: string[]): Promise<RequestRow[]> {
+  const read = async () =>
+    (
+      await env.DB.prepare(
+        "SELECT id, user_id, activity_id, task_id, outcome, created_at, event_ref FROM request_records WHERE event_ref = ? AND outcome = 'OK'",
+      )
+        .bind(ref)
+        .all<RequestRow>()
+    ).results;
+  const complete = (rows: RequestRow[]) => granted.every((id) => rows.some((r) => r.id === id));
+  let requests = await read();
+  const deadline = Date.now() + RECORDS_WAIT_MS;
+  while (!complete(requests)) {
+    if (Date.now() > deadline) {
+      throw new AppError("UNAVAILABLE", `the records of ${ref} are not stored yet: please retry shortly`, { "retry-after": "1" });
+    }
+    // A flush that fails (D1 busy) is tried again until the deadline; the queue brings the records meanwhile anyway.
+    await account.flushRecords(granted).catch((e) => log.warn("records not flushed for a cancel", { ref, error: String(e) }));
+    requests = await read();
+    if (!complete(requests)) await new Promise((r) => setTimeout(r, 200));
+  }
+  return requests;
 }
 
 /** How one granted run is taken back by this refund. */
@@ -316,6 +348,7 @@ async function reverseOnce(
   now: number,
   gather: () => Promise<Gathered>,
   reason: string,
+  keyId: string | null,
 ): Promise<ReversalAnswer> {
   const account = userAccount(env, userId);
   const deadline = Date.now() + WAIT_FOR_CONCURRENT_MS;
@@ -339,6 +372,7 @@ async function reverseOnce(
       eventRef: g.eventRef,
       requestIds: g.requests.map((q) => q.id),
       createdAt: now,
+      keyId,
       ...(r && g.eventRef
         ? {
             refund: {
@@ -455,7 +489,8 @@ async function planSteps(env: Env, config: CompiledConfig, requests: RequestRow[
     for (const v of task.validators.filter((p) => p.def.code === "limit")) {
       const back = restoredLimits(v.args as Parameters<typeof restoredLimits>[0], scope, req.id, req.user_id);
       const entry = openEntry({ id: req.id, requestId: req.id, type: "limit", amount: 0 } as GrantRecord);
-      steps.push({ namespace: activity.namespace, step: { entry, change: { kind: "restore", keys: back.keys }, giveBacks: back.giveBacks } });
+      const change = { kind: "restore" as const, keys: back.keys, ...(back.participant && { participant: back.participant }) };
+      steps.push({ namespace: activity.namespace, step: { entry, change, giveBacks: back.giveBacks } });
     }
   }
   return { steps, taken, closed, runs };

@@ -3,7 +3,7 @@
  * operator reverses one request; both answer the reversal, the same on every repeat. src/reversals does the work.
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { requireService } from "../auth/service";
+import { requireService, serviceCaller } from "../auth/service";
 import { activeConfig } from "../config/store";
 import type { AppEnv } from "../http";
 import { cancelEvent, reverseRequest } from "../reversals/reverse";
@@ -167,6 +167,7 @@ export function registerReversals(app: OpenAPIHono<AppEnv>) {
       userId,
       now: c.get("now"),
       ...(items && { items, refundId }),
+      keyId: serviceCaller(c).id,
     });
     return c.json({ ok: true as const, requestId: c.get("requestId"), reversal }, 200);
   });
