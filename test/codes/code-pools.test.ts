@@ -17,6 +17,7 @@ codePools:
   cp-retry: { kind: issue, shards: 2 }
   cp-spread: { kind: issue, shards: 8 }
   cp-fall: { kind: issue, shards: 8 }
+  cp-peek: { kind: issue, shards: 4 }
   cp-cards: { kind: activate, shards: 4 }
   cp-low:
     kind: issue
@@ -36,6 +37,9 @@ tasks:
   spread:
     validator: [login]
     reward: [{ redeemCode: { pool: cp-spread } }]
+  peek:
+    validator: [login]
+    reward: [{ redeemCode: { pool: cp-peek } }]
   low:
     validator: [login]
     reward: [{ redeemCode: { pool: cp-low } }]
@@ -160,6 +164,27 @@ describe("redeemCode: one code per claim, SOLD_OUT when every shard is dry", () 
         .map((a) => a.json.rewards[0].code)
         .sort(),
     ).toEqual(["S-1", "S-2", "S-3"]);
+  });
+});
+
+describe("redeemCode's preview and reversal", () => {
+  it("previews SOLD_OUT from an empty pool and available once it has a code, taking none", async () => {
+    const preview = (user: string) => call("/v1/activities/code-claims/preview", { user, now: NOW, body: { taskId: "peek" } });
+    expect((await preview("peeker")).json.rewards).toMatchObject([{ type: "redeemCode", available: false, reason: "SOLD_OUT" }]);
+    await importCodes("cp-peek", "first", { codes: ["P-1"] });
+    expect((await preview("peeker")).json.rewards).toMatchObject([{ type: "redeemCode", available: true, outcomes: [{ pool: "cp-peek" }] }]);
+    expect(await poolStats("cp-peek")).toMatchObject({ issued: 0, remaining: 1 });
+  });
+
+  it("cannot take back a code once it was shown: the reversal leaves it with its holder", async () => {
+    await importCodes("cp-peek", "second", { codes: ["P-2"] });
+    const claim = await runTask("code-claims", "peek", { user: "shown", now: NOW });
+    expect(claim.status).toBe(200);
+    await records(1, "SELECT id FROM reward_records WHERE id = ?", claim.json.rewards[0].grantId);
+    const reversed = await call(`/v1/admin/requests/${claim.json.requestId}/reverse`, { body: { reason: "fraud" }, headers: operator, now: NOW });
+    expect(reversed.status).toBe(200);
+    expect(reversed.json.reversal.entries).toMatchObject([{ type: "redeemCode", status: "unreclaimable", reason: "REVEALED" }]);
+    expect(await poolStats("cp-peek")).toMatchObject({ issued: 1, returned: 0 });
   });
 });
 
