@@ -153,40 +153,52 @@ export async function importCodes(env: Env, pool: CodePool, importId: string, co
   const fingerprint = await sha256Hex(stored.join("\n"));
   const byShard = Array.from({ length: pool.shards }, () => [] as string[]);
   for (const s of stored) byShard[shardOfCode(pool, s)]!.push(s);
+  // Every shard takes part, with no codes if none hash to it: each then knows the import's fingerprint, so the same id
+  // with another list is refused wherever its codes would land.
   const parts = byShard.flatMap((list, shard) =>
-    Array.from({ length: Math.ceil(list.length / CODES_PER_PART) }, (_, part) => ({
+    Array.from({ length: Math.max(1, Math.ceil(list.length / CODES_PER_PART)) }, (_, part) => ({
       shard,
       part,
       codes: list.slice(part * CODES_PER_PART, (part + 1) * CODES_PER_PART),
     })),
   );
-  // A shard's parts in order, shards side by side.
+  const onShard = async (shard: number, which: typeof parts) => {
+    let added = 0;
+    let duplicates = 0;
+    for (const p of which) {
+      const r = await codeShard(env, pool.id, shard).importPart(shardRef(pool, shard), {
+        importId,
+        part: p.part,
+        fingerprint,
+        codes: p.codes,
+        now,
+      });
+      if (r.outcome === "mismatch") throw new AppError("IDEMPOTENCY_MISMATCH", `import '${importId}' was already made with other codes`);
+      added += r.added;
+      duplicates += r.duplicates;
+    }
+    return { added, duplicates };
+  };
+  // Shard 0's first part decides first: two imports racing under one id with different lists meet there, and the
+  // second is refused before any of its codes land. Then each shard's parts in order, shards side by side.
+  const [first, ...rest] = parts.filter((x) => x.shard === 0);
+  const unanswered = (shards: number[]) =>
+    new AppError("UNAVAILABLE", `import '${importId}': shard(s) ${shards.join(", ")} did not answer; repeat the request to finish`, {
+      "retry-after": "1",
+    });
+  const decided = await onShard(0, [first!]).catch((e: unknown) => {
+    throw e instanceof AppError ? e : unanswered([0]);
+  });
   const results = await Promise.allSettled(
     byShard.map(async (_, shard) => {
-      let added = 0;
-      let duplicates = 0;
-      for (const p of parts.filter((x) => x.shard === shard)) {
-        const r = await codeShard(env, pool.id, shard).importPart(shardRef(pool, shard), {
-          importId,
-          part: p.part,
-          fingerprint,
-          codes: p.codes,
-          now,
-        });
-        if (r.outcome === "mismatch") throw new AppError("IDEMPOTENCY_MISMATCH", `import '${importId}' was already made with other codes`);
-        added += r.added;
-        duplicates += r.duplicates;
-      }
-      return { added, duplicates };
+      const done = await onShard(shard, shard === 0 ? rest : parts.filter((x) => x.shard === shard));
+      return shard === 0 ? { added: done.added + decided.added, duplicates: done.duplicates + decided.duplicates } : done;
     }),
   );
   const refused = results.find((r): r is PromiseRejectedResult => r.status === "rejected" && r.reason instanceof AppError);
   if (refused) throw refused.reason;
   const failed = results.flatMap((r, i) => (r.status === "rejected" ? [i] : []));
-  if (failed.length > 0)
-    throw new AppError("UNAVAILABLE", `import '${importId}': shard(s) ${failed.join(", ")} did not answer; repeat the request to finish`, {
-      "retry-after": "1",
-    });
+  if (failed.length > 0) throw unanswered(failed);
   const done = results.map((r) => (r as PromiseFulfilledResult<{ added: number; duplicates: number }>).value);
   return {
     received: codes.length,

@@ -13,6 +13,7 @@ const operator = { authorization: `Bearer ${env.ADMIN_TOKEN}` };
 const codes = `
 codePools:
   cp-imports: { kind: issue, shards: 3 }
+  cp-cross: { kind: issue, shards: 3 }
   cp-hot: { kind: issue, shards: 4 }
   cp-retry: { kind: issue, shards: 2 }
   cp-spread: { kind: issue, shards: 8 }
@@ -84,6 +85,17 @@ describe("imports: each code kept once, idempotent by import id", () => {
       ["batch-2", 2],
       ["batch-3", 1],
     ]);
+  });
+
+  it("refuses an import id used before even when the new list's codes would all land on other shards", async () => {
+    const at = shardOf("X-1", 3);
+    const elsewhere = Array.from({ length: 50 }, (_, i) => `Y-${i}`)
+      .filter((c) => shardOf(c, 3) !== at)
+      .slice(0, 3);
+    expect((await importCodes("cp-cross", "cross", { codes: ["X-1"] })).json.added).toBe(1);
+    const other = await importCodes("cp-cross", "cross", { codes: elsewhere });
+    expect([other.status, other.json.error.code]).toEqual([422, "IDEMPOTENCY_MISMATCH"]);
+    expect((await poolStats("cp-cross")).imported).toBe(1);
   });
 
   it("refuses a malformed code with its place, and imports nothing of that request", async () => {
