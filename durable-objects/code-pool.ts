@@ -2,7 +2,13 @@
  * One shard of a code pool: the single writer of the codes that hash to it. Operators import codes (each code lands
  * on the shard its hash names, so a code imported twice, in one import or two, meets itself here and is skipped); a
  * take issues one unused code per ref, a consume uses a named code once, a give-back returns an issued code that was
- * never shown. At every instant issued + consumed + remaining = imported. Issues, consumptions and returns leave
+ * never shown. At every instant issued + consumed + remaining = imported.
+ *
+ * A code taken for a run is held like a shared-counter reservation: the run's commit in the user's account records
+ * the holder id as used, and the code is revealed (shown in the answer). Until then the code is neither the user's
+ * nor the pool's: a give-back, or the alarm once the hold is over, asks the user's account, whose answer is final
+ * (a commit that comes after an "abandoned" is refused), so a code is never both shown and returned, nor lost when
+ * the worker died between the take and the commit. Issues, consumptions and returns leave
  * through the outbox for D1 (code_pool_events); so does the low-stock signal, which the queue consumer checks against
  * the whole pool (src/codes/low-stock.ts).
  */
@@ -19,6 +25,9 @@ import type {
 } from "../src/codes/code-pool-definition";
 import { countServed, migrateStorage, readMeta, type StorageMigration } from "./support/migrations";
 import { Outbox, outboxTable } from "./support/outbox";
+import { DeadlineClock } from "./support/deadline-clock";
+import { ExpiryTracker } from "./support/expiry";
+import { userAccount } from "./support/stubs";
 import { log } from "../src/platform/log";
 
 /** The shard's storage, one numbered step each (see support/migrations.ts). */
@@ -31,11 +40,13 @@ export const codePoolMigrations: StorageMigration[] = [
     CHECK (issued >= 0 AND consumed >= 0 AND issued + consumed <= imported));
   INSERT OR IGNORE INTO counts (id) VALUES (1);
   -- status: unused | issued | consumed; ref: who holds or used it (one code per ref); revealed: shown to its holder.
+  -- account: the user whose account decides a held code (check_at: when to ask it, null once decided).
   CREATE TABLE IF NOT EXISTS codes (
     code TEXT PRIMARY KEY, import_id TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'unused', ref TEXT,
-    revealed INTEGER NOT NULL DEFAULT 0, at INTEGER);
+    revealed INTEGER NOT NULL DEFAULT 0, at INTEGER, account TEXT, check_at INTEGER);
   CREATE INDEX IF NOT EXISTS codes_by_status ON codes (status);
   CREATE UNIQUE INDEX IF NOT EXISTS codes_by_ref ON codes (ref);
+  CREATE INDEX IF NOT EXISTS codes_to_check ON codes (check_at) WHERE check_at IS NOT NULL;
   CREATE TABLE IF NOT EXISTS imports (import_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, at INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS import_parts (
     import_id TEXT NOT NULL, part INTEGER NOT NULL, added INTEGER NOT NULL, duplicates INTEGER NOT NULL,
@@ -46,16 +57,27 @@ export const codePoolMigrations: StorageMigration[] = [
 ];
 
 type Counts = { imported: number; issued: number; consumed: number; returned: number };
+type Held = { code: string; ref: string; account: string };
+
+/** A holder's account that did not answer is asked again this much later (the code stays held meanwhile). */
+const HOLDER_RETRY_MS = 10_000;
 
 export class CodePool extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: Outbox<CodeEvent>;
   /** The imported count at which the low-stock signal was last sent (one signal per stock level). */
   private signalledAt: number | undefined;
+  /** Held codes whose hold is over, asked about by the alarm (on the wall clock: a hold is machinery, not activity time). */
+  private readonly holds: ExpiryTracker<Held>;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.holds = new ExpiryTracker(new DeadlineClock(ctx, env, "wall"), {
+      due: (now, limit) =>
+        this.sql.exec<Held>("SELECT code, ref, account FROM codes WHERE check_at IS NOT NULL AND check_at <= ? LIMIT ?", now, limit).toArray(),
+      earliest: () => this.sql.exec<{ at: number | null }>("SELECT min(check_at) AS at FROM codes WHERE check_at IS NOT NULL").one().at ?? Infinity,
+    });
     this.outbox = new Outbox<CodeEvent>(ctx, env, {
       queue: { binding: "CODES", message: (events, origin) => ({ kind: "code-events", events, origin }) },
     });
@@ -111,9 +133,10 @@ export class CodePool extends DurableObject<Env> {
   /**
    * Issues one unused code to `holder` (a grant id, a claim id): the same holder gets the same code however often it
    * asks, until the code is given back. "dry" when this shard has none; "elsewhere" when the holder's code was issued by
-   * the shard named (this shard was dry then, see `noteElsewhere`).
+   * the shard named (this shard was dry then, see `noteElsewhere`). With `hold`, the code is held for that user's
+   * commit (see the top of this file) and its account is asked `holdMs` later unless it was revealed or given back.
    */
-  async take(ref: CodeShardRef, holder: string, now: number): Promise<TakeOutcome> {
+  async take(ref: CodeShardRef, holder: string, now: number, hold?: { userId: string; holdMs: number }): Promise<TakeOutcome> {
     countServed(this.sql);
     const held = this.sql.exec<{ code: string }>("SELECT code FROM codes WHERE ref = ?", holder).toArray()[0];
     if (held) return { outcome: "issued", code: held.code, shard: ref.shard, replayed: true };
@@ -121,12 +144,21 @@ export class CodePool extends DurableObject<Env> {
     if (moved) return { outcome: "elsewhere", shard: moved.shard };
     const next = this.sql.exec<{ code: string }>("SELECT code FROM codes WHERE status = 'unused' LIMIT 1").toArray()[0];
     if (!next) return { outcome: "dry" };
+    const checkAt = hold && Date.now() + hold.holdMs;
     this.ctx.storage.transactionSync(() => {
-      this.sql.exec("UPDATE codes SET status = 'issued', ref = ?, at = ? WHERE code = ?", holder, now, next.code);
+      this.sql.exec(
+        "UPDATE codes SET status = 'issued', ref = ?, at = ?, account = ?, check_at = ? WHERE code = ?",
+        holder,
+        now,
+        hold?.userId ?? null,
+        checkAt ?? null,
+        next.code,
+      );
       this.sql.exec("UPDATE counts SET issued = issued + 1");
       this.event(ref, next.code, "issued", holder, now);
     });
     await this.outbox.schedule();
+    if (checkAt !== undefined) await this.holds.track(checkAt);
     return { outcome: "issued", code: next.code, shard: ref.shard, replayed: false };
   }
 
@@ -160,7 +192,8 @@ export class CodePool extends DurableObject<Env> {
    * False when no code is issued to `holder` here.
    */
   async reveal(code: string, holder: string): Promise<boolean> {
-    return this.sql.exec("UPDATE codes SET revealed = 1 WHERE code = ? AND ref = ? AND status = 'issued'", code, holder).rowsWritten > 0;
+    const sql = "UPDATE codes SET revealed = 1, check_at = NULL WHERE code = ? AND ref = ? AND status = 'issued'";
+    return this.sql.exec(sql, code, holder).rowsWritten > 0;
   }
 
   /**
@@ -170,19 +203,70 @@ export class CodePool extends DurableObject<Env> {
    * nothing issued to `holder` ("unknown").
    */
   async giveBack(ref: CodeShardRef, code: string, holder: string, now: number): Promise<GiveBackOutcome> {
-    const row = this.sql
-      .exec<{ status: string; revealed: number }>("SELECT status, revealed FROM codes WHERE code = ? AND ref = ?", code, holder)
-      .toArray()[0];
+    type Row = { status: string; revealed: number; account: string | null; check_at: number | null };
+    const read = () =>
+      this.sql.exec<Row>("SELECT status, revealed, account, check_at FROM codes WHERE code = ? AND ref = ?", code, holder).toArray()[0];
+    let row = read();
+    // Held for a commit: the holder's account decides whether the commit used it (then it was shown).
+    if (row?.check_at !== null && row?.account) {
+      const decided = await userAccount(this.env, row.account).resolveReservation(holder);
+      // Read again after the wait: the alarm or a reveal may have settled it meanwhile.
+      row = read();
+      if (row && decided === "committed") this.ctx.storage.transactionSync(() => this.decideHeld(code, holder, "committed", ref, now));
+    }
     if (!row) return "unknown";
     if (row.status === "consumed") return "consumed";
-    if (row.revealed) return "revealed";
-    this.ctx.storage.transactionSync(() => {
-      this.sql.exec("UPDATE codes SET status = 'unused', ref = NULL, at = NULL WHERE code = ?", code);
-      this.sql.exec("UPDATE counts SET issued = issued - 1, returned = returned + 1");
-      this.event(ref, code, "returned", holder, now);
-    });
+    if (row.revealed || read()?.revealed) return "revealed";
+    this.ctx.storage.transactionSync(() => this.returnCode(ref, code, holder, now));
     await this.outbox.schedule();
     return "returned";
+  }
+
+  /** Back to the pool: unused again, its holder forgotten (call inside a transaction). */
+  private returnCode(ref: CodeShardRef, code: string, holder: string, now: number) {
+    this.sql.exec("UPDATE codes SET status = 'unused', ref = NULL, at = NULL, account = NULL, check_at = NULL WHERE code = ?", code);
+    this.sql.exec("UPDATE counts SET issued = issued - 1, returned = returned + 1");
+    this.event(ref, code, "returned", holder, now);
+  }
+
+  /**
+   * Settles a held code as its holder's account decided: used by a commit (revealed), or abandoned (back to the
+   * pool). Call inside a transaction.
+   */
+  private decideHeld(code: string, holder: string, decided: "committed" | "abandoned", ref: CodeShardRef, now: number) {
+    // Only a code still held by this holder: a give-back or a reveal may have settled it while the account was asked.
+    const held = this.sql.exec("SELECT 1 FROM codes WHERE code = ? AND ref = ? AND status = 'issued' AND check_at IS NOT NULL", code, holder);
+    if (held.toArray().length === 0) return;
+    if (decided === "committed") this.sql.exec("UPDATE codes SET revealed = 1, check_at = NULL WHERE code = ?", code);
+    else this.returnCode(ref, code, holder, now);
+  }
+
+  /**
+   * Asks the accounts of codes whose hold is over whether their commit used them (see the top of this file). A
+   * holder that does not answer is asked again later; its code stays held.
+   */
+  private settleHolds(now: number): Promise<number> {
+    const ref = this.selfRef();
+    return this.holds.sweepAwaiting(now, async (due) => {
+      const answers = await Promise.allSettled(due.map((h) => userAccount(this.env, h.account).resolveReservation(h.ref)));
+      const retryAt = Date.now() + HOLDER_RETRY_MS;
+      let unanswered = 0;
+      this.ctx.storage.transactionSync(() => {
+        due.forEach((h, i) => {
+          const a = answers[i]!;
+          if (a.status === "fulfilled") this.decideHeld(h.code, h.ref, a.value, ref, now);
+          else {
+            unanswered++;
+            this.sql.exec("UPDATE codes SET check_at = ? WHERE code = ? AND check_at IS NOT NULL", retryAt, h.code);
+          }
+        });
+      });
+      if (unanswered > 0) {
+        log.error("code holders unanswered; asked again later", { pool: ref.pool, shard: ref.shard, unanswered });
+        await this.holds.track(retryAt);
+      }
+      await this.outbox.schedule();
+    });
   }
 
   /** This shard's counts and the imports it took part in (newest first). */
@@ -194,7 +278,8 @@ export class CodePool extends DurableObject<Env> {
          FROM imports i LEFT JOIN import_parts p ON p.import_id = i.import_id GROUP BY i.import_id ORDER BY i.at DESC LIMIT 100`,
       )
       .toArray();
-    return { ...c, remaining: c.imported - c.issued - c.consumed, imports };
+    const held = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM codes WHERE check_at IS NOT NULL").one().n;
+    return { ...c, held, remaining: c.imported - c.issued - c.consumed, imports };
   }
 
   /** Unused codes here, read only (a preview's peek). */
@@ -209,7 +294,20 @@ export class CodePool extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
-    await this.outbox.forward();
+    try {
+      await this.settleHolds(Date.now());
+      await this.holds.wakeForNext();
+    } finally {
+      // Whatever failed above (the runtime retries the alarm for it), the records still leave.
+      await this.outbox.forward();
+    }
+  }
+
+  /** This shard's pool and place as its first import or take noted them (the alarm has no caller to say). */
+  private selfRef(): CodeShardRef {
+    const meta = readMeta(this.sql);
+    const lowAt = meta.low_at === undefined || meta.low_at === "" ? null : Number(meta.low_at);
+    return { pool: meta.pool ?? "", kind: "issue", shard: Number(meta.shard ?? 0), shards: Number(meta.shards ?? 1), lowAt };
   }
 
   /** The record of a change (inside its transaction), and the low-stock signal when this change crossed the share. */
@@ -229,8 +327,12 @@ export class CodePool extends DurableObject<Env> {
     log.info("code pool shard low", { pool: ref.pool, shard: ref.shard, remaining });
   }
 
-  /** Which pool and shard this object is (written once, for an operator reading its storage). */
+  /** Which pool and shard this object is, as the latest call said (the alarm's records and signals name them). */
   private notePool(ref: CodeShardRef) {
-    this.sql.exec("INSERT OR IGNORE INTO meta (k, v) VALUES ('pool', ?), ('shard', ?)", ref.pool, String(ref.shard));
+    const put = "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v";
+    this.sql.exec(put, "pool", ref.pool);
+    this.sql.exec(put, "shard", String(ref.shard));
+    this.sql.exec(put, "shards", String(ref.shards));
+    this.sql.exec(put, "low_at", ref.lowAt === null ? "" : String(ref.lowAt));
   }
 }

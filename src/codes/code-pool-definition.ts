@@ -77,6 +77,8 @@ export interface ShardCodeCounts {
   imported: number;
   /** Codes out with a holder (issued, revealed or not). */
   issued: number;
+  /** Of those, codes held for a commit not yet known to have used them (see durable-objects/code-pool.ts). */
+  held: number;
   consumed: number;
   /** Codes that came back (a failed delivery, a refused run) and were unused again; counted each time. */
   returned: number;

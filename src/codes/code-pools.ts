@@ -9,6 +9,7 @@ import type { Env } from "../env";
 import { AppError } from "../errors";
 import { shardShare } from "../prizes/pool-definition";
 import { sha256Hex, shardOf } from "../sharding";
+import { vars } from "../platform/vars";
 import type { CodePool, CodeShardRef, GiveBackOutcome, ShardCodeCounts } from "./code-pool-definition";
 
 /** The pool `id` as the active config declares it; NOT_FOUND otherwise. */
@@ -45,19 +46,30 @@ function requireKind(pool: CodePool, kind: CodePool["kind"], what: string) {
  * Issues one unused code of an `issue` pool to `holder` (a grant or claim id): from the holder's home shard (a
  * hash), else from the next shards in turn, so a pool is sold out only when every shard is dry. The same holder
  * gets the same code on a retry, whichever shard gave it (the home shard notes where). SOLD_OUT when none is left.
+ * With `heldFor` (a user id), the code is held for that user's commit, which must name `holder` among its
+ * reservations (TaskRun.plan.heldElsewhere): after RESERVATION_HOLD_MS the shard asks the user's account whether the
+ * commit used it, and takes it back if not, so a run whose worker died loses no code.
  */
-export async function takeCode(env: Env, pool: CodePool, holder: string, now: number): Promise<{ code: string; shard: number; replayed: boolean }> {
+export async function takeCode(
+  env: Env,
+  pool: CodePool,
+  holder: string,
+  now: number,
+  heldFor?: string,
+): Promise<{ code: string; shard: number; replayed: boolean }> {
   requireKind(pool, "issue", "taking a code");
+  const hold = heldFor === undefined ? undefined : { userId: heldFor, holdMs: vars(env).RESERVATION_HOLD_MS };
+  const take = (shard: number) => codeShard(env, pool.id, shard).take(shardRef(pool, shard), holder, now, hold);
   const home = shardOf(holder, pool.shards);
-  const first = await codeShard(env, pool.id, home).take(shardRef(pool, home), holder, now);
+  const first = await take(home);
   if (first.outcome === "issued") return first;
   if (first.outcome === "elsewhere") {
-    const there = await codeShard(env, pool.id, first.shard).take(shardRef(pool, first.shard), holder, now);
+    const there = await take(first.shard);
     if (there.outcome === "issued") return there;
   }
   for (let step = 1; step < pool.shards; step++) {
     const shard = (home + step) % pool.shards;
-    const r = await codeShard(env, pool.id, shard).take(shardRef(pool, shard), holder, now);
+    const r = await take(shard);
     if (r.outcome !== "issued") continue;
     // If this note is lost, a retry whose home shard got codes meanwhile takes a second code: the first one goes
     // back when its grant is refused, or stays issued to a holder nobody answered (counted, never given twice).
@@ -85,7 +97,8 @@ export async function consumeCode(env: Env, pool: CodePool, code: string, by: st
 /**
  * Gives back the code issued to `holder` (its grant was refused, or its delivery failed before the user saw it):
  * "returned" when it is unused again; "revealed" or "consumed" when it stays the holder's; "unknown" when nothing is
- * issued to `holder` under that code (already given back).
+ * issued to `holder` under that code (already given back). A code held for a commit is returned only if the
+ * user's account says no commit used it (then none ever will); if one did, it was shown: "revealed".
  */
 export async function giveBackCode(env: Env, pool: CodePool, code: string, holder: string, now: number): Promise<GiveBackOutcome> {
   const stored = await storedCode(pool, code);
@@ -115,11 +128,12 @@ export async function codePoolCounts(env: Env, pool: CodePool) {
   const totals = {
     imported: sum("imported"),
     issued: sum("issued"),
+    held: sum("held"),
     consumed: sum("consumed"),
     returned: sum("returned"),
     remaining: sum("remaining"),
   };
-  // An import touches every shard its codes hash to: its counts are the sum of its parts there.
+  // An import touches every shard: its counts are the sum of its parts there.
   const imports = new Map<string, { importId: string; added: number; duplicates: number; at: number }>();
   for (const s of shards) {
     for (const i of s.imports) {

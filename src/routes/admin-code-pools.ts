@@ -44,6 +44,7 @@ const ImportResult = z
 const Counts = {
   imported: z.number().int(),
   issued: z.number().int(),
+  held: z.number().int().openapi({ description: "Of the issued, those held for a run's commit not yet known to have used them" }),
   consumed: z.number().int(),
   returned: z.number().int(),
   remaining: z.number().int(),

@@ -19,6 +19,7 @@ codePools:
   cp-spread: { kind: issue, shards: 8 }
   cp-fall: { kind: issue, shards: 8 }
   cp-peek: { kind: issue, shards: 4 }
+  cp-crash: { kind: issue, shards: 1 }
   cp-cards: { kind: activate, shards: 4 }
   cp-low:
     kind: issue
@@ -38,6 +39,9 @@ tasks:
   spread:
     validator: [login]
     reward: [{ redeemCode: { pool: cp-spread } }]
+  crash:
+    validator: [login]
+    reward: [{ redeemCode: { pool: cp-crash } }]
   peek:
     validator: [login]
     reward: [{ redeemCode: { pool: cp-peek } }]
@@ -197,6 +201,36 @@ describe("redeemCode's preview and reversal", () => {
     expect(reversed.status).toBe(200);
     expect(reversed.json.reversal.entries).toMatchObject([{ type: "redeemCode", status: "unreclaimable", reason: "REVEALED" }]);
     expect(await poolStats("cp-peek")).toMatchObject({ issued: 1, returned: 0 });
+  });
+});
+
+describe("a claim whose worker dies", () => {
+  it("between the take and the commit: the code comes back once its hold is over, and nothing is granted", async () => {
+    await importCodes("cp-crash", "first", { codes: ["K-1"] });
+    const dying = await runTask("code-claims", "crash", { user: "dying", now: NOW, headers: { "x-fanfare-fault": "after-reserve" } });
+    expect(dying.status).toBe(500);
+    expect(await poolStats("cp-crash")).toMatchObject({ issued: 1, held: 1, remaining: 0 });
+    // RESERVATION_HOLD_MS later the shard asks the user's account, which answers that no commit used it.
+    const back = await eventually(async () => {
+      const s = await poolStats("cp-crash");
+      return s.held === 0 ? s : undefined;
+    }, 60_000);
+    expect(back).toMatchObject({ issued: 0, returned: 1, remaining: 1 });
+    expect(await rows("SELECT id FROM reward_records WHERE user_id = 'dying'")).toEqual([]);
+    expect((await runTask("code-claims", "crash", { user: "next", now: NOW })).json.rewards[0].code).toBe("K-1");
+  });
+
+  it("after the commit, before the answer: the code stays the user's once its hold is over", async () => {
+    await importCodes("cp-crash", "second", { codes: ["K-2"] });
+    const late = await runTask("code-claims", "crash", { user: "late", now: NOW, headers: { "x-fanfare-fault": "after-commit" } });
+    expect(late.status).toBe(500);
+    const settled = await eventually(async () => {
+      const s = await poolStats("cp-crash");
+      return s.held === 0 ? s : undefined;
+    }, 60_000);
+    expect(settled).toMatchObject({ issued: 2, returned: 1, remaining: 0 });
+    const [grant] = await records<{ detail: string }>(1, "SELECT detail FROM reward_records WHERE user_id = 'late'");
+    expect(JSON.parse(grant!.detail)).toEqual({ pool: "cp-crash", code: "K-2" });
   });
 });
 

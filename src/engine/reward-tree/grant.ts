@@ -63,6 +63,7 @@ export async function grantTree(run: TaskRun, tree: RewardTree): Promise<void> {
       deliveries: plan.records.deliveries.length,
       compensations: plan.compensations.length,
       afterCommit: plan.afterCommit.length,
+      heldElsewhere: plan.heldElsewhere.length,
     };
     run.node = node.path;
     const outcome: RewardOutcome = await node.reward.def.grant(run, node.reward.args);
@@ -117,6 +118,7 @@ export async function grantTree(run: TaskRun, tree: RewardTree): Promise<void> {
     plan.records.deliveries.length = mark.deliveries;
     plan.compensations.length = mark.compensations;
     plan.afterCommit.length = mark.afterCommit;
+    plan.heldElsewhere.length = mark.heldElsewhere;
     await Promise.all([...held.map(giveBack), ...undo.map((u) => u())]);
     if (failed.error !== undefined) {
       if (failed.error instanceof Error) throw failed.error;

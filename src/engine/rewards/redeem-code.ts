@@ -13,7 +13,8 @@ export const redeemCode = defineReward({
     "codes with POST /v1/admin/code-pools/{pool}/imports/{importId}) and shows it in the outcome (`code`). Each code " +
     "is issued once. When the pool has no code left the reward is SOLD_OUT: alone in a task it refuses the run, so " +
     "nothing the task spends (chances, limits, points) is spent. A code taken for a run that is then refused goes " +
-    "back to the pool; once the run committed, the code was shown and stays the user's (a reversal cannot reclaim it).",
+    "back to the pool (also when its worker died before the commit: the pool asks the user's account after " +
+    "RESERVATION_HOLD_MS); once the run committed, the code was shown and stays the user's (a reversal cannot reclaim it).",
   args: z.object({ pool: z.string().min(1) }).strict(),
   example: { pool: "double11-codes" },
   prepare(args, { codePools }) {
@@ -23,20 +24,22 @@ export const redeemCode = defineReward({
     return { pool };
   },
   async grant(run, { pool }) {
-    run.requireUser();
+    const user = run.requireUser();
     // The grant id holds the code: a take repeated for it (a lost answer) gets the same code.
     const grantId = run.grantId();
     let taken: Awaited<ReturnType<typeof takeCode>>;
     try {
-      taken = await takeCode(run.init.env, pool, grantId, run.now);
+      taken = await takeCode(run.init.env, pool, grantId, run.now, user.id);
     } catch (e) {
       if (e instanceof AppError && e.code === "SOLD_OUT") return { type: "redeemCode", granted: false, reason: "SOLD_OUT" };
       throw e;
     }
     const { code } = taken;
-    // Refused before the commit: the user never saw the code, so it goes back.
+    // The commit records the code as used; a run that never commits (refused, or its worker died) leaves it to go back.
+    run.plan.heldElsewhere.push(grantId);
+    // Refused: the user never saw the code, so it goes back now (the pool asks the account first, which settles it).
     run.plan.compensations.push(() => giveBackCode(run.init.env, pool, code, grantId, run.now));
-    // Committed: the answer shows the code, so it is the user's for good.
+    // Committed: the answer shows the code, so it is the user's for good; told now, the pool need not ask the account.
     run.plan.afterCommit.push(() => run.init.ctx.waitUntil(revealCode(run.init.env, pool, code, grantId)));
     const detail = { pool: pool.id, code };
     run.recordGrant({ id: grantId, type: "redeemCode", amount: 1, detail, status: "granted" });
