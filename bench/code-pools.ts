@@ -44,12 +44,15 @@ export async function codePoolFigures(
     headers: { authorization: `Bearer ${BENCH_ADMIN_TOKEN}`, "content-type": "text/csv" },
     body,
   });
-  const answer = (await imported.json()) as { added?: number; parts?: number };
+  const answer = (await imported.json()) as { added?: number; parts?: number; error?: unknown };
   say(
     `import of ${CODES} codes (CSV, ${(body.length / 1024 / 1024).toFixed(1)} MB, one request): ${((Date.now() - started) / 1000).toFixed(1)} s, ` +
       `HTTP ${imported.status}, ${answer.added} added in ${answer.parts} parts over ${CODE_SHARDS} shards`,
   );
-  if (imported.status !== 200 || answer.added !== CODES) return false;
+  if (imported.status !== 200 || answer.added !== CODES) {
+    say(`import refused: ${JSON.stringify(answer.error)}`);
+    return false;
+  }
 
   const before = servedCounts(worker.state, "CodePool");
   const claims = await beside(health, () =>
