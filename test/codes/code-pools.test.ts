@@ -1,4 +1,4 @@
-import { env } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it } from "vitest";
 import { consumeCode, findCodePool, storedCode, takeCode } from "../../src/codes/code-pools";
@@ -112,6 +112,30 @@ describe("imports: each code kept once, idempotent by import id", () => {
     expect((await importCodes("nope", "batch-x", { codes: ["A"] })).status).toBe(404);
     expect((await call("/v1/admin/code-pools/cp-imports", { method: "GET" })).status).toBe(401);
     expect((await poolStats("cp-imports")).imported).toBe(6);
+  });
+
+  it("takes a large CSV body on this route alone: over 8 MB → 413, also chunked without Content-Length", async () => {
+    const huge = "CODE-0123456789\n".repeat(600_000);
+    const sized = await importCodes("cp-imports", "huge", huge, "text/csv");
+    expect([sized.status, sized.json.error.code]).toEqual([413, "PAYLOAD_TOO_LARGE"]);
+    const bytes = new TextEncoder().encode(huge);
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += 65_536) controller.enqueue(bytes.slice(i, i + 65_536));
+        controller.close();
+      },
+    });
+    const chunked = await exports.default.fetch(
+      new Request("https://fanfare.test/v1/admin/code-pools/cp-imports/imports/huge", {
+        method: "POST",
+        body: stream,
+        headers: { ...operator, "content-type": "text/csv" },
+      }),
+    );
+    expect([chunked.status, ((await chunked.json()) as any).error.code]).toEqual([413, "PAYLOAD_TOO_LARGE"]);
+    // Other routes keep their 16 KB and JSON only.
+    const task = await call("/v1/activities/code-claims/tasks/retry", { user: "csv", rawBody: "A-1\n", headers: { "content-type": "text/csv" } });
+    expect([task.status, task.json.error.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);
   });
 
   it("imports 20,000 codes in one request, in parts per shard", async () => {
