@@ -14,6 +14,7 @@ import { servedBetween, servedCounts } from "./object-share";
 import { conditionFigures } from "./conditions";
 import { eventFigures } from "./events";
 import { previewFigures } from "./preview";
+import { codePoolFigures } from "./code-pools";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -53,6 +54,22 @@ async function main() {
       const users = await tokens(Math.max(Math.ceil(SECONDS * 3000), 30_000), `preview-${Date.now()}`);
       const p = await previewFigures(worker, users, SECONDS, CONNECTIONS, NOW, say);
       if (p.run.errors + p.run.non2xx + p.preview.errors + p.preview.non2xx > 0) process.exitCode = 1;
+    } finally {
+      await worker.stop();
+      mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
+      writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
+    }
+    return;
+  }
+  // Code pools alone: one hot redeem-code benefit, beside health, without the other figures' loads first.
+  if (process.env.BENCH_ONLY === "codes") {
+    try {
+      say(`# npm run bench (code pools only) — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
+      say("## code pools");
+      await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
+      const users = await tokens(10_000, `codes-${Date.now()}`);
+      const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
+      if (!(await codePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say))) process.exitCode = 1;
     } finally {
       await worker.stop();
       mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });

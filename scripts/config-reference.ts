@@ -96,6 +96,7 @@ lists versions and \`tasks:rollback\` re-activates the previous one. Words from 
 | \`sales\` | no | Flash sales by id (below). Sale ids are global: unique across all files. |
 | \`tasks\` | yes | Map of task id → task. |
 | \`pointPrograms\` | no | Point programs by id, for the whole bundle (below). A file may hold only this key. |
+| \`codePools\` | no | Code pools by id, for the whole bundle (below). A file may hold only this key (and \`pointPrograms\`). |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or wall-clock \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
 
@@ -119,6 +120,32 @@ shorter. \`dailyEarnCap\` cuts an earn to what is left of the day's cap (the ent
 0 included). A redeem (\`spendPoints\`, \`POST /v1/points/redeem\`) spends the spendable lots that expire first
 and never takes the balance below zero (INSUFFICIENT_POINTS); only a reversal of points already spent can, as a
 debt the next earns pay first.
+
+## Code pools
+
+\`\`\`yaml
+codePools:                         # top level, in any file of the bundle (or a file of its own); ids unique bundle-wide
+  double11-codes:
+    name: Double-11 redeem codes   # default: the id
+    kind: issue                    # issue: handed out one per claim (redeemCode) | activate: card codes users type
+    shards: 8                      # spread a hot pool over several single writers (default 1)
+    lowStock: { threshold: 1000, alert: "https://ops.example.com/hooks/codes" }   # optional
+\`\`\`
+
+Operators import the codes: \`POST /v1/admin/code-pools/{pool}/imports/{importId}\` with \`{codes: [...]}\`, CSV
+(one code per line) or NDJSON, up to 100,000 codes a request. Each code lives on the shard its hash names, so a
+code imported twice (in one import or two) is kept once; the answer counts what was added and what was skipped. The
+same import id again adds nothing and answers the same counts (another list under it: IDEMPOTENCY_MISMATCH).
+\`GET /v1/admin/code-pools/{pool}\` shows imported, issued, consumed, returned and remaining, per shard and in all.
+
+An \`issue\` pool gives each claim one unused code (the \`redeemCode\` reward): from the claim's home shard, else
+from the next shards in turn, so SOLD_OUT comes only when every shard is dry; the same claim asking again gets the
+same code. A code taken for a run that is refused goes back; once the code was shown it is the holder's for good.
+An \`activate\` pool holds card codes a user types: each is used once (a second use: CODE_USED), and only its
+SHA-256 is stored, so a leaked store gives away no card. When the remaining codes of all shards fall to
+\`threshold\`, one alert is POSTed to \`alert\`, signed per Standard Webhooks ([webhooks.md](webhooks.md)) with
+\`{kind: "codePoolLowStock", poolId, threshold, remaining, imported}\`; it is sent once per stock level (an import
+arms the next one).
 
 ## Chances
 

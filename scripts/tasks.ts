@@ -75,6 +75,8 @@ async function checkLocal(): Promise<{ files: ConfigFile[]; hash: string; config
   }
   const programs = [...checked.config!.pointPrograms.keys()];
   if (programs.length > 0) step(`ok  point programs: ${programs.join(", ")}`);
+  const codePools = [...checked.config!.codePools.keys()];
+  if (codePools.length > 0) step(`ok  code pools: ${codePools.join(", ")}`);
   if (strict && checked.warnings.length > 0) stop(0, checked.warnings.length);
   return { files, hash, config: checked.config! };
 }

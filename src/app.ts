@@ -12,6 +12,7 @@ import { registerTasks } from "./routes/tasks";
 import { registerPrizes } from "./routes/prizes";
 import { registerAdminPools } from "./routes/admin-pools";
 import { registerAdminSales } from "./routes/admin-sales";
+import { CODE_IMPORT_PATH, IMPORT_TYPES, MAX_IMPORT_BYTES, registerAdminCodePools } from "./routes/admin-code-pools";
 import { registerAdminDeadLetters } from "./routes/admin-dead-letters";
 import { registerAdminActivities } from "./routes/admin-activities";
 import { registerAdminServiceKeys } from "./routes/admin-service-keys";
@@ -35,7 +36,15 @@ app.use(async (c, next) => {
   c.header("x-request-id", c.get("requestId"));
 });
 app.use(corsPolicy());
-app.use("/v1/*", jsonBody({ maxBytes: MAX_BODY_BYTES }));
+app.use(
+  "/v1/*",
+  jsonBody({
+    maxBytes: MAX_BODY_BYTES,
+    exceptions: [
+      { path: CODE_IMPORT_PATH, maxBytes: MAX_IMPORT_BYTES, types: IMPORT_TYPES, named: "application/json, text/csv or application/x-ndjson" },
+    ],
+  }),
+);
 
 registerHealth(app);
 registerTasks(app);
@@ -58,6 +67,7 @@ registerHeaders(app);
 app.use("/v1/admin/*", requireOperator);
 registerAdminPools(app);
 registerAdminSales(app);
+registerAdminCodePools(app);
 registerAdminDeadLetters(app);
 registerAdminActivities(app);
 registerAdminServiceKeys(app);

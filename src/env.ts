@@ -5,6 +5,7 @@ import type { SaleStock } from "../durable-objects/sale-stock";
 import type { RateLimitCounter } from "../durable-objects/rate-limit-counter";
 import type { CounterShard } from "../durable-objects/counter-shard";
 import type { RecordCollector } from "../durable-objects/record-collector";
+import type { CodePool } from "../durable-objects/code-pool";
 import type { IntakeMessage } from "./intake/messages";
 import type { QueueMessage } from "./records/messages";
 
@@ -16,6 +17,8 @@ export interface Env {
   RATE_LIMITS: DurableObjectNamespace<RateLimitCounter>;
   COUNTERS: DurableObjectNamespace<CounterShard>;
   COLLECTORS: DurableObjectNamespace<RecordCollector>;
+  /** Code pools' shards (durable-objects/code-pool.ts). */
+  CODES: DurableObjectNamespace<CodePool>;
   /** Operator token for /v1/admin routes. */
   ADMIN_TOKEN?: string;
   EVENTS: Queue<QueueMessage>;

@@ -24,6 +24,8 @@ export const ERROR_STATUS = {
   LIMIT_REACHED: 409,
   ALREADY_EXISTS: 409,
   TOKEN_USED: 409,
+  /** A card code (a code pool of kind `activate`) that was already used. */
+  CODE_USED: 409,
   /** A redeem (or a task that spends points) finds too few spendable points: the balance never goes below zero. */
   INSUFFICIENT_POINTS: 409,
   /** A request that granted nothing to take back (refused), or whose grants were already reversed with its event. */

@@ -21,6 +21,7 @@ export { SaleStock } from "../durable-objects/sale-stock";
 export { RateLimitCounter } from "../durable-objects/rate-limit-counter";
 export { CounterShard } from "../durable-objects/counter-shard";
 export { RecordCollector } from "../durable-objects/record-collector";
+export { CodePool } from "../durable-objects/code-pool";
 
 export default {
   fetch: app.fetch,

@@ -23,6 +23,7 @@ import { EVENT_TREES, TASK_TREES } from "../engine/conditions/facts";
 import { keepsProgress } from "../engine/conditions/progress";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
+import { codePool, CodePoolSchema, CodePoolsSchema, type CodePool } from "../codes/code-pool-definition";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
 
 export interface ConfigFile {
@@ -144,12 +145,17 @@ const ActivityFileSchema = z
     tasks: z.record(Id, Task).refine((t) => Object.keys(t).length > 0, "an activity needs at least one task"),
     // Checked on their own, bundle-wide (FileCompiler.pointPrograms): a file may hold only this section.
     pointPrograms: z.unknown().optional(),
+    // Bundle-wide too (FileCompiler.codePools); a file may hold only this and pointPrograms.
+    codePools: z.unknown().optional(),
     /** Business event types this file declares (names are global to the bundle). */
     eventTypes: z.record(z.string(), EventTypeSchema).default({}),
   })
   .strict();
 
 type Path = (string | number)[];
+
+/** Top-level sections that belong to the whole bundle: a file holding only these declares no activity. */
+const BUNDLE_SECTIONS = new Set(["pointPrograms", "codePools"]);
 
 function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${String(p)}` : String(p)), "");
@@ -194,7 +200,27 @@ class FileCompiler {
   constructor(
     private readonly file: string,
     private readonly programs: Readonly<Record<string, PointProgram>> = {},
+    private readonly codePools: Readonly<Record<string, CodePool>> = {},
   ) {}
+
+  /** The file's `codePools` section, compiled; each problem is reported with its path. */
+  codePoolSection(source: string): Record<string, CodePool> {
+    this.doc = parseDocument(source, { uniqueKeys: true, lineCounter: this.lines });
+    let raw: unknown;
+    try {
+      raw = this.doc.toJS();
+    } catch {
+      return {};
+    }
+    if (raw === null || typeof raw !== "object" || !Object.hasOwn(raw, "codePools")) return {};
+    const entries = this.section(["codePools"], CodePoolsSchema, (raw as { codePools: unknown }).codePools) ?? {};
+    const pools: Record<string, CodePool> = {};
+    for (const [id, entry] of Object.entries(entries)) {
+      const p = this.section(["codePools", id], CodePoolSchema, entry);
+      if (p) pools[id] = codePool(id, p);
+    }
+    return pools;
+  }
 
   /** The file's `pointPrograms` section, compiled; each problem is reported with its path. */
   pointPrograms(source: string): Record<string, PointProgram> {
@@ -277,7 +303,7 @@ class FileCompiler {
 
   activity(fields: Record<string, unknown>): CompiledActivity | undefined {
     // A file of point programs alone declares no activity.
-    if (Object.keys(fields).length === 1 && Object.hasOwn(fields, "pointPrograms")) return undefined;
+    if (Object.keys(fields).every((k) => BUNDLE_SECTIONS.has(k))) return undefined;
     const shape = ActivityFileSchema.shape;
     const known = Object.keys(shape);
     for (const k of Object.keys(fields)) {
@@ -438,7 +464,7 @@ class FileCompiler {
       };
     });
 
-    const ctx: CompileContext = { activity, taskId: id, params: t.params, pointPrograms: this.programs };
+    const ctx: CompileContext = { activity, taskId: id, params: t.params, pointPrograms: this.programs, codePools: this.codePools };
     const list = (v: z.output<typeof ComponentList> | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
     const validators = t.validator.map((ref, i) => this.place(registry.validators, "validator", ref, [...base, "validator", i], ctx));
     const commands = list(t.command).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "command", i], ctx));
@@ -609,9 +635,24 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     }
     issues.push(...c.issues);
   }
+  // Code pools likewise: the `redeemCode` reward of any activity names one.
+  const codePools: Record<string, CodePool> = {};
+  const codePoolFiles = new Map<string, string>();
+  for (const f of files) {
+    const c = new FileCompiler(f.name);
+    for (const [id, pool] of Object.entries(c.codePoolSection(f.source))) {
+      const other = codePoolFiles.get(id);
+      if (other) c.issue(["codePools", id], `code pool '${id}' is also declared in ${other}`);
+      else {
+        codePools[id] = pool;
+        codePoolFiles.set(id, f.name);
+      }
+    }
+    issues.push(...c.issues);
+  }
   const profile: ProfileSchema = {};
   for (const f of files) {
-    const c = new FileCompiler(f.name, programs);
+    const c = new FileCompiler(f.name, programs, codePools);
     const fields = c.parse(f.source);
     if (fields && isProfileFile(fields)) {
       for (const attribute of compileProfileFile(f.name, fields, c)) {
@@ -654,6 +695,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     sales: new Map([...sales].map(([id, s]) => [id, s.sale])),
     profile,
     pointPrograms: new Map(Object.entries(programs)),
+    codePools: new Map(Object.entries(codePools)),
     eventTypes,
     triggers,
   };

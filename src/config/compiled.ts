@@ -7,6 +7,7 @@ import type { Period } from "./time";
 import type { ProfileSchema } from "../users/profile-definition";
 import type { Intake } from "../intake/intake-mode";
 import type { PointProgram } from "../points/program";
+import type { CodePool } from "../codes/code-pool-definition";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 import type { ConditionTree } from "../engine/conditions/tree";
 import type { RewardTree } from "../engine/reward-tree/tree";
@@ -109,6 +110,8 @@ export interface CompiledConfig {
   profile: ProfileSchema;
   /** The bundle's point programs (`pointPrograms`), by id. */
   pointPrograms: Map<string, PointProgram>;
+  /** The bundle's code pools (`codePools`), by id. */
+  codePools: Map<string, CodePool>;
   /** Event types, built in and declared, by name. */
   eventTypes: Map<string, EventType>;
   /** The tasks each event type triggers, by type. */

@@ -317,3 +317,18 @@ export const reversalEntries = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.reversalId, t.grantId] }), index("reversal_entries_by_request").on(t.requestId)],
 );
+
+/** What code pools did with their codes: issued, consumed, returned (migrations/0015). */
+export const codePoolEvents = sqliteTable(
+  "code_pool_events",
+  {
+    id: text("id").primaryKey(),
+    poolId: text("pool_id").notNull(),
+    shard: integer("shard").notNull(),
+    code: text("code").notNull(),
+    event: text("event").notNull(),
+    ref: text("ref").notNull(),
+    at: integer("at").notNull(),
+  },
+  (t) => [index("code_pool_events_by_code").on(t.poolId, t.code), index("code_pool_events_by_ref").on(t.ref)],
+);

@@ -9,6 +9,7 @@ import type { TaskRun } from "./run";
 import type { CounterDefinition } from "../counters/counter-definition";
 import type { Period } from "../config/time";
 import type { PointProgram } from "../points/program";
+import type { CodePool } from "../codes/code-pool-definition";
 import type { Env } from "../env";
 import type { GrantRecord, ReversalStep } from "../reversals/reversal";
 
@@ -35,6 +36,8 @@ export interface CompileContext {
   params: Record<string, unknown>;
   /** The bundle's point programs, by id (the `points` reward and `spendPoints` guard name one). */
   pointPrograms: Readonly<Record<string, PointProgram>>;
+  /** The bundle's code pools, by id (the `redeemCode` reward names one). */
+  codePools: Readonly<Record<string, CodePool>>;
 }
 
 /** Thrown by `prepare` to reject args with a reason (and optionally the path below the component). */

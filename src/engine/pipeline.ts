@@ -228,7 +228,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     locks: run.plan.locks,
     counters: run.plan.counters,
     requirements,
-    reservations: held.map((h) => ({ id: h.id, once: h.s.once })),
+    reservations: [...held.map((h) => ({ id: h.id, once: h.s.once })), ...run.plan.heldElsewhere.map((id) => ({ id }))],
     records: run.plan.records,
     idempotency: req.idempotency && { ...req.idempotency, status: 200, body: JSON.stringify(result) },
     request,

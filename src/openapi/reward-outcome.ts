@@ -108,7 +108,27 @@ const PointsOutcome = z
   ])
   .openapi("PointsOutcome");
 
+const RedeemCodeOutcome = z
+  .discriminatedUnion("granted", [
+    z.object({
+      type: z.literal("redeemCode"),
+      granted: z.literal(true),
+      grantId,
+      node,
+      amount: z.literal(1),
+      pool: z.string().openapi({ description: "The code pool", example: "double11-codes" }),
+      code: z.string().openapi({ description: "The code, issued to this user alone", example: "D11-8F3K-22QX" }),
+    }),
+    z.object({
+      type: z.literal("redeemCode"),
+      granted: z.literal(false),
+      reason: z.enum(TREE_REASONS).openapi({ description: "SOLD_OUT: the pool has no code left (skipped by a reward tree)" + TREE_DESCRIPTION }),
+      node,
+    }),
+  ])
+  .openapi("RedeemCodeOutcome");
+
 /** One reward's outcome in a task's answer: granted with its details, or not granted with the reason. */
 export const RewardOutcomeSchema = z
-  .discriminatedUnion("type", [RedPacketOutcome, ChancesOutcome, CouponOutcome, LotteryOutcome, PointsOutcome])
+  .discriminatedUnion("type", [RedPacketOutcome, ChancesOutcome, CouponOutcome, LotteryOutcome, PointsOutcome, RedeemCodeOutcome])
   .openapi("RewardOutcome");

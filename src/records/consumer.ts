@@ -12,6 +12,7 @@ import { rowsOf, storeRows, type Rows, type Table } from "./store-rows";
 import { log } from "../platform/log";
 import { acceptEmitted } from "../events/emit";
 import { activeConfig } from "../config/store";
+import { checkLowStock } from "../codes/low-stock";
 
 type Kind = QueueMessage["kind"];
 type Body<K extends Kind> = Extract<QueueMessage, { kind: K }>;
@@ -29,6 +30,11 @@ const FOLLOW_UPS: { [K in Exclude<Kind, "delivery">]: FollowUp<K> } = {
   requests: async () => "done",
   "request-counts": async () => "done",
   "sale-events": async () => "done",
+  "code-events": async (body, _m, env) => {
+    const signals = body.events.flatMap((e) => ("lowStock" in e ? [e.lowStock] : []));
+    if (signals.length > 0) await checkLowStock(env, signals);
+    return "done";
+  },
   records: async (body, m, env, _db, ctx) => {
     // A batch send takes at most 100 messages.
     const attempts = body.records.deliveries.map((d) => ({ body: { kind: "delivery" as const, deliveryId: d.id } }));

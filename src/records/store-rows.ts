@@ -6,6 +6,7 @@
 import { getTableColumns } from "drizzle-orm";
 import type { SQLiteTable } from "drizzle-orm/sqlite-core";
 import {
+  codePoolEvents,
   deadLetters,
   deliveries,
   flashSaleGrabs,
@@ -41,6 +42,7 @@ const TABLES = {
   point_entries: pointEntries,
   reversals,
   reversal_entries: reversalEntries,
+  code_pool_events: codePoolEvents,
 } satisfies Record<string, SQLiteTable>;
 
 export type Table = keyof typeof TABLES;
@@ -113,6 +115,8 @@ function rowsByKind(body: QueueMessage): Rows {
         // An order is answered to buyers with `orderId`; stored under the table's key.
         flash_sale_orders: body.events.flatMap((e) => ("order" in e ? [{ ...e.order, id: e.order.orderId }] : [])),
       };
+    case "code-events":
+      return { code_pool_events: body.events.flatMap((e) => ("code" in e ? [e.code] : [])) };
     case "delivery":
       return {};
     default:

@@ -55,7 +55,27 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     [
       "an unknown reward type",
       `tasks: { t: { validator: [login], reward: [ { scratchCard: {} } ] } }`,
-      { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery, points" },
+      { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery, points, redeemCode" },
+    ],
+    [
+      "a redeemCode from an undeclared code pool",
+      `tasks: { t: { validator: [login], reward: [ { redeemCode: { pool: nope } } ] } }`,
+      { path: "tasks.t.reward[0].redeemCode.pool", reason: "unknown code pool 'nope'; declared: none" },
+    ],
+    [
+      "a redeemCode from a pool of card codes",
+      `codePools: { cards: { kind: activate } }\ntasks: { t: { validator: [login], reward: [ { redeemCode: { pool: cards } } ] } }`,
+      { path: "tasks.t.reward[0].redeemCode.pool", reason: "code pool 'cards' is of kind 'activate': a redeemCode needs kind 'issue'" },
+    ],
+    [
+      "a code pool of an unknown kind",
+      `codePools: { c: { kind: give } }\ntasks: { t: {} }`,
+      { path: "codePools.c.kind", reason: expect.stringContaining("issue") },
+    ],
+    [
+      "a code pool whose low-stock alert is not a URL",
+      `codePools: { c: { kind: issue, lowStock: { threshold: 10, alert: ops-team } } }\ntasks: { t: {} }`,
+      { path: "codePools.c.lowStock.alert" },
     ],
     [
       "a lottery from an undeclared pool",
