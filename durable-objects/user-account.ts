@@ -36,6 +36,7 @@ import type { PointProgram } from "../src/points/program";
 import { ReversalBook, reversalTables, type ReversalClaim } from "../src/reversals/account-reversals";
 import type { ReversalAnswer, ReversalPlan } from "../src/reversals/reversal";
 import { countOrderOnce } from "../src/events/order-history";
+import { type CallbackOutcome, partnerTicketTables, type TicketCallback, TicketBook, type TicketState } from "../src/partners/ticket-book";
 
 /**
  * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
@@ -58,6 +59,7 @@ export const userAccountMigrations: StorageMigration[] = [
   (sql) => sql.exec("CREATE TABLE profile (name TEXT PRIMARY KEY, value TEXT, updated_at INTEGER NOT NULL)"),
   pointLedgerTables,
   reversalTables,
+  partnerTicketTables,
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -559,6 +561,24 @@ export class UserAccount extends DurableObject<Env> {
     this.handOff();
     this.ctx.waitUntil(book.runEffects(Date.now()).catch((e) => log.error("give-backs not done; the alarm retries", { error: String(e) })));
     return answer;
+  }
+
+  /** Opens a partner ticket for a redirect (src/partners/ticket-book.ts). */
+  async openPartnerTicket(t: { ticketId: string; partnerId: string; benefitId: string; expiresAt: number; now: number }): Promise<void> {
+    this.ctx.storage.transactionSync(() => {
+      new TicketBook(this.sql, new PointLedger(this.sql, "")).open(t);
+      countServed(this.sql);
+    });
+  }
+
+  /** Applies a partner's callback to one of the user's tickets, once per webhook-id, with its points in the same commit. */
+  async partnerCallback(userId: string, c: TicketCallback): Promise<CallbackOutcome> {
+    return this.pointChange(userId, (ledger) => new TicketBook(this.sql, ledger).apply(c));
+  }
+
+  /** A partner ticket's state, or undefined. */
+  async partnerTicket(ticketId: string): Promise<{ state: TicketState; pointsDelta: number | null } | undefined> {
+    return new TicketBook(this.sql, new PointLedger(this.sql, "")).state(ticketId);
   }
 
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */

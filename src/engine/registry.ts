@@ -13,7 +13,8 @@ import { coupon } from "./rewards/coupon";
 import { lottery } from "./rewards/lottery";
 import { pointsReward } from "./rewards/points";
 import { spendPoints } from "./validators/spend-points";
+import { partnerBenefit } from "./rewards/partner-benefit";
 
 export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints];
 export const commands: CommandDefinition<any, any>[] = [log, notify];
-export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon, lottery, pointsReward];
+export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon, lottery, pointsReward, partnerBenefit];

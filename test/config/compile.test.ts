@@ -55,7 +55,7 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     [
       "an unknown reward type",
       `tasks: { t: { validator: [login], reward: [ { scratchCard: {} } ] } }`,
-      { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery, points" },
+      { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery, points, partnerBenefit" },
     ],
     [
       "a lottery from an undeclared pool",
