@@ -7,7 +7,7 @@ import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Webhook } from "standardwebhooks";
-import { load, type LoadResult } from "./load";
+import { beside, load, pairedLine, type LoadResult } from "./load";
 import { BENCH_ADMIN_TOKEN, pushExtra, type LocalWorker } from "./local-worker";
 
 const PROGRAM = "benchPartnerPoints";
@@ -77,27 +77,17 @@ export async function callbackFigures(
     };
   });
   const url = `${worker.url}/v1/partners/${partnerId}/callbacks`;
-  const applied = await load({
-    name: "callbacks",
-    url,
-    method: "POST",
-    seconds: 0,
-    amount: callbacks.length,
-    connections,
-    next: (i) => callbacks[i]!,
-  });
-  const replayed = await load({
-    name: "replays",
-    url,
-    method: "POST",
-    seconds: 0,
-    amount: callbacks.length,
-    connections,
-    next: (i) => callbacks[i]!,
-  });
-  const line = (label: string, r: LoadResult) =>
-    `${label}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms (${r.requests} requests, answers ${JSON.stringify(r.statuses)}, ${r.errors} errors)`;
-  say(line("partner callback, a completion (verify, claim the webhook-id in D1, ticket + points in the user's account, settle)", applied));
-  say(line("the same callbacks replayed (verify, answered from D1, nothing applied)", replayed));
-  return { applied, replayed };
+  // The baseline beside each figure: the health route just before and just after it (the machine's load drifts).
+  const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: 5, connections });
+  const applied = await beside(health, () =>
+    load({ name: "callbacks", url, method: "POST", seconds: 0, amount: callbacks.length, connections, next: (i) => callbacks[i]! }),
+  );
+  const replayed = await beside(health, () =>
+    load({ name: "replays", url, method: "POST", seconds: 0, amount: callbacks.length, connections, next: (i) => callbacks[i]! }),
+  );
+  say(
+    pairedLine("partner callback, a completion (verify, claim the webhook-id in D1, ticket + points in the user's account, settle)", applied, null),
+  );
+  say(pairedLine("the same callbacks replayed (verify, answered from D1, nothing applied)", replayed, null));
+  return { applied: applied.result, replayed: replayed.result };
 }
