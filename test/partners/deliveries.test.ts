@@ -149,6 +149,22 @@ describe("deliveries to a partner", () => {
     expect((await partnerReceived(s.partnerId)).map((r) => r.verifiedBy)).toEqual([1]);
   });
 
+  it("cannot take a delivered benefit back: a reversal records it as unreclaimable and changes nothing", async () => {
+    const s = await shop();
+    const user = `reversed-${u}`;
+    await runTask(s.activity, "earn", { user });
+    const res = await runTask(s.activity, "buy", { user });
+    const grantId = res.json.rewards[0].grantId;
+    expect((await settled(grantId)).status).toBe("delivered");
+    const reversal = await call(`/v1/admin/requests/${res.json.requestId}/reverse`, { body: { reason: "fraud" }, headers: operator });
+    expect(reversal.status).toBe(200);
+    expect(reversal.json.reversal.entries).toEqual([
+      expect.objectContaining({ grantId, type: "partnerBenefit", status: "unreclaimable", reclaimed: 0, reason: expect.stringMatching(/partner/) }),
+    ]);
+    expect(await balance(user)).toBe(70);
+    expect((await delivery(grantId)).status).toBe("delivered");
+  });
+
   it("refuses a run naming a benefit its partner does not supply, or without the points, spending nothing", async () => {
     const s = await shop();
     const user = `ghost-${u}`;
