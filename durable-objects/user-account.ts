@@ -375,7 +375,7 @@ export class UserAccount extends DurableObject<Env> {
 
   /**
    * When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), or the next point lot
-   * becomes spendable or expires (the alarm writes it), or null for none.
+   * becomes spendable or expires (the alarm writes it), or a partner ticket expires, or null for none.
    */
   private choresDue(): number | null {
     const { key, reservation } = this.sql
@@ -388,19 +388,21 @@ export class UserAccount extends DurableObject<Env> {
       reservation === null ? null : reservation + RESERVATION_OUTCOME_TTL_MS,
       PointLedger.nextEvent(this.sql),
       ReversalBook.nextEffect(this.sql),
+      TicketBook.nextChore(this.sql),
     ];
     const times = due.filter((t): t is number => t !== null);
     return times.length === 0 ? null : Math.max(Date.now(), Math.min(...times) + 1);
   }
 
   /**
-   * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, and writes the
-   * point lots that became spendable or expired.
+   * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, writes the point
+   * lots that became spendable or expired, and expires partner tickets whose time is up.
    */
   override async alarm(): Promise<void> {
     try {
       this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
       this.sql.exec("DELETE FROM reservations WHERE at < ?", Date.now() - RESERVATION_OUTCOME_TTL_MS);
+      TicketBook.runChores(this.sql, Date.now());
       const ledger = PointLedger.of(this.sql);
       if (ledger) this.ctx.storage.transactionSync(() => this.keepPoints(ledger, () => ledger.settle(Date.now())));
       await this.reversalBook().runEffects(Date.now());
@@ -569,6 +571,9 @@ export class UserAccount extends DurableObject<Env> {
       new TicketBook(this.sql, new PointLedger(this.sql, "")).open(t);
       countServed(this.sql);
     });
+    // The alarm expires the ticket if no callback comes first (an earlier alarm reschedules itself for it).
+    const at = await this.ctx.storage.getAlarm();
+    if (at === null || at > t.expiresAt + 1) await this.ctx.storage.setAlarm(Math.max(Date.now(), t.expiresAt + 1));
   }
 
   /** Applies a partner's callback to one of the user's tickets, once per webhook-id, with its points in the same commit. */

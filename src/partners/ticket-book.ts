@@ -27,6 +27,13 @@ export const partnerTicketTables: StorageMigration = (sql) =>
 
 export type TicketState = "redirected" | "completed" | "cancelled" | "expired";
 
+/**
+ * How long a callback id is kept here. Past it, a replay is still answered from D1 (`partner_callbacks`), and one that
+ * reached this object again could not apply twice: the ticket's state allows each transition once and the ledger
+ * takes each earn's reference once.
+ */
+const CALLBACK_ID_TTL_MS = 30 * 86_400_000;
+
 /** A callback as the worker checked it (signature, range) and hands it to the user's account. */
 export interface TicketCallback {
   partnerId: string;
@@ -151,6 +158,23 @@ export class TicketBook {
 
   private setState(id: string, state: TicketState, now: number) {
     this.sql.exec("UPDATE partner_tickets SET state = ?, updated_at = ? WHERE id = ?", state, now, id);
+  }
+
+  /** When the alarm has work here: a redirected ticket's expiry, or a callback id to forget; null for none. */
+  static nextChore(sql: SqlStorage): number | null {
+    const r = sql
+      .exec<{ expiry: number | null; forget: number | null }>(
+        "SELECT (SELECT min(expires_at) FROM partner_tickets WHERE state = 'redirected') AS expiry, (SELECT min(at) FROM partner_callback_ids) AS forget",
+      )
+      .one();
+    const times = [r.expiry === null ? null : r.expiry + 1, r.forget === null ? null : r.forget + CALLBACK_ID_TTL_MS].filter((t) => t !== null);
+    return times.length === 0 ? null : Math.min(...times);
+  }
+
+  /** Expires the redirected tickets whose time is up, and forgets old callback ids (the alarm's part). */
+  static runChores(sql: SqlStorage, now: number) {
+    sql.exec("UPDATE partner_tickets SET state = 'expired', updated_at = ? WHERE state = 'redirected' AND expires_at < ?", now, now);
+    sql.exec("DELETE FROM partner_callback_ids WHERE at < ?", now - CALLBACK_ID_TTL_MS);
   }
 
   /** A ticket's state (and the points its completion credited), or undefined. */

@@ -1,3 +1,4 @@
+import { runDurableObjectAlarm } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { account, call, pushConfigs, rows, unique } from "../helpers";
 import { definePartner, operator, partnerCallback, partnerSetup, redirect, ticketClaims } from "../support/partners";
@@ -172,6 +173,18 @@ describe("a partner redirect and its signed callbacks", () => {
     expect(await ticketState(user, ticketClaims(ticket!).tid as string)).toEqual({ state: "expired", pointsDelta: null });
     expect((await partnerCallback(id, { webhookId: "later", body: completed(ticket!, 10) })).json.error.code).toBe("TICKET_EXPIRED");
     expect(await balance(user)).toBe(0);
+  });
+
+  it("expires a ticket by the account's alarm when no callback comes", async () => {
+    const { benefit } = await setUp();
+    const user = `gus-${u}`;
+    // Redirected two hours ago (the clock override): its ten minutes are over.
+    const { ticket } = await redirect(user, benefit, Date.now() - 2 * 3600_000);
+    const tid = ticketClaims(ticket!).tid as string;
+    // The redirect set the alarm for its expiry, now: run it (if the runtime has not already). Reading a ticket's state
+    // never expires it, so `expired` is the alarm's doing.
+    await runDurableObjectAlarm(account(user));
+    expect(await ticketState(user, tid)).toEqual({ state: "expired", pointsDelta: null });
   });
 
   it("applies one webhook-id once when it is delivered many times at once", async () => {
