@@ -10,6 +10,9 @@ import { database, IdSchema, type AppEnv } from "../http";
 import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { addKey, createPartner, listPartners, readPartner, retireKey, updatePartner } from "../partners/registry";
 import { ConfigIdSchema } from "../config/id";
+import { activeConfig } from "../config/store";
+import type { Env } from "../env";
+import { programOf } from "../points/program";
 
 const DEFAULT_TICKET_TTL_SECONDS = 3600;
 
@@ -105,7 +108,12 @@ const routes = {
     request: { body: { required: true, content: { "application/json": { schema: CreateSchema } } } },
     responses: {
       201: success(answer({ partner: PartnerSchema, key: NewKeySchema }), "The partner, with its signing secret", {}, 201),
-      ...errorResponses({ ...ADMIN_ERRORS, ...BODY_ERRORS, ALREADY_EXISTS: "the id is taken, or a benefit is supplied by another partner" }),
+      ...errorResponses({
+        ...ADMIN_ERRORS,
+        ...BODY_ERRORS,
+        NOT_FOUND: "the point program is not declared in the active config",
+        ALREADY_EXISTS: "the id is taken, or a benefit is supplied by another partner",
+      }),
     },
   }),
   list: createRoute({
@@ -194,9 +202,15 @@ const routes = {
   }),
 };
 
+/** A program callbacks are to credit must be declared now (NOT_FOUND otherwise), so a callback never meets an unknown one. */
+async function checkProgram(env: Env, program: string | null | undefined) {
+  if (program) programOf(await activeConfig(env), program);
+}
+
 export function registerAdminPartners(app: OpenAPIHono<AppEnv>) {
   app.openapi(routes.create, async (c) => {
     const { id, ...fields } = c.req.valid("json");
+    await checkProgram(c.env, fields.program);
     const { summary, key } = await createPartner(c.env, database(c.env), id, fields, c.get("now"));
     return c.json({ ok: true as const, requestId: c.get("requestId"), partner: summary, key }, 201);
   });
@@ -214,7 +228,9 @@ export function registerAdminPartners(app: OpenAPIHono<AppEnv>) {
 
   app.openapi(routes.update, async (c) => {
     const { partnerId } = c.req.valid("param");
-    const partner = await updatePartner(database(c.env), partnerId, c.req.valid("json"), c.get("now"));
+    const fields = c.req.valid("json");
+    await checkProgram(c.env, fields.program);
+    const partner = await updatePartner(database(c.env), partnerId, fields, c.get("now"));
     if (!partner) throw new AppError("NOT_FOUND", `no partner '${partnerId}'`);
     return c.json({ ok: true as const, requestId: c.get("requestId"), partner }, 200);
   });

@@ -281,6 +281,8 @@ describe("the partner registry", () => {
     const bad = await call(`/v1/admin/partners/${id}`, { method: "PATCH", headers: operator, body: { pointsDelta: { min: 5, max: 1 } } });
     expect(bad.status).toBe(400);
     expect((await call(`/v1/admin/partners/nope-${u}`, { method: "GET", headers: operator })).status).toBe(404);
+    const unknownProgram = await call(`/v1/admin/partners/${id}`, { method: "PATCH", headers: operator, body: { program: `nope_${u}` } });
+    expect([unknownProgram.status, unknownProgram.json.error.code]).toEqual([404, "NOT_FOUND"]);
     expect((await call("/v1/admin/partners", { method: "GET" })).status).toBe(401);
   });
 });
