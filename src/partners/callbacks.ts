@@ -1,7 +1,8 @@
 /**
  * A partner's callback (`POST /v1/partners/{partnerId}/callbacks`), checked in this order:
- * 1. the Standard Webhooks signature with one of the partner's active keys, and a timestamp within 5 minutes: else 401;
- * 2. (before this, the route checked the body's shape: else 400;)
+ * 1. the Standard Webhooks signature with one of the partner's active keys, and a timestamp within 5 minutes: else
+ *    401 (src/auth/partner-signature.ts, before the body is looked at);
+ * 2. the body's shape (the route's validator): else 400;
  * 3. its webhook-id, by one conditional INSERT in D1 keyed by partner and id with the body's hash: the same id with
  *    another body is a conflict (409 and an operator alert); with the same body, a replay, answered as the first was;
  * 4. the pointsDelta against the partner's range, then the ticket's signature: else 422, recorded;
@@ -11,7 +12,6 @@
  */
 import { and, eq } from "drizzle-orm";
 import type { DrizzleD1Database } from "drizzle-orm/d1";
-import { Webhook } from "standardwebhooks";
 import { z } from "@hono/zod-openapi";
 import { userAccount } from "../../durable-objects/support/stubs";
 import type { CompiledConfig } from "../config/compiled";
@@ -21,12 +21,9 @@ import { AppError, ERROR_STATUS, type ErrorCode } from "../errors";
 import { log } from "../platform/log";
 import { randomId } from "../random";
 import { sha256Hex } from "../sharding";
-import { findPartner, type Partner } from "./registry";
+import type { PartnerCall } from "../auth/partner-signature";
 import type { TicketState } from "./ticket-book";
 import { readTicket } from "./tickets";
-
-/** How far a callback's timestamp may be from our clock (the Standard Webhooks tolerance). */
-const TOLERANCE_SECONDS = 5 * 60;
 
 export const CallbackBodySchema = z
   .object({
@@ -48,18 +45,17 @@ export async function handleCallback(
   env: Env,
   db: DrizzleD1Database,
   config: CompiledConfig,
-  c: { partnerId: string; headers: Headers; raw: string; body: z.output<typeof CallbackBodySchema>; now: number },
+  call: PartnerCall,
+  body: z.output<typeof CallbackBodySchema>,
+  now: number,
 ): Promise<CallbackAnswer> {
-  const partner = await findPartner(env, db, c.partnerId);
-  if (!partner) throw new AppError("NOT_FOUND", `no partner '${c.partnerId}'`);
-  const webhookId = verify(partner, c.headers, c.raw);
-  const body = c.body;
-  const bodyHash = await sha256Hex(c.raw);
+  const { partner, webhookId, raw } = call;
+  const bodyHash = await sha256Hex(raw);
 
-  const first = await claimWebhookId(db, partner.row.id, webhookId, bodyHash, c.now);
+  const first = await claimWebhookId(db, partner.row.id, webhookId, bodyHash, now);
   if (first) {
     if (first.bodyHash !== bodyHash) {
-      await raiseAlert(db, partner.row.id, "webhook-id-reused", { webhookId, firstBodyHash: first.bodyHash, bodyHash }, c.now);
+      await raiseAlert(db, partner.row.id, "webhook-id-reused", { webhookId, firstBodyHash: first.bodyHash, bodyHash }, now);
       throw new AppError("WEBHOOK_ID_REUSED", `webhook-id '${webhookId}' was used before with another body`);
     }
     if (first.status === "applied")
@@ -91,7 +87,7 @@ export async function handleCallback(
     program,
     programs: Object.fromEntries(config.pointPrograms),
     reason: `${partner.row.name}: ${ticket.claims.ben} ${body.type}`,
-    now: c.now,
+    now: now,
   });
   if (!outcome.ok) return refuse(outcome.code, outcome.message, ticket.claims.tid);
   await settle(db, partner.row.id, webhookId, {
@@ -103,30 +99,6 @@ export async function handleCallback(
     type: body.type,
   });
   return { webhookId, replayed: outcome.replayed, ticket: { id: ticket.claims.tid, status: outcome.state } };
-}
-
-/** The webhook-id, once the signature is one of the partner's active keys' and the timestamp is within 5 minutes. */
-function verify(partner: Partner, headers: Headers, raw: string): string {
-  const id = headers.get("webhook-id");
-  const timestamp = headers.get("webhook-timestamp");
-  const signature = headers.get("webhook-signature");
-  if (!id || !timestamp || !signature)
-    throw new AppError("UNAUTHENTICATED", "sign the callback: webhook-id, webhook-timestamp and webhook-signature are required");
-  if (id.length > 200) throw new AppError("UNAUTHENTICATED", "webhook-id is longer than 200 characters");
-  const ts = Number(timestamp);
-  if (!Number.isInteger(ts) || Math.abs(Date.now() / 1000 - ts) > TOLERANCE_SECONDS) {
-    throw new AppError("UNAUTHENTICATED", "webhook-timestamp is more than 5 minutes from our clock");
-  }
-  const signed = { "webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": signature };
-  for (const { secret } of partner.secrets) {
-    try {
-      new Webhook(secret).verify(raw, signed);
-      return id;
-    } catch {
-      // Another active key (during a rotation) may have signed it.
-    }
-  }
-  throw new AppError("UNAUTHENTICATED", "webhook-signature does not match any of the partner's active keys");
 }
 
 type CallbackRow = typeof partnerCallbacks.$inferSelect;

@@ -239,6 +239,7 @@ export async function retireKey(env: Env, db: DrizzleD1Database, partnerId: stri
  * key stops verifying at once in the isolate that retired it and within CACHE_MS everywhere else.
  */
 const CACHE_MS = 5000;
+const CACHE_ENTRIES = 10_000;
 const cache = new Map<string, { at: number; partner: Promise<Partner | undefined> }>();
 
 export function forgetPartner(id: string) {
@@ -248,6 +249,8 @@ export function forgetPartner(id: string) {
 export function findPartner(env: Env, db: DrizzleD1Database, id: string): Promise<Partner | undefined> {
   const hit = cache.get(id);
   if (hit && Date.now() - hit.at < CACHE_MS) return hit.partner;
+  // Misses are cached too (a caller probing ids costs no D1 read each); past CACHE_ENTRIES the cache starts over.
+  if (cache.size >= CACHE_ENTRIES) cache.clear();
   const partner = loadPartner(env, db, id);
   cache.set(id, { at: Date.now(), partner });
   partner.catch(() => cache.delete(id));

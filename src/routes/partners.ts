@@ -5,6 +5,7 @@
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { userAccount } from "../../durable-objects/support/stubs";
+import { requirePartnerSignature } from "../auth/partner-signature";
 import { requireUser, signedInUser } from "../auth/require-user";
 import { activeConfig } from "../config/store";
 import { AppError } from "../errors";
@@ -125,21 +126,11 @@ export function registerPartners(app: OpenAPIHono<AppEnv>) {
     return c.redirect(location.toString(), 302);
   });
 
-  // The signature covers the raw bytes: read them first, so the body validator parses this text and the handler
-  // gets the bytes as sent (a body read as JSON first would come back re-serialized).
-  app.use("/v1/partners/:partnerId/callbacks", async (c, next) => {
-    if (c.req.method === "POST") await c.req.text();
-    await next();
-  });
+  app.use("/v1/partners/:partnerId/callbacks", requirePartnerSignature());
   app.openapi(callbackRoute, async (c) => {
-    const { partnerId } = c.req.valid("param");
-    const answer = await handleCallback(c.env, database(c.env), await activeConfig(c.env), {
-      partnerId,
-      headers: c.req.raw.headers,
-      raw: await c.req.text(),
-      body: c.req.valid("json"),
-      now: c.get("now"),
-    });
+    const call = c.get("partnerCall");
+    if (!call) throw new Error("the callback route is not behind requirePartnerSignature");
+    const answer = await handleCallback(c.env, database(c.env), await activeConfig(c.env), call, c.req.valid("json"), c.get("now"));
     return c.json({ ok: true as const, requestId: c.get("requestId"), ...answer }, 200);
   });
 }

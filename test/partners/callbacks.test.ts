@@ -112,6 +112,10 @@ describe("a partner redirect and its signed callbacks", () => {
     expect(forged.json.error.message).toMatch(/signature/);
     const unsigned = await call(`/v1/partners/${id}/callbacks`, { body });
     expect(unsigned.status).toBe(401);
+    // The signature is checked before the body: an unsigned malformed body is 401, a signed one 400.
+    expect((await call(`/v1/partners/${id}/callbacks`, { body: { nonsense: true } })).status).toBe(401);
+    const malformed = await partnerCallback(id, { webhookId: "malformed", body: { type: "finished", ticket } });
+    expect([malformed.status, malformed.json.error.code]).toEqual([400, "INVALID_PARAMS"]);
     expect(await balance(user)).toBe(0);
     expect(await rows("SELECT * FROM partner_callbacks WHERE partner_id = ?", id)).toEqual([]);
     // The same callback, signed now, goes through.
