@@ -87,7 +87,7 @@ export async function handleCallback(
     program,
     programs: Object.fromEntries(config.pointPrograms),
     reason: `${partner.row.name}: ${ticket.claims.ben} ${body.type}`,
-    now: now,
+    now,
   });
   if (!outcome.ok) return refuse(outcome.code, outcome.message, ticket.claims.tid);
   await settle(db, partner.row.id, webhookId, {
