@@ -15,6 +15,7 @@ import { conditionFigures } from "./conditions";
 import { eventFigures } from "./events";
 import { previewFigures } from "./preview";
 import { codePoolFigures } from "./code-pools";
+import { callbackFigures } from "./callbacks";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -70,6 +71,21 @@ async function main() {
       const users = await tokens(10_000, `codes-${Date.now()}`);
       const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
       if (!(await codePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say))) process.exitCode = 1;
+    } finally {
+      await worker.stop();
+      mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
+      writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
+    }
+    return;
+  }
+  // Partner callbacks alone: signed completions of redirect tickets, then their replays.
+  if (process.env.BENCH_ONLY === "callbacks") {
+    try {
+      say(`# npm run bench (callbacks only) — ${new Date().toISOString()}, ${CONNECTIONS} connections`);
+      say("## partner callbacks");
+      const users = await tokens(Number(process.env.BENCH_CALLBACKS ?? Math.max(SECONDS * 500, 5000)), `partner-${Date.now()}`);
+      const c = await callbackFigures(worker, users, CONNECTIONS, say);
+      if (c.applied.errors + c.applied.non2xx + c.replayed.errors + c.replayed.non2xx > 0) process.exitCode = 1;
     } finally {
       await worker.stop();
       mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });

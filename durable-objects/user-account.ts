@@ -37,6 +37,7 @@ import { refundTables, ReversalBook, reversalTables, type ReversalClaim } from "
 import type { RefundState } from "../src/reversals/order-refund";
 import type { ReversalAnswer, ReversalPlan } from "../src/reversals/reversal";
 import { countOrderOnce } from "../src/events/order-history";
+import { type CallbackOutcome, partnerTicketTables, type TicketCallback, TicketBook, type TicketState } from "../src/partners/ticket-book";
 
 /**
  * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
@@ -60,6 +61,7 @@ export const userAccountMigrations: StorageMigration[] = [
   pointLedgerTables,
   reversalTables,
   refundTables,
+  partnerTicketTables,
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -376,7 +378,7 @@ export class UserAccount extends DurableObject<Env> {
 
   /**
    * When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), or the next point lot
-   * becomes spendable or expires (the alarm writes it), or null for none.
+   * becomes spendable or expires (the alarm writes it), or a partner ticket expires, or null for none.
    */
   private choresDue(): number | null {
     const { key, reservation } = this.sql
@@ -389,19 +391,21 @@ export class UserAccount extends DurableObject<Env> {
       reservation === null ? null : reservation + RESERVATION_OUTCOME_TTL_MS,
       PointLedger.nextEvent(this.sql),
       ReversalBook.nextEffect(this.sql),
+      TicketBook.nextChore(this.sql),
     ];
     const times = due.filter((t): t is number => t !== null);
     return times.length === 0 ? null : Math.max(Date.now(), Math.min(...times) + 1);
   }
 
   /**
-   * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, and writes the
-   * point lots that became spendable or expired.
+   * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, writes the point
+   * lots that became spendable or expired, and expires partner tickets whose time is up.
    */
   override async alarm(): Promise<void> {
     try {
       this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
       this.sql.exec("DELETE FROM reservations WHERE at < ?", Date.now() - RESERVATION_OUTCOME_TTL_MS);
+      TicketBook.runChores(this.sql, Date.now());
       const ledger = PointLedger.of(this.sql);
       if (ledger) this.ctx.storage.transactionSync(() => this.keepPoints(ledger, () => ledger.settle(Date.now())));
       await this.reversalBook().runEffects(Date.now());
@@ -592,6 +596,27 @@ export class UserAccount extends DurableObject<Env> {
   async flushRecords(requestIds: string[]): Promise<void> {
     await this.outbox.forwardNow();
     await recordCollector(this.env, this.ctx.id.toString()).storeNow(requestIds);
+  }
+
+  /** Opens a partner ticket for a redirect (src/partners/ticket-book.ts). */
+  async openPartnerTicket(t: { ticketId: string; partnerId: string; benefitId: string; expiresAt: number; now: number }): Promise<void> {
+    this.ctx.storage.transactionSync(() => {
+      new TicketBook(this.sql, new PointLedger(this.sql, "")).open(t);
+      countServed(this.sql);
+    });
+    // The alarm expires the ticket if no callback comes first (an earlier alarm reschedules itself for it).
+    const at = await this.ctx.storage.getAlarm();
+    if (at === null || at > t.expiresAt + 1) await this.ctx.storage.setAlarm(Math.max(Date.now(), t.expiresAt + 1));
+  }
+
+  /** Applies a partner's callback to one of the user's tickets, once per webhook-id, with its points in the same commit. */
+  async partnerCallback(userId: string, c: TicketCallback): Promise<CallbackOutcome> {
+    return this.pointChange(userId, (ledger) => new TicketBook(this.sql, ledger).apply(c));
+  }
+
+  /** A partner ticket's state, or undefined. */
+  async partnerTicket(ticketId: string): Promise<{ state: TicketState; pointsDelta: number | null } | undefined> {
+    return new TicketBook(this.sql, new PointLedger(this.sql, "")).state(ticketId);
   }
 
   /** Keeps request records of runs that did not commit here (refused earlier), for D1. */

@@ -39,6 +39,11 @@ export interface Env {
   COUPON_CENTER_TOKEN?: string;
   /** Standard Webhooks signing secrets of outbound HTTP targets, JSON: {"https://partner.example": "whsec_..."}. */
   WEBHOOK_SECRETS?: string;
+  /**
+   * Partners (src/partners): base64 of at least 32 random bytes. Partners' signing secrets are encrypted with a key
+   * derived from it, and redirect tickets and pseudonymous user ids are keyed by it. Unset: partner routes answer 503.
+   */
+  PARTNER_SECRETS_KEY?: string;
   /** When both are set, rate limits are counted in Upstash Redis (REST) instead of the embedded Durable Objects. */
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;

@@ -135,6 +135,10 @@ export const deliveries = sqliteTable(
     lastError: text("last_error"),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
+    /** A partner delivery's reference, from the partner's 2xx answer. */
+    partnerRef: text("partner_ref"),
+    /** What to undo when the delivery fails for good (JSON, src/partners/compensations.ts). */
+    compensation: text("compensation"),
   },
   (t) => [index("deliveries_pending").on(t.status, t.updatedAt)],
 );
@@ -331,4 +335,85 @@ export const codePoolEvents = sqliteTable(
     at: integer("at").notNull(),
   },
   (t) => [index("code_pool_events_by_code").on(t.poolId, t.code), index("code_pool_events_by_ref").on(t.ref)],
+);
+
+export const partners = sqliteTable("partners", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  url: text("url").notNull(),
+  redirectUrl: text("redirect_url").notNull(),
+  dailyQuota: integer("daily_quota"),
+  dailyBudget: integer("daily_budget"),
+  pointsDeltaMin: integer("points_delta_min").notNull(),
+  pointsDeltaMax: integer("points_delta_max").notNull(),
+  program: text("program"),
+  ticketTtlSeconds: integer("ticket_ttl_seconds").notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const partnerKeys = sqliteTable(
+  "partner_keys",
+  {
+    partnerId: text("partner_id")
+      .notNull()
+      .references(() => partners.id),
+    keyId: text("key_id").notNull(),
+    ciphertext: text("ciphertext").notNull(),
+    createdAt: integer("created_at").notNull(),
+    retiredAt: integer("retired_at"),
+  },
+  (t) => [primaryKey({ columns: [t.partnerId, t.keyId] })],
+);
+
+export const partnerBenefits = sqliteTable(
+  "partner_benefits",
+  {
+    benefitId: text("benefit_id").primaryKey(),
+    partnerId: text("partner_id")
+      .notNull()
+      .references(() => partners.id),
+  },
+  (t) => [index("partner_benefits_by_partner").on(t.partnerId)],
+);
+
+export const partnerUsage = sqliteTable(
+  "partner_usage",
+  {
+    deliveryId: text("delivery_id").primaryKey(),
+    partnerId: text("partner_id").notNull(),
+    day: text("day").notNull(),
+    cost: integer("cost").notNull(),
+    at: integer("at").notNull(),
+  },
+  (t) => [index("partner_usage_by_day").on(t.partnerId, t.day)],
+);
+
+export const partnerCallbacks = sqliteTable(
+  "partner_callbacks",
+  {
+    partnerId: text("partner_id").notNull(),
+    webhookId: text("webhook_id").notNull(),
+    bodyHash: text("body_hash").notNull(),
+    type: text("type"),
+    ticketId: text("ticket_id"),
+    status: text("status").notNull(),
+    httpStatus: integer("http_status"),
+    code: text("code"),
+    message: text("message"),
+    receivedAt: integer("received_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.partnerId, t.webhookId] })],
+);
+
+export const partnerAlerts = sqliteTable(
+  "partner_alerts",
+  {
+    id: text("id").primaryKey(),
+    partnerId: text("partner_id").notNull(),
+    kind: text("kind").notNull(),
+    detail: text("detail").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("partner_alerts_by_partner").on(t.partnerId, t.createdAt)],
 );

@@ -14,7 +14,8 @@ import { lottery } from "./rewards/lottery";
 import { pointsReward } from "./rewards/points";
 import { redeemCode } from "./rewards/redeem-code";
 import { spendPoints } from "./validators/spend-points";
+import { partnerBenefit } from "./rewards/partner-benefit";
 
 export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints];
 export const commands: CommandDefinition<any, any>[] = [log, notify];
-export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon, lottery, pointsReward, redeemCode];
+export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon, lottery, pointsReward, redeemCode, partnerBenefit];

@@ -128,7 +128,29 @@ const RedeemCodeOutcome = z
   ])
   .openapi("RedeemCodeOutcome");
 
+const PartnerBenefitOutcome = z
+  .object({
+    type: z.literal("partnerBenefit"),
+    granted: z.literal(true),
+    grantId,
+    node,
+    amount: z.literal(1),
+    partner: z.string(),
+    benefit: z.string(),
+    pricePoints: z.number().int().optional().openapi({ description: "Points spent for it in the run's commit (refunded if the delivery fails)" }),
+    status: z.literal("pending").openapi({ description: "Delivered to the partner asynchronously" }),
+  })
+  .openapi("PartnerBenefitOutcome");
+
 /** One reward's outcome in a task's answer: granted with its details, or not granted with the reason. */
 export const RewardOutcomeSchema = z
-  .discriminatedUnion("type", [RedPacketOutcome, ChancesOutcome, CouponOutcome, LotteryOutcome, PointsOutcome, RedeemCodeOutcome])
+  .discriminatedUnion("type", [
+    RedPacketOutcome,
+    ChancesOutcome,
+    CouponOutcome,
+    LotteryOutcome,
+    PointsOutcome,
+    RedeemCodeOutcome,
+    PartnerBenefitOutcome,
+  ])
   .openapi("RewardOutcome");

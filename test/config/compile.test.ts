@@ -55,7 +55,10 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     [
       "an unknown reward type",
       `tasks: { t: { validator: [login], reward: [ { scratchCard: {} } ] } }`,
-      { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery, points, redeemCode" },
+      {
+        path: "tasks.t.reward[0]",
+        reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery, points, redeemCode, partnerBenefit",
+      },
     ],
     [
       "a redeemCode from an undeclared code pool",

@@ -28,7 +28,8 @@ describe("the OpenAPI document", () => {
     for (const { path, op } of operations(d)) {
       if (op.security.length === 0) continue;
       const service = path.startsWith("/v1/users/") || path.startsWith("/v1/events") || path === "/v1/points/adjust";
-      const scheme = path.startsWith("/v1/admin/") ? "operator" : service ? "service" : "bearer";
+      const partner = /^\/v1\/partners\/\{partnerId\}\/callbacks$/.test(path);
+      const scheme = path.startsWith("/v1/admin/") ? "operator" : service ? "service" : partner ? "partnerSignature" : "bearer";
       expect(op.security).toEqual([{ [scheme]: [] }]);
     }
   });
@@ -58,6 +59,7 @@ describe("the OpenAPI document", () => {
         coupon: "#/components/schemas/CouponOutcome",
         lottery: "#/components/schemas/LotteryOutcome",
         points: "#/components/schemas/PointsOutcome",
+        partnerBenefit: "#/components/schemas/PartnerBenefitOutcome",
       },
     });
     expect(d.components.schemas.Health.properties.time.format).toBe("date-time");
