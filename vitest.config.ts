@@ -34,6 +34,8 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
         TEST_PARTNER_URL: `http://127.0.0.1:${inject("partnerPort")}`,
         // The test partner's Standard Webhooks secret: outbound calls are signed, and the tests verify them.
         WEBHOOK_SECRETS: JSON.stringify({ [`http://127.0.0.1:${inject("partnerPort")}`]: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }),
+        // Partners' signing secrets are encrypted with a key derived from this (32 bytes, base64).
+        PARTNER_SECRETS_KEY: "dGVzdC1wYXJ0bmVyLXNlY3JldHMta2V5LTAxMjM0NTY3ODk=",
         ...extra(inject),
       },
     },

@@ -16,6 +16,8 @@ export const DEFAULT_STATE_DIR = existsSync("/dev/shm") ? "/dev/shm/fanfare-benc
 
 export const BENCH_SECRET = "bench-secret-0123456789abcdef";
 export const BENCH_ADMIN_TOKEN = "bench-operator-token";
+/** 32 bytes, base64: partners' secrets in the bench's D1 are encrypted under a key derived from it. */
+const BENCH_PARTNER_SECRETS_KEY = "YmVuY2gtcGFydG5lci1zZWNyZXRzLWtleS0wMTIzNDU2Nzg5";
 
 /** Tokens of `count` users, `<prefix>-0` … `<prefix>-<count - 1>`, signed with the bench worker's secret. */
 export async function tokens(count: number, prefix: string): Promise<string[]> {
@@ -63,7 +65,14 @@ export async function startWorker(port: number, o: WorkerOptions = {}): Promise<
     run(bin("wrangler"), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state]);
     run(bin("tsx"), ["scripts/tasks.ts", "push", "--local", "--persist-to", state, "--note", "bench"]);
   }
-  const vars = { JWT_SECRET: BENCH_SECRET, ALLOW_CLOCK_OVERRIDE: "true", ADMIN_TOKEN: BENCH_ADMIN_TOKEN, CONFIG_REFRESH_MS: "5000", ...o.vars };
+  const vars = {
+    JWT_SECRET: BENCH_SECRET,
+    ALLOW_CLOCK_OVERRIDE: "true",
+    ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+    CONFIG_REFRESH_MS: "5000",
+    PARTNER_SECRETS_KEY: BENCH_PARTNER_SECRETS_KEY,
+    ...o.vars,
+  };
   const child: ChildProcess = spawn(
     bin("wrangler"),
     [

@@ -14,6 +14,8 @@ import { conditionFigures } from "./conditions";
 import { eventFigures } from "./events";
 import { previewFigures } from "./preview";
 import { identityFigures } from "./identities";
+import { codePoolFigures } from "./code-pools";
+import { callbackFigures } from "./callbacks";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -56,6 +58,37 @@ async function main() {
       const users = await tokens(Math.max(Math.ceil(SECONDS * 3000), 30_000), `preview-${Date.now()}`);
       const p = await previewFigures(worker, users, SECONDS, CONNECTIONS, NOW, say);
       if (p.run.errors + p.run.non2xx + p.preview.errors + p.preview.non2xx > 0) process.exitCode = 1;
+    } finally {
+      await worker.stop();
+      mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
+      writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
+    }
+    return;
+  }
+  // Code pools alone: one hot redeem-code benefit, beside health, without the other figures' loads first.
+  if (process.env.BENCH_ONLY === "codes") {
+    try {
+      say(`# npm run bench (code pools only) — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
+      say("## code pools");
+      await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
+      const users = await tokens(10_000, `codes-${Date.now()}`);
+      const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
+      if (!(await codePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say))) process.exitCode = 1;
+    } finally {
+      await worker.stop();
+      mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
+      writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
+    }
+    return;
+  }
+  // Partner callbacks alone: signed completions of redirect tickets, then their replays.
+  if (process.env.BENCH_ONLY === "callbacks") {
+    try {
+      say(`# npm run bench (callbacks only) — ${new Date().toISOString()}, ${CONNECTIONS} connections`);
+      say("## partner callbacks");
+      const users = await tokens(Number(process.env.BENCH_CALLBACKS ?? Math.max(SECONDS * 500, 5000)), `partner-${Date.now()}`);
+      const c = await callbackFigures(worker, users, CONNECTIONS, say);
+      if (c.applied.errors + c.applied.non2xx + c.replayed.errors + c.replayed.non2xx > 0) process.exitCode = 1;
     } finally {
       await worker.stop();
       mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });

@@ -10,6 +10,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
 import type { RecordBatch } from "../src/accounts/account-plan";
 import { mergeRecordBatches } from "../src/records/messages";
+import { rowsOf, storeRows } from "../src/records/store-rows";
 import { countServed, migrateStorage, type StorageMigration } from "./support/migrations";
 import { Outbox, outboxTable } from "./support/outbox";
 
@@ -36,6 +37,20 @@ export class RecordCollector extends DurableObject<Env> {
       countServed(this.ctx.storage.sql);
     });
     await this.outbox.schedule();
+  }
+
+  /**
+   * Writes the held hand-offs that carry any of these requests to D1 now instead of after the queue: a cancel right
+   * after its event reads the event's records there (src/reversals/reverse.ts). A hand-off is one account's rows, so
+   * only that user's records are written early. They stay in the outbox, so the queue still carries them (their
+   * follow-ups: delivery attempts, emitted events) and confirms them; D1 stores each row once, however often written.
+   */
+  async storeNow(requestIds: string[]): Promise<void> {
+    const wanted = new Set(requestIds);
+    const batches = this.outbox.held().filter((b) => b.requests?.some((r) => wanted.has(r.id)));
+    if (batches.length === 0) return;
+    const stored = await storeRows(this.env.DB, [{ rows: rowsOf({ kind: "records", records: mergeRecordBatches(batches) }) }]);
+    if (!stored.ok) throw new Error("records not stored in D1");
   }
 
   override async alarm(): Promise<void> {

@@ -33,13 +33,15 @@ import { applyPointChange, settlePointRewards } from "../src/points/changes";
 import { redeemAnswer } from "../src/points/answers";
 import type { LedgerResult, PointBalances, PointEntry } from "../src/points/ledger";
 import type { PointProgram } from "../src/points/program";
-import { ReversalBook, reversalTables, type ReversalClaim } from "../src/reversals/account-reversals";
+import { refundTables, ReversalBook, reversalTables, type ReversalClaim } from "../src/reversals/account-reversals";
+import type { RefundState } from "../src/reversals/order-refund";
 import type { ReversalAnswer, ReversalPlan } from "../src/reversals/reversal";
 import { countOrderOnce } from "../src/events/order-history";
 import { IdentityBook, identityTables, type GrantResult, type IdentityGrant, type RevokeResult } from "../src/membership/segments";
 import { sendNotices } from "../src/membership/notices";
 import type { MembershipProgram } from "../src/membership/program";
 import type { Segment } from "../src/membership/timeline";
+import { type CallbackOutcome, partnerTicketTables, type TicketCallback, TicketBook, type TicketState } from "../src/partners/ticket-book";
 
 /**
  * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
@@ -62,6 +64,8 @@ export const userAccountMigrations: StorageMigration[] = [
   (sql) => sql.exec("CREATE TABLE profile (name TEXT PRIMARY KEY, value TEXT, updated_at INTEGER NOT NULL)"),
   pointLedgerTables,
   reversalTables,
+  refundTables,
+  partnerTicketTables,
   identityTables,
 ];
 
@@ -193,8 +197,9 @@ export class UserAccount extends DurableObject<Env> {
         const r: RecordBatch = { ...plan.records, rewards, deliveries, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
         if (ledger.written.length > 0) r.points = ledger.written;
         if (identities.written.length > 0) r.identitySegments = identities.written;
-        const rows = r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length;
-        if (rows + ledger.written.length + identities.written.length > 0) {
+        const rows =
+          r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length + ledger.written.length + identities.written.length;
+        if (rows + (r.events?.length ?? 0) > 0) {
           this.outbox.add(r);
           queued = true;
         }
@@ -386,8 +391,8 @@ export class UserAccount extends DurableObject<Env> {
 
   /**
    * When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), the next point lot
-   * becomes spendable or expires (the alarm writes it), an identity runs out or is due for its reminder, or an identity
-   * notice is due (the alarm notes and sends them), or null for none.
+   * becomes spendable or expires (the alarm writes it), a partner ticket expires, an identity runs out or is due for
+   * its reminder, or an identity notice is due (the alarm notes and sends them), or null for none.
    */
   private choresDue(): number | null {
     const { key, reservation } = this.sql
@@ -401,6 +406,7 @@ export class UserAccount extends DurableObject<Env> {
       PointLedger.nextEvent(this.sql),
       ReversalBook.nextEffect(this.sql),
       IdentityBook.nextEvent(this.sql),
+      TicketBook.nextChore(this.sql),
     ];
     const times = due.filter((t): t is number => t !== null);
     return times.length === 0 ? null : Math.max(Date.now(), Math.min(...times) + 1);
@@ -408,13 +414,14 @@ export class UserAccount extends DurableObject<Env> {
 
   /**
    * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, writes the
-   * point lots that became spendable or expired, notes the identities that ran out (or soon will), and sends the
-   * identity notices still due.
+   * point lots that became spendable or expired, expires partner tickets whose time is up, notes the identities that
+   * ran out (or soon will), and sends the identity notices still due.
    */
   override async alarm(): Promise<void> {
     try {
       this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
       this.sql.exec("DELETE FROM reservations WHERE at < ?", Date.now() - RESERVATION_OUTCOME_TTL_MS);
+      TicketBook.runChores(this.sql, Date.now());
       const ledger = PointLedger.of(this.sql);
       if (ledger) this.ctx.storage.transactionSync(() => this.keepPoints(ledger, () => ledger.settle(Date.now())));
       await this.reversalBook().runEffects(Date.now());
@@ -486,19 +493,28 @@ export class UserAccount extends DurableObject<Env> {
   async adjustPoints(
     userId: string,
     program: PointProgram,
-    c: { delta: number; sourceRef: string; reason: string; now: number },
+    c: { delta: number; sourceRef: string; reason: string; now: number; keyId?: string | null },
   ): Promise<LedgerResult> {
     return this.pointChange(userId, (ledger) => ledger.adjust(program, c));
   }
 
-  /** Takes back an earn by its source reference (a cancelled order, a return): see PointLedger.reverse. */
-  async reversePoints(userId: string, program: PointProgram, c: { earnRef: string; reason: string; now: number }): Promise<LedgerResult> {
+  /** Takes back an earn, or `amount` of it under its own `ref` (a cancelled order, a return): see PointLedger.reverse. */
+  async reversePoints(
+    userId: string,
+    program: PointProgram,
+    c: { earnRef: string; reason: string; now: number; amount?: number; ref?: string },
+  ): Promise<LedgerResult> {
     return this.pointChange(userId, (ledger) => ledger.reverse(program, c));
   }
 
   /** A program's balances at `now`, computed from the lots (no write): what a condition on the balance reads. */
   async pointBalances(program: string, now: number): Promise<PointBalances> {
     return new PointLedger(this.sql, "").balances(program, now);
+  }
+
+  /** What the program's daily earn cap still lets the user earn today (null: no cap), read only: a preview's peek. */
+  async pointEarnRoom(program: PointProgram, now: number): Promise<number | null> {
+    return new PointLedger(this.sql, "").earnRoom(program, now);
   }
 
   /**
@@ -544,8 +560,18 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /** Claims a reversal by its ref (an event's or a request's), or answers its stored result, or says it is under way. */
-  async claimReversal(ref: string, now: number): Promise<ReversalClaim> {
-    return this.reversalBook().claim(ref, now);
+  async claimReversal(ref: string, now: number, lane?: string): Promise<ReversalClaim> {
+    return this.reversalBook().claim(ref, now, lane);
+  }
+
+  /** What the refunds of an event took so far (src/reversals/order-refund.ts). */
+  async refundState(eventRef: string): Promise<RefundState> {
+    return this.reversalBook().refundState(eventRef);
+  }
+
+  /** The answers of an event's reversals (its cancel, its partial refunds), oldest first. */
+  async eventReversals(eventRef: string): Promise<ReversalAnswer[]> {
+    return this.reversalBook().eventReversals(eventRef);
   }
 
   /** Frees a claimed reversal that failed before its commit, so a retry plans it again. */
@@ -563,7 +589,7 @@ export class UserAccount extends DurableObject<Env> {
    * points, participation counts), its answer (JSON, kept for good: every later cancel gets it), its D1 rows and its
    * shared give-backs, which are then done from here and retried by the alarm until each is done.
    */
-  async reverse(plan: ReversalPlan, status: ReversalAnswer["status"]): Promise<string> {
+  async reverse(plan: ReversalPlan, status: ReversalAnswer["status"]): Promise<{ stale: true } | { stale: false; body: string }> {
     const book = this.reversalBook();
     const ledger = new PointLedger(this.sql, plan.userId);
     const identities = new IdentityBook(this.sql);
@@ -578,6 +604,7 @@ export class UserAccount extends DurableObject<Env> {
         },
         identities,
       );
+      if ("stale" in result) return undefined;
       if (result.records)
         this.outbox.add({
           participations: [],
@@ -590,10 +617,41 @@ export class UserAccount extends DurableObject<Env> {
       countServed(this.sql);
       return JSON.stringify(result.answer);
     });
+    if (answer === undefined) return { stale: true };
     this.handOff();
     this.ctx.waitUntil(book.runEffects(Date.now()).catch((e) => log.error("give-backs not done; the alarm retries", { error: String(e) })));
     if (identities.noticed) this.sendNotices();
-    return answer;
+    return { stale: false, body: answer };
+  }
+
+  /**
+   * Sends the records of these committed runs to D1 now: hands off what is still here, then has the collector write
+   * the hand-offs that carry them (RecordCollector.storeNow). A cancel right after its event needs them in D1.
+   */
+  async flushRecords(requestIds: string[]): Promise<void> {
+    await this.outbox.forwardNow();
+    await recordCollector(this.env, this.ctx.id.toString()).storeNow(requestIds);
+  }
+
+  /** Opens a partner ticket for a redirect (src/partners/ticket-book.ts). */
+  async openPartnerTicket(t: { ticketId: string; partnerId: string; benefitId: string; expiresAt: number; now: number }): Promise<void> {
+    this.ctx.storage.transactionSync(() => {
+      new TicketBook(this.sql, new PointLedger(this.sql, "")).open(t);
+      countServed(this.sql);
+    });
+    // The alarm expires the ticket if no callback comes first (an earlier alarm reschedules itself for it).
+    const at = await this.ctx.storage.getAlarm();
+    if (at === null || at > t.expiresAt + 1) await this.ctx.storage.setAlarm(Math.max(Date.now(), t.expiresAt + 1));
+  }
+
+  /** Applies a partner's callback to one of the user's tickets, once per webhook-id, with its points in the same commit. */
+  async partnerCallback(userId: string, c: TicketCallback): Promise<CallbackOutcome> {
+    return this.pointChange(userId, (ledger) => new TicketBook(this.sql, ledger).apply(c));
+  }
+
+  /** A partner ticket's state, or undefined. */
+  async partnerTicket(ticketId: string): Promise<{ state: TicketState; pointsDelta: number | null } | undefined> {
+    return new TicketBook(this.sql, new PointLedger(this.sql, "")).state(ticketId);
   }
 
   /**

@@ -97,6 +97,7 @@ lists versions and \`tasks:rollback\` re-activates the previous one. Words from 
 | \`tasks\` | yes | Map of task id → task. |
 | \`pointPrograms\` | no | Point programs by id, for the whole bundle (below). A file may hold only this key. |
 | \`membership\` | no | The bundle's membership program (below), in a file of its own holding only this key. |
+| \`codePools\` | no | Code pools by id, for the whole bundle (below). A file may hold only this key (and \`pointPrograms\`). |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or wall-clock \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
 
@@ -165,6 +166,32 @@ Grants emit \`identity.granted\`, \`identity.renewed\` (the type was held or que
 and \`identity.expiring\` \`reminderDays\` before. They are built-in event types (source \`fanfare\`), so tasks
 with \`on: identity.upgraded\` take them up; a revoke cancels the events of the segments it revoked, which takes
 back what their tasks granted.
+
+## Code pools
+
+\`\`\`yaml
+codePools:                         # top level, in any file of the bundle (or a file of its own); ids unique bundle-wide
+  double11-codes:
+    name: Double-11 redeem codes   # default: the id
+    kind: issue                    # issue: handed out one per claim (redeemCode) | activate: card codes users type
+    shards: 8                      # spread a hot pool over several single writers (default 1)
+    lowStock: { threshold: 1000, alert: "https://ops.example.com/hooks/codes" }   # optional
+\`\`\`
+
+Operators import the codes: \`POST /v1/admin/code-pools/{pool}/imports/{importId}\` with \`{codes: [...]}\`, CSV
+(one code per line) or NDJSON, up to 100,000 codes a request. Each code lives on the shard its hash names, so a
+code imported twice (in one import or two) is kept once; the answer counts what was added and what was skipped. The
+same import id again adds nothing and answers the same counts (another list under it: IDEMPOTENCY_MISMATCH).
+\`GET /v1/admin/code-pools/{pool}\` shows imported, issued, consumed, returned and remaining, per shard and in all.
+
+An \`issue\` pool gives each claim one unused code (the \`redeemCode\` reward): from the claim's home shard, else
+from the next shards in turn, so SOLD_OUT comes only when every shard is dry; the same claim asking again gets the
+same code. A code taken for a run that is refused goes back; once the code was shown it is the holder's for good.
+An \`activate\` pool holds card codes a user types: each is used once (a second use: CODE_USED), and only its
+SHA-256 is stored, so a leaked store gives away no card. When the remaining codes of all shards fall to
+\`threshold\`, one alert is POSTed to \`alert\`, signed per Standard Webhooks ([webhooks.md](webhooks.md)) with
+\`{kind: "codePoolLowStock", poolId, threshold, remaining, imported}\`; it is sent once per stock level (an import
+arms the next one).
 
 ## Chances
 
@@ -298,6 +325,10 @@ failing step answers with its code and configured message; everything the run wr
 | \`afterCommand\` | none | One command or a list, run after the reward (sees its outcome). |
 | \`rateLimit\` | none | Requests per window for this task (see Rate limits). |
 | \`intake\` | \`direct\` | \`queue\`: the request answers 202 with a ticket and the run is made from a queue (see Queued intake). |
+| \`on\` | none | An event type, or a list: the task runs for each such business event's user, never over HTTP. |
+| \`exclusiveGroup\` | none | \`{name, priority}\` (tasks with \`on\`): of a group's tasks an event triggers, the highest priority that takes it runs alone. |
+| \`restoreLimits\` | \`false\` | A reversal of a run (a cancelled event, an operator's reverse, a refund that takes the run back whole) gives back its participation counts too. |
+| \`onPartialRefund\` | \`proportional\` | Tasks with \`on\`: how a partial refund of the event's order takes back what a run gave (see Partial refunds). |
 
 A component entry is a bare code (\`- login\`) or a one-key map \`- code: {args}\`; args may be \`$params.<path>\`
 to use part of the task's \`params\` (\`- redPacket: $params.stockRedPacket\`). Unknown codes, bad args and
@@ -427,6 +458,34 @@ Every reward needs \`login\`. A reward that does not grant answers \`{granted: f
 \`NOT_IN_GROUP\`); one that would exceed a stock or budget is handled as its node says (above). Money is integer minor units.
 
 ${registry.rewards.map((d) => component("reward", d)).join("\n")}
+## Partial refunds
+
+A partial refund names items of an order event (\`POST /v1/events/{source}/{eventId}/cancel\` with \`items\` and a
+\`refundId\`, or an \`orderRefunded\` event with \`items\`). The order is read from the original event's payload:
+\`items: [{sku, qty, price?}]\` and, optionally, a numeric \`amount\`. An item's value is \`qty × price\` when every
+item has a price, else its quantity. Refunds add up; a refund naming a sku the order does not have, or more of one
+than remains, is refused whole with 422 INVALID_REFUND and each problem at its pointer (\`/items/0/qty\`). Once
+every item is refunded, everything left of every run is taken back, as by a whole cancel; a whole cancel after
+partial refunds takes back only what they left. Each task that the event ran says how its run is judged:
+
+\`\`\`yaml
+tasks:
+  rebate:
+    on: orderCompleted
+    onPartialRefund: reevaluate     # or proportional (the default)
+    when: { event: { path: amount, op: gte, value: 100 } }
+    reward:
+      - points: { program: honey, perAmount: { of: amount, rate: 0.01 } }
+\`\`\`
+
+| \`onPartialRefund\` | what a partial refund takes back of the run |
+|---|---|
+| \`proportional\` (default) | Of each reward whose amount divides (\`points\`, \`redPacket\`), the refunded share of the order's value: what is due back in total is \`floor(amount × share)\` (to a millionth first), and each refund takes the difference from the refund before, so the parts never add up to more than was granted and the refund that completes the order takes the rest. Rewards that do not divide (\`coupon\`, \`lottery\` prizes, \`chances\`) stay until the order is wholly refunded. It needs no facts but the order, so it judges every run the same whenever the refund comes: hence the default. |
+| \`reevaluate\` | The task's \`when:\` again, read only, on the order as it remains (each item's \`qty\` less what was refunded, \`amount\` less the refunded share of the value), as of when the event occurred. If it no longer holds, everything the run gave comes back (its participation counts too, with \`restoreLimits\`). If it holds, rewards whose amount follows the order (\`points\` with \`perAmount\`) give back the difference to what they would give now; the others stay. A refund never grants. A \`when:\` that reads participations, point balances or \`scope: activity\` progress is refused when the config loads: the run itself changed those facts. |
+
+Every refund writes a reversal with one entry per record it takes a part of (\`reclaimed\`, \`partial\` with the
+shortfall, or \`unreclaimable\` with the reason), and its summary (\`refund\`: items, share, how each run was judged).
+
 ## Profile attributes
 
 Typed attributes of a user, declared once per bundle in a file whose only top-level key is \`profile\` (any number

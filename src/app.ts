@@ -12,6 +12,7 @@ import { registerTasks } from "./routes/tasks";
 import { registerPrizes } from "./routes/prizes";
 import { registerAdminPools } from "./routes/admin-pools";
 import { registerAdminSales } from "./routes/admin-sales";
+import { CODE_IMPORT_PATH, IMPORT_TYPES, MAX_IMPORT_BYTES, registerAdminCodePools } from "./routes/admin-code-pools";
 import { registerAdminDeadLetters } from "./routes/admin-dead-letters";
 import { registerAdminActivities } from "./routes/admin-activities";
 import { registerAdminServiceKeys } from "./routes/admin-service-keys";
@@ -28,6 +29,8 @@ import { registerMembershipGrants } from "./routes/membership-grants";
 import { registerMembershipRevoke } from "./routes/membership-revoke";
 import { registerFlashSalePayments } from "./routes/flash-sale-payments";
 import { registerAdminIdentities } from "./routes/admin-identities";
+import { registerPartners } from "./routes/partners";
+import { registerAdminPartners } from "./routes/admin-partners";
 import { requireOperator } from "./auth/operator";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
@@ -41,7 +44,15 @@ app.use(async (c, next) => {
   c.header("x-request-id", c.get("requestId"));
 });
 app.use(corsPolicy());
-app.use("/v1/*", jsonBody({ maxBytes: MAX_BODY_BYTES }));
+app.use(
+  "/v1/*",
+  jsonBody({
+    maxBytes: MAX_BODY_BYTES,
+    exceptions: [
+      { path: CODE_IMPORT_PATH, maxBytes: MAX_IMPORT_BYTES, types: IMPORT_TYPES, named: "application/json, text/csv or application/x-ndjson" },
+    ],
+  }),
+);
 
 registerHealth(app);
 registerTasks(app);
@@ -64,17 +75,20 @@ registerReversals(app);
 registerMembershipGrants(app);
 registerMembershipRevoke(app);
 registerFlashSalePayments(app);
+registerPartners(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
 registerHeaders(app);
 app.use("/v1/admin/*", requireOperator);
 registerAdminPools(app);
 registerAdminSales(app);
+registerAdminCodePools(app);
 registerAdminDeadLetters(app);
 registerAdminActivities(app);
 registerAdminServiceKeys(app);
 registerAdminReversals(app);
 registerAdminPreview(app);
 registerAdminIdentities(app);
+registerAdminPartners(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

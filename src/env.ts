@@ -5,6 +5,7 @@ import type { SaleStock } from "../durable-objects/sale-stock";
 import type { RateLimitCounter } from "../durable-objects/rate-limit-counter";
 import type { CounterShard } from "../durable-objects/counter-shard";
 import type { RecordCollector } from "../durable-objects/record-collector";
+import type { CodePool } from "../durable-objects/code-pool";
 import type { IntakeMessage } from "./intake/messages";
 import type { QueueMessage } from "./records/messages";
 
@@ -16,6 +17,8 @@ export interface Env {
   RATE_LIMITS: DurableObjectNamespace<RateLimitCounter>;
   COUNTERS: DurableObjectNamespace<CounterShard>;
   COLLECTORS: DurableObjectNamespace<RecordCollector>;
+  /** Code pools' shards (durable-objects/code-pool.ts). */
+  CODES: DurableObjectNamespace<CodePool>;
   /** Operator token for /v1/admin routes. */
   ADMIN_TOKEN?: string;
   EVENTS: Queue<QueueMessage>;
@@ -36,6 +39,11 @@ export interface Env {
   COUPON_CENTER_TOKEN?: string;
   /** Standard Webhooks signing secrets of outbound HTTP targets, JSON: {"https://partner.example": "whsec_..."}. */
   WEBHOOK_SECRETS?: string;
+  /**
+   * Partners (src/partners): base64 of at least 32 random bytes. Partners' signing secrets are encrypted with a key
+   * derived from it, and redirect tickets and pseudonymous user ids are keyed by it. Unset: partner routes answer 503.
+   */
+  PARTNER_SECRETS_KEY?: string;
   /** When both are set, rate limits are counted in Upstash Redis (REST) instead of the embedded Durable Objects. */
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;

@@ -26,12 +26,22 @@ export const ERROR_STATUS = {
   LIMIT_REACHED: 409,
   ALREADY_EXISTS: 409,
   TOKEN_USED: 409,
+  /** A card code (a code pool of kind `activate`) that was already used. */
+  CODE_USED: 409,
   /** A redeem (or a task that spends points) finds too few spendable points: the balance never goes below zero. */
   INSUFFICIENT_POINTS: 409,
   /** A request that granted nothing to take back (refused), or whose grants were already reversed with its event. */
   NOT_REVERSIBLE: 409,
   /** A membership segment would overlap a segment of a conflicting identity type. */
   IDENTITY_CONFLICT: 409,
+  /** A partner callback for a ticket whose state does not allow it (cancelling one never completed, completing twice). */
+  TICKET_STATE: 409,
+  /** A partner callback's webhook-id seen before with another body (an operator alert is raised). */
+  WEBHOOK_ID_REUSED: 409,
+  /** A partner already has two active signing keys: retire one before adding another. */
+  TOO_MANY_KEYS: 409,
+  /** A partner's only active signing key cannot be retired. */
+  LAST_KEY: 409,
   CLAIM_EXPIRED: 410,
   TOKEN_EXPIRED: 410,
   PAYLOAD_TOO_LARGE: 413,
@@ -44,6 +54,14 @@ export const ERROR_STATUS = {
   UNKNOWN_EVENT_TYPE: 422,
   INVALID_EVENT: 422,
   EVENT_TOO_LATE: 422,
+  /** A partial refund that does not fit its order: an item it did not have, more than remains of one, an order without items. */
+  INVALID_REFUND: 422,
+  /** A partner callback naming a ticket we did not issue to that partner. */
+  UNKNOWN_TICKET: 422,
+  /** A partner callback completing a ticket past its expiry. */
+  TICKET_EXPIRED: 422,
+  /** A partner callback's pointsDelta outside the partner's configured range. */
+  DELTA_OUT_OF_RANGE: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,

@@ -6,6 +6,7 @@ import type { Env } from "./env";
 import { AppError, errorBody, jsonPointer } from "./errors";
 import type { User } from "./engine/run";
 import type { ServiceCaller } from "./auth/service";
+import type { PartnerCall } from "./auth/partner-signature";
 
 export interface AppVariables {
   requestId: string;
@@ -15,6 +16,8 @@ export interface AppVariables {
   user: User | null;
   /** The service key a request was made with, on routes behind requireService (requests are attributed to it). */
   serviceKey: ServiceCaller | undefined;
+  /** A partner's verified callback, on the route behind requirePartnerSignature. */
+  partnerCall: PartnerCall | undefined;
 }
 
 export type AppEnv = { Bindings: Env; Variables: AppVariables };

@@ -21,13 +21,14 @@ export { SaleStock } from "../durable-objects/sale-stock";
 export { RateLimitCounter } from "../durable-objects/rate-limit-counter";
 export { CounterShard } from "../durable-objects/counter-shard";
 export { RecordCollector } from "../durable-objects/record-collector";
+export { CodePool } from "../durable-objects/code-pool";
 
 export default {
   fetch: app.fetch,
   queue: (batch, env, ctx) => {
     if (isDeadLetterQueue(batch.queue)) return storeDeadLetters(batch, env);
     if (batch.queue === INTAKE_QUEUE) return consumeIntake(batch as MessageBatch<IntakeMessage>, env, ctx);
-    return consumeEvents(batch as MessageBatch<QueueMessage>, env);
+    return consumeEvents(batch as MessageBatch<QueueMessage>, env, ctx);
   },
   scheduled: async (controller, env, ctx) => {
     // Each job on its own: one failing does not hold the other back (the next minute retries it).

@@ -1,10 +1,65 @@
 /**
  * A real HTTP server standing in for partner systems (an HTTP coupon center, a notification receiver, an identity
- * provider's JWKS). It records what it receives; `POST /control` sets how many of the next requests fail with 503
- * and the JWKS it serves. Runs in Node beside workerd.
+ * provider's JWKS, third-party benefit partners). It records what it receives; `POST /control` sets how many of the
+ * next requests fail with 503 and the JWKS it serves. Runs in Node beside workerd.
+ *
+ * Benefit partners live under `/partners/{partnerId}/…`, each with its own state (so test files running at once do
+ * not meet): `POST …/setup {secrets, answers}` gives it the Standard Webhooks secrets Fanfare issued and the answers
+ * to its next deliveries (`{status, body}`, then 200 with a reference); `POST …/deliveries` is its delivery endpoint,
+ * which verifies Fanfare's signature with the standardwebhooks library against each secret (401 when none matches)
+ * and records which key verified; `GET …/received` lists the deliveries; `POST …/sign {secret?, id, timestamp?,
+ * body}` signs a callback as the partner would send it (the test relays it to the worker, which this server cannot
+ * reach inside the Workers test runtime).
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { Webhook } from "standardwebhooks";
 import type { TestProject } from "vitest/node";
+
+interface BenefitPartner {
+  secrets: string[];
+  answers: { status: number; body?: unknown }[];
+  received: { headers: Record<string, unknown>; body: unknown; verifiedBy: number | null }[];
+  served: number;
+}
+
+const benefitPartners = new Map<string, BenefitPartner>();
+
+function partnerRoute(id: string, action: string, req: IncomingMessage, data: string, res: ServerResponse) {
+  const p = benefitPartners.get(id) ?? { secrets: [], answers: [], received: [], served: 0 };
+  benefitPartners.set(id, p);
+  if (action === "setup") {
+    const control = JSON.parse(data || "{}");
+    if (control.secrets) p.secrets = control.secrets;
+    if (control.answers) p.answers = control.answers;
+    return res.end(JSON.stringify({ ok: true }));
+  }
+  if (action === "received") return res.end(JSON.stringify(p.received));
+  if (action === "sign") {
+    const { secret, id: webhookId, timestamp, body } = JSON.parse(data);
+    const text = typeof body === "string" ? body : JSON.stringify(body);
+    const at = new Date((timestamp ?? Math.floor(Date.now() / 1000)) * 1000);
+    const signature = new Webhook(secret ?? p.secrets[0]).sign(webhookId, at, text);
+    const headers = { "webhook-id": webhookId, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": signature };
+    return res.end(JSON.stringify({ headers, body: text }));
+  }
+  // A delivery: verified against each secret the partner holds, with the same library Fanfare signs with.
+  const verifiedBy = p.secrets.findIndex((secret) => {
+    try {
+      new Webhook(secret).verify(data, req.headers as Record<string, string>);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  p.received.push({ headers: req.headers, body: data ? JSON.parse(data) : null, verifiedBy: verifiedBy < 0 ? null : verifiedBy });
+  if (verifiedBy < 0) {
+    res.statusCode = 401;
+    return res.end(JSON.stringify({ error: "bad signature" }));
+  }
+  const next = p.answers.shift() ?? { status: 200, body: { reference: `${id}-ref-${++p.served}` } };
+  res.statusCode = next.status;
+  res.end(JSON.stringify(next.body ?? {}));
+}
 
 let server: Server;
 
@@ -18,7 +73,10 @@ export default async function setup(project: TestProject) {
     req.on("end", () => {
       const url = new URL(req.url ?? "/", "http://partner");
       res.setHeader("content-type", "application/json");
-      if (url.pathname === "/control") {
+      const partner = /^\/partners\/([^/]+)\/(setup|received|sign|deliveries)$/.exec(url.pathname);
+      if (partner) {
+        partnerRoute(partner[1]!, partner[2]!, req, data, res);
+      } else if (url.pathname === "/control") {
         const control = JSON.parse(data || "{}");
         failNext = Number(control.failNext ?? 0);
         if (control.jwks) jwks = control.jwks;

@@ -152,6 +152,14 @@ export class Outbox<Item> {
     else await this.ctx.storage.setAlarm(at);
   }
 
+  /** The items held now, sent or not, oldest first: for an owner that stores them early (they stay held). */
+  held(): Item[] {
+    return this.ctx.storage.sql
+      .exec<{ item: string }>("SELECT item FROM outbox ORDER BY id LIMIT ?", ROWS_PER_RUN)
+      .toArray()
+      .map((r) => JSON.parse(r.item) as Item);
+  }
+
   /** Forgets rows D1 now holds (the queue consumer's confirmation). */
   confirm(rows: number[]) {
     this.ctx.storage.sql.exec("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(rows));

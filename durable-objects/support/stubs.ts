@@ -19,6 +19,8 @@ export const objectName = {
   anonymous: (requestId: string) => `anonymous:${shardOf(requestId, ANONYMOUS_ACCOUNTS)}`,
   /** Shard `shard` of a prize pool (POOLS), of a sale's stock (STOCK) or of a shared counter (COUNTERS). */
   shard: (id: string, shard: number) => `${id}#${shard}`,
+  /** Shard `shard` of a code pool (CODES). */
+  codeShard: (poolId: string, shard: number) => `code-pool:${poolId}#${shard}`,
   /** The record collector an account (by its object id) hands its records to, of `collectors`. */
   collector: (accountId: string, collectors: number) => `collector:${shardOf(accountId, collectors)}`,
   /** The rate-limit bucket an identifier hashes to. */
@@ -48,6 +50,11 @@ export function saleShard(env: Env, saleId: string, shard: number) {
 /** One shard of a shared counter (durable-objects/counter-shard.ts). */
 export function counterShard(env: Env, counterId: string, shard: number) {
   return env.COUNTERS.get(env.COUNTERS.idFromName(objectName.shard(counterId, shard)));
+}
+
+/** One shard of a code pool (durable-objects/code-pool.ts). */
+export function codeShard(env: Env, poolId: string, shard: number) {
+  return env.CODES.get(env.CODES.idFromName(objectName.codeShard(poolId, shard)));
 }
 
 /** The record collector of an account (durable-objects/record-collector.ts), by the account's object id. */

@@ -9,6 +9,7 @@ import type { PointChange } from "../points/changes";
 import type { PointEntryRow } from "../points/ledger";
 import type { MembershipProgram } from "../membership/program";
 import type { IdentityGrant, SegmentRow } from "../membership/segments";
+import type { EmittedEvent } from "../events/emit";
 
 /** A change to one of the user's counters in the namespace. */
 export interface CounterChange {
@@ -72,6 +73,8 @@ export interface RecordBatch {
   reversalEntries?: (typeof reversalEntries.$inferInsert)[];
   /** Identity segment revisions (src/membership); absent in batches that have none. */
   identitySegments?: SegmentRow[];
+  /** Events the run emitted (src/events/emit.ts): accepted by the queue consumer once the batch's rows are stored. */
+  events?: EmittedEvent[];
 }
 
 /**

@@ -5,6 +5,9 @@ import type { AppEnv } from "../http";
 import { bearerToken, invalidToken } from "./bearer";
 import { isServiceKey } from "../service-keys/keys";
 
+/** What records name the operator by where a service key's id would stand (`key_id`): the admin API's caller. */
+export const OPERATOR_KEY_ID = "operator";
+
 export const requireOperator: MiddlewareHandler<AppEnv> = async (c, next) => {
   const expected = c.env.ADMIN_TOKEN;
   if (!expected) throw new AppError("UNAVAILABLE", "the admin API is disabled: set ADMIN_TOKEN");

@@ -20,9 +20,11 @@ import { sha256Hex } from "../sharding";
 import { compileTree } from "../engine/conditions/tree";
 import { compileRewardTree, NO_REWARDS } from "../engine/reward-tree/tree";
 import { EVENT_TREES, TASK_TREES } from "../engine/conditions/facts";
+import { keepsProgress } from "../engine/conditions/progress";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
 import { compileMembershipFile, isMembershipFile, type MembershipProgram, skuOf } from "../membership/program";
+import { codePool, CodePoolSchema, CodePoolsSchema, type CodePool } from "../codes/code-pool-definition";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
 
 export interface ConfigFile {
@@ -96,8 +98,13 @@ const Task = z
       .optional(),
     /** The event a committed run emits for its user, which event-triggered tasks may take up. */
     emits: z.enum(["signIn", "taskCompleted"]).optional(),
-    /** A reversal of a run (a cancelled event, an operator's reverse) gives its participation counts back too. */
+    /**
+     * A reversal of a run (a cancelled event, an operator's reverse) gives its participation counts back too; of a
+     * `participants` cap, the user's place when it was the user's last standing run.
+     */
     restoreLimits: z.boolean().default(false),
+    /** How a partial refund of the event's order takes back what a run gave (src/reversals/order-refund.ts). */
+    onPartialRefund: z.enum(["proportional", "reevaluate"]).optional(),
   })
   .strict();
 
@@ -141,12 +148,17 @@ const ActivityFileSchema = z
     tasks: z.record(Id, Task).refine((t) => Object.keys(t).length > 0, "an activity needs at least one task"),
     // Checked on their own, bundle-wide (FileCompiler.pointPrograms): a file may hold only this section.
     pointPrograms: z.unknown().optional(),
+    // Bundle-wide too (FileCompiler.codePools); a file may hold only this and pointPrograms.
+    codePools: z.unknown().optional(),
     /** Business event types this file declares (names are global to the bundle). */
     eventTypes: z.record(z.string(), EventTypeSchema).default({}),
   })
   .strict();
 
 type Path = (string | number)[];
+
+/** Top-level sections that belong to the whole bundle: a file holding only these declares no activity. */
+const BUNDLE_SECTIONS = new Set(["pointPrograms", "codePools"]);
 
 function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${String(p)}` : String(p)), "");
@@ -192,6 +204,7 @@ class FileCompiler {
     private readonly file: string,
     private readonly programs: Readonly<Record<string, PointProgram>> = {},
     private readonly membership?: MembershipProgram,
+    private readonly codePools: Readonly<Record<string, CodePool>> = {},
   ) {}
 
   /** The file's `membership` program, compiled (undefined: the file declares none, or it has problems, reported). */
@@ -205,6 +218,25 @@ class FileCompiler {
     }
     if (raw === null || typeof raw !== "object" || Array.isArray(raw) || !isMembershipFile(raw as Record<string, unknown>)) return undefined;
     return compileMembershipFile(raw as Record<string, unknown>, this);
+  }
+
+  /** The file's `codePools` section, compiled; each problem is reported with its path. */
+  codePoolSection(source: string): Record<string, CodePool> {
+    this.doc = parseDocument(source, { uniqueKeys: true, lineCounter: this.lines });
+    let raw: unknown;
+    try {
+      raw = this.doc.toJS();
+    } catch {
+      return {};
+    }
+    if (raw === null || typeof raw !== "object" || !Object.hasOwn(raw, "codePools")) return {};
+    const entries = this.section(["codePools"], CodePoolsSchema, (raw as { codePools: unknown }).codePools) ?? {};
+    const pools: Record<string, CodePool> = {};
+    for (const [id, entry] of Object.entries(entries)) {
+      const p = this.section(["codePools", id], CodePoolSchema, entry);
+      if (p) pools[id] = codePool(id, p);
+    }
+    return pools;
   }
 
   /** The file's `pointPrograms` section, compiled; each problem is reported with its path. */
@@ -297,7 +329,7 @@ class FileCompiler {
 
   activity(fields: Record<string, unknown>): CompiledActivity | undefined {
     // A file of point programs alone declares no activity.
-    if (Object.keys(fields).length === 1 && Object.hasOwn(fields, "pointPrograms")) return undefined;
+    if (Object.keys(fields).every((k) => BUNDLE_SECTIONS.has(k))) return undefined;
     const shape = ActivityFileSchema.shape;
     const known = Object.keys(shape);
     for (const k of Object.keys(fields)) {
@@ -460,7 +492,14 @@ class FileCompiler {
       };
     });
 
-    const ctx: CompileContext = { activity, taskId: id, params: t.params, pointPrograms: this.programs, membership: this.membership };
+    const ctx: CompileContext = {
+      activity,
+      taskId: id,
+      params: t.params,
+      pointPrograms: this.programs,
+      membership: this.membership,
+      codePools: this.codePools,
+    };
     const list = (v: z.output<typeof ComponentList> | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
     const validators = t.validator.map((ref, i) => this.place(registry.validators, "validator", ref, [...base, "validator", i], ctx));
     const commands = list(t.command).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "command", i], ctx));
@@ -512,6 +551,16 @@ class FileCompiler {
     // A ticket lives in its user's account: a queued run needs a user to hold it.
     if (on && t.intake === "queue") this.issue([...base, "intake"], "a task run by events is already queued with its event: remove intake");
     if (!on && t.exclusiveGroup) this.issue([...base, "exclusiveGroup"], "only a task run by events (`on`) belongs to an exclusive group");
+    if (!on && t.onPartialRefund) this.issue([...base, "onPartialRefund"], "only a task run by events (`on`) is refunded with its event");
+    // Re-evaluating reads the facts again now: those the run itself changed would judge the remaining order wrongly.
+    const changedByRun = (["participations", "points"] as const).filter((k) => when?.needs.has(k));
+    if (t.onPartialRefund === "reevaluate" && when && (changedByRun.length > 0 || keepsProgress(when))) {
+      const read = [...changedByRun, ...(keepsProgress(when) ? ["atLeast progress (scope: activity)"] : [])].join(", ");
+      this.issue(
+        [...base, "onPartialRefund"],
+        `reevaluate re-reads the conditions' facts after the run changed them (${read}): use proportional for this task`,
+      );
+    }
     if (t.intake === "queue" && loginAt === -1) {
       this.issue([...base, "intake"], "a queued task's ticket is kept in the user's account: add 'login' to the validators");
     }
@@ -548,6 +597,7 @@ class FileCompiler {
       ...(t.exclusiveGroup && { exclusiveGroup: t.exclusiveGroup }),
       ...(t.emits && { emits: t.emits }),
       restoreLimits: t.restoreLimits,
+      onPartialRefund: t.onPartialRefund ?? "proportional",
     };
   }
 
@@ -626,6 +676,21 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     }
     issues.push(...c.issues);
   }
+  // Code pools likewise: the `redeemCode` reward of any activity names one.
+  const codePools: Record<string, CodePool> = {};
+  const codePoolFiles = new Map<string, string>();
+  for (const f of files) {
+    const c = new FileCompiler(f.name);
+    for (const [id, pool] of Object.entries(c.codePoolSection(f.source))) {
+      const other = codePoolFiles.get(id);
+      if (other) c.issue(["codePools", id], `code pool '${id}' is also declared in ${other}`);
+      else {
+        codePools[id] = pool;
+        codePoolFiles.set(id, f.name);
+      }
+    }
+    issues.push(...c.issues);
+  }
   // The membership program next: one per bundle, and any activity's tasks may name its SKUs and identity types.
   let membership: MembershipProgram | undefined;
   let membershipFile: string | undefined;
@@ -641,7 +706,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
   }
   const profile: ProfileSchema = {};
   for (const f of files) {
-    const c = new FileCompiler(f.name, programs, membership);
+    const c = new FileCompiler(f.name, programs, membership, codePools);
     const fields = c.parse(f.source);
     if (fields && isMembershipFile(fields)) continue;
     if (fields && isProfileFile(fields)) {
@@ -686,6 +751,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     profile,
     pointPrograms: new Map(Object.entries(programs)),
     ...(membership && { membership }),
+    codePools: new Map(Object.entries(codePools)),
     eventTypes,
     triggers,
   };

@@ -8,6 +8,7 @@ import type { ProfileSchema } from "../users/profile-definition";
 import type { Intake } from "../intake/intake-mode";
 import type { PointProgram } from "../points/program";
 import type { MembershipProgram } from "../membership/program";
+import type { CodePool } from "../codes/code-pool-definition";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
 import type { ConditionTree } from "../engine/conditions/tree";
 import type { RewardTree } from "../engine/reward-tree/tree";
@@ -64,6 +65,11 @@ export interface CompiledTask {
   emits?: "signIn" | "taskCompleted";
   /** Whether a reversal of a run gives back its participation counts (src/reversals). */
   restoreLimits: boolean;
+  /**
+   * How a partial refund of its event's order takes back what a run gave: `proportional` (the refunded share of each
+   * divisible reward) or `reevaluate` (the conditions and amounts again, on what remains of the order).
+   */
+  onPartialRefund: "proportional" | "reevaluate";
 }
 
 export interface CompiledActivity {
@@ -107,6 +113,8 @@ export interface CompiledConfig {
   pointPrograms: Map<string, PointProgram>;
   /** The bundle's membership program (a file with a top-level `membership:`), if it declares one. */
   membership?: MembershipProgram;
+  /** The bundle's code pools (`codePools`), by id. */
+  codePools: Map<string, CodePool>;
   /** Event types, built in and declared, by name. */
   eventTypes: Map<string, EventType>;
   /** The tasks each event type triggers, by type. */

@@ -34,6 +34,8 @@ export const requestRecords = sqliteTable(
     createdAt: integer("created_at").notNull(),
     /** `<source>/<eventId>` of the business event a triggered run answered. */
     eventRef: text("event_ref"),
+    /** The service key that called (an event's sender), "operator" for the admin API, null for a consumer's own run. */
+    keyId: text("key_id"),
   },
   (t) => [index("request_records_by_user").on(t.namespace, t.userId, t.createdAt), index("request_records_by_event").on(t.eventRef)],
 );
@@ -49,6 +51,10 @@ export const events = sqliteTable(
     fingerprint: text("fingerprint").notNull(),
     occurredAt: integer("occurred_at").notNull(),
     receivedAt: integer("received_at").notNull(),
+    /** The service key that sent it (null for events Fanfare emits itself from a consumer's run). */
+    keyId: text("key_id"),
+    /** The payload as its type's schema read it (JSON), for partial refunds; null for events accepted before it was kept. */
+    payload: text("payload"),
   },
   (t) => [primaryKey({ columns: [t.source, t.eventId] })],
 );
@@ -129,6 +135,10 @@ export const deliveries = sqliteTable(
     lastError: text("last_error"),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
+    /** A partner delivery's reference, from the partner's 2xx answer. */
+    partnerRef: text("partner_ref"),
+    /** What to undo when the delivery fails for good (JSON, src/partners/compensations.ts). */
+    compensation: text("compensation"),
   },
   (t) => [index("deliveries_pending").on(t.status, t.updatedAt)],
 );
@@ -270,6 +280,8 @@ export const pointEntries = sqliteTable(
     reason: text("reason").notNull(),
     detail: text("detail").notNull(),
     at: integer("at").notNull(),
+    /** The service key of an adjustment (POST /v1/points/adjust); null for the ledger's own changes. */
+    keyId: text("key_id"),
   },
   (t) => [primaryKey({ columns: [t.userId, t.program, t.sourceRef] }), index("point_entries_by_user").on(t.userId, t.program, t.entryId)],
 );
@@ -286,6 +298,8 @@ export const reversals = sqliteTable(
     eventRef: text("event_ref"),
     requestIds: text("request_ids").notNull(),
     createdAt: integer("created_at").notNull(),
+    /** The service key that cancelled, or "operator" for the admin API's reverse. */
+    keyId: text("key_id"),
   },
   (t) => [index("reversals_by_event").on(t.eventRef)],
 );
@@ -333,4 +347,100 @@ export const identitySegments = sqliteTable(
     index("identity_segments_by_user").on(t.userId, t.identityType),
     index("identity_segments_by_ref").on(t.externalRef),
   ],
+);
+
+/** What code pools did with their codes: issued, consumed, returned (migrations/0015). */
+export const codePoolEvents = sqliteTable(
+  "code_pool_events",
+  {
+    id: text("id").primaryKey(),
+    poolId: text("pool_id").notNull(),
+    shard: integer("shard").notNull(),
+    code: text("code").notNull(),
+    event: text("event").notNull(),
+    ref: text("ref").notNull(),
+    at: integer("at").notNull(),
+  },
+  (t) => [index("code_pool_events_by_code").on(t.poolId, t.code), index("code_pool_events_by_ref").on(t.ref)],
+);
+
+export const partners = sqliteTable("partners", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  url: text("url").notNull(),
+  redirectUrl: text("redirect_url").notNull(),
+  dailyQuota: integer("daily_quota"),
+  dailyBudget: integer("daily_budget"),
+  pointsDeltaMin: integer("points_delta_min").notNull(),
+  pointsDeltaMax: integer("points_delta_max").notNull(),
+  program: text("program"),
+  ticketTtlSeconds: integer("ticket_ttl_seconds").notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const partnerKeys = sqliteTable(
+  "partner_keys",
+  {
+    partnerId: text("partner_id")
+      .notNull()
+      .references(() => partners.id),
+    keyId: text("key_id").notNull(),
+    ciphertext: text("ciphertext").notNull(),
+    createdAt: integer("created_at").notNull(),
+    retiredAt: integer("retired_at"),
+  },
+  (t) => [primaryKey({ columns: [t.partnerId, t.keyId] })],
+);
+
+export const partnerBenefits = sqliteTable(
+  "partner_benefits",
+  {
+    benefitId: text("benefit_id").primaryKey(),
+    partnerId: text("partner_id")
+      .notNull()
+      .references(() => partners.id),
+  },
+  (t) => [index("partner_benefits_by_partner").on(t.partnerId)],
+);
+
+export const partnerUsage = sqliteTable(
+  "partner_usage",
+  {
+    deliveryId: text("delivery_id").primaryKey(),
+    partnerId: text("partner_id").notNull(),
+    day: text("day").notNull(),
+    cost: integer("cost").notNull(),
+    at: integer("at").notNull(),
+  },
+  (t) => [index("partner_usage_by_day").on(t.partnerId, t.day)],
+);
+
+export const partnerCallbacks = sqliteTable(
+  "partner_callbacks",
+  {
+    partnerId: text("partner_id").notNull(),
+    webhookId: text("webhook_id").notNull(),
+    bodyHash: text("body_hash").notNull(),
+    type: text("type"),
+    ticketId: text("ticket_id"),
+    status: text("status").notNull(),
+    httpStatus: integer("http_status"),
+    code: text("code"),
+    message: text("message"),
+    receivedAt: integer("received_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.partnerId, t.webhookId] })],
+);
+
+export const partnerAlerts = sqliteTable(
+  "partner_alerts",
+  {
+    id: text("id").primaryKey(),
+    partnerId: text("partner_id").notNull(),
+    kind: text("kind").notNull(),
+    detail: text("detail").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("partner_alerts_by_partner").on(t.partnerId, t.createdAt)],
 );

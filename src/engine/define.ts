@@ -10,6 +10,7 @@ import type { CounterDefinition } from "../counters/counter-definition";
 import type { Period } from "../config/time";
 import type { PointProgram } from "../points/program";
 import type { MembershipProgram } from "../membership/program";
+import type { CodePool } from "../codes/code-pool-definition";
 import type { Env } from "../env";
 import type { GrantRecord, ReversalStep } from "../reversals/reversal";
 
@@ -38,6 +39,8 @@ export interface CompileContext {
   pointPrograms: Readonly<Record<string, PointProgram>>;
   /** The bundle's membership program (the `membership` reward names its SKUs). */
   membership?: MembershipProgram;
+  /** The bundle's code pools, by id (the `redeemCode` reward names one). */
+  codePools: Readonly<Record<string, CodePool>>;
 }
 
 /** Thrown by `prepare` to reject args with a reason (and optionally the path below the component). */
@@ -119,6 +122,19 @@ export interface ReverseContext {
   scope: CounterScope;
   now: number;
   reason: string;
+  /**
+   * A partial refund's part of the record (src/reversals/order-refund.ts): take back `amount` of it, once by `key`;
+   * `last` when it is the record's last part. Absent: the whole record. Only a reward with `refund` gets one.
+   */
+  part?: { amount: number; key: string; last: boolean };
+}
+
+/** How a partial refund of an order judges a reward (absent: it stays until the order is refunded whole). */
+export interface RefundTerms<Prepared> {
+  /** Its amount divides (points, money): `proportional` takes back the refunded share of it. */
+  divisible: boolean;
+  /** What it would give for these params (`reevaluate` takes back the difference); only where the amount follows the order. */
+  amountFor?(params: Record<string, unknown>, args: Prepared): number;
 }
 
 export interface RewardDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>> extends Definition<Args, Prepared> {
@@ -128,6 +144,7 @@ export interface RewardDefinition<Args extends z.ZodType = z.ZodType, Prepared =
    * for the user's account's one transaction (`change`); shared counters it used are given back after (`giveBacks`).
    */
   reverse(ctx: ReverseContext, record: GrantRecord, args: Prepared): Promise<ReversalStep> | ReversalStep;
+  refund?: RefundTerms<Prepared>;
   /** What `grant` would give this run now, from read-only peeks: never a draw, a reservation or a write. */
   preview(run: TaskRun, args: Prepared): Promise<RewardPreview> | RewardPreview;
 }

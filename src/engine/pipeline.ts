@@ -25,7 +25,7 @@ import { log } from "../platform/log";
 import { evaluate, whyNot } from "./conditions/tree";
 import { countParticipation, taskInputs } from "./conditions/facts";
 import { progressChanges, progressPlan } from "./conditions/progress";
-import { emitTaskEvent } from "../events/emit";
+import { emittedEvent } from "../events/emit";
 import { grantTree } from "./reward-tree/grant";
 
 export interface TaskRequest {
@@ -49,6 +49,8 @@ export interface TaskRequest {
   fault?: Fault;
   /** The business event this run answers, for a task run by events (src/events/process.ts). */
   event?: RunEvent;
+  /** The service key whose request made this run (an event's sender), recorded with it; absent for a consumer's own run. */
+  keyId?: string | null;
 }
 
 /** How records name an event: `<source>/<eventId>`. */
@@ -123,6 +125,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     params: JSON.stringify(params),
     createdAt: req.now,
     eventRef: req.event ? eventRef(req.event) : null,
+    keyId: req.keyId ?? null,
   });
   // Whether the user's account answered the commit: it then holds the run's record, with the outcome it gave.
   let committed = false;
@@ -154,7 +157,6 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     const result: TaskSuccess = { ok: true, requestId: req.requestId, activityId: activity.id, taskId: task.id, rewards: run.rewards };
     committed = await commit(run, req, result, record);
     for (const done of run.plan.afterCommit) done();
-    if (task.emits && req.user) emitTaskEvent(req.env, req.ctx, req.config, task, { requestId: req.requestId, userId: req.user.id, now: req.now });
     return result;
   } catch (e) {
     // A refusal the account answered was recorded there; a run "killed" by a crash test records nothing more.
@@ -212,6 +214,9 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     createdAt: run.now,
   });
   countParticipation(run);
+  // The event the run emits commits with it, and leaves through the account's outbox (see src/events/emit.ts).
+  const emitted = emittedEvent(req.config, run.task, { requestId: req.requestId, userId: user.id, now: run.now, keyId: req.keyId ?? null });
+  if (emitted) run.plan.records.events = [emitted];
   const { held, requirements } = await reserveShared(run, user.id);
   if (req.fault === "after-reserve") throw new InjectedFault("fault injected after the reservations");
   const plan: AccountPlan = {
@@ -223,7 +228,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     locks: run.plan.locks,
     counters: run.plan.counters,
     requirements,
-    reservations: held.map((h) => ({ id: h.id, once: h.s.once })),
+    reservations: [...held.map((h) => ({ id: h.id, once: h.s.once })), ...run.plan.heldElsewhere.map((id) => ({ id }))],
     records: run.plan.records,
     idempotency: req.idempotency && { ...req.idempotency, status: 200, body: JSON.stringify(result) },
     request,

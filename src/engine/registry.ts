@@ -12,9 +12,20 @@ import { redPacket } from "./rewards/red-packet";
 import { coupon } from "./rewards/coupon";
 import { lottery } from "./rewards/lottery";
 import { pointsReward } from "./rewards/points";
+import { redeemCode } from "./rewards/redeem-code";
 import { spendPoints } from "./validators/spend-points";
+import { partnerBenefit } from "./rewards/partner-benefit";
 import { membershipReward } from "./rewards/membership";
 
 export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints];
 export const commands: CommandDefinition<any, any>[] = [log, notify];
-export const rewards: RewardDefinition<any, any>[] = [chancesReward, redPacket, coupon, lottery, pointsReward, membershipReward];
+export const rewards: RewardDefinition<any, any>[] = [
+  chancesReward,
+  redPacket,
+  coupon,
+  lottery,
+  pointsReward,
+  redeemCode,
+  partnerBenefit,
+  membershipReward,
+];

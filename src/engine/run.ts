@@ -54,6 +54,11 @@ class CommitPlan {
   readonly identities: NonNullable<AccountPlan["identities"]> = [];
   /** Records forwarded to D1 once committed. */
   readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
+  /**
+   * Reservations of units another single writer holds for this run (a code taken from a code pool), by id: the
+   * commit records them as used, and that writer asks the user's account about any it was not told of.
+   */
+  readonly heldElsewhere: string[] = [];
   /** Undo of what was taken from another single writer before the commit (a prize drawn), run if the run fails. */
   readonly compensations: (() => Promise<unknown>)[] = [];
   /** Done once the run has committed (logging its outcome), in plan order. */

@@ -83,7 +83,7 @@ export async function emitBirthdays(env: Env, ctx: { waitUntil(p: Promise<unknow
         })),
       );
       const requestId = crypto.randomUUID();
-      const results = await acceptEvents(env, ctx, config, items, { mode: "async", now, requestId, pointer: (i) => [i] });
+      const results = await acceptEvents(env, ctx, config, items, { mode: "async", now, requestId, pointer: (i) => [i], keyId: null });
       for (const [i, r] of results.entries()) {
         if (r.status !== "refused") count++;
         // Sent already from a timezone whose day began earlier: the one event per year stands.

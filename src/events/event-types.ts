@@ -72,9 +72,13 @@ export const BUILT_IN_EVENT_TYPES: ReadonlyMap<string, EventType> = new Map(
     builtIn(
       "orderRefunded",
       "An order was refunded: the event named by `original` (its `source` and `eventId`) is cancelled, and what it " +
-        "granted is taken back, as POST /v1/events/{source}/{eventId}/cancel does. Whole orders only for now: a refund " +
-        "naming `items` is refused.",
-      { original: { object: { source: "string", eventId: "string" } }, reason: { type: "string", optional: true } },
+        "granted is taken back, as POST /v1/events/{source}/{eventId}/cancel does. With `items: [{sku, qty}]` only those " +
+        "items are refunded (a partial refund, once per refund event), judged by each task's `onPartialRefund`.",
+      {
+        original: { object: { source: "string", eventId: "string" } },
+        reason: { type: "string", optional: true },
+        items: { array: { object: { sku: "string", qty: "integer" } }, optional: true },
+      },
     ),
     builtIn("membershipUpgraded", "The user's primary membership identity rose in rank.", {
       from: { type: "string", optional: true },

@@ -20,6 +20,7 @@ import { canonicalJson, sha256Hex } from "../sharding";
 import { MAX_FUTURE_MS } from "./event-types";
 import { processEvent, type BusinessEvent, type EventOutcome } from "./process";
 import { previewEvent, type TriggerPreview } from "./preview";
+import type { ReversalAnswer } from "../reversals/reversal";
 
 /** Events one request may carry. */
 export const MAX_EVENTS_PER_REQUEST = 100;
@@ -56,7 +57,15 @@ export async function acceptEvents(
   ctx: { waitUntil(p: Promise<unknown>): void },
   config: CompiledConfig,
   items: unknown[],
-  opts: { mode: "sync" | "async"; now: number; requestId: string; pointer: (i: number) => (string | number)[]; dry?: boolean },
+  opts: {
+    mode: "sync" | "async";
+    now: number;
+    requestId: string;
+    pointer: (i: number) => (string | number)[];
+    dry?: boolean;
+    /** The service key that sent the events (null: Fanfare's own), recorded with each and with the runs they make. */
+    keyId: string | null;
+  },
 ): Promise<ItemResult[]> {
   const results: ItemResult[] = new Array(items.length);
   const checked: Checked[] = [];
@@ -81,7 +90,7 @@ export async function acceptEvents(
       );
     }
   }
-  const owners = await recordOnce(env, checked, opts.now);
+  const owners = await recordOnce(env, checked, opts.now, opts.keyId);
   const toQueue: Checked[] = [];
   await Promise.all(
     checked.map(async (c) => {
@@ -98,7 +107,7 @@ export async function acceptEvents(
       const account = userAccount(env, c.event.userId);
       const claim = await account.claimIdempotency(EVENTS_NAMESPACE, eventRef(c.event), c.fingerprint, Date.now());
       if (claim.state === "replay") {
-        results[c.index] = { status: "processed", source, eventId, outcome: JSON.parse(claim.body) as EventOutcome };
+        results[c.index] = replayed(claim, source, eventId);
       } else if (claim.state === "in-progress") {
         results[c.index] = { status: "accepted", source, eventId, location: eventPath(source, eventId) };
       } else if (claim.state === "mismatch") {
@@ -109,13 +118,21 @@ export async function acceptEvents(
           eventId,
         );
       } else if (opts.mode === "sync") {
-        results[c.index] = await runNow(env, ctx, config, c, opts.requestId);
+        results[c.index] = await runNow(env, ctx, config, c, opts.requestId, opts.keyId);
       } else toQueue.push(c);
     }),
   );
   if (toQueue.length > 0) {
     const messages: { body: IntakeMessage }[] = toQueue.map((c) => ({
-      body: { kind: "event", event: c.event, fingerprint: c.fingerprint, ticketId: eventRef(c.event), now: opts.now, requestId: opts.requestId },
+      body: {
+        kind: "event",
+        event: c.event,
+        fingerprint: c.fingerprint,
+        keyId: opts.keyId,
+        ticketId: eventRef(c.event),
+        now: opts.now,
+        requestId: opts.requestId,
+      },
     }));
     try {
       await env.INTAKE.sendBatch(messages);
@@ -168,6 +185,13 @@ function invalid(code: "INVALID_PARAMS" | "INVALID_EVENT", message: string, erro
   return new AppError(code, `${message}: ${details[0]?.pointer} ${details[0]?.message}`, {}, details);
 }
 
+/** A stored answer again: the outcome, or the refusal the queue's run stored (an orderRefunded that did not fit, say). */
+function replayed(stored: { status: number; body: string }, source: string, eventId: string): ItemResult {
+  if (stored.status < 300) return { status: "processed", source, eventId, outcome: JSON.parse(stored.body) as EventOutcome };
+  const body = JSON.parse(stored.body) as ErrorBody;
+  return { status: "refused", httpStatus: stored.status, source, eventId, error: body.error };
+}
+
 function refused(requestId: string, e: AppError, source?: string, eventId?: string): ItemResult {
   return {
     status: "refused",
@@ -182,12 +206,22 @@ function refused(requestId: string, e: AppError, source?: string, eventId?: stri
  * Records each event once by `(source, eventId)` (D1 `events`), then reads back who holds each id: the fingerprint
  * stored first, against which a repeat is compared.
  */
-async function recordOnce(env: Env, checked: Checked[], now: number): Promise<Map<string, string>> {
+async function recordOnce(env: Env, checked: Checked[], now: number, keyId: string | null): Promise<Map<string, string>> {
   if (checked.length === 0) return new Map();
   const inserts = checked.map((c) =>
     env.DB.prepare(
-      "INSERT INTO events (source, event_id, user_id, type, fingerprint, occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING",
-    ).bind(c.event.source, c.event.eventId, c.event.userId, c.event.type, c.fingerprint, c.event.occurredAt, now),
+      "INSERT INTO events (source, event_id, user_id, type, fingerprint, occurred_at, received_at, key_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, event_id) DO NOTHING",
+    ).bind(
+      c.event.source,
+      c.event.eventId,
+      c.event.userId,
+      c.event.type,
+      c.fingerprint,
+      c.event.occurredAt,
+      now,
+      keyId,
+      JSON.stringify(c.event.payload),
+    ),
   );
   const ids = JSON.stringify(checked.map((c) => [c.event.source, c.event.eventId]));
   const read = env.DB.prepare(
@@ -204,10 +238,11 @@ async function runNow(
   config: CompiledConfig,
   c: Checked,
   requestId: string,
+  keyId: string | null,
 ): Promise<ItemResult> {
   const account = userAccount(env, c.event.userId);
   try {
-    const outcome = await processEvent(env, ctx, config, c.event, c.fingerprint);
+    const outcome = await processEvent(env, ctx, config, c.event, c.fingerprint, keyId);
     await account.completeIdempotency(EVENTS_NAMESPACE, eventRef(c.event), 200, JSON.stringify(outcome));
     return { status: "processed", source: c.event.source, eventId: c.event.eventId, outcome };
   } catch (e) {
@@ -223,11 +258,20 @@ export async function readEvent(
   env: Env,
   source: string,
   eventId: string,
-): Promise<{ status: "accepted" } | { status: "processed"; outcome: EventOutcome } | undefined> {
+): Promise<
+  | { status: "accepted" }
+  | { status: "processed"; outcome: EventOutcome; reversals: ReversalAnswer[] }
+  | { status: "refused"; error: ErrorBody["error"] }
+  | undefined
+> {
   const row = await env.DB.prepare("SELECT user_id FROM events WHERE source = ? AND event_id = ?").bind(source, eventId).first<{ user_id: string }>();
   if (!row) return undefined;
-  const stored = await userAccount(env, row.user_id).readIdempotency(EVENTS_NAMESPACE, eventRef({ source, eventId }));
+  const account = userAccount(env, row.user_id);
+  const ref = eventRef({ source, eventId });
+  const stored = await account.readIdempotency(EVENTS_NAMESPACE, ref);
   // Claimed but not answered, or given up (freed for the sender's retry): not processed yet.
   if (stored === undefined || stored === "pending") return { status: "accepted" };
-  return { status: "processed", outcome: JSON.parse(stored.body) as EventOutcome };
+  // Refused whole when the queue ran it (its answer is an error, kept like an outcome).
+  if (stored.status >= 300) return { status: "refused", error: (JSON.parse(stored.body) as ErrorBody).error };
+  return { status: "processed", outcome: JSON.parse(stored.body) as EventOutcome, reversals: await account.eventReversals(ref) };
 }

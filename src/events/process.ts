@@ -57,6 +57,8 @@ export async function processEvent(
   config: CompiledConfig,
   event: BusinessEvent,
   fingerprint: string,
+  /** The service key that sent the event (null: Fanfare's own): its runs and its refund's reversal are recorded as its. */
+  keyId: string | null,
 ): Promise<EventOutcome> {
   // A cancel that came first left a tombstone in the user's account: the late event grants nothing.
   if ((await userAccount(env, event.userId).reversalOf(`event:${eventRef(event)}`)) !== undefined) {
@@ -74,7 +76,7 @@ export async function processEvent(
   if (config.eventTypes.get(event.type)?.countsAsOrder)
     event = { ...event, ordersBefore: await userAccount(env, event.userId).countOrder(eventRef(event)) };
   // A refund cancels the order it names, once (a redelivery gets the same reversal), before any task it triggers.
-  const reversal = event.type === "orderRefunded" ? await refundOrder(env, config, event) : undefined;
+  const reversal = event.type === "orderRefunded" ? await refundOrder(env, ctx, config, event, keyId) : undefined;
   const triggered = [...(config.triggers.get(event.type) ?? [])].sort(byTurn);
   const runs: TriggerOutcome[] = [];
   const groupDone = new Set<string>();
@@ -84,7 +86,7 @@ export async function processEvent(
       runs.push({ activityId: task.activityId, taskId: task.id, status: "skipped", message: `a task of exclusive group '${group}' ran first` });
       continue;
     }
-    const outcome = await runTrigger(env, ctx, config, task, event, fingerprint);
+    const outcome = await runTrigger(env, ctx, config, task, event, fingerprint, keyId);
     runs.push(outcome);
     if (group !== undefined && !(outcome.status === "refused" && outcome.code && NOT_MATCHED.has(outcome.code))) groupDone.add(group);
   }
@@ -100,15 +102,26 @@ export async function processEvent(
   return reversal ? { ...outcome, reversal } : outcome;
 }
 
-/** An `orderRefunded` event: the cancel of the original order, for the same user (another user's order is refused). */
-function refundOrder(env: Env, config: CompiledConfig, event: BusinessEvent): Promise<ReversalAnswer> {
-  const p = event.payload as { original: { source: string; eventId: string }; reason?: string };
-  return cancelEvent(env, config, {
+/**
+ * An `orderRefunded` event: the cancel of the original order, for the same user (another user's order is refused); with
+ * `items`, a partial refund of it, identified by the refund event itself.
+ */
+function refundOrder(
+  env: Env,
+  ctx: { waitUntil(p: Promise<unknown>): void },
+  config: CompiledConfig,
+  event: BusinessEvent,
+  keyId: string | null,
+): Promise<ReversalAnswer> {
+  const p = event.payload as { original: { source: string; eventId: string }; reason?: string; items?: { sku: string; qty: number }[] };
+  return cancelEvent(env, ctx, config, {
     source: p.original.source,
     eventId: p.original.eventId,
     reason: p.reason ?? `refunded (${eventRef(event)})`,
     userId: event.userId,
     now: event.occurredAt,
+    ...(p.items && { items: p.items, refundId: `event:${eventRef(event)}`, itemsAt: "/payload/items" }),
+    keyId,
   });
 }
 
@@ -156,6 +169,7 @@ async function runTrigger(
   task: CompiledTask,
   event: BusinessEvent,
   fingerprint: string,
+  keyId: string | null,
 ): Promise<TriggerOutcome> {
   const activity = config.activities.get(task.activityId)!;
   const account = userAccount(env, event.userId);
@@ -171,6 +185,7 @@ async function runTrigger(
     const result = await runTask({
       ...triggeredRequest(env, ctx, config, task, event, requestId),
       idempotency: { namespace: activity.namespace, key },
+      keyId,
     });
     return { ...base, status: "granted", requestId, rewards: result.rewards };
   } catch (e) {

@@ -96,7 +96,7 @@ async function run(env: Env, ctx: ExecutionContext, body: IntakeMessage, sales: 
   const requestId = crypto.randomUUID();
   try {
     if (body.kind === "event") {
-      const outcome = await processEvent(env, ctx, await activeConfig(env), body.event, body.fingerprint);
+      const outcome = await processEvent(env, ctx, await activeConfig(env), body.event, body.fingerprint, body.keyId ?? null);
       return { answer: { status: 200, body: outcome } };
     }
     if (body.kind === "grab") {

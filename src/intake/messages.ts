@@ -23,4 +23,10 @@ export type IntakeMessage =
       body: Record<string, unknown>;
     })
   /** A business event to run (src/events): its "ticket" is its outcome's key in the user's `events` namespace. */
-  | (Ticketed & { kind: "event"; event: BusinessEvent; fingerprint: string });
+  | (Ticketed & {
+      kind: "event";
+      event: BusinessEvent;
+      fingerprint: string;
+      /** The service key that sent the event (null: Fanfare's own); its runs' records name it. */
+      keyId?: string | null;
+    });

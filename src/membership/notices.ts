@@ -39,6 +39,8 @@ export async function sendNotices(sql: SqlStorage, env: Env, ctx: { waitUntil(p:
             now: Date.now(),
             requestId: crypto.randomUUID(),
             pointer: () => [],
+            // Fanfare's own event: no service key sent it.
+            keyId: null,
           });
           if (r?.status === "refused") {
             if (r.httpStatus >= 500) throw new AppError("UNAVAILABLE", r.error.message);
@@ -46,7 +48,14 @@ export async function sendNotices(sql: SqlStorage, env: Env, ctx: { waitUntil(p:
             log.error("identity event refused", { eventId: n.event.eventId, type: n.event.type, error: r.error });
           }
         } else {
-          await cancelEvent(env, config, { source: n.source, eventId: n.eventId, reason: n.reason, userId: n.userId, now: Date.now() });
+          await cancelEvent(env, ctx, config, {
+            source: n.source,
+            eventId: n.eventId,
+            reason: n.reason,
+            userId: n.userId,
+            now: Date.now(),
+            keyId: null,
+          });
         }
         sql.exec("DELETE FROM identity_notices WHERE id = ?", row.id);
       } catch (e) {

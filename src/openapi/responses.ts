@@ -101,6 +101,7 @@ const DETAILED_CODES = new Set<ErrorCode>([
   "UNKNOWN_EVENT_TYPE",
   "INVALID_EVENT",
   "EVENT_TOO_LATE",
+  "INVALID_REFUND",
 ]);
 
 /** INVALID_PARAMS lists every failing field, each by a JSON pointer into the params or body. */

@@ -128,7 +128,50 @@ const MembershipOutcome = z
   ])
   .openapi("MembershipOutcome");
 
+const RedeemCodeOutcome = z
+  .discriminatedUnion("granted", [
+    z.object({
+      type: z.literal("redeemCode"),
+      granted: z.literal(true),
+      grantId,
+      node,
+      amount: z.literal(1),
+      pool: z.string().openapi({ description: "The code pool", example: "double11-codes" }),
+      code: z.string().openapi({ description: "The code, issued to this user alone", example: "D11-8F3K-22QX" }),
+    }),
+    z.object({
+      type: z.literal("redeemCode"),
+      granted: z.literal(false),
+      reason: z.enum(TREE_REASONS).openapi({ description: "SOLD_OUT: the pool has no code left (skipped by a reward tree)" + TREE_DESCRIPTION }),
+      node,
+    }),
+  ])
+  .openapi("RedeemCodeOutcome");
+
+const PartnerBenefitOutcome = z
+  .object({
+    type: z.literal("partnerBenefit"),
+    granted: z.literal(true),
+    grantId,
+    node,
+    amount: z.literal(1),
+    partner: z.string(),
+    benefit: z.string(),
+    pricePoints: z.number().int().optional().openapi({ description: "Points spent for it in the run's commit (refunded if the delivery fails)" }),
+    status: z.literal("pending").openapi({ description: "Delivered to the partner asynchronously" }),
+  })
+  .openapi("PartnerBenefitOutcome");
+
 /** One reward's outcome in a task's answer: granted with its details, or not granted with the reason. */
 export const RewardOutcomeSchema = z
-  .discriminatedUnion("type", [RedPacketOutcome, ChancesOutcome, CouponOutcome, LotteryOutcome, PointsOutcome, MembershipOutcome])
+  .discriminatedUnion("type", [
+    RedPacketOutcome,
+    ChancesOutcome,
+    CouponOutcome,
+    LotteryOutcome,
+    PointsOutcome,
+    RedeemCodeOutcome,
+    PartnerBenefitOutcome,
+    MembershipOutcome,
+  ])
   .openapi("RewardOutcome");

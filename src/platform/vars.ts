@@ -65,6 +65,16 @@ const VarsSchema = z
         ),
       )
       .optional(),
+    PARTNER_SECRETS_KEY: z
+      .string()
+      .refine((s) => {
+        try {
+          return atob(s).length >= 32;
+        } catch {
+          return false;
+        }
+      }, "PARTNER_SECRETS_KEY must be base64 of at least 32 random bytes")
+      .optional(),
     UPSTASH_REDIS_REST_URL: z.url().optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
     UPSTASH_TIMEOUT_MS: z.coerce.number().int().min(50).max(10_000).default(1000),

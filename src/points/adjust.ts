@@ -42,7 +42,7 @@ export async function adjustPoints(
   env: Env,
   config: CompiledConfig,
   body: z.output<typeof AdjustBodySchema>,
-  ctx: { requestId: string; now: number },
+  ctx: { requestId: string; now: number; keyId: string },
 ): Promise<z.output<typeof AdjustAnswerSchema>> {
   const program = programOf(config, body.program);
   // An adjustment's reference lives beside the ledger's own (`spend:…`, `redeem:…`, grant ids): prefixed, so a
@@ -52,6 +52,7 @@ export async function adjustPoints(
     sourceRef: `adjust:${body.sourceRef}`,
     reason: body.reason,
     now: ctx.now,
+    keyId: ctx.keyId,
   });
   if (!r.ok) throw new AppError(r.code, r.message);
   return { ok: true, requestId: ctx.requestId, userId: body.userId, entry: entryAnswer(r.entry), replayed: r.replayed };

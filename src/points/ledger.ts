@@ -115,21 +115,26 @@ export class PointLedger {
     if (first) return { ok: true, entry: first, replayed: true };
     this.settle(c.now, program.id);
     let earned = c.amount;
-    if (program.dailyEarnCap !== null) {
-      const { from, to } = earnDay(program, c.now);
-      const today = this.sql
-        .exec<{ n: number }>(
-          "SELECT coalesce(sum(delta), 0) AS n FROM point_entries WHERE program = ? AND type = 'earn' AND at >= ? AND at < ?",
-          program.id,
-          from,
-          to,
-        )
-        .one().n;
-      earned = Math.max(0, Math.min(earned, program.dailyEarnCap - today));
-    }
+    const room = this.earnRoom(program, c.now);
+    if (room !== null) earned = Math.min(earned, room);
     const lot = earned > 0 ? this.addLot(program, earned, activeAt(program, c.now), c.now, c.source, c.sourceRef) : undefined;
     const detail = { requested: c.amount, ...(lot && { lot: lot.id, activeAt: lot.activeAt, expiresAt: lot.expiresAt }) };
     return { ok: true, entry: this.addEntry(program.id, "earn", earned, c.reason, c.sourceRef, c.now, detail), replayed: false };
+  }
+
+  /** What the program's daily earn cap still lets the user earn in the earn day of `now` (null: no cap); no write. */
+  earnRoom(program: PointProgram, now: number): number | null {
+    if (program.dailyEarnCap === null) return null;
+    const { from, to } = earnDay(program, now);
+    const today = this.sql
+      .exec<{ n: number }>(
+        "SELECT coalesce(sum(delta), 0) AS n FROM point_entries WHERE program = ? AND type = 'earn' AND at >= ? AND at < ?",
+        program.id,
+        from,
+        to,
+      )
+      .one().n;
+    return Math.max(0, program.dailyEarnCap - today);
   }
 
   /** Spends `amount` of the spendable points, from the lots that expire first; refused (writing nothing) without enough. */
@@ -149,15 +154,29 @@ export class PointLedger {
    * Takes back an earn (by its source reference): what remains of its lot first; what was already spent of it (the
    * shortfall) from the user's other lots, and what they cannot cover as a debt the next earns pay. Points of the lot
    * that expired are not taken again. The entry's reference is `reverse:<earn's reference>`, so a second reversal
-   * changes nothing.
+   * changes nothing. A partial refund takes `amount` under its own reference (`reverse:<earn's reference>#<refund>`);
+   * the parts and the last reversal together never take more than the earn.
    */
-  reverse(program: PointProgram, c: { earnRef: string; reason: string; now: number }): LedgerResult {
-    const ref = `reverse:${c.earnRef}`;
+  reverse(program: PointProgram, c: { earnRef: string; reason: string; now: number; amount?: number; ref?: string }): LedgerResult {
+    const ref = c.ref ?? `reverse:${c.earnRef}`;
     const first = this.find(program.id, ref);
     if (first) return { ok: true, entry: first, replayed: true };
     const earn = this.find(program.id, c.earnRef);
     if (earn?.type !== "earn") return { ok: false, code: "NOT_FOUND", message: `no earn '${c.earnRef}' in ${program.name}` };
     this.settle(c.now, program.id);
+    // What earlier parts took of this earn (kept back from their lot, counted as expired, or taken short).
+    const parts = this.sql
+      .exec<{ detail: string }>(
+        "SELECT detail FROM point_entries WHERE program = ? AND type = 'reverse' AND substr(source_ref, 1, ?) = ?",
+        program.id,
+        `reverse:${c.earnRef}#`.length,
+        `reverse:${c.earnRef}#`,
+      )
+      .toArray()
+      .map((r) => JSON.parse(r.detail) as Record<string, number>);
+    const before = parts.reduce((n, d) => n + (d.reclaimed ?? 0) + (d.shortfall ?? 0) + (d.expired ?? 0), 0);
+    const expiredBefore = parts.reduce((n, d) => n + (d.expired ?? 0), 0);
+    const amount = Math.max(0, Math.min(c.amount ?? earn.delta - before, earn.delta - before));
     const lot = this.sql
       .exec<{ id: number; remaining: number }>(
         "SELECT id, remaining FROM point_lots WHERE program = ? AND source_ref = ? AND amount > 0",
@@ -168,11 +187,12 @@ export class PointLedger {
     let reclaimed = 0;
     let expired = 0;
     if (lot) {
-      reclaimed = Math.max(0, lot.remaining);
-      expired = -(this.find(program.id, `expire:${lot.id}`)?.delta ?? 0);
-      this.sql.exec("UPDATE point_lots SET remaining = 0, pending = 0 WHERE id = ?", lot.id);
+      reclaimed = Math.min(amount, Math.max(0, lot.remaining));
+      expired = Math.min(amount - reclaimed, -(this.find(program.id, `expire:${lot.id}`)?.delta ?? 0) - expiredBefore);
+      const left = Math.max(0, lot.remaining) - reclaimed;
+      this.sql.exec("UPDATE point_lots SET remaining = ?, pending = CASE WHEN ? = 0 THEN 0 ELSE pending END WHERE id = ?", left, left, lot.id);
     }
-    const shortfall = earn.delta - reclaimed - expired;
+    const shortfall = amount - reclaimed - expired;
     const fromOtherLots = shortfall > 0 ? this.take(program.id, shortfall, c.now, true).reduce((n, t) => n + t.amount, 0) : 0;
     const debt = shortfall - fromOtherLots;
     if (debt > 0) {
@@ -186,7 +206,7 @@ export class PointLedger {
         c.now,
       );
     }
-    const detail = { earned: earn.delta, reclaimed, shortfall, fromOtherLots, debt, expired };
+    const detail = { earned: earn.delta, amount, reclaimed, shortfall, fromOtherLots, debt, expired };
     return { ok: true, entry: this.addEntry(program.id, "reverse", -(reclaimed + shortfall), c.reason, ref, c.now, detail), replayed: false };
   }
 
@@ -194,21 +214,25 @@ export class PointLedger {
    * An operator's or business system's correction: a credit is a lot spendable at once (no pending days, no daily
    * cap); a debit takes from the lots that expire first, pending ones last, and is refused beyond the balance.
    */
-  adjust(program: PointProgram, c: { delta: number; sourceRef: string; reason: string; now: number }): LedgerResult {
+  adjust(program: PointProgram, c: { delta: number; sourceRef: string; reason: string; now: number; keyId?: string | null }): LedgerResult {
     const first = this.find(program.id, c.sourceRef);
     if (first) return { ok: true, entry: first, replayed: true };
     this.settle(c.now, program.id);
+    let detail: Record<string, EntryDetail>;
     if (c.delta > 0) {
       const lot = this.addLot(program, c.delta, c.now, c.now, "adjust", c.sourceRef);
-      const detail = { lot: lot.id, expiresAt: lot.expiresAt };
-      return { ok: true, entry: this.addEntry(program.id, "adjust", c.delta, c.reason, c.sourceRef, c.now, detail), replayed: false };
+      detail = { lot: lot.id, expiresAt: lot.expiresAt };
+    } else {
+      const { balance } = this.balances(program.id, c.now);
+      if (balance < -c.delta) {
+        return { ok: false, code: "INSUFFICIENT_POINTS", message: `cannot take ${-c.delta} ${program.name}: the balance is ${balance}` };
+      }
+      detail = { lots: this.take(program.id, -c.delta, c.now, true) };
     }
-    const { balance } = this.balances(program.id, c.now);
-    if (balance < -c.delta) {
-      return { ok: false, code: "INSUFFICIENT_POINTS", message: `cannot take ${-c.delta} ${program.name}: the balance is ${balance}` };
-    }
-    const lots = this.take(program.id, -c.delta, c.now, true);
-    return { ok: true, entry: this.addEntry(program.id, "adjust", c.delta, c.reason, c.sourceRef, c.now, { lots }), replayed: false };
+    const entry = this.addEntry(program.id, "adjust", c.delta, c.reason, c.sourceRef, c.now, detail);
+    // The adjustment's D1 row names the key that asked for it (the settle above wrote the ledger's own, with none).
+    this.written.at(-1)!.keyId = c.keyId ?? null;
+    return { ok: true, entry, replayed: false };
   }
 
   /**

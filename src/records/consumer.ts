@@ -10,28 +10,44 @@ import { backoffSeconds, deliver } from "./deliver";
 import type { OutboxOrigin, QueueMessage } from "./messages";
 import { rowsOf, storeRows, type Rows, type Table } from "./store-rows";
 import { log } from "../platform/log";
+import { acceptEmitted } from "../events/emit";
+import { activeConfig } from "../config/store";
+import { checkLowStock } from "../codes/low-stock";
 
 type Kind = QueueMessage["kind"];
 type Body<K extends Kind> = Extract<QueueMessage, { kind: K }>;
 
 /** What a message needs once its rows are stored: "done", or "retry" (in a few seconds) while it cannot finish yet. */
-type FollowUp<K extends Kind> = (body: Body<K>, m: Message<QueueMessage>, env: Env, db: DrizzleD1Database) => Promise<"done" | "retry">;
+type FollowUp<K extends Kind> = (
+  body: Body<K>,
+  m: Message<QueueMessage>,
+  env: Env,
+  db: DrizzleD1Database,
+  ctx: ExecutionContext,
+) => Promise<"done" | "retry">;
 
 const FOLLOW_UPS: { [K in Exclude<Kind, "delivery">]: FollowUp<K> } = {
   requests: async () => "done",
   "request-counts": async () => "done",
   "sale-events": async () => "done",
-  records: async (body, _m, env) => {
+  "code-events": async (body, _m, env) => {
+    const signals = body.events.flatMap((e) => ("lowStock" in e ? [e.lowStock] : []));
+    if (signals.length > 0) await checkLowStock(env, signals);
+    return "done";
+  },
+  records: async (body, m, env, _db, ctx) => {
     // A batch send takes at most 100 messages.
     const attempts = body.records.deliveries.map((d) => ({ body: { kind: "delivery" as const, deliveryId: d.id } }));
     for (let i = 0; i < attempts.length; i += 100) await env.EVENTS.sendBatch(attempts.slice(i, i + 100));
-    return "done";
+    // Events the runs emitted, now that their runs' records are stored (a repeat of this accepts nothing twice).
+    const emitted = body.records.events ?? [];
+    return emitted.length === 0 ? "done" : acceptEmitted(env, ctx, await activeConfig(env), emitted, `emit:${m.id}`);
   },
   // A prize's status is a row of its own (prize_statuses), applied by triggers whichever row lands last.
   "pool-events": async () => "done",
 };
 
-export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env): Promise<void> {
+export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
   const carrying: { m: Message<QueueMessage>; rows: Rows }[] = [];
   for (const m of batch.messages) {
     if (m.body.kind === "delivery") continue;
@@ -63,7 +79,7 @@ export async function consumeEvents(batch: MessageBatch<QueueMessage>, env: Env)
   for (const { m } of stored) {
     try {
       const followUp = FOLLOW_UPS[m.body.kind as Exclude<Kind, "delivery">] as FollowUp<Kind>;
-      if ((await followUp(m.body, m, env, db)) === "retry") m.retry({ delaySeconds: 2 });
+      if ((await followUp(m.body, m, env, db, ctx)) === "retry") m.retry({ delaySeconds: 2 });
       else finished.push(m);
     } catch (e) {
       log.error("message follow-up failed; retrying", { kind: m.body.kind, error: String(e) });

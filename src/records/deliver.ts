@@ -12,15 +12,22 @@ import { vars } from "../platform/vars";
 import type { Env } from "../env";
 import type { TaskRun } from "../engine/run";
 import { log } from "../platform/log";
+import { compensate, type Compensation } from "../partners/compensations";
+import { attemptPartner, releaseUsage } from "../partners/outbound";
 
-/** Where a delivery goes. Credentials are read from the environment when sending, never stored here. */
-export type DeliveryTarget = { type: "wallet" } | { type: "http"; url: string };
+/**
+ * Where a delivery goes. Credentials are read when sending, never stored here: a URL's secret from the environment,
+ * a partner's URL and newest key from the partner registry (src/partners).
+ */
+export type DeliveryTarget = { type: "wallet" } | { type: "http"; url: string } | { type: "partner"; partnerId: string };
 
 export interface PlannedDelivery {
-  kind: "coupon" | "notify" | "couponRevoke";
+  kind: "coupon" | "notify" | "couponRevoke" | "partner";
   grantId?: string;
   target: DeliveryTarget;
   payload: Record<string, unknown>;
+  /** What to undo if the delivery fails for good (src/partners/compensations.ts). */
+  compensation?: Compensation;
 }
 
 /** Plans a delivery in the run's commit; the user's account forwards it and the queue consumer attempts it. */
@@ -34,6 +41,7 @@ export function planDelivery(run: TaskRun, d: PlannedDelivery): string {
     userId: run.requireUser().id,
     target: JSON.stringify(d.target),
     payload: JSON.stringify(d.payload),
+    ...(d.compensation && { compensation: JSON.stringify(d.compensation) }),
     status: "pending",
     createdAt: run.now,
     updatedAt: Date.now(),
@@ -72,10 +80,15 @@ export function signatureHeaders(env: Env, url: string, deliveryId: string, body
   const origin = new URL(url).origin;
   const secret = vars(env).WEBHOOK_SECRETS?.[origin];
   if (!secret) throw new Error(`no signing secret for ${origin} in WEBHOOK_SECRETS`);
+  return signedWith(secret, deliveryId, body, at);
+}
+
+/** Standard Webhooks headers of `body` signed with a `whsec_` secret: the same for coupon centers, hooks and partners. */
+export function signedWith(secret: string, id: string, body: string, at: Date): Record<string, string> {
   return {
-    "webhook-id": deliveryId,
+    "webhook-id": id,
     "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
-    "webhook-signature": new Webhook(secret).sign(deliveryId, at, body),
+    "webhook-signature": new Webhook(secret).sign(id, at, body),
   };
 }
 
@@ -89,6 +102,18 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
   const now = Date.now();
   let error: string | undefined;
   try {
+    if (target.type === "partner") {
+      const r = await attemptPartner(db, env, d, now);
+      if (r.outcome === "delivered") {
+        await db.batch([
+          db.update(deliveries).set({ partnerRef: r.reference }).where(eq(deliveries.id, d.id)),
+          ...finish(db, d.id, d.grantId, "delivered", attempt, null, now),
+        ]);
+        return undefined;
+      }
+      if (r.outcome === "failed") return failForGood(db, env, d, attempt, r.error, now);
+      throw new Error(r.error);
+    }
     if (target.type === "wallet") {
       await db.batch([
         db
@@ -128,13 +153,42 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
   } catch (e) {
     error = String((e as Error).message ?? e);
   }
-  if (attempt >= MAX_DELIVERY_ATTEMPTS) {
-    await db.batch(finish(db, d.id, d.grantId, "failed", attempt, error, now) as [any, ...any[]]);
-    log.error("delivery failed for good", { deliveryId: d.id, attempts: attempt, error });
-    return undefined;
-  }
+  if (attempt >= MAX_DELIVERY_ATTEMPTS) return failForGood(db, env, d, attempt, error ?? "failed", now);
   await db.update(deliveries).set({ attempts: attempt, lastError: error, updatedAt: now }).where(eq(deliveries.id, d.id));
   return backoffSeconds(attempt);
+}
+
+/**
+ * Records a delivery as failed, after its compensation (points back, …) is done: a compensation that cannot be done
+ * now leaves the delivery pending, to be tried again, so a failure is never recorded without its undo. Compensations
+ * are idempotent by delivery id, so one done before a crash is not done twice.
+ */
+async function failForGood(
+  db: DrizzleD1Database,
+  env: Env,
+  d: typeof deliveries.$inferSelect,
+  attempt: number,
+  error: string,
+  now: number,
+): Promise<number | undefined> {
+  if (d.compensation) {
+    try {
+      await compensate(env, JSON.parse(d.compensation) as Compensation, d.id);
+    } catch (e) {
+      log.error("delivery failed but its compensation did not run; retrying", { deliveryId: d.id, error: String(e) });
+      await db
+        .update(deliveries)
+        .set({ lastError: `${error}; compensation pending: ${String(e)}`, updatedAt: now })
+        .where(eq(deliveries.id, d.id));
+      return backoffSeconds(attempt);
+    }
+  }
+  await db.batch([...finish(db, d.id, d.grantId, "failed", attempt, error, now), ...(d.kind === "partner" ? [releaseUsage(db, d.id)] : [])] as [
+    any,
+    ...any[],
+  ]);
+  log.error("delivery failed for good", { deliveryId: d.id, attempts: attempt, error, compensated: d.compensation !== null });
+  return undefined;
 }
 
 function finish(

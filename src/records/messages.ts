@@ -3,9 +3,10 @@ import type { PoolEvent } from "../../durable-objects/prize-pool";
 import type { RecordBatch } from "../accounts/account-plan";
 import type { requestCounts, requestRecords } from "../db/schema";
 import type { SaleEvent } from "../sales/sale-definition";
+import type { CodeEvent } from "../codes/code-pool-definition";
 
 /** The Durable Object namespaces whose objects keep an outbox (binding names in wrangler.toml). */
-export type OutboxBinding = "COLLECTORS" | "POOLS" | "STOCK";
+export type OutboxBinding = "COLLECTORS" | "POOLS" | "STOCK" | "CODES";
 
 /**
  * The object that sent a message and the outbox rows it carries: once D1 holds them, the consumer confirms the
@@ -28,6 +29,7 @@ export function mergeRecordBatches(batches: RecordBatch[]): RecordBatch {
     reversals: batches.flatMap((b) => b.reversals ?? []),
     reversalEntries: batches.flatMap((b) => b.reversalEntries ?? []),
     identitySegments: batches.flatMap((b) => b.identitySegments ?? []),
+    events: batches.flatMap((b) => b.events ?? []),
   };
 }
 
@@ -44,4 +46,5 @@ export type QueueMessage =
   | { kind: "records"; records: RecordBatch; origin?: OutboxOrigin }
   | { kind: "pool-events"; events: PoolEvent[]; origin?: OutboxOrigin }
   | { kind: "sale-events"; events: SaleEvent[]; origin?: OutboxOrigin }
+  | { kind: "code-events"; events: CodeEvent[]; origin?: OutboxOrigin }
   | { kind: "delivery"; deliveryId: string };

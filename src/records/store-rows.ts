@@ -6,6 +6,7 @@
 import { getTableColumns } from "drizzle-orm";
 import type { SQLiteTable } from "drizzle-orm/sqlite-core";
 import {
+  codePoolEvents,
   deadLetters,
   deliveries,
   flashSaleGrabs,
@@ -43,6 +44,7 @@ const TABLES = {
   reversals,
   reversal_entries: reversalEntries,
   identity_segments: identitySegments,
+  code_pool_events: codePoolEvents,
 } satisfies Record<string, SQLiteTable>;
 
 export type Table = keyof typeof TABLES;
@@ -116,6 +118,8 @@ function rowsByKind(body: QueueMessage): Rows {
         // An order is answered to buyers with `orderId`; stored under the table's key.
         flash_sale_orders: body.events.flatMap((e) => ("order" in e ? [{ ...e.order, id: e.order.orderId }] : [])),
       };
+    case "code-events":
+      return { code_pool_events: body.events.flatMap((e) => ("code" in e ? [e.code] : [])) };
     case "delivery":
       return {};
     default:

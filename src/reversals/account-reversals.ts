@@ -19,12 +19,22 @@ import type { IdentityBook } from "../membership/segments";
 import { log } from "../platform/log";
 import type { StorageMigration } from "../../durable-objects/support/migrations";
 import { type GiveBack, type ReversalAnswer, type ReversalEntry, type ReversalPlan, settledEntry } from "./reversal";
+import { NO_REFUNDS, type RefundState } from "./order-refund";
 
 export const reversalTables: StorageMigration = (sql) =>
   sql.exec(`
   CREATE TABLE reversals (ref TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('pending', 'done')), body TEXT, claimed_at INTEGER NOT NULL);
   CREATE TABLE reversal_effects (id TEXT PRIMARY KEY, effect TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL);
   CREATE INDEX reversal_effects_due ON reversal_effects (next_at);`);
+
+/**
+ * Refunds of an event: its refund state (what its partial refunds took, order-refund.ts), and the lane that lets one
+ * reversal of the event be planned at a time, so no refund is planned from a state another is about to change.
+ */
+export const refundTables: StorageMigration = (sql) =>
+  sql.exec(`
+  CREATE TABLE reversal_lanes (lane TEXT PRIMARY KEY, ref TEXT NOT NULL, claimed_at INTEGER NOT NULL);
+  CREATE TABLE event_refunds (event_ref TEXT PRIMARY KEY, state TEXT NOT NULL);`);
 
 /** A claim's answer; a done reversal's answer as stored (JSON of a ReversalAnswer). */
 export type ReversalClaim = { state: "new" } | { state: "done"; body: string } | { state: "in-progress" };
@@ -51,12 +61,25 @@ export class ReversalBook {
     return sql.exec<{ at: number | null }>("SELECT min(next_at) AS at FROM reversal_effects").one().at;
   }
 
-  claim(ref: string, now: number): ReversalClaim {
+  /** Claims `ref`, and its `lane` when given: another reversal holding the lane makes this one wait its turn. */
+  claim(ref: string, now: number, lane?: string): ReversalClaim {
     const row = this.sql
       .exec<{ status: string; body: string | null; claimed_at: number }>("SELECT status, body, claimed_at FROM reversals WHERE ref = ?", ref)
       .toArray()[0];
     if (row?.status === "done") return { state: "done", body: row.body! };
     if (row && row.claimed_at > now - CLAIM_TTL_MS) return { state: "in-progress" };
+    if (lane !== undefined) {
+      const holder = this.sql
+        .exec<{ ref: string; claimed_at: number }>("SELECT ref, claimed_at FROM reversal_lanes WHERE lane = ?", lane)
+        .toArray()[0];
+      if (holder && holder.ref !== ref && holder.claimed_at > now - CLAIM_TTL_MS) return { state: "in-progress" };
+      this.sql.exec(
+        "INSERT INTO reversal_lanes (lane, ref, claimed_at) VALUES (?, ?, ?) ON CONFLICT (lane) DO UPDATE SET ref = excluded.ref, claimed_at = excluded.claimed_at",
+        lane,
+        ref,
+        now,
+      );
+    }
     this.sql.exec(
       "INSERT INTO reversals (ref, status, body, claimed_at) VALUES (?, 'pending', NULL, ?) ON CONFLICT (ref) DO UPDATE SET claimed_at = excluded.claimed_at",
       ref,
@@ -67,6 +90,27 @@ export class ReversalBook {
 
   release(ref: string) {
     this.sql.exec("DELETE FROM reversals WHERE ref = ? AND status = 'pending'", ref);
+    this.sql.exec("DELETE FROM reversal_lanes WHERE ref = ?", ref);
+  }
+
+  /** What the refunds of an event took so far. */
+  refundState(eventRef: string): RefundState {
+    const row = this.sql.exec<{ state: string }>("SELECT state FROM event_refunds WHERE event_ref = ?", eventRef).toArray()[0];
+    return row ? (JSON.parse(row.state) as RefundState) : NO_REFUNDS;
+  }
+
+  /** The answers of an event's reversals (its whole cancel, its partial refunds), oldest first. */
+  eventReversals(eventRef: string): ReversalAnswer[] {
+    const refs = [`event:${eventRef}`, `refund:${eventRef}#`];
+    return this.sql
+      .exec<{ body: string }>(
+        "SELECT body FROM reversals WHERE status = 'done' AND (ref = ? OR substr(ref, 1, ?) = ?) ORDER BY claimed_at, ref",
+        refs[0],
+        refs[1]!.length,
+        refs[1],
+      )
+      .toArray()
+      .map((r) => JSON.parse(r.body) as ReversalAnswer);
   }
 
   state(ref: string): "pending" | "done" | undefined {
@@ -80,9 +124,11 @@ export class ReversalBook {
     ledger: PointLedger,
     counters: Counters,
     identities: IdentityBook,
-  ): { answer: ReversalAnswer; records?: Pick<RecordBatch, "reversals" | "reversalEntries"> } {
+  ): { answer: ReversalAnswer; records?: Pick<RecordBatch, "reversals" | "reversalEntries"> } | { stale: true } {
     const row = this.sql.exec<{ status: string; body: string | null }>("SELECT status, body FROM reversals WHERE ref = ?", plan.ref).toArray()[0];
     if (row?.status === "done") return { answer: JSON.parse(row.body!) as ReversalAnswer };
+    // Planned from a refund state another reversal has changed since (its lane claim was taken over): planned again.
+    if (plan.refund && this.refundState(plan.refund.eventRef).version !== plan.refund.from) return { stale: true };
     const entries: ReversalEntry[] = [];
     for (const { namespace: ns, step } of plan.steps) {
       const c = step.change;
@@ -98,7 +144,12 @@ export class ReversalBook {
           entry = { ...entry, reason: `${c.spentReason}: recorded as debt`, detail: { debt } };
         }
       } else if (c?.kind === "points") {
-        const r = ledger.reverse(c.program, { earnRef: c.earnRef, reason: c.reason, now: c.now });
+        const r = ledger.reverse(c.program, {
+          earnRef: c.earnRef,
+          reason: c.reason,
+          now: c.now,
+          ...(c.part && { amount: c.part.amount, ref: c.part.ref }),
+        });
         if (!r.ok) entry = { ...entry, reason: r.code };
         else {
           const d = r.entry.detail as Record<string, number>;
@@ -115,6 +166,16 @@ export class ReversalBook {
           const held = counters.value(ns, key) ?? 0;
           if (held > 0) counters.write(ns, key, held - 1);
         }
+        const p = c.participant;
+        const standing = p && counters.value(ns, p.standing);
+        // Here, in the user's one writer, so the unit goes back once: with the user's last standing run, if they hold it.
+        if (p && standing !== undefined && standing > 0) {
+          counters.write(ns, p.standing, standing - 1);
+          if (standing === 1 && (counters.value(ns, p.marker) ?? 0) > 0) {
+            counters.write(ns, p.marker, 0);
+            this.addEffect(p.giveBack, plan.createdAt);
+          }
+        }
       }
       for (const g of step.giveBacks) this.addEffect(g, plan.createdAt);
       // A participation count given back is no reward record: it has no entry.
@@ -130,7 +191,17 @@ export class ReversalBook {
       requestIds: plan.requestIds,
       entries,
       createdAt: plan.createdAt,
+      ...(plan.summary && { refund: plan.summary }),
     };
+    if (plan.refund) {
+      const next = { ...plan.refund.next, version: plan.refund.from + 1 };
+      this.sql.exec(
+        "INSERT INTO event_refunds (event_ref, state) VALUES (?, ?) ON CONFLICT (event_ref) DO UPDATE SET state = excluded.state",
+        plan.refund.eventRef,
+        JSON.stringify(next),
+      );
+    }
+    this.sql.exec("DELETE FROM reversal_lanes WHERE ref = ?", plan.ref);
     this.sql.exec(
       "INSERT INTO reversals (ref, status, body, claimed_at) VALUES (?, 'done', ?, ?) ON CONFLICT (ref) DO UPDATE SET status = 'done', body = excluded.body",
       plan.ref,
@@ -150,6 +221,7 @@ export class ReversalBook {
             eventRef: plan.eventRef,
             requestIds: JSON.stringify(plan.requestIds),
             createdAt: plan.createdAt,
+            keyId: plan.keyId,
           },
         ],
         reversalEntries: entries.map((e) => ({

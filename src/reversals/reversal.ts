@@ -5,6 +5,7 @@
 import type { CounterDefinition } from "../counters/counter-definition";
 import type { PointProgram } from "../points/program";
 import type { MembershipProgram } from "../membership/program";
+import type { RefundItem, RefundState } from "./order-refund";
 
 /** A reward record as granted (its D1 row, detail parsed): what a reward's `reverse` takes back. */
 export interface GrantRecord {
@@ -40,13 +41,24 @@ export interface ReversalEntry {
  * A change to the user's own state, applied by the account in the reversal's transaction; it settles its entry.
  * `take`: up to `amount` from a counter, never below zero (chances: spent ones are `unreclaimable`; a red packet's
  * shortfall goes to `debtKey` as a debt). `points`: the ledger's reverse of the earn `earnRef` (a shortfall is a
- * negative entry). `restore`: participation counters one lower, never below zero (no entry of its own). `identity`:
- * the segment a `membership` reward granted is revoked on the user's timeline (src/membership/segments.ts).
+ * negative entry). `restore`: participation counters one lower, never below zero (no entry of its own); with
+ * `participant`, the user's standing runs of a participants cap one lower too, and when none is left the user's marker
+ * is cleared and the cap's unit given back (a user counted before the account kept that count, and who has not run
+ * since, has none to lower and stays counted). `identity`: the segment a `membership` reward granted is revoked on the user's timeline (src/membership/segments.ts).
  */
 export type UserReversal =
   | { kind: "take"; grantId: string; key: string; amount: number; debtKey?: string; spentReason: string }
-  | { kind: "points"; grantId: string; program: PointProgram; earnRef: string; reason: string; now: number }
-  | { kind: "restore"; keys: string[] }
+  | {
+      kind: "points";
+      grantId: string;
+      program: PointProgram;
+      earnRef: string;
+      reason: string;
+      now: number;
+      /** A partial refund's part: this much of the earn, under its own entry reference (else the rest of the earn). */
+      part?: { amount: number; ref: string };
+    }
+  | { kind: "restore"; keys: string[]; participant?: { marker: string; standing: string; giveBack: GiveBack } }
   | { kind: "identity"; grantId: string; program: MembershipProgram; externalRef: string; reason: string; now: number };
 
 /** A unit (or an amount) a grant used of a shared counter, given back once per grant id after the commit. */
@@ -79,6 +91,28 @@ export interface ReversalPlan {
   eventRef: string | null;
   requestIds: string[];
   createdAt: number;
+  /** Who asked: the cancelling service key's id, or "operator" (the admin API); null for Fanfare's own. */
+  keyId: string | null;
+  /** A reversal of an event: its refund state as planned from (`from`, a version) and as this commit leaves it. */
+  refund?: { eventRef: string; from: number; next: RefundState };
+  /** The answer's refund summary, for a partial refund (and a whole cancel after some). */
+  summary?: RefundSummary;
+}
+
+/** What a partial refund did to its order (a whole cancel after partial ones says it too). */
+export interface RefundSummary {
+  /** The caller's refund id (`event:<source>/<eventId>` for an orderRefunded event); absent for a whole cancel. */
+  refundId?: string;
+  /** What this refund brought back (a whole cancel: all that remained). */
+  items: RefundItem[];
+  /** All refunded so far, this refund included. */
+  refunded: RefundItem[];
+  /** The refunded share of the order's value so far, 0 to 1. */
+  share: number;
+  /** Nothing of the order remains: every reward was taken back. */
+  complete: boolean;
+  /** How each granted run's rewards were judged: by `onPartialRefund`, or `whole` when nothing of the order remains. */
+  runs: { requestId: string; activityId: string; taskId: string; by: "proportional" | "reevaluate" | "whole"; conditionsPass?: boolean }[];
 }
 
 /** The answer of a reversal, stored in the user's account and answered again to every later cancel of it. */
@@ -93,6 +127,7 @@ export interface ReversalAnswer {
   requestIds: string[];
   entries: ReversalEntry[];
   createdAt: number;
+  refund?: RefundSummary;
 }
 
 /** Fills an entry from what was reclaimed of `amount`. */
@@ -102,15 +137,18 @@ export function settledEntry(entry: ReversalEntry, reclaimed: number, reason: st
   return { ...entry, status: reclaimed > 0 ? "partial" : "unreclaimable", reclaimed, shortfall, reason };
 }
 
-/** A record's entry before anything is taken back (to be settled by `settledEntry`, or final as it is). */
-export function openEntry(record: GrantRecord): ReversalEntry {
+/**
+ * A record's entry before anything is taken back (to be settled by `settledEntry`, or final as it is): of all it
+ * granted, or of the part a partial refund takes (`amount`).
+ */
+export function openEntry(record: GrantRecord, amount = record.amount): ReversalEntry {
   return {
     grantId: record.id,
     requestId: record.requestId,
     type: record.type,
-    amount: record.amount,
+    amount,
     status: "unreclaimable",
     reclaimed: 0,
-    shortfall: record.amount,
+    shortfall: amount,
   };
 }

@@ -4,7 +4,7 @@
  * triggered. Both take a service key (`events:write`, `events:read`); src/events does the work.
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { requireService } from "../auth/service";
+import { requireService, serviceCaller } from "../auth/service";
 import { ReversalSchema } from "./reversals";
 import { activeConfig } from "../config/store";
 import { AppError } from "../errors";
@@ -12,7 +12,7 @@ import type { AppEnv } from "../http";
 import { acceptEvents, eventPath, MAX_EVENTS_PER_REQUEST, readEvent, type ItemResult } from "../events/intake";
 import { ALWAYS, BODY_ERRORS, ErrorBodySchema, errorResponses, success } from "../openapi/responses";
 import { RewardOutcomeSchema } from "../openapi/reward-outcome";
-import { TaskPreviewSchema } from "./preview";
+import { enforcePreviewLimit, TaskPreviewSchema } from "./preview";
 
 const EventSchema = z
   .object({
@@ -104,7 +104,14 @@ const post = createRoute({
   request: {
     query: z.object({
       mode: z.enum(["async", "sync"]).default("async").openapi({ description: "Queue (async) or evaluate now (sync)" }),
-      dry: z.enum(["true", "false"]).default("false").openapi({ description: "true: preview what each event would do, storing nothing" }),
+      dry: z
+        .enum(["true", "false"])
+        .default("false")
+        .openapi({
+          description:
+            "true: preview what each event would do, storing nothing. Dry runs count against the preview rate limit " +
+            "(ROUTE_RATE_LIMITS `preview`) of its user, one per event, as that user's own previews do",
+        }),
     }),
     // Items are checked one by one (a bad one refuses only itself), so the body's schema here only shapes the batch.
     body: {
@@ -117,18 +124,24 @@ const post = createRoute({
     },
   },
   responses: {
-    200: success(ResultsSchema, "Processed (sync), replayed, or a batch's results"),
+    200: success(ResultsSchema, "Processed (sync), replayed, or a batch's results (RateLimit headers on a dry run)", { rateLimited: true }),
     202: success(ResultsSchema, "Accepted: evaluated from the queue; read the outcome at Location", {}, 202),
-    ...errorResponses({
-      INVALID_PARAMS: "the envelope is malformed (details name each field), or the batch is empty or too long",
-      UNKNOWN_EVENT_TYPE: "the type is neither built in nor declared",
-      INVALID_EVENT: "the payload fails its type's schema (details name each field), or occurredAt is in the future",
-      EVENT_TOO_LATE: "it arrived later than its type's graceSeconds after it occurred",
-      IDEMPOTENCY_MISMATCH: "this (source, eventId) was already sent with other content",
-      ...serviceErrors,
-      ...BODY_ERRORS,
-      ...ALWAYS,
-    }),
+    ...errorResponses(
+      {
+        RATE_LIMITED: "a dry run over the preview rate limit of one of its events' users (the whole request is refused)",
+        INVALID_PARAMS: "the envelope is malformed (details name each field), or the batch is empty or too long",
+        UNKNOWN_EVENT_TYPE: "the type is neither built in nor declared",
+        INVALID_EVENT: "the payload fails its type's schema (details name each field), or occurredAt is in the future",
+        EVENT_TOO_LATE: "it arrived later than its type's graceSeconds after it occurred",
+        IDEMPOTENCY_MISMATCH: "this (source, eventId) was already sent with other content",
+        INVALID_REFUND: "an orderRefunded event whose items the original order does not have, or not that many of them any more",
+        NOT_FOUND: "an orderRefunded event with items names an original event that was never received",
+        ...serviceErrors,
+        ...BODY_ERRORS,
+        ...ALWAYS,
+      },
+      { rateLimited: true },
+    ),
   },
 });
 
@@ -143,9 +156,21 @@ const get = createRoute({
   responses: {
     200: success(
       z
-        .object({ ok: z.literal(true), requestId: z.string(), status: z.enum(["accepted", "processed"]), outcome: EventOutcomeSchema.optional() })
+        .object({
+          ok: z.literal(true),
+          requestId: z.string(),
+          status: z.enum(["accepted", "processed", "refused"]).openapi({
+            description: "refused: the queue's run refused the event whole (an orderRefunded whose items do not fit, say): see error",
+          }),
+          outcome: EventOutcomeSchema.optional(),
+          error: ErrorBodySchema.shape.error.optional(),
+          reversals: z
+            .array(ReversalSchema)
+            .optional()
+            .openapi({ description: "processed: the event's cancel and partial refunds, oldest first, each with its entries" }),
+        })
         .openapi("EventState"),
-      "accepted (not evaluated yet) or processed with its outcome",
+      "accepted (not evaluated yet), processed with its outcome, or refused with its error",
     ),
     ...errorResponses({ NOT_FOUND: "no such event was accepted", INVALID_PARAMS: "a malformed source or eventId", ...serviceErrors, ...ALWAYS }),
   },
@@ -160,12 +185,22 @@ export function registerEvents(app: OpenAPIHono<AppEnv>) {
     const body = c.req.valid("json") as Record<string, unknown>;
     const batch = Array.isArray(body.events);
     const items = batch ? (body.events as unknown[]) : [body];
+    // A dry run is a preview per event: each counts against its user's preview limit, as their own previews do (a
+    // refusal refuses the request whole: it changed nothing, so a retry is harmless).
+    if (dry === "true") {
+      const users = items.flatMap((item) => {
+        const userId = (item as { userId?: unknown } | null)?.userId;
+        return typeof userId === "string" ? [userId] : [];
+      });
+      await Promise.all(users.map((id) => enforcePreviewLimit(c, { id, groups: [] })));
+    }
     const results = await acceptEvents(c.env, c.executionCtx, await activeConfig(c.env), items, {
       mode,
       now: c.get("now"),
       requestId: c.get("requestId"),
       pointer: (i) => (batch ? ["events", i] : []),
       dry: dry === "true",
+      keyId: serviceCaller(c).id,
     });
     const answer = { ok: true as const, requestId: c.get("requestId"), results };
     if (batch) return c.json(answer, 200);

@@ -14,7 +14,7 @@ import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/respons
 import { cursorAfter, entryAnswer, readCursor, RedeemAnswerSchema, StatementSchema } from "../points/answers";
 import { programOf } from "../points/program";
 import { AdjustAnswerSchema, AdjustBodySchema, adjustPoints } from "../points/adjust";
-import { requireService } from "../auth/service";
+import { requireService, serviceCaller } from "../auth/service";
 
 /** Where redeem Idempotency-Keys live in the user's account: `:` keeps it apart from every activity's namespace. */
 const REDEEM_KEYS = "points:redeem";
@@ -147,7 +147,11 @@ export function registerPoints(app: OpenAPIHono<AppEnv>) {
 
   app.use("/v1/points/adjust", requireService("points:adjust"));
   app.openapi(adjustRoute, async (c) => {
-    const answer = await adjustPoints(c.env, await activeConfig(c.env), c.req.valid("json"), { requestId: c.get("requestId"), now: c.get("now") });
+    const answer = await adjustPoints(c.env, await activeConfig(c.env), c.req.valid("json"), {
+      requestId: c.get("requestId"),
+      now: c.get("now"),
+      keyId: serviceCaller(c).id,
+    });
     return c.json(answer, 200);
   });
 }

@@ -18,7 +18,12 @@ import { enforceRateLimits } from "../rate-limit/enforce";
 import type { RateLimitRule } from "../rate-limit/rule";
 
 /** The previews' limit when ROUTE_RATE_LIMITS names none: a page that previews on every keystroke stays bounded. */
-export const DEFAULT_PREVIEW_LIMITS: RateLimitRule[] = [{ requests: 60, windowSeconds: 60, by: "user" }];
+const DEFAULT_PREVIEW_LIMITS: RateLimitRule[] = [{ requests: 60, windowSeconds: 60, by: "user" }];
+
+/** Counts a preview of `user` (a task's, or an event's dry run) against the previews' limit: 429 when over. */
+export function enforcePreviewLimit(c: Context<AppEnv>, user: User | null): Promise<void> {
+  return enforceRateLimits(c, "route:preview", vars(c.env).ROUTE_RATE_LIMITS?.preview ?? DEFAULT_PREVIEW_LIMITS, user);
+}
 
 const Outcome = z
   .object({ amount: z.number().openapi({ description: "Face value (minor units, points, chances, a prize's value)" }), probability: z.number() })
@@ -139,7 +144,7 @@ export async function answerPreview(
   params: { query: Record<string, string>; body: Record<string, unknown> },
   method?: string,
 ): Promise<TaskPreview> {
-  await enforceRateLimits(c, "route:preview", vars(c.env).ROUTE_RATE_LIMITS?.preview ?? DEFAULT_PREVIEW_LIMITS, user);
+  await enforcePreviewLimit(c, user);
   const config = await activeConfig(c.env);
   const activity = config.activities.get(activityId);
   const task = activity && own(activity.tasks, taskId);

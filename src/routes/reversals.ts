@@ -3,7 +3,7 @@
  * operator reverses one request; both answer the reversal, the same on every repeat. src/reversals does the work.
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { requireService } from "../auth/service";
+import { requireService, serviceCaller } from "../auth/service";
 import { activeConfig } from "../config/store";
 import type { AppEnv } from "../http";
 import { cancelEvent, reverseRequest } from "../reversals/reverse";
@@ -23,6 +23,33 @@ const EntrySchema = z
   })
   .openapi("ReversalEntry");
 
+const RefundItemSchema = z
+  .object({ sku: z.string().min(1).max(128), qty: z.number().int().min(1).max(1_000_000) })
+  .strict()
+  .openapi("RefundItem");
+
+const RefundSummarySchema = z
+  .object({
+    refundId: z
+      .string()
+      .optional()
+      .openapi({ description: "The partial refund's id (event:<source>/<eventId> for an orderRefunded event); absent for a whole cancel" }),
+    items: z.array(RefundItemSchema).openapi({ description: "What this refund brought back (a whole cancel: all that remained)" }),
+    refunded: z.array(RefundItemSchema).openapi({ description: "Everything refunded so far, this refund included" }),
+    share: z.number().min(0).max(1).openapi({ description: "The refunded share of the order's value so far" }),
+    complete: z.boolean().openapi({ description: "Nothing of the order remains: every reward was taken back" }),
+    runs: z.array(
+      z.object({
+        requestId: z.string(),
+        activityId: z.string(),
+        taskId: z.string(),
+        by: z.enum(["proportional", "reevaluate", "whole"]).openapi({ description: "The task's onPartialRefund, or whole once nothing remains" }),
+        conditionsPass: z.boolean().optional().openapi({ description: "reevaluate: whether the conditions hold for what remains of the order" }),
+      }),
+    ),
+  })
+  .openapi("RefundSummary");
+
 export const ReversalSchema = z
   .object({
     reversalId: z.string(),
@@ -34,6 +61,7 @@ export const ReversalSchema = z
     requestIds: z.array(z.string()),
     entries: z.array(EntrySchema),
     createdAt: z.number().int(),
+    refund: RefundSummarySchema.optional().openapi({ description: "A partial refund, or a whole cancel after some: what it refunded" }),
   })
   .openapi("Reversal");
 
@@ -49,7 +77,11 @@ const cancel = createRoute({
   description:
     "Each reward record the event's runs granted gets an entry: reclaimed, partial (with the shortfall) or unreclaimable " +
     "with the reason. A repeat answers the first result. A cancel of an event not received yet (name its userId) leaves a " +
-    "tombstone: the event, when it comes, grants nothing.",
+    "tombstone: the event, when it comes, grants nothing. With `items` (and a `refundId`) it is a partial refund of the " +
+    "order: each run is judged by its task's `onPartialRefund` (proportional: the refunded share of points and money, " +
+    "the rest kept until the order is wholly refunded; reevaluate: the conditions and amounts again on what remains), " +
+    "and an entry is written for each record it takes a part of. Refunds add up; the same refundId answers the first " +
+    "result; a whole cancel after partial refunds takes back only what is left.",
   security: [{ service: [] }],
   request: {
     params: z.object({ source: z.string().min(1).max(64), eventId: z.string().min(1).max(128) }),
@@ -60,8 +92,25 @@ const cancel = createRoute({
             .object({
               reason: Reason,
               userId: z.string().min(1).max(128).optional().openapi({ description: "Whose event, when it has not arrived" }),
+              items: z
+                .array(RefundItemSchema)
+                .min(1)
+                .max(100)
+                .optional()
+                .openapi({ description: "A partial refund: these items of the order (by sku) come back" }),
+              refundId: z
+                .string()
+                .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, "a refundId is 1-128 letters, digits, '.', '-', '_'")
+                .optional()
+                .openapi({ description: "A partial refund's identity, required with items: the same id again answers the first result" }),
             })
-            .strict(),
+            .strict()
+            .superRefine((b, ctx) => {
+              if (b.items && b.refundId === undefined)
+                ctx.addIssue({ code: "custom", path: ["refundId"], message: "a partial refund (items) needs its refundId" });
+              if (!b.items && b.refundId !== undefined)
+                ctx.addIssue({ code: "custom", path: ["items"], message: "a refundId names a partial refund: list its items" });
+            }),
         },
       },
       required: true,
@@ -70,8 +119,9 @@ const cancel = createRoute({
   responses: {
     200: success(Answer, "The reversal (the first one's, on a repeat)"),
     ...errorResponses({
-      INVALID_PARAMS: "a missing reason, or a userId that is not the event's",
-      NOT_FOUND: "no such event was received and no userId was named",
+      INVALID_PARAMS: "a missing reason, items without a refundId (or the reverse), or a userId that is not the event's",
+      INVALID_REFUND: "items the order does not have, more of one than remains to refund, or an order without items",
+      NOT_FOUND: "no such event was received and no userId was named (a partial refund needs the event)",
       UNAUTHENTICATED: "no service key, or an unknown, expired or revoked one",
       WRONG_CREDENTIALS: "a user's or the operator's token: this route takes a service key",
       MISSING_SCOPE: "the key lacks events:cancel",
@@ -97,7 +147,7 @@ const reverse = createRoute({
     ...errorResponses({
       INVALID_PARAMS: "a missing reason",
       NOT_FOUND: "no such request is recorded",
-      NOT_REVERSIBLE: "the request was refused (it granted nothing), or its event's cancel already took it back",
+      NOT_REVERSIBLE: "the request was refused (it granted nothing), its event's cancel already took it back, or its event was partly refunded",
       UNAUTHENTICATED: "missing or wrong operator token",
       ...BODY_ERRORS,
       ...ALWAYS,
@@ -109,8 +159,16 @@ export function registerReversals(app: OpenAPIHono<AppEnv>) {
   app.on("POST", "/v1/events/:source/:eventId/cancel", requireService("events:cancel"));
   app.openapi(cancel, async (c) => {
     const { source, eventId } = c.req.valid("param");
-    const { reason, userId } = c.req.valid("json");
-    const reversal = await cancelEvent(c.env, await activeConfig(c.env), { source, eventId, reason, userId, now: c.get("now") });
+    const { reason, userId, items, refundId } = c.req.valid("json");
+    const reversal = await cancelEvent(c.env, c.executionCtx, await activeConfig(c.env), {
+      source,
+      eventId,
+      reason,
+      userId,
+      now: c.get("now"),
+      ...(items && { items, refundId }),
+      keyId: serviceCaller(c).id,
+    });
     return c.json({ ok: true as const, requestId: c.get("requestId"), reversal }, 200);
   });
 }

@@ -55,7 +55,30 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     [
       "an unknown reward type",
       `tasks: { t: { validator: [login], reward: [ { scratchCard: {} } ] } }`,
-      { path: "tasks.t.reward[0]", reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery, points, membership" },
+      {
+        path: "tasks.t.reward[0]",
+        reason: "unknown reward 'scratchCard'; known: chances, redPacket, coupon, lottery, points, redeemCode, partnerBenefit, membership",
+      },
+    ],
+    [
+      "a redeemCode from an undeclared code pool",
+      `tasks: { t: { validator: [login], reward: [ { redeemCode: { pool: nope } } ] } }`,
+      { path: "tasks.t.reward[0].redeemCode.pool", reason: "unknown code pool 'nope'; declared: none" },
+    ],
+    [
+      "a redeemCode from a pool of card codes",
+      `codePools: { cards: { kind: activate } }\ntasks: { t: { validator: [login], reward: [ { redeemCode: { pool: cards } } ] } }`,
+      { path: "tasks.t.reward[0].redeemCode.pool", reason: "code pool 'cards' is of kind 'activate': a redeemCode needs kind 'issue'" },
+    ],
+    [
+      "a code pool of an unknown kind",
+      `codePools: { c: { kind: give } }\ntasks: { t: {} }`,
+      { path: "codePools.c.kind", reason: expect.stringContaining("issue") },
+    ],
+    [
+      "a code pool whose low-stock alert is not a URL",
+      `codePools: { c: { kind: issue, lowStock: { threshold: 10, alert: ops-team } } }\ntasks: { t: {} }`,
+      { path: "codePools.c.lowStock.alert" },
     ],
     [
       "a lottery from an undeclared pool",
@@ -182,6 +205,21 @@ tasks: { t: {} }`,
       "the tickets namespace taken by an activity",
       `account: tickets\ntasks: { t: {} }`,
       { path: "account", reason: expect.stringContaining("'tickets' is the account namespace of queued-intake tickets") },
+    ],
+    [
+      "onPartialRefund on a task not run by events",
+      `tasks: { t: { onPartialRefund: proportional } }`,
+      { path: "tasks.t.onPartialRefund", reason: "only a task run by events (`on`) is refunded with its event" },
+    ],
+    [
+      "an onPartialRefund that is neither proportional nor reevaluate",
+      `tasks: { t: { on: signIn, onPartialRefund: prorata } }`,
+      { path: "tasks.t.onPartialRefund" },
+    ],
+    [
+      "reevaluate over conditions the run itself changes",
+      `tasks: { t: { on: signIn, onPartialRefund: reevaluate, when: { participations: { task: t, period: week, op: lt, n: 3 } } } }`,
+      { path: "tasks.t.onPartialRefund", reason: expect.stringContaining("(participations): use proportional") },
     ],
   ];
 

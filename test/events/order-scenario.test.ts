@@ -139,10 +139,16 @@ describe("an order event with a condition tree and a reward tree", () => {
     // A second refund event for the same order finds it taken back: the same reversal, nothing more.
     const again = await send({ ...refund, eventId: `r-${unique()}` });
     expect(again.json.results[0].outcome.reversal.reversalId).toBe(res.json.results[0].outcome.reversal.reversalId);
-    // A partial refund (items) is not taken yet: refused with the field named.
-    const partial = await send({ ...refund, eventId: `r-${unique()}`, payload: { ...refund.payload, items: [{ sku: "H1" }] } });
-    expect(partial.status).toBe(422);
-    expect(partial.json.error.code).toBe("INVALID_EVENT");
+    // An item without its qty fails the payload schema, with the field named; a partial refund of an order taken back
+    // whole finds nothing left to refund.
+    const noQty = await send({ ...refund, eventId: `r-${unique()}`, payload: { ...refund.payload, items: [{ sku: "H1" }] } });
+    expect([noQty.status, noQty.json.error.code, noQty.json.error.details[0].pointer]).toEqual([422, "INVALID_EVENT", "/payload/items/0/qty"]);
+    const late = await send({ ...refund, eventId: `r-${unique()}`, payload: { ...refund.payload, items: [{ sku: "H1", qty: 1 }] } });
+    expect([late.status, late.json.error.code, late.json.error.details]).toEqual([
+      422,
+      "INVALID_REFUND",
+      [{ pointer: "/payload/items/0/qty", message: "0 of H1 remain to refund" }],
+    ]);
   });
 
   it("grants nothing for an event whose cancel came first (a tombstone)", async () => {

@@ -33,7 +33,8 @@ describe("the OpenAPI document", () => {
         path === "/v1/points/adjust" ||
         path.startsWith("/v1/membership/grants") ||
         path.endsWith("/payments");
-      const scheme = path.startsWith("/v1/admin/") ? "operator" : service ? "service" : "bearer";
+      const partner = /^\/v1\/partners\/\{partnerId\}\/callbacks$/.test(path);
+      const scheme = path.startsWith("/v1/admin/") ? "operator" : service ? "service" : partner ? "partnerSignature" : "bearer";
       expect(op.security).toEqual([{ [scheme]: [] }]);
     }
   });
@@ -64,6 +65,7 @@ describe("the OpenAPI document", () => {
         lottery: "#/components/schemas/LotteryOutcome",
         points: "#/components/schemas/PointsOutcome",
         membership: "#/components/schemas/MembershipOutcome",
+        partnerBenefit: "#/components/schemas/PartnerBenefitOutcome",
       },
     });
     expect(d.components.schemas.Health.properties.time.format).toBe("date-time");

@@ -228,6 +228,34 @@ describe("points: reversing an earn", () => {
   });
 });
 
+describe("points: reversing an earn in parts (partial refunds)", () => {
+  it("takes each part from what remains of the lot first, then short; the last reversal takes only the rest", async () => {
+    const user = `parts-${u}`;
+    const earned = await runTask(ACTIVITY, "earn", { user, now: "2026-11-01T10:00:00+08:00" });
+    const grantId = earned.json.rewards[0].grantId as string;
+    await redeem(user, 70, `parts-${u}`, "2026-11-09T10:00:00+08:00");
+    const program = { id: HONEY, name: "Honey", expiry: { endOfMonthAfter: 12 }, pendingDays: 7, dailyEarnCap: 1000, timezone: "Asia/Shanghai" };
+    const now = Date.parse("2026-11-10T10:00:00+08:00");
+    const part = (amount: number, ref: string) =>
+      account(user).reversePoints(user, program, { earnRef: grantId, reason: "returned", now, amount, ref });
+    // 30 of the 100 remain in the lot: the first part comes all from it, the second half from it and half short.
+    expect(await part(20, `reverse:${grantId}#r1`)).toMatchObject({
+      ok: true,
+      entry: { delta: -20, detail: { amount: 20, reclaimed: 20, shortfall: 0 } },
+    });
+    expect(await part(20, `reverse:${grantId}#r2`)).toMatchObject({
+      entry: { delta: -20, balanceAfter: -10, detail: { reclaimed: 10, shortfall: 10, debt: 10 } },
+    });
+    // The same part again is the first answer.
+    expect(await part(20, `reverse:${grantId}#r2`)).toMatchObject({ ok: true, replayed: true, entry: { delta: -20 } });
+    // A part asking for more than is left takes what is left; the whole reversal after it takes nothing more.
+    expect(await part(500, `reverse:${grantId}#r3`)).toMatchObject({ entry: { delta: -60, detail: { amount: 60, reclaimed: 0, shortfall: 60 } } });
+    const rest = await account(user).reversePoints(user, program, { earnRef: grantId, reason: "cancelled", now });
+    expect(rest).toMatchObject({ ok: true, replayed: false, entry: { delta: 0, detail: { amount: 0 } } });
+    await expectConsistent(user, HONEY, -70);
+  });
+});
+
 describe("points: the account's alarm", () => {
   it("wakes for the next lot event and writes activations and expiries even when nobody reads", async () => {
     const user = `sleeper-${u}`;

@@ -16,7 +16,13 @@ import { pickWeighted } from "../../random";
 import { faceValue } from "./preview";
 
 /** Grant outcomes that mean the reward cannot be given now (rather than a lost roll): a `oneOf` then tries another. */
-const UNAVAILABLE_OUTCOMES = new Set(["EMPTY", "CAPPED", "CLOSED", "NOT-OPEN", "NOT_IN_GROUP"]);
+const UNAVAILABLE_OUTCOMES = new Set(["EMPTY", "CAPPED", "CLOSED", "NOT-OPEN", "NOT_IN_GROUP", "SOLD_OUT"]);
+
+/**
+ * Of those, the ones that refuse the run under a `refuse` policy (a single reward), as a shared counter that ran out
+ * does: a reward whose own single writer ran dry (a code pool) leaves the user's chances and limits unspent.
+ */
+const REFUSING_OUTCOMES: Readonly<Record<string, Rejection>> = { SOLD_OUT: { code: "SOLD_OUT", message: "sold out" } };
 
 /** What a node gave: something, or nothing and why (with the refusal when it ran out of a shared counter). */
 type Given = { ok: true } | { ok: false; reason: string; rejection?: Rejection };
@@ -57,12 +63,17 @@ export async function grantTree(run: TaskRun, tree: RewardTree): Promise<void> {
       deliveries: plan.records.deliveries.length,
       compensations: plan.compensations.length,
       afterCommit: plan.afterCommit.length,
+      heldElsewhere: plan.heldElsewhere.length,
     };
     run.node = node.path;
     const outcome: RewardOutcome = await node.reward.def.grant(run, node.reward.args);
     run.node = null;
     run.rewards.push({ ...outcome, node: node.path });
-    if (!outcome.granted) return UNAVAILABLE_OUTCOMES.has(outcome.reason) ? { ok: false, reason: outcome.reason } : { ok: true };
+    if (!outcome.granted) {
+      if (!UNAVAILABLE_OUTCOMES.has(outcome.reason)) return { ok: true };
+      const rejection = REFUSING_OUTCOMES[outcome.reason];
+      return rejection ? { ok: false, reason: outcome.reason, rejection } : { ok: false, reason: outcome.reason };
+    }
     // The budgets of the nodes above take the grant's face value.
     for (const b of budgets) {
       plan.shared.push({
@@ -107,6 +118,7 @@ export async function grantTree(run: TaskRun, tree: RewardTree): Promise<void> {
     plan.records.deliveries.length = mark.deliveries;
     plan.compensations.length = mark.compensations;
     plan.afterCommit.length = mark.afterCommit;
+    plan.heldElsewhere.length = mark.heldElsewhere;
     await Promise.all([...held.map(giveBack), ...undo.map((u) => u())]);
     if (failed.error !== undefined) {
       if (failed.error instanceof Error) throw failed.error;

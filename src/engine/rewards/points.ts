@@ -5,6 +5,7 @@ import { AppError } from "../../errors";
 import type { PointProgram } from "../../points/program";
 import { ArgsError, defineReward } from "../define";
 import { openEntry } from "../../reversals/reversal";
+import { userAccount } from "../../../durable-objects/support/stubs";
 
 const ROUND = { floor: Math.floor, round: Math.round, ceil: Math.ceil };
 
@@ -17,7 +18,8 @@ export const pointsReward = defineReward({
     "for the program's `pendingDays`. A program's `dailyEarnCap` cuts the earn down in the commit: the outcome then " +
     "says what was earned (`amount`, with `requested` and `capped: true`), or `granted: false` with reason DAILY_CAP " +
     "when nothing was; an amount that rounds to 0 is `granted: false` with reason NO_AMOUNT. A param that is not a " +
-    "number ≥ 0 refuses the run with INVALID_PARAMS.",
+    "number ≥ 0 refuses the run with INVALID_PARAMS. A preview peeks at the user's ledger for the cap: what is left " +
+    "of it (`capped: true`), or `available: false` with reason DAILY_CAP once it is reached.",
   args: z.union([
     z.object({ program: z.string().min(1), amount: z.number().int().min(1), reason: z.string().min(1).optional() }).strict(),
     z
@@ -64,13 +66,29 @@ export const pointsReward = defineReward({
   },
   reverse(ctx, record, args) {
     // The grant id is the earn's source reference: the ledger takes its lot's remainder first, then the shortfall.
-    const change = { kind: "points" as const, grantId: record.id, program: args.program, earnRef: record.id, reason: ctx.reason, now: ctx.now };
-    return { entry: openEntry(record), change, giveBacks: [] };
+    const change = {
+      kind: "points" as const,
+      grantId: record.id,
+      program: args.program,
+      earnRef: record.id,
+      reason: ctx.reason,
+      now: ctx.now,
+      ...(ctx.part && { part: { amount: ctx.part.amount, ref: `reverse:${record.id}#${ctx.part.key}` } }),
+    };
+    return { entry: openEntry(record, ctx.part?.amount), change, giveBacks: [] };
   },
-  preview(run, args) {
+  refund: { divisible: true, amountFor: (params, args) => args.amount ?? share(params, args.perAmount!) },
+  async preview(run, args) {
     const amount = args.amount ?? share(run.init.params, args.perAmount!);
-    const outcomes = [{ amount, probability: 1, program: args.program.id }];
-    return amount === 0 ? { type: "points", available: false, reason: "NO_AMOUNT", outcomes: [] } : { type: "points", available: true, outcomes };
+    if (amount === 0) return { type: "points", available: false, reason: "NO_AMOUNT", outcomes: [] };
+    const program: PointProgram = args.program;
+    // The daily cap, peeked in the user's ledger (read only): what the commit would cut the earn down to.
+    const room = program.dailyEarnCap === null ? null : await userAccount(run.init.env, run.requireUser().id).pointEarnRoom(program, run.now);
+    if (room === 0) return { type: "points", available: false, reason: "DAILY_CAP", outcomes: [] };
+    if (room !== null && room < amount) {
+      return { type: "points", available: true, outcomes: [{ amount: room, probability: 1, program: program.id, requested: amount, capped: true }] };
+    }
+    return { type: "points", available: true, outcomes: [{ amount, probability: 1, program: program.id }] };
   },
 });
 

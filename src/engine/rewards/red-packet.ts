@@ -68,21 +68,26 @@ export const redPacket = defineReward({
   reverse(ctx, record, args) {
     // The balance never goes below zero: what was already spent becomes a debt in its own counter.
     const currency = String(record.detail.currency ?? args.currency);
+    const amount = ctx.part?.amount ?? record.amount;
     const change = {
       kind: "take" as const,
       grantId: record.id,
       key: `redPacket:balance:${currency}`,
-      amount: record.amount,
+      amount,
       debtKey: `redPacket:debt:${currency}`,
       spentReason: "SPENT",
     };
+    // A part gives back its money to the budget; the packet's unit of stock comes back with its last part.
     const { stock, budget } = packetCounters(args, ctx.scope);
+    const id = ctx.part ? `${record.id}#${ctx.part.key}` : record.id;
     const giveBacks = [
-      ...(stock ? [{ id: `${record.id}:${stock.id}`, counter: stock, userId: record.userId, units: 1 }] : []),
-      ...(budget ? [{ id: `${record.id}:${budget.id}`, counter: budget, userId: record.userId, units: record.amount }] : []),
+      ...(stock && (!ctx.part || ctx.part.last) ? [{ id: `${record.id}:${stock.id}`, counter: stock, userId: record.userId, units: 1 }] : []),
+      ...(budget ? [{ id: `${id}:${budget.id}`, counter: budget, userId: record.userId, units: amount }] : []),
     ];
-    return { entry: openEntry(record), change, giveBacks };
+    return { entry: openEntry(record, amount), change, giveBacks };
   },
+  // Money divides; a packet's amount was drawn, not computed from the order, so re-evaluating it changes nothing.
+  refund: { divisible: true },
   async preview(run, args) {
     const user = run.requireUser();
     const outcomes = amountOutcomes(args.amount).map((o) => ({ ...o, probability: o.probability * args.probability, currency: args.currency }));

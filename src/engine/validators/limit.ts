@@ -29,7 +29,8 @@ export const limit = defineValidator({
     'may take part ("the first 10,000 participants"; a user counted once takes part again freely). A run past a ' +
     "cap is refused with NOT_ELIGIBLE and changes nothing; concurrent runs can never exceed a cap. `scope: activity` " +
     "shares one count among all tasks whose limit has `scope: activity`. Caps of everyone together are spread over " +
-    "`shards` counter shards for a hot activity (see docs/scale.md).",
+    "`shards` counter shards for a hot activity (see docs/scale.md). With the task's `restoreLimits: true`, a " +
+    "reversed run gives back what it counted; a user's `participants` place goes back with their last standing run.",
   args: z
     .object({
       perUserPerDay: count.optional(),
@@ -71,19 +72,25 @@ export const limit = defineValidator({
       // One participants unit per distinct user: the user's marker says it was taken, so a later run takes no other.
       run.plan.shared.push({ counter: c.counter, units: 1, rejection, once: c === participants ? c.marker : undefined });
     }
+    // The user's runs that count them as a participant: a reversal gives the unit back only when none is left standing.
+    if (participants) run.plan.counters.push({ key: participants.standing, delta: 1 });
     return undefined;
   },
 });
 
 /**
  * What a reversed run gives back of its limit (a task with `restoreLimits`): the user's own counts at the run's time,
- * and the units it took of everyone's counts, once per run (`requestId`).
+ * and the units it took of everyone's counts, once per run (`requestId`). The participants cap counts a user, not a
+ * run: its unit is given back only if this was the user's last standing run, which only the user's account knows,
+ * so it comes as `participant` for the account to decide in the reversal's transaction (see ReversalBook.commit).
  */
 export function restoredLimits(args: Prepared, scope: CounterScope, requestId: string, userId: string) {
   const { own, shared, participants } = limitCounters(args, scope);
+  const unit = (c: (typeof shared)[number]) => ({ id: `${requestId}:${c.counter.id}`, counter: c.counter, userId, units: 1 });
   return {
     keys: own.map((c) => c.key),
-    giveBacks: shared.filter((c) => c !== participants).map((c) => ({ id: `${requestId}:${c.counter.id}`, counter: c.counter, userId, units: 1 })),
+    giveBacks: shared.filter((c) => c !== participants).map(unit),
+    participant: participants && { marker: participants.marker, standing: participants.standing, giveBack: unit(participants) },
   };
 }
 
@@ -98,7 +105,7 @@ type Prepared = {
 function limitCounters({ caps, participants, shards, scope }: Prepared, at: CounterScope) {
   const subject = scope === "task" ? at.taskId : "*";
   const own: { key: string; cap: number }[] = [];
-  const shared: { counter: ReturnType<CounterScope["sharedCounter"]>; marker?: string }[] = [];
+  const shared: { counter: ReturnType<CounterScope["sharedCounter"]>; marker?: string; standing?: string }[] = [];
   for (const c of caps) {
     const key = `limit:${subject}:${c.period}:${at.period(c.period)}`;
     if (c.owner === "user") own.push({ key, cap: c.cap });
@@ -107,7 +114,11 @@ function limitCounters({ caps, participants, shards, scope }: Prepared, at: Coun
   const cap =
     participants === undefined
       ? undefined
-      : { counter: at.sharedCounter(`limit:${subject}:participants`, participants, shards), marker: `limit:${subject}:participant` };
+      : {
+          counter: at.sharedCounter(`limit:${subject}:participants`, participants, shards),
+          marker: `limit:${subject}:participant`,
+          standing: `limit:${subject}:participant:runs`,
+        };
   if (cap) shared.push(cap);
   return { own, shared, participants: cap };
 }
