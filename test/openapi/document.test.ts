@@ -64,6 +64,7 @@ describe("the OpenAPI document", () => {
         coupon: "#/components/schemas/CouponOutcome",
         lottery: "#/components/schemas/LotteryOutcome",
         points: "#/components/schemas/PointsOutcome",
+        redeemCode: "#/components/schemas/RedeemCodeOutcome",
         membership: "#/components/schemas/MembershipOutcome",
         partnerBenefit: "#/components/schemas/PartnerBenefitOutcome",
       },
