@@ -15,6 +15,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env";
 import type {
+  CodeState,
   CodeEvent,
   CodeShardRef,
   ConsumeOutcome,
@@ -280,6 +281,18 @@ export class CodePool extends DurableObject<Env> {
       .toArray();
     const held = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM codes WHERE check_at IS NOT NULL").one().n;
     return { ...c, held, remaining: c.imported - c.issued - c.consumed, imports };
+  }
+
+  /**
+   * A named code's state for `by`, read only: "unknown" (not here), "unused", "mine" (consumed by `by`) or "used"
+   * (consumed or issued to someone else). A card activation checks it before it spends the card.
+   */
+  async codeState(code: string, by: string): Promise<CodeState> {
+    countServed(this.sql);
+    const row = this.sql.exec<{ status: string; ref: string | null }>("SELECT status, ref FROM codes WHERE code = ?", code).toArray()[0];
+    if (!row) return "unknown";
+    if (row.status === "unused") return "unused";
+    return row.status === "consumed" && row.ref === by ? "mine" : "used";
   }
 
   /** Unused codes here, read only (a preview's peek). */

@@ -176,6 +176,9 @@ codePools:                         # top level, in any file of the bundle (or a 
     kind: issue                    # issue: handed out one per claim (redeemCode) | activate: card codes users type
     shards: 8                      # spread a hot pool over several single writers (default 1)
     lowStock: { threshold: 1000, alert: "https://ops.example.com/hooks/codes" }   # optional
+  gold-cards:
+    kind: activate
+    sku: gold-month                # a card pool grants this membership SKU (its sources must include offlineCard)
 \`\`\`
 
 Operators import the codes: \`POST /v1/admin/code-pools/{pool}/imports/{importId}\` with \`{codes: [...]}\`, CSV
@@ -188,7 +191,13 @@ An \`issue\` pool gives each claim one unused code (the \`redeemCode\` reward): 
 from the next shards in turn, so SOLD_OUT comes only when every shard is dry; the same claim asking again gets the
 same code. A code taken for a run that is refused goes back; once the code was shown it is the holder's for good.
 An \`activate\` pool holds card codes a user types: each is used once (a second use: CODE_USED), and only its
-SHA-256 is stored, so a leaked store gives away no card. When the remaining codes of all shards fall to
+SHA-256 is stored, so a leaked store gives away no card. A card pool that names a \`sku\` sells membership cards: a
+signed-in user types the code into \`POST /v1/membership/activate {code, channel?}\`, the card is used once (another
+user: CODE_USED), and the SKU's segment goes on the user's timeline with source \`offlineCard\` (its externalRef
+\`card:<pool>:<card hash>\`, so the same user again gets the same segment). The timeline is checked before the card
+is spent: a card the user's timeline refuses (IDENTITY_CONFLICT, PRECONDITION_FAILED) stays unused. Activations are
+rate limited per user (\`ROUTE_RATE_LIMITS\` \`membership.activate\`, default 10 a minute), so codes cannot be guessed by
+trying. When the remaining codes of all shards fall to
 \`threshold\`, one alert is POSTed to \`alert\`, signed per Standard Webhooks ([webhooks.md](webhooks.md)) with
 \`{kind: "codePoolLowStock", poolId, threshold, remaining, imported}\`; it is sent once per stock level (an import
 arms the next one).

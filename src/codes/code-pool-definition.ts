@@ -17,6 +17,11 @@ export const CodePoolSchema = z
      */
     kind: z.enum(["issue", "activate"]),
     shards: z.number().int().min(1).max(64).default(1),
+    /**
+     * An `activate` pool of membership cards: the SKU a card grants on POST /v1/membership/activate (source
+     * `offlineCard`). Checked against the bundle's membership program when the config loads.
+     */
+    sku: z.string().min(1).max(64).optional(),
     lowStock: z
       .object({
         /** Remaining codes (all shards) at or below which the alert is sent. */
@@ -27,7 +32,8 @@ export const CodePoolSchema = z
       .strict()
       .optional(),
   })
-  .strict();
+  .strict()
+  .refine((p) => p.sku === undefined || p.kind === "activate", { path: ["sku"], message: "only a pool of kind 'activate' (cards) grants a SKU" });
 
 /** The `codePools` section: pools by id. */
 export const CodePoolsSchema = z.record(CodePoolIdSchema, z.unknown());
@@ -40,11 +46,13 @@ export interface CodePool {
   name: string;
   kind: CodePoolKind;
   shards: number;
+  /** The membership SKU a card of this pool grants when activated (kind `activate`), or null. */
+  sku: string | null;
   lowStock: { threshold: number; alert: string } | null;
 }
 
 export function codePool(id: string, p: z.output<typeof CodePoolSchema>): CodePool {
-  return { id, name: p.name ?? id, kind: p.kind, shards: p.shards, lowStock: p.lowStock ?? null };
+  return { id, name: p.name ?? id, kind: p.kind, shards: p.shards, sku: p.sku ?? null, lowStock: p.lowStock ?? null };
 }
 
 /** What a shard is told about its pool on every call: small enough to send whole (no hash protocol needed). */
@@ -63,6 +71,9 @@ export type TakeOutcome =
   | { outcome: "dry" }
   /** This ref already took its code on another shard (the shard it fell through to). */
   | { outcome: "elsewhere"; shard: number };
+
+/** A named code's state for one consumer (see CodePool.codeState). */
+export type CodeState = "unknown" | "unused" | "mine" | "used";
 
 export type ConsumeOutcome = { outcome: "consumed"; replayed: boolean } | { outcome: "unknown" | "used" };
 

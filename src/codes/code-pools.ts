@@ -10,7 +10,7 @@ import { AppError } from "../errors";
 import { shardShare } from "../prizes/pool-definition";
 import { sha256Hex, shardOf } from "../sharding";
 import { vars } from "../platform/vars";
-import type { CodePool, CodeShardRef, GiveBackOutcome, ShardCodeCounts } from "./code-pool-definition";
+import type { CodePool, CodeShardRef, CodeState, GiveBackOutcome, ShardCodeCounts } from "./code-pool-definition";
 
 /** The pool `id` as the active config declares it; NOT_FOUND otherwise. */
 export async function findCodePool(env: Env, id: string): Promise<CodePool> {
@@ -92,6 +92,13 @@ export async function consumeCode(env: Env, pool: CodePool, code: string, by: st
   if (r.outcome === "unknown") throw new AppError("NOT_FOUND", "no such code");
   if (r.outcome === "mismatch") throw new AppError("IDEMPOTENCY_MISMATCH", "this activation already used another code");
   throw new AppError("CODE_USED", "this code was already used");
+}
+
+/** A named code's state for the consumer `by`, read only: whether `consumeCode(…, by)` would use it, replay, or refuse. */
+export async function codeState(env: Env, pool: CodePool, code: string, by: string): Promise<CodeState> {
+  requireKind(pool, "activate", "reading a named code");
+  const stored = await storedCode(pool, code);
+  return codeShard(env, pool.id, shardOfCode(pool, stored)).codeState(stored, by);
 }
 
 /**

@@ -258,13 +258,13 @@ class FileCompiler {
     return programs;
   }
 
-  /** A sale's membership SKU, checked against the bundle's program. */
-  private membershipSku(id: string, path: Path) {
+  /** A membership SKU granted from `source` (a sale's, a card pool's), checked against the bundle's program. */
+  membershipSku(id: string, path: Path, source: "flashSale" | "offlineCard") {
     if (!this.membership) return this.issue(path, "the bundle declares no membership program (a file with `membership:`)");
     const sku = skuOf(this.membership, id);
     const known = Object.keys(this.membership.skus);
     if (!sku) this.issue(path, `unknown membership SKU '${id}'${didYouMean(id, known)}; declared: ${known.join(", ")}`);
-    else if (!sku.sources.includes("flashSale")) this.issue(path, `SKU '${id}' is not sold by flash sales (its sources: ${sku.sources.join(", ")})`);
+    else if (!sku.sources.includes(source)) this.issue(path, `SKU '${id}' is not granted by ${source} (its sources: ${sku.sources.join(", ")})`);
   }
 
   issue(path: Path, reason: string, atKey = false) {
@@ -398,7 +398,7 @@ class FileCompiler {
     for (const [id, f] of Object.entries(saleEntries)) {
       const window = this.window(f.timeWindow, tz, { begin, end }, ["sales", id, "timeWindow"], "sale");
       if (f.shards > f.stock) this.issue(["sales", id, "shards"], "a sale cannot have more shards than units of stock");
-      if (f.membershipSku !== undefined) this.membershipSku(f.membershipSku, ["sales", id, "membershipSku"]);
+      if (f.membershipSku !== undefined) this.membershipSku(f.membershipSku, ["sales", id, "membershipSku"], "flashSale");
       if (window)
         sales[id] = { ...saleDefinition(id, f, window.begin, window.end), ...(f.membershipSku !== undefined && { membershipSku: f.membershipSku }) };
     }
@@ -702,6 +702,15 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
       membership = m;
       membershipFile = f.name;
     }
+    issues.push(...c.issues);
+  }
+  // A card pool grants a SKU of that program (POST /v1/membership/activate): it must be there and granted by cards.
+  for (const [id, pool] of Object.entries(codePools)) {
+    const file = files.find((f) => f.name === codePoolFiles.get(id));
+    if (pool.sku === null || !file) continue;
+    const c = new FileCompiler(file.name, programs, membership);
+    c.parse(file.source);
+    c.membershipSku(pool.sku, ["codePools", id, "sku"], "offlineCard");
     issues.push(...c.issues);
   }
   const profile: ProfileSchema = {};

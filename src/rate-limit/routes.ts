@@ -8,4 +8,5 @@ export const RATE_LIMITED_ROUTES = [
   "prize.claim",
   "ticket",
   "preview",
+  "membership.activate",
 ] as const;

@@ -133,6 +133,25 @@ describe("the membership program in the config", () => {
       { "m.yaml": program("    g: { identityType: gold, duration: P1M }"), "shop.yaml": activity("    when: { identity: { minRank: 2 } }") },
       "shop.yaml: tasks.t.when: these conditions read the user's identities: add 'login' to the validators",
     ],
+    [
+      { "m.yaml": program("    g: { identityType: gold, duration: P1M }"), "cards.yaml": "codePools:\n  c: { kind: activate, sku: gg }\n" },
+      "cards.yaml: codePools.c.sku: unknown membership SKU 'gg'; did you mean 'g'?; declared: g",
+    ],
+    [
+      {
+        "m.yaml": program("    g: { identityType: gold, duration: P1M, sources: [purchase] }"),
+        "cards.yaml": "codePools:\n  c: { kind: activate, sku: g }\n",
+      },
+      "cards.yaml: codePools.c.sku: SKU 'g' is not granted by offlineCard (its sources: purchase)",
+    ],
+    [
+      { "cards.yaml": "codePools:\n  c: { kind: activate, sku: g }\n" },
+      "cards.yaml: codePools.c.sku: the bundle declares no membership program (a file with `membership:`)",
+    ],
+    [
+      { "m.yaml": program("    g: { identityType: gold, duration: P1M }"), "cards.yaml": "codePools:\n  c: { kind: issue, sku: g }\n" },
+      "cards.yaml: codePools.c.sku: only a pool of kind 'activate' (cards) grants a SKU",
+    ],
   ])("refuses %j with the file, path and reason", (files, expected) => {
     expect(problems(files)).toContain(expected);
   });
