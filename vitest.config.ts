@@ -32,6 +32,8 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
         TEST_MIGRATIONS: await readD1Migrations(join(root, "migrations")),
         TEST_TASK_CONFIGS: taskConfigs,
         TEST_PARTNER_URL: `http://127.0.0.1:${inject("partnerPort")}`,
+        // Operator alerts (a partner's reused webhook-id) go to the test partner server, signed like every call.
+        OPERATOR_ALERT_URL: `http://127.0.0.1:${inject("partnerPort")}/alerts/operator`,
         // The test partner's Standard Webhooks secret: outbound calls are signed, and the tests verify them.
         WEBHOOK_SECRETS: JSON.stringify({ [`http://127.0.0.1:${inject("partnerPort")}`]: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }),
         // Partners' signing secrets are encrypted with a key derived from this (32 bytes, base64).

@@ -44,6 +44,7 @@ export interface Env {
    * derived from it, and redirect tickets and pseudonymous user ids are keyed by it. Unset: partner routes answer 503.
    */
   PARTNER_SECRETS_KEY?: string;
+  OPERATOR_ALERT_URL?: string;
   /** When both are set, rate limits are counted in Upstash Redis (REST) instead of the embedded Durable Objects. */
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;

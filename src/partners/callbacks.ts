@@ -19,6 +19,8 @@ import { partnerAlerts, partnerCallbacks } from "../db/schema";
 import type { Env } from "../env";
 import { AppError, ERROR_STATUS, type ErrorCode } from "../errors";
 import { log } from "../platform/log";
+import { vars } from "../platform/vars";
+import { sendOperatorAlert } from "../alerts/operator-alert";
 import { randomId } from "../random";
 import { sha256Hex } from "../sharding";
 import type { PartnerCall } from "../auth/partner-signature";
@@ -55,7 +57,7 @@ export async function handleCallback(
   const first = await claimWebhookId(db, partner.row.id, webhookId, bodyHash, now);
   if (first) {
     if (first.bodyHash !== bodyHash) {
-      await raiseAlert(db, partner.row.id, "webhook-id-reused", { webhookId, firstBodyHash: first.bodyHash, bodyHash }, now);
+      await raiseAlert(env, db, partner.row.id, "webhook-id-reused", { webhookId, firstBodyHash: first.bodyHash, bodyHash }, now);
       throw new AppError("WEBHOOK_ID_REUSED", `webhook-id '${webhookId}' was used before with another body`);
     }
     if (first.status === "applied")
@@ -136,8 +138,21 @@ function settle(
     .where(and(eq(partnerCallbacks.partnerId, partnerId), eq(partnerCallbacks.webhookId, webhookId)));
 }
 
-/** An operator alert: a row an operator lists (GET /v1/admin/partners/{id}/alerts) and an error log line. */
-async function raiseAlert(db: DrizzleD1Database, partnerId: string, kind: string, detail: Record<string, unknown>, now: number) {
-  await db.insert(partnerAlerts).values({ id: `al_${randomId(12)}`, partnerId, kind, detail: JSON.stringify(detail), createdAt: now });
+/**
+ * An operator alert: a row an operator lists (GET /v1/admin/partners/{id}/alerts), an error log line, and, when
+ * OPERATOR_ALERT_URL is set, a signed webhook to it (src/alerts/operator-alert.ts) under the row's id.
+ */
+async function raiseAlert(env: Env, db: DrizzleD1Database, partnerId: string, kind: string, detail: Record<string, unknown>, now: number) {
+  const id = `al_${randomId(12)}`;
+  await db.insert(partnerAlerts).values({ id, partnerId, kind, detail: JSON.stringify(detail), createdAt: now });
   log.error("partner alert", { partnerId, kind, ...detail });
+  const url = vars(env).OPERATOR_ALERT_URL;
+  if (url)
+    await sendOperatorAlert(env, {
+      id,
+      kind: "partnerAlert",
+      url,
+      namespace: `partner:${partnerId}`,
+      payload: { partnerId, alert: kind, ...detail, at: now },
+    });
 }

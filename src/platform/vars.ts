@@ -75,6 +75,8 @@ const VarsSchema = z
         }
       }, "PARTNER_SECRETS_KEY must be base64 of at least 32 random bytes")
       .optional(),
+    /** Where operator alerts without a URL of their own go (a partner's reused webhook-id), signed per WEBHOOK_SECRETS. */
+    OPERATOR_ALERT_URL: z.url().optional(),
     UPSTASH_REDIS_REST_URL: z.url().optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
     UPSTASH_TIMEOUT_MS: z.coerce.number().int().min(50).max(10_000).default(1000),
@@ -96,6 +98,9 @@ const VarsSchema = z
   .refine((v) => !v.COUPON_CENTER_URL || v.WEBHOOK_SECRETS?.[new URL(v.COUPON_CENTER_URL).origin] !== undefined, {
     // Outbound calls are never made unsigned: without its secret every coupon delivery would fail for good.
     message: "COUPON_CENTER_URL needs its origin's signing secret in WEBHOOK_SECRETS",
+  })
+  .refine((v) => !v.OPERATOR_ALERT_URL || v.WEBHOOK_SECRETS?.[new URL(v.OPERATOR_ALERT_URL).origin] !== undefined, {
+    message: "OPERATOR_ALERT_URL needs its origin's signing secret in WEBHOOK_SECRETS",
   })
   .refine((v) => !v.UPSTASH_REDIS_REST_URL === !v.UPSTASH_REDIS_REST_TOKEN, {
     message: "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither",

@@ -1,6 +1,8 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it } from "vitest";
-import { account, call, pushConfigs, rows, unique } from "../helpers";
+import { account, call, eventually, pushConfigs, rows, unique } from "../helpers";
 import { definePartner, operator, partnerCallback, partnerSetup, redirect, ticketClaims } from "../support/partners";
 
 const u = unique();
@@ -135,7 +137,14 @@ describe("a partner redirect and its signed callbacks", () => {
     const alerts = await call(`/v1/admin/partners/${id}/alerts`, { method: "GET", headers: operator });
     expect(alerts.json.alerts).toEqual([
       expect.objectContaining({ kind: "webhook-id-reused", detail: expect.objectContaining({ webhookId: "dup" }) }),
-    ]);
+    ]); // And a signed webhook to OPERATOR_ALERT_URL under the alert's id, verified with the same library.
+    const received = async (prefix: string) =>
+      (await (await fetch(`${env.TEST_PARTNER_URL}/received?prefix=${prefix}`)).json()) as { headers: Record<string, string>; body: unknown }[];
+    const alertId = alerts.json.alerts[0].id;
+    await eventually(async () => (await received("/alerts/operator")).some((r) => r.headers["webhook-id"] === alertId));
+    const sent = (await received("/alerts/operator")).find((r) => r.headers["webhook-id"] === alertId)!;
+    const verified = new Webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").verify(JSON.stringify(sent.body), sent.headers);
+    expect(verified).toMatchObject({ kind: "partnerAlert", partnerId: id, alert: "webhook-id-reused", webhookId: "dup" });
   });
 
   it("refuses and records an unknown ticket and a delta outside the range (422); a replay answers the same", async () => {
