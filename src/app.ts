@@ -24,6 +24,8 @@ import { registerEvents } from "./routes/events";
 import { registerAdminReversals, registerReversals } from "./routes/reversals";
 import { registerAdminPreview, registerPreview } from "./routes/preview";
 import { registerMeIdentities } from "./routes/me-identities";
+import { registerMeBenefits } from "./routes/me-benefits";
+import { registerDiscountsEvaluate } from "./routes/discounts-evaluate";
 import { registerMembershipEligibility } from "./routes/membership-eligibility";
 import { registerMembershipGrants } from "./routes/membership-grants";
 import { registerMembershipRevoke } from "./routes/membership-revoke";
@@ -62,6 +64,7 @@ registerFlashSales(app);
 registerTickets(app);
 registerPreview(app);
 registerMeIdentities(app);
+registerMeBenefits(app);
 registerMembershipEligibility(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "service", {
   type: "http",
@@ -74,6 +77,7 @@ registerEvents(app);
 registerReversals(app);
 registerMembershipGrants(app);
 registerMembershipRevoke(app);
+registerDiscountsEvaluate(app);
 registerFlashSalePayments(app);
 registerPartners(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });

@@ -23,6 +23,7 @@ import { EVENT_TREES, TASK_TREES } from "../engine/conditions/facts";
 import { keepsProgress } from "../engine/conditions/progress";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
+import { type BenefitCatalog, compileCatalog } from "../benefits/catalog";
 import { compileMembershipFile, isMembershipFile, type MembershipProgram, skuOf } from "../membership/program";
 import { codePool, CodePoolSchema, CodePoolsSchema, type CodePool } from "../codes/code-pool-definition";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
@@ -218,6 +219,12 @@ class FileCompiler {
     }
     if (raw === null || typeof raw !== "object" || Array.isArray(raw) || !isMembershipFile(raw as Record<string, unknown>)) return undefined;
     return compileMembershipFile(raw as Record<string, unknown>, this);
+  }
+
+  /** The benefits catalog of the membership file last read by membershipProgram (empty when it declares none). */
+  benefitCatalog(program: MembershipProgram, codePools: Record<string, CodePool>, pointPrograms: Record<string, PointProgram>) {
+    const raw = this.doc?.toJS() as Record<string, unknown>;
+    return compileCatalog(raw, this, { program, codePools, pointPrograms });
   }
 
   /** The file's `codePools` section, compiled; each problem is reported with its path. */
@@ -692,8 +699,10 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     issues.push(...c.issues);
   }
   // The membership program next: one per bundle, and any activity's tasks may name its SKUs and identity types.
+  // Its file's benefits catalog with it: materials name code pools, benefits identity types and point programs.
   let membership: MembershipProgram | undefined;
   let membershipFile: string | undefined;
+  let benefits: BenefitCatalog | undefined;
   for (const f of files) {
     const c = new FileCompiler(f.name);
     const m = c.membershipProgram(f.source);
@@ -701,6 +710,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     else if (m) {
       membership = m;
       membershipFile = f.name;
+      benefits = c.benefitCatalog(m, codePools, programs);
     }
     issues.push(...c.issues);
   }
@@ -751,6 +761,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     profile,
     pointPrograms: new Map(Object.entries(programs)),
     ...(membership && { membership }),
+    ...(benefits && { benefits }),
     codePools: new Map(Object.entries(codePools)),
     eventTypes,
     triggers,
