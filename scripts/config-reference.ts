@@ -209,6 +209,7 @@ benefits:
       channels: [app]
     window: { beginTime: "2026-12-01 00:00:00", endTime: "2026-12-31 23:59:59" }   # claim window (optional)
     price: { program: honey, points: 200 }   # points it costs (optional)
+    quota: { perMonth: 1 }         # claims per user per calendar month of the program's timezone (optional)
 \`\`\`
 
 A material is immutable: its \`version\` is a hash of its compiled content (key order aside), so an edit is a new
@@ -220,6 +221,14 @@ in this order: NO_IDENTITY, RANK_TOO_LOW, SEGMENT_NOT_ENTITLED, NOT_IN_WINDOW, S
 INSUFFICIENT_POINTS. \`POST /v1/discounts/evaluate\` (service key, \`discounts:read\`) answers, per order item, the
 largest \`discount\` the user is entitled to (they do not stack). A partner redirect of a benefit the catalog
 declares needs the entitlement (NOT_ELIGIBLE) and the partner its material names.
+
+Each benefit whose material is claimed (\`issuance: onClaim\`, not a discount) becomes a task of an activity the
+bundle generates, \`benefits-center\` (its id and account namespace are taken): \`login\`, \`lock\`, a \`limit\`
+of \`perUserPerMonth\` for \`quota\`, \`spendPoints\` for \`price\`, the \`identity\` condition, and the
+material's reward (\`coupon\`, \`redeemCode\`, or \`partnerBenefit\` with the price as its \`pricePoints\`, refunded
+when the partner refuses it for good). \`POST /v1/benefits/{id}/claim\` checks the rights center's rules first, then
+runs that task: the price is spent in the run's commit, an empty code pool is SOLD_OUT and spends nothing, a month's
+second claim past the quota is NOT_ELIGIBLE.
 
 ## Code pools
 

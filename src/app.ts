@@ -25,6 +25,7 @@ import { registerAdminReversals, registerReversals } from "./routes/reversals";
 import { registerAdminPreview, registerPreview } from "./routes/preview";
 import { registerMeIdentities } from "./routes/me-identities";
 import { registerMeBenefits } from "./routes/me-benefits";
+import { registerBenefitClaims } from "./routes/benefit-claims";
 import { registerDiscountsEvaluate } from "./routes/discounts-evaluate";
 import { registerMembershipEligibility } from "./routes/membership-eligibility";
 import { registerMembershipGrants } from "./routes/membership-grants";
@@ -65,6 +66,7 @@ registerTickets(app);
 registerPreview(app);
 registerMeIdentities(app);
 registerMeBenefits(app);
+registerBenefitClaims(app);
 registerMembershipEligibility(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "service", {
   type: "http",

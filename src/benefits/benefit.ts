@@ -1,7 +1,7 @@
 /**
  * Benefits: a material offered under rules, declared under `benefits:` beside the membership program. Condition
  * rules name who is entitled (identity types or a minimum rank, and the entitling segment's sources and channels);
- * common rules say how it is shown and when it may be claimed; operational rules its price in points.
+ * common rules say how it is shown and when it may be claimed; operational rules its price in points and quota.
  */
 import { z } from "zod";
 import { ConfigIdSchema } from "../config/id";
@@ -36,6 +36,11 @@ export const BenefitSchema = z
       .object({ program: ConfigIdSchema, points: z.number().int().min(1) })
       .strict()
       .optional(),
+    /** How many claims a user has per calendar month of the program's timezone. */
+    quota: z
+      .object({ perMonth: z.number().int().min(1).max(1000) })
+      .strict()
+      .optional(),
   })
   .strict();
 export const BenefitsSchema = z.record(ConfigIdSchema, z.unknown());
@@ -49,4 +54,5 @@ export interface Benefit {
   entitles: { identityTypes: string[] | null; minRank: number | null; sources: SegmentSource[] | null; channels: string[] | null };
   window: { begin: number; end: number } | null;
   price: { program: string; points: number } | null;
+  quota: { perMonth: number } | null;
 }

@@ -88,6 +88,7 @@ export function compileCatalog(fields: Record<string, unknown>, sink: IssueSink,
     if (d.price && !Object.hasOwn(known.pointPrograms, d.price.program))
       fail([...path, "price", "program"], unknownId("point program", d.price.program, pointIds));
     if (d.price && m?.type === "discount") fail([...path, "price"], "a discount is passive: it is never claimed, so it has no price");
+    if (d.quota && m?.type === "discount") fail([...path, "quota"], "a discount is passive: it is never claimed, so it has no quota");
     let window: Benefit["window"] = null;
     if (d.window) {
       const begin = parseActivityTime(d.window.beginTime, known.program.timezone);
@@ -113,6 +114,7 @@ export function compileCatalog(fields: Record<string, unknown>, sink: IssueSink,
       },
       window,
       price: d.price ?? null,
+      quota: d.quota ?? null,
     });
   }
   if (!ok) return undefined;

@@ -41,7 +41,7 @@ export function evaluateDiscounts(
 ): ItemDiscount[] {
   const entitled = (catalog?.benefits ?? []).flatMap((b) => {
     if (b.material.type !== "discount") return [];
-    const right = judge(b, { program, segments, now, spendable: new Map() });
+    const right = judge(b, { program, segments, now });
     return right.available ? [{ benefit: b, rule: b.material.discount, segment: right.segment }] : [];
   });
   return items.map((item) => {

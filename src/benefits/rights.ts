@@ -15,8 +15,8 @@ export interface RightFacts {
   program: MembershipProgram;
   segments: readonly Segment[];
   now: number;
-  /** Spendable points by program (those the catalog's prices name). */
-  spendable: ReadonlyMap<string, number>;
+  /** Spendable points by program (those the catalog's prices name); absent: the price is left to the claim's commit. */
+  spendable?: ReadonlyMap<string, number>;
   /** Whether the benefit's stock (its code pool) has a unit left; absent: unlimited. */
   inStock?: boolean;
 }
@@ -62,7 +62,7 @@ export function judge(benefit: Benefit, f: RightFacts): Right {
     return { available: false, reason: "NOT_IN_WINDOW", message, segment };
   }
   if (f.inStock === false) return { available: false, reason: "SOLD_OUT", message: "all of it has been given out", segment };
-  if (benefit.price) {
+  if (benefit.price && f.spendable) {
     const have = f.spendable.get(benefit.price.program) ?? 0;
     if (have < benefit.price.points) {
       const message = `costs ${benefit.price.points} ${benefit.price.program} points; ${have} are spendable`;

@@ -24,6 +24,7 @@ import { keepsProgress } from "../engine/conditions/progress";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
 import { type BenefitCatalog, compileCatalog } from "../benefits/catalog";
+import { claimsActivitySource } from "../benefits/claims";
 import { compileMembershipFile, isMembershipFile, type MembershipProgram, skuOf } from "../membership/program";
 import { codePool, CodePoolSchema, CodePoolsSchema, type CodePool } from "../codes/code-pool-definition";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
@@ -715,7 +716,10 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     issues.push(...c.issues);
   }
   const profile: ProfileSchema = {};
-  for (const f of files) {
+  // The benefits center's claims are tasks of an activity generated from the catalog (src/benefits/claims.ts).
+  const claims = benefits && membership && claimsActivitySource(benefits, membership);
+  const activityFiles = claims ? [...files, { name: `${membershipFile} (benefit claims)`, source: claims }] : files;
+  for (const f of activityFiles) {
     const c = new FileCompiler(f.name, programs, membership, codePools);
     const fields = c.parse(f.source);
     if (fields && isMembershipFile(fields)) continue;
@@ -751,7 +755,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
       else sales.set(id, { file: f.name, sale });
     }
   }
-  const { eventTypes, triggers } = linkEvents(files, activities, issues);
+  const { eventTypes, triggers } = linkEvents(activityFiles, activities, issues);
   if (issues.length > 0) return { issues, warnings };
   const config: CompiledConfig = {
     version,
@@ -828,8 +832,11 @@ export function checkAgainstStored(files: ConfigFile[], config: CompiledConfig, 
   const issues: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
   for (const a of config.activities.values()) {
+    // The activity generated for benefit claims has no file of its own, nor sales or pools.
+    const source = files.find((f) => f.name === a.file)?.source;
+    if (source === undefined) continue;
     const c = new FileCompiler(a.file);
-    c.compile(files.find((f) => f.name === a.file)!.source);
+    c.compile(source);
     const running = [...(stored.running?.activities.values() ?? [])].find((r) => r.namespace === a.namespace);
     for (const [id, sale] of Object.entries(a.sales)) {
       if (stored.createdSales.has(id)) {

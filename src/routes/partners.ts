@@ -117,7 +117,7 @@ async function requireEntitlement(env: Env, config: CompiledConfig, benefitId: s
   if (benefit.material.type !== "thirdParty" || benefit.material.partner !== partnerId)
     throw new AppError("NOT_FOUND", `benefit '${benefitId}' is not supplied by a partner's redirect`);
   const segments = await userAccount(env, userId).identities();
-  const right = judge(benefit, { program: config.membership, segments, now, spendable: new Map() });
+  const right = judge(benefit, { program: config.membership, segments, now });
   if (!right.available) throw new AppError("NOT_ELIGIBLE", `${right.reason}: benefit '${benefitId}' is ${right.message}`);
 }
 

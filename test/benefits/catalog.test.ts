@@ -133,8 +133,12 @@ benefits:
       "m.yaml: benefits.b.window.endTime: endTime must be after beginTime",
     ],
     [
-      `${materials}\nbenefits:\n  b: { material: coupon-20, title: B, entitles: { minRank: 1 }, quota: 1 }`,
-      "m.yaml: benefits.b.quota: unknown key 'quota'; known: material, title, order, entitles, window, price",
+      `${materials}\nbenefits:\n  b: { material: coupon-20, title: B, entitles: { minRank: 1 }, stock: 1 }`,
+      "m.yaml: benefits.b.stock: unknown key 'stock'; known: material, title, order, entitles, window, price, quota",
+    ],
+    [
+      `${materials}\nbenefits:\n  b: { material: member-rate, title: B, entitles: { minRank: 1 }, quota: { perMonth: 1 } }`,
+      "m.yaml: benefits.b.quota: a discount is passive: it is never claimed, so it has no quota",
     ],
     ["perks: {}", "m.yaml: perks: a membership file holds only `membership:`, `materials:` and `benefits:`; unknown key 'perks'"],
   ])("refuses %j with the path and reason", (catalog, problem) => {
