@@ -217,7 +217,7 @@ version, and answers name the version they were given under. A benefit is a mate
 entitled while a segment covering now has one of \`identityTypes\` (any type when absent) with a rank of at least
 \`minRank\`, and came from one of \`sources\` on one of \`channels\` (a segment with no channel never matches a
 \`channels\` list). \`GET /v1/me/benefits\` lists every benefit with \`available\` and, when not, the first reason
-in this order: NO_IDENTITY, RANK_TOO_LOW, SEGMENT_NOT_ENTITLED, NOT_IN_WINDOW, SOLD_OUT (the code pool is empty),
+in this order: NO_IDENTITY, RANK_TOO_LOW, SEGMENT_NOT_ENTITLED, NOT_IN_WINDOW, QUOTA_USED, SOLD_OUT (the code pool is empty),
 INSUFFICIENT_POINTS. \`POST /v1/discounts/evaluate\` (service key, \`discounts:read\`) answers, per order item, the
 largest \`discount\` the user is entitled to (they do not stack). A partner redirect of a benefit the catalog
 declares needs the entitlement (NOT_ELIGIBLE) and the partner its material names.

@@ -6,6 +6,7 @@
  * refunded when it fails for good, and the run's records reaching D1 and reversals as every run's do.
  */
 import { stringify } from "yaml";
+import { periodKey } from "../config/time";
 import type { MembershipProgram } from "../membership/program";
 import type { Benefit } from "./benefit";
 import type { BenefitCatalog } from "./catalog";
@@ -16,6 +17,14 @@ export const CLAIMS_ACTIVITY = "benefits-center";
 /** Whether a benefit is claimed by its user (a passive discount, or one given with the identity, is not). */
 export function isClaimable(b: Benefit): boolean {
   return b.material.issuance === "onClaim" && b.material.type !== "discount";
+}
+
+/**
+ * The user's counter (in the account's CLAIMS_ACTIVITY namespace) that the claim task's `limit` counts this month's
+ * claims in: the key src/engine/validators/limit.ts gives a task's perUserPerMonth count.
+ */
+export function monthlyClaimsKey(b: Benefit, now: number, timeZone: string): string {
+  return `limit:${b.id}:month:${periodKey("month", now, timeZone)}`;
 }
 
 function claimTask(b: Benefit) {

@@ -1,13 +1,22 @@
 /**
  * The rights center's judgement: for each benefit of the catalog, whether the user may have it now and, when not,
- * the first reason in the order a user can act on (identity, then its rank and origin, then time, stock, points).
+ * the first reason in the order a user can act on (identity, then its rank and origin, then time, quota, stock,
+ * points).
  * Pure: the caller reads the timeline, the balances and the stock; explaining never writes.
  */
 import type { MembershipProgram } from "../membership/program";
 import { effectiveAt, rankOf, type Segment } from "../membership/timeline";
 import type { Benefit } from "./benefit";
 
-export const RIGHT_REASONS = ["NO_IDENTITY", "RANK_TOO_LOW", "SEGMENT_NOT_ENTITLED", "NOT_IN_WINDOW", "SOLD_OUT", "INSUFFICIENT_POINTS"] as const;
+export const RIGHT_REASONS = [
+  "NO_IDENTITY",
+  "RANK_TOO_LOW",
+  "SEGMENT_NOT_ENTITLED",
+  "NOT_IN_WINDOW",
+  "QUOTA_USED",
+  "SOLD_OUT",
+  "INSUFFICIENT_POINTS",
+] as const;
 export type RightReason = (typeof RIGHT_REASONS)[number];
 
 /** What the judgement reads besides the benefit: the user's timeline at `now`, spendable points, stock. */
@@ -17,6 +26,8 @@ export interface RightFacts {
   now: number;
   /** Spendable points by program (those the catalog's prices name); absent: the price is left to the claim's commit. */
   spendable?: ReadonlyMap<string, number>;
+  /** The user's claims of the benefit this month (its quota's count); absent: the quota is left to the claim. */
+  claimedThisMonth?: number;
   /** Whether the benefit's stock (its code pool) has a unit left; absent: unlimited. */
   inStock?: boolean;
 }
@@ -60,6 +71,9 @@ export function judge(benefit: Benefit, f: RightFacts): Right {
     const w = benefit.window;
     const message = `claimable from ${new Date(w.begin).toISOString()} until ${new Date(w.end).toISOString()}`;
     return { available: false, reason: "NOT_IN_WINDOW", message, segment };
+  }
+  if (benefit.quota && f.claimedThisMonth !== undefined && f.claimedThisMonth >= benefit.quota.perMonth) {
+    return { available: false, reason: "QUOTA_USED", message: `claimed ${benefit.quota.perMonth} time(s) this month already`, segment };
   }
   if (f.inStock === false) return { available: false, reason: "SOLD_OUT", message: "all of it has been given out", segment };
   if (benefit.price && f.spendable) {

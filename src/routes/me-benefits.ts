@@ -3,6 +3,7 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { userAccount } from "../../durable-objects/support/stubs";
 import { requireUser, signedInUser } from "../auth/require-user";
 import { ISSUANCES, MATERIAL_TYPES } from "../benefits/material";
+import { CLAIMS_ACTIVITY, monthlyClaimsKey } from "../benefits/claims";
 import { judge, RIGHT_REASONS } from "../benefits/rights";
 import { codesLeft } from "../codes/code-pools";
 import { activeConfig } from "../config/store";
@@ -51,7 +52,7 @@ const route = createRoute({
     "Each benefit of the catalog (the materials and benefits declared beside the membership program) with " +
     "`available` and, when false, `reason`: NO_IDENTITY (no identity of the types it names is held now), " +
     "RANK_TOO_LOW, SEGMENT_NOT_ENTITLED (the identity came from a source or channel it does not accept), " +
-    "NOT_IN_WINDOW (outside its claim window), SOLD_OUT (its code pool is empty) or INSUFFICIENT_POINTS (fewer " +
+    "NOT_IN_WINDOW (outside its claim window), QUOTA_USED (claimed as often as its monthly quota allows), SOLD_OUT (its code pool is empty) or INSUFFICIENT_POINTS (fewer " +
     "spendable points than its price). Read only.",
   security: [{ bearer: [] }],
   responses: {
@@ -78,11 +79,22 @@ export function registerMeBenefits(app: OpenAPIHono<AppEnv>) {
     for (const p of new Set(benefits.flatMap((b) => (b.price ? [b.price.program] : [])))) {
       spendable.set(p, (await account.pointBalances(p, now)).active);
     }
+    const quotaKeys = new Map(benefits.flatMap((b) => (b.quota ? [[b.id, monthlyClaimsKey(b, now, program.timezone)] as const] : [])));
+    const claimed: Record<string, number> = quotaKeys.size > 0 ? await account.counters(CLAIMS_ACTIVITY, [...quotaKeys.values()]) : {};
     const rights = [];
     for (const b of benefits) {
       const pool = b.material.type === "redeemCode" ? config.codePools.get(b.material.codePool) : undefined;
       const inStock = pool ? await codesLeft(c.env, pool, user.id) : undefined;
-      const right = judge(b, { program, segments, now, spendable, ...(inStock !== undefined && { inStock }) });
+      const key = quotaKeys.get(b.id);
+      const claimedThisMonth = key === undefined ? undefined : (claimed[key] ?? 0);
+      const right = judge(b, {
+        program,
+        segments,
+        now,
+        spendable,
+        ...(inStock !== undefined && { inStock }),
+        ...(claimedThisMonth !== undefined && { claimedThisMonth }),
+      });
       const m = b.material;
       rights.push({
         benefitId: b.id,

@@ -112,6 +112,8 @@ describe("claiming a coupon", () => {
     const replay = await claim(user, "coupon", "claim-1");
     expect(replay.headers.get("idempotent-replayed")).toBe("true");
     expect(replay.json.rewards[0].grantId).toBe(grantId);
+    const rights = await call("/v1/me/benefits", { method: "GET", user });
+    expect(rights.json.benefits.find((b: any) => b.benefitId === "coupon")).toMatchObject({ available: false, reason: "QUOTA_USED" });
     const again = await claim(user, "coupon", "claim-2");
     expect(again.status).toBe(403);
     expect(again.json.error.code).toBe("NOT_ELIGIBLE");
