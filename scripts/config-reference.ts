@@ -96,7 +96,8 @@ lists versions and \`tasks:rollback\` re-activates the previous one. Words from 
 | \`sales\` | no | Flash sales by id (below). Sale ids are global: unique across all files. |
 | \`tasks\` | yes | Map of task id → task. |
 | \`pointPrograms\` | no | Point programs by id, for the whole bundle (below). A file may hold only this key. |
-| \`membership\` | no | The bundle's membership program (below), in a file of its own holding only this key. |
+| \`membership\` | no | The bundle's membership program (below), in a file of its own holding only this key and the benefits catalog. |
+| \`materials\`, \`benefits\` | no | The benefits center's catalog (below), in the membership program's file. |
 | \`codePools\` | no | Code pools by id, for the whole bundle (below). A file may hold only this key (and \`pointPrograms\`). |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or wall-clock \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
@@ -166,6 +167,68 @@ Grants emit \`identity.granted\`, \`identity.renewed\` (the type was held or que
 and \`identity.expiring\` \`reminderDays\` before. They are built-in event types (source \`fanfare\`), so tasks
 with \`on: identity.upgraded\` take them up; a revoke cancels the events of the segments it revoked, which takes
 back what their tasks granted.
+
+## Benefits center
+
+\`\`\`yaml
+materials:                         # in the membership file; what a benefit gives; ids unique in the file
+  hotel-coupon-50:
+    name: 50 off a hotel night     # default: the id
+    type: coupon                   # coupon | redeemCode | discount | thirdParty
+    supplier: Fanfare Travel
+    faceValue: 5000                # what it is worth, in the currency's minor units
+    issuance: onClaim              # onIdentityGrant | onClaim | monthly
+    coupon: { couponSn: CPN-HOTEL-50, channel: membership }   # coupon: the coupon template
+  hotel-code:
+    type: redeemCode
+    supplier: HotelCo
+    faceValue: 10000
+    issuance: onClaim
+    codePool: hotel-codes          # redeemCode: a code pool of kind issue
+  member-rate:
+    type: discount                 # passive: issuance onIdentityGrant, never claimed, no price
+    supplier: Fanfare Travel
+    faceValue: 0
+    issuance: onIdentityGrant
+    discount: { percentOff: 5, categories: [hotel], maxOffPerItem: 10000 }   # or amountOff: n (per unit)
+  videoclub-month:
+    type: thirdParty
+    supplier: VideoClub
+    faceValue: 1500
+    issuance: monthly
+    partner: videoclub             # the partner (admin API) whose redirect supplies it
+benefits:
+  hotel-coupon:
+    material: hotel-coupon-50
+    title: 50 off your next hotel night
+    order: 1                       # the rights center's order, lower first (default 0, then by id)
+    entitles:                      # identityTypes and/or minRank; sources and channels of the segment optional
+      minRank: 2
+      identityTypes: [gold, platinum]
+      sources: [purchase, flashSale]
+      channels: [app]
+    window: { beginTime: "2026-12-01 00:00:00", endTime: "2026-12-31 23:59:59" }   # claim window (optional)
+    price: { program: honey, points: 200 }   # points it costs (optional)
+    quota: { perMonth: 1 }         # claims per user per calendar month of the program's timezone (optional)
+\`\`\`
+
+A material is immutable: its \`version\` is a hash of its compiled content (key order aside), so an edit is a new
+version, and answers name the version they were given under. A benefit is a material under rules: the user is
+entitled while a segment covering now has one of \`identityTypes\` (any type when absent) with a rank of at least
+\`minRank\`, and came from one of \`sources\` on one of \`channels\` (a segment with no channel never matches a
+\`channels\` list). \`GET /v1/me/benefits\` lists every benefit with \`available\` and, when not, the first reason
+in this order: NO_IDENTITY, RANK_TOO_LOW, SEGMENT_NOT_ENTITLED, NOT_IN_WINDOW, QUOTA_USED, SOLD_OUT (the code pool is empty),
+INSUFFICIENT_POINTS. \`POST /v1/discounts/evaluate\` (service key, \`discounts:read\`) answers, per order item, the
+largest \`discount\` the user is entitled to (they do not stack). A partner redirect of a benefit the catalog
+declares needs the entitlement (NOT_ELIGIBLE) and the partner its material names.
+
+Each benefit whose material is claimed (\`issuance: onClaim\`, not a discount) becomes a task of an activity the
+bundle generates, \`benefits-center\` (its id and account namespace are taken): \`login\`, \`lock\`, a \`limit\`
+of \`perUserPerMonth\` for \`quota\`, \`spendPoints\` for \`price\`, the \`identity\` condition, and the
+material's reward (\`coupon\`, \`redeemCode\`, or \`partnerBenefit\` with the price as its \`pricePoints\`, refunded
+when the partner refuses it for good). \`POST /v1/benefits/{id}/claim\` checks the rights center's rules first, then
+runs that task: the price is spent in the run's commit, an empty code pool is SOLD_OUT and spends nothing, a month's
+second claim past the quota is NOT_ELIGIBLE.
 
 ## Code pools
 

@@ -80,6 +80,11 @@ async function checkLocal(): Promise<{ files: ConfigFile[]; hash: string; config
     const types = Object.values(membership.identityTypes).map((t) => `${t.id} (rank ${t.rank})`);
     step(`ok  membership: identity types ${types.join(", ")}; SKUs ${Object.keys(membership.skus).join(", ")}`);
   }
+  const catalog = checked.config!.benefits;
+  if (catalog && catalog.benefits.length > 0) {
+    const materials = Object.values(catalog.materials).map((m) => `${m.id} (${m.type} ${m.version})`);
+    step(`ok  benefits: ${catalog.benefits.map((b) => b.id).join(", ")}; materials ${materials.join(", ")}`);
+  }
   const codePools = [...checked.config!.codePools.keys()];
   if (codePools.length > 0) step(`ok  code pools: ${codePools.join(", ")}`);
   if (strict && checked.warnings.length > 0) stop(0, checked.warnings.length);

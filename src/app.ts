@@ -24,6 +24,9 @@ import { registerEvents } from "./routes/events";
 import { registerAdminReversals, registerReversals } from "./routes/reversals";
 import { registerAdminPreview, registerPreview } from "./routes/preview";
 import { registerMeIdentities } from "./routes/me-identities";
+import { registerMeBenefits } from "./routes/me-benefits";
+import { registerBenefitClaims } from "./routes/benefit-claims";
+import { registerDiscountsEvaluate } from "./routes/discounts-evaluate";
 import { registerMembershipEligibility } from "./routes/membership-eligibility";
 import { registerMembershipGrants } from "./routes/membership-grants";
 import { registerMembershipActivate } from "./routes/membership-activate";
@@ -63,6 +66,8 @@ registerFlashSales(app);
 registerTickets(app);
 registerPreview(app);
 registerMeIdentities(app);
+registerMeBenefits(app);
+registerBenefitClaims(app);
 registerMembershipEligibility(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "service", {
   type: "http",
@@ -76,6 +81,7 @@ registerReversals(app);
 registerMembershipGrants(app);
 registerMembershipActivate(app);
 registerMembershipRevoke(app);
+registerDiscountsEvaluate(app);
 registerFlashSalePayments(app);
 registerPartners(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });

@@ -23,6 +23,8 @@ import { EVENT_TREES, TASK_TREES } from "../engine/conditions/facts";
 import { keepsProgress } from "../engine/conditions/progress";
 import type { ParticipationCount } from "../engine/conditions/define";
 import { pointProgram, PointProgramSchema, PointProgramsSchema, type PointProgram } from "../points/program";
+import { type BenefitCatalog, compileCatalog } from "../benefits/catalog";
+import { claimsActivitySource } from "../benefits/claims";
 import { compileMembershipFile, isMembershipFile, type MembershipProgram, skuOf } from "../membership/program";
 import { codePool, CodePoolSchema, CodePoolsSchema, type CodePool } from "../codes/code-pool-definition";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
@@ -218,6 +220,12 @@ class FileCompiler {
     }
     if (raw === null || typeof raw !== "object" || Array.isArray(raw) || !isMembershipFile(raw as Record<string, unknown>)) return undefined;
     return compileMembershipFile(raw as Record<string, unknown>, this);
+  }
+
+  /** The benefits catalog of the membership file last read by membershipProgram (empty when it declares none). */
+  benefitCatalog(program: MembershipProgram, codePools: Record<string, CodePool>, pointPrograms: Record<string, PointProgram>) {
+    const raw = this.doc?.toJS() as Record<string, unknown>;
+    return compileCatalog(raw, this, { program, codePools, pointPrograms });
   }
 
   /** The file's `codePools` section, compiled; each problem is reported with its path. */
@@ -692,8 +700,10 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     issues.push(...c.issues);
   }
   // The membership program next: one per bundle, and any activity's tasks may name its SKUs and identity types.
+  // Its file's benefits catalog with it: materials name code pools, benefits identity types and point programs.
   let membership: MembershipProgram | undefined;
   let membershipFile: string | undefined;
+  let benefits: BenefitCatalog | undefined;
   for (const f of files) {
     const c = new FileCompiler(f.name);
     const m = c.membershipProgram(f.source);
@@ -701,6 +711,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     else if (m) {
       membership = m;
       membershipFile = f.name;
+      benefits = c.benefitCatalog(m, codePools, programs);
     }
     issues.push(...c.issues);
   }
@@ -714,7 +725,10 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     issues.push(...c.issues);
   }
   const profile: ProfileSchema = {};
-  for (const f of files) {
+  // The benefits center's claims are tasks of an activity generated from the catalog (src/benefits/claims.ts).
+  const claims = benefits && membership && claimsActivitySource(benefits, membership);
+  const activityFiles = claims ? [...files, { name: `${membershipFile} (benefit claims)`, source: claims }] : files;
+  for (const f of activityFiles) {
     const c = new FileCompiler(f.name, programs, membership, codePools);
     const fields = c.parse(f.source);
     if (fields && isMembershipFile(fields)) continue;
@@ -750,7 +764,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
       else sales.set(id, { file: f.name, sale });
     }
   }
-  const { eventTypes, triggers } = linkEvents(files, activities, issues);
+  const { eventTypes, triggers } = linkEvents(activityFiles, activities, issues);
   if (issues.length > 0) return { issues, warnings };
   const config: CompiledConfig = {
     version,
@@ -760,6 +774,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     profile,
     pointPrograms: new Map(Object.entries(programs)),
     ...(membership && { membership }),
+    ...(benefits && { benefits }),
     codePools: new Map(Object.entries(codePools)),
     eventTypes,
     triggers,
@@ -826,8 +841,11 @@ export function checkAgainstStored(files: ConfigFile[], config: CompiledConfig, 
   const issues: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
   for (const a of config.activities.values()) {
+    // The activity generated for benefit claims has no file of its own, nor sales or pools.
+    const source = files.find((f) => f.name === a.file)?.source;
+    if (source === undefined) continue;
     const c = new FileCompiler(a.file);
-    c.compile(files.find((f) => f.name === a.file)!.source);
+    c.compile(source);
     const running = [...(stored.running?.activities.values() ?? [])].find((r) => r.namespace === a.namespace);
     for (const [id, sale] of Object.entries(a.sales)) {
       if (stored.createdSales.has(id)) {

@@ -7,6 +7,7 @@ import type { Period } from "./time";
 import type { ProfileSchema } from "../users/profile-definition";
 import type { Intake } from "../intake/intake-mode";
 import type { PointProgram } from "../points/program";
+import type { BenefitCatalog } from "../benefits/catalog";
 import type { MembershipProgram } from "../membership/program";
 import type { CodePool } from "../codes/code-pool-definition";
 import type { CommandDefinition, Placed, RewardDefinition, ValidatorDefinition } from "../engine/define";
@@ -113,6 +114,8 @@ export interface CompiledConfig {
   pointPrograms: Map<string, PointProgram>;
   /** The bundle's membership program (a file with a top-level `membership:`), if it declares one. */
   membership?: MembershipProgram;
+  /** The benefits center's materials and benefits, declared beside the membership program. */
+  benefits?: BenefitCatalog;
   /** The bundle's code pools (`codePools`), by id. */
   codePools: Map<string, CodePool>;
   /** Event types, built in and declared, by name. */

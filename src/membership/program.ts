@@ -97,6 +97,9 @@ export interface MembershipProgram {
   skus: Record<string, Sku>;
 }
 
+/** The keys the membership file holds besides `membership:`: the benefits center's catalog (src/benefits/catalog.ts). */
+export const CATALOG_KEYS = ["materials", "benefits"] as const;
+
 /** Whether a parsed config file declares the membership program. */
 export function isMembershipFile(fields: Record<string, unknown>): boolean {
   return Object.hasOwn(fields, "membership");
@@ -107,7 +110,8 @@ type Path = (string | number)[];
 /** The program a `membership:` file declares; each problem goes to `sink` with its path. */
 export function compileMembershipFile(fields: Record<string, unknown>, sink: IssueSink): MembershipProgram | undefined {
   for (const k of Object.keys(fields)) {
-    if (k !== "membership") sink.issue([k], `a membership file holds only \`membership:\`; unknown key '${k}'`, true);
+    if (k !== "membership" && !(CATALOG_KEYS as readonly string[]).includes(k))
+      sink.issue([k], `a membership file holds only \`membership:\`, \`materials:\` and \`benefits:\`; unknown key '${k}'`, true);
   }
   const parsed = MembershipSchema.safeParse(fields.membership);
   if (!parsed.success) {

@@ -26,6 +26,7 @@ export function openApiDocument(app: OpenAPIHono<AppEnv>) {
       { name: "Tickets", description: "The outcome of a queued grab or task run (`intake: queue`)" },
       { name: "Membership", description: "Identities as SKUs on a timeline: the user's identities, eligibility, grants and refunds" },
       { name: "Users", description: "Users' profile attributes: set by business systems (service keys), read by the user" },
+      { name: "Benefits", description: "The benefits center: the user's rights with the reason for each, and passive discounts for orders" },
       { name: "Partners", description: "Third-party benefits: a user's redirect to a partner, and the partner's signed callbacks" },
       { name: "Admin", description: "Operator API (ADMIN_TOKEN): prize pools, flash sales, service keys and partners" },
       { name: "Operations", description: "Liveness and this reference" },

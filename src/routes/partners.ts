@@ -11,6 +11,10 @@ import { activeConfig } from "../config/store";
 import { AppError } from "../errors";
 import { database, IdSchema, type AppEnv } from "../http";
 import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
+import { benefitOf } from "../benefits/catalog";
+import { judge } from "../benefits/rights";
+import type { CompiledConfig } from "../config/compiled";
+import type { Env } from "../env";
 import { CallbackBodySchema, handleCallback } from "../partners/callbacks";
 import { partnerOfBenefit } from "../partners/registry";
 import { issueTicket } from "../partners/tickets";
@@ -44,7 +48,8 @@ const redirectRoute = createRoute({
     },
     ...errorResponses({
       UNAUTHENTICATED: "no token, or a malformed, expired or forged one",
-      NOT_FOUND: "no partner supplies this benefit",
+      NOT_FOUND: "no partner supplies this benefit (or not the partner the benefit's material names)",
+      NOT_ELIGIBLE: "the benefits center declares this benefit and the user is not entitled to it now (the reason leads the message)",
       ...ALWAYS,
       UNAVAILABLE: "busy, or partners are not configured (PARTNER_SECRETS_KEY)",
     }),
@@ -101,6 +106,21 @@ const callbackRoute = createRoute({
   },
 });
 
+/**
+ * A benefit the catalog declares is the user's only while its rules hold (NOT_ELIGIBLE with the rights center's
+ * reason otherwise), and only through the partner its material names. A benefit id the catalog does not declare is
+ * the partner's own offer to every signed-in user, as the partner registry allows it.
+ */
+async function requireEntitlement(env: Env, config: CompiledConfig, benefitId: string, partnerId: string, userId: string, now: number) {
+  const benefit = benefitOf(config.benefits, benefitId);
+  if (!benefit || !config.membership) return;
+  if (benefit.material.type !== "thirdParty" || benefit.material.partner !== partnerId)
+    throw new AppError("NOT_FOUND", `benefit '${benefitId}' is not supplied by a partner's redirect`);
+  const segments = await userAccount(env, userId).identities();
+  const right = judge(benefit, { program: config.membership, segments, now });
+  if (!right.available) throw new AppError("NOT_ELIGIBLE", `${right.reason}: benefit '${benefitId}' is ${right.message}`);
+}
+
 export function registerPartners(app: OpenAPIHono<AppEnv>) {
   app.openAPIRegistry.registerComponent("securitySchemes", "partnerSignature", {
     type: "apiKey",
@@ -113,11 +133,10 @@ export function registerPartners(app: OpenAPIHono<AppEnv>) {
   app.openapi(redirectRoute, async (c) => {
     const user = signedInUser(c);
     const { benefitId } = c.req.valid("param");
-    // Until the benefits center exists, a benefit is usable when a partner supplies it; the user's entitlement to it
-    // is the benefits center's to check here.
     const partner = await partnerOfBenefit(c.env, database(c.env), benefitId);
     if (!partner) throw new AppError("NOT_FOUND", `no partner supplies benefit '${benefitId}'`);
     const now = c.get("now");
+    await requireEntitlement(c.env, await activeConfig(c.env), benefitId, partner.row.id, user.id, now);
     const expiresAt = now + partner.row.ticketTtlSeconds * 1000;
     const { claims, ticket } = await issueTicket(c.env, { partnerId: partner.row.id, benefitId, userId: user.id, expiresAt });
     await userAccount(c.env, user.id).openPartnerTicket({ ticketId: claims.tid, partnerId: partner.row.id, benefitId, expiresAt, now });

@@ -9,6 +9,7 @@ export const SERVICE_SCOPES = {
   "users:write": "set users' profile attributes (POST /v1/users/{userId}/attributes)",
   "points:adjust": "adjust users' points",
   "membership:write": "change users' memberships",
+  "discounts:read": "evaluate the discounts users' identities entitle (POST /v1/discounts/evaluate)",
 } as const;
 
 export type ServiceScope = keyof typeof SERVICE_SCOPES;

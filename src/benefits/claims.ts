@@ -1,0 +1,64 @@
+/**
+ * Claims run through the engine: each claimable benefit (issuance `onClaim`, of a coupon, a redeem code or a
+ * partner's benefit) becomes a task of one generated activity, so a claim is a run like any other: its price spent
+ * by `spendPoints` in the run's commit, its quota a `limit`, a redeem code taken before the commit (an empty pool
+ * refuses the run, spending nothing), a coupon or partner delivery through the account's outbox, the partner's
+ * refunded when it fails for good, and the run's records reaching D1 and reversals as every run's do.
+ */
+import { stringify } from "yaml";
+import { periodKey } from "../config/time";
+import type { MembershipProgram } from "../membership/program";
+import type { Benefit } from "./benefit";
+import type { BenefitCatalog } from "./catalog";
+
+/** The generated activity's id and account namespace. */
+export const CLAIMS_ACTIVITY = "benefits-center";
+
+/** Whether a benefit is claimed by its user (a passive discount, or one given with the identity, is not). */
+export function isClaimable(b: Benefit): boolean {
+  return b.material.issuance === "onClaim" && b.material.type !== "discount";
+}
+
+/**
+ * The user's counter (in the account's CLAIMS_ACTIVITY namespace) that the claim task's `limit` counts this month's
+ * claims in: the key src/engine/validators/limit.ts gives a task's perUserPerMonth count.
+ */
+export function monthlyClaimsKey(b: Benefit, now: number, timeZone: string): string {
+  return `limit:${b.id}:month:${periodKey("month", now, timeZone)}`;
+}
+
+function claimTask(b: Benefit) {
+  const m = b.material;
+  const identity = {
+    ...(b.entitles.identityTypes && { anyOf: b.entitles.identityTypes }),
+    ...(b.entitles.minRank !== null && { minRank: b.entitles.minRank }),
+  };
+  const price = b.price;
+  const validator: unknown[] = ["login", "lock"];
+  if (b.quota)
+    validator.push({ limit: { perUserPerMonth: b.quota.perMonth, message: `'${b.title}' is claimed ${b.quota.perMonth} time(s) a month` } });
+  // A partner's benefit spends its price itself, so that a failed delivery refunds it.
+  if (price && m.type !== "thirdParty") validator.push({ spendPoints: { program: price.program, amount: price.points, reason: `benefit ${b.id}` } });
+  const reward =
+    m.type === "coupon"
+      ? { coupon: { couponSn: m.coupon.couponSn, channel: m.coupon.channel } }
+      : m.type === "redeemCode"
+        ? { redeemCode: { pool: m.codePool } }
+        : m.type === "thirdParty"
+          ? { partnerBenefit: { partner: m.partner, benefit: b.id, ...(price && { pricePoints: price.points, program: price.program }) } }
+          : undefined;
+  return { name: b.title, validator, when: { identity }, reward: [reward] };
+}
+
+/** The generated activity's YAML, compiled with the bundle's files; undefined when nothing is claimable. */
+export function claimsActivitySource(catalog: BenefitCatalog, program: MembershipProgram): string | undefined {
+  const claimable = catalog.benefits.filter(isClaimable);
+  if (claimable.length === 0) return undefined;
+  return stringify({
+    id: CLAIMS_ACTIVITY,
+    name: "Benefits center",
+    timezone: program.timezone,
+    timeWindow: { beginTime: "2000-01-01 00:00:00", endTime: "2999-12-31 23:59:59" },
+    tasks: Object.fromEntries(claimable.map((b) => [b.id, claimTask(b)])),
+  });
+}
