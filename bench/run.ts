@@ -37,58 +37,46 @@ async function main() {
     return;
   }
   const worker = await startWorker(Number(process.env.BENCH_PORT ?? 8790));
-  // Identity lookups alone: users with 100 segments each, seeded through the grant route first.
-  if (process.env.BENCH_ONLY === "identities") {
+  // Figures measured alone (BENCH_ONLY=<name>), beside health, without the other figures' loads first. Each answers
+  // true when it ran clean.
+  const alone: Record<string, { title: string; run: () => Promise<boolean> }> = {
+    // Users with 100 segments each, seeded through the grant route first.
+    identities: { title: "membership identities", run: () => identityFigures(worker, SECONDS, CONNECTIONS, say) },
+    // The preview against a real run of the same task.
+    preview: {
+      title: "previews",
+      run: async () => {
+        const users = await tokens(Math.max(Math.ceil(SECONDS * 3000), 30_000), `preview-${Date.now()}`);
+        const p = await previewFigures(worker, users, SECONDS, CONNECTIONS, NOW, say);
+        return p.run.errors + p.run.non2xx + p.preview.errors + p.preview.non2xx === 0;
+      },
+    },
+    // One hot redeem-code benefit.
+    codes: {
+      title: "code pools",
+      run: async () => {
+        await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
+        const users = await tokens(10_000, `codes-${Date.now()}`);
+        const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
+        return codePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say);
+      },
+    },
+    // Signed completions of partner redirect tickets, then their replays.
+    callbacks: {
+      title: "partner callbacks",
+      run: async () => {
+        const users = await tokens(Number(process.env.BENCH_CALLBACKS ?? Math.max(SECONDS * 500, 5000)), `partner-${Date.now()}`);
+        const c = await callbackFigures(worker, users, CONNECTIONS, say);
+        return c.applied.errors + c.applied.non2xx + c.replayed.errors + c.replayed.non2xx === 0;
+      },
+    },
+  };
+  const only = alone[process.env.BENCH_ONLY ?? ""];
+  if (only) {
     try {
-      say(`# npm run bench (identities only) — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
-      say("## membership identities");
-      if (!(await identityFigures(worker, SECONDS, CONNECTIONS, say))) process.exitCode = 1;
-    } finally {
-      await worker.stop();
-      mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
-      writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
-    }
-    return;
-  }
-  // Previews alone: the preview against a real run of the same task, without the other figures' loads first.
-  if (process.env.BENCH_ONLY === "preview") {
-    try {
-      say(`# npm run bench (preview only) — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
-      say("## previews");
-      const users = await tokens(Math.max(Math.ceil(SECONDS * 3000), 30_000), `preview-${Date.now()}`);
-      const p = await previewFigures(worker, users, SECONDS, CONNECTIONS, NOW, say);
-      if (p.run.errors + p.run.non2xx + p.preview.errors + p.preview.non2xx > 0) process.exitCode = 1;
-    } finally {
-      await worker.stop();
-      mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
-      writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
-    }
-    return;
-  }
-  // Code pools alone: one hot redeem-code benefit, beside health, without the other figures' loads first.
-  if (process.env.BENCH_ONLY === "codes") {
-    try {
-      say(`# npm run bench (code pools only) — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
-      say("## code pools");
-      await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
-      const users = await tokens(10_000, `codes-${Date.now()}`);
-      const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
-      if (!(await codePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say))) process.exitCode = 1;
-    } finally {
-      await worker.stop();
-      mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });
-      writeFileSync(join(import.meta.dirname, ".out", "last-run.txt"), lines.join("\n") + "\n");
-    }
-    return;
-  }
-  // Partner callbacks alone: signed completions of redirect tickets, then their replays.
-  if (process.env.BENCH_ONLY === "callbacks") {
-    try {
-      say(`# npm run bench (callbacks only) — ${new Date().toISOString()}, ${CONNECTIONS} connections`);
-      say("## partner callbacks");
-      const users = await tokens(Number(process.env.BENCH_CALLBACKS ?? Math.max(SECONDS * 500, 5000)), `partner-${Date.now()}`);
-      const c = await callbackFigures(worker, users, CONNECTIONS, say);
-      if (c.applied.errors + c.applied.non2xx + c.replayed.errors + c.replayed.non2xx > 0) process.exitCode = 1;
+      say(`# npm run bench (${process.env.BENCH_ONLY} only) — ${new Date().toISOString()}, ${SECONDS}s per figure, ${CONNECTIONS} connections`);
+      say(`## ${only.title}`);
+      if (!(await only.run())) process.exitCode = 1;
     } finally {
       await worker.stop();
       mkdirSync(join(import.meta.dirname, ".out"), { recursive: true });

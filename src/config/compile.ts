@@ -230,25 +230,22 @@ class FileCompiler {
 
   /** The file's `codePools` section, compiled; each problem is reported with its path. */
   codePoolSection(source: string): Record<string, CodePool> {
-    this.doc = parseDocument(source, { uniqueKeys: true, lineCounter: this.lines });
-    let raw: unknown;
-    try {
-      raw = this.doc.toJS();
-    } catch {
-      return {};
-    }
-    if (raw === null || typeof raw !== "object" || !Object.hasOwn(raw, "codePools")) return {};
-    const entries = this.section(["codePools"], CodePoolsSchema, (raw as { codePools: unknown }).codePools) ?? {};
-    const pools: Record<string, CodePool> = {};
-    for (const [id, entry] of Object.entries(entries)) {
-      const p = this.section(["codePools", id], CodePoolSchema, entry);
-      if (p) pools[id] = codePool(id, p);
-    }
-    return pools;
+    return this.bundleSection(source, "codePools", CodePoolsSchema, CodePoolSchema, codePool);
   }
 
   /** The file's `pointPrograms` section, compiled; each problem is reported with its path. */
   pointPrograms(source: string): Record<string, PointProgram> {
+    return this.bundleSection(source, "pointPrograms", PointProgramsSchema, PointProgramSchema, pointProgram);
+  }
+
+  /** A top-level map of bundle-wide definitions by id (`key`), each entry checked by `entry` and built by `build`. */
+  private bundleSection<E extends z.ZodType, T>(
+    source: string,
+    key: string,
+    map: z.ZodType<Record<string, unknown>>,
+    entry: E,
+    build: (id: string, parsed: z.output<E>) => T,
+  ): Record<string, T> {
     this.doc = parseDocument(source, { uniqueKeys: true, lineCounter: this.lines });
     let raw: unknown;
     try {
@@ -256,14 +253,14 @@ class FileCompiler {
     } catch {
       return {};
     }
-    if (raw === null || typeof raw !== "object" || !Object.hasOwn(raw, "pointPrograms")) return {};
-    const entries = this.section(["pointPrograms"], PointProgramsSchema, (raw as { pointPrograms: unknown }).pointPrograms) ?? {};
-    const programs: Record<string, PointProgram> = {};
-    for (const [id, entry] of Object.entries(entries)) {
-      const p = this.section(["pointPrograms", id], PointProgramSchema, entry);
-      if (p) programs[id] = pointProgram(id, p);
+    if (raw === null || typeof raw !== "object" || !Object.hasOwn(raw, key)) return {};
+    const entries = this.section([key], map, (raw as Record<string, unknown>)[key]) ?? {};
+    const out: Record<string, T> = {};
+    for (const [id, e] of Object.entries(entries)) {
+      const parsed = this.section([key, id], entry, e);
+      if (parsed) out[id] = build(id, parsed);
     }
-    return programs;
+    return out;
   }
 
   /** A membership SKU granted from `source` (a sale's, a card pool's), checked against the bundle's program. */

@@ -14,23 +14,6 @@ import { newWebhookSecret, open, seal } from "./secrets";
 export type PartnerRow = typeof partners.$inferSelect;
 type KeyRow = typeof partnerKeys.$inferSelect;
 
-/** What a partner is, as the admin API shows it (never a secret). */
-export interface PartnerSummary {
-  id: string;
-  name: string;
-  url: string;
-  redirectUrl: string;
-  benefits: string[];
-  dailyQuota: number | null;
-  dailyBudget: number | null;
-  pointsDelta: { min: number; max: number };
-  program: string | null;
-  ticketTtlSeconds: number;
-  keys: { id: string; createdAt: string; retiredAt: string | null }[];
-  createdAt: string;
-  updatedAt: string;
-}
-
 /** The fields an operator sets (all of them on create; any of them on update). */
 export interface PartnerFields {
   name: string;
@@ -42,6 +25,15 @@ export interface PartnerFields {
   pointsDelta: { min: number; max: number };
   program: string | null;
   ticketTtlSeconds: number;
+}
+
+/** What a partner is, as the admin API shows it (never a secret). */
+export interface PartnerSummary extends PartnerFields {
+  id: string;
+  redirectUrl: string;
+  keys: { id: string; createdAt: string; retiredAt: string | null }[];
+  createdAt: string;
+  updatedAt: string;
 }
 
 /** A partner with its active secrets decrypted, newest first: what signing and verifying use. */
