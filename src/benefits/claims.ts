@@ -5,6 +5,7 @@
  * refuses the run, spending nothing), a coupon or partner delivery through the account's outbox, the partner's
  * refunded when it fails for good, and the run's records reaching D1 and reversals as every run's do.
  */
+import { AppError } from "../errors";
 import { stringify } from "yaml";
 import { periodKey } from "../config/time";
 import type { MembershipProgram } from "../membership/program";
@@ -13,6 +14,15 @@ import type { BenefitCatalog } from "./catalog";
 
 /** The generated activity's id and account namespace. */
 export const CLAIMS_ACTIVITY = "benefits-center";
+
+/**
+ * The generated activity runs only through POST /v1/benefits/{id}/claim, which judges what its tasks cannot say (the
+ * claim window, the entitling segment's source and channel) before the run: the task routes do not know it.
+ */
+export function refuseClaimsActivity(activityId: string): void {
+  if (activityId === CLAIMS_ACTIVITY)
+    throw new AppError("NOT_FOUND", `no activity '${activityId}': claim benefits with POST /v1/benefits/{id}/claim`);
+}
 
 /** Whether a benefit is claimed by its user (a passive discount, or one given with the identity, is not). */
 export function isClaimable(b: Benefit): boolean {

@@ -78,8 +78,17 @@ export async function handleCallback(
   if (!ticket) return refuse("UNKNOWN_TICKET", "the ticket is not one we issued to this partner", null);
 
   const program = partner.row.program === null ? null : (config.pointPrograms.get(partner.row.program) ?? null);
-  if (partner.row.program !== null && !program && delta > 0)
-    throw new Error(`partner '${partner.row.id}' credits program '${partner.row.program}', which is not declared`);
+  if (partner.row.program !== null && !program && delta > 0) {
+    // Our configuration's fault, not the partner's: unsettled, so the partner's retry applies once it is fixed.
+    log.error("partner callback: point program not declared", { partnerId: partner.row.id, program: partner.row.program, webhookId });
+    throw new AppError(
+      "UNAVAILABLE",
+      `partner '${partner.row.id}' credits point program '${partner.row.program}', which the active config does not declare`,
+      {
+        "retry-after": "60",
+      },
+    );
+  }
   const outcome = await userAccount(env, ticket.userId).partnerCallback(ticket.userId, {
     partnerId: partner.row.id,
     webhookId,

@@ -100,7 +100,7 @@ export async function cancelEvent(env: Env, ctx: Ctx, config: CompiledConfig, c:
   }
   const userId = row?.user_id ?? c.userId!;
   const account = userAccount(env, userId);
-  return reverseOnce(
+  const answer = await reverseOnce(
     env,
     userId,
     partial ? refundReversalRef(ref, c.refundId!) : eventReversalRef(c),
@@ -121,8 +121,9 @@ export async function cancelEvent(env: Env, ctx: Ctx, config: CompiledConfig, c:
       const order = partial ? orderItems(payload, ref) : tryOrderItems(payload, ref);
       // Checked before the records are read: a refund that does not fit the order is refused however its records stand.
       const refund = partial ? partialRefund(order!, state, c) : wholeRefund(state, order);
+      // An event the queue refused whole (its answer an error body, not an outcome) granted nothing.
       const granted =
-        stored === undefined
+        stored === undefined || stored.status >= 300
           ? []
           : (JSON.parse(stored.body) as EventOutcome).runs.filter((r) => r.status === "granted" && r.requestId).map((r) => r.requestId!);
       const requests = await grantedRequests(env, account, ref, granted);
@@ -141,6 +142,13 @@ export async function cancelEvent(env: Env, ctx: Ctx, config: CompiledConfig, c:
     c.reason,
     c.keyId,
   );
+  // A refund id names one refund: the same id with other items is a mistake the caller must hear of, not a replay.
+  if (partial && answer.refund && !sameItems(answer.refund.items, c.items!)) {
+    throw new AppError("IDEMPOTENCY_MISMATCH", `refund '${c.refundId}' of ${ref} was made with other items`, {}, [
+      { pointer: c.itemsAt ?? "/items", message: "not the items this refundId was first sent with" },
+    ]);
+  }
+  return answer;
 }
 
 /** An operator's reverse of one request's grants (a request of a reversal cannot be named: a reversal has none). */
@@ -494,4 +502,16 @@ async function planSteps(env: Env, config: CompiledConfig, requests: RequestRow[
     }
   }
   return { steps, taken, closed, runs };
+}
+
+/** Whether two item lists name the same quantities of the same skus (in any order). */
+function sameItems(a: readonly RefundItem[], b: readonly RefundItem[]): boolean {
+  const count = (items: readonly RefundItem[]) => {
+    const m = new Map<string, number>();
+    for (const i of items) m.set(i.sku, (m.get(i.sku) ?? 0) + i.qty);
+    return m;
+  };
+  const x = count(a);
+  const y = count(b);
+  return x.size === y.size && [...x].every(([sku, qty]) => y.get(sku) === qty);
 }

@@ -3,6 +3,7 @@
  * (an operator, for any user) answer what a task would do now, from read-only peeks (src/engine/preview.ts). A task
  * route with `?dry=true` answers the same. Previews have their own route rate limit, `preview`.
  */
+import { refuseClaimsActivity } from "../benefits/claims";
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { requireUser, signedInUser } from "../auth/require-user";
@@ -144,6 +145,7 @@ export async function answerPreview(
   params: { query: Record<string, string>; body: Record<string, unknown> },
   method?: string,
 ): Promise<TaskPreview> {
+  refuseClaimsActivity(activityId);
   await enforcePreviewLimit(c, user);
   const config = await activeConfig(c.env);
   const activity = config.activities.get(activityId);

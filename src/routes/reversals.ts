@@ -121,6 +121,7 @@ const cancel = createRoute({
     ...errorResponses({
       INVALID_PARAMS: "a missing reason, items without a refundId (or the reverse), or a userId that is not the event's",
       INVALID_REFUND: "items the order does not have, more of one than remains to refund, or an order without items",
+      IDEMPOTENCY_MISMATCH: "this refundId was first sent with other items",
       NOT_FOUND: "no such event was received and no userId was named (a partial refund needs the event)",
       UNAUTHENTICATED: "no service key, or an unknown, expired or revoked one",
       WRONG_CREDENTIALS: "a user's or the operator's token: this route takes a service key",

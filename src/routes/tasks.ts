@@ -1,4 +1,5 @@
 /** POST (or GET) /v1/activities/{activityId}/tasks/{taskId}: run a task for the signed-in user. */
+import { refuseClaimsActivity } from "../benefits/claims";
 import { z, type OpenAPIHono } from "@hono/zod-openapi";
 import { checkKey, requestFingerprint, withIdempotency } from "../accounts/idempotency";
 import { userAccount } from "../../durable-objects/support/stubs";
@@ -124,6 +125,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     const ids = request.params.safeParse(c.req.param());
     if (!ids.success) throw new AppError("NOT_FOUND", "no such activity or task");
     const { activityId, taskId } = ids.data;
+    refuseClaimsActivity(activityId);
     const user = c.get("user");
     const body = parseBody(method, method === "POST" ? await c.req.text() : "");
     const config = await activeConfig(c.env);

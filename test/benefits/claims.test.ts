@@ -131,6 +131,17 @@ describe("claiming a coupon", () => {
     expect(await balance(poor)).toBe(99);
     expect((await claim(poor, "rate")).status).toBe(404);
   });
+
+  it("runs only through the claim route: the generated activity's task and preview routes answer 404 and spend nothing", async () => {
+    const user = await gold(250);
+    const direct = await call("/v1/activities/benefits-center/tasks/coupon", { method: "POST", user, body: {} });
+    expect([direct.status, direct.json.error.code]).toEqual([404, "NOT_FOUND"]);
+    const dry = await call("/v1/activities/benefits-center/tasks/coupon?dry=true", { method: "POST", user, body: {} });
+    expect(dry.status).toBe(404);
+    const preview = await call("/v1/activities/benefits-center/preview", { method: "POST", user, body: { taskId: "coupon" } });
+    expect(preview.status).toBe(404);
+    expect(await balance(user)).toBe(250);
+  });
 });
 
 describe("claiming redeem codes from a pool of 10", () => {

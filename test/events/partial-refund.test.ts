@@ -143,7 +143,7 @@ describe("a proportional partial refund", () => {
     ).toHaveLength(7);
   });
 
-  it("answers a repeated refund id with its first result and takes nothing more", { timeout: 120_000 }, async () => {
+  it("answers a repeated refund id with its first result, refuses it with other items, and takes nothing more", { timeout: 120_000 }, async () => {
     const user = `u-${unique()}`;
     const e = event(user, "shareOrder", "310.00", items);
     await send(e);
@@ -151,9 +151,10 @@ describe("a proportional partial refund", () => {
     const first = await refund(e, "rf-same", [{ sku: "B", qty: 1 }]);
     expect(first.status).toBe(200);
     expect([await points(user), await packets(user)]).toEqual([11, 334]);
-    // The same id with other items is the same refund: its first answer.
-    const answers = await Promise.all([refund(e, "rf-same", [{ sku: "B", qty: 1 }]), refund(e, "rf-same", [{ sku: "A", qty: 2 }])]);
-    for (const a of answers) expect(a.json.reversal).toEqual(first.json.reversal);
+    // The same id again is the same refund: its first answer. With other items it is refused, taking nothing.
+    const [same, other] = await Promise.all([refund(e, "rf-same", [{ sku: "B", qty: 1 }]), refund(e, "rf-same", [{ sku: "A", qty: 2 }])]);
+    expect(same.json.reversal).toEqual(first.json.reversal);
+    expect([other.status, other.json.error.code]).toEqual([422, "IDEMPOTENCY_MISMATCH"]);
     expect([await points(user), await packets(user)]).toEqual([11, 334]);
     expect((await readEvent(e)).json.reversals).toHaveLength(1);
   });
@@ -246,6 +247,9 @@ describe("a reevaluated partial refund", () => {
     expect(await holdsCoupon(user)).toBe(false);
     // restoreLimits: the run was taken back whole, so its participation is given back.
     expect(await counter(NS, user, "limit:rebate:activity:all")).toBe(0);
+    // The same refund id with other items is refused, not answered as the first refund.
+    const mismatch = await refund(e, "rf-1", [{ sku: "B", qty: 1 }]);
+    expect([mismatch.status, mismatch.json.error.code, mismatch.json.error.details[0].pointer]).toEqual([422, "IDEMPOTENCY_MISMATCH", "/items"]);
 
     // The last item: the run was already taken back whole, so nothing more is taken.
     const rest = (await refund(e, "rf-2", [{ sku: "B", qty: 1 }])).json.reversal;
@@ -326,6 +330,12 @@ describe("an orderRefunded event with items", () => {
     expect(state.error).toMatchObject({ code: "INVALID_REFUND", details: [{ pointer: "/payload/items/0/sku" }] });
     const replay = await call("/v1/events", { body: queued, now: NOW, headers: auth() });
     expect([replay.status, replay.json.error.code]).toEqual([422, "INVALID_REFUND"]);
+    expect(await points(user)).toBe(11);
+
+    // A cancel of that refused event finds nothing it granted: it answers, once, with no entries.
+    const cancelled = await cancel(queued, { reason: "sent by mistake" });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.json.reversal).toMatchObject({ status: "reversed", entries: [] });
     expect(await points(user)).toBe(11);
   });
 });
