@@ -259,7 +259,7 @@ signed-in user types the code into \`POST /v1/membership/activate {code, channel
 user: CODE_USED), and the SKU's segment goes on the user's timeline with source \`offlineCard\` (its externalRef
 \`card:<pool>:<card hash>\`, so the same user again gets the same segment). The timeline is checked before the card
 is spent: a card the user's timeline refuses (IDENTITY_CONFLICT, PRECONDITION_FAILED) stays unused. Activations are
-rate limited per user (\`ROUTE_RATE_LIMITS\` \`membership.activate\`, default 10 a minute), so codes cannot be guessed by
+rate limited (\`ROUTE_RATE_LIMITS\` \`membership.activate\`, default 10 a minute per user and 100 per address), so codes cannot be guessed by
 trying. When the remaining codes of all shards fall to
 \`threshold\`, one alert is POSTed to \`alert\`, signed per Standard Webhooks ([webhooks.md](webhooks.md)) with
 \`{kind: "codePoolLowStock", poolId, threshold, remaining, imported}\`; it is sent once per stock level (an import

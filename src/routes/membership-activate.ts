@@ -21,8 +21,14 @@ import { enforceRateLimits } from "../rate-limit/enforce";
 import type { RateLimitRule } from "../rate-limit/rule";
 import { canonicalJson, sha256Hex } from "../sharding";
 
-/** Activations a user may try per minute when ROUTE_RATE_LIMITS names none: card codes must not be guessable by trying. */
-const DEFAULT_ACTIVATE_LIMITS: RateLimitRule[] = [{ requests: 10, windowSeconds: 60, by: "user" }];
+/**
+ * Activations tried per minute when ROUTE_RATE_LIMITS names none, per user and per client address (many accounts
+ * behind one address count together): card codes must not be guessable by trying.
+ */
+const DEFAULT_ACTIVATE_LIMITS: RateLimitRule[] = [
+  { requests: 10, windowSeconds: 60, by: "user" },
+  { requests: 100, windowSeconds: 60, by: "ip" },
+];
 
 const ActivateBodySchema = z
   .object({
@@ -70,7 +76,7 @@ const route = createRoute({
         PRECONDITION_FAILED: "the card's SKU needs an identity the user does not hold at its start",
         IDENTITY_CONFLICT: "the card's identity would overlap a conflicting one the user holds",
         NOT_ELIGIBLE: "the card's SKU is not granted on this channel",
-        RATE_LIMITED: "too many activations tried (ROUTE_RATE_LIMITS `membership.activate`, default 10 a minute per user)",
+        RATE_LIMITED: "too many activations tried (ROUTE_RATE_LIMITS `membership.activate`, default 10 a minute per user and 100 per address)",
         ...ALWAYS,
       },
       { rateLimited: true },

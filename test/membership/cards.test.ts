@@ -103,6 +103,16 @@ describe("POST /v1/membership/activate", () => {
     expect(rows[0]!.source).toBe("offlineCard");
   });
 
+  it("limits the tries of one user: the eleventh guess in a minute is refused 429", async () => {
+    const user = `card-guess-${u}`;
+    const guesses = [];
+    for (let i = 0; i < 10; i++) guesses.push((await activate(user, `GUESS-${i}-XXXX`)).status);
+    expect(guesses).toEqual(Array(10).fill(404));
+    const eleventh = await activate(user, "GOLD-0002-BBBB");
+    expect([eleventh.status, eleventh.json.error.code]).toEqual([429, "RATE_LIMITED"]);
+    expect(eleventh.headers.get("retry-after")).toBeTruthy();
+  });
+
   it("needs a signed-in user and a code", async () => {
     const anonymous = await call("/v1/membership/activate", { body: { code: "GOLD-0001-AAAA" } });
     expect(anonymous.status).toBe(401);
