@@ -3,12 +3,9 @@
  * applied in the user's account (ticket transition and points earn in one commit) and settled in D1; then the same
  * callbacks again, as replays (verified, answered from D1, nothing applied). Throughput and p99 of each.
  */
-import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Webhook } from "standardwebhooks";
 import { beside, load, pairedLine, type LoadResult } from "./load";
-import { BENCH_ADMIN_TOKEN, pushExtra, type LocalWorker } from "./local-worker";
+import { BENCH_ADMIN_TOKEN, pushBesideShipped, type LocalWorker } from "./local-worker";
 
 const PROGRAM = "benchPartnerPoints";
 
@@ -19,11 +16,7 @@ export async function callbackFigures(
   say: (s: string) => void,
 ): Promise<{ applied: LoadResult; replayed: LoadResult }> {
   // A push replaces the whole config: the shipped files go along with the bench's program.
-  const dir = mkdtempSync(join(tmpdir(), "fanfare-bench-"));
-  for (const f of readdirSync(join(import.meta.dirname, "..", "task-configs")))
-    copyFileSync(join(import.meta.dirname, "..", "task-configs", f), join(dir, f));
-  writeFileSync(join(dir, "bench-partner.yaml"), `pointPrograms:\n  ${PROGRAM}: { expiry: never }\n`);
-  pushExtra(worker.state, dir);
+  pushBesideShipped(worker.state, { "bench-partner.yaml": `pointPrograms:\n  ${PROGRAM}: { expiry: never }\n` });
   await new Promise((r) => setTimeout(r, 7_000));
 
   const partnerId = `bench-${Date.now()}`;

@@ -3,11 +3,8 @@
  * CODE_SHARDS shards, beside health, and the share of the claims the busiest shard served (counted by the shards).
  * The 100,000 codes are imported first through the admin route, in one request; its time is reported too.
  */
-import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { beside, load, pairedLine, type LoadResult } from "./load";
-import { BENCH_ADMIN_TOKEN, pushExtra, type LocalWorker } from "./local-worker";
+import { BENCH_ADMIN_TOKEN, pushBesideShipped, type LocalWorker } from "./local-worker";
 import { servedBetween, servedCounts } from "./object-share";
 
 const CODES = 100_000;
@@ -23,17 +20,12 @@ export async function codePoolFigures(
   connections: number,
   say: (s: string) => void,
 ): Promise<boolean> {
-  // A push replaces the whole config: the shipped activities go along with the bench's own.
-  const dir = mkdtempSync(join(tmpdir(), "fanfare-bench-"));
-  for (const f of readdirSync(join(import.meta.dirname, "..", "task-configs")))
-    copyFileSync(join(import.meta.dirname, "..", "task-configs", f), join(dir, f));
-  writeFileSync(
-    join(dir, "bench-codes.yaml"),
-    `codePools:\n  bench-codes: { kind: issue, shards: ${CODE_SHARDS} }\n` +
+  pushBesideShipped(worker.state, {
+    "bench-codes.yaml":
+      `codePools:\n  bench-codes: { kind: issue, shards: ${CODE_SHARDS} }\n` +
       `id: benchCodes\nname: A hot redeem-code benefit\ntimeWindow: { beginTime: "2026-01-01 00:00:00", endTime: "2027-12-31 23:59:59" }\n` +
       `tasks:\n  claim:\n    validator: [login]\n    reward: [ { redeemCode: { pool: bench-codes } } ]\n`,
-  );
-  pushExtra(worker.state, dir);
+  });
   // Picked up within CONFIG_REFRESH_MS.
   await new Promise((r) => setTimeout(r, 6_000));
 

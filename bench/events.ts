@@ -5,12 +5,11 @@
  * - end-to-end latency, p50/p99, from `POST /v1/events` to the reward record in D1 (read from the worker's local D1
  *   file, so the polling costs the worker nothing), with a few events in flight and no backlog.
  */
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { beside, load, pairedLine, type LoadResult } from "./load";
-import { BENCH_ADMIN_TOKEN, pushExtra, type LocalWorker } from "./local-worker";
+import { BENCH_ADMIN_TOKEN, pushBesideShipped, type LocalWorker } from "./local-worker";
 
 const NOW = "2026-11-22T10:00:00+08:00";
 const ACTIVITY = "benchEvents";
@@ -56,12 +55,7 @@ export async function eventFigures(
   connections: number,
   say: (s: string) => void,
 ): Promise<boolean> {
-  // A push replaces the whole config: the shipped activities go along with the bench's own.
-  const dir = mkdtempSync(join(tmpdir(), "fanfare-bench-"));
-  for (const f of readdirSync(join(import.meta.dirname, "..", "task-configs")))
-    copyFileSync(join(import.meta.dirname, "..", "task-configs", f), join(dir, f));
-  writeFileSync(join(dir, "bench-events.yaml"), activity);
-  pushExtra(worker.state, dir);
+  pushBesideShipped(worker.state, { "bench-events.yaml": activity });
 
   const made = await fetch(`${worker.url}/v1/admin/service-keys`, {
     method: "POST",

@@ -1,6 +1,7 @@
 /** Starts the worker with `wrangler dev` on its own local state (migrated, configs pushed) for a benchmark run. */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 
@@ -122,4 +123,13 @@ export async function startWorker(port: number, o: WorkerOptions = {}): Promise<
 /** Pushes task-configs/ plus one extra file into the bench worker's state, as an operator would. */
 export function pushExtra(state: string, dir: string) {
   run(bin("tsx"), ["scripts/tasks.ts", "push", "--local", "--persist-to", state, "--dir", dir, "--note", "bench extra"]);
+}
+
+/** Pushes the bench's own files (name → YAML) beside the shipped task-configs: a push replaces the whole config. */
+export function pushBesideShipped(state: string, files: Record<string, string>) {
+  const dir = mkdtempSync(join(tmpdir(), "fanfare-bench-"));
+  const shipped = join(root, "task-configs");
+  for (const f of readdirSync(shipped)) copyFileSync(join(shipped, f), join(dir, f));
+  for (const [name, source] of Object.entries(files)) writeFileSync(join(dir, name), source);
+  pushExtra(state, dir);
 }

@@ -3,11 +3,8 @@
  * preview writes nothing). Both sides: a login, a per-user daily limit and a red packet with a shared stock; the run
  * reserves the stock and commits in the user's account, the preview peeks at both (and counts in its rate limit).
  */
-import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { load, type LoadResult } from "./load";
-import { pushExtra, type LocalWorker } from "./local-worker";
+import { pushBesideShipped, type LocalWorker } from "./local-worker";
 
 const TASK = `id: benchPreview
 name: Preview against a run
@@ -26,12 +23,7 @@ export async function previewFigures(
   now: string,
   say: (s: string) => void,
 ): Promise<{ run: LoadResult; preview: LoadResult }> {
-  // A push replaces the whole config: the shipped activities go along with the bench's own.
-  const dir = mkdtempSync(join(tmpdir(), "fanfare-bench-"));
-  for (const f of readdirSync(join(import.meta.dirname, "..", "task-configs")))
-    copyFileSync(join(import.meta.dirname, "..", "task-configs", f), join(dir, f));
-  writeFileSync(join(dir, "bench-preview.yaml"), TASK);
-  pushExtra(worker.state, dir);
+  pushBesideShipped(worker.state, { "bench-preview.yaml": TASK });
   await new Promise((r) => setTimeout(r, 7_000));
   const url = `${worker.url}/v1/activities/benchPreview/tasks/packet`;
   // The same users on both sides, each once per figure (a preview's rate limit is per user: 60 a minute).

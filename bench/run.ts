@@ -2,11 +2,11 @@
  * `npm run bench`: starts the worker locally (wrangler dev, local D1 and Queues), then measures each figure beside
  * its baseline from the same run and prints them as ratios. Results go into BENCHMARKS.md with this command.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beside, load, pairedLine, type LoadResult } from "./load";
-import { pushExtra, startWorker, tokens } from "./local-worker";
+import { pushExtra, pushBesideShipped, startWorker, tokens } from "./local-worker";
 import { prizePoolFigures } from "./prize-pools";
 import { flashSaleFigures } from "./flash-sales";
 import { servedBetween, servedCounts } from "./object-share";
@@ -227,16 +227,11 @@ const SHARE_USERS = 10_000;
  * (reserve on two counters + the user's commit) beside health.
  */
 async function accountFigures(worker: Awaited<ReturnType<typeof startWorker>>, health: () => Promise<LoadResult>, say: (s: string) => void) {
-  // A push replaces the whole config: the shipped activities go along with the bench's own.
-  const dir = mkdtempSync(join(tmpdir(), "fanfare-bench-"));
-  for (const f of readdirSync(join(import.meta.dirname, "..", "task-configs")))
-    copyFileSync(join(import.meta.dirname, "..", "task-configs", f), join(dir, f));
-  writeFileSync(
-    join(dir, "bench-accounts.yaml"),
-    `id: benchAccounts\nname: Shared counters under load\ntimeWindow: { beginTime: "2026-01-01 00:00:00", endTime: "2027-12-31 23:59:59" }\n` +
+  pushBesideShipped(worker.state, {
+    "bench-accounts.yaml":
+      `id: benchAccounts\nname: Shared counters under load\ntimeWindow: { beginTime: "2026-01-01 00:00:00", endTime: "2027-12-31 23:59:59" }\n` +
       `tasks:\n  packet:\n    validator: [login]\n    reward: [ { redPacket: { amount: 1, stock: 100000000, budget: 100000000000, shards: ${SHARE_SHARDS} } } ]\n`,
-  );
-  pushExtra(worker.state, dir);
+  });
   // The push is picked up within CONFIG_REFRESH_MS; the accounts of the loads before are evicted after 10 s idle.
   await new Promise((r) => setTimeout(r, 15_000));
   const users = await tokens(SHARE_USERS, `share-${Date.now()}`);
