@@ -38,6 +38,8 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
         WEBHOOK_SECRETS: JSON.stringify({ [`http://127.0.0.1:${inject("partnerPort")}`]: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }),
         // Partners' signing secrets are encrypted with a key derived from this (32 bytes, base64).
         PARTNER_SECRETS_KEY: "dGVzdC1wYXJ0bmVyLXNlY3JldHMta2V5LTAxMjM0NTY3ODk=",
+        // The test risk engine (a block of the partner server), signed with the partner origin's secret above.
+        RISK_ENGINE_URL: `http://127.0.0.1:${inject("partnerPort")}/risk-engine`,
         ...extra(inject),
       },
     },

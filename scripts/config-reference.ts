@@ -99,6 +99,7 @@ lists versions and \`tasks:rollback\` re-activates the previous one. Words from 
 | \`membership\` | no | The bundle's membership program (below), in a file of its own holding only this key and the benefits catalog. |
 | \`materials\`, \`benefits\` | no | The benefits center's catalog (below), in the membership program's file. |
 | \`codePools\` | no | Code pools by id, for the whole bundle (below). A file may hold only this key (and \`pointPrograms\`). |
+| \`riskScenes\` | no | Risk scenes by id, for the whole bundle (below). A file may hold only bundle-wide keys. |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or wall-clock \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
 
@@ -264,6 +265,39 @@ trying. When the remaining codes of all shards fall to
 \`threshold\`, one alert is POSTed to \`alert\`, signed per Standard Webhooks ([webhooks.md](webhooks.md)) with
 \`{kind: "codePoolLowStock", poolId, threshold, remaining, imported}\`; it is sent once per stock level (an import
 arms the next one).
+
+## Risk scenes
+
+\`\`\`yaml
+riskScenes:                        # top level, in any file of the bundle (or a file of its own); ids unique bundle-wide
+  grab:
+    description: Flash-sale grabs  # optional
+    engine:
+      ask: suspected               # suspected (default): only suspects go to the risk engine | always: every request
+      timeoutMs: 300               # how long to wait for the engine (default 300)
+      onFailure: open              # a timeout, error or unreadable answer: open allows (default) | closed denies
+      confirmBlacklist: true       # an engine's deny with "blacklist": true blacklists the user (default true)
+    detectors:                     # sliding windows at the edge of the scene's grant routes, per subject
+      burst: { by: user, requests: 20, windowSeconds: 10, action: flag, suspectForSeconds: 86400 }
+      farm: { by: ip, requests: 200, windowSeconds: 60, action: flagAndRefuse }
+    alerts:                        # signed webhooks, one per subject and rule per window
+      flagged: { on: flagged, windowSeconds: 3600, url: "https://ops.example.com/hooks/risk" }
+      denied: { on: denied }       # url: OPERATOR_ALERT_URL when not given
+\`\`\`
+
+A task is in a scene by \`params.riskScene\` (the \`risk\` validator is then placed last among its validators) or
+by a \`risk: {scene}\` validator where the operator wants it; a flash sale by its \`riskScene\` key. Every grant
+route (task runs, grabs) refuses a blacklisted user, device (\`X-Device-Id\`) or address with 403 RISK_REJECTED
+first. Then each detector counts the request against its subject (\`by\`: user, device, ip) on the rate-limit
+backend's sliding window; the request past \`requests\` in \`windowSeconds\` crosses it: \`flag\` puts the subject on
+the suspected list for \`suspectForSeconds\` (with the detector as evidence) and lets it through, \`refuse\` answers
+429 RATE_LIMITED, \`flagAndRefuse\` does both. Then the risk engine (\`RISK_ENGINE_URL\`, signed per Standard
+Webhooks) is asked \`{scene, user, device, ip, activity, task, sale?, reward, suspected}\` and answers
+\`{decision: allow | deny | challenge, reason?, blacklist?}\`: deny answers 403 RISK_REJECTED, challenge 403
+CHALLENGE_REQUIRED. A suspect is always asked; others only in a scene that asks \`always\`. A task run's decision
+(\`{scene, decision, by: engine | not-asked | failure, suspected, reason?, ms?}\`) is kept in its request record.
+Alert rules fire \`on\` flagged, denied, challenged or blacklisted, with \`{kind: "risk", event, scene, rule, subject,
+windowStart, at, …}\`; the alert's id names the rule, subject and window, so each is sent once per window.
 
 ## Chances
 

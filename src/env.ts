@@ -45,6 +45,10 @@ export interface Env {
    */
   PARTNER_SECRETS_KEY?: string;
   OPERATOR_ALERT_URL?: string;
+  /** The risk engine asked about grants in a risk scene (src/risk/engine.ts); its origin's secret in WEBHOOK_SECRETS. */
+  RISK_ENGINE_URL?: string;
+  /** How often an isolate refreshes the blacklist and the suspected list, in ms (at most 4000: effective within 5 s). */
+  RISK_LIST_REFRESH_MS?: string;
   /** When both are set, rate limits are counted in Upstash Redis (REST) instead of the embedded Durable Objects. */
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;

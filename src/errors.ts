@@ -18,6 +18,11 @@ export const ERROR_STATUS = {
   ENDED: 403,
   /** A membership SKU whose pre-condition identity (or SKU) the user does not hold at the new segment's start. */
   PRECONDITION_FAILED: 403,
+  // Risk control (src/risk).
+  /** A blacklisted user, device or address, a detector's refusal, or the risk engine's deny. */
+  RISK_REJECTED: 403,
+  /** The risk engine asks the client to prove itself (an activity code) before the grant. */
+  CHALLENGE_REQUIRED: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   LOCKED: 409,

@@ -61,6 +61,29 @@ function partnerRoute(id: string, action: string, req: IncomingMessage, data: st
   res.end(JSON.stringify(next.body ?? {}));
 }
 
+// ---- The test risk engine (src/risk/engine.ts): answers by the user id's first word, and records what it was asked. ----
+// `deny…` → deny, `blacklist…` → deny confirming the abuser, `challenge…` → challenge, `slow…` → allow after 1.5 s
+// (past every test scene's timeout), anything else → allow. `GET /risk-engine/asked?user=…` lists the questions.
+
+const riskQuestions: { headers: Record<string, unknown>; body: string }[] = [];
+
+function riskEngineRoute(req: IncomingMessage, url: URL, data: string, res: ServerResponse) {
+  if (req.method === "GET") {
+    const user = url.searchParams.get("user");
+    return res.end(JSON.stringify(riskQuestions.filter((q) => user === null || JSON.parse(q.body).user === user)));
+  }
+  riskQuestions.push({ headers: req.headers, body: data });
+  const user = String(JSON.parse(data || "{}").user ?? "");
+  const answer = (body: unknown) => res.end(JSON.stringify(body));
+  if (user.startsWith("deny")) return answer({ decision: "deny", reason: "scripted deny" });
+  if (user.startsWith("blacklist")) return answer({ decision: "deny", reason: "confirmed abuser", blacklist: true });
+  if (user.startsWith("challenge")) return answer({ decision: "challenge" });
+  if (user.startsWith("slow")) return void setTimeout(() => answer({ decision: "allow" }), 1500);
+  return answer({ decision: "allow" });
+}
+
+// ---- end of the test risk engine ----
+
 let server: Server;
 
 export default async function setup(project: TestProject) {
@@ -76,6 +99,8 @@ export default async function setup(project: TestProject) {
       const partner = /^\/partners\/([^/]+)\/(setup|received|sign|deliveries)$/.exec(url.pathname);
       if (partner) {
         partnerRoute(partner[1]!, partner[2]!, req, data, res);
+      } else if (url.pathname === "/risk-engine") {
+        riskEngineRoute(req, url, data, res);
       } else if (url.pathname === "/control") {
         const control = JSON.parse(data || "{}");
         failNext = Number(control.failNext ?? 0);

@@ -27,6 +27,8 @@ import { type BenefitCatalog, compileCatalog } from "../benefits/catalog";
 import { claimsActivitySource } from "../benefits/claims";
 import { compileMembershipFile, isMembershipFile, type MembershipProgram, skuOf } from "../membership/program";
 import { codePool, CodePoolSchema, CodePoolsSchema, type CodePool } from "../codes/code-pool-definition";
+import { riskScene, RiskSceneSchema, RiskScenesSchema, sceneNotDeclared, type RiskScene } from "../risk/scene-definition";
+import { risk as riskValidator } from "../engine/validators/risk";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
 
 export interface ConfigFile {
@@ -129,6 +131,8 @@ const Chance = z
 const Sale = SaleFieldsSchema.extend({
   /** A sale of identities: the bundle's membership SKU a paid order grants. */
   membershipSku: Id.optional(),
+  /** The risk scene (`riskScenes`) its grabs are guarded and judged in. */
+  riskScene: Id.optional(),
   timeWindow: z
     .object({ beginTime: z.string().min(1), endTime: z.string().min(1) })
     .strict()
@@ -152,6 +156,8 @@ const ActivityFileSchema = z
     pointPrograms: z.unknown().optional(),
     // Bundle-wide too (FileCompiler.codePools); a file may hold only this and pointPrograms.
     codePools: z.unknown().optional(),
+    // Bundle-wide too (FileCompiler.riskSceneSection): tasks and sales of any activity name them.
+    riskScenes: z.unknown().optional(),
     /** Business event types this file declares (names are global to the bundle). */
     eventTypes: z.record(z.string(), EventTypeSchema).default({}),
   })
@@ -160,7 +166,7 @@ const ActivityFileSchema = z
 type Path = (string | number)[];
 
 /** Top-level sections that belong to the whole bundle: a file holding only these declares no activity. */
-const BUNDLE_SECTIONS = new Set(["pointPrograms", "codePools"]);
+const BUNDLE_SECTIONS = new Set(["pointPrograms", "codePools", "riskScenes"]);
 
 function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${String(p)}` : String(p)), "");
@@ -207,6 +213,7 @@ class FileCompiler {
     private readonly programs: Readonly<Record<string, PointProgram>> = {},
     private readonly membership?: MembershipProgram,
     private readonly codePools: Readonly<Record<string, CodePool>> = {},
+    private readonly riskScenes: Readonly<Record<string, RiskScene>> = {},
   ) {}
 
   /** The file's `membership` program, compiled (undefined: the file declares none, or it has problems, reported). */
@@ -231,6 +238,11 @@ class FileCompiler {
   /** The file's `codePools` section, compiled; each problem is reported with its path. */
   codePoolSection(source: string): Record<string, CodePool> {
     return this.bundleSection(source, "codePools", CodePoolsSchema, CodePoolSchema, codePool);
+  }
+
+  /** The file's `riskScenes` section, compiled; each problem is reported with its path. */
+  riskSceneSection(source: string): Record<string, RiskScene> {
+    return this.bundleSection(source, "riskScenes", RiskScenesSchema, RiskSceneSchema, riskScene);
   }
 
   /** The file's `pointPrograms` section, compiled; each problem is reported with its path. */
@@ -404,8 +416,15 @@ class FileCompiler {
       const window = this.window(f.timeWindow, tz, { begin, end }, ["sales", id, "timeWindow"], "sale");
       if (f.shards > f.stock) this.issue(["sales", id, "shards"], "a sale cannot have more shards than units of stock");
       if (f.membershipSku !== undefined) this.membershipSku(f.membershipSku, ["sales", id, "membershipSku"], "flashSale");
+      if (f.riskScene !== undefined && !own(this.riskScenes, f.riskScene)) {
+        this.issue(["sales", id, "riskScene"], sceneNotDeclared(f.riskScene, this.riskScenes));
+      }
       if (window)
-        sales[id] = { ...saleDefinition(id, f, window.begin, window.end), ...(f.membershipSku !== undefined && { membershipSku: f.membershipSku }) };
+        sales[id] = {
+          ...saleDefinition(id, f, window.begin, window.end),
+          ...(f.membershipSku !== undefined && { membershipSku: f.membershipSku }),
+          ...(f.riskScene !== undefined && { riskScene: f.riskScene }),
+        };
     }
 
     const eventTypes: Record<string, EventType> = {};
@@ -504,9 +523,19 @@ class FileCompiler {
       pointPrograms: this.programs,
       membership: this.membership,
       codePools: this.codePools,
+      riskScenes: this.riskScenes,
     };
     const list = (v: z.output<typeof ComponentList> | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
     const validators = t.validator.map((ref, i) => this.place(registry.validators, "validator", ref, [...base, "validator", i], ctx));
+    // `params.riskScene` (where seed 003 puts it) judges the run last among the validators, unless a `risk` validator
+    // already has its place (a bare `risk` reads the same param).
+    const sceneParam = t.params.riskScene;
+    if (sceneParam !== undefined && !validators.some((v) => v?.def.code === "risk")) {
+      const path = [...base, "params", "riskScene"];
+      if (typeof sceneParam !== "string") this.issue(path, "riskScene names a scene declared under riskScenes");
+      else if (!own(this.riskScenes, sceneParam)) this.issue(path, sceneNotDeclared(sceneParam, this.riskScenes));
+      else validators.push({ def: riskValidator, args: { scene: this.riskScenes[sceneParam]! } });
+    }
     const commands = list(t.command).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "command", i], ctx));
     const afterCommands = list(t.afterCommand).map((ref, i) => this.place(registry.commands, "command", ref, [...base, "afterCommand", i], ctx));
 
@@ -598,6 +627,7 @@ class FileCompiler {
       when,
       rateLimit: t.rateLimit,
       intake: t.intake,
+      ...(riskSceneOf(validators) && { riskScene: riskSceneOf(validators) }),
       ...(on && { on }),
       ...(t.exclusiveGroup && { exclusiveGroup: t.exclusiveGroup }),
       ...(t.emits && { emits: t.emits }),
@@ -696,6 +726,21 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     }
     issues.push(...c.issues);
   }
+  // Risk scenes likewise: tasks and sales of any activity name them.
+  const riskScenes: Record<string, RiskScene> = {};
+  const sceneFiles = new Map<string, string>();
+  for (const f of files) {
+    const c = new FileCompiler(f.name);
+    for (const [id, scene] of Object.entries(c.riskSceneSection(f.source))) {
+      const other = sceneFiles.get(id);
+      if (other) c.issue(["riskScenes", id], `risk scene '${id}' is also declared in ${other}`);
+      else {
+        riskScenes[id] = scene;
+        sceneFiles.set(id, f.name);
+      }
+    }
+    issues.push(...c.issues);
+  }
   // The membership program next: one per bundle, and any activity's tasks may name its SKUs and identity types.
   // Its file's benefits catalog with it: materials name code pools, benefits identity types and point programs.
   let membership: MembershipProgram | undefined;
@@ -726,7 +771,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
   const claims = benefits && membership && claimsActivitySource(benefits, membership);
   const activityFiles = claims ? [...files, { name: `${membershipFile} (benefit claims)`, source: claims }] : files;
   for (const f of activityFiles) {
-    const c = new FileCompiler(f.name, programs, membership, codePools);
+    const c = new FileCompiler(f.name, programs, membership, codePools, riskScenes);
     const fields = c.parse(f.source);
     if (fields && isMembershipFile(fields)) continue;
     if (fields && isProfileFile(fields)) {
@@ -773,6 +818,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     ...(membership && { membership }),
     ...(benefits && { benefits }),
     codePools: new Map(Object.entries(codePools)),
+    riskScenes: new Map(Object.entries(riskScenes)),
     eventTypes,
     triggers,
   };
@@ -886,4 +932,10 @@ export function checkAgainstStored(files: ConfigFile[], config: CompiledConfig, 
 export async function bundleHash(files: ConfigFile[]): Promise<string> {
   const canonical = JSON.stringify([...files].sort((a, b) => a.name.localeCompare(b.name)).map((f) => [f.name, f.source]));
   return (await sha256Hex(canonical)).slice(0, 16);
+}
+
+/** The scene a task's `risk` validator judges it in, if it has one. */
+function riskSceneOf(validators: (Placed<unknown> | undefined)[]): string | undefined {
+  const placed = validators.find((v) => (v?.def as { code?: string } | undefined)?.code === "risk");
+  return (placed?.args as { scene: RiskScene } | undefined)?.scene.id;
 }

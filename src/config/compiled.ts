@@ -15,6 +15,7 @@ import type { ConditionTree } from "../engine/conditions/tree";
 import type { RewardTree } from "../engine/reward-tree/tree";
 import type { ParticipationCount } from "../engine/conditions/define";
 import type { EventType } from "../events/event-types";
+import type { RiskScene } from "../risk/scene-definition";
 
 export interface CompiledRule {
   field: string;
@@ -56,6 +57,8 @@ export interface CompiledTask {
   /** The condition tree a run must pass, after the validators and before the command (`when:`). */
   when?: ConditionTree;
   rateLimit?: RateLimitRule[];
+  /** The risk scene its runs are guarded at the edge and judged in (`params.riskScene` or a `risk` validator). */
+  riskScene?: string;
   /** Runs answered in the request (`direct`) or queued behind a ticket (`queue`). */
   intake: Intake;
   /** Event types that run this task (src/events); such a task never runs over HTTP. */
@@ -118,6 +121,8 @@ export interface CompiledConfig {
   benefits?: BenefitCatalog;
   /** The bundle's code pools (`codePools`), by id. */
   codePools: Map<string, CodePool>;
+  /** The bundle's risk scenes (`riskScenes`), by id. */
+  riskScenes: Map<string, RiskScene>;
   /** Event types, built in and declared, by name. */
   eventTypes: Map<string, EventType>;
   /** The tasks each event type triggers, by type. */

@@ -36,6 +36,8 @@ export const requestRecords = sqliteTable(
     eventRef: text("event_ref"),
     /** The service key that called (an event's sender), "operator" for the admin API, null for a consumer's own run. */
     keyId: text("key_id"),
+    /** The run's risk decision (JSON, src/risk/decision.ts), when its task has a risk scene. */
+    risk: text("risk"),
   },
   (t) => [index("request_records_by_user").on(t.namespace, t.userId, t.createdAt), index("request_records_by_event").on(t.eventRef)],
 );
@@ -444,3 +446,29 @@ export const partnerAlerts = sqliteTable(
   },
   (t) => [index("partner_alerts_by_partner").on(t.partnerId, t.createdAt)],
 );
+
+/** The blacklist and the suspected list (src/risk/lists.ts): one row per list and subject, changes versioned. */
+export const riskListEntries = sqliteTable(
+  "risk_list_entries",
+  {
+    list: text("list").notNull(),
+    subject: text("subject").notNull(),
+    reason: text("reason").notNull(),
+    actor: text("actor").notNull(),
+    scene: text("scene"),
+    evidence: text("evidence"),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at"),
+    removedAt: integer("removed_at"),
+    removedBy: text("removed_by"),
+    removalReason: text("removal_reason"),
+    version: integer("version").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.list, t.subject] }), index("risk_list_entries_by_version").on(t.version)],
+);
+
+/** The risk lists' version: each change takes the next one. */
+export const riskListVersion = sqliteTable("risk_list_version", {
+  id: integer("id").primaryKey(),
+  version: integer("version").notNull(),
+});

@@ -12,6 +12,7 @@ import type { PointProgram } from "../points/program";
 import type { MembershipProgram } from "../membership/program";
 import type { CodePool } from "../codes/code-pool-definition";
 import type { Env } from "../env";
+import type { RiskScene } from "../risk/scene-definition";
 import type { GrantRecord, ReversalStep } from "../reversals/reversal";
 
 /**
@@ -41,6 +42,8 @@ export interface CompileContext {
   membership?: MembershipProgram;
   /** The bundle's code pools, by id (the `redeemCode` reward names one). */
   codePools: Readonly<Record<string, CodePool>>;
+  /** The bundle's risk scenes, by id (the `risk` validator names one). */
+  riskScenes: Readonly<Record<string, RiskScene>>;
 }
 
 /** Thrown by `prepare` to reject args with a reason (and optionally the path below the component). */
@@ -71,6 +74,8 @@ interface Definition<Args extends z.ZodType, Prepared> {
 export interface ValidatorDefinition<Args extends z.ZodType = z.ZodType, Prepared = z.output<Args>> extends Definition<Args, Prepared> {
   /** True when the validator works on the signed-in user (so `login` must come before it). */
   needsUser: boolean;
+  /** Asks another system with consequences (the risk engine: alerts, blacklisting): a preview does not run it. */
+  skippedByPreview?: boolean;
   check(run: TaskRun, args: Prepared): Promise<Rejection | undefined> | Rejection | undefined;
 }
 

@@ -27,6 +27,7 @@ import { countParticipation, taskInputs } from "./conditions/facts";
 import { progressChanges, progressPlan } from "./conditions/progress";
 import { emittedEvent } from "../events/emit";
 import { grantTree } from "./reward-tree/grant";
+import type { RiskClient } from "../risk/subjects";
 
 export interface TaskRequest {
   requestId: string;
@@ -51,6 +52,8 @@ export interface TaskRequest {
   event?: RunEvent;
   /** The service key whose request made this run (an event's sender), recorded with it; absent for a consumer's own run. */
   keyId?: string | null;
+  /** The client as risk control sees it (src/risk/subjects.ts), for the `risk` validator's question. */
+  client?: RiskClient;
 }
 
 /** How records name an event: `<source>/<eventId>`. */
@@ -135,6 +138,7 @@ export async function runTask(req: TaskRequest): Promise<TaskSuccess> {
     // 2. Validators, in the configured order.
     for (const v of task.validators) {
       const rejection = await v.def.check(run, v.args);
+      if (run.riskDecision) record.risk = JSON.stringify(run.riskDecision);
       if (rejection) throw new AppError(rejection.code, rejection.message);
     }
     // The task's conditions, over facts fetched once; a refusal explains every node.

@@ -48,6 +48,7 @@ export async function previewTask(req: TaskRequest): Promise<TaskPreview> {
   if (req.now < activity.begin || req.now > activity.end) refuse({ code: "OUTSIDE_TIME_WINDOW", message: activity.windowMessage });
   for (const v of task.validators) {
     if (refusal) break;
+    if (v.def.skippedByPreview) continue;
     try {
       const rejection = await v.def.check(run, v.args);
       if (rejection) refuse(rejection);

@@ -11,6 +11,8 @@ import { AppError } from "../errors";
 import type { RewardOutcome } from "./define";
 import { uniformRandom } from "../random";
 import type { PointChange } from "../points/changes";
+import type { RiskClient } from "../risk/subjects";
+import type { RiskDecision } from "../risk/engine";
 
 export interface User {
   id: string;
@@ -80,6 +82,8 @@ export interface TaskRunInit {
   config: CompiledConfig;
   /** The business event a triggered run answers (src/events). */
   event?: RunEvent;
+  /** The client as risk control sees it (user, device, address): absent for runs not made from a request. */
+  client?: RiskClient;
 }
 
 export class TaskRun {
@@ -90,6 +94,8 @@ export class TaskRun {
   readonly startedAt = Date.now();
   /** The reward-tree node being given now (e.g. `all/1/oneOf/0`): each reward record carries its node's path. */
   node: string | null = null;
+  /** The risk engine's decision on this run (the `risk` validator), kept in its request record. */
+  riskDecision?: RiskDecision;
 
   constructor(readonly init: TaskRunInit) {
     this.participationId = `p_${init.requestId}`;

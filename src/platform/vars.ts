@@ -77,6 +77,10 @@ const VarsSchema = z
       .optional(),
     /** Where operator alerts without a URL of their own go (a partner's reused webhook-id), signed per WEBHOOK_SECRETS. */
     OPERATOR_ALERT_URL: z.url().optional(),
+    /** The risk engine (src/risk/engine.ts): POSTed `{scene, user, device, ip, activity, task, reward}`, signed per WEBHOOK_SECRETS. */
+    RISK_ENGINE_URL: z.url().optional(),
+    /** How often an isolate reads the changes to the blacklist and the suspected list: a change is effective everywhere within it. */
+    RISK_LIST_REFRESH_MS: z.coerce.number().int().min(0).max(4000).default(1000),
     UPSTASH_REDIS_REST_URL: z.url().optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
     UPSTASH_TIMEOUT_MS: z.coerce.number().int().min(50).max(10_000).default(1000),
@@ -101,6 +105,9 @@ const VarsSchema = z
   })
   .refine((v) => !v.OPERATOR_ALERT_URL || v.WEBHOOK_SECRETS?.[new URL(v.OPERATOR_ALERT_URL).origin] !== undefined, {
     message: "OPERATOR_ALERT_URL needs its origin's signing secret in WEBHOOK_SECRETS",
+  })
+  .refine((v) => !v.RISK_ENGINE_URL || v.WEBHOOK_SECRETS?.[new URL(v.RISK_ENGINE_URL).origin] !== undefined, {
+    message: "RISK_ENGINE_URL needs its origin's signing secret in WEBHOOK_SECRETS",
   })
   .refine((v) => !v.UPSTASH_REDIS_REST_URL === !v.UPSTASH_REDIS_REST_TOKEN, {
     message: "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither",

@@ -15,6 +15,13 @@ import { queuedResponse, ticketAccepted } from "../openapi/tickets";
 import { enforceRateLimits, enforceRouteLimits } from "../rate-limit/enforce";
 import { SaleIdSchema } from "../sales/sale-definition";
 import { cancel, checkout, findSale, grab, publicStatus, tokenAnswer } from "../sales/sales";
+import type { Context } from "hono";
+import type { SaleDefinition } from "../sales/sale-definition";
+import { activeConfig } from "../config/store";
+import { AppError } from "../errors";
+import { log } from "../platform/log";
+import { guardGrant } from "../risk/edge";
+import { judge, refusalOf } from "../risk/engine";
 
 const params = z.object({ saleId: SaleIdSchema.openapi({ example: "d11-phone" }) });
 export const TokenBody = z
@@ -47,7 +54,7 @@ const limited = { rateLimited: true };
 const SALE_ERRORS = {
   INVALID_PARAMS: "a malformed sale id, token or Idempotency-Key",
   NOT_FOUND: "no such sale",
-  RATE_LIMITED: "over ROUTE_RATE_LIMITS or the sale's own `rateLimit`",
+  RATE_LIMITED: "over ROUTE_RATE_LIMITS or the sale's own `rateLimit` (a grab: or a refusing detector of its risk scene)",
   UNAVAILABLE: "a stock shard is busy, or the sale's config changed after it opened (Retry-After)",
   INTERNAL: ALWAYS.INTERNAL,
 } as const;
@@ -91,6 +98,8 @@ const routes = {
           NOT_STARTED: "the sale has not started",
           ENDED: "the sale has ended or was closed",
           SOLD_OUT: "no unit is left",
+          RISK_REJECTED: "a blacklisted user, device or address, or the risk engine's deny in the sale's risk scene",
+          CHALLENGE_REQUIRED: "the risk engine asks the client to prove itself first (an activity code)",
           LIMIT_REACHED: "the buyer holds or bought the per-user limit",
           LOCKED: "a queued grab with this Idempotency-Key is still being queued",
           IDEMPOTENCY_MISMATCH: "a queued grab's Idempotency-Key was used with another request",
@@ -186,6 +195,21 @@ const routes = {
   }),
 };
 
+/**
+ * Risk control of a grab: the blacklist and the sale's scene's detectors at the edge, then, in a scene, the risk
+ * engine's judgement (a grab is the grant itself). A grab has no request record: its decision is logged.
+ */
+async function guardGrab(c: Context<AppEnv>, def: SaleDefinition, userId: string) {
+  const { client, scene } = await guardGrant(c, await activeConfig(c.env), userId, def.riskScene, `sale:${def.id}:grab`);
+  if (!scene) return;
+  const requestId = c.get("requestId");
+  const question = { requestId, client, activity: null, task: null, sale: def.id, reward: [def.sku] };
+  const decision = await judge(c.env, (p) => c.executionCtx.waitUntil(p), scene, question, Date.now());
+  if (decision.by !== "not-asked") log.info("risk decision", { requestId, sale: def.id, user: userId, ...decision });
+  const refusal = refusalOf(decision);
+  if (refusal) throw new AppError(refusal.code, refusal.message);
+}
+
 export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
   for (const action of ["grab", "checkout", "cancel"])
     app.use(`/v1/flash-sales/:saleId/${action}`, requireUser("sign in to take part in a flash sale"));
@@ -195,6 +219,7 @@ export function registerFlashSales(app: OpenAPIHono<AppEnv>) {
     await enforceRouteLimits(c, "flash-sale.grab", user);
     const def = await findSale(c.env, c.req.valid("param").saleId);
     await enforceRateLimits(c, `sale:${def.id}:grab`, def.rateLimit, user);
+    await guardGrab(c, def, user.id);
     const key = c.req.header("idempotency-key");
     if (def.intake === "queue") {
       const requestId = c.get("requestId");

@@ -19,6 +19,7 @@ import { queueTaskRun } from "../intake/intake";
 import { ticketPath } from "../intake/tickets";
 import { enforceRouteLimits } from "../rate-limit/enforce";
 import { answerPreview, TaskPreviewSchema } from "./preview";
+import { guardGrant } from "../risk/edge";
 
 const PATH = "/v1/activities/:activityId/tasks/:taskId";
 
@@ -55,7 +56,9 @@ const RUN_ERRORS = {
   IDENTITY_CONFLICT: "a `membership` reward's segment would overlap a conflicting identity of the user",
   PRECONDITION_FAILED: "a `membership` reward's SKU requires an identity the user does not hold at the segment's start",
   IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used with a different request",
-  RATE_LIMITED: "over the route's or the task's rate limit",
+  RATE_LIMITED: "over the route's or the task's rate limit, or a refusing detector of its risk scene",
+  RISK_REJECTED: "a blacklisted user, device or address, or the risk engine's deny in the task's risk scene",
+  CHALLENGE_REQUIRED: "the risk engine asks the client to prove itself first (an activity code)",
   ...ALWAYS,
 } as const;
 const responses = (method: "post" | "get") => ({
@@ -148,6 +151,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     return withIdempotency(idem, requestId, async () => {
       // After a replay (a retry of a request already answered gets its answer, not a 429).
       await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
+      const { client } = await guardGrant(c, config, user?.id ?? null, task?.riskScene, `task:${activityId}/${taskId}`);
       if (task?.intake === "queue") {
         const run = { config, activityId, taskId, method, query: c.req.query(), body };
         const ticket = await queueTaskRun(c.env, run, user, { requestId, now: c.get("now"), fingerprint });
@@ -167,6 +171,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
         user,
         idempotency: idem && { namespace: idem.namespace, key: idem.key },
         fault: injectedFault(c.env, c.req.header("x-fanfare-fault")),
+        client,
       });
       return c.json(result, 200);
     });

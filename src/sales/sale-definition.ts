@@ -40,6 +40,8 @@ export interface SaleDefinition {
   intake: Intake;
   /** The membership SKU a paid order grants (POST /v1/flash-sales/{id}/payments), for a sale that sells identities. */
   membershipSku?: string;
+  /** The risk scene (src/risk) its grabs are guarded and judged in. */
+  riskScene?: string;
 }
 
 /** A sale from its checked fields and window. */
