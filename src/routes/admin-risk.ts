@@ -39,7 +39,8 @@ const EntrySchema = z
   .openapi("RiskListEntry");
 
 const ADMIN_ERRORS = {
-  INVALID_PARAMS: "a malformed list, subject, query or body",
+  INVALID_PARAMS: "a malformed subject, query or body",
+  NOT_FOUND: "no such list (blacklist or suspected)",
   UNAUTHENTICATED: "missing or wrong operator token",
   WRONG_CREDENTIALS: "a service key instead of the operator token",
   UNAVAILABLE: "ADMIN_TOKEN is not set, or D1 is unavailable",
@@ -116,7 +117,7 @@ const routes = {
     request: { params: subjectParams, query: z.object({ actor: ActorSchema, reason: ReasonSchema }) },
     responses: {
       200: success(answer({ entry: EntrySchema }), "The removed entry"),
-      ...errorResponses({ ...ADMIN_ERRORS, NOT_FOUND: "the subject is not on the list" }),
+      ...errorResponses({ ...ADMIN_ERRORS, NOT_FOUND: "no such list, or the subject is not on it" }),
     },
   }),
 };
