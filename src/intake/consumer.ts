@@ -117,6 +117,7 @@ async function run(env: Env, ctx: ExecutionContext, body: IntakeMessage, sales: 
       body: body.body,
       user: body.user,
       idempotency: { namespace: TICKETS_NAMESPACE, key: body.ticketId },
+      client: body.client,
     });
     return "committed";
   } catch (e) {

@@ -3,6 +3,7 @@
  * (the request itself; everything about stored state is decided by the run), then its ticket and message.
  */
 import type { CompiledConfig } from "../config/compiled";
+import type { RiskClient } from "../risk/subjects";
 import { checkRequestRules, requestedTask } from "../engine/pipeline";
 import type { User } from "../engine/run";
 import type { Env } from "../env";
@@ -35,7 +36,15 @@ export function queueGrab(env: Env, def: SaleDefinition, user: User, intake: Int
  */
 export function queueTaskRun(
   env: Env,
-  req: { config: CompiledConfig; activityId: string; taskId: string; method: string; query: Record<string, string>; body: Record<string, unknown> },
+  req: {
+    config: CompiledConfig;
+    activityId: string;
+    taskId: string;
+    method: string;
+    query: Record<string, string>;
+    body: Record<string, unknown>;
+    client?: RiskClient;
+  },
   user: User | null,
   intake: IntakeRequest,
 ): Promise<string> {
@@ -53,6 +62,7 @@ export function queueTaskRun(
     user,
     query: req.query,
     body: req.body,
+    ...(req.client && { client: req.client }),
     now: intake.now,
     requestId: intake.requestId,
   });

@@ -7,6 +7,7 @@
 import type { Env } from "../env";
 import { vars } from "../platform/vars";
 import { log } from "../platform/log";
+import { AppError } from "../errors";
 
 export type RiskList = "blacklist" | "suspected";
 export const RISK_LISTS = ["blacklist", "suspected"] as const;
@@ -103,7 +104,8 @@ async function current(env: Env): Promise<ListCache> {
     .catch((e: unknown) => {
       // The copy held so far keeps serving; the next request tries again.
       log.error("risk lists not refreshed", { error: String(e) });
-      if (lists.version < 0) throw e;
+      // Never read: grants wait rather than pass a blacklist this isolate has not seen.
+      if (lists.version < 0) throw new AppError("UNAVAILABLE", "risk lists unavailable: please retry shortly", { "retry-after": "1" });
     })
     .finally(() => {
       lists.syncing = undefined;
@@ -118,7 +120,10 @@ export async function listed(env: Env, list: RiskList, subjects: string[], now: 
   return subjects.find((s) => {
     if (!map.has(s)) return false;
     const expiresAt = map.get(s);
-    return expiresAt === null || expiresAt === undefined || expiresAt > now;
+    if (expiresAt === null || expiresAt === undefined || expiresAt > now) return true;
+    // Expired: forgotten here too (D1 keeps the row for the record).
+    map.delete(s);
+    return false;
   });
 }
 

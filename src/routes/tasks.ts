@@ -153,7 +153,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
       const { client } = await guardGrant(c, config, user?.id ?? null, task?.riskScene, `task:${activityId}/${taskId}`);
       if (task?.intake === "queue") {
-        const run = { config, activityId, taskId, method, query: c.req.query(), body };
+        const run = { config, activityId, taskId, method, query: c.req.query(), body, client };
         const ticket = await queueTaskRun(c.env, run, user, { requestId, now: c.get("now"), fingerprint });
         return c.json(ticketAccepted(requestId, ticket), 202, { location: ticketPath(ticket) });
       }
