@@ -16,6 +16,7 @@ import { previewFigures } from "./preview";
 import { identityFigures } from "./identities";
 import { codePoolFigures } from "./code-pools";
 import { callbackFigures } from "./callbacks";
+import { riskFigures } from "./risk";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -60,6 +61,11 @@ async function main() {
         const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
         return codePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say);
       },
+    },
+    // A grant route with risk control on against the same route without it (a worker of its own, with a risk engine).
+    risk: {
+      title: "risk control",
+      run: () => riskFigures(SECONDS, CONNECTIONS, Number(process.env.BENCH_PORT ?? 8790) + 1, say),
     },
     // Signed completions of partner redirect tickets, then their replays.
     callbacks: {
