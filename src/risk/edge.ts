@@ -5,7 +5,6 @@
  */
 import type { Context } from "hono";
 import { countRequest } from "../accounts/request-records";
-import type { CompiledConfig } from "../config/compiled";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http";
 import { log } from "../platform/log";
@@ -19,10 +18,10 @@ import { type RiskClient, riskClient, subjectKey, subjectKeys } from "./subjects
 const flagging = new Set<string>();
 
 /**
- * Guards a grant request of `userId` in `sceneId` (none: the blacklist alone). Returns the client as risk control
+ * Guards a grant request of `userId` in `scene` (none: the blacklist alone). Returns the client as risk control
  * sees it, for the engine's question later in the request.
  */
-export async function guardGrant(c: Context<AppEnv>, config: CompiledConfig, userId: string | null, sceneId: string | undefined, route: string) {
+export async function guardGrant(c: Context<AppEnv>, userId: string | null, scene: RiskScene | undefined, route: string) {
   const client = riskClient(c, userId);
   const now = Date.now();
   const waitUntil = (p: Promise<unknown>) => c.executionCtx.waitUntil(p);
@@ -31,9 +30,8 @@ export async function guardGrant(c: Context<AppEnv>, config: CompiledConfig, use
     countRequest(c.env, waitUntil, route, "RISK_REJECTED");
     throw new AppError("RISK_REJECTED", "this request was refused by risk control");
   }
-  const scene = sceneId === undefined ? undefined : config.riskScenes.get(sceneId);
   if (scene && scene.detectors.length > 0) await detect(c, scene, client, route, now);
-  return { client, scene };
+  return client;
 }
 
 async function detect(c: Context<AppEnv>, scene: RiskScene, client: RiskClient, route: string, now: number) {

@@ -200,7 +200,9 @@ const routes = {
  * engine's judgement (a grab is the grant itself). A grab has no request record: its decision is logged.
  */
 async function guardGrab(c: Context<AppEnv>, def: SaleDefinition, userId: string) {
-  const { client, scene } = await guardGrant(c, await activeConfig(c.env), userId, def.riskScene, `sale:${def.id}:grab`);
+  // Only a sale declared in a config has a scene (the admin API's sales have none): no config read for the others.
+  const scene = def.riskScene === undefined ? undefined : (await activeConfig(c.env)).riskScenes.get(def.riskScene);
+  const client = await guardGrant(c, userId, scene, `sale:${def.id}:grab`);
   if (!scene) return;
   const requestId = c.get("requestId");
   const question = { requestId, client, activity: null, task: null, sale: def.id, reward: [def.sku] };

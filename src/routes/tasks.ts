@@ -151,7 +151,8 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     return withIdempotency(idem, requestId, async () => {
       // After a replay (a retry of a request already answered gets its answer, not a 429).
       await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
-      const { client } = await guardGrant(c, config, user?.id ?? null, task?.riskScene, `task:${activityId}/${taskId}`);
+      const scene = task?.riskScene === undefined ? undefined : config.riskScenes.get(task.riskScene);
+      const client = await guardGrant(c, user?.id ?? null, scene, `task:${activityId}/${taskId}`);
       if (task?.intake === "queue") {
         const run = { config, activityId, taskId, method, query: c.req.query(), body, client };
         const ticket = await queueTaskRun(c.env, run, user, { requestId, now: c.get("now"), fingerprint });
