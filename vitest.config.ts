@@ -38,6 +38,11 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
         WEBHOOK_SECRETS: JSON.stringify({ [`http://127.0.0.1:${inject("partnerPort")}`]: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }),
         // Partners' signing secrets are encrypted with a key derived from this (32 bytes, base64).
         PARTNER_SECRETS_KEY: "dGVzdC1wYXJ0bmVyLXNlY3JldHMta2V5LTAxMjM0NTY3ODk=",
+        // Activity codes are signed with this; Turnstile tokens are checked by the local verifier (test/turnstile-server.ts).
+        ACTIVITY_CODE_SECRET: "test-activity-code-secret-0123456789abcdef",
+        TURNSTILE_VERIFY_URL: `http://127.0.0.1:${inject("turnstilePort")}/siteverify`,
+        TURNSTILE_SECRET: inject("turnstileSecret"),
+        TURNSTILE_TIMEOUT_MS: "1000",
         ...extra(inject),
       },
     },
@@ -64,8 +69,8 @@ const shared = {
 
 export default defineConfig({
   test: {
-    // A real HTTP partner (coupon center, JWKS) for every project.
-    globalSetup: ["./test/partner-server.ts"],
+    // A real HTTP partner (coupon center, JWKS) and a local Turnstile siteverify for every project.
+    globalSetup: ["./test/partner-server.ts", "./test/turnstile-server.ts"],
     projects: [
       {
         plugins: [worker()],

@@ -67,6 +67,11 @@ export const userAccountMigrations: StorageMigration[] = [
   refundTables,
   partnerTicketTables,
   identityTables,
+  // Activity codes the user used (src/activity-codes), each kept until it has expired (then no use of it can pass).
+  (sql) =>
+    sql.exec(`
+  CREATE TABLE used_activity_codes (id TEXT PRIMARY KEY, forget_at INTEGER NOT NULL);
+  CREATE INDEX used_activity_codes_by_age ON used_activity_codes (forget_at);`),
 ];
 
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -104,7 +109,7 @@ export class UserAccount extends DurableObject<Env> {
 
   /**
    * Commits a run's plan, or refuses it with the first failing step's answer and changes nothing. Steps in plan order:
-   * locks, counters and chances, marker requirements, then the shared reservations the run holds (each recorded as
+   * activity codes, locks, counters and chances, marker requirements, then the shared reservations the run holds (each recorded as
    * used, unless a counter already answered for it), the Idempotency-Key's answer and the records.
    */
   async commit(plan: AccountPlan): Promise<CommitResult> {
@@ -121,6 +126,15 @@ export class UserAccount extends DurableObject<Env> {
     const identities = new IdentityBook(this.sql);
     try {
       this.ctx.storage.transactionSync(() => {
+        for (const code of plan.activityCodes ?? []) {
+          // The one place a code is used: of concurrent runs with one code, the first to commit here takes it.
+          const fresh = this.sql.exec(
+            "INSERT INTO used_activity_codes (id, forget_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+            code.id,
+            now + Math.max(0, code.keepMs),
+          ).rowsWritten;
+          if (fresh === 0) throw new Refusal({ ok: false, rejection: code.rejection });
+        }
         for (const lock of plan.locks) {
           const held = this.sql.exec<{ committed_at: number }>("SELECT committed_at FROM locks WHERE ns = ? AND key = ?", ns, lock.key).toArray()[0];
           if (held && held.committed_at >= plan.startedAt) throw new Refusal({ ok: false, rejection: lock.rejection });
@@ -294,6 +308,11 @@ export class UserAccount extends DurableObject<Env> {
     return Object.fromEntries(prefixes.flatMap((p) => this.withPrefix(ns, p)).map((r) => [r.key, r.value]));
   }
 
+  /** Whether the user used this activity code already (a read: only a commit uses one). */
+  async activityCodeUsed(id: string): Promise<boolean> {
+    return this.sql.exec("SELECT 1 FROM used_activity_codes WHERE id = ?", id).toArray().length > 0;
+  }
+
   /** Counts an order event in the user's order history once (src/events/order-history.ts): the orders before it. */
   async countOrder(eventRef: string): Promise<number> {
     return this.ctx.storage.transactionSync(() => countOrderOnce(this.sql, eventRef, Date.now()));
@@ -390,19 +409,20 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /**
-   * When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), the next point lot
+   * When the oldest Idempotency-Key, reservation outcome or used activity code expires (the alarm forgets it then), the next point lot
    * becomes spendable or expires (the alarm writes it), a partner ticket expires, an identity runs out or is due for
    * its reminder, or an identity notice is due (the alarm notes and sends them), or null for none.
    */
   private choresDue(): number | null {
-    const { key, reservation } = this.sql
-      .exec<{ key: number | null; reservation: number | null }>(
-        "SELECT (SELECT min(created_at) FROM idempotency_keys) AS key, (SELECT min(at) FROM reservations) AS reservation",
+    const { key, reservation, code } = this.sql
+      .exec<{ key: number | null; reservation: number | null; code: number | null }>(
+        "SELECT (SELECT min(created_at) FROM idempotency_keys) AS key, (SELECT min(at) FROM reservations) AS reservation, (SELECT min(forget_at) FROM used_activity_codes) AS code",
       )
       .one();
     const due = [
       key === null ? null : key + IDEMPOTENCY_TTL_MS,
       reservation === null ? null : reservation + RESERVATION_OUTCOME_TTL_MS,
+      code,
       PointLedger.nextEvent(this.sql),
       ReversalBook.nextEffect(this.sql),
       IdentityBook.nextEvent(this.sql),
@@ -413,7 +433,7 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /**
-   * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, writes the
+   * Hands committed records on (again), forgets expired Idempotency-Keys, reservation outcomes and used activity codes, writes the
    * point lots that became spendable or expired, expires partner tickets whose time is up, notes the identities that
    * ran out (or soon will), and sends the identity notices still due.
    */
@@ -421,6 +441,7 @@ export class UserAccount extends DurableObject<Env> {
     try {
       this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
       this.sql.exec("DELETE FROM reservations WHERE at < ?", Date.now() - RESERVATION_OUTCOME_TTL_MS);
+      this.sql.exec("DELETE FROM used_activity_codes WHERE forget_at <= ?", Date.now());
       TicketBook.runChores(this.sql, Date.now());
       const ledger = PointLedger.of(this.sql);
       if (ledger) this.ctx.storage.transactionSync(() => this.keepPoints(ledger, () => ledger.settle(Date.now())));

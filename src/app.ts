@@ -9,6 +9,7 @@ import { registerDocs } from "./routes/docs";
 import { registerHealth } from "./routes/health";
 import { registerMe } from "./routes/me";
 import { registerTasks } from "./routes/tasks";
+import { registerActivityCodes } from "./routes/activity-codes";
 import { registerPrizes } from "./routes/prizes";
 import { registerAdminPools } from "./routes/admin-pools";
 import { registerAdminSales } from "./routes/admin-sales";
@@ -60,6 +61,7 @@ app.use(
 
 registerHealth(app);
 registerTasks(app);
+registerActivityCodes(app);
 registerMe(app);
 registerPrizes(app);
 registerFlashSales(app);

@@ -26,7 +26,7 @@ export const ERROR_STATUS = {
   LIMIT_REACHED: 409,
   ALREADY_EXISTS: 409,
   TOKEN_USED: 409,
-  /** A card code (a code pool of kind `activate`) that was already used. */
+  /** A card code (a code pool of kind `activate`), or an activity code (`X-Activity-Code`), that was already used. */
   CODE_USED: 409,
   /** A redeem (or a task that spends points) finds too few spendable points: the balance never goes below zero. */
   INSUFFICIENT_POINTS: 409,
@@ -62,6 +62,18 @@ export const ERROR_STATUS = {
   TICKET_EXPIRED: 422,
   /** A partner callback's pointsDelta outside the partner's configured range. */
   DELTA_OUT_OF_RANGE: 422,
+  /** Activity codes (src/activity-codes): a task guarded by `activityCode` was run without an X-Activity-Code header. */
+  CODE_REQUIRED: 403,
+  /** An activity code that is malformed, forged, or bound to another user, activity, task or device. */
+  CODE_INVALID: 403,
+  /** An activity code past its expiry (at most 5 minutes after it was issued). */
+  CODE_EXPIRED: 410,
+  /** Issuing a code for a task whose `activityCode` guard asks for Turnstile, without a Turnstile token. */
+  TURNSTILE_REQUIRED: 403,
+  /** Turnstile's siteverify refused the token (invalid, expired, already used). */
+  TURNSTILE_FAILED: 403,
+  /** Turnstile's siteverify could not be asked (down, slow, an error of its own, or our secret refused): retry later. */
+  TURNSTILE_UNAVAILABLE: 503,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,

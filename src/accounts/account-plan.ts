@@ -96,6 +96,16 @@ export interface MarkerRequirement {
   rejection: Rejection;
 }
 
+/**
+ * An activity code the run uses up (src/activity-codes): the account remembers its id for `keepMs` (what was left of
+ * its life at the run's time), and refuses a second use with `rejection`.
+ */
+export interface UsedActivityCode {
+  id: string;
+  keepMs: number;
+  rejection: Rejection;
+}
+
 export interface AccountPlan {
   /** The activity namespace whose rows of the user's account the run changes. */
   namespace: string;
@@ -121,6 +131,8 @@ export interface AccountPlan {
   points?: PointChange[];
   /** Identity segments granted by the run (the `membership` reward), decided on the user's timeline after the points. */
   identities?: { program: MembershipProgram; grant: IdentityGrant }[];
+  /** Activity codes the run uses up, checked first: a code seen before refuses the run. */
+  activityCodes?: UsedActivityCode[];
 }
 
 /**

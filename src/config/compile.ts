@@ -555,6 +555,10 @@ class FileCompiler {
     }
     // A ticket lives in its user's account: a queued run needs a user to hold it.
     if (on && t.intake === "queue") this.issue([...base, "intake"], "a task run by events is already queued with its event: remove intake");
+    // An activity code comes with a client's request: an event has none to send.
+    const codeAt = validators.findIndex((v) => v?.def.code === "activityCode");
+    if (on && codeAt >= 0)
+      this.issue([...base, "validator", codeAt], "a task run by events has no client to send an activity code: remove activityCode");
     if (!on && t.exclusiveGroup) this.issue([...base, "exclusiveGroup"], "only a task run by events (`on`) belongs to an exclusive group");
     if (!on && t.onPartialRefund) this.issue([...base, "onPartialRefund"], "only a task run by events (`on`) is refunded with its event");
     // Re-evaluating reads the facts again now: those the run itself changed would judge the remaining order wrongly.

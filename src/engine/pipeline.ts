@@ -20,7 +20,7 @@ import { AppError, jsonPointer } from "../errors";
 import { satisfies } from "../config/request-rules";
 import { own, type CompiledConfig, type CompiledTask } from "../config/compiled";
 import type { RewardOutcome } from "./define";
-import { TaskRun, type User } from "./run";
+import { TaskRun, type RunClient, type User } from "./run";
 import { log } from "../platform/log";
 import { evaluate, whyNot } from "./conditions/tree";
 import { countParticipation, taskInputs } from "./conditions/facts";
@@ -51,6 +51,8 @@ export interface TaskRequest {
   event?: RunEvent;
   /** The service key whose request made this run (an event's sender), recorded with it; absent for a consumer's own run. */
   keyId?: string | null;
+  /** What the client's request carried besides its params (its activity code, its device). */
+  client?: RunClient;
 }
 
 /** How records name an event: `<source>/<eventId>`. */
@@ -234,6 +236,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     request,
     points: run.plan.points,
     identities: run.plan.identities,
+    activityCodes: run.plan.activityCodes,
   };
   // If this call fails without an answer, the commit may or may not have landed: the reservations stay held, and at
   // their deadline each counter asks the account, which answers what happened (and forbids it later if nothing did).

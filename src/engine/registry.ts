@@ -16,8 +16,9 @@ import { redeemCode } from "./rewards/redeem-code";
 import { spendPoints } from "./validators/spend-points";
 import { partnerBenefit } from "./rewards/partner-benefit";
 import { membershipReward } from "./rewards/membership";
+import { activityCode } from "./validators/activity-code";
 
-export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints];
+export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints, activityCode];
 export const commands: CommandDefinition<any, any>[] = [log, notify];
 export const rewards: RewardDefinition<any, any>[] = [
   chancesReward,

@@ -3,7 +3,7 @@ import type { CompiledActivity, CompiledConfig, CompiledTask } from "../config/c
 import type { RunEvent } from "./pipeline";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
-import type { AccountPlan, MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/account-plan";
+import type { AccountPlan, MarkerRequirement, PlannedChange, LockClaim, RecordBatch, UsedActivityCode } from "../accounts/account-plan";
 import type { CounterDefinition } from "../counters/counter-definition";
 import { sharedCounter } from "../counters/scope";
 import type { Rejection } from "./define";
@@ -52,6 +52,8 @@ class CommitPlan {
   readonly points: PointChange[] = [];
   /** Identity segments granted (the `membership` reward), decided on the user's timeline in the commit. */
   readonly identities: NonNullable<AccountPlan["identities"]> = [];
+  /** Activity codes the run uses up (src/activity-codes): refused with CODE_USED if the user's account saw one before. */
+  readonly activityCodes: UsedActivityCode[] = [];
   /** Records forwarded to D1 once committed. */
   readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
   /**
@@ -80,6 +82,14 @@ export interface TaskRunInit {
   config: CompiledConfig;
   /** The business event a triggered run answers (src/events). */
   event?: RunEvent;
+  /** What the client's request carried besides its params (a triggered run has none). */
+  client?: RunClient;
+}
+
+/** What a client's request says about the client: its activity code (`X-Activity-Code`) and device (`X-Device-Id`). */
+export interface RunClient {
+  activityCode?: string;
+  deviceId?: string;
 }
 
 export class TaskRun {

@@ -116,6 +116,7 @@ async function run(env: Env, ctx: ExecutionContext, body: IntakeMessage, sales: 
       query: body.query,
       body: body.body,
       user: body.user,
+      client: body.client,
       idempotency: { namespace: TICKETS_NAMESPACE, key: body.ticketId },
     });
     return "committed";

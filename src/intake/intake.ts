@@ -4,7 +4,7 @@
  */
 import type { CompiledConfig } from "../config/compiled";
 import { checkRequestRules, requestedTask } from "../engine/pipeline";
-import type { User } from "../engine/run";
+import type { RunClient, User } from "../engine/run";
 import type { Env } from "../env";
 import { AppError } from "../errors";
 import type { SaleDefinition } from "../sales/sale-definition";
@@ -35,7 +35,15 @@ export function queueGrab(env: Env, def: SaleDefinition, user: User, intake: Int
  */
 export function queueTaskRun(
   env: Env,
-  req: { config: CompiledConfig; activityId: string; taskId: string; method: string; query: Record<string, string>; body: Record<string, unknown> },
+  req: {
+    config: CompiledConfig;
+    activityId: string;
+    taskId: string;
+    method: string;
+    query: Record<string, string>;
+    body: Record<string, unknown>;
+    client?: RunClient;
+  },
   user: User | null,
   intake: IntakeRequest,
 ): Promise<string> {
@@ -53,6 +61,7 @@ export function queueTaskRun(
     user,
     query: req.query,
     body: req.body,
+    client: req.client,
     now: intake.now,
     requestId: intake.requestId,
   });

@@ -1,5 +1,5 @@
 /** The INTAKE queue's message contract: one queued grab or task run, carrying all it needs to run as its request would have. */
-import type { User } from "../engine/run";
+import type { RunClient, User } from "../engine/run";
 import type { BusinessEvent } from "../events/process";
 
 interface Ticketed {
@@ -21,6 +21,8 @@ export type IntakeMessage =
       user: User;
       query: Record<string, string>;
       body: Record<string, unknown>;
+      /** The request's activity code and device, judged by the run as of the intake request's time. */
+      client?: RunClient;
     })
   /** A business event to run (src/events): its "ticket" is its outcome's key in the user's `events` namespace. */
   | (Ticketed & {

@@ -9,4 +9,5 @@ export const RATE_LIMITED_ROUTES = [
   "ticket",
   "preview",
   "membership.activate",
+  "activity-code",
 ] as const;

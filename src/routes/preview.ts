@@ -163,6 +163,8 @@ export async function answerPreview(
     query: params.query,
     body: params.body,
     user,
+    // An activity code is judged (never used) as the run would judge it.
+    client: { activityCode: c.req.header("x-activity-code"), deviceId: c.req.header("x-device-id") },
   });
 }
 

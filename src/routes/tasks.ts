@@ -54,6 +54,10 @@ const RUN_ERRORS = {
   INSUFFICIENT_POINTS: "a `spendPoints` guard found too few spendable points",
   IDENTITY_CONFLICT: "a `membership` reward's segment would overlap a conflicting identity of the user",
   PRECONDITION_FAILED: "a `membership` reward's SKU requires an identity the user does not hold at the segment's start",
+  CODE_REQUIRED: "an `activityCode` guard found no X-Activity-Code header",
+  CODE_INVALID: "the activity code is malformed or forged, or was issued to another user, task or device",
+  CODE_EXPIRED: "the activity code has expired",
+  CODE_USED: "the activity code was used before",
   IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used with a different request",
   RATE_LIMITED: "over the route's or the task's rate limit",
   ...ALWAYS,
@@ -75,6 +79,11 @@ const request = {
   }),
   headers: z.object({
     "idempotency-key": z.string().optional().openapi({ description: "Replays the first answer for 24 h" }),
+    "x-activity-code": z
+      .string()
+      .optional()
+      .openapi({ description: "For a task with the `activityCode` guard: a code from POST /v1/activities/{activityId}/codes, used once" }),
+    "x-device-id": z.string().optional().openapi({ description: "The client's device: an activity code issued to a device is used from it only" }),
   }),
 };
 
@@ -129,6 +138,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     const user = c.get("user");
     const body = parseBody(method, method === "POST" ? await c.req.text() : "");
     const config = await activeConfig(c.env);
+    const client = { activityCode: c.req.header("x-activity-code"), deviceId: c.req.header("x-device-id") };
 
     // Idempotency-Keys live in the user's account, under the activity's namespace (an unknown activity is refused by the run below).
     const key = c.req.header("idempotency-key");
@@ -149,7 +159,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       // After a replay (a retry of a request already answered gets its answer, not a 429).
       await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
       if (task?.intake === "queue") {
-        const run = { config, activityId, taskId, method, query: c.req.query(), body };
+        const run = { config, activityId, taskId, method, query: c.req.query(), body, client };
         const ticket = await queueTaskRun(c.env, run, user, { requestId, now: c.get("now"), fingerprint });
         return c.json(ticketAccepted(requestId, ticket), 202, { location: ticketPath(ticket) });
       }
@@ -165,6 +175,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
         query: c.req.query(),
         body,
         user,
+        client,
         idempotency: idem && { namespace: idem.namespace, key: idem.key },
         fault: injectedFault(c.env, c.req.header("x-fanfare-fault")),
       });
