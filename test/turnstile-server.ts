@@ -38,7 +38,10 @@ export default async function setup(project: TestProject) {
         ? (JSON.parse(data || "{}") as Record<string, string | undefined>)
         : Object.fromEntries(new URLSearchParams(data));
       const token = form.response ?? "";
-      verifications.set(token, [...(verifications.get(token) ?? []), { secret: form.secret, remoteip: form.remoteip, idempotency_key: form.idempotency_key }]);
+      verifications.set(token, [
+        ...(verifications.get(token) ?? []),
+        { secret: form.secret, remoteip: form.remoteip, idempotency_key: form.idempotency_key },
+      ]);
       const answer = (success: boolean, errorCodes: string[] = []) =>
         res.end(
           JSON.stringify({

@@ -49,8 +49,9 @@ const run = (user: string, task: string, code: string | undefined, opts: { now?:
 
 /** How many used codes the user's account remembers. */
 const usedCodes = (user: string) =>
-  runInDurableObject(account(user), (_: unknown, state: DurableObjectState) =>
-    state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM used_activity_codes").one().n,
+  runInDurableObject(
+    account(user),
+    (_: unknown, state: DurableObjectState) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM used_activity_codes").one().n,
   );
 
 describe("activity codes", () => {
@@ -58,7 +59,13 @@ describe("activity codes", () => {
     const user = `issuer-${unique()}`;
     const byQuery = await call(`/v1/activities/${A}/codes`, { user, now: NOW, query: { task: "grab" }, headers: { "x-device-id": "phone-1" } });
     expect(byQuery.status).toBe(200);
-    expect(byQuery.json).toMatchObject({ ok: true, activityId: A, taskId: "grab", device: "phone-1", expiresAt: new Date(NOW + 300_000).toISOString() });
+    expect(byQuery.json).toMatchObject({
+      ok: true,
+      activityId: A,
+      taskId: "grab",
+      device: "phone-1",
+      expiresAt: new Date(NOW + 300_000).toISOString(),
+    });
     expect(byQuery.json.code).toMatch(/^ac1\.[\w-]+\.[\w-]+$/);
     // A task's guard may ask for a shorter life.
     expect((await issue(user, "daily")).expiresAt).toBe(new Date(NOW + 120_000).toISOString());
@@ -112,7 +119,10 @@ describe("activity codes", () => {
     // The claims changed to another user, the signature kept: not ours.
     const [prefix, payload, signature] = code.split(".");
     const claims = JSON.parse(atob(payload!.replaceAll("-", "+").replaceAll("_", "/")));
-    const forged = btoa(JSON.stringify({ ...claims, usr: thief })).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+    const forged = btoa(JSON.stringify({ ...claims, usr: thief }))
+      .replaceAll("+", "-")
+      .replaceAll("/", "_")
+      .replace(/=+$/, "");
     const refused = await run(thief, "grab", `${prefix}.${forged}.${signature}`);
     expect(refused.json.error).toMatchObject({ code: "CODE_INVALID", message: "invalid activity code: not a code issued by this service" });
     expect((await run(owner, "grab", "not-a-code")).json.error.code).toBe("CODE_INVALID");
@@ -189,7 +199,10 @@ tasks:
 `;
     const check = checkConfig([{ name: "task-configs/triggered.yaml", source }], "v");
     expect(check.issues).toContainEqual(
-      expect.objectContaining({ path: "tasks.onOrder.validator[0]", reason: "a task run by events has no client to send an activity code: remove activityCode" }),
+      expect.objectContaining({
+        path: "tasks.onOrder.validator[0]",
+        reason: "a task run by events has no client to send an activity code: remove activityCode",
+      }),
     );
   });
 });

@@ -46,7 +46,9 @@ describe("Turnstile before an activity code", () => {
     const res = await issue(user, "human", token);
     expect(res.status, JSON.stringify(res.json)).toBe(200);
     // The token went to siteverify with our secret, the client's address and the request id as idempotency key.
-    expect(await verifications(token)).toEqual([{ secret: env.TURNSTILE_SECRET, remoteip: "203.0.113.7", idempotency_key: res.headers.get("x-request-id") }]);
+    expect(await verifications(token)).toEqual([
+      { secret: env.TURNSTILE_SECRET, remoteip: "203.0.113.7", idempotency_key: res.headers.get("x-request-id") },
+    ]);
     const ran = await runTask(A, "human", { user, now: NOW, headers: { "x-activity-code": res.json.code } });
     expect(ran.status, JSON.stringify(ran.json)).toBe(200);
   });

@@ -32,7 +32,10 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     [
       "an unknown validator code",
       `tasks: { t: { validator: [login, captcha] } }`,
-      { path: "tasks.t.validator[1]", reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances, spendPoints, activityCode" },
+      {
+        path: "tasks.t.validator[1]",
+        reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances, spendPoints, activityCode",
+      },
     ],
     [
       "a misspelt validator code, with the nearest",
