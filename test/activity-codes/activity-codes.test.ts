@@ -1,7 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { checkConfig } from "../../src/config/compile";
-import { account, call, counter, pushConfigs, runTask, unique } from "../helpers";
+import { account, answeredTickets, call, counter, pushConfigs, runTask, unique } from "../helpers";
 
 const A = `codes-${unique()}`;
 const NOW = Date.parse("2026-11-20T10:00:00Z");
@@ -20,6 +20,10 @@ tasks:
     validator: [login, { activityCode: { ttlSeconds: 120, message: Verify first } }, { limit: { perUserPerDay: 1 } }]
     reward: [ { redPacket: { amount: 1 } } ]
   other:
+    validator: [login, activityCode]
+    reward: [ { redPacket: { amount: 1 } } ]
+  queued:
+    intake: queue
     validator: [login, activityCode]
     reward: [ { redPacket: { amount: 1 } } ]
 `;
@@ -174,6 +178,21 @@ describe("activity codes", () => {
     expect(refused.map((a) => a.json.error.code)).toEqual(Array(49).fill("CODE_USED"));
     expect(await counter(A, user, BALANCE)).toBe(1);
     expect(await usedCodes(user)).toBe(1);
+  }, 120_000);
+
+  it("carries the code with a queued run, which uses it as of its request", async () => {
+    const user = `queued-${unique()}`;
+    const { code } = await issue(user, "queued", { device: "phone-1" });
+    const tickets = [];
+    for (let i = 0; i < 2; i++) {
+      const accepted = await run(user, "queued", code, { device: "phone-1" });
+      expect(accepted.status, JSON.stringify(accepted.json)).toBe(202);
+      tickets.push({ id: accepted.json.ticket.id as string, user });
+    }
+    const answers = await answeredTickets(tickets);
+    expect(tickets.map((t) => answers.get(t.id).httpStatus).sort()).toEqual([200, 409]);
+    expect(tickets.map((t) => answers.get(t.id).answer.error?.code).filter(Boolean)).toEqual(["CODE_USED"]);
+    expect(await counter(A, user, BALANCE)).toBe(1);
   }, 120_000);
 
   it("previews a guarded task as refused without a code, and as runnable with one, without using it", async () => {
