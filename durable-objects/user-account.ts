@@ -23,6 +23,7 @@ import type {
   RecordBatch,
   RequestRecordRow,
 } from "../src/accounts/account-plan";
+import { IDEMPOTENCY_TTL_MS } from "../src/accounts/account-plan";
 import { log } from "../src/platform/log";
 import type { AttributeValue } from "../src/users/profile-definition";
 
@@ -74,7 +75,6 @@ export const userAccountMigrations: StorageMigration[] = [
   CREATE INDEX used_activity_codes_by_age ON used_activity_codes (forget_at);`),
 ];
 
-const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /**
  * How long a reservation's outcome is kept: far beyond any reservation's deadline and the counter's retries of its
  * question, so a counter always hears the answer the commit gave.

@@ -96,6 +96,9 @@ export interface MarkerRequirement {
   rejection: Rejection;
 }
 
+/** How long an Idempotency-Key (and so a queued run's ticket) lives in the user's account. */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+
 /**
  * An activity code the run uses up (src/activity-codes): the account remembers its id for `keepMs` (what was left of
  * its life at the run's time), and refuses a second use with `rejection`.

@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import { userAccount } from "../../durable-objects/support/stubs";
+import { IDEMPOTENCY_TTL_MS } from "../accounts/account-plan";
 import type { Rejection } from "../engine/define";
 import type { TaskRun } from "../engine/run";
 import type { Env } from "../env";
@@ -129,9 +130,12 @@ export function checkActivityCode(run: TaskRun): Promise<ActivityCodeCheck> {
 
 /**
  * Marks a checked code to be used up by the run's commit: of concurrent runs with one code, only the first to commit
- * passes (the others are refused CODE_USED), and a run refused at its commit leaves the code unused.
+ * passes (the others are refused CODE_USED), and a run refused at its commit leaves the code unused. The account
+ * remembers it while a run could still accept it: until it expires, or for a queued task (whose runs are judged as of
+ * their request and may commit until their ticket expires) that much longer.
  */
 export function consumeActivityCode(run: TaskRun, claims: ActivityCodeClaims): void {
   if (run.plan.activityCodes.some((c) => c.id === claims.id)) return;
-  run.plan.activityCodes.push({ id: claims.id, keepMs: claims.exp - run.now, rejection: USED });
+  const keepMs = claims.exp - run.now + (run.task.intake === "queue" ? IDEMPOTENCY_TTL_MS : 0);
+  run.plan.activityCodes.push({ id: claims.id, keepMs, rejection: USED });
 }
