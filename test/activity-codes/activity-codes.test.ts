@@ -1,7 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { checkConfig } from "../../src/config/compile";
-import { account, answeredTickets, call, counter, pushConfigs, runTask, unique } from "../helpers";
+import { account, answeredTickets, call, counter, eventually, pushConfigs, runTask, unique } from "../helpers";
 
 const A = `codes-${unique()}`;
 const NOW = Date.parse("2026-11-20T10:00:00Z");
@@ -21,6 +21,9 @@ tasks:
     reward: [ { redPacket: { amount: 1 } } ]
   other:
     validator: [login, activityCode]
+    reward: [ { redPacket: { amount: 1 } } ]
+  brief:
+    validator: [login, { activityCode: { ttlSeconds: 10 } }]
     reward: [ { redPacket: { amount: 1 } } ]
   queued:
     intake: queue
@@ -180,6 +183,17 @@ describe("activity codes", () => {
     expect(await usedCodes(user)).toBe(1);
   }, 120_000);
 
+  it("forgets a used code once it has expired (no run can accept it then)", async () => {
+    const user = `forget-${unique()}`;
+    const { code } = await issue(user, "brief");
+    expect((await run(user, "brief", code)).status).toBe(200);
+    expect(await usedCodes(user)).toBe(1);
+    // The account's alarm is due at the code's expiry (ten seconds of real time after the commit): it forgets it.
+    await eventually(async () => (await usedCodes(user)) === 0, 30_000);
+    // Past its expiry the code is refused as expired, whatever the account forgot.
+    expect((await run(user, "brief", code, { now: NOW + 10_000 })).json.error.code).toBe("CODE_EXPIRED");
+  }, 60_000);
+
   it("carries the code with a queued run, which uses it as of its request", async () => {
     const user = `queued-${unique()}`;
     const { code } = await issue(user, "queued", { device: "phone-1" });
@@ -193,6 +207,13 @@ describe("activity codes", () => {
     expect(tickets.map((t) => answers.get(t.id).httpStatus).sort()).toEqual([200, 409]);
     expect(tickets.map((t) => answers.get(t.id).answer.error?.code).filter(Boolean)).toEqual(["CODE_USED"]);
     expect(await counter(A, user, BALANCE)).toBe(1);
+    // A queued duplicate may be delivered until its ticket expires, a day on: the code is remembered that long.
+    const forgetAt = await runInDurableObject(
+      account(user),
+      (_: unknown, state: DurableObjectState) =>
+        state.storage.sql.exec<{ forget_at: number }>("SELECT forget_at FROM used_activity_codes").one().forget_at,
+    );
+    expect(forgetAt).toBeGreaterThan(Date.now() + 24 * 3600_000);
   }, 120_000);
 
   it("previews a guarded task as refused without a code, and as runnable with one, without using it", async () => {
