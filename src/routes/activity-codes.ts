@@ -12,9 +12,14 @@ import { activityCode } from "../engine/validators/activity-code";
 import { AppError } from "../errors";
 import { IdSchema, type AppEnv } from "../http";
 import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
-import { enforceRouteLimits } from "../rate-limit/enforce";
+import { vars } from "../platform/vars";
+import { enforceRateLimits } from "../rate-limit/enforce";
+import type { RateLimitRule } from "../rate-limit/rule";
 
 const PATH = "/v1/activities/{activityId}/codes";
+
+/** Codes a user may get per minute when ROUTE_RATE_LIMITS names none: far above a person's pace, far below a farm's. */
+const DEFAULT_CODE_LIMITS: RateLimitRule[] = [{ requests: 30, windowSeconds: 60, by: "user" }];
 
 const fields = {
   task: IdSchema.optional().openapi({ description: "The task the code is for (required, in the body or the query)", example: "grab" }),
@@ -75,7 +80,7 @@ const route = createRoute({
         TURNSTILE_REQUIRED: "the task asks for a Turnstile check and no turnstileToken came",
         TURNSTILE_FAILED: "siteverify refused the Turnstile token (invalid, expired or used)",
         TURNSTILE_UNAVAILABLE: "siteverify could not be asked: retry after Retry-After",
-        RATE_LIMITED: "over ROUTE_RATE_LIMITS' `activity-code`",
+        RATE_LIMITED: "over ROUTE_RATE_LIMITS' `activity-code` (default 30 a minute per user)",
         ...ALWAYS,
       },
       limited,
@@ -87,7 +92,7 @@ export function registerActivityCodes(app: OpenAPIHono<AppEnv>) {
   app.use("/v1/activities/:activityId/codes", requireUser("sign in to get an activity code"));
   app.openapi(route, async (c) => {
     const user = signedInUser(c);
-    await enforceRouteLimits(c, "activity-code", user);
+    await enforceRateLimits(c, "route:activity-code", vars(c.env).ROUTE_RATE_LIMITS?.["activity-code"] ?? DEFAULT_CODE_LIMITS, user);
     const { activityId } = c.req.valid("param");
     const query = c.req.valid("query");
     const body = c.req.valid("json") as z.infer<typeof CodeRequestSchema>;

@@ -88,6 +88,16 @@ describe("activity codes", () => {
     expect((await call(`/v1/activities/no-such-activity/codes`, { user: "u-x", body: { task: "grab" } })).status).toBe(404);
   });
 
+  it("limits how many codes a user gets per minute (30 by default)", async () => {
+    const user = `farmer-${unique()}`;
+    const answers = [];
+    for (let i = 0; i < 31; i++) answers.push(await call(`/v1/activities/${A}/codes`, { user, now: NOW, body: { task: "grab" } }));
+    expect(answers.slice(0, 30).every((a) => a.status === 200)).toBe(true);
+    expect(answers[30]!.status).toBe(429);
+    expect(answers[30]!.json.error.code).toBe("RATE_LIMITED");
+    expect((await issue(`someone-else-${unique()}`, "grab")).code).toBeDefined();
+  });
+
   it("lets a valid code through once: its reuse is refused CODE_USED and grants nothing", async () => {
     const user = `once-${unique()}`;
     const { code } = await issue(user, "grab");
