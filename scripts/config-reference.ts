@@ -12,6 +12,7 @@ import { conditions } from "../src/engine/conditions/registry";
 import { MAX_DEPTH } from "../src/engine/conditions/tree";
 import { MAX_REWARD_DEPTH } from "../src/engine/reward-tree/tree";
 import { ATTRIBUTE_TYPES } from "../src/users/profile-definition";
+import { RATE_LIMITED_ROUTES } from "../src/rate-limit/routes";
 
 const root = join(import.meta.dirname, "..");
 const out = join(root, "docs", "task-config.md");
@@ -372,8 +373,7 @@ is kept in the user's account); \`tickets\` is reserved as an account namespace.
 or a list of up to four, all enforced (e.g. per user and a global ceiling). \`device\` reads \`X-Device-Id\`, \`ip\`
 reads \`CF-Connecting-IP\`; without a user or device the client IP stands in. Over the limit: 429 RATE_LIMITED with
 \`Retry-After\` and \`RateLimit-Policy\`/\`-Limit\`/\`-Remaining\`/\`-Reset\`. Routes get limits of their own from the
-\`ROUTE_RATE_LIMITS\` variable (JSON by route: \`tasks\`, \`flash-sale.grab\`, \`flash-sale.checkout\`,
-\`flash-sale.cancel\`, \`flash-sale.status\`, \`prize.claim\`, \`ticket\`). Limits are counted in Upstash Redis
+\`ROUTE_RATE_LIMITS\` variable (JSON by route: ${RATE_LIMITED_ROUTES.map((r) => `\`${r}\``).join(", ")}). Limits are counted in Upstash Redis
 (\`@upstash/ratelimit\`, sliding window) when \`UPSTASH_REDIS_REST_URL\` and \`UPSTASH_REDIS_REST_TOKEN\` are set,
 else in the embedded Durable Object limiter (the same sliding window). Either way an identifier over its limit is
 then refused from an in-isolate cache without a backend call, and a backend that fails or times out
