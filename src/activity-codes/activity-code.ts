@@ -105,7 +105,7 @@ export async function verifyActivityCode(env: Env, code: string | undefined, sub
   if (code === undefined || code === "") {
     return {
       ok: false,
-      rejection: { code: "CODE_REQUIRED", message: "an activity code is required: get one from POST /v1/activities/{activityId}/codes" },
+      rejection: { code: "CODE_REQUIRED", message: `an activity code is required: get one from POST /v1/activities/${subject.activityId}/codes` },
     };
   }
   const claims = code.length <= 2048 ? await readActivityCode(env, code) : undefined;
