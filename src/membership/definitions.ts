@@ -59,8 +59,9 @@ export function editDefinition(files: ConfigFile[], kind: DefinitionKind, id: st
   else found.doc.setIn(path, found.doc.createNode(value));
   // lineWidth 0: long strings stay on their line as written, never folded.
   const source = found.doc.toString({ lineWidth: 0 });
-  const rest = files.filter((f) => f.name !== found.file);
-  return { files: [...rest, { name: found.file, source }].sort((a, b) => a.name.localeCompare(b.name)), file: found.file, existed };
+  const edited = { name: found.file, source };
+  const had = files.some((f) => f.name === found.file);
+  return { files: had ? files.map((f) => (f.name === found.file ? edited : f)) : [...files, edited], file: found.file, existed };
 }
 
 function valueAt(doc: Document, path: string[]): unknown {
@@ -115,7 +116,10 @@ export async function holdersOutsideConfig(env: Env, kind: DefinitionKind, id: s
   return [];
 }
 
+/** How the note of a version made by the admin API begins: `tasks:push` will not replace one unless forced. */
+export const ADMIN_NOTE_PREFIX = "admin API: ";
+
 /** The version note of an edit: what changed and who changed it. */
 export function editNote(method: "PUT" | "DELETE", kind: DefinitionKind, id: string, actor: string): string {
-  return `admin ${method} ${kind}/${id} by ${actor}`;
+  return `${ADMIN_NOTE_PREFIX}${method} ${kind}/${id} by ${actor}`;
 }

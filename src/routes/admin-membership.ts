@@ -99,7 +99,15 @@ const KINDS = {
     view: IdentityTypeView,
     find: (c: CompiledConfig, id: string): IdentityType | undefined => c.membership?.identityTypes[id],
   },
-  skus: { one: "Sku", body: SkuSchema, view: SkuView, find: (c: CompiledConfig, id: string) => c.membership && skuViewOf(c, id) },
+  skus: {
+    one: "Sku",
+    body: SkuSchema,
+    view: SkuView,
+    find: (c: CompiledConfig, id: string) => {
+      const s = c.membership?.skus[id];
+      return s && skuView(s);
+    },
+  },
   materials: {
     one: "Material",
     body: MaterialSchema,
@@ -116,11 +124,6 @@ const KINDS = {
     },
   },
 } satisfies Record<DefinitionKind, unknown>;
-
-function skuViewOf(c: CompiledConfig, id: string) {
-  const s = c.membership?.skus[id];
-  return s && skuView(s);
-}
 
 const MembershipView = z
   .object({

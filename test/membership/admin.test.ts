@@ -58,7 +58,7 @@ describe("a SKU made through the API", () => {
     expect(made.json.version).not.toBe(shipped);
     expect(made.headers.get("etag")).toBe(`"${made.json.version}"`);
     const [latest, before] = await activations();
-    expect(latest).toEqual({ hash: made.json.version, note: "admin PUT skus/gold-2y by operator (alice)" });
+    expect(latest).toEqual({ hash: made.json.version, note: "admin API: PUT skus/gold-2y by operator (alice)" });
     expect(before!.hash).toBe(shipped);
     // The stored file is the shipped one with the SKU added: its comments and other definitions are still there.
     const [stored] = await rows<{ bundle: string }>("SELECT bundle FROM config_versions WHERE hash = ?", made.json.version);
@@ -185,6 +185,30 @@ describe("refused edits change nothing", () => {
   });
 });
 
+describe("a bundle without a membership program", () => {
+  it("gets its membership file from the first identity type defined", async () => {
+    const points = env.TEST_TASK_CONFIGS.find((f) => f.name === "task-configs/points.yaml")!;
+    const bare = await pushConfigs({ [points.name]: points.source }, false);
+    const empty = await read();
+    expect(empty.json).toMatchObject({ version: bare, program: null, identityTypes: [], skus: [], materials: [], benefits: [] });
+    const early = await put("skus", "basic-month", { identityType: "basic", duration: "P1M" });
+    expect(early.status).toBe(422);
+    expect(early.json.error.details.issues).toContainEqual(expect.objectContaining({ path: "membership.skus.basic-month.identityType" }));
+
+    expect((await put("identity-types", "basic", { rank: 1 })).status).toBe(201);
+    const sku = await put("skus", "basic-month", { identityType: "basic", duration: "P1M" });
+    expect(sku.status).toBe(201);
+    const [stored] = await rows<{ bundle: string }>("SELECT bundle FROM config_versions WHERE hash = ?", sku.json.version);
+    expect((JSON.parse(stored!.bundle).files as { name: string }[]).map((f) => f.name).sort()).toEqual([
+      "task-configs/membership.yaml",
+      "task-configs/points.yaml",
+    ]);
+    const listed = await read();
+    expect(listed.json.program).toEqual({ timezone: "UTC", reminderDays: null, preconditionLost: "keep" });
+    expect(listed.json.skus).toEqual([expect.objectContaining({ id: "basic-month", identityType: "basic", duration: "P1M" })]);
+  });
+});
+
 describe("removing definitions", () => {
   it("removes a benefit and then its material, each a new version", async () => {
     const benefit = await remove("benefits", "platinum-hotel-rate", { "x-fanfare-actor": "bob" });
@@ -196,8 +220,8 @@ describe("removing definitions", () => {
     expect(listed.json.benefits.map((b: { id: string }) => b.id)).not.toContain("platinum-hotel-rate");
     expect(listed.json.materials.map((m: { id: string }) => m.id)).not.toContain("platinum-hotel-discount");
     expect((await activations()).slice(0, 2).map((a) => a.note)).toEqual([
-      "admin DELETE materials/platinum-hotel-discount by operator",
-      "admin DELETE benefits/platinum-hotel-rate by operator (bob)",
+      "admin API: DELETE materials/platinum-hotel-discount by operator",
+      "admin API: DELETE benefits/platinum-hotel-rate by operator (bob)",
     ]);
     expect((await remove("benefits", "platinum-hotel-rate")).status).toBe(404);
   });
