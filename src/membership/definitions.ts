@@ -4,7 +4,7 @@
  * whole bundle is compiled first, versions, history, diff and rollback keep working, every isolate picks it up as it
  * picks up a push, and an edited material gets a new version (its content hash) while what was granted keeps its own.
  */
-import { parseDocument, type Document } from "yaml";
+import { Document, isMap, isScalar, parseDocument, type Node } from "yaml";
 import type { ConfigFile, ConfigIssue } from "../config/compile";
 import type { Env } from "../env";
 import { type DefinitionIssue, jsonPointer } from "../errors";
@@ -55,13 +55,61 @@ export function editDefinition(files: ConfigFile[], kind: DefinitionKind, id: st
   const existed = found.doc.hasIn(path);
   // Already so: the files stay as they are, and so does the version.
   if (existed && value !== undefined && canonicalJson(valueAt(found.doc, path)) === canonicalJson(value)) return { files, file: found.file, existed };
+  const before = files.find((f) => f.name === found.file)?.source;
+  const lines = before === undefined ? undefined : splice(before, found.doc, path, value);
   if (value === undefined) found.doc.deleteIn(path);
   else found.doc.setIn(path, found.doc.createNode(value));
+  // The spliced text when it reads as the edited document does (a check, not a hope); else the whole file rewritten.
+  const check = lines === undefined ? undefined : parseDocument(lines, { uniqueKeys: true });
+  const same = check !== undefined && check.errors.length === 0 && canonicalJson(check.toJS()) === canonicalJson(found.doc.toJS());
   // lineWidth 0: long strings stay on their line as written, never folded.
-  const source = found.doc.toString({ lineWidth: 0 });
+  const source = same ? lines! : found.doc.toString({ lineWidth: 0 });
   const edited = { name: found.file, source };
   const had = files.some((f) => f.name === found.file);
   return { files: had ? files.map((f) => (f.name === found.file ? edited : f)) : [...files, edited], file: found.file, existed };
+}
+
+/**
+ * The file's text with only the entry's lines changed (replaced, added after the last entry, or removed with the
+ * comment lines just above it), so a diff shows the edit alone; undefined when its map is not a block map.
+ */
+function splice(source: string, doc: Document, path: string[], value: unknown): string | undefined {
+  const section = doc.getIn(path.slice(0, -1), true);
+  if (!isMap(section) || section.flow) return undefined;
+  const id = path.at(-1)!;
+  const startOf = (n: unknown) => (n as Node | null)?.range?.[0];
+  // Where a node's text ends: a block collection's range runs on over the line break after it.
+  const endOf = (n: unknown) => {
+    let end = (n as Node | null)?.range?.[1];
+    while (end !== undefined && end > 0 && /\s/.test(source[end - 1]!)) end--;
+    return end;
+  };
+  const lineStart = (at: number) => source.lastIndexOf("\n", at - 1) + 1;
+  const nextLine = (at: number) => (source.indexOf("\n", at) === -1 ? source.length : source.indexOf("\n", at) + 1);
+  const render = (indent: number) =>
+    new Document({ [id]: value })
+      .toString({ lineWidth: 0 })
+      .trimEnd()
+      .replaceAll("\n", `\n${" ".repeat(indent)}`);
+  const pair = section.items.find((p) => isScalar(p.key) && String(p.key.value) === id);
+  if (pair) {
+    const start = startOf(pair.key);
+    const end = endOf(pair.value) ?? endOf(pair.key);
+    if (start === undefined || end === undefined) return undefined;
+    if (value !== undefined) return source.slice(0, start) + render(start - lineStart(start)) + source.slice(end);
+    let from = lineStart(start);
+    const indent = source.slice(from, start);
+    while (from > 0 && source.slice(lineStart(from - 1), from - 1).startsWith(`${indent}#`)) from = lineStart(from - 1);
+    return source.slice(0, from) + source.slice(nextLine(end));
+  }
+  const last = section.items.at(-1);
+  const start = startOf(last?.key);
+  const end = endOf(last?.value) ?? endOf(last?.key);
+  if (value === undefined || start === undefined || end === undefined) return undefined;
+  const indent = start - lineStart(start);
+  const at = nextLine(end);
+  const newline = at === source.length && !source.endsWith("\n") ? "\n" : "";
+  return `${source.slice(0, at)}${newline}${" ".repeat(indent)}${render(indent)}\n${source.slice(at)}`;
 }
 
 function valueAt(doc: Document, path: string[]): unknown {

@@ -60,11 +60,13 @@ describe("a SKU made through the API", () => {
     const [latest, before] = await activations();
     expect(latest).toEqual({ hash: made.json.version, note: "admin API: PUT skus/gold-2y by operator (alice)" });
     expect(before!.hash).toBe(shipped);
-    // The stored file is the shipped one with the SKU added: its comments and other definitions are still there.
+    // The stored file is the shipped one with the SKU's lines added and nothing else changed, comments included.
     const [stored] = await rows<{ bundle: string }>("SELECT bundle FROM config_versions WHERE hash = ?", made.json.version);
     const file = (JSON.parse(stored!.bundle).files as { name: string; source: string }[]).find((f) => f.name === "task-configs/membership.yaml")!;
-    expect(file.source).toContain("# Platinum is sold only to members who are gold when it starts.");
-    expect(file.source).toMatch(/gold-2y:\n\s+name: Two years of gold\n\s+identityType: gold\n\s+duration: P2Y/);
+    const added = /\n {4}gold-2y:\n {6}name: Two years of gold\n {6}identityType: gold\n {6}duration: P2Y\n {6}conflicts:\n {8}- student\n/;
+    expect(file.source).toMatch(added);
+    const shippedFile = env.TEST_TASK_CONFIGS.find((f) => f.name === "task-configs/membership.yaml")!.source;
+    expect(file.source.replace(added, "\n")).toBe(shippedFile);
 
     const user = `u-${unique()}`;
     const key = await serviceKey(["membership:write"]);
@@ -235,6 +237,16 @@ describe("removing definitions", () => {
     expect(type.status).toBe(409);
     const named = (type.json.error.details.issues as { path: string }[]).map((i) => i.path);
     expect(named).toEqual(expect.arrayContaining(["membership.skus.student-year.identityType", "membership.skus.gold-month.conflicts[0]"]));
+    // A partner that supplies a benefit names it from outside the config.
+    const partner = `vc-${unique()}`;
+    const defined = await call("/v1/admin/partners", {
+      headers: operator(),
+      body: { id: partner, name: "VideoClub", url: "https://videoclub.example/deliveries", benefits: ["videoclub-vip"] },
+    });
+    expect(defined.status).toBe(201);
+    const supplied = await remove("benefits", "videoclub-vip");
+    expect(supplied.status).toBe(409);
+    expect(supplied.json.error.details.issues).toEqual([expect.objectContaining({ file: "partners", path: partner })]);
     expect(await edits()).toEqual([]);
   });
 });
