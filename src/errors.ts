@@ -83,10 +83,6 @@ export interface FieldIssue {
   message: string;
 }
 
-/**
- * What a failure carries beyond its message: every failing field (INVALID_PARAMS), the condition tree's
- * explanation, every node's result (CONDITIONS_NOT_MET), or every config issue (INVALID_DEFINITION, DEFINITION_IN_USE).
- */
 /** A config problem of an edited definition, or a reference that keeps one from being removed. */
 export interface DefinitionIssue {
   file: string;
@@ -97,6 +93,10 @@ export interface DefinitionIssue {
   pointer?: string;
 }
 
+/**
+ * What a failure carries beyond its message: every failing field (INVALID_PARAMS), the condition tree's
+ * explanation, every node's result (CONDITIONS_NOT_MET), or every config issue (INVALID_DEFINITION, DEFINITION_IN_USE).
+ */
 export type ErrorDetails = FieldIssue[] | { explanation: unknown } | { issues: DefinitionIssue[] };
 
 /** An expected failure of a request: answered with its code's status and message, never logged as a bug. */

@@ -60,13 +60,12 @@ export async function activeBundle(env: Env): Promise<{ hash: string; files: Con
 }
 
 /**
- * Stores and activates `bundle` as version `hash` only while `from` is still the active version (null: nothing was
- * pushed yet). One D1 batch, decided in its SQL: of two edits made from the same version, one lands and the other
- * writes nothing and gets false.
+ * Stores and activates `bundle` as version `hash` only while `from` is still the active version. One D1 batch,
+ * decided in its SQL: of two edits made from the same version, one lands and the other writes nothing and gets false.
  */
-export async function activateOver(env: Env, from: string | null, hash: string, bundle: ConfigBundle, note: string): Promise<boolean> {
-  const active = "coalesce((SELECT hash FROM config_activations ORDER BY id DESC LIMIT 1), '')";
-  const onlyIf = `${active} = '${(from ?? "").replaceAll("'", "''")}'`;
+export async function activateOver(env: Env, from: string, hash: string, bundle: ConfigBundle, note: string): Promise<boolean> {
+  const active = "(SELECT hash FROM config_activations ORDER BY id DESC LIMIT 1)";
+  const onlyIf = `${active} = '${from.replaceAll("'", "''")}'`;
   const results = await env.DB.batch(activationSql(hash, bundle, Date.now(), note, onlyIf).map((s) => env.DB.prepare(s)));
   return results.at(-1)!.meta.changes === 1;
 }
