@@ -169,6 +169,11 @@ and \`identity.expiring\` \`reminderDays\` before. They are built-in event types
 with \`on: identity.upgraded\` take them up; a revoke cancels the events of the segments it revoked, which takes
 back what their tasks granted.
 
+Operators can also set or remove identity types, SKUs, materials and benefits through the admin API
+(\`PUT|DELETE /v1/admin/membership/{identity-types|skus|materials|benefits}/{id}\`, the body being the entry's
+fields as written here): each edit changes this file in the active version and activates the result as a new
+version, compiled whole first, as a push would (README, "Membership definitions through the admin API").
+
 ## Benefits center
 
 \`\`\`yaml

@@ -36,6 +36,7 @@ import { registerFlashSalePayments } from "./routes/flash-sale-payments";
 import { registerAdminIdentities } from "./routes/admin-identities";
 import { registerPartners } from "./routes/partners";
 import { registerAdminPartners } from "./routes/admin-partners";
+import { registerAdminMembership } from "./routes/admin-membership";
 import { requireOperator } from "./auth/operator";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
@@ -99,6 +100,7 @@ registerAdminReversals(app);
 registerAdminPreview(app);
 registerAdminIdentities(app);
 registerAdminPartners(app);
+registerAdminMembership(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

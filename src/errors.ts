@@ -74,6 +74,13 @@ export const ERROR_STATUS = {
   TURNSTILE_FAILED: 403,
   /** Turnstile's siteverify could not be asked (down, slow, an error of its own, or our secret refused): retry later. */
   TURNSTILE_UNAVAILABLE: 503,
+  // Membership definitions edited through the admin API (src/membership/definitions.ts).
+  /** The config an edit of a membership definition would make does not compile: every issue is in details. */
+  INVALID_DEFINITION: 422,
+  /** A definition that cannot be removed: other definitions or partners name it, or it was granted to users. */
+  DEFINITION_IN_USE: 409,
+  /** `If-Match` names a config version that is no longer the active one: read again, then edit. */
+  VERSION_MISMATCH: 412,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,
@@ -88,11 +95,21 @@ export interface FieldIssue {
   message: string;
 }
 
+/** A config problem of an edited definition, or a reference that keeps one from being removed. */
+export interface DefinitionIssue {
+  file: string;
+  /** Where in the file, e.g. `membership.skus.gold-2y.duration`. */
+  path: string;
+  reason: string;
+  /** Where in the request body, when the problem lies in the definition sent. */
+  pointer?: string;
+}
+
 /**
- * What a failure carries beyond its message: every failing field (INVALID_PARAMS), or the condition tree's
- * explanation, every node's result (CONDITIONS_NOT_MET).
+ * What a failure carries beyond its message: every failing field (INVALID_PARAMS), the condition tree's
+ * explanation, every node's result (CONDITIONS_NOT_MET), or every config issue (INVALID_DEFINITION, DEFINITION_IN_USE).
  */
-export type ErrorDetails = FieldIssue[] | { explanation: unknown };
+export type ErrorDetails = FieldIssue[] | { explanation: unknown } | { issues: DefinitionIssue[] };
 
 /** An expected failure of a request: answered with its code's status and message, never logged as a bug. */
 export class AppError extends Error {

@@ -346,6 +346,8 @@ export const identitySegments = sqliteTable(
     primaryKey({ columns: [t.id, t.revision] }),
     index("identity_segments_by_user").on(t.userId, t.identityType),
     index("identity_segments_by_ref").on(t.externalRef),
+    index("identity_segments_by_sku").on(t.sku),
+    index("identity_segments_by_type").on(t.identityType),
   ],
 );
 
