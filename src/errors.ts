@@ -62,6 +62,8 @@ export const ERROR_STATUS = {
   TICKET_EXPIRED: 422,
   /** A partner callback's pointsDelta outside the partner's configured range. */
   DELTA_OUT_OF_RANGE: 422,
+  /** A benefit entitlement not in the status the call needs (a use of one not delivered, an issuance of one taken back). */
+  ENTITLEMENT_STATE: 409,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,

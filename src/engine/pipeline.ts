@@ -27,6 +27,7 @@ import { countParticipation, taskInputs } from "./conditions/facts";
 import { progressChanges, progressPlan } from "./conditions/progress";
 import { emittedEvent } from "../events/emit";
 import { grantTree } from "./reward-tree/grant";
+import type { EntitlementRun } from "../benefits/entitlements";
 
 export interface TaskRequest {
   requestId: string;
@@ -51,6 +52,8 @@ export interface TaskRequest {
   event?: RunEvent;
   /** The service key whose request made this run (an event's sender), recorded with it; absent for a consumer's own run. */
   keyId?: string | null;
+  /** A benefit claim's or issuance's entitlement, committed with the run (src/benefits/entitlements.ts). */
+  entitlement?: EntitlementRun;
 }
 
 /** How records name an event: `<source>/<eventId>`. */
@@ -234,6 +237,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     request,
     points: run.plan.points,
     identities: run.plan.identities,
+    ...(req.entitlement && { entitlement: req.entitlement }),
   };
   // If this call fails without an answer, the commit may or may not have landed: the reservations stay held, and at
   // their deadline each counter asks the account, which answers what happened (and forbids it later if nothing did).
