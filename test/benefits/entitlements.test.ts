@@ -121,7 +121,10 @@ describe("a grant's entitlements", () => {
     expect(made.map((e) => e.benefitId).sort()).toEqual(["code-a-month", "welcome"]);
     expect(made.every((e) => e.segmentId === segment)).toBe(true);
     const welcome = made.find((e) => e.benefitId === "welcome");
-    expect(welcome).toMatchObject({ period: segment, material: { id: "welcome-coupon", type: "coupon", version: expect.stringMatching(/^m[0-9a-f]{8}$/) } });
+    expect(welcome).toMatchObject({
+      period: segment,
+      material: { id: "welcome-coupon", type: "coupon", version: expect.stringMatching(/^m[0-9a-f]{8}$/) },
+    });
 
     const given = await eventually(async () => {
       const all = await entitlements(user);
