@@ -18,6 +18,7 @@ membership:
     gold: { rank: 2 }
   skus:
     gold-month: { identityType: gold, duration: P1M }
+    gold-quarter: { identityType: gold, duration: P3M }
     silver-month: { identityType: silver, duration: P1M }
 materials:
   welcome-coupon:
@@ -65,7 +66,7 @@ benefits:
     title: A coupon that never arrives
     entitles: { identityTypes: [gold] }
     price: { program: honey, points: 50 }
-    quota: { perSegment: 1 }
+    quota: { perSegment: 1, perMonth: 1 }
 `;
 const extras = `
 pointPrograms:
@@ -179,6 +180,25 @@ describe("a monthly benefit", () => {
     }, 30_000);
     expect(new Set(given.map((e) => e.delivered.code)).size).toBe(2);
   }, 60_000);
+
+  it("is made by the account's alarm when a new month begins, without a read", async () => {
+    const user = `u-${unique()}`;
+    // The month key of an instant in Asia/Shanghai (UTC+8, no DST).
+    const month = (ms: number) => new Date(ms + 8 * 3_600_000).toISOString().slice(0, 7);
+    const thisMonth = month(Date.now());
+    // Granted on the last day of last month: the grant makes last month's; this month's is the alarm's to make.
+    const monthStart = Date.parse(`${thisMonth}-01T00:00:00+08:00`);
+    const lastMonthsEnd = monthStart - 12 * 3_600_000;
+    await grant(user, "gold-quarter", new Date(lastMonthsEnd).toISOString());
+    const periods = await eventually(async () => {
+      const copied = await rows<{ period: string }>(
+        "SELECT DISTINCT period FROM entitlements WHERE user_id = ? AND benefit_id = 'code-a-month' ORDER BY period",
+        user,
+      );
+      return copied.length === 2 ? copied.map((r) => r.period) : undefined;
+    }, 60_000);
+    expect(periods).toEqual([month(lastMonthsEnd), thisMonth]);
+  }, 90_000);
 });
 
 describe("a per-segment quota", () => {
@@ -223,14 +243,15 @@ describe("a per-segment quota", () => {
 });
 
 describe("a coupon claim whose delivery fails for good", () => {
-  it("gives the price back, fails the entitlement, and frees its quota for another claim", async () => {
+  it("gives the price back, fails the entitlement, and frees its quotas (the segment's and the month's) for another claim", async () => {
     const user = `u-${unique()}`;
     await grant(user);
     await give(user, 100);
     const first = await claim(user, "broken");
     expect(first.status).toBe(200);
     expect(await balance(user)).toBe(50);
-    expect((await claim(user, "broken")).json.error.message).toContain("QUOTA_USED");
+    const refused = await claim(user, "broken");
+    expect([refused.status, refused.json.error.code]).toEqual([403, "NOT_ELIGIBLE"]);
     const grantId = first.json.rewards[0].grantId;
     const [delivery] = await eventually(async () => {
       const d = await rows<{ id: string }>("SELECT id FROM deliveries WHERE grant_id = ?", grantId);
