@@ -408,7 +408,8 @@ export class UserAccount extends DurableObject<Env> {
   /**
    * When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), the next point lot
    * becomes spendable or expires (the alarm writes it), a partner ticket expires, an identity runs out or is due for
-   * its reminder, or an identity notice is due (the alarm notes and sends them), or null for none.
+   * its reminder, or an identity notice is due (the alarm notes and sends them), a new month begins for an identity
+   * with monthly benefits (the alarm makes its entitlements), or null for none.
    */
   private choresDue(): number | null {
     const { key, reservation } = this.sql
@@ -432,7 +433,8 @@ export class UserAccount extends DurableObject<Env> {
   /**
    * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, writes the
    * point lots that became spendable or expired, expires partner tickets whose time is up, notes the identities that
-   * ran out (or soon will), and sends the identity notices still due.
+   * ran out (or soon will), makes a new month's monthly entitlements, and sends the notices still due (identity
+   * events, entitlements to give or reclaim).
    */
   override async alarm(): Promise<void> {
     try {
@@ -705,9 +707,10 @@ export class UserAccount extends DurableObject<Env> {
     const ledger = new PointLedger(this.sql, userId);
     const entitlements = new EntitlementBook(this.sql, userId);
     const book = new IdentityBook(this.sql, { book: entitlements, ledger });
+    let written = 0;
     const result = this.ctx.storage.transactionSync(() => {
       const r = change(book);
-      const written = book.written.length + entitlements.written.length + ledger.written.length;
+      written = book.written.length + entitlements.written.length + ledger.written.length;
       if (written > 0)
         this.outbox.add({
           participations: [],
@@ -720,7 +723,7 @@ export class UserAccount extends DurableObject<Env> {
       countServed(this.sql);
       return r;
     });
-    if (book.written.length + entitlements.written.length + ledger.written.length > 0) this.handOff();
+    if (written > 0) this.handOff();
     if (book.noticed || entitlements.noticed) this.sendNotices();
     return result;
   }
