@@ -75,10 +75,22 @@ codePools:
   ent-codes: { kind: issue, shards: 1 }
 `;
 
+const ACTIVITY = `ent-tasks-${u}`;
+const activity = `
+id: ${ACTIVITY}
+name: Membership by task
+timezone: Asia/Shanghai
+timeWindow: { beginTime: "2026-01-01 00:00:00", endTime: "2030-12-31 23:59:59" }
+tasks:
+  join:
+    validator: [login]
+    reward: [ { membership: { sku: gold-month } } ]
+`;
+
 let members = "";
 let adjuster = "";
 beforeAll(async () => {
-  await pushConfigs({ "test/ent-membership.yaml": membership, "test/ent-extras.yaml": extras }, false);
+  await pushConfigs({ "test/ent-membership.yaml": membership, "test/ent-extras.yaml": extras, "test/ent-activity.yaml": activity }, false);
   [members, adjuster] = await Promise.all([serviceKey(["membership:write"]), serviceKey(["points:adjust"])]);
   const codes = Array.from({ length: 40 }, (_, i) => `ENT-${u}-${i}`);
   const imported = await call(`/v1/admin/code-pools/ent-codes/imports/batch-${u}`, { headers: operator, body: { codes } });
@@ -159,6 +171,14 @@ describe("a grant's entitlements", () => {
     const silver = `u-${unique()}`;
     await grant(silver, "silver-month");
     expect(await entitlements(silver)).toEqual([]);
+  });
+
+  it("are made in the commit of a run whose membership reward grants the segment too", async () => {
+    const user = `u-${unique()}`;
+    const run = await call(`/v1/activities/${ACTIVITY}/tasks/join`, { method: "POST", user, body: {} });
+    expect(run.status).toBe(200);
+    const made = await entitlements(user);
+    expect(made.map((e) => e.benefitId).sort()).toEqual(["code-a-month", "welcome"]);
   });
 });
 
