@@ -456,11 +456,12 @@ export class UserAccount extends DurableObject<Env> {
   /** Makes the month's `monthly` entitlements when a new month has begun for an identity that runs into it. */
   private async issueMonthly(identities: IdentityBook) {
     const due = EntitlementBook.nextEvent(this.sql);
+    if (due === null || due > Date.now()) return;
     const owner = identities.owner();
-    if (due === null || due > Date.now() || owner === undefined) return;
-    const config = await findActiveConfig(this.env);
-    if (!config?.membership) return;
-    const program = config.membership;
+    const config = owner === undefined ? undefined : await findActiveConfig(this.env);
+    const program = config?.membership;
+    // No user or no program (any more): nothing to make, and a month left due would wake the alarm again at once.
+    if (owner === undefined || !config || !program) return EntitlementBook.forgetNextMonth(this.sql);
     this.entitlementChange(owner, (book) => book.issueMonthly(config.benefits, program, identities.segments(), Date.now()));
   }
 

@@ -194,7 +194,8 @@ export class EntitlementBook {
    */
   issueMonthly(catalog: BenefitCatalog | undefined, program: MembershipProgram, timeline: readonly Segment[], now: number) {
     const monthly = (catalog?.benefits ?? []).filter((b) => b.material.issuance === "monthly" && b.material.type !== "discount");
-    if (monthly.length === 0) return;
+    // Nothing monthly (any more): no month for the alarm to wait for.
+    if (monthly.length === 0) return EntitlementBook.forgetNextMonth(this.sql);
     const month = periodKey("month", now, program.timezone);
     for (const b of monthly) {
       const right = judge(b, { program, segments: timeline, now });
@@ -203,7 +204,12 @@ export class EntitlementBook {
     const next = monthStartAfter(now, program.timezone);
     const runsInto = timeline.some((s) => s.status === "active" && s.end > next);
     if (runsInto) this.sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", NEXT_MONTH_KEY, String(next));
-    else this.sql.exec("DELETE FROM meta WHERE k = ?", NEXT_MONTH_KEY);
+    else EntitlementBook.forgetNextMonth(this.sql);
+  }
+
+  /** No next month to make entitlements for (the alarm stops waiting for one). */
+  static forgetNextMonth(sql: SqlStorage) {
+    sql.exec("DELETE FROM meta WHERE k = ?", NEXT_MONTH_KEY);
   }
 
   /** When the next month's entitlements are due (the alarm makes them then), or null. */
