@@ -184,7 +184,7 @@ materials:                         # in the membership file; what a benefit give
     supplier: Fanfare Travel
     faceValue: 5000                # what it is worth, in the currency's minor units
     issuance: onClaim              # onIdentityGrant | onClaim | monthly
-    coupon: { couponSn: CPN-HOTEL-50, channel: membership }   # coupon: the coupon template
+    coupon: { couponSn: CPN-HOTEL-50, channel: membership }   # coupon: the coupon template; center: an HTTP coupon center (optional)
   hotel-code:
     type: redeemCode
     supplier: HotelCo
@@ -214,8 +214,9 @@ benefits:
       sources: [purchase, flashSale]
       channels: [app]
     window: { beginTime: "2026-12-01 00:00:00", endTime: "2026-12-31 23:59:59" }   # claim window (optional)
-    price: { program: honey, points: 200 }   # points it costs (optional)
-    quota: { perMonth: 1 }         # claims per user per calendar month of the program's timezone (optional)
+    price: { program: honey, points: 200 }   # points it costs (optional; claimed benefits only)
+    quota: { perMonth: 1, perSegment: 3 }    # claims per calendar month of the program's timezone, and per entitling
+                                   # identity segment (either or both; optional; claimed benefits only)
 \`\`\`
 
 A material is immutable: its \`version\` is a hash of its compiled content (key order aside), so an edit is a new
@@ -235,6 +236,23 @@ material's reward (\`coupon\`, \`redeemCode\`, or \`partnerBenefit\` with the pr
 when the partner refuses it for good). \`POST /v1/benefits/{id}/claim\` checks the rights center's rules first, then
 runs that task: the price is spent in the run's commit, an empty code pool is SOLD_OUT and spends nothing, a month's
 second claim past the quota is NOT_ELIGIBLE.
+
+**Entitlements.** What a user was given of each benefit is an entitlement, kept in the user's account (one writer per
+user) and copied to D1 (\`entitlements\`, one row per revision): the benefit, the material and its version, the
+entitling segment, the period (the month key of a monthly one or of a claim, the segment id of one given with the
+identity), its status and what was given (grant, coupon, code, delivery, partner reference). \`onIdentityGrant\`
+benefits (not discounts, which stay passive) become entitlements in the grant's commit, one per entitling segment;
+\`monthly\` ones, one per calendar month of the program's timezone an entitling segment covers, made when the month
+is first read (\`GET /v1/me/benefits\`) or reached by the account's alarm, never twice. Both are then given by a run of
+their task in \`benefits-center\` (\`login\` and the reward only: the account decided the entitlement), sent from the
+account after the commit and retried by its alarm; so they have no \`price\` and no \`quota\`. A claim makes its
+entitlement in its run's commit, refused with NOT_ELIGIBLE (QUOTA_USED) past \`perSegment\`. Statuses: \`available\`
+(made, not given yet) → \`claimed\` (a coupon or partner delivery on its way) → \`delivered\` | \`failed\` (the
+delivery failed for good: the price back, the quota unit free again) → \`used\` (\`POST
+/v1/benefits/entitlements/{id}/use\`, service key with \`benefits:write\`); a redeem code is \`delivered\` at once. A
+refund's revoke of a segment revokes its entitlements that were not used (\`revoked\`): their price comes back in
+the revoke's commit, and what was given is reclaimed by the reversal of the run that gave it (a coupon revoked, a
+code given back unless shown); used ones stay, and the revoke's answer lists both.
 
 ## Code pools
 

@@ -81,6 +81,8 @@ export const ERROR_STATUS = {
   DEFINITION_IN_USE: 409,
   /** `If-Match` names a config version that is no longer the active one: read again, then edit. */
   VERSION_MISMATCH: 412,
+  /** A benefit entitlement not in the status the call needs (a use of one not delivered, an issuance of one taken back). */
+  ENTITLEMENT_STATE: 409,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,

@@ -36,10 +36,14 @@ export const BenefitSchema = z
       .object({ program: ConfigIdSchema, points: z.number().int().min(1) })
       .strict()
       .optional(),
-    /** How many claims a user has per calendar month of the program's timezone. */
+    /**
+     * How many claims a user has per calendar month of the program's timezone (`perMonth`) and per entitling identity
+     * segment (`perSegment`): a renewal is a new segment, with its own. A failed delivery gives its claim back.
+     */
     quota: z
-      .object({ perMonth: z.number().int().min(1).max(1000) })
+      .object({ perMonth: z.number().int().min(1).max(1000).optional(), perSegment: z.number().int().min(1).max(1000).optional() })
       .strict()
+      .refine((q) => q.perMonth !== undefined || q.perSegment !== undefined, "name perMonth, perSegment or both")
       .optional(),
   })
   .strict();
@@ -54,5 +58,5 @@ export interface Benefit {
   entitles: { identityTypes: string[] | null; minRank: number | null; sources: SegmentSource[] | null; channels: string[] | null };
   window: { begin: number; end: number } | null;
   price: { program: string; points: number } | null;
-  quota: { perMonth: number } | null;
+  quota: { perMonth?: number; perSegment?: number } | null;
 }

@@ -1,6 +1,7 @@
 /**
  * Claims run through the engine: each claimable benefit (issuance `onClaim`, of a coupon, a redeem code or a
- * partner's benefit) becomes a task of one generated activity, so a claim is a run like any other: its price spent
+ * partner's benefit) becomes a task of one generated activity (and so does each benefit the account issues itself,
+ * with the identity or monthly: see entitlements.ts), so a claim is a run like any other: its price spent
  * by `spendPoints` in the run's commit, its quota a `limit`, a redeem code taken before the commit (an empty pool
  * refuses the run, spending nothing), a coupon or partner delivery through the account's outbox, the partner's
  * refunded when it fails for good, and the run's records reaching D1 and reversals as every run's do.
@@ -37,6 +38,31 @@ export function monthlyClaimsKey(b: Benefit, now: number, timeZone: string): str
   return `limit:${b.id}:month:${periodKey("month", now, timeZone)}`;
 }
 
+/**
+ * Whether a benefit is given by the account without a claim: with the identity's grant or monthly (each an entitlement
+ * the account makes and then issues as a run of the benefit's task; see entitlements.ts).
+ */
+export function isIssued(b: Benefit): boolean {
+  return b.material.issuance !== "onClaim" && b.material.type !== "discount";
+}
+
+/** An issued benefit's task: the account decided the entitlement (its segment, its month), so the run only gives. */
+function issueTask(b: Benefit) {
+  return { name: b.title, validator: ["login"], reward: [rewardOf(b)] };
+}
+
+function rewardOf(b: Benefit) {
+  const m = b.material;
+  const price = b.price;
+  return m.type === "coupon"
+    ? { coupon: { couponSn: m.coupon.couponSn, channel: m.coupon.channel, ...(m.coupon.center && { center: m.coupon.center }) } }
+    : m.type === "redeemCode"
+      ? { redeemCode: { pool: m.codePool } }
+      : m.type === "thirdParty"
+        ? { partnerBenefit: { partner: m.partner, benefit: b.id, ...(price && { pricePoints: price.points, program: price.program }) } }
+        : undefined;
+}
+
 function claimTask(b: Benefit) {
   const m = b.material;
   const identity = {
@@ -45,30 +71,23 @@ function claimTask(b: Benefit) {
   };
   const price = b.price;
   const validator: unknown[] = ["login", "lock"];
-  if (b.quota)
+  if (b.quota?.perMonth !== undefined)
     validator.push({ limit: { perUserPerMonth: b.quota.perMonth, message: `'${b.title}' is claimed ${b.quota.perMonth} time(s) a month` } });
   // A partner's benefit spends its price itself, so that a failed delivery refunds it.
   if (price && m.type !== "thirdParty") validator.push({ spendPoints: { program: price.program, amount: price.points, reason: `benefit ${b.id}` } });
-  const reward =
-    m.type === "coupon"
-      ? { coupon: { couponSn: m.coupon.couponSn, channel: m.coupon.channel } }
-      : m.type === "redeemCode"
-        ? { redeemCode: { pool: m.codePool } }
-        : m.type === "thirdParty"
-          ? { partnerBenefit: { partner: m.partner, benefit: b.id, ...(price && { pricePoints: price.points, program: price.program }) } }
-          : undefined;
-  return { name: b.title, validator, when: { identity }, reward: [reward] };
+  return { name: b.title, validator, when: { identity }, reward: [rewardOf(b)] };
 }
 
-/** The generated activity's YAML, compiled with the bundle's files; undefined when nothing is claimable. */
+/** The generated activity's YAML, compiled with the bundle's files; undefined when nothing is claimed or issued. */
 export function claimsActivitySource(catalog: BenefitCatalog, program: MembershipProgram): string | undefined {
   const claimable = catalog.benefits.filter(isClaimable);
-  if (claimable.length === 0) return undefined;
+  const issued = catalog.benefits.filter(isIssued);
+  if (claimable.length === 0 && issued.length === 0) return undefined;
   return stringify({
     id: CLAIMS_ACTIVITY,
     name: "Benefits center",
     timezone: program.timezone,
     timeWindow: { beginTime: "2000-01-01 00:00:00", endTime: "2999-12-31 23:59:59" },
-    tasks: Object.fromEntries(claimable.map((b) => [b.id, claimTask(b)])),
+    tasks: Object.fromEntries([...claimable.map((b) => [b.id, claimTask(b)]), ...issued.map((b) => [b.id, issueTask(b)])]),
   });
 }

@@ -351,6 +351,34 @@ export const identitySegments = sqliteTable(
   ],
 );
 
+/**
+ * Users' benefit entitlements (src/benefits/entitlements.ts), copied from their accounts (migrations/0018): one row per
+ * revision, append-only like every record; the highest revision is current.
+ */
+export const entitlements = sqliteTable(
+  "entitlements",
+  {
+    id: text("id").notNull(),
+    revision: integer("revision").notNull(),
+    userId: text("user_id").notNull(),
+    benefitId: text("benefit_id").notNull(),
+    materialId: text("material_id").notNull(),
+    materialVersion: text("material_version").notNull(),
+    segmentId: text("segment_id").notNull(),
+    period: text("period").notNull(),
+    status: text("status").notNull(),
+    requestId: text("request_id"),
+    delivered: text("delivered"),
+    createdAt: integer("created_at").notNull(),
+    changedAt: integer("changed_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.id, t.revision] }),
+    index("entitlements_by_user").on(t.userId, t.benefitId),
+    index("entitlements_by_segment").on(t.segmentId),
+  ],
+);
+
 /** What code pools did with their codes: issued, consumed, returned (migrations/0015). */
 export const codePoolEvents = sqliteTable(
   "code_pool_events",

@@ -27,6 +27,7 @@ import { countParticipation, taskInputs } from "./conditions/facts";
 import { progressChanges, progressPlan } from "./conditions/progress";
 import { emittedEvent } from "../events/emit";
 import { grantTree } from "./reward-tree/grant";
+import type { EntitlementRun } from "../benefits/entitlements";
 
 export interface TaskRequest {
   requestId: string;
@@ -53,6 +54,8 @@ export interface TaskRequest {
   keyId?: string | null;
   /** What the client's request carried besides its params (its activity code, its device). */
   client?: RunClient;
+  /** A benefit claim's or issuance's entitlement, committed with the run (src/benefits/entitlements.ts). */
+  entitlement?: EntitlementRun;
 }
 
 /** How records name an event: `<source>/<eventId>`. */
@@ -237,6 +240,7 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     points: run.plan.points,
     identities: run.plan.identities,
     activityCodes: run.plan.activityCodes,
+    ...(req.entitlement && { entitlement: req.entitlement }),
   };
   // If this call fails without an answer, the commit may or may not have landed: the reservations stay held, and at
   // their deadline each counter asks the account, which answers what happened (and forbids it later if nothing did).

@@ -14,6 +14,8 @@ import type { TaskRun } from "../engine/run";
 import { log } from "../platform/log";
 import { compensate, type Compensation } from "../partners/compensations";
 import { attemptPartner, releaseUsage } from "../partners/outbound";
+import { userAccount } from "../../durable-objects/support/stubs";
+import { CLAIMS_ACTIVITY } from "../benefits/claims";
 
 /**
  * Where a delivery goes. Credentials are read when sending, never stored here: a URL's secret from the environment,
@@ -105,6 +107,7 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
     if (target.type === "partner") {
       const r = await attemptPartner(db, env, d, now);
       if (r.outcome === "delivered") {
+        await tellEntitlement(env, d, "delivered", r.reference);
         await db.batch([
           db.update(deliveries).set({ partnerRef: r.reference }).where(eq(deliveries.id, d.id)),
           ...finish(db, d.id, d.grantId, "delivered", attempt, null, now),
@@ -115,6 +118,7 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
       throw new Error(r.error);
     }
     if (target.type === "wallet") {
+      await tellEntitlement(env, d, "delivered");
       await db.batch([
         db
           .insert(couponWallet)
@@ -146,6 +150,7 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
     const res = await fetch(target.url, { method: "POST", headers, body, signal: AbortSignal.timeout(10_000) });
     await res.body?.cancel();
     if (res.ok) {
+      await tellEntitlement(env, d, "delivered");
       await db.batch(finish(db, d.id, d.grantId, "delivered", attempt, null, now) as [any, ...any[]]);
       return undefined;
     }
@@ -171,9 +176,10 @@ async function failForGood(
   error: string,
   now: number,
 ): Promise<number | undefined> {
-  if (d.compensation) {
+  if (d.compensation || isBenefitDelivery(d)) {
     try {
-      await compensate(env, JSON.parse(d.compensation) as Compensation, d.id);
+      if (d.compensation) await compensate(env, JSON.parse(d.compensation) as Compensation, d.id);
+      await tellEntitlement(env, d, "failed");
     } catch (e) {
       log.error("delivery failed but its compensation did not run; retrying", { deliveryId: d.id, error: String(e) });
       await db
@@ -189,6 +195,18 @@ async function failForGood(
   ]);
   log.error("delivery failed for good", { deliveryId: d.id, attempts: attempt, error, compensated: d.compensation !== null });
   return undefined;
+}
+
+/** Whether a delivery gives a benefit of the benefits center (a claim's or an issuance's): its entitlement hears how it ended. */
+const isBenefitDelivery = (d: typeof deliveries.$inferSelect) => d.namespace === CLAIMS_ACTIVITY && (d.kind === "coupon" || d.kind === "partner");
+
+/**
+ * Tells a benefit delivery's final outcome to the user's entitlement (src/benefits/entitlements.ts) before it is
+ * recorded here: an account that cannot be told leaves the delivery to be tried again, so a failure is never recorded
+ * without its entitlement failed and its price back. Idempotent: the entitlement moves once.
+ */
+async function tellEntitlement(env: Env, d: typeof deliveries.$inferSelect, outcome: "delivered" | "failed", partnerRef: string | null = null) {
+  if (isBenefitDelivery(d)) await userAccount(env, d.userId).entitlementDelivery(d.userId, d.id, outcome, partnerRef);
 }
 
 function finish(

@@ -64,7 +64,7 @@ const BenefitView = z
     }),
     window: z.object({ beginTime: z.iso.datetime(), endTime: z.iso.datetime() }).nullable(),
     price: z.object({ program: z.string(), points: z.number().int() }).nullable(),
-    quota: z.object({ perMonth: z.number().int() }).nullable(),
+    quota: z.object({ perMonth: z.number().int().optional(), perSegment: z.number().int().optional() }).nullable(),
   })
   .openapi("Benefit");
 
