@@ -62,6 +62,11 @@ export const ERROR_STATUS = {
   TICKET_EXPIRED: 422,
   /** A partner callback's pointsDelta outside the partner's configured range. */
   DELTA_OUT_OF_RANGE: 422,
+  /**
+   * A partner's day is used up: its daily quota (deliveries and point-crediting callbacks, counted together) or its
+   * daily budget. A claim of its benefit is refused before anything is spent; a callback is refused and recorded.
+   */
+  PARTNER_LIMIT_REACHED: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,

@@ -28,7 +28,7 @@ export interface RightFacts {
   spendable?: ReadonlyMap<string, number>;
   /** The user's claims of the benefit this month (its quota's count); absent: the quota is left to the claim. */
   claimedThisMonth?: number;
-  /** Whether the benefit's stock (its code pool) has a unit left; absent: unlimited. */
+  /** Whether the benefit's stock (its `stock`, its code pool) has a unit left; absent: unlimited. */
   inStock?: boolean;
 }
 

@@ -16,8 +16,9 @@ import { redeemCode } from "./rewards/redeem-code";
 import { spendPoints } from "./validators/spend-points";
 import { partnerBenefit } from "./rewards/partner-benefit";
 import { membershipReward } from "./rewards/membership";
+import { stock } from "./validators/stock";
 
-export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints];
+export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints, stock];
 export const commands: CommandDefinition<any, any>[] = [log, notify];
 export const rewards: RewardDefinition<any, any>[] = [
   chancesReward,

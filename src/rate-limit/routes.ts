@@ -9,4 +9,5 @@ export const RATE_LIMITED_ROUTES = [
   "ticket",
   "preview",
   "membership.activate",
+  "benefit.redirect",
 ] as const;

@@ -55,6 +55,7 @@ const RUN_ERRORS = {
   IDENTITY_CONFLICT: "a `membership` reward's segment would overlap a conflicting identity of the user",
   PRECONDITION_FAILED: "a `membership` reward's SKU requires an identity the user does not hold at the segment's start",
   IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used with a different request",
+  PARTNER_LIMIT_REACHED: "a `partnerBenefit` reward's partner has used up its day (daily quota or budget): nothing was spent",
   RATE_LIMITED: "over the route's or the task's rate limit",
   ...ALWAYS,
 } as const;
