@@ -8,6 +8,7 @@ import { drizzle } from "drizzle-orm/d1";
 import { beforeAll, describe, expect, it } from "vitest";
 import { benefitOf } from "../../src/benefits/catalog";
 import { benefitStock } from "../../src/benefits/claims";
+import { checkConfig } from "../../src/config/compile";
 import { activeConfig } from "../../src/config/store";
 import { counterTotals } from "../../src/counters/counters";
 import { deliver } from "../../src/records/deliver";
@@ -252,4 +253,18 @@ describe("the partner redirect route", () => {
     expect([r.status, r.json.error.code]).toEqual([429, "RATE_LIMITED"]);
     expect(r.headers.get("retry-after")).toMatch(/^\d+$/);
   }, 60_000);
+});
+
+describe("the stock validator in any task", () => {
+  const header = `id: a\nname: A\ntimeWindow: { beginTime: "2026-01-01 00:00:00", endTime: "2027-01-01 00:00:00" }\n`;
+  const check = (tasks: string) => checkConfig([{ name: "a.yaml", source: header + tasks }], "v");
+
+  it("caps a task as a limit does (no warning of an unbounded reward), and refuses more shards than units at their path", () => {
+    const capped = check(`tasks: { t: { validator: [login, { stock: { total: 100, shards: 4 } }], reward: [ { redPacket: { amount: 5 } } ] } }`);
+    expect([capped.issues, capped.warnings]).toEqual([[], []]);
+    const spread = check(`tasks: { t: { validator: [login, { stock: { total: 3, shards: 4 } }], reward: [ { redPacket: { amount: 5 } } ] } }`);
+    expect(spread.issues.map((i) => [i.path, i.reason])).toEqual([
+      ["tasks.t.validator[1].stock.shards", "at most one shard per unit: 4 shards for a stock of 3"],
+    ]);
+  });
 });
