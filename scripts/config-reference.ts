@@ -217,6 +217,8 @@ benefits:
     price: { program: honey, points: 200 }   # points it costs (optional; claimed benefits only)
     quota: { perMonth: 1, perSegment: 3 }    # claims per calendar month of the program's timezone, and per entitling
                                    # identity segment (either or both; optional; claimed benefits only)
+    stock: 10000                   # claims of all users together (optional; SOLD_OUT past it)
+    stockShards: 8                 # the stock spread over this many counter shards (default 1; at most the stock)
 \`\`\`
 
 A material is immutable: its \`version\` is a hash of its compiled content (key order aside), so an edit is a new
@@ -224,18 +226,25 @@ version, and answers name the version they were given under. A benefit is a mate
 entitled while a segment covering now has one of \`identityTypes\` (any type when absent) with a rank of at least
 \`minRank\`, and came from one of \`sources\` on one of \`channels\` (a segment with no channel never matches a
 \`channels\` list). \`GET /v1/me/benefits\` lists every benefit with \`available\` and, when not, the first reason
-in this order: NO_IDENTITY, RANK_TOO_LOW, SEGMENT_NOT_ENTITLED, NOT_IN_WINDOW, QUOTA_USED, SOLD_OUT (the code pool is empty),
-INSUFFICIENT_POINTS. \`POST /v1/discounts/evaluate\` (service key, \`discounts:read\`) answers, per order item, the
-largest \`discount\` the user is entitled to (they do not stack). A partner redirect of a benefit the catalog
-declares needs the entitlement (NOT_ELIGIBLE) and the partner its material names.
+in this order: NO_IDENTITY, RANK_TOO_LOW, SEGMENT_NOT_ENTITLED, NOT_IN_WINDOW, QUOTA_USED, SOLD_OUT (the stock is
+given out, or the code pool is empty), INSUFFICIENT_POINTS; the stock and the pool are read (their shards peeked), never
+taken from, to say so. \`POST /v1/discounts/evaluate\` (service key, \`discounts:read\`) answers, per order item, the
+largest \`discount\` the user is entitled to (they do not stack). \`GET /v1/benefits/{id}/redirect\` sends the user to
+the partner of a \`thirdParty\` benefit the catalog declares (any other id: NOT_FOUND, before anything else), when the
+user is entitled (NOT_ELIGIBLE) and through the partner its material names; it is rate limited per user and per
+address (\`ROUTE_RATE_LIMITS\` \`benefit.redirect\`, default 30 a minute per user and 300 per address).
 
 Each benefit whose material is claimed (\`issuance: onClaim\`, not a discount) becomes a task of an activity the
 bundle generates, \`benefits-center\` (its id and account namespace are taken): \`login\`, \`lock\`, a \`limit\`
-of \`perUserPerMonth\` for \`quota\`, \`spendPoints\` for \`price\`, the \`identity\` condition, and the
-material's reward (\`coupon\`, \`redeemCode\`, or \`partnerBenefit\` with the price as its \`pricePoints\`, refunded
-when the partner refuses it for good). \`POST /v1/benefits/{id}/claim\` checks the rights center's rules first, then
-runs that task: the price is spent in the run's commit, an empty code pool is SOLD_OUT and spends nothing, a month's
-second claim past the quota is NOT_ELIGIBLE.
+of \`perUserPerMonth\` for \`quota\`, a \`stock\` of \`stock\` over \`stockShards\` counter shards,
+\`spendPoints\` for \`price\`, the \`identity\` condition, and the material's reward (\`coupon\`, \`redeemCode\`,
+or \`partnerBenefit\` with the price as its \`pricePoints\` and the face value as its \`cost\`, refunded when the
+partner refuses it for good). \`POST /v1/benefits/{id}/claim\` checks the rights center's rules first, then runs that
+task: the price is spent in the run's commit, a given-out stock or an empty code pool is SOLD_OUT and spends nothing,
+a month's second claim past the quota is NOT_ELIGIBLE, and a partner's benefit whose partner has used up its day
+(daily quota or budget) is PARTNER_LIMIT_REACHED and spends nothing. The stock's units sit on its shards, each the one
+writer of its share; a claimer reserves on a home shard (a hash of the user id) that borrows from the others when it
+runs dry, so a hot benefit is not served by one object, and SOLD_OUT comes only when every shard is empty.
 
 **Entitlements.** What a user was given of each benefit is an entitlement, kept in the user's account (one writer per
 user) and copied to D1 (\`entitlements\`, one row per revision): the benefit, the material and its version, the

@@ -83,6 +83,11 @@ export const ERROR_STATUS = {
   VERSION_MISMATCH: 412,
   /** A benefit entitlement not in the status the call needs (a use of one not delivered, an issuance of one taken back). */
   ENTITLEMENT_STATE: 409,
+  /**
+   * A partner's day is used up: its daily quota (deliveries and point-crediting callbacks, counted together) or its
+   * daily budget. A claim of its benefit is refused before anything is spent; a callback is refused and recorded.
+   */
+  PARTNER_LIMIT_REACHED: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,

@@ -1,10 +1,11 @@
 /**
  * Benefits: a material offered under rules, declared under `benefits:` beside the membership program. Condition
  * rules name who is entitled (identity types or a minimum rank, and the entitling segment's sources and channels);
- * common rules say how it is shown and when it may be claimed; operational rules its price in points and quota.
+ * common rules say how it is shown and when it may be claimed; operational rules its price in points, quota and stock.
  */
 import { z } from "zod";
 import { ConfigIdSchema } from "../config/id";
+import { MAX_COUNTER_SHARDS } from "../counters/counter-definition";
 import { SEGMENT_SOURCES, type SegmentSource } from "../membership/program";
 import type { Material } from "./material";
 
@@ -45,6 +46,9 @@ export const BenefitSchema = z
       .strict()
       .refine((q) => q.perMonth !== undefined || q.perSegment !== undefined, "name perMonth, perSegment or both")
       .optional(),
+    /** How many claims all users together have, spread over `stockShards` counter shards (SOLD_OUT past it). */
+    stock: z.number().int().min(1).optional(),
+    stockShards: z.number().int().min(1).max(MAX_COUNTER_SHARDS).optional(),
   })
   .strict();
 export const BenefitsSchema = z.record(ConfigIdSchema, z.unknown());
@@ -59,4 +63,5 @@ export interface Benefit {
   window: { begin: number; end: number } | null;
   price: { program: string; points: number } | null;
   quota: { perMonth?: number; perSegment?: number } | null;
+  stock: { total: number; shards: number } | null;
 }

@@ -30,7 +30,7 @@ export interface RightFacts {
   claimedThisMonth?: number;
   /** The entitlements of the benefit each segment holds, by segment id (its per-segment quota); absent: left to the claim. */
   heldBySegment?: ReadonlyMap<string, number>;
-  /** Whether the benefit's stock (its code pool) has a unit left; absent: unlimited. */
+  /** Whether the benefit's stock (its `stock`, its code pool) has a unit left; absent: unlimited. */
   inStock?: boolean;
 }
 

@@ -574,7 +574,7 @@ class FileCompiler {
       this.issue([...base, "intake"], "a queued task's ticket is kept in the user's account: add 'login' to the validators");
     }
     // A reward that can be bounded (it has a stock or a budget) but is not, in a task anyone may repeat at will.
-    const limited = validators.some((v) => v?.def.code === "limit" || v?.def.code === "chances");
+    const limited = validators.some((v) => v?.def.code === "limit" || v?.def.code === "chances" || v?.def.code === "stock");
     rewards.forEach((r, i) => {
       if (!r || limited) return;
       const bounds = knownKeys(r.def.args, []).filter((k) => k === "stock" || k === "budget");

@@ -17,8 +17,9 @@ import { spendPoints } from "./validators/spend-points";
 import { partnerBenefit } from "./rewards/partner-benefit";
 import { membershipReward } from "./rewards/membership";
 import { activityCode } from "./validators/activity-code";
+import { stock } from "./validators/stock";
 
-export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints, activityCode];
+export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints, activityCode, stock];
 export const commands: CommandDefinition<any, any>[] = [log, notify];
 export const rewards: RewardDefinition<any, any>[] = [
   chancesReward,

@@ -10,4 +10,5 @@ export const RATE_LIMITED_ROUTES = [
   "preview",
   "membership.activate",
   "activity-code",
+  "benefit.redirect",
 ] as const;

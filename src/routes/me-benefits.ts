@@ -6,7 +6,8 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { userAccount } from "../../durable-objects/support/stubs";
 import { requireUser, signedInUser } from "../auth/require-user";
 import { ISSUANCES, MATERIAL_TYPES } from "../benefits/material";
-import { CLAIMS_ACTIVITY, monthlyClaimsKey } from "../benefits/claims";
+import { benefitStock, CLAIMS_ACTIVITY, monthlyClaimsKey } from "../benefits/claims";
+import { counterCovers } from "../counters/counters";
 import { judge, RIGHT_REASONS } from "../benefits/rights";
 import { EntitlementSchema } from "../benefits/answers";
 import { HOLDS_QUOTA } from "../benefits/entitlements";
@@ -59,7 +60,7 @@ const route = createRoute({
     "`available` and, when false, `reason`: NO_IDENTITY (no identity of the types it names is held now), " +
     "RANK_TOO_LOW, SEGMENT_NOT_ENTITLED (the identity came from a source or channel it does not accept), " +
     "NOT_IN_WINDOW (outside its claim window), QUOTA_USED (claimed as often as its monthly or per-segment quota allows), " +
-    "SOLD_OUT (its code pool is empty) or INSUFFICIENT_POINTS (fewer spendable points than its price); beside it, the " +
+    "SOLD_OUT (its stock is given out or its code pool is empty) or INSUFFICIENT_POINTS (fewer spendable points than its price); beside it, the " +
     "user's `entitlements` of the benefit with their status. Reading it makes this month's `monthly` entitlements " +
     "when the account's alarm has not yet (once per month; they are then given from the user's outbox).",
   security: [{ bearer: [] }],
@@ -103,7 +104,10 @@ export function registerMeBenefits(app: OpenAPIHono<AppEnv>) {
     const rights = [];
     for (const b of benefits) {
       const pool = b.material.type === "redeemCode" ? config.codePools.get(b.material.codePool) : undefined;
-      const inStock = pool ? await codesLeft(c.env, pool, user.id) : undefined;
+      const stock = benefitStock(c.env, config, b, now);
+      // Read only: the stock's shards are peeked (the user's home shard first), the code pool's walked; nothing is taken.
+      const inStock =
+        pool || stock ? (!pool || (await codesLeft(c.env, pool, user.id))) && (!stock || (await counterCovers(c.env, stock, user.id, 1))) : undefined;
       const key = quotaKeys.get(b.id);
       const claimedThisMonth = key === undefined ? undefined : (claimed[key] ?? 0);
       const right = judge(b, {

@@ -59,6 +59,7 @@ const RUN_ERRORS = {
   CODE_EXPIRED: "the activity code has expired",
   CODE_USED: "the activity code was used before",
   IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used with a different request",
+  PARTNER_LIMIT_REACHED: "a `partnerBenefit` reward's partner has used up its day (daily quota or budget): nothing was spent",
   RATE_LIMITED: "over the route's or the task's rate limit",
   ...ALWAYS,
 } as const;

@@ -34,7 +34,7 @@ describe("task configs are checked when loaded, with file, path and reason", () 
       `tasks: { t: { validator: [login, captcha] } }`,
       {
         path: "tasks.t.validator[1]",
-        reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances, spendPoints, activityCode",
+        reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances, spendPoints, activityCode, stock",
       },
     ],
     [
@@ -42,7 +42,7 @@ describe("task configs are checked when loaded, with file, path and reason", () 
       `tasks: { t: { validator: [logn] } }`,
       {
         path: "tasks.t.validator[0]",
-        reason: "unknown validator 'logn'; did you mean 'login'?; known: timeWindow, login, lock, limit, chances, spendPoints, activityCode",
+        reason: "unknown validator 'logn'; did you mean 'login'?; known: timeWindow, login, lock, limit, chances, spendPoints, activityCode, stock",
       },
     ],
     [
