@@ -56,6 +56,28 @@ try {
   assert.match(refused.out, /error: sales\.d11-phone: sale id 'd11-phone' was created through the admin API/);
   assert.equal(tasks("check").status, 1);
   assert.equal(d1Batch(target, ["SELECT count(*) AS n FROM config_activations"])[0]![0]!.n as number, 3);
+  // A bySegment node naming a segment the bundle does not declare: check names it, with file, line and the nearest.
+  writeFileSync(
+    join(changed, "rights.yaml"),
+    [
+      "id: rights",
+      "name: Rights by segment",
+      'timeWindow: { beginTime: "2026-11-01 00:00:00", endTime: "2026-11-30 23:59:59" }',
+      "tasks:",
+      "  claim:",
+      "    validator: [login]",
+      "    reward:",
+      "      bySegment:",
+      "        - { segment: vipLst, rights: [ { reward: { redPacket: { amount: 1 } } } ] }",
+      "",
+    ].join("\n"),
+  );
+  const unknownSegment = tasks("check", "--offline", "--dir", changed);
+  assert.equal(unknownSegment.status, 1);
+  assert.match(
+    unknownSegment.out,
+    /rights\.yaml:9:\d+: error: tasks\.claim\.reward\.bySegment\[0\]\.segment: unknown segment 'vipLst'; did you mean 'vipList'\?/,
+  );
   console.error("tasks CLI: all good");
 } finally {
   rmSync(state, { recursive: true, force: true });

@@ -36,6 +36,8 @@ import { registerAdminIdentities } from "./routes/admin-identities";
 import { registerPartners } from "./routes/partners";
 import { registerAdminPartners } from "./routes/admin-partners";
 import { requireOperator } from "./auth/operator";
+import { registerAdminSegments, SEGMENT_UPLOAD_PATH, SEGMENT_UPLOAD_TYPES } from "./routes/admin-segments";
+import { MAX_UPLOAD_BYTES } from "./segments/static-lists";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
 
@@ -54,6 +56,7 @@ app.use(
     maxBytes: MAX_BODY_BYTES,
     exceptions: [
       { path: CODE_IMPORT_PATH, maxBytes: MAX_IMPORT_BYTES, types: IMPORT_TYPES, named: "application/json, text/csv or application/x-ndjson" },
+      { path: SEGMENT_UPLOAD_PATH, maxBytes: MAX_UPLOAD_BYTES, types: SEGMENT_UPLOAD_TYPES, named: "text/plain or application/json" },
     ],
   }),
 );
@@ -97,6 +100,7 @@ registerAdminReversals(app);
 registerAdminPreview(app);
 registerAdminIdentities(app);
 registerAdminPartners(app);
+registerAdminSegments(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));
