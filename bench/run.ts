@@ -16,6 +16,7 @@ import { previewFigures } from "./preview";
 import { identityFigures } from "./identities";
 import { codePoolFigures } from "./code-pools";
 import { callbackFigures } from "./callbacks";
+import { segmentFigures } from "./segments";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -59,6 +60,15 @@ async function main() {
         const users = await tokens(10_000, `codes-${Date.now()}`);
         const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
         return codePoolFigures(worker, users, health, SECONDS, CONNECTIONS, say);
+      },
+    },
+    // Membership checks against a static segment of 1,000,000 ids, uploaded first.
+    segments: {
+      title: "user segments",
+      run: async () => {
+        await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
+        const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
+        return segmentFigures(worker, health, SECONDS, CONNECTIONS, say);
       },
     },
     // Signed completions of partner redirect tickets, then their replays.

@@ -138,6 +138,13 @@ export async function uploadList(env: Env, segment: string, uploadId: string, ty
   )
     .bind(segment, uploadId, fingerprint, counts.received, counts.duplicates, size, shards, bytes, now)
     .run();
+  // Two requests racing with one upload id: only the body that claimed it writes its version's rows.
+  const claimed = await env.DB.prepare("SELECT fingerprint FROM user_segment_uploads WHERE segment = ? AND upload_id = ?")
+    .bind(segment, uploadId)
+    .first<{ fingerprint: string }>();
+  if (claimed?.fingerprint !== fingerprint) {
+    throw new AppError("IDEMPOTENCY_MISMATCH", `upload '${uploadId}' of segment '${segment}' was made with another body`);
+  }
   // The version's rows, in statements of about CHUNK_BYTES each: invisible until the segment points at them.
   const insert = env.DB.prepare(
     "INSERT OR REPLACE INTO user_segment_lists (segment, version, shard, ids) SELECT ?1, ?2, value ->> 0, value ->> 1 FROM json_each(?3)",
