@@ -1,7 +1,12 @@
 /**
  * Issue 13, test 1: rights by segment and weight, end to end over HTTP. A static list of 100,000 ids and a rule
- * segment decide each user's branch; 10,000 users' shares of each right come within 2 % of the weights; `sticky`
+ * segment decide each user's branch; 5,000 users' shares of each right come within 2 % of the weights; `sticky`
  * gives each user the same right on every run; a right whose stock is gone drops out and the others share its weight.
+ *
+ * 5,000 users, not the issue's 10,000: each user's first run creates the user's account (a Durable Object with its
+ * own SQLite files), and near 10,000 accounts in one run the local Workers runtime on this machine began failing
+ * every object call with "internal error" (its open-file limit is 20,000). 3,000 listed users put the 2 % bound at
+ * 2.5 standard deviations of the weighted draw; the sticky shares are fixed by the user ids (49 % / 51 % here).
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, pushConfigs, records, runTask } from "../helpers";
@@ -51,11 +56,11 @@ tasks:
             - { id: bronze, weight: 1, reward: { redPacket: { amount: 5 } } }
 `;
 
-const LISTED = 6_000;
-const RULED = 2_000;
-const USERS = 10_000;
+const LISTED = 3_000;
+const RULED = 1_000;
+const USERS = 5_000;
 const user = (i: number) => `w-${i}`;
-/** Users 0..5999 are on the list, 6000..7999 are women in Shanghai, the rest match nothing. */
+/** Users 0..2999 are on the list, 3000..3999 are women in Shanghai, the rest match nothing. */
 const claims = (i: number) =>
   i >= LISTED && i < LISTED + RULED ? { gender: "female", city: "Shanghai" } : i % 2 === 0 ? { gender: "female", city: "Beijing" } : {};
 
@@ -87,8 +92,8 @@ const share = (m: Map<number, { right: string }>, right: string) => [...m.values
 describe("rights by segment and weight", () => {
   beforeAll(async () => {
     await pushConfigs({ "segments.yaml": segments, "segs.yaml": activity });
-    // 100,000 ids: the first 6,000 test users and 94,000 others.
-    const ids = [...Array.from({ length: LISTED }, (_, i) => user(i)), ...Array.from({ length: 94_000 }, (_, i) => `other-${i}`)];
+    // 100,000 ids: the first 3,000 test users and 97,000 others.
+    const ids = [...Array.from({ length: LISTED }, (_, i) => user(i)), ...Array.from({ length: 100_000 - LISTED }, (_, i) => `other-${i}`)];
     const res = await call("/v1/admin/segments/listed/uploads/first", {
       headers: { ...OPERATOR, "content-type": "text/plain" },
       rawBody: ids.join("\n"),
@@ -105,7 +110,7 @@ describe("rights by segment and weight", () => {
     expect(row!.node_path).toBe(`bySegment/1/${given.decision.right === "gold" ? 0 : 1}`);
   }, 150_000);
 
-  it("over 10,000 users, each segment's rights come within 2 % of their weights, and the default takes the rest", async () => {
+  it("over 5,000 users, each segment's rights come within 2 % of their weights, and the default takes the rest", async () => {
     const all = await runAll(
       "claim",
       Array.from({ length: USERS }, (_, i) => i),
@@ -126,7 +131,7 @@ describe("rights by segment and weight", () => {
   }, 2_400_000);
 
   it("sticky gives each user the same right on every run", async () => {
-    const sample = Array.from({ length: 200 }, (_, i) => LISTED + i * 10);
+    const sample = Array.from({ length: 200 }, (_, i) => LISTED + i * 5);
     const first = await runAll("claim", sample);
     const second = await runAll("claim", sample);
     for (const i of sample) expect(second.get(i)!.right).toBe(first.get(i)!.right);
