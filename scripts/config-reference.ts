@@ -100,6 +100,7 @@ lists versions and \`tasks:rollback\` re-activates the previous one. Words from 
 | \`membership\` | no | The bundle's membership program (below), in a file of its own holding only this key and the benefits catalog. |
 | \`materials\`, \`benefits\` | no | The benefits center's catalog (below), in the membership program's file. |
 | \`codePools\` | no | Code pools by id, for the whole bundle (below). A file may hold only this key (and \`pointPrograms\`). |
+| \`segments\` | no | User segments by id, for the whole bundle (below). A file may hold only this key (and the other bundle sections). |
 
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or wall-clock \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
 
@@ -297,6 +298,37 @@ trying. When the remaining codes of all shards fall to
 \`threshold\`, one alert is POSTed to \`alert\`, signed per Standard Webhooks ([webhooks.md](webhooks.md)) with
 \`{kind: "codePoolLowStock", poolId, threshold, remaining, imported}\`; it is sent once per stock level (an import
 arms the next one).
+
+## User segments
+
+\`\`\`yaml
+segments:                          # top level, in any file of the bundle (or a file of its own); ids unique bundle-wide
+  vipList:
+    kind: static                   # a list of user ids uploaded through the admin API
+    priority: 30                   # a bySegment node tries its segments highest priority first (default 0)
+  womenInBeijing:
+    kind: rule                     # a condition tree over the user's profile attributes and groups
+    priority: 20
+    when: { all: [ { attribute: { name: gender, op: eq, value: female } }, { attribute: { name: city, op: eq, value: Beijing } } ] }
+  bigSpenders:
+    kind: external                 # a crowd service asked over HTTP
+    priority: 10
+    url: https://crowds.example.com/members   # POST {segment, userId} → {member: true|false}
+    timeoutMs: 100                 # default 100 (10-5000)
+    ttlSeconds: 60                 # an answer is reused this long in each isolate (default 60; 0: never)
+    fallback: false                # the membership assumed when the service fails or times out (default false)
+\`\`\`
+
+A \`rule\` segment's tree reads profile attributes (\`attribute\`) and groups (\`group\`) only: a segment is who the
+user is, so conditions on events, participations, points, orders, identities or the clock are refused where it is
+declared. A \`static\` segment's list is uploaded with \`POST /v1/admin/segments/{segment}/uploads/{uploadId}\` (one
+id per line as text/plain, or \`{userIds: [...]}\`; up to 2,000,000 ids): one malformed id refuses the whole upload
+and the list in use stays; a good one replaces the list in one step (isolates see the new version within 5 s); the
+same upload id again answers the same counts. It is kept as hashed shards of ~512 ids, one D1 row each, so a check is
+one primary-key read whatever the list's size (then a set lookup, cached per isolate). \`GET
+/v1/admin/segments/{segment}\` shows a segment's list version, size and stored size; \`GET
+/v1/admin/segments/{segment}/members/{userId}\` whether a user is in it now. An \`external\` service's calls are
+signed per Standard Webhooks when \`WEBHOOK_SECRETS\` holds its origin's secret; a failure is not cached.
 
 ## Chances
 
@@ -532,13 +564,14 @@ reward:
 | \`all: [...]\` | Every child. A child that cannot be given is skipped and reported \`{granted: false, reason: SOLD_OUT}\` (default \`onUnavailable: skip\`). |
 | \`oneOf: {strategy, of: [...]}\` | One child. \`first\` (default): the first available in order; \`weighted\`: drawn by \`weight\` among the available; \`highestValue\`: the available child of the highest face value (a reward's highest possible amount; a node's sum, or a oneOf's highest). A child that cannot be given falls through to the next (default \`onUnavailable: fallback\`). |
 | \`pickN: {n, of: [...]}\` | \`n\` distinct children drawn by \`weight\` among the available; one that cannot be given is replaced by another draw. |
+| \`bySegment: [{segment, choose, rights}, ..., {default: {choose, rights}}]\` | The rights of the user's first matching segment, by the segments' priority (highest first, whatever the order written; the \`default\` branch, optional and last, when none matches). \`rights: [{id, weight, reward}]\`: \`reward\` is a reward or a node, \`id\` names the right (default its index). \`choose\`: \`weighted\` (default) draws by weight per request; \`sticky\` by a stable hash of user and activity, so a user always gets the same right; \`{external: {url, timeoutMs}}\` POSTs \`{activityId, taskId, userId, segment, rights: [{id, weight}]}\` and takes the rights in the \`ranking\` it answers (\`timeoutMs\` default 100; on a timeout, an error or an empty ranking it draws by weight). A right that cannot be given drops out and the choice is made again over those left, their weights renormalised. Each outcome and reward record carries \`decision: {segment, right, by}\`; a preview lists the segments checked and each right's chance. |
 
 Any child (a node or a reward) may also carry:
 
 | key | meaning |
 |---|---|
 | \`when\` | A condition tree (see Conditions) over the run's facts: the child is given only when it holds; otherwise it is passed over silently (a \`oneOf\` chooses among the others). |
-| \`weight\` | Its weight in a \`weighted\` oneOf or a \`pickN\` (default 1). |
+| \`weight\` | Its weight in a \`weighted\` oneOf or a \`pickN\` (default 1; a \`bySegment\` right's \`weight\` is set beside its \`reward\`). |
 | \`onUnavailable\` | \`skip\` (not given, reported), \`fallback\` (another child is tried) or \`refuse\` (the whole run is refused with the child's code, nothing written). Set on a node, it is the policy for its children; set on a child, for that child. |
 | \`budget\` | The most face value (the grants' \`amount\`s: minor units, points, chances, a prize's value) given through the node, in total: an integer, or \`{total, shards, key}\` (a shared counter spread over \`shards\`; \`key\` shares it between tasks). A grant that would cross it is not given (reason \`BUDGET\`); it holds under any concurrency. |
 

@@ -83,6 +83,29 @@ try {
   assert.match(readFileSync(join(pulled, "membership.yaml"), "utf8"), /gold-2y:\n\s+identityType: gold\n\s+duration: P2Y/);
   assert.match(tasks("status", "--dir", pulled).out, /local files: the same version/);
   assert.equal(tasks("push", "--dir", changed, "--force").status, 0);
+
+  // A bySegment node naming a segment the bundle does not declare: check names it, with file, line and the nearest.
+  writeFileSync(
+    join(changed, "rights.yaml"),
+    [
+      "id: rights",
+      "name: Rights by segment",
+      'timeWindow: { beginTime: "2026-11-01 00:00:00", endTime: "2026-11-30 23:59:59" }',
+      "tasks:",
+      "  claim:",
+      "    validator: [login]",
+      "    reward:",
+      "      bySegment:",
+      "        - { segment: vipLst, rights: [ { reward: { redPacket: { amount: 1 } } } ] }",
+      "",
+    ].join("\n"),
+  );
+  const unknownSegment = tasks("check", "--offline", "--dir", changed);
+  assert.equal(unknownSegment.status, 1);
+  assert.match(
+    unknownSegment.out,
+    /rights\.yaml:9:\d+: error: tasks\.claim\.reward\.bySegment\[0\]\.segment: unknown segment 'vipLst'; did you mean 'vipList'\?/,
+  );
   console.error("tasks CLI: all good");
 } finally {
   rmSync(state, { recursive: true, force: true });

@@ -40,6 +40,8 @@ import { registerPartners } from "./routes/partners";
 import { registerAdminPartners } from "./routes/admin-partners";
 import { registerAdminMembership } from "./routes/admin-membership";
 import { requireOperator } from "./auth/operator";
+import { registerAdminSegments, SEGMENT_UPLOAD_PATH, SEGMENT_UPLOAD_TYPES } from "./routes/admin-segments";
+import { MAX_UPLOAD_BYTES } from "./segments/static-lists";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
 
@@ -58,6 +60,7 @@ app.use(
     maxBytes: MAX_BODY_BYTES,
     exceptions: [
       { path: CODE_IMPORT_PATH, maxBytes: MAX_IMPORT_BYTES, types: IMPORT_TYPES, named: "application/json, text/csv or application/x-ndjson" },
+      { path: SEGMENT_UPLOAD_PATH, maxBytes: MAX_UPLOAD_BYTES, types: SEGMENT_UPLOAD_TYPES, named: "text/plain or application/json" },
     ],
   }),
 );
@@ -105,6 +108,7 @@ registerAdminIdentities(app);
 registerAdminEntitlements(app);
 registerAdminPartners(app);
 registerAdminMembership(app);
+registerAdminSegments(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

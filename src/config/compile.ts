@@ -27,6 +27,7 @@ import { type BenefitCatalog, compileCatalog } from "../benefits/catalog";
 import { claimsActivitySource } from "../benefits/claims";
 import { compileMembershipFile, isMembershipFile, type MembershipProgram, skuOf } from "../membership/program";
 import { codePool, CodePoolSchema, CodePoolsSchema, type CodePool } from "../codes/code-pool-definition";
+import { compileSegment, SegmentSchema, SegmentsSchema, type UserSegment } from "../segments/segment-definition";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
 
 export interface ConfigFile {
@@ -152,6 +153,8 @@ const ActivityFileSchema = z
     pointPrograms: z.unknown().optional(),
     // Bundle-wide too (FileCompiler.codePools); a file may hold only this and pointPrograms.
     codePools: z.unknown().optional(),
+    // Bundle-wide too (user segments, src/segments): named by any activity's `bySegment` reward nodes.
+    segments: z.unknown().optional(),
     /** Business event types this file declares (names are global to the bundle). */
     eventTypes: z.record(z.string(), EventTypeSchema).default({}),
   })
@@ -160,7 +163,7 @@ const ActivityFileSchema = z
 type Path = (string | number)[];
 
 /** Top-level sections that belong to the whole bundle: a file holding only these declares no activity. */
-const BUNDLE_SECTIONS = new Set(["pointPrograms", "codePools"]);
+const BUNDLE_SECTIONS = new Set(["pointPrograms", "codePools", "segments"]);
 
 function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${String(p)}` : String(p)), "");
@@ -207,6 +210,7 @@ class FileCompiler {
     private readonly programs: Readonly<Record<string, PointProgram>> = {},
     private readonly membership?: MembershipProgram,
     private readonly codePools: Readonly<Record<string, CodePool>> = {},
+    private readonly segments: Readonly<Record<string, UserSegment>> = {},
   ) {}
 
   /** The file's `membership` program, compiled (undefined: the file declares none, or it has problems, reported). */
@@ -231,6 +235,21 @@ class FileCompiler {
   /** The file's `codePools` section, compiled; each problem is reported with its path. */
   codePoolSection(source: string): Record<string, CodePool> {
     return this.bundleSection(source, "codePools", CodePoolsSchema, CodePoolSchema, codePool);
+  }
+
+  /** The file's `segments` section, compiled; each problem is reported with its path. */
+  segmentSection(source: string): Record<string, UserSegment> {
+    const compiled: Record<string, UserSegment> = {};
+    const parsed = this.bundleSection(source, "segments", SegmentsSchema, SegmentSchema, (id, s) => ({ id, s }));
+    for (const [id, { s }] of Object.entries(parsed)) {
+      if (!Id.safeParse(id).success) {
+        this.issue(["segments", id], `'${id}' is not a valid segment id (letters, digits, -, _)`, true);
+        continue;
+      }
+      const segment = compileSegment(this.file, id, s, this);
+      if (segment) compiled[id] = segment;
+    }
+    return compiled;
   }
 
   /** The file's `pointPrograms` section, compiled; each problem is reported with its path. */
@@ -528,6 +547,7 @@ class FileCompiler {
             taskId: id,
             place: (ref, at) => this.place(registry.rewards, "reward", ref, [...base, "reward", ...at], ctx),
             conditions,
+            segments: this.segments,
             issue: (at, reason) => this.issue([...base, "reward", ...at], reason),
           });
     const rewards = rewardTree?.leaves ?? [];
@@ -700,6 +720,21 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     }
     issues.push(...c.issues);
   }
+  // User segments likewise: any activity's `bySegment` nodes name them.
+  const segments: Record<string, UserSegment> = {};
+  const segmentFiles = new Map<string, string>();
+  for (const f of files) {
+    const c = new FileCompiler(f.name);
+    for (const [id, segment] of Object.entries(c.segmentSection(f.source))) {
+      const other = segmentFiles.get(id);
+      if (other) c.issue(["segments", id], `segment '${id}' is also declared in ${other}`);
+      else {
+        segments[id] = segment;
+        segmentFiles.set(id, f.name);
+      }
+    }
+    issues.push(...c.issues);
+  }
   // The membership program next: one per bundle, and any activity's tasks may name its SKUs and identity types.
   // Its file's benefits catalog with it: materials name code pools, benefits identity types and point programs.
   let membership: MembershipProgram | undefined;
@@ -730,7 +765,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
   const claims = benefits && membership && claimsActivitySource(benefits, membership);
   const activityFiles = claims ? [...files, { name: `${membershipFile} (benefit claims)`, source: claims }] : files;
   for (const f of activityFiles) {
-    const c = new FileCompiler(f.name, programs, membership, codePools);
+    const c = new FileCompiler(f.name, programs, membership, codePools, segments);
     const fields = c.parse(f.source);
     if (fields && isMembershipFile(fields)) continue;
     if (fields && isProfileFile(fields)) {
@@ -777,6 +812,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     ...(membership && { membership }),
     ...(benefits && { benefits }),
     codePools: new Map(Object.entries(codePools)),
+    segments: new Map(Object.entries(segments)),
     eventTypes,
     triggers,
   };

@@ -15,6 +15,7 @@ import type { ConditionTree } from "../engine/conditions/tree";
 import type { RewardTree } from "../engine/reward-tree/tree";
 import type { ParticipationCount } from "../engine/conditions/define";
 import type { EventType } from "../events/event-types";
+import type { UserSegment } from "../segments/segment-definition";
 
 export interface CompiledRule {
   field: string;
@@ -118,6 +119,8 @@ export interface CompiledConfig {
   benefits?: BenefitCatalog;
   /** The bundle's code pools (`codePools`), by id. */
   codePools: Map<string, CodePool>;
+  /** The bundle's user segments (`segments`), by id: `bySegment` reward nodes name them. */
+  segments: Map<string, UserSegment>;
   /** Event types, built in and declared, by name. */
   eventTypes: Map<string, EventType>;
   /** The tasks each event type triggers, by type. */

@@ -474,3 +474,40 @@ export const partnerAlerts = sqliteTable(
   },
   (t) => [index("partner_alerts_by_partner").on(t.partnerId, t.createdAt)],
 );
+
+export const userSegmentLists = sqliteTable(
+  "user_segment_lists",
+  {
+    segment: text("segment").notNull(),
+    version: text("version").notNull(),
+    shard: integer("shard").notNull(),
+    ids: text("ids").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.segment, t.version, t.shard] })],
+);
+
+export const userSegmentUploads = sqliteTable(
+  "user_segment_uploads",
+  {
+    segment: text("segment").notNull(),
+    uploadId: text("upload_id").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    received: integer("received").notNull(),
+    duplicates: integer("duplicates").notNull(),
+    size: integer("size").notNull(),
+    shards: integer("shards").notNull(),
+    bytes: integer("bytes").notNull(),
+    createdAt: integer("created_at").notNull(),
+    activatedAt: integer("activated_at"),
+  },
+  (t) => [primaryKey({ columns: [t.segment, t.uploadId] })],
+);
+
+export const userSegments = sqliteTable("user_segments", {
+  segment: text("segment").primaryKey(),
+  version: text("version").notNull(),
+  size: integer("size").notNull(),
+  shards: integer("shards").notNull(),
+  bytes: integer("bytes").notNull(),
+  activatedAt: integer("activated_at").notNull(),
+});

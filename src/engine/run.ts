@@ -11,6 +11,7 @@ import { AppError } from "../errors";
 import type { RewardOutcome } from "./define";
 import { uniformRandom } from "../random";
 import type { PointChange } from "../points/changes";
+import type { SegmentDecision } from "../segments/decision";
 
 export interface User {
   id: string;
@@ -100,6 +101,8 @@ export class TaskRun {
   readonly startedAt = Date.now();
   /** The reward-tree node being given now (e.g. `all/1/oneOf/0`): each reward record carries its node's path. */
   node: string | null = null;
+  /** The segment decision the reward being given now comes from (a `bySegment` node): its outcome and record carry it. */
+  decision: SegmentDecision | null = null;
 
   constructor(readonly init: TaskRunInit) {
     this.participationId = `p_${init.requestId}`;
@@ -150,7 +153,7 @@ export class TaskRun {
       userId: this.requireUser().id,
       type: grant.type,
       amount: grant.amount,
-      detail: JSON.stringify(grant.detail),
+      detail: JSON.stringify(this.decision ? { ...grant.detail, decision: this.decision } : grant.detail),
       status: grant.status,
       nodePath: this.node,
       createdAt: this.now,
