@@ -40,6 +40,11 @@ const worker = (extra: (inject: <K extends "upstashUrl" | "upstashToken">(key: K
         PARTNER_SECRETS_KEY: "dGVzdC1wYXJ0bmVyLXNlY3JldHMta2V5LTAxMjM0NTY3ODk=",
         // The test risk engine (a block of the partner server), signed with the partner origin's secret above.
         RISK_ENGINE_URL: `http://127.0.0.1:${inject("partnerPort")}/risk-engine`,
+        // Activity codes are signed with this; Turnstile tokens are checked by the local verifier (test/turnstile-server.ts).
+        ACTIVITY_CODE_SECRET: "test-activity-code-secret-0123456789abcdef",
+        TURNSTILE_VERIFY_URL: `http://127.0.0.1:${inject("turnstilePort")}/siteverify`,
+        TURNSTILE_SECRET: inject("turnstileSecret"),
+        TURNSTILE_TIMEOUT_MS: "1000",
         ...extra(inject),
       },
     },
@@ -66,8 +71,8 @@ const shared = {
 
 export default defineConfig({
   test: {
-    // A real HTTP partner (coupon center, JWKS) for every project.
-    globalSetup: ["./test/partner-server.ts"],
+    // A real HTTP partner (coupon center, JWKS) and a local Turnstile siteverify for every project.
+    globalSetup: ["./test/partner-server.ts", "./test/turnstile-server.ts"],
     projects: [
       {
         plugins: [worker()],

@@ -21,8 +21,8 @@ export interface LoadOptions {
   connections: number;
   /** Send exactly this many requests (then `seconds` is ignored). */
   amount?: number;
-  /** Per-request headers and body (e.g. a different user's token each time). */
-  next?: (i: number) => { headers?: Record<string, string>; body?: string };
+  /** Per-request headers and body (e.g. a different user's token each time), and a path other than the url's. */
+  next?: (i: number) => { headers?: Record<string, string>; body?: string; path?: string };
 }
 
 export async function load(o: LoadOptions): Promise<LoadResult> {
@@ -37,7 +37,7 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
           {
             setupRequest: (req) => {
               const n = o.next!(i++);
-              return { ...req, headers: { ...req.headers, ...n.headers }, body: n.body };
+              return { ...req, headers: { ...req.headers, ...n.headers }, body: n.body, ...(n.path && { path: n.path }) };
             },
           },
         ]

@@ -17,6 +17,8 @@ import { identityFigures } from "./identities";
 import { codePoolFigures } from "./code-pools";
 import { callbackFigures } from "./callbacks";
 import { riskFigures } from "./risk";
+import { benefitFigures } from "./benefits";
+import { segmentFigures } from "./segments";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -66,6 +68,24 @@ async function main() {
     risk: {
       title: "risk control",
       run: () => riskFigures(SECONDS, CONNECTIONS, Number(process.env.BENCH_PORT ?? 8790) + 1, say),
+    },
+    // One hot benefit of the benefits center: a redeem code per claim, its stock over counter shards.
+    benefits: {
+      title: "benefits center",
+      run: async () => {
+        await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
+        const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
+        return benefitFigures(worker, health, SECONDS, CONNECTIONS, say);
+      },
+    },
+    // Membership checks against a static segment of 1,000,000 ids, uploaded first.
+    segments: {
+      title: "user segments",
+      run: async () => {
+        await load({ name: "warm-up", url: `${worker.url}/health`, seconds: 2, connections: CONNECTIONS });
+        const health = () => load({ name: "GET /health (baseline)", url: `${worker.url}/health`, seconds: SECONDS, connections: CONNECTIONS });
+        return segmentFigures(worker, health, SECONDS, CONNECTIONS, say);
+      },
     },
     // Signed completions of partner redirect tickets, then their replays.
     callbacks: {

@@ -23,6 +23,7 @@ import type {
   RecordBatch,
   RequestRecordRow,
 } from "../src/accounts/account-plan";
+import { IDEMPOTENCY_TTL_MS } from "../src/accounts/account-plan";
 import { log } from "../src/platform/log";
 import type { AttributeValue } from "../src/users/profile-definition";
 
@@ -42,6 +43,9 @@ import { sendNotices } from "../src/membership/notices";
 import type { MembershipProgram } from "../src/membership/program";
 import type { Segment } from "../src/membership/timeline";
 import { type CallbackOutcome, partnerTicketTables, type TicketCallback, TicketBook, type TicketState } from "../src/partners/ticket-book";
+import type { BenefitCatalog } from "../src/benefits/catalog";
+import { EntitlementBook, entitlementTables, type EntitlementView } from "../src/benefits/entitlements";
+import { findActiveConfig } from "../src/config/store";
 
 /**
  * The account's storage, one numbered step each (see support/migrations.ts). Every row of a feature carries the
@@ -67,9 +71,14 @@ export const userAccountMigrations: StorageMigration[] = [
   refundTables,
   partnerTicketTables,
   identityTables,
+  // Activity codes the user used (src/activity-codes), each kept until it has expired (then no use of it can pass).
+  (sql) =>
+    sql.exec(`
+  CREATE TABLE used_activity_codes (id TEXT PRIMARY KEY, forget_at INTEGER NOT NULL);
+  CREATE INDEX used_activity_codes_by_age ON used_activity_codes (forget_at);`),
+  entitlementTables,
 ];
 
-const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /**
  * How long a reservation's outcome is kept: far beyond any reservation's deadline and the counter's retries of its
  * question, so a counter always hears the answer the commit gave.
@@ -104,7 +113,7 @@ export class UserAccount extends DurableObject<Env> {
 
   /**
    * Commits a run's plan, or refuses it with the first failing step's answer and changes nothing. Steps in plan order:
-   * locks, counters and chances, marker requirements, then the shared reservations the run holds (each recorded as
+   * activity codes, locks, counters and chances, marker requirements, then the shared reservations the run holds (each recorded as
    * used, unless a counter already answered for it), the Idempotency-Key's answer and the records.
    */
   async commit(plan: AccountPlan): Promise<CommitResult> {
@@ -118,9 +127,19 @@ export class UserAccount extends DurableObject<Env> {
     /** Points grants the program's daily cap cut down: what each really earned. */
     const earned: Record<string, number> = {};
     const ledger = new PointLedger(this.sql, plan.userId);
-    const identities = new IdentityBook(this.sql);
+    const entitlements = new EntitlementBook(this.sql, plan.userId);
+    const identities = new IdentityBook(this.sql, { book: entitlements, ledger });
     try {
       this.ctx.storage.transactionSync(() => {
+        for (const code of plan.activityCodes ?? []) {
+          // The one place a code is used: of concurrent runs with one code, the first to commit here takes it.
+          const fresh = this.sql.exec(
+            "INSERT INTO used_activity_codes (id, forget_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+            code.id,
+            now + Math.max(0, code.keepMs),
+          ).rowsWritten;
+          if (fresh === 0) throw new Refusal({ ok: false, rejection: code.rejection });
+        }
         for (const lock of plan.locks) {
           const held = this.sql.exec<{ committed_at: number }>("SELECT committed_at FROM locks WHERE ns = ? AND key = ?", ns, lock.key).toArray()[0];
           if (held && held.committed_at >= plan.startedAt) throw new Refusal({ ok: false, rejection: lock.rejection });
@@ -149,8 +168,8 @@ export class UserAccount extends DurableObject<Env> {
           if (!applied.ok) throw new Refusal({ ok: false, rejection: applied.rejection });
           if (change.kind === "earn" && applied.earned! < change.amount) earned[change.grantId] = applied.earned!;
         }
-        for (const { program, grant } of plan.identities ?? []) {
-          const granted = identities.grant(program, grant);
+        for (const { program, grant, catalog } of plan.identities ?? []) {
+          const granted = identities.grant(program, grant, catalog);
           if (!granted.ok) throw new Refusal({ ok: false, rejection: { code: granted.code, message: granted.message } });
         }
         for (const r of plan.requirements) {
@@ -167,6 +186,10 @@ export class UserAccount extends DurableObject<Env> {
           if (this.decide(r.id, "committed", now) !== "committed") {
             throw new Refusal({ ok: false, rejection: { code: "UNAVAILABLE", message: "the request took too long; please retry" } });
           }
+        }
+        if (plan.entitlement) {
+          const refused = entitlements.commitRun(plan.entitlement, plan.requestId, plan.records, now);
+          if (refused) throw new Refusal({ ok: false, rejection: refused });
         }
         const cut = Object.keys(settled).length > 0 || Object.keys(earned).length > 0;
         if (plan.idempotency) {
@@ -197,8 +220,15 @@ export class UserAccount extends DurableObject<Env> {
         const r: RecordBatch = { ...plan.records, rewards, deliveries, requests: plan.request ? [{ ...plan.request, outcome: "OK" }] : [] };
         if (ledger.written.length > 0) r.points = ledger.written;
         if (identities.written.length > 0) r.identitySegments = identities.written;
+        if (entitlements.written.length > 0) r.entitlements = entitlements.written;
         const rows =
-          r.requests!.length + r.participations.length + r.rewards.length + r.deliveries.length + ledger.written.length + identities.written.length;
+          r.requests!.length +
+          r.participations.length +
+          r.rewards.length +
+          r.deliveries.length +
+          ledger.written.length +
+          identities.written.length +
+          entitlements.written.length;
         if (rows + (r.events?.length ?? 0) > 0) {
           this.outbox.add(r);
           queued = true;
@@ -216,7 +246,7 @@ export class UserAccount extends DurableObject<Env> {
     if (plan.idempotency) this.answered(plan.idempotency.namespace, plan.idempotency.key);
     // After the answer: the run is committed, and a failed hand-off is the alarm's to retry, not the client's.
     if (queued) this.handOff();
-    if (identities.noticed) this.sendNotices();
+    if (identities.noticed || entitlements.noticed) this.sendNotices();
     const result: CommitResult = { ok: true };
     if (Object.keys(settled).length > 0) result.settled = settled;
     if (unused.length > 0) result.unused = unused;
@@ -292,6 +322,11 @@ export class UserAccount extends DurableObject<Env> {
   /** The user's counters in a namespace whose key starts with one of `prefixes` (all of them for ""), in one read. */
   async counters(ns: string, prefixes: string[]): Promise<Record<string, number>> {
     return Object.fromEntries(prefixes.flatMap((p) => this.withPrefix(ns, p)).map((r) => [r.key, r.value]));
+  }
+
+  /** Whether the user used this activity code already (a read: only a commit uses one). */
+  async activityCodeUsed(id: string): Promise<boolean> {
+    return this.sql.exec("SELECT 1 FROM used_activity_codes WHERE id = ?", id).toArray().length > 0;
   }
 
   /** Counts an order event in the user's order history once (src/events/order-history.ts): the orders before it. */
@@ -390,22 +425,25 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /**
-   * When the oldest Idempotency-Key or reservation outcome expires (the alarm forgets it then), the next point lot
+   * When the oldest Idempotency-Key, reservation outcome or used activity code expires (the alarm forgets it then), the next point lot
    * becomes spendable or expires (the alarm writes it), a partner ticket expires, an identity runs out or is due for
-   * its reminder, or an identity notice is due (the alarm notes and sends them), or null for none.
+   * its reminder, or an identity notice is due (the alarm notes and sends them), a new month begins for an identity
+   * with monthly benefits (the alarm makes its entitlements), or null for none.
    */
   private choresDue(): number | null {
-    const { key, reservation } = this.sql
-      .exec<{ key: number | null; reservation: number | null }>(
-        "SELECT (SELECT min(created_at) FROM idempotency_keys) AS key, (SELECT min(at) FROM reservations) AS reservation",
+    const { key, reservation, code } = this.sql
+      .exec<{ key: number | null; reservation: number | null; code: number | null }>(
+        "SELECT (SELECT min(created_at) FROM idempotency_keys) AS key, (SELECT min(at) FROM reservations) AS reservation, (SELECT min(forget_at) FROM used_activity_codes) AS code",
       )
       .one();
     const due = [
       key === null ? null : key + IDEMPOTENCY_TTL_MS,
       reservation === null ? null : reservation + RESERVATION_OUTCOME_TTL_MS,
+      code,
       PointLedger.nextEvent(this.sql),
       ReversalBook.nextEffect(this.sql),
       IdentityBook.nextEvent(this.sql),
+      EntitlementBook.nextEvent(this.sql),
       TicketBook.nextChore(this.sql),
     ];
     const times = due.filter((t): t is number => t !== null);
@@ -413,24 +451,39 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /**
-   * Hands committed records on (again), forgets expired Idempotency-Keys and reservation outcomes, writes the
+   * Hands committed records on (again), forgets expired Idempotency-Keys, reservation outcomes and used activity codes, writes the
    * point lots that became spendable or expired, expires partner tickets whose time is up, notes the identities that
-   * ran out (or soon will), and sends the identity notices still due.
+   * ran out (or soon will), makes a new month's monthly entitlements, and sends the notices still due (identity
+   * events, entitlements to give or reclaim).
    */
   override async alarm(): Promise<void> {
     try {
       this.sql.exec("DELETE FROM idempotency_keys WHERE created_at < ?", Date.now() - IDEMPOTENCY_TTL_MS);
       this.sql.exec("DELETE FROM reservations WHERE at < ?", Date.now() - RESERVATION_OUTCOME_TTL_MS);
+      this.sql.exec("DELETE FROM used_activity_codes WHERE forget_at <= ?", Date.now());
       TicketBook.runChores(this.sql, Date.now());
       const ledger = PointLedger.of(this.sql);
       if (ledger) this.ctx.storage.transactionSync(() => this.keepPoints(ledger, () => ledger.settle(Date.now())));
       await this.reversalBook().runEffects(Date.now());
       const identities = new IdentityBook(this.sql);
       this.ctx.storage.transactionSync(() => identities.noteExpiries(Date.now()));
+      await this.issueMonthly(identities);
       await sendNotices(this.sql, this.env, this.ctx);
     } finally {
       await this.outbox.forward();
     }
+  }
+
+  /** Makes the month's `monthly` entitlements when a new month has begun for an identity that runs into it. */
+  private async issueMonthly(identities: IdentityBook) {
+    const due = EntitlementBook.nextEvent(this.sql);
+    if (due === null || due > Date.now()) return;
+    const owner = identities.owner();
+    const config = owner === undefined ? undefined : await findActiveConfig(this.env);
+    const program = config?.membership;
+    // No user or no program (any more): nothing to make, and a month left due would wake the alarm again at once.
+    if (owner === undefined || !config || !program) return EntitlementBook.forgetNextMonth(this.sql);
+    this.entitlementChange(owner, (book) => book.issueMonthly(config.benefits, program, identities.segments(), Date.now()));
   }
 
   /** The user's stored profile attributes (removed ones left out), by name. */
@@ -592,7 +645,8 @@ export class UserAccount extends DurableObject<Env> {
   async reverse(plan: ReversalPlan, status: ReversalAnswer["status"]): Promise<{ stale: true } | { stale: false; body: string }> {
     const book = this.reversalBook();
     const ledger = new PointLedger(this.sql, plan.userId);
-    const identities = new IdentityBook(this.sql);
+    const entitlements = new EntitlementBook(this.sql, plan.userId);
+    const identities = new IdentityBook(this.sql, { book: entitlements, ledger });
     const answer = this.ctx.storage.transactionSync(() => {
       const result = book.commit(
         plan,
@@ -613,6 +667,7 @@ export class UserAccount extends DurableObject<Env> {
           ...result.records,
           points: ledger.written,
           identitySegments: identities.written,
+          entitlements: entitlements.written,
         });
       countServed(this.sql);
       return JSON.stringify(result.answer);
@@ -620,7 +675,7 @@ export class UserAccount extends DurableObject<Env> {
     if (answer === undefined) return { stale: true };
     this.handOff();
     this.ctx.waitUntil(book.runEffects(Date.now()).catch((e) => log.error("give-backs not done; the alarm retries", { error: String(e) })));
-    if (identities.noticed) this.sendNotices();
+    if (identities.noticed || entitlements.noticed) this.sendNotices();
     return { stale: false, body: answer };
   }
 
@@ -656,43 +711,90 @@ export class UserAccount extends DurableObject<Env> {
 
   /**
    * Grants an identity segment on the user's timeline (POST /v1/membership/grants): decided here, in one
-   * transaction with its D1 copy and the notices of the events it causes, so concurrent grants of conflicting SKUs
-   * cannot both pass. A repeat of the same grant under its externalRef answers the segment again.
+   * transaction with its D1 copy, the notices of the events it causes and the benefit entitlements it brings (the
+   * catalog's), so concurrent grants of conflicting SKUs cannot both pass. A repeat of the same grant under its
+   * externalRef answers the segment again.
    */
-  async grantIdentity(program: MembershipProgram, grant: IdentityGrant): Promise<GrantResult> {
-    const book = new IdentityBook(this.sql);
+  async grantIdentity(program: MembershipProgram, grant: IdentityGrant, catalog?: BenefitCatalog): Promise<GrantResult> {
+    return this.identityChange(grant.userId, (book) => book.grant(program, grant, catalog));
+  }
+
+  /** Revokes the segment granted under `externalRef` (a refund) and reclaims its entitlements: see IdentityBook.revoke. */
+  async revokeIdentity(program: MembershipProgram, c: { userId: string; externalRef: string; reason: string; now: number }): Promise<RevokeResult> {
+    return this.identityChange(c.userId, (book) => book.revoke(program, c));
+  }
+
+  /** Runs an identity change in one transaction with the entitlements and points it moves, then sends what it wrote. */
+  private identityChange<T>(userId: string, change: (book: IdentityBook) => T): T {
+    const ledger = new PointLedger(this.sql, userId);
+    const entitlements = new EntitlementBook(this.sql, userId);
+    const book = new IdentityBook(this.sql, { book: entitlements, ledger });
+    let written = 0;
     const result = this.ctx.storage.transactionSync(() => {
-      const r = book.grant(program, grant);
-      if (book.written.length > 0) this.outbox.add({ participations: [], rewards: [], deliveries: [], identitySegments: book.written });
+      const r = change(book);
+      written = book.written.length + entitlements.written.length + ledger.written.length;
+      if (written > 0)
+        this.outbox.add({
+          participations: [],
+          rewards: [],
+          deliveries: [],
+          identitySegments: book.written,
+          entitlements: entitlements.written,
+          points: ledger.written,
+        });
       countServed(this.sql);
       return r;
     });
-    this.afterIdentityChange(book);
+    if (written > 0) this.handOff();
+    if (book.noticed || entitlements.noticed) this.sendNotices();
     return result;
   }
 
-  /** Revokes the segment granted under `externalRef` (a refund): see IdentityBook.revoke. */
-  async revokeIdentity(program: MembershipProgram, c: { userId: string; externalRef: string; reason: string; now: number }): Promise<RevokeResult> {
-    const book = new IdentityBook(this.sql);
+  /**
+   * The user's benefit entitlements, after making this month's `monthly` ones the timeline entitles at `now` (when
+   * the alarm has not yet): what the rights center lists.
+   */
+  async entitlements(userId: string, catalog: BenefitCatalog | undefined, program: MembershipProgram, now: number): Promise<EntitlementView[]> {
+    return this.entitlementChange(userId, (book) => {
+      book.issueMonthly(catalog, program, new IdentityBook(this.sql).segments(), now);
+      return book.list();
+    });
+  }
+
+  /** A benefits-center delivery's final outcome (src/records/deliver.ts): see EntitlementBook.deliveryOutcome. */
+  async entitlementDelivery(userId: string, deliveryId: string, outcome: "delivered" | "failed", partnerRef: string | null): Promise<void> {
+    this.entitlementChange(userId, (book, ledger) => book.deliveryOutcome(deliveryId, outcome, partnerRef, ledger, Date.now()));
+  }
+
+  /** An issuance refused for good: the entitlement failed (src/benefits/issuance.ts). */
+  async entitlementIssueFailed(userId: string, id: string): Promise<boolean> {
+    return this.entitlementChange(userId, (book) => book.issueFailed(id, Date.now()));
+  }
+
+  /** Marks a delivered entitlement used (POST /v1/benefits/entitlements/{id}/use). */
+  async useEntitlement(userId: string, id: string, now: number): Promise<ReturnType<EntitlementBook["use"]>> {
+    return this.entitlementChange(userId, (book) => book.use(id, now));
+  }
+
+  /** Runs an entitlement change in one transaction with the points it moves, then sends what it wrote. */
+  private entitlementChange<T>(userId: string, change: (book: EntitlementBook, ledger: PointLedger) => T): T {
+    const ledger = new PointLedger(this.sql, userId);
+    const book = new EntitlementBook(this.sql, userId);
     const result = this.ctx.storage.transactionSync(() => {
-      const r = book.revoke(program, c);
-      if (book.written.length > 0) this.outbox.add({ participations: [], rewards: [], deliveries: [], identitySegments: book.written });
+      const r = change(book, ledger);
+      if (book.written.length + ledger.written.length > 0)
+        this.outbox.add({ participations: [], rewards: [], deliveries: [], entitlements: book.written, points: ledger.written });
       countServed(this.sql);
       return r;
     });
-    this.afterIdentityChange(book);
+    if (book.written.length + ledger.written.length > 0) this.handOff();
+    if (book.noticed) this.sendNotices();
     return result;
   }
 
   /** The user's timeline, every segment revoked ones included (no write). */
   async identities(): Promise<Segment[]> {
     return new IdentityBook(this.sql).segments();
-  }
-
-  /** After a committed identity change: its D1 rows and its notices go out, off the answer's path. */
-  private afterIdentityChange(book: IdentityBook) {
-    if (book.written.length > 0) this.handOff();
-    if (book.noticed) this.sendNotices();
   }
 
   /** Sends the identity notices just committed, off the answer's path; the alarm retries what is left. */

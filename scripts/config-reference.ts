@@ -12,6 +12,7 @@ import { conditions } from "../src/engine/conditions/registry";
 import { MAX_DEPTH } from "../src/engine/conditions/tree";
 import { MAX_REWARD_DEPTH } from "../src/engine/reward-tree/tree";
 import { ATTRIBUTE_TYPES } from "../src/users/profile-definition";
+import { RATE_LIMITED_ROUTES } from "../src/rate-limit/routes";
 
 const root = join(import.meta.dirname, "..");
 const out = join(root, "docs", "task-config.md");
@@ -101,6 +102,8 @@ lists versions and \`tasks:rollback\` re-activates the previous one. Words from 
 | \`codePools\` | no | Code pools by id, for the whole bundle (below). A file may hold only this key (and \`pointPrograms\`). |
 | \`riskScenes\` | no | Risk scenes by id, for the whole bundle (below). A file may hold only bundle-wide keys. |
 
+| \`segments\` | no | User segments by id, for the whole bundle (below). A file may hold only this key (and the other bundle sections). |
+
 Times are ISO 8601 (\`2026-11-06T00:00:00+08:00\`) or wall-clock \`"2026-11-06 00:00:00"\`, read in the activity's timezone.
 
 ## Point programs
@@ -169,6 +172,11 @@ and \`identity.expiring\` \`reminderDays\` before. They are built-in event types
 with \`on: identity.upgraded\` take them up; a revoke cancels the events of the segments it revoked, which takes
 back what their tasks granted.
 
+Operators can also set or remove identity types, SKUs, materials and benefits through the admin API
+(\`PUT|DELETE /v1/admin/membership/{identity-types|skus|materials|benefits}/{id}\`, the body being the entry's
+fields as written here): each edit changes this file in the active version and activates the result as a new
+version, compiled whole first, as a push would (README, "Membership definitions through the admin API").
+
 ## Benefits center
 
 \`\`\`yaml
@@ -179,7 +187,7 @@ materials:                         # in the membership file; what a benefit give
     supplier: Fanfare Travel
     faceValue: 5000                # what it is worth, in the currency's minor units
     issuance: onClaim              # onIdentityGrant | onClaim | monthly
-    coupon: { couponSn: CPN-HOTEL-50, channel: membership }   # coupon: the coupon template
+    coupon: { couponSn: CPN-HOTEL-50, channel: membership }   # coupon: the coupon template; center: an HTTP coupon center (optional)
   hotel-code:
     type: redeemCode
     supplier: HotelCo
@@ -209,8 +217,11 @@ benefits:
       sources: [purchase, flashSale]
       channels: [app]
     window: { beginTime: "2026-12-01 00:00:00", endTime: "2026-12-31 23:59:59" }   # claim window (optional)
-    price: { program: honey, points: 200 }   # points it costs (optional)
-    quota: { perMonth: 1 }         # claims per user per calendar month of the program's timezone (optional)
+    price: { program: honey, points: 200 }   # points it costs (optional; claimed benefits only)
+    quota: { perMonth: 1, perSegment: 3 }    # claims per calendar month of the program's timezone, and per entitling
+                                   # identity segment (either or both; optional; claimed benefits only)
+    stock: 10000                   # claims of all users together (optional; SOLD_OUT past it)
+    stockShards: 8                 # the stock spread over this many counter shards (default 1; at most the stock)
 \`\`\`
 
 A material is immutable: its \`version\` is a hash of its compiled content (key order aside), so an edit is a new
@@ -218,18 +229,42 @@ version, and answers name the version they were given under. A benefit is a mate
 entitled while a segment covering now has one of \`identityTypes\` (any type when absent) with a rank of at least
 \`minRank\`, and came from one of \`sources\` on one of \`channels\` (a segment with no channel never matches a
 \`channels\` list). \`GET /v1/me/benefits\` lists every benefit with \`available\` and, when not, the first reason
-in this order: NO_IDENTITY, RANK_TOO_LOW, SEGMENT_NOT_ENTITLED, NOT_IN_WINDOW, QUOTA_USED, SOLD_OUT (the code pool is empty),
-INSUFFICIENT_POINTS. \`POST /v1/discounts/evaluate\` (service key, \`discounts:read\`) answers, per order item, the
-largest \`discount\` the user is entitled to (they do not stack). A partner redirect of a benefit the catalog
-declares needs the entitlement (NOT_ELIGIBLE) and the partner its material names.
+in this order: NO_IDENTITY, RANK_TOO_LOW, SEGMENT_NOT_ENTITLED, NOT_IN_WINDOW, QUOTA_USED, SOLD_OUT (the stock is
+given out, or the code pool is empty), INSUFFICIENT_POINTS; the stock and the pool are read (their shards peeked), never
+taken from, to say so. \`POST /v1/discounts/evaluate\` (service key, \`discounts:read\`) answers, per order item, the
+largest \`discount\` the user is entitled to (they do not stack). \`GET /v1/benefits/{id}/redirect\` sends the user to
+the partner of a \`thirdParty\` benefit the catalog declares (any other id: NOT_FOUND, before anything else), when the
+user is entitled (NOT_ELIGIBLE) and through the partner its material names; it is rate limited per user and per
+address (\`ROUTE_RATE_LIMITS\` \`benefit.redirect\`, default 30 a minute per user and 300 per address).
 
 Each benefit whose material is claimed (\`issuance: onClaim\`, not a discount) becomes a task of an activity the
 bundle generates, \`benefits-center\` (its id and account namespace are taken): \`login\`, \`lock\`, a \`limit\`
-of \`perUserPerMonth\` for \`quota\`, \`spendPoints\` for \`price\`, the \`identity\` condition, and the
-material's reward (\`coupon\`, \`redeemCode\`, or \`partnerBenefit\` with the price as its \`pricePoints\`, refunded
-when the partner refuses it for good). \`POST /v1/benefits/{id}/claim\` checks the rights center's rules first, then
-runs that task: the price is spent in the run's commit, an empty code pool is SOLD_OUT and spends nothing, a month's
-second claim past the quota is NOT_ELIGIBLE.
+of \`perUserPerMonth\` for \`quota\`, a \`stock\` of \`stock\` over \`stockShards\` counter shards,
+\`spendPoints\` for \`price\`, the \`identity\` condition, and the material's reward (\`coupon\`, \`redeemCode\`,
+or \`partnerBenefit\` with the price as its \`pricePoints\` and the face value as its \`cost\`, refunded when the
+partner refuses it for good). \`POST /v1/benefits/{id}/claim\` checks the rights center's rules first, then runs that
+task: the price is spent in the run's commit, a given-out stock or an empty code pool is SOLD_OUT and spends nothing,
+a month's second claim past the quota is NOT_ELIGIBLE, and a partner's benefit whose partner has used up its day
+(daily quota or budget) is PARTNER_LIMIT_REACHED and spends nothing. The stock's units sit on its shards, each the one
+writer of its share; a claimer reserves on a home shard (a hash of the user id) that borrows from the others when it
+runs dry, so a hot benefit is not served by one object, and SOLD_OUT comes only when every shard is empty.
+
+**Entitlements.** What a user was given of each benefit is an entitlement, kept in the user's account (one writer per
+user) and copied to D1 (\`entitlements\`, one row per revision): the benefit, the material and its version, the
+entitling segment, the period (the month key of a monthly one or of a claim, the segment id of one given with the
+identity), its status and what was given (grant, coupon, code, delivery, partner reference). \`onIdentityGrant\`
+benefits (not discounts, which stay passive) become entitlements in the grant's commit, one per entitling segment;
+\`monthly\` ones, one per calendar month of the program's timezone an entitling segment covers, made when the month
+is first read (\`GET /v1/me/benefits\`) or reached by the account's alarm, never twice. Both are then given by a run of
+their task in \`benefits-center\` (\`login\` and the reward only: the account decided the entitlement), sent from the
+account after the commit and retried by its alarm; so they have no \`price\` and no \`quota\`. A claim makes its
+entitlement in its run's commit, refused with NOT_ELIGIBLE (QUOTA_USED) past \`perSegment\`. Statuses: \`available\`
+(made, not given yet) → \`claimed\` (a coupon or partner delivery on its way) → \`delivered\` | \`failed\` (the
+delivery failed for good: the price back, the quota unit free again) → \`used\` (\`POST
+/v1/benefits/entitlements/{id}/use\`, service key with \`benefits:write\`); a redeem code is \`delivered\` at once. A
+refund's revoke of a segment revokes its entitlements that were not used (\`revoked\`): their price comes back in
+the revoke's commit, and what was given is reclaimed by the reversal of the run that gave it (a coupon revoked, a
+code given back unless shown); used ones stay, and the revoke's answer lists both.
 
 ## Code pools
 
@@ -298,6 +333,37 @@ CHALLENGE_REQUIRED. A suspect is always asked; others only in a scene that asks 
 (\`{scene, decision, by: engine | not-asked | failure, suspected, reason?, ms?}\`) is kept in its request record.
 Alert rules fire \`on\` flagged, denied, challenged or blacklisted, with \`{kind: "risk", event, scene, rule, subject,
 windowStart, at, …}\`; the alert's id names the rule, subject and window, so each is sent once per window.
+
+## User segments
+
+\`\`\`yaml
+segments:                          # top level, in any file of the bundle (or a file of its own); ids unique bundle-wide
+  vipList:
+    kind: static                   # a list of user ids uploaded through the admin API
+    priority: 30                   # a bySegment node tries its segments highest priority first (default 0)
+  womenInBeijing:
+    kind: rule                     # a condition tree over the user's profile attributes and groups
+    priority: 20
+    when: { all: [ { attribute: { name: gender, op: eq, value: female } }, { attribute: { name: city, op: eq, value: Beijing } } ] }
+  bigSpenders:
+    kind: external                 # a crowd service asked over HTTP
+    priority: 10
+    url: https://crowds.example.com/members   # POST {segment, userId} → {member: true|false}
+    timeoutMs: 100                 # default 100 (10-5000)
+    ttlSeconds: 60                 # an answer is reused this long in each isolate (default 60; 0: never)
+    fallback: false                # the membership assumed when the service fails or times out (default false)
+\`\`\`
+
+A \`rule\` segment's tree reads profile attributes (\`attribute\`) and groups (\`group\`) only: a segment is who the
+user is, so conditions on events, participations, points, orders, identities or the clock are refused where it is
+declared. A \`static\` segment's list is uploaded with \`POST /v1/admin/segments/{segment}/uploads/{uploadId}\` (one
+id per line as text/plain, or \`{userIds: [...]}\`; up to 2,000,000 ids): one malformed id refuses the whole upload
+and the list in use stays; a good one replaces the list in one step (isolates see the new version within 5 s); the
+same upload id again answers the same counts. It is kept as hashed shards of ~512 ids, one D1 row each, so a check is
+one primary-key read whatever the list's size (then a set lookup, cached per isolate). \`GET
+/v1/admin/segments/{segment}\` shows a segment's list version, size and stored size; \`GET
+/v1/admin/segments/{segment}/members/{userId}\` whether a user is in it now. An \`external\` service's calls are
+signed per Standard Webhooks when \`WEBHOOK_SECRETS\` holds its origin's secret; a failure is not cached.
 
 ## Chances
 
@@ -406,8 +472,7 @@ is kept in the user's account); \`tickets\` is reserved as an account namespace.
 or a list of up to four, all enforced (e.g. per user and a global ceiling). \`device\` reads \`X-Device-Id\`, \`ip\`
 reads \`CF-Connecting-IP\`; without a user or device the client IP stands in. Over the limit: 429 RATE_LIMITED with
 \`Retry-After\` and \`RateLimit-Policy\`/\`-Limit\`/\`-Remaining\`/\`-Reset\`. Routes get limits of their own from the
-\`ROUTE_RATE_LIMITS\` variable (JSON by route: \`tasks\`, \`flash-sale.grab\`, \`flash-sale.checkout\`,
-\`flash-sale.cancel\`, \`flash-sale.status\`, \`prize.claim\`, \`ticket\`). Limits are counted in Upstash Redis
+\`ROUTE_RATE_LIMITS\` variable (JSON by route: ${RATE_LIMITED_ROUTES.map((r) => `\`${r}\``).join(", ")}). Limits are counted in Upstash Redis
 (\`@upstash/ratelimit\`, sliding window) when \`UPSTASH_REDIS_REST_URL\` and \`UPSTASH_REDIS_REST_TOKEN\` are set,
 else in the embedded Durable Object limiter (the same sliding window). Either way an identifier over its limit is
 then refused from an in-isolate cache without a backend call, and a backend that fails or times out
@@ -534,13 +599,14 @@ reward:
 | \`all: [...]\` | Every child. A child that cannot be given is skipped and reported \`{granted: false, reason: SOLD_OUT}\` (default \`onUnavailable: skip\`). |
 | \`oneOf: {strategy, of: [...]}\` | One child. \`first\` (default): the first available in order; \`weighted\`: drawn by \`weight\` among the available; \`highestValue\`: the available child of the highest face value (a reward's highest possible amount; a node's sum, or a oneOf's highest). A child that cannot be given falls through to the next (default \`onUnavailable: fallback\`). |
 | \`pickN: {n, of: [...]}\` | \`n\` distinct children drawn by \`weight\` among the available; one that cannot be given is replaced by another draw. |
+| \`bySegment: [{segment, choose, rights}, ..., {default: {choose, rights}}]\` | The rights of the user's first matching segment, by the segments' priority (highest first, whatever the order written; the \`default\` branch, optional and last, when none matches). \`rights: [{id, weight, reward}]\`: \`reward\` is a reward or a node, \`id\` names the right (default its index). \`choose\`: \`weighted\` (default) draws by weight per request; \`sticky\` by a stable hash of user and activity, so a user always gets the same right; \`{external: {url, timeoutMs}}\` POSTs \`{activityId, taskId, userId, segment, rights: [{id, weight}]}\` and takes the rights in the \`ranking\` it answers (\`timeoutMs\` default 100; on a timeout, an error or an empty ranking it draws by weight). A right that cannot be given drops out and the choice is made again over those left, their weights renormalised. Each outcome and reward record carries \`decision: {segment, right, by}\`; a preview lists the segments checked and each right's chance. |
 
 Any child (a node or a reward) may also carry:
 
 | key | meaning |
 |---|---|
 | \`when\` | A condition tree (see Conditions) over the run's facts: the child is given only when it holds; otherwise it is passed over silently (a \`oneOf\` chooses among the others). |
-| \`weight\` | Its weight in a \`weighted\` oneOf or a \`pickN\` (default 1). |
+| \`weight\` | Its weight in a \`weighted\` oneOf or a \`pickN\` (default 1; a \`bySegment\` right's \`weight\` is set beside its \`reward\`). |
 | \`onUnavailable\` | \`skip\` (not given, reported), \`fallback\` (another child is tried) or \`refuse\` (the whole run is refused with the child's code, nothing written). Set on a node, it is the policy for its children; set on a child, for that child. |
 | \`budget\` | The most face value (the grants' \`amount\`s: minor units, points, chances, a prize's value) given through the node, in total: an integer, or \`{total, shards, key}\` (a shared counter spread over \`shards\`; \`key\` shares it between tasks). A grant that would cross it is not given (reason \`BUDGET\`); it holds under any concurrency. |
 

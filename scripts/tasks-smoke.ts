@@ -9,10 +9,14 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { d1Batch, wrangler } from "./wrangler";
+import { bundleHash } from "../src/config/compile";
+import { activationSql } from "../src/config/store";
+import { editDefinition, editNote } from "../src/membership/definitions";
 
 const root = join(import.meta.dirname, "..");
 const state = mkdtempSync(join(tmpdir(), "fanfare-d1-"));
 const changed = mkdtempSync(join(tmpdir(), "fanfare-configs-"));
+const pulled = mkdtempSync(join(tmpdir(), "fanfare-pulled-"));
 const target = ["--local", "--persist-to", state];
 
 /** Runs one CLI command; its exit code and what it printed (stdout and stderr). */
@@ -56,8 +60,55 @@ try {
   assert.match(refused.out, /error: sales\.d11-phone: sale id 'd11-phone' was created through the admin API/);
   assert.equal(tasks("check").status, 1);
   assert.equal(d1Batch(target, ["SELECT count(*) AS n FROM config_activations"])[0]![0]!.n as number, 3);
+
+  // An admin API edit (the worker's own edit and SQL: src/membership/definitions.ts) is a version like any other:
+  // listed, diffed, never silently undone by a push of files that lack it, and pulled into files. (The sale id taken
+  // above is freed first, so that a refused push here is refused for the admin edit alone.)
+  d1Batch(target, ["DELETE FROM flash_sales WHERE id = 'd11-phone'"]);
+  const [active] = d1Batch(target, [
+    "SELECT a.hash, v.bundle FROM config_activations a JOIN config_versions v ON v.hash = a.hash ORDER BY a.id DESC LIMIT 1",
+  ])[0]!;
+  const edit = editDefinition(JSON.parse(active!.bundle as string).files, "skus", "gold-2y", { identityType: "gold", duration: "P2Y" });
+  const edited = await bundleHash(edit.files);
+  d1Batch(target, activationSql(edited, { files: edit.files }, Date.now(), editNote("PUT", "skus", "gold-2y", "operator (smoke)")));
+  assert.match(tasks("versions").out, new RegExp(`^\\* ${edited} .* admin API: PUT skus/gold-2y by operator \\(smoke\\)$`, "m"));
+  assert.match(tasks("status").out, /changed {3}task-configs\/membership\.yaml/);
+  assert.match(tasks("diff").out, /^-\s+gold-2y:$/m);
+  const over = tasks("push", "--dir", changed);
+  assert.equal(over.status, 1);
+  assert.match(over.out, /was made by the admin API \(admin API: PUT skus\/gold-2y/);
+  assert.equal(d1Batch(target, ["SELECT count(*) AS n FROM config_activations"])[0]![0]!.n as number, 4);
+  cpSync(join(root, "task-configs"), pulled, { recursive: true });
+  assert.equal(tasks("pull", "--dir", pulled).status, 0);
+  assert.match(readFileSync(join(pulled, "membership.yaml"), "utf8"), /gold-2y:\n\s+identityType: gold\n\s+duration: P2Y/);
+  assert.match(tasks("status", "--dir", pulled).out, /local files: the same version/);
+  assert.equal(tasks("push", "--dir", changed, "--force").status, 0);
+
+  // A bySegment node naming a segment the bundle does not declare: check names it, with file, line and the nearest.
+  writeFileSync(
+    join(changed, "rights.yaml"),
+    [
+      "id: rights",
+      "name: Rights by segment",
+      'timeWindow: { beginTime: "2026-11-01 00:00:00", endTime: "2026-11-30 23:59:59" }',
+      "tasks:",
+      "  claim:",
+      "    validator: [login]",
+      "    reward:",
+      "      bySegment:",
+      "        - { segment: vipLst, rights: [ { reward: { redPacket: { amount: 1 } } } ] }",
+      "",
+    ].join("\n"),
+  );
+  const unknownSegment = tasks("check", "--offline", "--dir", changed);
+  assert.equal(unknownSegment.status, 1);
+  assert.match(
+    unknownSegment.out,
+    /rights\.yaml:9:\d+: error: tasks\.claim\.reward\.bySegment\[0\]\.segment: unknown segment 'vipLst'; did you mean 'vipList'\?/,
+  );
   console.error("tasks CLI: all good");
 } finally {
   rmSync(state, { recursive: true, force: true });
   rmSync(changed, { recursive: true, force: true });
+  rmSync(pulled, { recursive: true, force: true });
 }

@@ -2,7 +2,9 @@
  * Operator tooling for task configs:
  *   tasks check [--strict] [--offline]     validate task-configs/: file:line:column, path and reason of every problem,
  *                                          then compare with what the target's D1 holds (skipped with --offline)
- *   tasks push [--strict] [--note TEXT]    validate, then store and activate the bundle
+ *   tasks push [--strict] [--note TEXT]    validate, then store and activate the bundle; refused over a version the
+ *              [--force]                   admin API made (pull it first), unless forced
+ *   tasks pull                             write the active version's files into task-configs/ (or --dir)
  *   tasks versions                         the activation history, newest first
  *   tasks rollback [--to HASH]             re-activate the previous (or a given) version
  *   tasks status                           the active version, and whether the local files differ from it
@@ -12,9 +14,9 @@
  * `--remote` the deployed database. `--dir DIR` reads configs from elsewhere than task-configs/.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { basename, join, relative } from "node:path";
 import {
   bundleHash,
   checkAgainstStored,
@@ -26,6 +28,7 @@ import {
 } from "../src/config/compile";
 import type { CompiledConfig } from "../src/config/compiled";
 import { activationSql, type ConfigBundle } from "../src/config/store";
+import { ADMIN_NOTE_PREFIX } from "../src/membership/definitions";
 import { d1Batch, sqlString as q, type D1Target } from "./wrangler";
 import { cliArgs } from "./cli-args";
 
@@ -35,12 +38,13 @@ const persistTo = option("--persist-to");
 const target: D1Target = flag("--remote") ? ["--remote"] : ["--local", ...(persistTo ? ["--persist-to", persistTo] : [])];
 const where = flag("--remote") ? "remote D1" : "local D1";
 const strict = flag("--strict");
+const configDir = option("--dir") ?? join(root, "task-configs");
 
 const started = Date.now();
 /** A line on stderr per step, so a slow wrangler call is never silence. */
 const step = (text: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${text}`);
 
-function readConfigs(dir = option("--dir") ?? join(root, "task-configs")): ConfigFile[] {
+function readConfigs(dir = configDir): ConfigFile[] {
   const files = readdirSync(dir)
     .filter((f) => /\.ya?ml$/.test(f))
     .sort()
@@ -165,11 +169,15 @@ async function main() {
       const { files, hash, config } = await checkLocal();
       const sales = [...config.sales.keys()];
       const pools = [...config.activities.values()].flatMap((a) => Object.values(a.pools).map((p) => p.id));
-      // Decided in SQL, in the same call as the reads: no id the admin API created, and not already active.
+      // Decided in SQL, in the same call as the reads: no id the admin API created, not already active, and (unless
+      // forced) not over a version the admin API made, whose edits the local files would silently undo.
       const guard = [
         `NOT EXISTS (SELECT 1 FROM flash_sales WHERE id IN ${inList(sales)})`,
         `NOT EXISTS (SELECT 1 FROM prize_pools WHERE id IN ${inList(pools)})`,
         `coalesce((SELECT hash FROM config_activations ORDER BY id DESC LIMIT 1), '') <> ${q(hash)}`,
+        ...(flag("--force")
+          ? []
+          : [`coalesce((SELECT note FROM config_activations ORDER BY id DESC LIMIT 1), '') NOT LIKE ${q(`${ADMIN_NOTE_PREFIX}%`)}`]),
       ].join(" AND ");
       step(`pushing version ${hash} to ${where} (one wrangler call)…`);
       const reads = d1Batch(target, [
@@ -186,6 +194,13 @@ async function main() {
         step(`version ${hash} is already active on ${where}; nothing to push`);
         return;
       }
+      if (now !== hash && active[0]?.note.startsWith(ADMIN_NOTE_PREFIX) && !flag("--force")) {
+        console.error(
+          `the active version ${active[0].hash} was made by the admin API (${active[0].note}): pushing these files would undo it.\n` +
+            "Run `npm run tasks:pull` (it writes the active files here), redo your changes on them, and push; or push with --force.\nNothing was pushed.",
+        );
+        process.exit(1);
+      }
       if (now !== hash) throw new Error(`the push did not take: the active version on ${where} is ${now ?? "none"}`);
       if (stored.warnings.length > 0) {
         print("warning", stored.warnings);
@@ -193,6 +208,21 @@ async function main() {
       }
       step(
         `pushed version ${hash} (${files.length} file(s)) to ${where}, was ${active[0]?.hash ?? "none"}; running workers pick it up within seconds`,
+      );
+      return;
+    }
+    case "pull": {
+      const active = readActive();
+      if (!active) throw new Error(`no version pushed to ${where} yet`);
+      const files = activeFiles(active);
+      const names = new Set(files.map((f) => basename(f.name)));
+      for (const f of files) writeFileSync(join(configDir, basename(f.name)), f.source);
+      // The directory is then exactly the version: a config file it does not hold would be pushed with it.
+      const extra = readdirSync(configDir).filter((f) => /\.ya?ml$/.test(f) && !names.has(f));
+      for (const f of extra) rmSync(join(configDir, f));
+      step(
+        `wrote version ${active.hash} (${active.note}) into ${relative(root, configDir) || "."}: ${[...names].join(", ")}` +
+          (extra.length > 0 ? `; removed ${extra.join(", ")}, which it does not hold` : ""),
       );
       return;
     }
@@ -276,7 +306,7 @@ async function main() {
     }
     default:
       console.error(
-        "usage: tasks check [--strict] [--offline] | push [--strict] [--note TEXT] | versions | rollback [--to HASH] | status | diff\n" +
+        "usage: tasks check [--strict] [--offline] | push [--strict] [--note TEXT] [--force] | pull | versions | rollback [--to HASH] | status | diff\n" +
           "       each with [--local [--persist-to DIR] | --remote] [--dir DIR]",
       );
       process.exit(2);

@@ -9,6 +9,7 @@ import { registerDocs } from "./routes/docs";
 import { registerHealth } from "./routes/health";
 import { registerMe } from "./routes/me";
 import { registerTasks } from "./routes/tasks";
+import { registerActivityCodes } from "./routes/activity-codes";
 import { registerPrizes } from "./routes/prizes";
 import { registerAdminPools } from "./routes/admin-pools";
 import { registerAdminSales } from "./routes/admin-sales";
@@ -33,10 +34,15 @@ import { registerMembershipActivate } from "./routes/membership-activate";
 import { registerMembershipRevoke } from "./routes/membership-revoke";
 import { registerFlashSalePayments } from "./routes/flash-sale-payments";
 import { registerAdminIdentities } from "./routes/admin-identities";
+import { registerAdminEntitlements } from "./routes/admin-entitlements";
+import { registerBenefitEntitlementUse } from "./routes/benefit-entitlement-use";
 import { registerPartners } from "./routes/partners";
 import { registerAdminPartners } from "./routes/admin-partners";
 import { registerAdminRisk } from "./routes/admin-risk";
+import { registerAdminMembership } from "./routes/admin-membership";
 import { requireOperator } from "./auth/operator";
+import { registerAdminSegments, SEGMENT_UPLOAD_PATH, SEGMENT_UPLOAD_TYPES } from "./routes/admin-segments";
+import { MAX_UPLOAD_BYTES } from "./segments/static-lists";
 import { registerHeaders } from "./openapi/responses";
 import { log } from "./platform/log";
 
@@ -55,12 +61,14 @@ app.use(
     maxBytes: MAX_BODY_BYTES,
     exceptions: [
       { path: CODE_IMPORT_PATH, maxBytes: MAX_IMPORT_BYTES, types: IMPORT_TYPES, named: "application/json, text/csv or application/x-ndjson" },
+      { path: SEGMENT_UPLOAD_PATH, maxBytes: MAX_UPLOAD_BYTES, types: SEGMENT_UPLOAD_TYPES, named: "text/plain or application/json" },
     ],
   }),
 );
 
 registerHealth(app);
 registerTasks(app);
+registerActivityCodes(app);
 registerMe(app);
 registerPrizes(app);
 registerFlashSales(app);
@@ -83,6 +91,7 @@ registerMembershipGrants(app);
 registerMembershipActivate(app);
 registerMembershipRevoke(app);
 registerDiscountsEvaluate(app);
+registerBenefitEntitlementUse(app);
 registerFlashSalePayments(app);
 registerPartners(app);
 app.openAPIRegistry.registerComponent("securitySchemes", "operator", { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" });
@@ -97,8 +106,11 @@ registerAdminServiceKeys(app);
 registerAdminReversals(app);
 registerAdminPreview(app);
 registerAdminIdentities(app);
+registerAdminEntitlements(app);
 registerAdminPartners(app);
 registerAdminRisk(app);
+registerAdminMembership(app);
+registerAdminSegments(app);
 registerDocs(app);
 
 app.notFound((c) => c.json(errorBody(c.get("requestId") ?? crypto.randomUUID(), "NOT_FOUND", `no route ${c.req.method} ${c.req.path}`), 404));

@@ -77,6 +77,17 @@ export interface Env {
    * the queue in messages of many runs. Sized for the peak in docs/scale.md; changing it loses nothing.
    */
   RECORD_COLLECTORS?: string;
+  /**
+   * Activity codes (src/activity-codes) are HMAC-signed with this (at least 32 characters), so issuing one writes
+   * nothing. Unset: issuing codes and tasks guarded by `activityCode` answer 503.
+   */
+  ACTIVITY_CODE_SECRET?: string;
+  /** Turnstile's siteverify endpoint (default Cloudflare's); tests point it at a local verifier. */
+  TURNSTILE_VERIFY_URL?: string;
+  /** The Turnstile widget's secret key, sent to siteverify. Unset: codes of tasks that ask for Turnstile answer 503. */
+  TURNSTILE_SECRET?: string;
+  /** How long to wait for siteverify before answering 503 TURNSTILE_UNAVAILABLE, in ms (default 3000). */
+  TURNSTILE_TIMEOUT_MS?: string;
   /** Browser origins allowed to call the consumer API (comma-separated, or `*`); none when unset. */
   CORS_ALLOWED_ORIGINS?: string;
   /** Browser origins allowed to call /v1/admin (comma-separated); none when unset. */

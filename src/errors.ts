@@ -31,7 +31,7 @@ export const ERROR_STATUS = {
   LIMIT_REACHED: 409,
   ALREADY_EXISTS: 409,
   TOKEN_USED: 409,
-  /** A card code (a code pool of kind `activate`) that was already used. */
+  /** A card code (a code pool of kind `activate`), or an activity code (`X-Activity-Code`), that was already used. */
   CODE_USED: 409,
   /** A redeem (or a task that spends points) finds too few spendable points: the balance never goes below zero. */
   INSUFFICIENT_POINTS: 409,
@@ -67,6 +67,32 @@ export const ERROR_STATUS = {
   TICKET_EXPIRED: 422,
   /** A partner callback's pointsDelta outside the partner's configured range. */
   DELTA_OUT_OF_RANGE: 422,
+  /** Activity codes (src/activity-codes): a task guarded by `activityCode` was run without an X-Activity-Code header. */
+  CODE_REQUIRED: 403,
+  /** An activity code that is malformed, forged, or bound to another user, activity, task or device. */
+  CODE_INVALID: 403,
+  /** An activity code past its expiry (at most 5 minutes after it was issued). */
+  CODE_EXPIRED: 410,
+  /** Issuing a code for a task whose `activityCode` guard asks for Turnstile, without a Turnstile token. */
+  TURNSTILE_REQUIRED: 403,
+  /** Turnstile's siteverify refused the token (invalid, expired, already used). */
+  TURNSTILE_FAILED: 403,
+  /** Turnstile's siteverify could not be asked (down, slow, an error of its own, or our secret refused): retry later. */
+  TURNSTILE_UNAVAILABLE: 503,
+  // Membership definitions edited through the admin API (src/membership/definitions.ts).
+  /** The config an edit of a membership definition would make does not compile: every issue is in details. */
+  INVALID_DEFINITION: 422,
+  /** A definition that cannot be removed: other definitions or partners name it, or it was granted to users. */
+  DEFINITION_IN_USE: 409,
+  /** `If-Match` names a config version that is no longer the active one: read again, then edit. */
+  VERSION_MISMATCH: 412,
+  /** A benefit entitlement not in the status the call needs (a use of one not delivered, an issuance of one taken back). */
+  ENTITLEMENT_STATE: 409,
+  /**
+   * A partner's day is used up: its daily quota (deliveries and point-crediting callbacks, counted together) or its
+   * daily budget. A claim of its benefit is refused before anything is spent; a callback is refused and recorded.
+   */
+  PARTNER_LIMIT_REACHED: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,
@@ -81,11 +107,21 @@ export interface FieldIssue {
   message: string;
 }
 
+/** A config problem of an edited definition, or a reference that keeps one from being removed. */
+export interface DefinitionIssue {
+  file: string;
+  /** Where in the file, e.g. `membership.skus.gold-2y.duration`. */
+  path: string;
+  reason: string;
+  /** Where in the request body, when the problem lies in the definition sent. */
+  pointer?: string;
+}
+
 /**
- * What a failure carries beyond its message: every failing field (INVALID_PARAMS), or the condition tree's
- * explanation, every node's result (CONDITIONS_NOT_MET).
+ * What a failure carries beyond its message: every failing field (INVALID_PARAMS), the condition tree's
+ * explanation, every node's result (CONDITIONS_NOT_MET), or every config issue (INVALID_DEFINITION, DEFINITION_IN_USE).
  */
-export type ErrorDetails = FieldIssue[] | { explanation: unknown };
+export type ErrorDetails = FieldIssue[] | { explanation: unknown } | { issues: DefinitionIssue[] };
 
 /** An expected failure of a request: answered with its code's status and message, never logged as a bug. */
 export class AppError extends Error {

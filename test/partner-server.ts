@@ -84,6 +84,41 @@ function riskEngineRoute(req: IncomingMessage, url: URL, data: string, res: Serv
 
 // ---- end of the test risk engine ----
 
+// ---- User segments (src/segments): a crowd service and a right-ranking strategy, one state per name ----
+// `POST /segments/{name}/setup {members?, ranking?, delayMs?, status?}` sets who is in the crowd, the ranking to answer,
+// a delay before answering and an HTTP status to answer with; `…/crowd` answers {member}, `…/rank` {ranking};
+// `GET …/stats` counts the calls each received.
+interface SegmentService {
+  members: Set<string>;
+  ranking: string[];
+  delayMs: number;
+  status: number;
+  crowdCalls: number;
+  rankCalls: number;
+}
+const segmentServices = new Map<string, SegmentService>();
+
+function segmentRoute(name: string, action: string, data: string, res: ServerResponse) {
+  const s = segmentServices.get(name) ?? { members: new Set(), ranking: [], delayMs: 0, status: 200, crowdCalls: 0, rankCalls: 0 };
+  segmentServices.set(name, s);
+  if (action === "setup") {
+    const c = JSON.parse(data || "{}");
+    if (c.members) s.members = new Set(c.members);
+    if (c.ranking) s.ranking = c.ranking;
+    if (c.delayMs !== undefined) s.delayMs = c.delayMs;
+    if (c.status !== undefined) s.status = c.status;
+    return res.end(JSON.stringify({ ok: true }));
+  }
+  if (action === "stats") return res.end(JSON.stringify({ crowdCalls: s.crowdCalls, rankCalls: s.rankCalls }));
+  const body = data ? JSON.parse(data) : {};
+  if (action === "crowd") s.crowdCalls++;
+  else s.rankCalls++;
+  setTimeout(() => {
+    res.statusCode = s.status;
+    res.end(JSON.stringify(action === "crowd" ? { member: s.members.has(body.userId) } : { ranking: s.ranking }));
+  }, s.delayMs);
+}
+
 let server: Server;
 
 export default async function setup(project: TestProject) {
@@ -97,10 +132,13 @@ export default async function setup(project: TestProject) {
       const url = new URL(req.url ?? "/", "http://partner");
       res.setHeader("content-type", "application/json");
       const partner = /^\/partners\/([^/]+)\/(setup|received|sign|deliveries)$/.exec(url.pathname);
+      const segments = /^\/segments\/([^/]+)\/(setup|stats|crowd|rank)$/.exec(url.pathname);
       if (partner) {
         partnerRoute(partner[1]!, partner[2]!, req, data, res);
       } else if (url.pathname === "/risk-engine") {
         riskEngineRoute(req, url, data, res);
+      } else if (segments) {
+        segmentRoute(segments[1]!, segments[2]!, data, res);
       } else if (url.pathname === "/control") {
         const control = JSON.parse(data || "{}");
         failNext = Number(control.failNext ?? 0);

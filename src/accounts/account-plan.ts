@@ -10,6 +10,8 @@ import type { PointEntryRow } from "../points/ledger";
 import type { MembershipProgram } from "../membership/program";
 import type { IdentityGrant, SegmentRow } from "../membership/segments";
 import type { EmittedEvent } from "../events/emit";
+import type { BenefitCatalog } from "../benefits/catalog";
+import type { EntitlementRow, EntitlementRun } from "../benefits/entitlements";
 
 /** A change to one of the user's counters in the namespace. */
 export interface CounterChange {
@@ -73,6 +75,8 @@ export interface RecordBatch {
   reversalEntries?: (typeof reversalEntries.$inferInsert)[];
   /** Identity segment revisions (src/membership); absent in batches that have none. */
   identitySegments?: SegmentRow[];
+  /** Benefit entitlement revisions (src/benefits/entitlements.ts); absent in batches that have none. */
+  entitlements?: EntitlementRow[];
   /** Events the run emitted (src/events/emit.ts): accepted by the queue consumer once the batch's rows are stored. */
   events?: EmittedEvent[];
 }
@@ -93,6 +97,19 @@ export interface ReservationUse {
 /** A marker counter the user must already have (≥ 1), or the run is refused: a participant counted before passes a full cap. */
 export interface MarkerRequirement {
   key: string;
+  rejection: Rejection;
+}
+
+/** How long an Idempotency-Key (and so a queued run's ticket) lives in the user's account. */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * An activity code the run uses up (src/activity-codes): the account remembers its id for `keepMs` (what was left of
+ * its life at the run's time), and refuses a second use with `rejection`.
+ */
+export interface UsedActivityCode {
+  id: string;
+  keepMs: number;
   rejection: Rejection;
 }
 
@@ -120,7 +137,11 @@ export interface AccountPlan {
   /** Point earns and redeems, applied in order after the counters (src/points/changes.ts). */
   points?: PointChange[];
   /** Identity segments granted by the run (the `membership` reward), decided on the user's timeline after the points. */
-  identities?: { program: MembershipProgram; grant: IdentityGrant }[];
+  identities?: { program: MembershipProgram; grant: IdentityGrant; catalog?: BenefitCatalog }[];
+  /** Activity codes the run uses up, checked first: a code seen before refuses the run. */
+  activityCodes?: UsedActivityCode[];
+  /** A benefits-center run's claim or issuance of an entitlement, decided after everything else (src/benefits/entitlements.ts). */
+  entitlement?: EntitlementRun;
 }
 
 /**

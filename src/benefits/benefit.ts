@@ -1,10 +1,11 @@
 /**
  * Benefits: a material offered under rules, declared under `benefits:` beside the membership program. Condition
  * rules name who is entitled (identity types or a minimum rank, and the entitling segment's sources and channels);
- * common rules say how it is shown and when it may be claimed; operational rules its price in points and quota.
+ * common rules say how it is shown and when it may be claimed; operational rules its price in points, quota and stock.
  */
 import { z } from "zod";
 import { ConfigIdSchema } from "../config/id";
+import { MAX_COUNTER_SHARDS } from "../counters/counter-definition";
 import { SEGMENT_SOURCES, type SegmentSource } from "../membership/program";
 import type { Material } from "./material";
 
@@ -36,11 +37,18 @@ export const BenefitSchema = z
       .object({ program: ConfigIdSchema, points: z.number().int().min(1) })
       .strict()
       .optional(),
-    /** How many claims a user has per calendar month of the program's timezone. */
+    /**
+     * How many claims a user has per calendar month of the program's timezone (`perMonth`) and per entitling identity
+     * segment (`perSegment`): a renewal is a new segment, with its own. A failed delivery gives its claim back.
+     */
     quota: z
-      .object({ perMonth: z.number().int().min(1).max(1000) })
+      .object({ perMonth: z.number().int().min(1).max(1000).optional(), perSegment: z.number().int().min(1).max(1000).optional() })
       .strict()
+      .refine((q) => q.perMonth !== undefined || q.perSegment !== undefined, "name perMonth, perSegment or both")
       .optional(),
+    /** How many claims all users together have, spread over `stockShards` counter shards (SOLD_OUT past it). */
+    stock: z.number().int().min(1).optional(),
+    stockShards: z.number().int().min(1).max(MAX_COUNTER_SHARDS).optional(),
   })
   .strict();
 export const BenefitsSchema = z.record(ConfigIdSchema, z.unknown());
@@ -54,5 +62,6 @@ export interface Benefit {
   entitles: { identityTypes: string[] | null; minRank: number | null; sources: SegmentSource[] | null; channels: string[] | null };
   window: { begin: number; end: number } | null;
   price: { program: string; points: number } | null;
-  quota: { perMonth: number } | null;
+  quota: { perMonth?: number; perSegment?: number } | null;
+  stock: { total: number; shards: number } | null;
 }

@@ -89,6 +89,25 @@ export function compileCatalog(fields: Record<string, unknown>, sink: IssueSink,
       fail([...path, "price", "program"], unknownId("point program", d.price.program, pointIds));
     if (d.price && m?.type === "discount") fail([...path, "price"], "a discount is passive: it is never claimed, so it has no price");
     if (d.quota && m?.type === "discount") fail([...path, "quota"], "a discount is passive: it is never claimed, so it has no quota");
+    // A benefit given with the identity (or monthly) is given, not bought: one per segment (or month), for nothing.
+    if (m && m.type !== "discount" && m.issuance !== "onClaim") {
+      if (d.price)
+        fail(
+          [...path, "price"],
+          `material '${m.id}' is given ${m.issuance === "monthly" ? "monthly" : "with the identity"}: only a claimed benefit has a price`,
+        );
+      if (d.quota)
+        fail(
+          [...path, "quota"],
+          `material '${m.id}' is given ${m.issuance === "monthly" ? "once a month" : "once per segment"}: only a claimed benefit has a quota`,
+        );
+    }
+    if (d.stock !== undefined && m?.type === "discount") fail([...path, "stock"], "a discount is passive: it is never claimed, so it has no stock");
+    if (d.stock !== undefined && m && m.issuance !== "onClaim")
+      fail([...path, "stock"], `a stock counts claims, and material '${m.id}' is not claimed (issuance: ${m.issuance})`);
+    if (d.stockShards !== undefined && d.stock === undefined) fail([...path, "stockShards"], "stockShards spreads a stock: set stock too");
+    if (d.stockShards !== undefined && d.stock !== undefined && d.stockShards > d.stock)
+      fail([...path, "stockShards"], `at most one shard per unit: ${d.stockShards} shards for a stock of ${d.stock}`);
     let window: Benefit["window"] = null;
     if (d.window) {
       const begin = parseActivityTime(d.window.beginTime, known.program.timezone);
@@ -115,6 +134,7 @@ export function compileCatalog(fields: Record<string, unknown>, sink: IssueSink,
       window,
       price: d.price ?? null,
       quota: d.quota ?? null,
+      stock: d.stock === undefined ? null : { total: d.stock, shards: d.stockShards ?? 1 },
     });
   }
   if (!ok) return undefined;

@@ -39,7 +39,20 @@ const common = {
 };
 
 export const MaterialSchema = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("coupon"), ...common, coupon: z.object({ couponSn: z.string().min(1), channel: z.string().min(1) }).strict() }).strict(),
+  z
+    .object({
+      type: z.literal("coupon"),
+      ...common,
+      coupon: z
+        .object({
+          couponSn: z.string().min(1),
+          channel: z.string().min(1),
+          /** An HTTP coupon center for this coupon (absent: COUPON_CENTER_URL, else the built-in wallet). */
+          center: z.url({ protocol: /^https?$/ }).optional(),
+        })
+        .strict(),
+    })
+    .strict(),
   z.object({ type: z.literal("redeemCode"), ...common, codePool: ConfigIdSchema }).strict(),
   z.object({ type: z.literal("discount"), ...common, discount: DiscountRuleSchema }).strict(),
   z.object({ type: z.literal("thirdParty"), ...common, partner: ConfigIdSchema }).strict(),

@@ -28,19 +28,30 @@ export interface RightFacts {
   spendable?: ReadonlyMap<string, number>;
   /** The user's claims of the benefit this month (its quota's count); absent: the quota is left to the claim. */
   claimedThisMonth?: number;
-  /** Whether the benefit's stock (its code pool) has a unit left; absent: unlimited. */
+  /** The entitlements of the benefit each segment holds, by segment id (its per-segment quota); absent: left to the claim. */
+  heldBySegment?: ReadonlyMap<string, number>;
+  /** Whether the benefit's stock (its `stock`, its code pool) has a unit left; absent: unlimited. */
   inStock?: boolean;
 }
 
 export type Right = { available: true; segment: Segment } | { available: false; reason: RightReason; message: string; segment?: Segment };
 
+/** Whether a segment's identity type (or rank) is one the benefit names. */
+function ofEntitlingType(benefit: Benefit, program: MembershipProgram, s: Segment): boolean {
+  const e = benefit.entitles;
+  return (
+    (e.identityTypes === null || e.identityTypes.includes(s.identityType)) && (e.minRank === null || rankOf(program, s.identityType) >= e.minRank)
+  );
+}
+
 /** The segments covering `now` whose identity type (or rank) the benefit names, highest rank first. */
 export function entitlingSegments(benefit: Benefit, program: MembershipProgram, segments: readonly Segment[], now: number): Segment[] {
-  const e = benefit.entitles;
-  return effectiveAt(segments, program, now).filter(
-    (s) =>
-      (e.identityTypes === null || e.identityTypes.includes(s.identityType)) && (e.minRank === null || rankOf(program, s.identityType) >= e.minRank),
-  );
+  return effectiveAt(segments, program, now).filter((s) => ofEntitlingType(benefit, program, s));
+}
+
+/** Whether a segment entitles the benefit whenever it holds: its identity type or rank, and its origin. */
+export function entitles(benefit: Benefit, program: MembershipProgram, s: Segment): boolean {
+  return ofEntitlingType(benefit, program, s) && fromEntitlingOrigin(benefit, s);
 }
 
 /** Whether the segment's origin (source and channel) is one the benefit accepts. */
@@ -72,8 +83,13 @@ export function judge(benefit: Benefit, f: RightFacts): Right {
     const message = `claimable from ${new Date(w.begin).toISOString()} until ${new Date(w.end).toISOString()}`;
     return { available: false, reason: "NOT_IN_WINDOW", message, segment };
   }
-  if (benefit.quota && f.claimedThisMonth !== undefined && f.claimedThisMonth >= benefit.quota.perMonth) {
-    return { available: false, reason: "QUOTA_USED", message: `claimed ${benefit.quota.perMonth} time(s) this month already`, segment };
+  const perMonth = benefit.quota?.perMonth;
+  if (perMonth !== undefined && f.claimedThisMonth !== undefined && f.claimedThisMonth >= perMonth) {
+    return { available: false, reason: "QUOTA_USED", message: `claimed ${perMonth} time(s) this month already`, segment };
+  }
+  const perSegment = benefit.quota?.perSegment;
+  if (perSegment !== undefined && f.heldBySegment && (f.heldBySegment.get(segment.id) ?? 0) >= perSegment) {
+    return { available: false, reason: "QUOTA_USED", message: `claimed ${perSegment} time(s) with this identity already`, segment };
   }
   if (f.inStock === false) return { available: false, reason: "SOLD_OUT", message: "all of it has been given out", segment };
   if (benefit.price && f.spendable) {

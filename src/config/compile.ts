@@ -29,6 +29,7 @@ import { compileMembershipFile, isMembershipFile, type MembershipProgram, skuOf 
 import { codePool, CodePoolSchema, CodePoolsSchema, type CodePool } from "../codes/code-pool-definition";
 import { riskScene, RiskSceneSchema, RiskScenesSchema, sceneNotDeclared, type RiskScene } from "../risk/scene-definition";
 import { risk as riskValidator } from "../engine/validators/risk";
+import { compileSegment, SegmentSchema, SegmentsSchema, type UserSegment } from "../segments/segment-definition";
 import { BUILT_IN_EVENT_TYPES, compileEventType, EventTypeNameSchema, EventTypeSchema, type EventType } from "../events/event-types";
 
 export interface ConfigFile {
@@ -158,6 +159,8 @@ const ActivityFileSchema = z
     codePools: z.unknown().optional(),
     // Bundle-wide too (FileCompiler.riskSceneSection): tasks and sales of any activity name them.
     riskScenes: z.unknown().optional(),
+    // Bundle-wide too (user segments, src/segments): named by any activity's `bySegment` reward nodes.
+    segments: z.unknown().optional(),
     /** Business event types this file declares (names are global to the bundle). */
     eventTypes: z.record(z.string(), EventTypeSchema).default({}),
   })
@@ -166,7 +169,7 @@ const ActivityFileSchema = z
 type Path = (string | number)[];
 
 /** Top-level sections that belong to the whole bundle: a file holding only these declares no activity. */
-const BUNDLE_SECTIONS = new Set(["pointPrograms", "codePools", "riskScenes"]);
+const BUNDLE_SECTIONS = new Set(["pointPrograms", "codePools", "riskScenes", "segments"]);
 
 function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${String(p)}` : String(p)), "");
@@ -214,6 +217,7 @@ class FileCompiler {
     private readonly membership?: MembershipProgram,
     private readonly codePools: Readonly<Record<string, CodePool>> = {},
     private readonly riskScenes: Readonly<Record<string, RiskScene>> = {},
+    private readonly segments: Readonly<Record<string, UserSegment>> = {},
   ) {}
 
   /** The file's `membership` program, compiled (undefined: the file declares none, or it has problems, reported). */
@@ -243,6 +247,21 @@ class FileCompiler {
   /** The file's `riskScenes` section, compiled; each problem is reported with its path. */
   riskSceneSection(source: string): Record<string, RiskScene> {
     return this.bundleSection(source, "riskScenes", RiskScenesSchema, RiskSceneSchema, riskScene);
+  }
+
+  /** The file's `segments` section, compiled; each problem is reported with its path. */
+  segmentSection(source: string): Record<string, UserSegment> {
+    const compiled: Record<string, UserSegment> = {};
+    const parsed = this.bundleSection(source, "segments", SegmentsSchema, SegmentSchema, (id, s) => ({ id, s }));
+    for (const [id, { s }] of Object.entries(parsed)) {
+      if (!Id.safeParse(id).success) {
+        this.issue(["segments", id], `'${id}' is not a valid segment id (letters, digits, -, _)`, true);
+        continue;
+      }
+      const segment = compileSegment(this.file, id, s, this);
+      if (segment) compiled[id] = segment;
+    }
+    return compiled;
   }
 
   /** The file's `pointPrograms` section, compiled; each problem is reported with its path. */
@@ -557,6 +576,7 @@ class FileCompiler {
             taskId: id,
             place: (ref, at) => this.place(registry.rewards, "reward", ref, [...base, "reward", ...at], ctx),
             conditions,
+            segments: this.segments,
             issue: (at, reason) => this.issue([...base, "reward", ...at], reason),
           });
     const rewards = rewardTree?.leaves ?? [];
@@ -584,6 +604,10 @@ class FileCompiler {
     }
     // A ticket lives in its user's account: a queued run needs a user to hold it.
     if (on && t.intake === "queue") this.issue([...base, "intake"], "a task run by events is already queued with its event: remove intake");
+    // An activity code comes with a client's request: an event has none to send.
+    const codeAt = validators.findIndex((v) => v?.def.code === "activityCode");
+    if (on && codeAt >= 0)
+      this.issue([...base, "validator", codeAt], "a task run by events has no client to send an activity code: remove activityCode");
     if (!on && t.exclusiveGroup) this.issue([...base, "exclusiveGroup"], "only a task run by events (`on`) belongs to an exclusive group");
     if (!on && t.onPartialRefund) this.issue([...base, "onPartialRefund"], "only a task run by events (`on`) is refunded with its event");
     // Re-evaluating reads the facts again now: those the run itself changed would judge the remaining order wrongly.
@@ -599,7 +623,7 @@ class FileCompiler {
       this.issue([...base, "intake"], "a queued task's ticket is kept in the user's account: add 'login' to the validators");
     }
     // A reward that can be bounded (it has a stock or a budget) but is not, in a task anyone may repeat at will.
-    const limited = validators.some((v) => v?.def.code === "limit" || v?.def.code === "chances");
+    const limited = validators.some((v) => v?.def.code === "limit" || v?.def.code === "chances" || v?.def.code === "stock");
     rewards.forEach((r, i) => {
       if (!r || limited) return;
       const bounds = knownKeys(r.def.args, []).filter((k) => k === "stock" || k === "budget");
@@ -741,6 +765,21 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     }
     issues.push(...c.issues);
   }
+  // User segments likewise: any activity's `bySegment` nodes name them.
+  const segments: Record<string, UserSegment> = {};
+  const segmentFiles = new Map<string, string>();
+  for (const f of files) {
+    const c = new FileCompiler(f.name);
+    for (const [id, segment] of Object.entries(c.segmentSection(f.source))) {
+      const other = segmentFiles.get(id);
+      if (other) c.issue(["segments", id], `segment '${id}' is also declared in ${other}`);
+      else {
+        segments[id] = segment;
+        segmentFiles.set(id, f.name);
+      }
+    }
+    issues.push(...c.issues);
+  }
   // The membership program next: one per bundle, and any activity's tasks may name its SKUs and identity types.
   // Its file's benefits catalog with it: materials name code pools, benefits identity types and point programs.
   let membership: MembershipProgram | undefined;
@@ -771,7 +810,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
   const claims = benefits && membership && claimsActivitySource(benefits, membership);
   const activityFiles = claims ? [...files, { name: `${membershipFile} (benefit claims)`, source: claims }] : files;
   for (const f of activityFiles) {
-    const c = new FileCompiler(f.name, programs, membership, codePools, riskScenes);
+    const c = new FileCompiler(f.name, programs, membership, codePools, riskScenes, segments);
     const fields = c.parse(f.source);
     if (fields && isMembershipFile(fields)) continue;
     if (fields && isProfileFile(fields)) {
@@ -819,6 +858,7 @@ export function checkConfig(files: ConfigFile[], version: string): ConfigCheck {
     ...(benefits && { benefits }),
     codePools: new Map(Object.entries(codePools)),
     riskScenes: new Map(Object.entries(riskScenes)),
+    segments: new Map(Object.entries(segments)),
     eventTypes,
     triggers,
   };

@@ -16,6 +16,7 @@ import type { RewardTree } from "../engine/reward-tree/tree";
 import type { ParticipationCount } from "../engine/conditions/define";
 import type { EventType } from "../events/event-types";
 import type { RiskScene } from "../risk/scene-definition";
+import type { UserSegment } from "../segments/segment-definition";
 
 export interface CompiledRule {
   field: string;
@@ -123,6 +124,8 @@ export interface CompiledConfig {
   codePools: Map<string, CodePool>;
   /** The bundle's risk scenes (`riskScenes`), by id. */
   riskScenes: Map<string, RiskScene>;
+  /** The bundle's user segments (`segments`), by id: `bySegment` reward nodes name them. */
+  segments: Map<string, UserSegment>;
   /** Event types, built in and declared, by name. */
   eventTypes: Map<string, EventType>;
   /** The tasks each event type triggers, by type. */

@@ -51,6 +51,25 @@ async function readActiveVersion(
   return { hash: active.hash, id: active.id, bundle: row?.bundle ?? null };
 }
 
+/** The active version as D1 holds it now (no isolate's copy): its hash and files; undefined before any push. */
+export async function activeBundle(env: Env): Promise<{ hash: string; files: ConfigFile[] } | undefined> {
+  const row = await env.DB.prepare(
+    "SELECT a.hash, v.bundle FROM config_activations a JOIN config_versions v ON v.hash = a.hash ORDER BY a.id DESC LIMIT 1",
+  ).first<{ hash: string; bundle: string }>();
+  return row ? { hash: row.hash, files: (JSON.parse(row.bundle) as ConfigBundle).files } : undefined;
+}
+
+/**
+ * Stores and activates `bundle` as version `hash` only while `from` is still the active version. One D1 batch,
+ * decided in its SQL: of two edits made from the same version, one lands and the other writes nothing and gets false.
+ */
+export async function activateOver(env: Env, from: string, hash: string, bundle: ConfigBundle, note: string): Promise<boolean> {
+  const active = "(SELECT hash FROM config_activations ORDER BY id DESC LIMIT 1)";
+  const onlyIf = `${active} = '${from.replaceAll("'", "''")}'`;
+  const results = await env.DB.batch(activationSql(hash, bundle, Date.now(), note, onlyIf).map((s) => env.DB.prepare(s)));
+  return results.at(-1)!.meta.changes === 1;
+}
+
 /** Flash sales declared in the active config; none before any config was pushed (sales may come from the admin API). */
 export async function declaredSales(env: Env): Promise<CompiledConfig["sales"]> {
   return (await findActiveConfig(env))?.sales ?? new Map();
@@ -64,6 +83,13 @@ export async function activeConfig(env: Env): Promise<CompiledConfig> {
 }
 
 let current: { config: CompiledConfig; checkedAt: number } | undefined;
+
+/** The compiled active version as D1 has it now, whatever CONFIG_REFRESH_MS: what the admin API shows and edits. */
+export async function currentConfig(env: Env): Promise<CompiledConfig> {
+  const config = await refresh(env);
+  if (!config) throw new AppError("UNAVAILABLE", "no task config has been pushed yet: run `npm run tasks:push`");
+  return config;
+}
 
 /**
  * The compiled active config, at most CONFIG_REFRESH_MS old; undefined when nothing was ever pushed. Requests never

@@ -348,6 +348,36 @@ export const identitySegments = sqliteTable(
     primaryKey({ columns: [t.id, t.revision] }),
     index("identity_segments_by_user").on(t.userId, t.identityType),
     index("identity_segments_by_ref").on(t.externalRef),
+    index("identity_segments_by_sku").on(t.sku),
+    index("identity_segments_by_type").on(t.identityType),
+  ],
+);
+
+/**
+ * Users' benefit entitlements (src/benefits/entitlements.ts), copied from their accounts (migrations/0018): one row per
+ * revision, append-only like every record; the highest revision is current.
+ */
+export const entitlements = sqliteTable(
+  "entitlements",
+  {
+    id: text("id").notNull(),
+    revision: integer("revision").notNull(),
+    userId: text("user_id").notNull(),
+    benefitId: text("benefit_id").notNull(),
+    materialId: text("material_id").notNull(),
+    materialVersion: text("material_version").notNull(),
+    segmentId: text("segment_id").notNull(),
+    period: text("period").notNull(),
+    status: text("status").notNull(),
+    requestId: text("request_id"),
+    delivered: text("delivered"),
+    createdAt: integer("created_at").notNull(),
+    changedAt: integer("changed_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.id, t.revision] }),
+    index("entitlements_by_user").on(t.userId, t.benefitId),
+    index("entitlements_by_segment").on(t.segmentId),
   ],
 );
 
@@ -471,4 +501,41 @@ export const riskListEntries = sqliteTable(
 export const riskListVersion = sqliteTable("risk_list_version", {
   id: integer("id").primaryKey(),
   version: integer("version").notNull(),
+});
+
+export const userSegmentLists = sqliteTable(
+  "user_segment_lists",
+  {
+    segment: text("segment").notNull(),
+    version: text("version").notNull(),
+    shard: integer("shard").notNull(),
+    ids: text("ids").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.segment, t.version, t.shard] })],
+);
+
+export const userSegmentUploads = sqliteTable(
+  "user_segment_uploads",
+  {
+    segment: text("segment").notNull(),
+    uploadId: text("upload_id").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    received: integer("received").notNull(),
+    duplicates: integer("duplicates").notNull(),
+    size: integer("size").notNull(),
+    shards: integer("shards").notNull(),
+    bytes: integer("bytes").notNull(),
+    createdAt: integer("created_at").notNull(),
+    activatedAt: integer("activated_at"),
+  },
+  (t) => [primaryKey({ columns: [t.segment, t.uploadId] })],
+);
+
+export const userSegments = sqliteTable("user_segments", {
+  segment: text("segment").primaryKey(),
+  version: text("version").notNull(),
+  size: integer("size").notNull(),
+  shards: integer("shards").notNull(),
+  bytes: integer("bytes").notNull(),
+  activatedAt: integer("activated_at").notNull(),
 });

@@ -14,6 +14,7 @@ import type { CodePool } from "../codes/code-pool-definition";
 import type { Env } from "../env";
 import type { RiskScene } from "../risk/scene-definition";
 import type { GrantRecord, ReversalStep } from "../reversals/reversal";
+import type { SegmentDecision } from "../segments/decision";
 
 /**
  * Where a component's shared counters are named: in a run (TaskRun), or when an operator looks at an activity's
@@ -88,7 +89,7 @@ export interface CommandDefinition<Args extends z.ZodType = z.ZodType, Prepared 
 /** What one reward gave (or, with `granted: false`, why not). Shown to the consumer as-is. */
 export type RewardOutcome =
   | ({ type: string; granted: true; grantId: string; amount: number } & Record<string, unknown>)
-  | { type: string; granted: false; reason: string; node?: string };
+  | { type: string; granted: false; reason: string; node?: string; decision?: SegmentDecision };
 
 /** Why a reward could not be given now, as a preview says it. */
 export type Unavailability =

@@ -20,14 +20,14 @@ import { AppError, jsonPointer } from "../errors";
 import { satisfies } from "../config/request-rules";
 import { own, type CompiledConfig, type CompiledTask } from "../config/compiled";
 import type { RewardOutcome } from "./define";
-import { TaskRun, type User } from "./run";
+import { TaskRun, type RunClient, type User } from "./run";
 import { log } from "../platform/log";
 import { evaluate, whyNot } from "./conditions/tree";
 import { countParticipation, taskInputs } from "./conditions/facts";
 import { progressChanges, progressPlan } from "./conditions/progress";
 import { emittedEvent } from "../events/emit";
 import { grantTree } from "./reward-tree/grant";
-import type { RiskClient } from "../risk/subjects";
+import type { EntitlementRun } from "../benefits/entitlements";
 
 export interface TaskRequest {
   requestId: string;
@@ -52,8 +52,10 @@ export interface TaskRequest {
   event?: RunEvent;
   /** The service key whose request made this run (an event's sender), recorded with it; absent for a consumer's own run. */
   keyId?: string | null;
-  /** The client as risk control sees it (src/risk/subjects.ts), for the `risk` validator's question. */
-  client?: RiskClient;
+  /** What the client's request carried besides its params (its activity code, its device). */
+  client?: RunClient;
+  /** A benefit claim's or issuance's entitlement, committed with the run (src/benefits/entitlements.ts). */
+  entitlement?: EntitlementRun;
 }
 
 /** How records name an event: `<source>/<eventId>`. */
@@ -238,6 +240,8 @@ async function commit(run: TaskRun, req: TaskRequest, result: TaskSuccess, reque
     request,
     points: run.plan.points,
     identities: run.plan.identities,
+    activityCodes: run.plan.activityCodes,
+    ...(req.entitlement && { entitlement: req.entitlement }),
   };
   // If this call fails without an answer, the commit may or may not have landed: the reservations stay held, and at
   // their deadline each counter asks the account, which answers what happened (and forbids it later if nothing did).

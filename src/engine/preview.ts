@@ -14,7 +14,7 @@ import { evaluate, type Explanation } from "./conditions/tree";
 import { taskFacts } from "./conditions/facts";
 import { checkRequestRules, requestedTask, type TaskRequest } from "./pipeline";
 import { TaskRun } from "./run";
-import { previewTree, type LeafPreview } from "./reward-tree/preview";
+import { previewTree, type LeafPreview, type SegmentPreview } from "./reward-tree/preview";
 
 export interface TaskPreview {
   ok: true;
@@ -30,6 +30,8 @@ export interface TaskPreview {
   /** The task's `when:`: its result, every node explained, and what is missing ("2 of 3 satisfied", "20.00 more"). */
   conditions?: { pass: boolean; gaps: string[]; explanation: Explanation };
   rewards: LeafPreview[];
+  /** Each `bySegment` node on the way: the segments checked, the one matched, and the rights' chances. */
+  segments?: SegmentPreview[];
 }
 
 /** The preview's reason for a refusal a guard or limit would give. */
@@ -68,7 +70,8 @@ export async function previewTask(req: TaskRequest): Promise<TaskPreview> {
     if (found) refuse(found);
   }
   const blocked = refusal ? (REASONS[refusal.code] ?? "LIMIT") : undefined;
-  const rewards = run.user ? await previewTree(run, task.rewardTree, blocked) : [];
+  const segments: SegmentPreview[] = [];
+  const rewards = run.user ? await previewTree(run, task.rewardTree, blocked, segments) : [];
   return {
     ok: true,
     dry: true,
@@ -80,6 +83,7 @@ export async function previewTask(req: TaskRequest): Promise<TaskPreview> {
     ...(refusal && { refusal }),
     ...(conditions && { conditions }),
     rewards,
+    ...(segments.length > 0 && { segments }),
   };
 }
 

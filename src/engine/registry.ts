@@ -16,9 +16,11 @@ import { redeemCode } from "./rewards/redeem-code";
 import { spendPoints } from "./validators/spend-points";
 import { partnerBenefit } from "./rewards/partner-benefit";
 import { membershipReward } from "./rewards/membership";
+import { activityCode } from "./validators/activity-code";
+import { stock } from "./validators/stock";
 import { risk } from "./validators/risk";
 
-export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints, risk];
+export const validators: ValidatorDefinition<any, any>[] = [timeWindow, login, lock, limit, chances, spendPoints, activityCode, stock, risk];
 export const commands: CommandDefinition<any, any>[] = [log, notify];
 export const rewards: RewardDefinition<any, any>[] = [
   chancesReward,

@@ -3,7 +3,7 @@ import type { CompiledActivity, CompiledConfig, CompiledTask } from "../config/c
 import type { RunEvent } from "./pipeline";
 import { periodKey, type Period } from "../config/time";
 import type { Env } from "../env";
-import type { AccountPlan, MarkerRequirement, PlannedChange, LockClaim, RecordBatch } from "../accounts/account-plan";
+import type { AccountPlan, MarkerRequirement, PlannedChange, LockClaim, RecordBatch, UsedActivityCode } from "../accounts/account-plan";
 import type { CounterDefinition } from "../counters/counter-definition";
 import { sharedCounter } from "../counters/scope";
 import type { Rejection } from "./define";
@@ -11,8 +11,8 @@ import { AppError } from "../errors";
 import type { RewardOutcome } from "./define";
 import { uniformRandom } from "../random";
 import type { PointChange } from "../points/changes";
-import type { RiskClient } from "../risk/subjects";
 import type { RiskDecision } from "../risk/engine";
+import type { SegmentDecision } from "../segments/decision";
 
 export interface User {
   id: string;
@@ -54,6 +54,8 @@ class CommitPlan {
   readonly points: PointChange[] = [];
   /** Identity segments granted (the `membership` reward), decided on the user's timeline in the commit. */
   readonly identities: NonNullable<AccountPlan["identities"]> = [];
+  /** Activity codes the run uses up (src/activity-codes): refused with CODE_USED if the user's account saw one before. */
+  readonly activityCodes: UsedActivityCode[] = [];
   /** Records forwarded to D1 once committed. */
   readonly records: RecordBatch = { participations: [], rewards: [], deliveries: [] };
   /**
@@ -82,8 +84,16 @@ export interface TaskRunInit {
   config: CompiledConfig;
   /** The business event a triggered run answers (src/events). */
   event?: RunEvent;
-  /** The client as risk control sees it (user, device, address): absent for runs not made from a request. */
-  client?: RiskClient;
+  /** What the client's request carried besides its params (a triggered run has none). */
+  client?: RunClient;
+}
+
+/** What a client's request says about the client: its activity code (`X-Activity-Code`) and device (`X-Device-Id`). */
+export interface RunClient {
+  activityCode?: string;
+  deviceId?: string;
+  /** The client's address (CF-Connecting-IP), for risk control. */
+  ip?: string;
 }
 
 export class TaskRun {
@@ -96,6 +106,8 @@ export class TaskRun {
   node: string | null = null;
   /** The risk engine's decision on this run (the `risk` validator), kept in its request record. */
   riskDecision?: RiskDecision;
+  /** The segment decision the reward being given now comes from (a `bySegment` node): its outcome and record carry it. */
+  decision: SegmentDecision | null = null;
 
   constructor(readonly init: TaskRunInit) {
     this.participationId = `p_${init.requestId}`;
@@ -146,7 +158,7 @@ export class TaskRun {
       userId: this.requireUser().id,
       type: grant.type,
       amount: grant.amount,
-      detail: JSON.stringify(grant.detail),
+      detail: JSON.stringify(this.decision ? { ...grant.detail, decision: this.decision } : grant.detail),
       status: grant.status,
       nodePath: this.node,
       createdAt: this.now,

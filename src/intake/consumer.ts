@@ -116,8 +116,8 @@ async function run(env: Env, ctx: ExecutionContext, body: IntakeMessage, sales: 
       query: body.query,
       body: body.body,
       user: body.user,
-      idempotency: { namespace: TICKETS_NAMESPACE, key: body.ticketId },
       client: body.client,
+      idempotency: { namespace: TICKETS_NAMESPACE, key: body.ticketId },
     });
     return "committed";
   } catch (e) {

@@ -3,9 +3,8 @@
  * (the request itself; everything about stored state is decided by the run), then its ticket and message.
  */
 import type { CompiledConfig } from "../config/compiled";
-import type { RiskClient } from "../risk/subjects";
 import { checkRequestRules, requestedTask } from "../engine/pipeline";
-import type { User } from "../engine/run";
+import type { RunClient, User } from "../engine/run";
 import type { Env } from "../env";
 import { AppError } from "../errors";
 import type { SaleDefinition } from "../sales/sale-definition";
@@ -43,7 +42,7 @@ export function queueTaskRun(
     method: string;
     query: Record<string, string>;
     body: Record<string, unknown>;
-    client?: RiskClient;
+    client?: RunClient;
   },
   user: User | null,
   intake: IntakeRequest,
@@ -62,7 +61,7 @@ export function queueTaskRun(
     user,
     query: req.query,
     body: req.body,
-    ...(req.client && { client: req.client }),
+    client: req.client,
     now: intake.now,
     requestId: intake.requestId,
   });

@@ -1,7 +1,6 @@
 /** The INTAKE queue's message contract: one queued grab or task run, carrying all it needs to run as its request would have. */
-import type { User } from "../engine/run";
+import type { RunClient, User } from "../engine/run";
 import type { BusinessEvent } from "../events/process";
-import type { RiskClient } from "../risk/subjects";
 
 interface Ticketed {
   /** The ticket the run answers: an Idempotency-Key of the user's account in the `tickets` namespace. */
@@ -22,8 +21,8 @@ export type IntakeMessage =
       user: User;
       query: Record<string, string>;
       body: Record<string, unknown>;
-      /** The client as risk control saw it at intake (the run's `risk` validator asks the engine about it). */
-      client?: RiskClient;
+      /** The request's activity code, device and address, judged by the run as of the intake request's time. */
+      client?: RunClient;
     })
   /** A business event to run (src/events): its "ticket" is its outcome's key in the user's `events` namespace. */
   | (Ticketed & {

@@ -1,8 +1,9 @@
 /**
  * Sending the identity notices a user's account committed (segments.ts): each event is accepted by the event intake
  * like a business system's (queued, run once by its id), each cancel goes through the event cancel that takes back
- * what the event's runs granted (src/reversals). Both are idempotent by the event's id, so a notice sent twice (after
- * a commit and by the alarm at once) changes nothing more; a notice is forgotten only once its send was answered, and
+ * what the event's runs granted (src/reversals), each benefit entitlement is issued or reclaimed
+ * (src/benefits/issuance.ts). Each is idempotent (by the event's id, the entitlement's status, the run's reversal), so a
+ * notice sent twice (after a commit and by the alarm at once) changes nothing more; a notice is forgotten only once its send was answered, and
  * a cancel that comes before its event leaves a tombstone, so the late event grants nothing.
  */
 import { findActiveConfig } from "../config/store";
@@ -11,6 +12,7 @@ import { AppError } from "../errors";
 import { acceptEvents } from "../events/intake";
 import { log } from "../platform/log";
 import { cancelEvent } from "../reversals/reverse";
+import { issueEntitlement, reclaimEntitlement } from "../benefits/issuance";
 import type { Notice } from "./segments";
 
 /** Notices tried per pass (the alarm takes the rest). */
@@ -47,6 +49,10 @@ export async function sendNotices(sql: SqlStorage, env: Env, ctx: { waitUntil(p:
             // Refused for good (too late, a type a later config dropped): said, not retried.
             log.error("identity event refused", { eventId: n.event.eventId, type: n.event.type, error: r.error });
           }
+        } else if (n.kind === "issue") {
+          await issueEntitlement(env, ctx, config, n);
+        } else if (n.kind === "reclaim") {
+          await reclaimEntitlement(env, config, n);
         } else {
           await cancelEvent(env, ctx, config, {
             source: n.source,

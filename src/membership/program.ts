@@ -16,7 +16,7 @@ export type SegmentSource = (typeof SEGMENT_SOURCES)[number];
 /** A term of whole days, months or years (`P7D`, `P1M`, `P1Y`), counted on the program's calendar. */
 const TERM = /^P([1-9]\d{0,3})([DMY])$/;
 
-const IdentityTypeSchema = z
+export const IdentityTypeSchema = z
   .object({
     name: z.string().min(1).optional(),
     /** Higher outranks lower: the primary identity at an instant is the covering one of the highest rank. */

@@ -6,9 +6,12 @@
  * same transaction and sent after it (notices.ts), retried by the account's alarm until the event intake took them.
  */
 import type { StorageMigration } from "../../durable-objects/support/migrations";
+import type { BenefitCatalog } from "../benefits/catalog";
+import type { EntitlementBook, EntitlementReclaim } from "../benefits/entitlements";
 import type { identitySegments } from "../db/schema";
 import type { ErrorCode } from "../errors";
 import { OWN_SOURCE } from "../events/emit";
+import type { PointLedger } from "../points/ledger";
 import { type MembershipProgram, type SegmentSource, type Sku, skuOf, type Term } from "./program";
 import { effectiveAt, place, rankOf, revoke, type Segment } from "./timeline";
 
@@ -43,13 +46,20 @@ export interface SegmentView {
   status: "active" | "revoked";
 }
 
-/** What the account sends after a commit: an event to accept, or one to cancel (what it triggered is taken back). */
+/**
+ * What the account sends after a commit: an event to accept, or one to cancel (what it triggered is taken back), or a
+ * benefit entitlement to issue or reclaim.
+ */
 export type Notice =
   | {
       kind: "emit";
       event: { source: string; eventId: string; type: string; userId: string; occurredAt: string; payload: Record<string, unknown> };
     }
-  | { kind: "cancel"; source: string; eventId: string; userId: string; reason: string };
+  | { kind: "cancel"; source: string; eventId: string; userId: string; reason: string }
+  /** A benefit entitlement the account made, to be given by a run of its benefit's task (src/benefits/issuance.ts). */
+  | { kind: "issue"; userId: string; entitlementId: string; benefitId: string }
+  /** A revoked entitlement whose run is to be reversed (its coupon or code taken back). */
+  | { kind: "reclaim"; userId: string; entitlementId: string; requestId: string; reason: string };
 
 /** A grant as the account receives it: from the service route, or from a task's `membership` reward. */
 export interface IdentityGrant {
@@ -80,6 +90,8 @@ export interface RevokeAnswer {
   revoked: SegmentView[];
   /** Later segments of the same type, moved earlier. */
   moved: SegmentView[];
+  /** The benefit entitlements of the revoked segments: revoked (price back, what was given reclaimed) or kept (used). */
+  entitlements?: EntitlementReclaim;
 }
 
 export type RevokeResult = { ok: true; answer: RevokeAnswer; replayed: boolean } | { ok: false; code: "NOT_FOUND"; message: string };
@@ -139,7 +151,14 @@ export class IdentityBook {
   /** Whether notices were written (the caller then sends them after its commit). */
   noticed = false;
 
-  constructor(private readonly sql: SqlStorage) {}
+  /**
+   * With `benefits`, a grant makes the entitlements its segment brings and a revoke reclaims those of the revoked
+   * segments, in the same transaction.
+   */
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly benefits?: { book: EntitlementBook; ledger: PointLedger },
+  ) {}
 
   /** The whole timeline, oldest start first. */
   segments(): Segment[] {
@@ -156,7 +175,7 @@ export class IdentityBook {
   }
 
   /** Grants a segment (inside the caller's transaction), or refuses it writing nothing. */
-  grant(program: MembershipProgram, g: IdentityGrant): GrantResult {
+  grant(program: MembershipProgram, g: IdentityGrant, catalog?: BenefitCatalog): GrantResult {
     const first = this.row(g.externalRef);
     if (first) {
       if (first.fingerprint !== g.fingerprint) {
@@ -224,6 +243,7 @@ export class IdentityBook {
       this.notice({ kind: "emit", event }, g.now);
     }
     this.copy(g.userId, segment, 1, g.now);
+    this.benefits?.book.onGrant(catalog, program, segment, [...timeline, segment], g.now);
     return { ok: true, segment: view, replayed: false, events: events.map(([type]) => type) };
   }
 
@@ -244,6 +264,15 @@ export class IdentityBook {
       moved: effect.moved.map(segmentView),
     };
     const reason = `identity revoked: ${c.reason}`;
+    if (this.benefits) {
+      const { book, ledger } = this.benefits;
+      answer.entitlements = book.reclaim(
+        effect.revoked.map((s) => s.id),
+        reason,
+        ledger,
+        c.now,
+      );
+    }
     for (const s of effect.revoked) {
       this.sql.exec("UPDATE identity_segments SET status = 'revoked', revision = revision + 1 WHERE id = ?", s.id);
       const r = this.revision(s.id);
@@ -264,6 +293,11 @@ export class IdentityBook {
     return this.sql.exec<{ revision: number; events: string }>("SELECT revision, events FROM identity_segments WHERE id = ?", id).one();
   }
 
+  /** The account's user, once a segment was granted (the alarm's writes name it). */
+  owner(): string | undefined {
+    return this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = ?", OWNER_KEY).toArray()[0]?.v;
+  }
+
   /** When the next expiry or reminder is due (the alarm notes it then), or the next notice is to be sent; null: none. */
   static nextEvent(sql: SqlStorage): number | null {
     return sql
@@ -282,7 +316,7 @@ export class IdentityBook {
    * end of the identity: it is noted without an event.
    */
   noteExpiries(now: number) {
-    const owner = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = ?", OWNER_KEY).toArray()[0]?.v;
+    const owner = this.owner();
     if (owner === undefined) return;
     const timeline = this.segments();
     const continued = (s: Segment) =>
@@ -316,7 +350,7 @@ export class IdentityBook {
     }
   }
 
-  private notice(n: Notice, now: number) {
+  private notice(n: Extract<Notice, { kind: "emit" | "cancel" }>, now: number) {
     const id = n.kind === "emit" ? `emit:${n.event.eventId}` : `cancel:${n.eventId}`;
     this.sql.exec("INSERT INTO identity_notices (id, notice, next_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING", id, JSON.stringify(n), now);
     this.noticed = true;

@@ -27,6 +27,11 @@ export const HEADERS = {
   },
   "WWW-Authenticate": { description: "The scheme to authenticate with", schema: { type: "string" }, example: 'Bearer realm="fanfare"' },
   Allow: { description: "The method the task takes", schema: { type: "string" }, example: "POST" },
+  ETag: {
+    description: "The active config version (its hash) the answer shows: send it as If-Match to edit from it",
+    schema: { type: "string" },
+    example: '"3f9a1c0d7b2e4a61"',
+  },
   Location: {
     description: "Where the ticket of a queued run is read (GET /v1/tickets/{ticketId})",
     schema: { type: "string" },
@@ -49,6 +54,8 @@ export interface ResponseTraits {
   rateLimited?: boolean;
   /** Takes an Idempotency-Key whose stored answer is replayed with Idempotent-Replayed. */
   replayable?: boolean;
+  /** Answers with the config version it shows as ETag (the membership definitions' admin API). */
+  versioned?: boolean;
 }
 
 function headersFor(status: number, traits: ResponseTraits, codes: readonly ErrorCode[] = []): Headers {
@@ -60,6 +67,7 @@ function headersFor(status: number, traits: ResponseTraits, codes: readonly Erro
   if (status === 401) names.push("WWW-Authenticate");
   if (codes.includes("METHOD_NOT_ALLOWED")) names.push("Allow");
   if (status === 202) names.push("Location");
+  if (traits.versioned && status < 300) names.push("ETag");
   return refs(names);
 }
 
@@ -132,6 +140,24 @@ const ConditionDetails = z
   .optional()
   .openapi({ description: "CONDITIONS_NOT_MET: why the task's conditions do not hold" });
 
+/** INVALID_DEFINITION and DEFINITION_IN_USE: every config issue, or every holder of the definition. */
+const DefinitionIssues = z
+  .object({
+    issues: z.array(
+      z.object({
+        file: z.string().openapi({ description: "The config file, or the table that holds the reference", example: "task-configs/membership.yaml" }),
+        path: z.string().openapi({ description: "Where in it", example: "membership.skus.gold-2y.duration" }),
+        reason: z.string(),
+        pointer: z
+          .string()
+          .optional()
+          .openapi({ description: "JSON pointer (RFC 6901) into the request body, when the issue lies there", example: "/duration" }),
+      }),
+    ),
+  })
+  .optional()
+  .openapi({ description: "INVALID_DEFINITION: every issue of the edited config; DEFINITION_IN_USE: everything that holds the definition" });
+
 function errorResponse(entries: [ErrorCode, string][], traits: ResponseTraits, status: number) {
   const codes = entries.map(([code]) => code) as [ErrorCode, ...ErrorCode[]];
   const schema = z.object({
@@ -142,6 +168,7 @@ function errorResponse(entries: [ErrorCode, string][], traits: ResponseTraits, s
       message: z.string().openapi({ description: "The configured message for this failure" }),
       ...(codes.some((c) => DETAILED_CODES.has(c)) ? { details: FieldErrors } : {}),
       ...(codes.includes("CONDITIONS_NOT_MET") ? { details: ConditionDetails } : {}),
+      ...(codes.includes("INVALID_DEFINITION") || codes.includes("DEFINITION_IN_USE") ? { details: DefinitionIssues } : {}),
     }),
   });
   return {
@@ -162,7 +189,7 @@ export const ErrorBodySchema = z
   .object({
     ok: z.literal(false),
     requestId: z.string(),
-    error: z.object({ code: z.enum(ERROR_CODES), message: z.string(), details: z.union([FieldErrors, ConditionDetails]) }),
+    error: z.object({ code: z.enum(ERROR_CODES), message: z.string(), details: z.union([FieldErrors, ConditionDetails, DefinitionIssues]) }),
   })
   .openapi("ErrorBody");
 

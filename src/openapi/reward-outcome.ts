@@ -9,6 +9,16 @@ const node = z.string().optional().openapi({
   description: "The reward-tree node that gave it (or tried to), e.g. `all/1/oneOf/0`; a flat reward list's i-th is `all/i`",
   example: "all/0",
 });
+const decision = z
+  .object({
+    segment: z.string().nullable().openapi({ description: "The user segment that matched (null: the default branch)" }),
+    right: z.string().openapi({ description: "The right chosen (its id in the branch)" }),
+    by: z
+      .enum(["weighted", "sticky", "external", "fallback"])
+      .openapi({ description: "How: by weight, sticky per user, ranked by the strategy service, or by weight after it failed" }),
+  })
+  .optional()
+  .openapi({ description: "Given through a `bySegment` node: the segment matched and the right chosen" });
 /** Why a reward of a tree was not given although its run committed (a node that skips or falls back). */
 const TREE_REASONS = ["SOLD_OUT", "BUDGET"] as const;
 const TREE_DESCRIPTION = "; SOLD_OUT: its stock is spent; BUDGET: a reward-tree node's budget is spent";
@@ -18,6 +28,7 @@ const notGranted = <T extends string>(type: T, reasons: [string, ...string[]], d
     granted: z.literal(false),
     reason: z.enum([...reasons, ...TREE_REASONS]).openapi({ description: description + TREE_DESCRIPTION }),
     node,
+    decision,
   });
 
 const RedPacketOutcome = z
@@ -27,6 +38,7 @@ const RedPacketOutcome = z
       granted: z.literal(true),
       grantId,
       node,
+      decision,
       amount: z.number().int().openapi({ description: "Minor units credited to the red-packet balance" }),
       currency: z.string().openapi({ example: "CNY" }),
     }),
@@ -41,6 +53,7 @@ const ChancesOutcome = z
       granted: z.literal(true),
       grantId,
       node,
+      decision,
       amount: z.number().int().openapi({ description: "Chances added (cut to fit the kind's `max` when it has one)" }),
       chance: z.string().openapi({ description: "The chance kind", example: "draw" }),
       requested: z.number().int().optional().openapi({ description: "With `capped`: what the reward would have given" }),
@@ -51,6 +64,7 @@ const ChancesOutcome = z
       granted: z.literal(false),
       reason: z.string().openapi({ description: "The balance is already at the kind's `max`" + TREE_DESCRIPTION }),
       node,
+      decision,
     }),
   ])
   .openapi("ChancesOutcome");
@@ -62,6 +76,7 @@ const CouponOutcome = z
       granted: z.literal(true),
       grantId,
       node,
+      decision,
       amount: z.literal(1),
       couponSn: z.string(),
       channel: z.string(),
@@ -78,6 +93,7 @@ const LotteryOutcome = z
       granted: z.literal(true),
       grantId,
       node,
+      decision,
       amount: z.number().int().openapi({ description: "The prize tier's value" }),
       pool: z.string(),
       tier: z.string(),
@@ -99,6 +115,7 @@ const PointsOutcome = z
       granted: z.literal(true),
       grantId,
       node,
+      decision,
       amount: z.number().int().openapi({ description: "Points earned (cut to the program's daily earn cap when it has one)" }),
       program: z.string().openapi({ example: "honey" }),
       requested: z.number().int().optional().openapi({ description: "With `capped`: what the reward would have given" }),
@@ -115,6 +132,7 @@ const MembershipOutcome = z
       granted: z.literal(true),
       grantId: grantId.openapi({ description: "The grant's id: the segment's externalRef on the user's timeline (GET /v1/me/identities)" }),
       node,
+      decision,
       amount: z.literal(1),
       sku: z.string().openapi({ example: "gold-week" }),
       identityType: z.string().openapi({ example: "gold" }),
@@ -124,6 +142,7 @@ const MembershipOutcome = z
       granted: z.literal(false),
       reason: z.enum(TREE_REASONS).openapi({ description: TREE_DESCRIPTION.slice(2) }),
       node,
+      decision,
     }),
   ])
   .openapi("MembershipOutcome");
@@ -135,6 +154,7 @@ const RedeemCodeOutcome = z
       granted: z.literal(true),
       grantId,
       node,
+      decision,
       amount: z.literal(1),
       pool: z.string().openapi({ description: "The code pool", example: "double11-codes" }),
       code: z.string().openapi({ description: "The code, issued to this user alone", example: "D11-8F3K-22QX" }),
@@ -144,6 +164,7 @@ const RedeemCodeOutcome = z
       granted: z.literal(false),
       reason: z.enum(TREE_REASONS).openapi({ description: "SOLD_OUT: the pool has no code left (skipped by a reward tree)" + TREE_DESCRIPTION }),
       node,
+      decision,
     }),
   ])
   .openapi("RedeemCodeOutcome");
@@ -154,6 +175,7 @@ const PartnerBenefitOutcome = z
     granted: z.literal(true),
     grantId,
     node,
+    decision,
     amount: z.literal(1),
     partner: z.string(),
     benefit: z.string(),

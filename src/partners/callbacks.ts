@@ -6,7 +6,10 @@
  * 3. its webhook-id, by one conditional INSERT in D1 keyed by partner and id with the body's hash: the same id with
  *    another body is a conflict (409 and an operator alert); with the same body, a replay, answered as the first was;
  * 4. the pointsDelta against the partner's range, then the ticket's signature: else 422, recorded;
- * 5. the ticket's transition and its points, in the user's account, once per webhook-id (src/partners/ticket-book.ts).
+ * 5. a completion that credits points counts against the partner's day (one use of its daily quota, pointsDelta of its
+ *    daily budget, beside its deliveries; once per webhook-id): past either, 422 PARTNER_LIMIT_REACHED, recorded;
+ * 6. the ticket's transition and its points, in the user's account, once per webhook-id (src/partners/ticket-book.ts);
+ *    a transition the account refuses gives the day's use back.
  * Step 3's row is the record of every callback (applied or refused) and the answer to its replays; the account's own
  * note of the id is what makes two concurrent deliveries of one id apply once.
  */
@@ -24,6 +27,7 @@ import { sendOperatorAlert } from "../alerts/operator-alert";
 import { randomId } from "../random";
 import { sha256Hex } from "../sharding";
 import type { PartnerCall } from "../auth/partner-signature";
+import { callbackUsageId, countAgainstDay, releaseUsage } from "./outbound";
 import type { TicketState } from "./ticket-book";
 import { readTicket } from "./tickets";
 
@@ -89,6 +93,15 @@ export async function handleCallback(
       },
     );
   }
+  const credits = body.type === "completed" && delta > 0 && program !== null;
+  const usage = callbackUsageId(partner.row.id, webhookId);
+  // The wall clock's day, the one the partner's deliveries count on, whatever time the request replays.
+  if (credits && !(await countAgainstDay(env, partner.row, usage, delta, Date.now())))
+    return refuse(
+      "PARTNER_LIMIT_REACHED",
+      `partner '${partner.row.id}' has used up its day: its daily quota or budget has no room for ${delta} points`,
+      ticket.claims.tid,
+    );
   const outcome = await userAccount(env, ticket.userId).partnerCallback(ticket.userId, {
     partnerId: partner.row.id,
     webhookId,
@@ -100,7 +113,10 @@ export async function handleCallback(
     reason: `${partner.row.name}: ${ticket.claims.ben} ${body.type}`,
     now,
   });
-  if (!outcome.ok) return refuse(outcome.code, outcome.message, ticket.claims.tid);
+  if (!outcome.ok) {
+    if (credits) await releaseUsage(db, usage);
+    return refuse(outcome.code, outcome.message, ticket.claims.tid);
+  }
   await settle(db, partner.row.id, webhookId, {
     status: "applied",
     httpStatus: 200,

@@ -1,7 +1,8 @@
 /**
  * Deliveries to partners: `deliverToPartner` plans one in a run's commit (the benefits center's claims, the
  * `partnerBenefit` reward); the delivery machinery (src/records/deliver.ts: outbox → queue → attempt, retries with
- * backoff) calls `attemptPartner` for each try. A try counts against the partner's daily quota and budget, is signed
+ * backoff) calls `attemptPartner` for each try. A try counts against the partner's daily quota and budget (a claim
+ * judged them already, read only; this count is the line that holds), is signed
  * per Standard Webhooks with the partner's newest key (webhook-id = delivery id) and names the user by the
  * partner's pseudonym. 2xx: delivered, the partner's `reference` kept; 408, 429, 5xx, a timeout: tried again; any
  * other 4xx, or a quota or budget reached: failed for good, and the delivery's compensation runs.
@@ -55,6 +56,7 @@ export async function attemptPartner(db: DrizzleD1Database, env: Env, d: Deliver
   const key = partner.secrets[0];
   if (!key) return { outcome: "failed", error: `partner '${target.partnerId}' has no active key` };
   const payload = JSON.parse(d.payload) as { benefitId: string; cost: number; detail?: Record<string, unknown> };
+  // The last line: claims judged the day before they spent anything, but claims at once may all have seen room.
   if (!(await countAgainstDay(env, partner.row, d.id, payload.cost, now))) {
     return { outcome: "failed", error: `partner '${partner.row.id}' reached its daily quota or budget` };
   }
@@ -89,17 +91,15 @@ function referenceOf(text: string): string | null {
   }
 }
 
+/** What a partner's day is judged by: its quota (uses) and budget (their cost), per UTC day; null: unbounded. */
+export type PartnerDay = { id: string; dailyQuota: number | null; dailyBudget: number | null };
+
 /**
- * Counts the delivery against the partner's UTC day, once (a retry finds its row): one conditional INSERT, so the
- * quota and budget hold however many consumers try at once. False when the day has no room left.
+ * Counts one use of `cost` against the partner's UTC day, once per `usageId` (a delivery's id; a callback's
+ * `callbackUsageId`): one conditional INSERT, so the quota and budget hold however many consumers and callbacks come
+ * at once, and a retry finds its row. False when the day has no room left.
  */
-async function countAgainstDay(
-  env: Env,
-  p: { id: string; dailyQuota: number | null; dailyBudget: number | null },
-  deliveryId: string,
-  cost: number,
-  now: number,
-) {
+export async function countAgainstDay(env: Env, p: PartnerDay, usageId: string, cost: number, now: number): Promise<boolean> {
   const day = DAY(now);
   await env.DB.prepare(
     `INSERT INTO partner_usage (delivery_id, partner_id, day, cost, at)
@@ -108,11 +108,27 @@ async function countAgainstDay(
        AND (?7 IS NULL OR (SELECT coalesce(sum(cost), 0) FROM partner_usage WHERE partner_id = ?2 AND day = ?3) + ?4 <= ?7)
      ON CONFLICT (delivery_id) DO NOTHING`,
   )
-    .bind(deliveryId, p.id, day, cost, now, p.dailyQuota, p.dailyBudget)
+    .bind(usageId, p.id, day, cost, now, p.dailyQuota, p.dailyBudget)
     .run();
-  const counted = await env.DB.prepare("SELECT 1 AS n FROM partner_usage WHERE delivery_id = ?").bind(deliveryId).first();
+  const counted = await env.DB.prepare("SELECT 1 AS n FROM partner_usage WHERE delivery_id = ?").bind(usageId).first();
   return counted !== null;
 }
 
-/** A failed delivery no longer counts against its partner's day (a statement of the failure's batch). */
-export const releaseUsage = (db: DrizzleD1Database, deliveryId: string) => db.delete(partnerUsage).where(eq(partnerUsage.deliveryId, deliveryId));
+/**
+ * Whether the partner's day has room for one more use of `cost`, read only: what a claim judges before it spends
+ * anything. Claims at once may all see room; `countAgainstDay` at delivery stays the line that holds.
+ */
+export async function dayHasRoom(env: Env, p: PartnerDay, cost: number, now: number): Promise<boolean> {
+  if (p.dailyQuota === null && p.dailyBudget === null) return true;
+  const used = await env.DB.prepare("SELECT count(*) AS uses, coalesce(sum(cost), 0) AS spent FROM partner_usage WHERE partner_id = ? AND day = ?")
+    .bind(p.id, DAY(now))
+    .first<{ uses: number; spent: number }>();
+  const { uses, spent } = used ?? { uses: 0, spent: 0 };
+  return (p.dailyQuota === null || uses < p.dailyQuota) && (p.dailyBudget === null || spent + cost <= p.dailyBudget);
+}
+
+/** The usage row of a partner's callback: its webhook-id, apart from delivery ids. */
+export const callbackUsageId = (partnerId: string, webhookId: string) => `callback:${partnerId}:${webhookId}`;
+
+/** A failed delivery (or a refused callback) no longer counts against its partner's day. */
+export const releaseUsage = (db: DrizzleD1Database, usageId: string) => db.delete(partnerUsage).where(eq(partnerUsage.deliveryId, usageId));

@@ -93,6 +93,11 @@ const VarsSchema = z
     ALLOW_FAULT_INJECTION: z.enum(["true", "false"]).default("false"),
     RESERVATION_HOLD_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
     RECORD_COLLECTORS: z.coerce.number().int().min(1).max(4096).default(16),
+    /** Activity codes are signed with it (HMAC-SHA256); unset, issuing and the `activityCode` guard answer 503. */
+    ACTIVITY_CODE_SECRET: z.string().min(32, "ACTIVITY_CODE_SECRET must be at least 32 characters").optional(),
+    TURNSTILE_VERIFY_URL: z.url().default("https://challenges.cloudflare.com/turnstile/v0/siteverify"),
+    TURNSTILE_SECRET: z.string().min(1).optional(),
+    TURNSTILE_TIMEOUT_MS: z.coerce.number().int().min(100).max(10_000).default(3000),
     CORS_ALLOWED_ORIGINS: Origins.default([]),
     ADMIN_CORS_ALLOWED_ORIGINS: Origins.default([]),
   })

@@ -9,4 +9,6 @@ export const RATE_LIMITED_ROUTES = [
   "ticket",
   "preview",
   "membership.activate",
+  "activity-code",
+  "benefit.redirect",
 ] as const;

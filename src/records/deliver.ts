@@ -4,7 +4,7 @@
  * re-sends any whose message was lost. So a committed grant is always delivered or ends in a recorded failure.
  * HTTP deliveries are signed per Standard Webhooks (docs/webhooks.md) with the target origin's secret.
  */
-import { and, eq, lt } from "drizzle-orm";
+import { and, eq, inArray, lt } from "drizzle-orm";
 import type { DrizzleD1Database } from "drizzle-orm/d1";
 import { Webhook } from "standardwebhooks";
 import { couponWallet, deliveries, rewardRecords } from "../db/schema";
@@ -14,6 +14,8 @@ import type { TaskRun } from "../engine/run";
 import { log } from "../platform/log";
 import { compensate, type Compensation } from "../partners/compensations";
 import { attemptPartner, releaseUsage } from "../partners/outbound";
+import { userAccount } from "../../durable-objects/support/stubs";
+import { CLAIMS_ACTIVITY } from "../benefits/claims";
 
 /**
  * Where a delivery goes. Credentials are read when sending, never stored here: a URL's secret from the environment,
@@ -49,15 +51,18 @@ export function planDelivery(run: TaskRun, d: PlannedDelivery): string {
   return id;
 }
 
-/** Deliveries still pending this long after their last attempt are presumed lost and sent again. */
+/**
+ * Deliveries still pending (or failing: their undo not finished) this long after their last step are presumed lost
+ * and sent again.
+ */
 const STALE_AFTER_MS = 5 * 60_000;
 
-/** The cron sweep: re-enqueue pending deliveries nobody touched for STALE_AFTER_MS. Returns how many. */
+/** The cron sweep: re-enqueue pending or failing deliveries nobody touched for STALE_AFTER_MS. Returns how many. */
 export async function resendStale(db: DrizzleD1Database, env: Env, now: number): Promise<number> {
   const stale = await db
     .select({ id: deliveries.id })
     .from(deliveries)
-    .where(and(eq(deliveries.status, "pending"), lt(deliveries.updatedAt, now - STALE_AFTER_MS)))
+    .where(and(inArray(deliveries.status, ["pending", "failing"]), lt(deliveries.updatedAt, now - STALE_AFTER_MS)))
     .limit(500);
   if (stale.length === 0) return 0;
   await env.EVENTS.sendBatch(stale.map((s) => ({ body: { kind: "delivery" as const, deliveryId: s.id } })));
@@ -92,19 +97,33 @@ export function signedWith(secret: string, id: string, body: string, at: Date): 
   };
 }
 
-/** One delivery attempt. Returns undefined when finished (delivered, failed for good, or already done). */
+/**
+ * One delivery attempt. Returns undefined when finished (delivered, failed for good, or already done), else the
+ * seconds until the next try. A `failing` delivery is never attempted again: only its undo is finished.
+ *
+ *   pending ──2xx──▶ delivered
+ *      └──final refusal, last retry──▶ failing ──compensation done──▶ failed
+ */
 export async function deliver(db: DrizzleD1Database, env: Env, id: string): Promise<number | undefined> {
   const [d] = await db.select().from(deliveries).where(eq(deliveries.id, id));
+  const now = Date.now();
+  if (d?.status === "failing") return failForGood(db, env, d, d.attempts, (d.lastError ?? "failed").split(COMPENSATION_PENDING)[0]!, now);
   if (d?.status !== "pending") return undefined;
   const attempt = d.attempts + 1;
+  // The attempt's number is taken by one conditional statement: two consumers handed the same message (queues deliver
+  // at least once) cannot both call, so a refusal and an acceptance of one delivery never race.
+  const mine = await env.DB.prepare("UPDATE deliveries SET attempts = ?, updated_at = ? WHERE id = ? AND status = 'pending' AND attempts = ?")
+    .bind(attempt, now, d.id, d.attempts)
+    .run();
+  if (mine.meta.changes === 0) return undefined;
   const target = JSON.parse(d.target) as DeliveryTarget;
   const payload = JSON.parse(d.payload) as Record<string, unknown>;
-  const now = Date.now();
   let error: string | undefined;
   try {
     if (target.type === "partner") {
       const r = await attemptPartner(db, env, d, now);
       if (r.outcome === "delivered") {
+        await tellEntitlement(env, d, "delivered", r.reference);
         await db.batch([
           db.update(deliveries).set({ partnerRef: r.reference }).where(eq(deliveries.id, d.id)),
           ...finish(db, d.id, d.grantId, "delivered", attempt, null, now),
@@ -115,6 +134,7 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
       throw new Error(r.error);
     }
     if (target.type === "wallet") {
+      await tellEntitlement(env, d, "delivered");
       await db.batch([
         db
           .insert(couponWallet)
@@ -146,6 +166,7 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
     const res = await fetch(target.url, { method: "POST", headers, body, signal: AbortSignal.timeout(10_000) });
     await res.body?.cancel();
     if (res.ok) {
+      await tellEntitlement(env, d, "delivered");
       await db.batch(finish(db, d.id, d.grantId, "delivered", attempt, null, now) as [any, ...any[]]);
       return undefined;
     }
@@ -158,10 +179,15 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
   return backoffSeconds(attempt);
 }
 
+/** What a failing delivery's error is followed by while its compensation could not be done. */
+const COMPENSATION_PENDING = "; compensation pending: ";
+
 /**
- * Records a delivery as failed, after its compensation (points back, …) is done: a compensation that cannot be done
- * now leaves the delivery pending, to be tried again, so a failure is never recorded without its undo. Compensations
- * are idempotent by delivery id, so one done before a crash is not done twice.
+ * Fails a delivery for good in three steps, each of which a crash may follow: it is marked `failing` (from then on
+ * nothing contacts the target again, so the undo cannot meet a late acceptance), its compensation runs (points back,
+ * …; idempotent by delivery id), then it is marked `failed`. A retry of a failing delivery (the queue's, or the cron
+ * sweep's) resumes at the compensation, so the undo happens exactly once whatever crashes where. A compensation that
+ * cannot be done now leaves the delivery failing, to be finished later: a failure is never recorded without its undo.
  */
 async function failForGood(
   db: DrizzleD1Database,
@@ -171,14 +197,24 @@ async function failForGood(
   error: string,
   now: number,
 ): Promise<number | undefined> {
-  if (d.compensation) {
+  if (d.status === "pending") {
+    const marked = await env.DB.prepare(
+      "UPDATE deliveries SET status = 'failing', last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
+    )
+      .bind(error, now, d.id)
+      .run();
+    // Settled meanwhile (a cancelled coupon): nothing of it is this attempt's to undo.
+    if (marked.meta.changes === 0) return undefined;
+  }
+  if (d.compensation || isBenefitDelivery(d)) {
     try {
-      await compensate(env, JSON.parse(d.compensation) as Compensation, d.id);
+      if (d.compensation) await compensate(env, JSON.parse(d.compensation) as Compensation, d.id);
+      await tellEntitlement(env, d, "failed");
     } catch (e) {
       log.error("delivery failed but its compensation did not run; retrying", { deliveryId: d.id, error: String(e) });
       await db
         .update(deliveries)
-        .set({ lastError: `${error}; compensation pending: ${String(e)}`, updatedAt: now })
+        .set({ lastError: `${error}${COMPENSATION_PENDING}${String(e)}`, updatedAt: now })
         .where(eq(deliveries.id, d.id));
       return backoffSeconds(attempt);
     }
@@ -189,6 +225,18 @@ async function failForGood(
   ]);
   log.error("delivery failed for good", { deliveryId: d.id, attempts: attempt, error, compensated: d.compensation !== null });
   return undefined;
+}
+
+/** Whether a delivery gives a benefit of the benefits center (a claim's or an issuance's): its entitlement hears how it ended. */
+const isBenefitDelivery = (d: typeof deliveries.$inferSelect) => d.namespace === CLAIMS_ACTIVITY && (d.kind === "coupon" || d.kind === "partner");
+
+/**
+ * Tells a benefit delivery's final outcome to the user's entitlement (src/benefits/entitlements.ts) before it is
+ * recorded here: an account that cannot be told leaves the delivery to be tried again, so a failure is never recorded
+ * without its entitlement failed and its price back. Idempotent: the entitlement moves once.
+ */
+async function tellEntitlement(env: Env, d: typeof deliveries.$inferSelect, outcome: "delivered" | "failed", partnerRef: string | null = null) {
+  if (isBenefitDelivery(d)) await userAccount(env, d.userId).entitlementDelivery(d.userId, d.id, outcome, partnerRef);
 }
 
 function finish(

@@ -29,6 +29,7 @@ export function mergeRecordBatches(batches: RecordBatch[]): RecordBatch {
     reversals: batches.flatMap((b) => b.reversals ?? []),
     reversalEntries: batches.flatMap((b) => b.reversalEntries ?? []),
     identitySegments: batches.flatMap((b) => b.identitySegments ?? []),
+    entitlements: batches.flatMap((b) => b.entitlements ?? []),
     events: batches.flatMap((b) => b.events ?? []),
   };
 }

@@ -9,6 +9,7 @@ import {
   codePoolEvents,
   deadLetters,
   deliveries,
+  entitlements,
   flashSaleGrabs,
   flashSaleOrders,
   flashSaleTokenEvents,
@@ -44,6 +45,7 @@ const TABLES = {
   reversals,
   reversal_entries: reversalEntries,
   identity_segments: identitySegments,
+  entitlements,
   code_pool_events: codePoolEvents,
 } satisfies Record<string, SQLiteTable>;
 
@@ -105,6 +107,7 @@ function rowsByKind(body: QueueMessage): Rows {
         reversals: body.records.reversals ?? [],
         reversal_entries: body.records.reversalEntries ?? [],
         identity_segments: body.records.identitySegments ?? [],
+        entitlements: body.records.entitlements ?? [],
       };
     case "pool-events":
       return {

@@ -28,6 +28,8 @@ export interface RiskDecision {
   reason?: string;
   /** How long the engine took, in ms. */
   ms?: number;
+  /** A challenge the run answered with a valid activity code (used up in its commit). */
+  challengeAnswered?: true;
 }
 
 /** What the engine is asked about. */
@@ -136,7 +138,6 @@ function consequences(env: Env, waitUntil: (p: Promise<unknown>) => void, scene:
 export function refusalOf(d: RiskDecision): Rejection | undefined {
   if (d.decision === "allow") return undefined;
   if (d.decision === "deny") return { code: "RISK_REJECTED", message: "this request was refused by risk control" };
-  // ACTIVITY CODE CHECK GOES HERE: a challenged request that carries a valid X-Activity-Code (issue 13's activity
-  // codes, built separately) is to be let through instead of refused; until then every challenge answers 403.
+  // A task run carrying a valid X-Activity-Code passes its challenge (src/engine/validators/risk.ts); a grab cannot.
   return { code: "CHALLENGE_REQUIRED", message: "prove this is a real client: fetch an activity code and send it as X-Activity-Code" };
 }

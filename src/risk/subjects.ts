@@ -3,6 +3,7 @@
  * CF-Connecting-IP, never X-Forwarded-For, which any client can write), each as one list key (`u:…`, `d:…`, `ip:…`).
  */
 import type { Context } from "hono";
+import type { RunClient } from "../engine/run";
 import type { AppEnv } from "../http";
 import type { SubjectKind } from "./scene-definition";
 
@@ -26,11 +27,12 @@ export function parseSubjectKey(key: string): { type: SubjectKind; value: string
 }
 
 export function riskClient(c: Context<AppEnv>, userId: string | null): RiskClient {
-  return {
-    user: userId,
-    device: c.req.header("x-device-id")?.slice(0, 128) || null,
-    ip: c.req.header("cf-connecting-ip") ?? null,
-  };
+  return riskClientOf(userId, { deviceId: c.req.header("x-device-id"), ip: c.req.header("cf-connecting-ip") });
+}
+
+/** The client of a run as risk control sees it, from what its request carried (a queued run's, as seen at intake). */
+export function riskClientOf(userId: string | null, client: RunClient | undefined): RiskClient {
+  return { user: userId, device: client?.deviceId?.slice(0, 128) || null, ip: client?.ip ?? null };
 }
 
 /** The client's subjects that are known, as list keys. */

@@ -4,7 +4,9 @@ import { userAccount } from "../../durable-objects/support/stubs";
 import { checkKey, requestFingerprint, withIdempotency } from "../accounts/idempotency";
 import { requireUser, signedInUser } from "../auth/require-user";
 import { benefitOf } from "../benefits/catalog";
-import { CLAIMS_ACTIVITY, isClaimable } from "../benefits/claims";
+import { CLAIMS_ACTIVITY, isClaimable, monthlyClaimsKey } from "../benefits/claims";
+import type { EntitlementRun } from "../benefits/entitlements";
+import { periodKey } from "../config/time";
 import { judge } from "../benefits/rights";
 import { activeConfig } from "../config/store";
 import { runTask } from "../engine/pipeline";
@@ -25,7 +27,9 @@ const route = createRoute({
     "OUTSIDE_TIME_WINDOW for the claim window); then the claim runs as a task of the generated `benefits-center` " +
     "activity (its answer is that run's, as a task's): the price is spent in the run's commit (INSUFFICIENT_POINTS spends nothing), a redeem code is taken " +
     "before it (an empty pool is SOLD_OUT and spends nothing), a coupon or a partner's benefit is delivered from the " +
-    "user's outbox (a partner's final refusal refunds the price). `Idempotency-Key` replays the first answer.",
+    "user's outbox (a final failure of the delivery refunds the price and fails the entitlement, whose quota unit comes back). " +
+    "The claim makes the user's entitlement (GET /v1/me/benefits lists it: `claimed` while a delivery is on its way, then " +
+    "`delivered` or `failed`). `Idempotency-Key` replays the first answer.",
   security: [{ bearer: [] }],
   request: {
     params: z.object({
@@ -42,12 +46,13 @@ const route = createRoute({
       {
         INVALID_PARAMS: "a malformed benefit id or Idempotency-Key",
         UNAUTHENTICATED: "no token, or a malformed, expired or forged one",
-        NOT_ELIGIBLE: "the user is not entitled now (the rights center's reason leads the message), or the month's quota is used",
+        NOT_ELIGIBLE: "the user is not entitled now (the rights center's reason leads the message), or the month's or the segment's quota is used",
         OUTSIDE_TIME_WINDOW: "outside the benefit's claim window",
         CONDITIONS_NOT_MET: "the identity ended between the check and the claim",
         NOT_FOUND: "no such benefit, it is not claimed (a discount, or given with the identity), or its partner does not supply it",
         LOCKED: "a concurrent claim of the same benefit by the user, or the Idempotency-Key's first request is still running",
-        SOLD_OUT: "the benefit's code pool is empty",
+        SOLD_OUT: "the benefit's stock is given out, or its code pool is empty",
+        PARTNER_LIMIT_REACHED: "a partner's benefit whose partner has used up its day (daily quota or budget): nothing was spent",
         INSUFFICIENT_POINTS: "fewer spendable points than its price",
         IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used with a different request",
         ...ALWAYS,
@@ -77,6 +82,19 @@ export function registerBenefitClaims(app: OpenAPIHono<AppEnv>) {
         `${right.reason}: benefit '${benefitId}' is ${right.message}`,
       );
     }
+    const m = benefit.material;
+    const points = benefit.price && config.pointPrograms.get(benefit.price.program);
+    // The entitlement the claim makes, in its run's commit (its per-segment quota decided there).
+    const entitlement: EntitlementRun = {
+      kind: "claim",
+      benefitId: benefit.id,
+      material: { id: m.id, version: m.version, type: m.type },
+      segmentId: right.segment.id,
+      period: periodKey("month", now, program.timezone),
+      perSegment: benefit.quota?.perSegment ?? null,
+      price: benefit.price && points ? { program: points, points: benefit.price.points } : null,
+      limitKey: benefit.quota?.perMonth === undefined ? null : monthlyClaimsKey(benefit, now, program.timezone),
+    };
     const key = c.req.header("idempotency-key");
     const idem =
       key === undefined
@@ -96,6 +114,7 @@ export function registerBenefitClaims(app: OpenAPIHono<AppEnv>) {
         body: {},
         user,
         idempotency: idem && { namespace: idem.namespace, key: idem.key },
+        entitlement,
       });
       return c.json(result, 200);
     });

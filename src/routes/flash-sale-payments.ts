@@ -78,7 +78,8 @@ export function registerFlashSalePayments(app: OpenAPIHono<AppEnv>) {
     const now = c.get("now");
     const def = await findSale(c.env, saleId);
     if (def.membershipSku === undefined) throw new AppError("NOT_FOUND", `sale '${def.id}' sells no membership SKU`);
-    const program = programOf(await activeConfig(c.env));
+    const config = await activeConfig(c.env);
+    const program = programOf(config);
     const sku = skuOf(program, def.membershipSku);
     if (!sku) throw new AppError("NOT_FOUND", `no membership SKU '${def.membershipSku}'`);
     const account = userAccount(c.env, userId);
@@ -91,15 +92,19 @@ export function registerFlashSalePayments(app: OpenAPIHono<AppEnv>) {
     }
     const { order, replayed } = await checkout(c.env, def, token, userId, now);
     const fingerprint = await sha256Hex(canonicalJson({ userId, sku: sku.id, source: "flashSale", channel: channel ?? null }));
-    const r = await account.grantIdentity(program, {
-      userId,
-      sku: sku.id,
-      source: "flashSale",
-      channel: channel ?? null,
-      externalRef: order.orderId,
-      fingerprint,
-      now,
-    });
+    const r = await account.grantIdentity(
+      program,
+      {
+        userId,
+        sku: sku.id,
+        source: "flashSale",
+        channel: channel ?? null,
+        externalRef: order.orderId,
+        fingerprint,
+        now,
+      },
+      config.benefits,
+    );
     // Only a grant that lost a race since the check above gets here refused: the order stands, paid and ungranted.
     if (!r.ok) throw new AppError(r.code, `order ${order.orderId} is paid but its identity was refused: ${r.message}`);
     const answer = { ...order, createdAt: new Date(order.createdAt).toISOString() };

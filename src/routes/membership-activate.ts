@@ -124,7 +124,7 @@ export function registerMembershipActivate(app: OpenAPIHono<AppEnv>) {
         if (!at.ok) throw new AppError(at.code, at.message);
       }
       const used = await consumeCode(c.env, pool, code, by, now);
-      const r = await account.grantIdentity(program, grant);
+      const r = await account.grantIdentity(program, grant, config.benefits);
       if (!r.ok) throw new AppError(r.code, `${r.message} (the card stays yours: activate it again once this no longer holds)`);
       const answer = {
         ok: true as const,

@@ -53,7 +53,8 @@ const route = createRoute({
     "its last segment ends, other types run in parallel. Refused, writing nothing, with PRECONDITION_FAILED when the " +
     "SKU's pre-condition does not hold at the segment's start, IDENTITY_CONFLICT when a conflicting identity overlaps " +
     "it, NOT_ELIGIBLE when the SKU is not granted by this source or channel. Decided in the user's account: of " +
-    "concurrent grants of conflicting SKUs, one passes.",
+    "concurrent grants of conflicting SKUs, one passes. The benefits the segment brings (issuance `onIdentityGrant`, " +
+    "and this month's `monthly` ones) become the user's entitlements in the same commit, and are given after it.",
   security: [{ service: [] }],
   request: { body: { content: { "application/json": { schema: GrantBodySchema } }, required: true } },
   responses: {
@@ -78,18 +79,23 @@ export function registerMembershipGrants(app: OpenAPIHono<AppEnv>) {
   app.use("/v1/membership/grants", requireService("membership:write"));
   app.openapi(route, async (c) => {
     const body = c.req.valid("json");
-    const program = programOf(await activeConfig(c.env));
+    const config = await activeConfig(c.env);
+    const program = programOf(config);
     const channel = body.channel ?? null;
     const fingerprint = await sha256Hex(canonicalJson({ userId: body.userId, sku: body.sku, source: body.source, channel }));
-    const r = await userAccount(c.env, body.userId).grantIdentity(program, {
-      userId: body.userId,
-      sku: body.sku,
-      source: body.source,
-      channel,
-      externalRef: body.externalRef,
-      fingerprint,
-      now: c.get("now"),
-    });
+    const r = await userAccount(c.env, body.userId).grantIdentity(
+      program,
+      {
+        userId: body.userId,
+        sku: body.sku,
+        source: body.source,
+        channel,
+        externalRef: body.externalRef,
+        fingerprint,
+        now: c.get("now"),
+      },
+      config.benefits,
+    );
     if (!r.ok) throw new AppError(r.code, r.message);
     const answer = {
       ok: true as const,

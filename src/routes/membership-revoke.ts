@@ -11,6 +11,7 @@ import type { AppEnv } from "../http";
 import { programOf, SegmentSchema } from "../membership/answers";
 import { ALWAYS, BODY_ERRORS, errorResponses, success } from "../openapi/responses";
 import { ExternalRefSchema } from "./membership-grants";
+import { EntitlementSchema } from "../benefits/answers";
 
 const RevokeBodySchema = z
   .object({
@@ -32,6 +33,15 @@ const RevokeAnswerSchema = z
       description: "The segment named, then those revoked with it: their pre-condition is gone and the program's preconditionLost is `revoke`",
     }),
     moved: z.array(SegmentSchema).openapi({ description: "Later segments of the same identity type, moved earlier" }),
+    entitlements: z
+      .object({
+        revoked: z.array(EntitlementSchema).openapi({
+          description: "Revoked now: their price given back in the revoke's commit, what was given reclaimed by its run's reversal after it",
+        }),
+        kept: z.array(EntitlementSchema).openapi({ description: "Used already: they stay the user's" }),
+      })
+      .optional()
+      .openapi({ description: "The benefit entitlements of the revoked segments" }),
     replayed: z.boolean().openapi({ description: "True: revoked before; the first revoke's answer" }),
   })
   .openapi("IdentityRevokeAnswer");
@@ -45,7 +55,10 @@ const route = createRoute({
   description:
     "The segment leaves the timeline; the renewals stacked after it move earlier (to now, when it was under way); " +
     "segments whose pre-condition it was follow the program's `preconditionLost`. What the segment's events " +
-    "(identity.granted, renewed, upgraded) triggered is taken back through the event cancel, after the answer.",
+    "(identity.granted, renewed, upgraded) triggered is taken back through the event cancel, after the answer. The " +
+    "revoked segments' benefit entitlements that were not used are revoked in the same commit, their points price " +
+    "given back; the coupons and codes given for them are reclaimed by the reversal of the runs that gave them, after " +
+    "the answer (D1 `reversals`, as an operator's reverse of each run). Used ones stay and are listed as `kept`.",
   security: [{ service: [] }],
   request: {
     params: z.object({ externalRef: ExternalRefSchema }),

@@ -15,6 +15,10 @@ import { benefitOf } from "../benefits/catalog";
 import { judge } from "../benefits/rights";
 import type { CompiledConfig } from "../config/compiled";
 import type { Env } from "../env";
+import type { Benefit } from "../benefits/benefit";
+import { vars } from "../platform/vars";
+import { enforceRateLimits } from "../rate-limit/enforce";
+import type { RateLimitRule } from "../rate-limit/rule";
 import { CallbackBodySchema, handleCallback } from "../partners/callbacks";
 import { partnerOfBenefit } from "../partners/registry";
 import { issueTicket } from "../partners/tickets";
@@ -31,7 +35,9 @@ const redirectRoute = createRoute({
     "Answers 302 to the partner's redirect URL with `ticket=<ticket>` added. The ticket is signed by Fanfare and " +
     "short-lived (the partner's `ticketTtlSeconds`); it names the partner, the benefit, the user by a pseudonym " +
     "(a keyed hash, the same for one user and partner, different between partners; never the user's id), a nonce " +
-    "and its expiry. The partner completes or cancels it with a signed callback (POST /v1/partners/{partnerId}/callbacks).",
+    "and its expiry. The partner completes or cancels it with a signed callback (POST /v1/partners/{partnerId}/callbacks). " +
+    "Only a benefit the benefits center declares, of a partner's (thirdParty) material, to a user entitled to it now; " +
+    "rate limited per user and per address (ROUTE_RATE_LIMITS `benefit.redirect`).",
   security: [{ bearer: [] }],
   request: { params: z.object({ benefitId: BenefitIdSchema.openapi({ example: "vip-month" }) }) },
   responses: {
@@ -39,6 +45,8 @@ const redirectRoute = createRoute({
       description: "To the partner, with the ticket",
       headers: {
         "X-Request-Id": { $ref: "#/components/headers/X-Request-Id" },
+        "RateLimit-Policy": { $ref: "#/components/headers/RateLimit-Policy" },
+        RateLimit: { $ref: "#/components/headers/RateLimit" },
         Location: {
           description: "The partner's redirect URL with `ticket` added",
           schema: { type: "string" },
@@ -46,13 +54,18 @@ const redirectRoute = createRoute({
         },
       },
     },
-    ...errorResponses({
-      UNAUTHENTICATED: "no token, or a malformed, expired or forged one",
-      NOT_FOUND: "no partner supplies this benefit (or not the partner the benefit's material names)",
-      NOT_ELIGIBLE: "the benefits center declares this benefit and the user is not entitled to it now (the reason leads the message)",
-      ...ALWAYS,
-      UNAVAILABLE: "busy, or partners are not configured (PARTNER_SECRETS_KEY)",
-    }),
+    ...errorResponses(
+      {
+        UNAUTHENTICATED: "no token, or a malformed, expired or forged one",
+        NOT_FOUND:
+          "the benefits center declares no such benefit, or not a partner's (thirdParty) one, or no partner (not the one its material names) supplies it",
+        NOT_ELIGIBLE: "the user is not entitled to the benefit now (the rights center's reason leads the message)",
+        RATE_LIMITED: "too many redirects (ROUTE_RATE_LIMITS `benefit.redirect`, default 30 a minute per user and 300 per address)",
+        ...ALWAYS,
+        UNAVAILABLE: "busy, or partners are not configured (PARTNER_SECRETS_KEY)",
+      },
+      { rateLimited: true },
+    ),
   },
 });
 
@@ -98,6 +111,7 @@ const callbackRoute = createRoute({
       UNKNOWN_TICKET: "a ticket we did not issue to this partner (recorded)",
       TICKET_EXPIRED: "completing a ticket past its expiry (recorded; the ticket is expired)",
       DELTA_OUT_OF_RANGE: "pointsDelta outside the partner's range (recorded)",
+      PARTNER_LIMIT_REACHED: "a completion crediting points past the partner's daily quota or budget (recorded; nothing credited)",
       TICKET_STATE: "cancelling a ticket that was not completed, or completing one twice (recorded)",
       WEBHOOK_ID_REUSED: "this webhook-id came before with another body (an operator alert is raised)",
       ...ALWAYS,
@@ -107,18 +121,32 @@ const callbackRoute = createRoute({
 });
 
 /**
- * A benefit the catalog declares is the user's only while its rules hold (NOT_ELIGIBLE with the rights center's
- * reason otherwise), and only through the partner its material names. A benefit id the catalog does not declare is
- * the partner's own offer to every signed-in user, as the partner registry allows it.
+ * Redirects tried per minute when ROUTE_RATE_LIMITS names none, per user and per client address (many accounts behind
+ * one address count together): each redirect opens a ticket in the user's account.
  */
-async function requireEntitlement(env: Env, config: CompiledConfig, benefitId: string, partnerId: string, userId: string, now: number) {
+const DEFAULT_REDIRECT_LIMITS: RateLimitRule[] = [
+  { requests: 30, windowSeconds: 60, by: "user" },
+  { requests: 300, windowSeconds: 60, by: "ip" },
+];
+
+/** The catalog's benefit that a partner's redirect supplies: NOT_FOUND for an id the catalog does not declare. */
+function redirectedBenefit(config: CompiledConfig, benefitId: string): Benefit {
   const benefit = benefitOf(config.benefits, benefitId);
-  if (!benefit || !config.membership) return;
-  if (benefit.material.type !== "thirdParty" || benefit.material.partner !== partnerId)
-    throw new AppError("NOT_FOUND", `benefit '${benefitId}' is not supplied by a partner's redirect`);
+  if (!benefit) throw new AppError("NOT_FOUND", `no benefit '${benefitId}' in the benefits center`);
+  if (benefit.material.type !== "thirdParty") throw new AppError("NOT_FOUND", `benefit '${benefitId}' is not supplied by a partner's redirect`);
+  return benefit;
+}
+
+/**
+ * A benefit is the user's only while its rules hold (NOT_ELIGIBLE with the rights center's reason otherwise), and only
+ * through the partner its material names.
+ */
+async function requireEntitlement(env: Env, config: CompiledConfig, benefit: Benefit, partnerId: string, userId: string, now: number) {
+  if (benefit.material.type !== "thirdParty" || benefit.material.partner !== partnerId || !config.membership)
+    throw new AppError("NOT_FOUND", `benefit '${benefit.id}' is not supplied by a partner's redirect`);
   const segments = await userAccount(env, userId).identities();
   const right = judge(benefit, { program: config.membership, segments, now });
-  if (!right.available) throw new AppError("NOT_ELIGIBLE", `${right.reason}: benefit '${benefitId}' is ${right.message}`);
+  if (!right.available) throw new AppError("NOT_ELIGIBLE", `${right.reason}: benefit '${benefit.id}' is ${right.message}`);
 }
 
 export function registerPartners(app: OpenAPIHono<AppEnv>) {
@@ -133,10 +161,14 @@ export function registerPartners(app: OpenAPIHono<AppEnv>) {
   app.openapi(redirectRoute, async (c) => {
     const user = signedInUser(c);
     const { benefitId } = c.req.valid("param");
+    const config = await activeConfig(c.env);
+    // Before anything else: an id the catalog does not declare costs no limiter call, no D1 read, no account.
+    const benefit = redirectedBenefit(config, benefitId);
+    await enforceRateLimits(c, "route:benefit.redirect", vars(c.env).ROUTE_RATE_LIMITS?.["benefit.redirect"] ?? DEFAULT_REDIRECT_LIMITS, user);
     const partner = await partnerOfBenefit(c.env, database(c.env), benefitId);
     if (!partner) throw new AppError("NOT_FOUND", `no partner supplies benefit '${benefitId}'`);
     const now = c.get("now");
-    await requireEntitlement(c.env, await activeConfig(c.env), benefitId, partner.row.id, user.id, now);
+    await requireEntitlement(c.env, config, benefit, partner.row.id, user.id, now);
     const expiresAt = now + partner.row.ticketTtlSeconds * 1000;
     const { claims, ticket } = await issueTicket(c.env, { partnerId: partner.row.id, benefitId, userId: user.id, expiresAt });
     await userAccount(c.env, user.id).openPartnerTicket({ ticketId: claims.tid, partnerId: partner.row.id, benefitId, expiresAt, now });

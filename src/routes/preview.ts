@@ -81,6 +81,31 @@ export const TaskPreviewSchema = z
       })
       .optional(),
     rewards: z.array(RewardPreviewSchema),
+    segments: z
+      .array(
+        z.object({
+          node: z.string().openapi({ example: "bySegment" }),
+          matched: z
+            .string()
+            .nullable()
+            .optional()
+            .openapi({ description: "The segment that matched; null: the default branch; absent: none matched" }),
+          checks: z.array(
+            z.object({
+              segment: z.string(),
+              kind: z.enum(["rule", "static", "external"]),
+              priority: z.number().int(),
+              member: z.boolean(),
+              source: z.enum(["rule", "list", "service", "cache", "fallback"]),
+              version: z.string().nullable().optional().openapi({ description: "A static segment's list version (null: none uploaded)" }),
+            }),
+          ),
+          by: z.enum(["weighted", "sticky", "external"]).optional(),
+          rights: z.array(z.object({ id: z.string(), node: z.string(), weight: z.number(), available: z.boolean(), chosen: z.number() })),
+        }),
+      )
+      .optional()
+      .openapi({ description: "Each `bySegment` node: the segments checked by priority up to the first match, and its rights' chances" }),
   })
   .openapi("TaskPreview");
 
@@ -163,6 +188,8 @@ export async function answerPreview(
     query: params.query,
     body: params.body,
     user,
+    // An activity code is judged (never used) as the run would judge it.
+    client: { activityCode: c.req.header("x-activity-code"), deviceId: c.req.header("x-device-id") },
   });
 }
 

@@ -55,7 +55,12 @@ const RUN_ERRORS = {
   INSUFFICIENT_POINTS: "a `spendPoints` guard found too few spendable points",
   IDENTITY_CONFLICT: "a `membership` reward's segment would overlap a conflicting identity of the user",
   PRECONDITION_FAILED: "a `membership` reward's SKU requires an identity the user does not hold at the segment's start",
+  CODE_REQUIRED: "an `activityCode` guard found no X-Activity-Code header",
+  CODE_INVALID: "the activity code is malformed or forged, or was issued to another user, task or device",
+  CODE_EXPIRED: "the activity code has expired",
+  CODE_USED: "the activity code was used before",
   IDEMPOTENCY_MISMATCH: "the Idempotency-Key was used with a different request",
+  PARTNER_LIMIT_REACHED: "a `partnerBenefit` reward's partner has used up its day (daily quota or budget): nothing was spent",
   RATE_LIMITED: "over the route's or the task's rate limit, or a refusing detector of its risk scene",
   RISK_REJECTED: "a blacklisted user, device or address, or the risk engine's deny in the task's risk scene",
   CHALLENGE_REQUIRED: "the risk engine asks the client to prove itself first (an activity code)",
@@ -78,6 +83,11 @@ const request = {
   }),
   headers: z.object({
     "idempotency-key": z.string().optional().openapi({ description: "Replays the first answer for 24 h" }),
+    "x-activity-code": z
+      .string()
+      .optional()
+      .openapi({ description: "For a task with the `activityCode` guard: a code from POST /v1/activities/{activityId}/codes, used once" }),
+    "x-device-id": z.string().optional().openapi({ description: "The client's device: an activity code issued to a device is used from it only" }),
   }),
 };
 
@@ -132,6 +142,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
     const user = c.get("user");
     const body = parseBody(method, method === "POST" ? await c.req.text() : "");
     const config = await activeConfig(c.env);
+    const client = { activityCode: c.req.header("x-activity-code"), deviceId: c.req.header("x-device-id"), ip: c.req.header("cf-connecting-ip") };
 
     // Idempotency-Keys live in the user's account, under the activity's namespace (an unknown activity is refused by the run below).
     const key = c.req.header("idempotency-key");
@@ -152,7 +163,7 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
       // After a replay (a retry of a request already answered gets its answer, not a 429).
       await enforceRouteLimits(c, "tasks", user, task && { scope: `task:${task.activityId}/${task.id}`, rules: task.rateLimit });
       const scene = task?.riskScene === undefined ? undefined : config.riskScenes.get(task.riskScene);
-      const client = await guardGrant(c, user?.id ?? null, scene, `task:${activityId}/${taskId}`);
+      await guardGrant(c, user?.id ?? null, scene, `task:${activityId}/${taskId}`);
       if (task?.intake === "queue") {
         const run = { config, activityId, taskId, method, query: c.req.query(), body, client };
         const ticket = await queueTaskRun(c.env, run, user, { requestId, now: c.get("now"), fingerprint });
@@ -170,9 +181,9 @@ export function registerTasks(app: OpenAPIHono<AppEnv>) {
         query: c.req.query(),
         body,
         user,
+        client,
         idempotency: idem && { namespace: idem.namespace, key: idem.key },
         fault: injectedFault(c.env, c.req.header("x-fanfare-fault")),
-        client,
       });
       return c.json(result, 200);
     });

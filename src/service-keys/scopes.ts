@@ -9,6 +9,7 @@ export const SERVICE_SCOPES = {
   "users:write": "set users' profile attributes (POST /v1/users/{userId}/attributes)",
   "points:adjust": "adjust users' points",
   "membership:write": "change users' memberships",
+  "benefits:write": "mark users' delivered benefit entitlements used (POST /v1/benefits/entitlements/{id}/use)",
   "discounts:read": "evaluate the discounts users' identities entitle (POST /v1/discounts/evaluate)",
 } as const;
 

@@ -133,8 +133,24 @@ benefits:
       "m.yaml: benefits.b.window.endTime: endTime must be after beginTime",
     ],
     [
-      `${materials}\nbenefits:\n  b: { material: coupon-20, title: B, entitles: { minRank: 1 }, stock: 1 }`,
-      "m.yaml: benefits.b.stock: unknown key 'stock'; known: material, title, order, entitles, window, price, quota",
+      `${materials}\nbenefits:\n  b: { material: coupon-20, title: B, entitles: { minRank: 1 }, stok: 1 }`,
+      "m.yaml: benefits.b.stok: unknown key 'stok'; did you mean 'stock'?; known: material, title, order, entitles, window, price, quota, stock, stockShards",
+    ],
+    [
+      `${materials}\nbenefits:\n  b: { material: member-rate, title: B, entitles: { minRank: 1 }, stock: 10 }`,
+      "m.yaml: benefits.b.stock: a discount is passive: it is never claimed, so it has no stock",
+    ],
+    [
+      `${materials}\nbenefits:\n  b: { material: coupon-20, title: B, entitles: { minRank: 1 }, stock: 4, stockShards: 8 }`,
+      "m.yaml: benefits.b.stockShards: at most one shard per unit: 8 shards for a stock of 4",
+    ],
+    [
+      `${materials}\nbenefits:\n  b: { material: coupon-20, title: B, entitles: { minRank: 1 }, stockShards: 2 }`,
+      "m.yaml: benefits.b.stockShards: stockShards spreads a stock: set stock too",
+    ],
+    [
+      `${materials}\nbenefits:\n  b: { material: coupon-20, title: B, entitles: { minRank: 1 }, stock: 0 }`,
+      "m.yaml: benefits.b.stock: Too small: expected number to be >=1",
     ],
     [
       `${materials}\nbenefits:\n  b: { material: member-rate, title: B, entitles: { minRank: 1 }, quota: { perMonth: 1 } }`,

@@ -32,14 +32,18 @@ describe("task configs are checked when loaded, with file, path and reason", () 
     [
       "an unknown validator code",
       `tasks: { t: { validator: [login, captcha] } }`,
-      { path: "tasks.t.validator[1]", reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances, spendPoints, risk" },
+      {
+        path: "tasks.t.validator[1]",
+        reason: "unknown validator 'captcha'; known: timeWindow, login, lock, limit, chances, spendPoints, activityCode, stock, risk",
+      },
     ],
     [
       "a misspelt validator code, with the nearest",
       `tasks: { t: { validator: [logn] } }`,
       {
         path: "tasks.t.validator[0]",
-        reason: "unknown validator 'logn'; did you mean 'login'?; known: timeWindow, login, lock, limit, chances, spendPoints, risk",
+        reason:
+          "unknown validator 'logn'; did you mean 'login'?; known: timeWindow, login, lock, limit, chances, spendPoints, activityCode, stock, risk",
       },
     ],
     [

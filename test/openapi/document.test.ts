@@ -33,6 +33,7 @@ describe("the OpenAPI document", () => {
         path === "/v1/points/adjust" ||
         path === "/v1/discounts/evaluate" ||
         path.startsWith("/v1/membership/grants") ||
+        path.startsWith("/v1/benefits/entitlements/") ||
         path.endsWith("/payments");
       const partner = /^\/v1\/partners\/\{partnerId\}\/callbacks$/.test(path);
       const scheme = path.startsWith("/v1/admin/") ? "operator" : service ? "service" : partner ? "partnerSignature" : "bearer";

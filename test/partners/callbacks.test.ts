@@ -2,14 +2,62 @@ import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it } from "vitest";
-import { account, call, eventually, pushConfigs, rows, unique } from "../helpers";
-import { definePartner, operator, partnerCallback, partnerSetup, redirect, ticketClaims } from "../support/partners";
+import { account, call, eventually, pushConfigs, rows, serviceKey, unique } from "../helpers";
+import {
+  definePartner as defineRegistered,
+  operator,
+  partnerCallback,
+  partnerSetup,
+  redirect as redirectTo,
+  ticketClaims,
+} from "../support/partners";
 
 const u = unique();
 const PROGRAM = `partnerpts_${u}`;
 
+/** The benefits center's catalog: a redirect goes only to a thirdParty benefit it declares, for a member. */
+const declared: { benefit: string; partner: string }[] = [];
+async function pushCatalog() {
+  const materials = declared.map((d) => `  ${d.benefit}: { type: thirdParty, supplier: P, faceValue: 0, issuance: monthly, partner: ${d.partner} }`);
+  const benefits = declared.map((d) => `  ${d.benefit}: { material: ${d.benefit}, title: ${d.benefit}, entitles: { identityTypes: [member] } }`);
+  await pushConfigs(
+    {
+      [`test/partner-points-${u}.yaml`]: `pointPrograms:\n  ${PROGRAM}: { name: Partner points, expiry: never }\n`,
+      [`test/partner-membership-${u}.yaml`]:
+        "membership:\n  timezone: Asia/Shanghai\n  identityTypes:\n    member: { rank: 1 }\n  skus:\n    member-month: { identityType: member, duration: P1M }\n" +
+        (declared.length > 0 ? `materials:\n${materials.join("\n")}\nbenefits:\n${benefits.join("\n")}\n` : ""),
+    },
+    false,
+  );
+}
+
+/** A partner supplying `benefits`, each declared in the catalog as that partner's. */
+async function definePartner(fields: Record<string, unknown> & { benefits: string[] }) {
+  const p = await defineRegistered(fields);
+  declared.push(...fields.benefits.map((benefit) => ({ benefit, partner: p.id })));
+  await pushCatalog();
+  return p;
+}
+
+let members = "";
+const entitled = new Set<string>();
+/** The user's redirect, as a member since yesterday (so a redirect replayed hours back is entitled too). */
+async function redirect(user: string, benefit: string, now?: number | string) {
+  if (!entitled.has(user)) {
+    const g = await call("/v1/membership/grants", {
+      body: { userId: user, sku: "member-month", externalRef: `member-${user}` },
+      headers: { authorization: `Bearer ${members}` },
+      now: Date.now() - 86_400_000,
+    });
+    expect(g.status).toBe(201);
+    entitled.add(user);
+  }
+  return redirectTo(user, benefit, now);
+}
+
 beforeAll(async () => {
-  await pushConfigs({ [`test/partner-points-${u}.yaml`]: `pointPrograms:\n  ${PROGRAM}: { name: Partner points, expiry: never }\n` });
+  await pushCatalog();
+  members = await serviceKey(["membership:write"]);
 });
 
 const balance = async (user: string) => (await call("/v1/me/points", { method: "GET", user, query: { program: PROGRAM } })).json.balance as number;

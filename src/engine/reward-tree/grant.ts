@@ -14,6 +14,7 @@ import { release, reserve } from "../../counters/counters";
 import { AppError } from "../../errors";
 import { pickWeighted } from "../../random";
 import { faceValue } from "./preview";
+import { matchBranch, rightPicker } from "../../segments/decision";
 
 /** Grant outcomes that mean the reward cannot be given now (rather than a lost roll): a `oneOf` then tries another. */
 const UNAVAILABLE_OUTCOMES = new Set(["EMPTY", "CAPPED", "CLOSED", "NOT-OPEN", "NOT_IN_GROUP", "SOLD_OUT"]);
@@ -68,7 +69,7 @@ export async function grantTree(run: TaskRun, tree: RewardTree): Promise<void> {
     run.node = node.path;
     const outcome: RewardOutcome = await node.reward.def.grant(run, node.reward.args);
     run.node = null;
-    run.rewards.push({ ...outcome, node: node.path });
+    run.rewards.push({ ...outcome, node: node.path, ...(run.decision && { decision: run.decision }) });
     if (!outcome.granted) {
       if (!UNAVAILABLE_OUTCOMES.has(outcome.reason)) return { ok: true };
       const rejection = REFUSING_OUTCOMES[outcome.reason];
@@ -125,7 +126,13 @@ export async function grantTree(run: TaskRun, tree: RewardTree): Promise<void> {
       throw new AppError("UNAVAILABLE", "busy: please retry shortly", { "retry-after": "1" });
     }
     const reason = failed.budget ? "BUDGET" : failed.s.rejection.code;
-    run.rewards[run.rewards.length - 1] = { type: outcome.type, granted: false, reason, node: node.path };
+    run.rewards[run.rewards.length - 1] = {
+      type: outcome.type,
+      granted: false,
+      reason,
+      node: node.path,
+      ...(run.decision && { decision: run.decision }),
+    };
     return { ok: false, reason, rejection: failed.s.rejection };
   }
 
@@ -150,6 +157,27 @@ export async function grantTree(run: TaskRun, tree: RewardTree): Promise<void> {
         any ||= last.ok;
       }
       return any || children.length === 0 ? { ok: true } : last;
+    }
+    if (node.kind === "bySegment") {
+      const { branch } = await matchBranch(run, node);
+      if (!branch) return { ok: false, reason: "NO_SEGMENT" };
+      const picker = await rightPicker(run, branch);
+      let left = branch.rights.filter((r) => eligible([r.node], facts).length > 0);
+      let last: Given = { ok: false, reason: "NOTHING_ELIGIBLE" };
+      const outer = run.decision;
+      try {
+        // An unavailable right drops out and the draw is made again over those left: their weights renormalised.
+        while (left.length > 0) {
+          const r = picker.next(left);
+          left = left.filter((x) => x !== r);
+          run.decision = { segment: branch.segment?.id ?? null, right: r.id, by: picker.by };
+          last = await give(r.node, policyOf(r.node, node), budgets);
+          if (settle(r.node, last) === "stop") return last.ok ? { ok: true } : last;
+        }
+      } finally {
+        run.decision = outer;
+      }
+      return last;
     }
     const wanted = node.kind === "pickN" ? node.n : 1;
     let left = children;

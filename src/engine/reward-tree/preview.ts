@@ -7,6 +7,18 @@ import type { TaskRun } from "../run";
 import type { RewardNode, RewardTree } from "./tree";
 import { eligible, guardFacts } from "./grant";
 import { counterRemaining } from "../../counters/counters";
+import { matchBranch, rightShares, type SegmentCheck } from "../../segments/decision";
+
+/** A `bySegment` node previewed: the segments checked (by priority, up to the first match), the branch and the rights' shares. */
+export interface SegmentPreview {
+  node: string;
+  /** The segment that matched; null: the default branch; undefined: none matched and there is no default. */
+  matched?: string | null;
+  checks: SegmentCheck[];
+  by?: "weighted" | "sticky" | "external";
+  /** The matched branch's rights: each one's weight, whether it is available now, and its chance of being chosen. */
+  rights: { id: string; node: string; weight: number; available: boolean; chosen: number }[];
+}
 
 /** One leaf of a previewed tree. `chosen`: the probability the tree picks it; outcome probabilities include it. */
 export interface LeafPreview extends RewardPreview {
@@ -30,7 +42,7 @@ export async function faceValue(run: TaskRun, node: RewardNode): Promise<number>
  * Previews every leaf. `blocked` is the run's own refusal (LIMIT, NO_CHANCES…): every reward is then unavailable
  * for that reason, though its outcomes are still shown.
  */
-export async function previewTree(run: TaskRun, tree: RewardTree, blocked?: Unavailability): Promise<LeafPreview[]> {
+export async function previewTree(run: TaskRun, tree: RewardTree, blocked?: Unavailability, segments: SegmentPreview[] = []): Promise<LeafPreview[]> {
   const facts = await guardFacts(tree, run);
   const out: LeafPreview[] = [];
 
@@ -56,6 +68,34 @@ export async function previewTree(run: TaskRun, tree: RewardTree, blocked?: Unav
       return open && preview.available && !(preview.outcomes.length > 0 && least > left);
     }
     const ok = new Set(open ? eligible(node.children, facts) : []);
+    if (node.kind === "bySegment") {
+      // Only the matched branch's rights can be chosen; those of other segments are shown as not eligible.
+      const { branch, checks } = open ? await matchBranch(run, node) : { branch: undefined, checks: [] };
+      const mine = new Set(branch?.rights.map((r) => r.node) ?? []);
+      const can = new Map<RewardNode, boolean>();
+      const start = out.length;
+      for (const c of node.children) can.set(c, await visit(c, 0, ok.has(c) && mine.has(c), left));
+      out.splice(start);
+      const available = (branch?.rights ?? []).filter((r) => ok.has(r.node) && can.get(r.node));
+      const shares = branch ? await rightShares(run, branch, available) : new Map();
+      const share = new Map([...shares].map(([r, x]) => [r.node, x] as const));
+      for (const c of node.children) await visit(c, p * (share.get(c) ?? 0), ok.has(c) && mine.has(c), left);
+      if (open) {
+        segments.push({
+          node: node.path,
+          ...(branch && { matched: branch.segment?.id ?? null, by: branch.choose.by }),
+          checks,
+          rights: (branch?.rights ?? []).map((r) => ({
+            id: r.id,
+            node: r.node.path,
+            weight: r.node.weight,
+            available: available.includes(r),
+            chosen: p * (shares.get(r) ?? 0),
+          })),
+        });
+      }
+      return available.length > 0;
+    }
     if (node.kind === "all") {
       const given = [];
       for (const c of node.children) given.push(await visit(c, p, ok.has(c), left));

@@ -1,12 +1,15 @@
 /**
  * Reward trees: a task's `reward:` as nodes `all` (every child), `oneOf` (one child: the first available, drawn by
- * weight, or the highest face value) and `pickN` (n children drawn by weight), with reward components as leaves.
+ * weight, or the highest face value), `pickN` (n children drawn by weight) and `bySegment` (the rights of the user's
+ * first matching segment, src/segments), with reward components as leaves.
  * Compiled once with the config; each problem is reported with its path below `reward`.
  */
 import { z } from "zod";
 import type { Placed, RewardDefinition } from "../define";
 import { compileTree, type ConditionTree, type TreeContext } from "../conditions/tree";
 import { Shards } from "../../counters/counter-definition";
+import { didYouMean } from "../../config/suggest";
+import type { UserSegment } from "../../segments/segment-definition";
 
 /** The deepest nesting of all, oneOf and pickN. */
 export const MAX_REWARD_DEPTH = 8;
@@ -37,7 +40,24 @@ export type RewardNode =
   | (NodeBase & { kind: "leaf"; reward: Placed<RewardDefinition> })
   | (NodeBase & { kind: "all"; children: RewardNode[] })
   | (NodeBase & { kind: "oneOf"; strategy: "first" | "weighted" | "highestValue"; children: RewardNode[] })
-  | (NodeBase & { kind: "pickN"; n: number; children: RewardNode[] });
+  | (NodeBase & { kind: "pickN"; n: number; children: RewardNode[] })
+  | (NodeBase & { kind: "bySegment"; branches: SegmentBranch[]; children: RewardNode[] });
+
+/** How a segment's right is chosen: drawn by weight per request, fixed per user and activity, or ranked by a service. */
+export type RightChoice = { by: "weighted" } | { by: "sticky" } | { by: "external"; url: string; timeoutMs: number };
+
+/** One right of a segment: its id (named in records and by the ranking service) and what it gives, with its weight. */
+export interface SegmentRight {
+  id: string;
+  node: RewardNode;
+}
+
+/** A `bySegment` branch: a segment (null: the default) and its rights. Branches are kept highest priority first. */
+export interface SegmentBranch {
+  segment: UserSegment | null;
+  choose: RightChoice;
+  rights: SegmentRight[];
+}
 
 export interface RewardTree {
   root: RewardNode;
@@ -47,10 +67,13 @@ export interface RewardTree {
   guards: ConditionTree[];
 }
 
-/** The policy a node applies to an unavailable child when neither sets one: `oneOf` tries the next, `all` skips. */
-export const defaultPolicy = (parent: RewardNode): OnUnavailable => (parent.kind === "oneOf" || parent.kind === "pickN" ? "fallback" : "skip");
+/**
+ * The policy a node applies to an unavailable child when neither sets one: `oneOf`, `pickN` and `bySegment` try
+ * another (so a sold-out right's weight is shared by the rights left), `all` skips.
+ */
+export const defaultPolicy = (parent: RewardNode): OnUnavailable => (parent.kind === "all" ? "skip" : "fallback");
 
-const NODE_KEYS = ["all", "oneOf", "pickN"] as const;
+const NODE_KEYS = ["all", "oneOf", "pickN", "bySegment"] as const;
 const CHILD_KEYS = ["when", "weight", "onUnavailable", "budget"] as const;
 
 const Weight = z.number().positive().max(1_000_000);
@@ -61,6 +84,27 @@ const Budget = z.union([
 ]);
 const OneOf = z.object({ strategy: z.enum(["first", "weighted", "highestValue"]).default("first"), of: z.array(z.unknown()) }).strict();
 const PickN = z.object({ n: z.number().int(), of: z.array(z.unknown()) }).strict();
+const Choose = z.union([
+  z.enum(["weighted", "sticky"]),
+  z
+    .object({
+      external: z.object({ url: z.url({ protocol: /^https?$/ }), timeoutMs: z.number().int().min(10).max(2_000).default(100) }).strict(),
+    })
+    .strict(),
+]);
+const Right = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, "an id is 1-64 letters, digits, - or _")
+      .optional(),
+    weight: Weight.default(1),
+    reward: z.unknown(),
+  })
+  .strict();
+const Rights = z.array(Right).min(1);
+const Branch = z.object({ segment: z.string().min(1), choose: Choose.default("weighted"), rights: Rights }).strict();
+const DefaultBranch = z.object({ default: z.object({ choose: Choose.default("weighted"), rights: Rights }).strict() }).strict();
 
 type Path = (string | number)[];
 
@@ -70,6 +114,8 @@ export interface RewardTreeContext {
   place(ref: string | Record<string, unknown>, path: Path): Placed<RewardDefinition> | undefined;
   /** Where guards are compiled (the same context as the task's `when:`). */
   conditions: TreeContext;
+  /** The bundle's user segments, by id (a `bySegment` node names them). */
+  segments: Readonly<Record<string, UserSegment>>;
   issue(path: Path, reason: string): void;
 }
 
@@ -101,13 +147,17 @@ export function compileRewardTree(raw: unknown, ctx: RewardTreeContext): RewardT
       leaves.push(reward);
       return { kind: "leaf", path: treePath, weight: 1, reward };
     }
-    if (!isMap(value)) return issue(at, "a reward is a component (a code, or {code: args}) or a node {all: [...]}, {oneOf: {...}} or {pickN: {...}}");
+    if (!isMap(value))
+      return issue(
+        at,
+        "a reward is a component (a code, or {code: args}) or a node {all: [...]}, {oneOf: {...}}, {pickN: {...}} or {bySegment: [...]}",
+      );
     const own = Object.keys(value).filter((k) => !(CHILD_KEYS as readonly string[]).includes(k));
     if (own.length !== 1) {
       return issue(
         at,
         own.length === 0
-          ? "name a reward component or a node (all, oneOf, pickN) beside when, weight, onUnavailable and budget"
+          ? "name a reward component or a node (all, oneOf, pickN, bySegment) beside when, weight, onUnavailable and budget"
           : `name exactly one reward component or node per entry; this one names ${own.join(", ")}`,
       );
     }
@@ -148,7 +198,7 @@ export function compileRewardTree(raw: unknown, ctx: RewardTreeContext): RewardT
       leaves.push(reward);
       return { ...base, kind: "leaf", reward };
     }
-    if (depth > MAX_REWARD_DEPTH) return issue([...at, key], `nested deeper than ${MAX_REWARD_DEPTH} levels of all, oneOf and pickN`);
+    if (depth > MAX_REWARD_DEPTH) return issue([...at, key], `nested deeper than ${MAX_REWARD_DEPTH} levels of all, oneOf, pickN and bySegment`);
     const children = (list: unknown[], listAt: Path) => {
       if (list.length === 0) issue(listAt, `'${key}' needs at least one child`);
       const prefix = treePath ? `${treePath}/${key}` : key;
@@ -168,6 +218,7 @@ export function compileRewardTree(raw: unknown, ctx: RewardTreeContext): RewardT
       const kids = children(parsed.data.of, [...at, "oneOf", "of"]);
       return kids.every((k) => k) ? { ...base, kind: "oneOf", strategy: parsed.data.strategy, children: kids as RewardNode[] } : undefined;
     }
+    if (key === "bySegment") return bySegment(value.bySegment, [...at, "bySegment"], treePath ? `${treePath}/bySegment` : "bySegment", depth, base);
     const parsed = PickN.safeParse(value.pickN);
     if (!parsed.success) {
       for (const i of parsed.error.issues) issue([...at, "pickN", ...(i.path as Path)], i.message);
@@ -177,6 +228,69 @@ export function compileRewardTree(raw: unknown, ctx: RewardTreeContext): RewardT
     if (n < 1 || n > of.length) issue([...at, "pickN", "n"], `n must be between 1 and the number of children (${of.length})`);
     const kids = children(of, [...at, "pickN", "of"]);
     return kids.every((k) => k) ? { ...base, kind: "pickN", n, children: kids as RewardNode[] } : undefined;
+  }
+
+  /**
+   * `bySegment: [{segment, choose?, rights: [{id?, weight, reward}]}, ..., {default: {choose?, rights}}]`: the
+   * branches are kept by their segment's priority, highest first (ties in the order written), the default last.
+   */
+  function bySegment(list: unknown, at: Path, prefix: string, depth: number, base: NodeBase): RewardNode | undefined {
+    if (!Array.isArray(list) || list.length === 0)
+      return issue(at, "'bySegment' takes a list of {segment, rights} and at most one {default: {rights}}");
+    const branches: (SegmentBranch & { order: number })[] = [];
+    const children: RewardNode[] = [];
+    const named = new Set<string>();
+    let complete = true;
+    list.forEach((entry, b) => {
+      const isDefault = isMap(entry) && Object.hasOwn(entry, "default");
+      const schema = isDefault ? DefaultBranch : Branch;
+      const parsed = schema.safeParse(entry);
+      if (!parsed.success) {
+        complete = false;
+        for (const i of parsed.error.issues) issue([...at, b, ...(i.path as Path)], i.message);
+        return;
+      }
+      const fields = "default" in parsed.data ? parsed.data.default : parsed.data;
+      const rightsAt: Path = "default" in parsed.data ? [...at, b, "default", "rights"] : [...at, b, "rights"];
+      let segment: UserSegment | null = null;
+      if (!("default" in parsed.data)) {
+        const id = parsed.data.segment;
+        const known = Object.keys(ctx.segments);
+        if (named.has(id)) issue([...at, b, "segment"], `segment '${id}' is named twice in this node`);
+        named.add(id);
+        if (!Object.hasOwn(ctx.segments, id)) {
+          complete = false;
+          issue(
+            [...at, b, "segment"],
+            `unknown segment '${id}'${didYouMean(id, known)}; declared: ${known.join(", ") || "none (declare them under a top-level segments:)"}`,
+          );
+        } else segment = ctx.segments[id]!;
+      } else if (b !== list.length - 1) issue([...at, b], "the default branch comes last");
+      const choose: RightChoice =
+        typeof fields.choose === "string"
+          ? { by: fields.choose }
+          : { by: "external", url: fields.choose.external.url, timeoutMs: fields.choose.external.timeoutMs };
+      const ids = new Set<string>();
+      const rights: SegmentRight[] = [];
+      fields.rights.forEach((r, i) => {
+        const id = r.id ?? String(i);
+        if (ids.has(id)) issue([...rightsAt, i, "id"], `right id '${id}' is used twice in this branch`);
+        ids.add(id);
+        const child = node(r.reward, [...rightsAt, i, "reward"], `${prefix}/${b}/${i}`, depth + 1);
+        if (!child) {
+          complete = false;
+          return;
+        }
+        child.weight = r.weight;
+        rights.push({ id, node: child });
+        children.push(child);
+      });
+      branches.push({ segment, choose, rights, order: b });
+    });
+    if (!complete) return undefined;
+    const rank = (x: SegmentBranch) => (x.segment ? x.segment.priority : Number.NEGATIVE_INFINITY);
+    branches.sort((x, y) => rank(y) - rank(x) || x.order - y.order);
+    return { ...base, kind: "bySegment", branches: branches.map(({ order: _, ...branch }) => branch), children };
   }
 
   let root: RewardNode | undefined;

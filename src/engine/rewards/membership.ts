@@ -41,6 +41,8 @@ export const membershipReward = defineReward({
     // The grant id is the segment's externalRef: a reversal of the run revokes it by that ref.
     run.plan.identities.push({
       program: args.program,
+      // The benefits the segment brings are made in the same commit.
+      catalog: run.init.config.benefits,
       grant: {
         userId: user.id,
         sku: args.sku.id,

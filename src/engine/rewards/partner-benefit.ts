@@ -3,8 +3,8 @@ import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { own } from "../../config/compiled";
 import { AppError } from "../../errors";
-import { deliverToPartner } from "../../partners/outbound";
-import { suppliesBenefit } from "../../partners/registry";
+import { dayHasRoom, deliverToPartner } from "../../partners/outbound";
+import { findPartner, suppliesBenefit } from "../../partners/registry";
 import { openEntry } from "../../reversals/reversal";
 import { ArgsError, defineReward } from "../define";
 
@@ -17,7 +17,10 @@ export const partnerBenefit = defineReward({
     "`/v1/admin/partners`; the partner must list the benefit, else the run is refused with NOT_FOUND). The grant is " +
     "recorded `pending` and POSTed to the partner asynchronously, signed per Standard Webhooks with the partner's " +
     "newest key, retried on 5xx and timeouts; it ends `delivered` (the partner's reference kept) or `failed` (a 4xx, " +
-    "the partner's daily quota or budget reached, or the last retry). `pricePoints` of `program` are spent in the " +
+    "the partner's daily quota or budget reached, or the last retry). A run when the partner's day is used up (its " +
+    "`dailyQuota` of deliveries and crediting callbacks, or `dailyBudget`) is refused with PARTNER_LIMIT_REACHED and " +
+    "spends nothing; runs at once may all pass that check, and the delivery's own count then fails the extra ones. " +
+    "`pricePoints` of `program` are spent in the " +
     "run's commit (INSUFFICIENT_POINTS refuses the run, spending nothing) and refunded when the delivery fails. " +
     "`cost` counts against the partner's daily budget. A reversal cannot take a delivered benefit back from the " +
     "partner: its entry is `unreclaimable`.",
@@ -47,8 +50,15 @@ export const partnerBenefit = defineReward({
   async grant(run, args) {
     const user = run.requireUser();
     // Partners are operational data (D1), not config: checked when the run grants, before anything is written.
-    if (!(await suppliesBenefit(drizzle(run.init.env.DB), args.partner, args.benefit))) {
+    const db = drizzle(run.init.env.DB);
+    if (!(await suppliesBenefit(db, args.partner, args.benefit))) {
       throw new AppError("NOT_FOUND", `partner '${args.partner}' does not supply benefit '${args.benefit}'`);
+    }
+    // The partner's day is judged here, before anything is spent; the delivery counts it (the line that holds). Judged
+    // on the wall clock's day, the one the delivery counts on, whatever time the request replays.
+    const partner = await findPartner(run.init.env, db, args.partner);
+    if (partner && !(await dayHasRoom(run.init.env, partner.row, args.cost, Date.now()))) {
+      throw new AppError("PARTNER_LIMIT_REACHED", `partner '${args.partner}' has no room left today (its daily quota or budget is used up)`);
     }
     const detail = { partner: args.partner, benefit: args.benefit, ...(args.pricePoints !== undefined && { pricePoints: args.pricePoints }) };
     const grantId = run.recordGrant({ type: "partnerBenefit", amount: 1, detail, status: "pending" });

@@ -18,7 +18,7 @@ const policy = cors({
     return allowed.includes(origin) ? origin : null;
   },
   allowMethods: ["GET", "POST", "PUT", "DELETE"],
-  allowHeaders: ["authorization", "content-type", "idempotency-key", "x-device-id"],
+  allowHeaders: ["authorization", "content-type", "idempotency-key", "x-device-id", "x-activity-code"],
   exposeHeaders: ["x-request-id", "ratelimit", "ratelimit-policy", "retry-after", "idempotent-replayed", "allow", "location"],
   maxAge: 600,
 });
