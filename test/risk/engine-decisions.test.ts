@@ -99,6 +99,24 @@ describe("a task with a risk scene", () => {
     expect(await recorded(user)).toMatchObject({ outcome: "CHALLENGE_REQUIRED", risk: { decision: "challenge", by: "engine" } });
   });
 
+  it("lets a challenged user through with a valid activity code, once, and records that the challenge was answered", async () => {
+    const user = `challenge-coded-${u}`;
+    const issued = await call(`/v1/activities/${ACTIVITY}/codes`, { user, body: { task: "closedScene" } });
+    expect(issued.status, JSON.stringify(issued.json)).toBe(200);
+    const code = { "x-activity-code": issued.json.code as string };
+    const first = await runTask(ACTIVITY, "closedScene", { user, headers: code });
+    expect(first.status, JSON.stringify(first.json)).toBe(200);
+    expect(first.json.rewards[0].granted).toBe(true);
+    expect(await recorded(user)).toMatchObject({ outcome: "OK", risk: { decision: "challenge", by: "engine", challengeAnswered: true } });
+    // The code was used up by that run's commit: the same code again is refused, and another user's code never passes.
+    const again = await runTask(ACTIVITY, "closedScene", { user, headers: code });
+    expect(again.status).toBe(409);
+    expect(again.json.error.code).toBe("CODE_USED");
+    const other = await runTask(ACTIVITY, "closedScene", { user: `challenge-other-${u}`, headers: code });
+    expect(other.status).toBe(403);
+    expect(other.json.error.code).toBe("CODE_INVALID");
+  });
+
   it("on an engine timeout grants in the fail-open scene and refuses in the fail-closed one", async () => {
     const open = `slow-open-${u}`;
     const closed = `slow-closed-${u}`;
