@@ -357,7 +357,8 @@ segments:                          # top level, in any file of the bundle (or a 
 A \`rule\` segment's tree reads profile attributes (\`attribute\`) and groups (\`group\`) only: a segment is who the
 user is, so conditions on events, participations, points, orders, identities or the clock are refused where it is
 declared. A \`static\` segment's list is uploaded with \`POST /v1/admin/segments/{segment}/uploads/{uploadId}\` (one
-id per line as text/plain, or \`{userIds: [...]}\`; up to 2,000,000 ids): one malformed id refuses the whole upload
+id per line as text/plain, or \`{userIds: [...]}\`; up to 1,000,000 ids and 16 MB, more is refused with 413
+PAYLOAD_TOO_LARGE): one malformed id refuses the whole upload
 and the list in use stays; a good one replaces the list in one step (isolates see the new version within 5 s); the
 same upload id again answers the same counts. It is kept as hashed shards of ~512 ids, one D1 row each, so a check is
 one primary-key read whatever the list's size (then a set lookup, cached per isolate). \`GET

@@ -89,8 +89,9 @@ const routes = {
       `${MAX_IDS_PER_UPLOAD} ids and ${MAX_UPLOAD_BYTES / 1024 / 1024} MB. Every id is checked first: one malformed id ` +
       "refuses the whole upload (each bad one named by its line or index) and the current list stays. The new list is " +
       "written beside the old one and replaces it in one step, so checks see one list or the other, never a mix; " +
-      "isolates pick the new version up within 5 s. The same upload id again answers the same result and writes " +
-      "nothing; with another body it is refused.",
+      "isolates pick the new version up within 5 s. Uploads of one segment finishing together each replace the list " +
+      "in use when they finish: the last to finish stays, and the rows of every list replaced are deleted. The same " +
+      "upload id again answers the same result and writes nothing; with another body it is refused.",
     security: [{ operator: [] }],
     request: {
       params: uploadParams,
@@ -108,8 +109,9 @@ const routes = {
       ...errorResponses({
         ...ADMIN_ERRORS,
         INVALID_JSON: "a JSON body that is not JSON",
-        INVALID_PARAMS: "malformed user ids (each with its place; nothing written), no ids, more than the limit, or a malformed id",
-        PAYLOAD_TOO_LARGE: `the body is over ${MAX_UPLOAD_BYTES / 1024 / 1024} MB`,
+        INVALID_PARAMS: "malformed user ids (each with its place; nothing written), or no ids",
+        PAYLOAD_TOO_LARGE: `the body is over ${MAX_UPLOAD_BYTES / 1024 / 1024} MB, or holds more than ${MAX_IDS_PER_UPLOAD} ids (nothing written)`,
+        LOCKED: "other uploads of the segment kept replacing its list meanwhile: send the same upload again to finish it",
         UNSUPPORTED_MEDIA_TYPE: "a body that is not text/plain or JSON",
         IDEMPOTENCY_MISMATCH: "the upload id was used with another body",
       }),

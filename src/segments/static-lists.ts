@@ -1,5 +1,5 @@
 /**
- * Static segments: uploaded lists of user ids (1,000,000 and more) kept in D1 as hashed shards (migrations/0021).
+ * Static segments: uploaded lists of user ids (up to 1,000,000 an upload) kept in D1 as hashed shards (migrations/0021).
  *
  * Why shards of ids rather than a row per user: a membership check must cost the same for 100 ids or 10 million,
  * and an upload must replace the whole list at once. A row per (segment, version, user) gives the first, but a
@@ -7,6 +7,10 @@
  * primary-key read of a few kilobytes, parsed into a set that the isolate keeps (a version never changes, so the
  * cache needs no invalidation); an upload writes n/512 rows under a new version and then points the segment at it in
  * one statement. A malformed upload is refused before anything is written, so the old list stays.
+ *
+ * Uploads are parsed whole in the isolate (the body as text, its lines, the ids, their buckets and joined rows are all
+ * alive at once, a few times the body's size), so one upload is capped at what was measured to fit the 128 MB
+ * isolate: 1,000,000 ids and 16 MB. A larger list needs a streaming parse first.
  */
 import type { Env } from "../env";
 import { AppError, type FieldIssue } from "../errors";
@@ -15,10 +19,12 @@ import { log } from "../platform/log";
 
 /** About this many ids share a shard row (a few kilobytes: one read, parsed in microseconds). */
 export const IDS_PER_SHARD = 512;
-/** The most ids one upload carries. */
-export const MAX_IDS_PER_UPLOAD = 2_000_000;
-/** The upload route's body limit: 2,000,000 ids of ~12 characters, one per line, fit. */
-export const MAX_UPLOAD_BYTES = 32 * 1024 * 1024;
+/** The most ids one upload carries: measured (bench/segments.ts) to parse within the isolate's memory. */
+export const MAX_IDS_PER_UPLOAD = 1_000_000;
+/** The upload route's body limit: 1,000,000 ids of up to ~15 characters, one per line, fit. */
+export const MAX_UPLOAD_BYTES = 16 * 1024 * 1024;
+/** How many times the switch to a new version is tried against uploads of the same segment finishing meanwhile. */
+const SWITCH_ATTEMPTS = 5;
 /** A user id as a list holds it: the `sub` of the user's tokens, without whitespace or control characters. */
 const USER_ID = /^[^\s\p{Cc}]{1,128}$/u;
 const USER_ID_RULE = "a user id is 1-128 characters without whitespace or control characters";
@@ -50,6 +56,13 @@ export interface ListStatus {
   activatedAt: number;
 }
 
+function tooMany(): never {
+  throw new AppError(
+    "PAYLOAD_TOO_LARGE",
+    `an upload holds at most ${MAX_IDS_PER_UPLOAD} user ids: nothing was uploaded; split a larger list into segments of its own`,
+  );
+}
+
 /** The user ids of an upload body, by its media type; every malformed id is reported with its place, nothing kept. */
 export function uploadedIds(type: string, text: string): string[] {
   let ids: unknown[];
@@ -77,13 +90,14 @@ export function uploadedIds(type: string, text: string): string[] {
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i]!.endsWith("\r") ? lines[i]!.slice(0, -1) : lines[i]!;
       if (line === "") continue;
+      if (ids.length === MAX_IDS_PER_UPLOAD) tooMany();
       ids.push(line);
       kept.push(i + 1);
     }
     pointer = (i) => `/lines/${kept[i]}`;
   }
   if (ids.length === 0) throw new AppError("INVALID_PARAMS", "the upload holds no user ids");
-  if (ids.length > MAX_IDS_PER_UPLOAD) throw new AppError("INVALID_PARAMS", `at most ${MAX_IDS_PER_UPLOAD} user ids per upload`);
+  if (ids.length > MAX_IDS_PER_UPLOAD) tooMany();
   const issues: FieldIssue[] = [];
   let bad = 0;
   for (let i = 0; i < ids.length; i++) {
@@ -163,22 +177,48 @@ export async function uploadList(env: Env, segment: string, uploadId: string, ty
   }
   if (chunk.length > 0) statements.push(insert.bind(segment, uploadId, JSON.stringify(chunk)));
   for (let i = 0; i < statements.length; i += 8) await env.DB.batch(statements.slice(i, i + 8));
-  // The switch: one transaction points the segment at the new version and marks the upload done.
-  const previous = await env.DB.prepare("SELECT version FROM user_segments WHERE segment = ?").bind(segment).first<{ version: string }>();
-  await env.DB.batch([
-    env.DB.prepare(
-      `INSERT INTO user_segments (segment, version, size, shards, bytes, activated_at) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (segment) DO UPDATE SET version = excluded.version, size = excluded.size, shards = excluded.shards,
-       bytes = excluded.bytes, activated_at = excluded.activated_at`,
-    ).bind(segment, uploadId, size, shards, bytes, now),
-    env.DB.prepare("UPDATE user_segment_uploads SET activated_at = ? WHERE segment = ? AND upload_id = ?").bind(now, segment, uploadId),
-  ]);
-  pointers.set(segment, { status: { version: uploadId, size, shards, bytes, activatedAt: now }, readAt: Date.now() });
-  // The old version's rows go; an isolate still reading it finds its shard gone and reads the pointer again.
-  if (previous && previous.version !== uploadId) {
-    await env.DB.prepare("DELETE FROM user_segment_lists WHERE segment = ? AND version = ?").bind(segment, previous.version).run();
-  }
+  await activate(env, segment, uploadId, { size, shards, bytes }, now);
   return { version: uploadId, ...counts, activatedAt: now, replayed: false };
+}
+
+/**
+ * Points the segment at `version` and marks its upload done, in one transaction that holds only if the segment still
+ * points where it was read to: two uploads of one segment finishing together cannot both replace the same list. The
+ * one that finds the pointer moved reads it again and replaces the list now in use, so the last to finish wins and
+ * every list it replaced is deleted. The same transaction deletes the rows of every version of the segment that was
+ * activated once and is not the one in use (what was just replaced, and what an upload that crashed after its switch
+ * left); rows of uploads still being written (never activated) stay.
+ */
+async function activate(env: Env, segment: string, version: string, list: { size: number; shards: number; bytes: number }, now: number) {
+  for (let attempt = 0; attempt < SWITCH_ATTEMPTS; attempt++) {
+    const previous = await env.DB.prepare("SELECT version FROM user_segments WHERE segment = ?").bind(segment).first<{ version: string }>();
+    const values = [version, list.size, list.shards, list.bytes, now, segment] as const;
+    const results = await env.DB.batch([
+      previous
+        ? env.DB.prepare(
+            "UPDATE user_segments SET version = ?, size = ?, shards = ?, bytes = ?, activated_at = ? WHERE segment = ? AND version = ?",
+          ).bind(...values, previous.version)
+        : env.DB.prepare(
+            "INSERT INTO user_segments (version, size, shards, bytes, activated_at, segment) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+          ).bind(...values),
+      env.DB.prepare(
+        `UPDATE user_segment_uploads SET activated_at = ?1 WHERE segment = ?2 AND upload_id = ?3
+         AND (SELECT version FROM user_segments WHERE segment = ?2) = ?3`,
+      ).bind(now, segment, version),
+      env.DB.prepare(
+        `DELETE FROM user_segment_lists WHERE segment = ?1 AND version != (SELECT version FROM user_segments WHERE segment = ?1)
+         AND version IN (SELECT upload_id FROM user_segment_uploads WHERE segment = ?1 AND activated_at IS NOT NULL)`,
+      ).bind(segment),
+    ]);
+    if (results[0]!.meta.changes === 1) {
+      pointers.set(segment, { status: { version, ...list, activatedAt: now }, readAt: Date.now() });
+      return;
+    }
+    // Another upload of this segment switched since the read: replace what it put in place.
+  }
+  throw new AppError("LOCKED", `segment '${segment}' is being replaced by other uploads: send upload '${version}' again to finish it`, {
+    "retry-after": "1",
+  });
 }
 
 /** The segment's list now, from D1 (undefined: nothing uploaded yet). */
