@@ -48,6 +48,10 @@ export async function issueEntitlement(env: Env, ctx: Ctx, config: CompiledConfi
     if (!(e instanceof AppError) || e.status >= 500) throw e;
     // Issued by an earlier send of this notice, or revoked meanwhile: nothing left to do.
     if (e.code === "ENTITLEMENT_STATE") return;
+    // The partner's day is full: tomorrow it has room. Tried again by the account's alarm, backing off (up to ten
+    // minutes between tries), the entitlement still available.
+    if (e.code === "PARTNER_LIMIT_REACHED")
+      throw new AppError("UNAVAILABLE", `entitlement ${n.entitlementId} waits for its partner's next day: ${e.message}`);
     // Refused for good (its code pool empty, its partner not supplying it): said, and the entitlement failed.
     log.error("entitlement issuance refused; it failed", { entitlementId: n.entitlementId, code: e.code, error: e.message });
     await account.entitlementIssueFailed(n.userId, n.entitlementId);
