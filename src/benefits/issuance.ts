@@ -14,7 +14,7 @@ import type { Notice } from "../membership/segments";
 import { log } from "../platform/log";
 import { reverseRequest } from "../reversals/reverse";
 import { benefitOf } from "./catalog";
-import { CLAIMS_ACTIVITY, isIssued } from "./claims";
+import { CLAIMS_ACTIVITY, isIssued, issuanceRequestId } from "./claims";
 
 type Ctx = { waitUntil(p: Promise<unknown>): void };
 
@@ -31,7 +31,7 @@ export async function issueEntitlement(env: Env, ctx: Ctx, config: CompiledConfi
     await runTask({
       // One request id per entitlement: a retry whose first attempt committed is refused by the entitlement, and a
       // code taken again for the same grant is the same code.
-      requestId: `iss_${n.entitlementId}`,
+      requestId: issuanceRequestId(n.entitlementId),
       now: Date.now(),
       env,
       ctx,

@@ -15,7 +15,7 @@ import { log } from "../platform/log";
 import { compensate, type Compensation } from "../partners/compensations";
 import { attemptPartner, releaseUsage } from "../partners/outbound";
 import { userAccount } from "../../durable-objects/support/stubs";
-import { CLAIMS_ACTIVITY } from "../benefits/claims";
+import { CLAIMS_ACTIVITY, issuanceRequestId } from "../benefits/claims";
 
 /**
  * Where a delivery goes. Credentials are read when sending, never stored here: a URL's secret from the environment,
@@ -177,13 +177,20 @@ async function accept(
   partnerRef: string | null,
   now: number,
 ): Promise<number | undefined> {
+  let marked: D1Result;
   try {
-    await env.DB.prepare("UPDATE deliveries SET last_error = ?, partner_ref = ?, updated_at = ? WHERE id = ? AND status = 'pending'")
+    marked = await env.DB.prepare("UPDATE deliveries SET last_error = ?, partner_ref = ?, updated_at = ? WHERE id = ? AND status = 'pending'")
       .bind(ACCEPTED, partnerRef, now, d.id)
       .run();
   } catch (e) {
     log.error("delivery accepted but not marked; sent again later", { deliveryId: d.id, error: String(e) });
     return backoffSeconds(attempt);
+  }
+  // Settled meanwhile (a coupon cancelled while this call was out, or finished by another consumer): that decision
+  // stands, and no wallet row is written for a cancelled coupon.
+  if (marked.meta.changes === 0) {
+    log.warn("delivery accepted after it was settled elsewhere", { deliveryId: d.id });
+    return undefined;
   }
   return bookDelivered(db, env, d, attempt, partnerRef, now);
 }
@@ -231,7 +238,7 @@ async function bookDelivered(
 }
 
 /** A delivery of an issued benefit (a run of `issueEntitlement`, request id `iss_…`): nobody is waiting on it. */
-const isIssuance = (d: typeof deliveries.$inferSelect) => d.namespace === CLAIMS_ACTIVITY && d.id.startsWith("d_iss_");
+const isIssuance = (d: typeof deliveries.$inferSelect) => d.namespace === CLAIMS_ACTIVITY && d.id.startsWith(`d_${issuanceRequestId("")}`);
 
 /** The longest a queue message may be delayed (Cloudflare Queues). */
 const MAX_QUEUE_DELAY_S = 12 * 3600;
