@@ -22,6 +22,9 @@ import type { Env } from "../env";
 /** The generated activity's id and account namespace. */
 export const CLAIMS_ACTIVITY = "benefits-center";
 
+/** The request id of an entitlement's issuance run (src/benefits/issuance.ts): its deliveries' ids begin `d_` + it. */
+export const issuanceRequestId = (entitlementId: string) => `iss_${entitlementId}`;
+
 /**
  * The generated activity runs only through POST /v1/benefits/{id}/claim, which judges what its tasks cannot say (the
  * claim window, the entitling segment's source and channel) before the run: the task routes do not know it.

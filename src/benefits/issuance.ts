@@ -14,7 +14,7 @@ import type { Notice } from "../membership/segments";
 import { log } from "../platform/log";
 import { reverseRequest } from "../reversals/reverse";
 import { benefitOf } from "./catalog";
-import { CLAIMS_ACTIVITY, isIssued } from "./claims";
+import { CLAIMS_ACTIVITY, isIssued, issuanceRequestId } from "./claims";
 
 type Ctx = { waitUntil(p: Promise<unknown>): void };
 
@@ -31,7 +31,7 @@ export async function issueEntitlement(env: Env, ctx: Ctx, config: CompiledConfi
     await runTask({
       // One request id per entitlement: a retry whose first attempt committed is refused by the entitlement, and a
       // code taken again for the same grant is the same code.
-      requestId: `iss_${n.entitlementId}`,
+      requestId: issuanceRequestId(n.entitlementId),
       now: Date.now(),
       env,
       ctx,
@@ -48,6 +48,10 @@ export async function issueEntitlement(env: Env, ctx: Ctx, config: CompiledConfi
     if (!(e instanceof AppError) || e.status >= 500) throw e;
     // Issued by an earlier send of this notice, or revoked meanwhile: nothing left to do.
     if (e.code === "ENTITLEMENT_STATE") return;
+    // The partner's day is full: tomorrow it has room. Tried again by the account's alarm, backing off (up to ten
+    // minutes between tries), the entitlement still available.
+    if (e.code === "PARTNER_LIMIT_REACHED")
+      throw new AppError("UNAVAILABLE", `entitlement ${n.entitlementId} waits for its partner's next day: ${e.message}`);
     // Refused for good (its code pool empty, its partner not supplying it): said, and the entitlement failed.
     log.error("entitlement issuance refused; it failed", { entitlementId: n.entitlementId, code: e.code, error: e.message });
     await account.entitlementIssueFailed(n.userId, n.entitlementId);

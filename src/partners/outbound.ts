@@ -5,7 +5,8 @@
  * judged them already, read only; this count is the line that holds), is signed
  * per Standard Webhooks with the partner's newest key (webhook-id = delivery id) and names the user by the
  * partner's pseudonym. 2xx: delivered, the partner's `reference` kept; 408, 429, 5xx, a timeout: tried again; any
- * other 4xx, or a quota or budget reached: failed for good, and the delivery's compensation runs.
+ * other 4xx, or a quota or budget reached: failed for good, and the delivery's compensation runs (except an issued
+ * benefit's delivery meeting a full day: it waits for the next day, src/records/deliver.ts).
  */
 import { eq } from "drizzle-orm";
 import type { DrizzleD1Database } from "drizzle-orm/d1";
@@ -42,8 +43,11 @@ export function deliverToPartner(run: TaskRun, d: PartnerDelivery): string {
   });
 }
 
-/** One try's result: delivered (with the partner's reference), failed for good, or to be tried again. */
-export type PartnerAttempt = { outcome: "delivered"; reference: string | null } | { outcome: "failed" | "retry"; error: string };
+/**
+ * One try's result: delivered (with the partner's reference), failed for good, to be tried again, or refused because
+ * the partner's day is full (a claim's delivery fails for good; an issued benefit's waits for the next day).
+ */
+export type PartnerAttempt = { outcome: "delivered"; reference: string | null } | { outcome: "failed" | "retry" | "dayFull"; error: string };
 
 type DeliveryRow = typeof deliveries.$inferSelect;
 
@@ -58,7 +62,7 @@ export async function attemptPartner(db: DrizzleD1Database, env: Env, d: Deliver
   const payload = JSON.parse(d.payload) as { benefitId: string; cost: number; detail?: Record<string, unknown> };
   // The last line: claims judged the day before they spent anything, but claims at once may all have seen room.
   if (!(await countAgainstDay(env, partner.row, d.id, payload.cost, now))) {
-    return { outcome: "failed", error: `partner '${partner.row.id}' reached its daily quota or budget` };
+    return { outcome: "dayFull", error: `partner '${partner.row.id}' reached its daily quota or budget` };
   }
   const body = JSON.stringify({
     deliveryId: d.id,

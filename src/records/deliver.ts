@@ -4,7 +4,7 @@
  * re-sends any whose message was lost. So a committed grant is always delivered or ends in a recorded failure.
  * HTTP deliveries are signed per Standard Webhooks (docs/webhooks.md) with the target origin's secret.
  */
-import { and, eq, inArray, lt } from "drizzle-orm";
+import { and, eq, exists, inArray, lt, sql } from "drizzle-orm";
 import type { DrizzleD1Database } from "drizzle-orm/d1";
 import { Webhook } from "standardwebhooks";
 import { couponWallet, deliveries, rewardRecords } from "../db/schema";
@@ -15,7 +15,7 @@ import { log } from "../platform/log";
 import { compensate, type Compensation } from "../partners/compensations";
 import { attemptPartner, releaseUsage } from "../partners/outbound";
 import { userAccount } from "../../durable-objects/support/stubs";
-import { CLAIMS_ACTIVITY } from "../benefits/claims";
+import { CLAIMS_ACTIVITY, issuanceRequestId } from "../benefits/claims";
 
 /**
  * Where a delivery goes. Credentials are read when sending, never stored here: a URL's secret from the environment,
@@ -101,17 +101,23 @@ export function signedWith(secret: string, id: string, body: string, at: Date): 
  * One delivery attempt. Returns undefined when finished (delivered, failed for good, or already done), else the
  * seconds until the next try. A `failing` delivery is never attempted again: only its undo is finished.
  *
- *   pending ──2xx──▶ delivered
+ *   pending ──2xx──▶ (accepted) ──bookkeeping──▶ delivered
  *      └──final refusal, last retry──▶ failing ──compensation done──▶ failed
+ *
+ * Once the target accepted, the delivery is marked accepted (its last_error, see ACCEPTED) before the bookkeeping
+ * (the entitlement told, the wallet row, the status): bookkeeping that fails is retried on its own, never calls the
+ * target again and never counts as a failed attempt, so nothing the target delivered is refunded or failed.
  */
 export async function deliver(db: DrizzleD1Database, env: Env, id: string): Promise<number | undefined> {
   const [d] = await db.select().from(deliveries).where(eq(deliveries.id, id));
   const now = Date.now();
   if (d?.status === "failing") return failForGood(db, env, d, d.attempts, (d.lastError ?? "failed").split(COMPENSATION_PENDING)[0]!, now);
   if (d?.status !== "pending") return undefined;
+  if (isAccepted(d)) return bookDelivered(db, env, d, d.attempts, d.partnerRef, now);
   const attempt = d.attempts + 1;
-  // The attempt's number is taken by one conditional statement: two consumers handed the same message (queues deliver
-  // at least once) cannot both call, so a refusal and an acceptance of one delivery never race.
+  // The attempt's number is taken by one conditional statement, so two consumers handed the same message (queues
+  // deliver at least once) do not both take it. A later message (a retry, the sweep) can still call while a slow one
+  // is in flight: the target de-duplicates on the delivery id, and `finish` moves only the status it expects.
   const mine = await env.DB.prepare("UPDATE deliveries SET attempts = ?, updated_at = ? WHERE id = ? AND status = 'pending' AND attempts = ?")
     .bind(attempt, now, d.id, d.attempts)
     .run();
@@ -122,36 +128,12 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
   try {
     if (target.type === "partner") {
       const r = await attemptPartner(db, env, d, now);
-      if (r.outcome === "delivered") {
-        await tellEntitlement(env, d, "delivered", r.reference);
-        await db.batch([
-          db.update(deliveries).set({ partnerRef: r.reference }).where(eq(deliveries.id, d.id)),
-          ...finish(db, d.id, d.grantId, "delivered", attempt, null, now),
-        ]);
-        return undefined;
-      }
-      if (r.outcome === "failed") return failForGood(db, env, d, attempt, r.error, now);
+      if (r.outcome === "delivered") return accept(db, env, d, attempt, r.reference, now);
+      if (r.outcome === "dayFull" && isIssuance(d)) return waitForNextDay(env, d, r.error, now);
+      if (r.outcome !== "retry") return failForGood(db, env, d, attempt, r.error, now);
       throw new Error(r.error);
     }
-    if (target.type === "wallet") {
-      await tellEntitlement(env, d, "delivered");
-      await db.batch([
-        db
-          .insert(couponWallet)
-          .values({
-            id: `w_${d.id}`,
-            deliveryId: d.id,
-            namespace: d.namespace,
-            userId: d.userId,
-            couponSn: String(payload.couponSn),
-            channel: String(payload.channel),
-            createdAt: now,
-          })
-          .onConflictDoNothing(),
-        ...finish(db, d.id, d.grantId, "delivered", attempt, null, now),
-      ]);
-      return undefined;
-    }
+    if (target.type === "wallet") return accept(db, env, d, attempt, null, now);
     const body = JSON.stringify({ deliveryId: d.id, kind: d.kind, ...payload });
     const headers: Record<string, string> = {
       "content-type": "application/json",
@@ -165,11 +147,7 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
     if (token) headers.authorization = `Bearer ${token}`;
     const res = await fetch(target.url, { method: "POST", headers, body, signal: AbortSignal.timeout(10_000) });
     await res.body?.cancel();
-    if (res.ok) {
-      await tellEntitlement(env, d, "delivered");
-      await db.batch(finish(db, d.id, d.grantId, "delivered", attempt, null, now) as [any, ...any[]]);
-      return undefined;
-    }
+    if (res.ok) return accept(db, env, d, attempt, null, now);
     error = `HTTP ${res.status}`;
   } catch (e) {
     error = String((e as Error).message ?? e);
@@ -177,6 +155,105 @@ export async function deliver(db: DrizzleD1Database, env: Env, id: string): Prom
   if (attempt >= MAX_DELIVERY_ATTEMPTS) return failForGood(db, env, d, attempt, error ?? "failed", now);
   await db.update(deliveries).set({ attempts: attempt, lastError: error, updatedAt: now }).where(eq(deliveries.id, d.id));
   return backoffSeconds(attempt);
+}
+
+/**
+ * What a pending delivery's last_error starts with once its target accepted it and only its bookkeeping is left
+ * (followed by the partner's reference, if any). A coupon revoke waits for such a delivery to be recorded delivered.
+ */
+export const ACCEPTED = "accepted; bookkeeping pending";
+
+const isAccepted = (d: typeof deliveries.$inferSelect) => d.lastError?.startsWith(ACCEPTED) === true;
+
+/**
+ * The target accepted: marked so first, then booked. A mark that cannot be written leaves the attempt to be tried
+ * again (the target sees the same idempotency-key and webhook-id, and de-duplicates); it never fails the delivery.
+ */
+async function accept(
+  db: DrizzleD1Database,
+  env: Env,
+  d: typeof deliveries.$inferSelect,
+  attempt: number,
+  partnerRef: string | null,
+  now: number,
+): Promise<number | undefined> {
+  let marked: D1Result;
+  try {
+    marked = await env.DB.prepare("UPDATE deliveries SET last_error = ?, partner_ref = ?, updated_at = ? WHERE id = ? AND status = 'pending'")
+      .bind(ACCEPTED, partnerRef, now, d.id)
+      .run();
+  } catch (e) {
+    log.error("delivery accepted but not marked; sent again later", { deliveryId: d.id, error: String(e) });
+    return backoffSeconds(attempt);
+  }
+  // Settled meanwhile (a coupon cancelled while this call was out, or finished by another consumer): that decision
+  // stands, and no wallet row is written for a cancelled coupon.
+  if (marked.meta.changes === 0) {
+    log.warn("delivery accepted after it was settled elsewhere", { deliveryId: d.id });
+    return undefined;
+  }
+  return bookDelivered(db, env, d, attempt, partnerRef, now);
+}
+
+/**
+ * Books an accepted delivery: its entitlement told, its wallet row, its status (all idempotent). Bookkeeping that
+ * fails is retried with backoff, never counted as an attempt: the wallet row and the status land with the retry even
+ * when the entitlement was already told.
+ */
+async function bookDelivered(
+  db: DrizzleD1Database,
+  env: Env,
+  d: typeof deliveries.$inferSelect,
+  attempt: number,
+  partnerRef: string | null,
+  now: number,
+): Promise<number | undefined> {
+  try {
+    await tellEntitlement(env, d, "delivered", partnerRef);
+    const target = JSON.parse(d.target) as DeliveryTarget;
+    const payload = JSON.parse(d.payload) as Record<string, unknown>;
+    const wallet =
+      target.type === "wallet"
+        ? [
+            db
+              .insert(couponWallet)
+              .values({
+                id: `w_${d.id}`,
+                deliveryId: d.id,
+                namespace: d.namespace,
+                userId: d.userId,
+                couponSn: String(payload.couponSn),
+                channel: String(payload.channel),
+                createdAt: now,
+              })
+              .onConflictDoNothing(),
+          ]
+        : [];
+    await db.batch([...wallet, ...finish(db, d.id, d.grantId, "delivered", attempt, null, now)] as [any, ...any[]]);
+    return undefined;
+  } catch (e) {
+    log.error("delivery accepted but not booked; retrying the bookkeeping", { deliveryId: d.id, error: String(e) });
+    return backoffSeconds(Math.max(1, attempt));
+  }
+}
+
+/** A delivery of an issued benefit (a run of `issueEntitlement`, request id `iss_…`): nobody is waiting on it. */
+const isIssuance = (d: typeof deliveries.$inferSelect) => d.namespace === CLAIMS_ACTIVITY && d.id.startsWith(`d_${issuanceRequestId("")}`);
+
+/** The longest a queue message may be delayed (Cloudflare Queues). */
+const MAX_QUEUE_DELAY_S = 12 * 3600;
+
+/**
+ * An issued benefit whose partner has used up its day waits for the next UTC day instead of failing: a claim's user
+ * was told at once and can claim again, but an issued entitlement has no one to try again. The attempt is given back,
+ * and its updated_at is set so that the cron sweep finds it stale only when the day turns (not every minute).
+ */
+async function waitForNextDay(env: Env, d: typeof deliveries.$inferSelect, error: string, now: number): Promise<number> {
+  const nextDay = new Date(now).setUTCHours(24, 0, 0, 0);
+  await env.DB.prepare("UPDATE deliveries SET attempts = ?, last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending'")
+    .bind(d.attempts, `${error}; waiting for the next day`, nextDay - STALE_AFTER_MS, d.id)
+    .run();
+  return Math.min(MAX_QUEUE_DELAY_S, Math.ceil((nextDay - now) / 1000) + 60);
 }
 
 /** What a failing delivery's error is followed by while its compensation could not be done. */
@@ -239,6 +316,11 @@ async function tellEntitlement(env: Env, d: typeof deliveries.$inferSelect, outc
   if (isBenefitDelivery(d)) await userAccount(env, d.userId).entitlementDelivery(d.userId, d.id, outcome, partnerRef);
 }
 
+/**
+ * The final status in one batch, moving only the status it expects (delivered from `pending`, failed from `failing`):
+ * a duplicate consumer can never turn a delivered delivery failed or the reverse. The reward record follows only if the
+ * delivery moved (it is written first, while the delivery still has its old status).
+ */
 function finish(
   db: DrizzleD1Database,
   id: string,
@@ -248,7 +330,16 @@ function finish(
   error: string | null,
   now: number,
 ) {
-  const steps = [db.update(deliveries).set({ status, attempts, lastError: error, updatedAt: now }).where(eq(deliveries.id, id))];
-  if (grantId) steps.push(db.update(rewardRecords).set({ status }).where(eq(rewardRecords.id, grantId)) as any);
+  const from = status === "delivered" ? "pending" : "failing";
+  const moving = and(eq(deliveries.id, id), eq(deliveries.status, from));
+  const steps: any[] = [];
+  if (grantId)
+    steps.push(
+      db
+        .update(rewardRecords)
+        .set({ status })
+        .where(and(eq(rewardRecords.id, grantId), exists(db.select({ n: sql`1` }).from(deliveries).where(moving)))),
+    );
+  steps.push(db.update(deliveries).set({ status, attempts, lastError: error, updatedAt: now }).where(moving));
   return steps;
 }

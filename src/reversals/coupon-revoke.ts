@@ -5,7 +5,7 @@
  */
 import type { Env } from "../env";
 import { AppError } from "../errors";
-import type { DeliveryTarget } from "../records/deliver";
+import { ACCEPTED, type DeliveryTarget } from "../records/deliver";
 import { type GrantRecord, openEntry, settledEntry, type ReversalEntry } from "./reversal";
 
 export async function revokeCoupon(env: Env, record: GrantRecord, now: number): Promise<ReversalEntry> {
@@ -17,8 +17,15 @@ export async function revokeCoupon(env: Env, record: GrantRecord, now: number): 
   const back = (detail: Record<string, unknown>) => ({ ...settledEntry(entry, record.amount, ""), detail });
   if (d.status === "pending") {
     // Only while still pending: an attempt that finished first decides below.
-    await env.DB.prepare("UPDATE deliveries SET status = 'cancelled', updated_at = ? WHERE id = ? AND status = 'pending'").bind(now, d.id).run();
+    // Not once the coupon center accepted it (only its bookkeeping left): that coupon exists and is revoked below.
+    await env.DB.prepare(
+      "UPDATE deliveries SET status = 'cancelled', updated_at = ? WHERE id = ? AND status = 'pending' AND (last_error IS NULL OR last_error NOT LIKE ? || '%')",
+    )
+      .bind(now, d.id, ACCEPTED)
+      .run();
     const after = await env.DB.prepare("SELECT status FROM deliveries WHERE id = ?").bind(d.id).first<{ status: string }>();
+    if (after?.status === "pending")
+      throw new AppError("UNAVAILABLE", `coupon ${record.id} was just delivered and is being recorded: please retry shortly`, { "retry-after": "1" });
     if (after?.status !== "delivered") return back({ delivery: after?.status ?? "cancelled" });
     d.status = "delivered";
   }
