@@ -263,8 +263,10 @@ entitlement in its run's commit, refused with NOT_ELIGIBLE (QUOTA_USED) past \`p
 delivery failed for good: the price back, the quota unit free again) → \`used\` (\`POST
 /v1/benefits/entitlements/{id}/use\`, service key with \`benefits:write\`); a redeem code is \`delivered\` at once. A
 refund's revoke of a segment revokes its entitlements that were not used (\`revoked\`): their price comes back in
-the revoke's commit, and what was given is reclaimed by the reversal of the run that gave it (a coupon revoked, a
-code given back unless shown); used ones stay, and the revoke's answer lists both.
+the revoke's commit (except a delivered redeem code's or partner benefit's, which may not come back), and what was
+given is reclaimed by the reversal of the run that gave it (a coupon revoked, a code given back unless shown); used
+ones stay, and the revoke's answer lists both. A revoked monthly entitlement frees its month for a segment that now
+covers it (a renewal moved earlier).
 
 ## Code pools
 

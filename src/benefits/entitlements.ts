@@ -25,6 +25,7 @@ import type { PointLedger } from "../points/ledger";
 import type { PointProgram } from "../points/program";
 import type { Benefit } from "./benefit";
 import type { BenefitCatalog } from "./catalog";
+import { shardOf } from "../sharding";
 import { CLAIMS_ACTIVITY } from "./claims";
 import type { MaterialType } from "./material";
 import { entitles, judge } from "./rights";
@@ -134,6 +135,8 @@ export const HOLDS_QUOTA: readonly EntitlementStatus[] = ["available", "claimed"
 
 /** The meta row holding when the next calendar month begins for a user whose identity runs into it (the alarm's). */
 const NEXT_MONTH_KEY = "entitlements_next_month";
+/** Over how long after a month starts the accounts' alarms are spread (by a hash of the user id). */
+const MONTHLY_SPREAD_MS = 3 * 60 * 60 * 1000;
 
 /** What a revoke did to the revoked segments' entitlements. */
 export interface EntitlementReclaim {
@@ -203,7 +206,10 @@ export class EntitlementBook {
     }
     const next = monthStartAfter(now, program.timezone);
     const runsInto = timeline.some((s) => s.status === "active" && s.end > next);
-    if (runsInto) this.sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", NEXT_MONTH_KEY, String(next));
+    // Each account wakes at its own moment of the month's first hours, so members' alarms do not all fire at midnight
+    // (a read of the rights center makes the month's entitlements before then anyway).
+    const wake = next + shardOf(this.userId, MONTHLY_SPREAD_MS);
+    if (runsInto) this.sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", NEXT_MONTH_KEY, String(wake));
     else EntitlementBook.forgetNextMonth(this.sql);
   }
 
@@ -356,7 +362,13 @@ export class EntitlementBook {
       if (row.status === "used") out.kept.push(view(row));
       if (!["available", "claimed", "delivered"].includes(row.status)) continue;
       this.move(row.id, [row.status], "revoked", now);
-      this.refund(row, `refund: ${reason}`, now, ledger);
+      // A month's issue key is freed, so a segment that covers the month after this revoke (a renewal moved earlier, a
+      // new purchase) gets that month's entitlement.
+      this.sql.exec("UPDATE entitlements SET issue_key = NULL WHERE id = ? AND period <> segment_id", row.id);
+      // A delivered redeem code or partner benefit may not come back (a code shown, a benefit the partner gave): its run
+      // is still reversed, but its price stays spent, so a refund never leaves the user with both the item and the points.
+      const mayStayGiven = row.status === "delivered" && (row.material_type === "redeemCode" || row.material_type === "thirdParty");
+      if (!mayStayGiven) this.refund(row, `refund: ${reason}`, now, ledger);
       if (row.request_id !== null) {
         this.notice({ kind: "reclaim", userId: this.userId, entitlementId: row.id, requestId: row.request_id, reason });
       }

@@ -35,6 +35,12 @@ materials:
     faceValue: 2000
     issuance: onClaim
     coupon: { couponSn: CPN-RC-LOUNGE, channel: members }
+  spa-code:
+    type: redeemCode
+    supplier: SpaCo
+    faceValue: 3000
+    issuance: onClaim
+    codePool: rc-codes
 benefits:
   welcome:
     material: welcome-coupon
@@ -49,6 +55,11 @@ benefits:
     title: A lounge visit
     entitles: { identityTypes: [gold] }
     price: { program: honey, points: 100 }
+  spa:
+    material: spa-code
+    title: A spa visit (a code, shown when claimed)
+    entitles: { identityTypes: [gold] }
+    price: { program: honey, points: 50 }
 `;
 const extras = `
 pointPrograms:
@@ -105,15 +116,19 @@ describe("a refund of a membership with benefits", () => {
     const claimed = await call("/v1/benefits/lounge/claim", { method: "POST", user });
     expect(claimed.status).toBe(200);
     expect(await balance(user)).toBe(400);
+    const spaClaim = await call("/v1/benefits/spa/claim", { method: "POST", user });
+    expect(spaClaim.status, JSON.stringify(spaClaim.json)).toBe(200);
+    expect(await balance(user)).toBe(350);
 
-    // Everything given: two welcome coupons (one per segment), this month's code, the lounge coupon.
+    // Everything given: two welcome coupons (one per segment), this month's code, the lounge coupon, the spa code.
     const given = await eventually(async () => {
       const all = await entitlements(user);
-      return all.length === 4 && all.every((e) => e.status === "delivered") ? all : undefined;
+      return all.length === 5 && all.every((e) => e.status === "delivered") ? all : undefined;
     }, 30_000);
     const of = (benefit: string, segment: string) => given.find((e) => e.benefitId === benefit && e.segmentId === segment);
     const [welcomeA, welcomeB, code, lounge] = [of("welcome", a.id), of("welcome", b.id), of("code-a-month", a.id), of("lounge", a.id)];
-    expect([welcomeA, welcomeB, code, lounge].every(Boolean)).toBe(true);
+    const spa = of("spa", a.id);
+    expect([welcomeA, welcomeB, code, lounge, spa].every(Boolean)).toBe(true);
 
     // The welcome coupon of the first order was used at checkout: it stays the user's.
     const used = await use(user, welcomeA.id);
@@ -129,9 +144,10 @@ describe("a refund of a membership with benefits", () => {
     expect(r.json.moved[0].id).toBe(b.id);
     expect(Date.parse(r.json.moved[0].start)).toBeLessThan(Date.parse(b.start));
     expect(r.json.entitlements.kept.map((e: any) => e.id)).toEqual([welcomeA.id]);
-    expect(r.json.entitlements.revoked.map((e: any) => e.id).sort()).toEqual([code.id, lounge.id].sort());
-    // The lounge's price came back in the revoke's commit.
-    expect(await balance(user)).toBe(500);
+    expect(r.json.entitlements.revoked.map((e: any) => e.id).sort()).toEqual([code.id, lounge.id, spa.id].sort());
+    // The lounge's price came back in the revoke's commit; the spa code's did not: a delivered code may have been shown,
+    // so its price stays spent rather than leave the user with both the code and the points.
+    expect(await balance(user)).toBe(450);
 
     // The lounge coupon is taken back from the wallet by the reversal of its claim; the code was shown (kept, reported).
     await eventually(async () => {
@@ -140,20 +156,26 @@ describe("a refund of a membership with benefits", () => {
     }, 30_000);
     const reversals = await eventually(async () => {
       const rv = await rows<any>("SELECT ref FROM reversals WHERE user_id = ? AND ref LIKE 'request:%'", user);
-      return rv.length === 2 ? rv : undefined;
+      return rv.length === 3 ? rv : undefined;
     }, 30_000);
-    expect(reversals.map((x) => x.ref).sort()).toEqual([`request:${code.requestId}`, `request:${lounge.requestId}`].sort());
+    expect(reversals.map((x) => x.ref).sort()).toEqual(
+      [`request:${code.requestId}`, `request:${lounge.requestId}`, `request:${spa.requestId}`].sort(),
+    );
     const [codeEntry] = await rows<any>(
       "SELECT e.status, e.reason FROM reversal_entries e JOIN reversals r ON r.id = e.reversal_id WHERE r.ref = ?",
       `request:${code.requestId}`,
     );
     expect(codeEntry).toMatchObject({ status: "unreclaimable", reason: "REVEALED" });
     const after = await entitlements(user);
-    expect(Object.fromEntries(after.map((e) => [e.id, e.status]))).toEqual({
+    // The renewal, moved earlier, now covers this month: the revoked code's month is free again, so it gets its own.
+    const renewalCode = after.find((e) => e.benefitId === "code-a-month" && e.segmentId === b.id);
+    expect(renewalCode).toBeDefined();
+    expect(Object.fromEntries(after.filter((e) => e !== renewalCode).map((e) => [e.id, e.status]))).toEqual({
       [welcomeA.id]: "used",
       [welcomeB.id]: "delivered",
       [code.id]: "revoked",
       [lounge.id]: "revoked",
+      [spa.id]: "revoked",
     });
     // A welcome coupon still held (the renewal's) is not touched.
     expect(await rows("SELECT coupon_sn FROM coupon_wallet WHERE user_id = ? AND revoked_at IS NULL ORDER BY coupon_sn", user)).toEqual([
@@ -166,9 +188,12 @@ describe("a refund of a membership with benefits", () => {
     expect(again.status).toBe(200);
     expect(again.json.replayed).toBe(true);
     expect(again.json.entitlements).toEqual(r.json.entitlements);
-    expect(await balance(user)).toBe(500);
-    expect(await entitlements(user)).toEqual(after);
-    expect(await rows("SELECT ref FROM reversals WHERE user_id = ? AND ref LIKE 'request:%'", user)).toHaveLength(2);
+    expect(await balance(user)).toBe(450);
+    const afterAgain = await entitlements(user);
+    expect(afterAgain.map((e) => e.id)).toEqual(after.map((e) => e.id));
+    expect(
+      await rows("SELECT ref FROM reversals WHERE user_id = ? AND ref LIKE 'request:%' AND ref <> ?", user, `request:${renewalCode.requestId}`),
+    ).toHaveLength(3);
     // A revoked entitlement cannot be used.
     const late = await use(user, lounge.id);
     expect([late.status, late.json.error.code]).toEqual([409, "ENTITLEMENT_STATE"]);
