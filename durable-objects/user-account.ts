@@ -428,7 +428,7 @@ export class UserAccount extends DurableObject<Env> {
    * When the oldest Idempotency-Key, reservation outcome or used activity code expires (the alarm forgets it then), the next point lot
    * becomes spendable or expires (the alarm writes it), a partner ticket expires, an identity runs out or is due for
    * its reminder, or an identity notice is due (the alarm notes and sends them), a new month begins for an identity
-   * with monthly benefits (the alarm makes its entitlements), or null for none.
+   * with monthly benefits (the alarm makes its entitlements), an entitlement expires, or null for none.
    */
   private choresDue(): number | null {
     const { key, reservation, code } = this.sql
@@ -444,6 +444,7 @@ export class UserAccount extends DurableObject<Env> {
       ReversalBook.nextEffect(this.sql),
       IdentityBook.nextEvent(this.sql),
       EntitlementBook.nextEvent(this.sql),
+      EntitlementBook.nextExpiry(this.sql),
       TicketBook.nextChore(this.sql),
     ];
     const times = due.filter((t): t is number => t !== null);
@@ -453,7 +454,8 @@ export class UserAccount extends DurableObject<Env> {
   /**
    * Hands committed records on (again), forgets expired Idempotency-Keys, reservation outcomes and used activity codes, writes the
    * point lots that became spendable or expired, expires partner tickets whose time is up, notes the identities that
-   * ran out (or soon will), makes a new month's monthly entitlements, and sends the notices still due (identity
+   * ran out (or soon will), expires the entitlements that can no longer be given or used, makes a new month's monthly
+   * entitlements, and sends the notices still due (identity
    * events, entitlements to give or reclaim).
    */
   override async alarm(): Promise<void> {
@@ -467,23 +469,36 @@ export class UserAccount extends DurableObject<Env> {
       await this.reversalBook().runEffects(Date.now());
       const identities = new IdentityBook(this.sql);
       this.ctx.storage.transactionSync(() => identities.noteExpiries(Date.now()));
-      await this.issueMonthly(identities);
+      await this.entitlementChores(identities);
       await sendNotices(this.sql, this.env, this.ctx);
     } finally {
       await this.outbox.forward();
     }
   }
 
-  /** Makes the month's `monthly` entitlements when a new month has begun for an identity that runs into it. */
-  private async issueMonthly(identities: IdentityBook) {
-    const due = EntitlementBook.nextEvent(this.sql);
-    if (due === null || due > Date.now()) return;
+  /**
+   * Expires the entitlements whose segment ended or whose validity ran out, and, when a new month has begun for an
+   * identity that runs into it, last month's available ones and the new month's `monthly` ones to make.
+   */
+  private async entitlementChores(identities: IdentityBook) {
+    const now = Date.now();
+    const month = EntitlementBook.nextEvent(this.sql);
+    const expiry = EntitlementBook.nextExpiry(this.sql);
+    const monthDue = month !== null && month <= now;
+    if (!monthDue && (expiry === null || expiry > now)) return;
     const owner = identities.owner();
-    const config = owner === undefined ? undefined : await findActiveConfig(this.env);
+    // No user: no entitlements either, and a month left due would wake the alarm again at once.
+    if (owner === undefined) return EntitlementBook.forgetNextMonth(this.sql);
+    const config = monthDue ? await findActiveConfig(this.env) : undefined;
     const program = config?.membership;
-    // No user or no program (any more): nothing to make, and a month left due would wake the alarm again at once.
-    if (owner === undefined || !config || !program) return EntitlementBook.forgetNextMonth(this.sql);
-    this.entitlementChange(owner, (book) => book.issueMonthly(config.benefits, program, identities.segments(), Date.now()));
+    this.entitlementChange(owner, (book) => {
+      // What a segment end or a validity decides needs no config, so the alarm it woke always settles it.
+      book.expire(program?.timezone, now);
+      if (!monthDue) return;
+      // No program (any more): nothing to make.
+      if (!config || !program) return EntitlementBook.forgetNextMonth(this.sql);
+      book.issueMonthly(config.benefits, program, identities.segments(), now);
+    });
   }
 
   /** The user's stored profile attributes (removed ones left out), by name. */
@@ -751,11 +766,12 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   /**
-   * The user's benefit entitlements, after making this month's `monthly` ones the timeline entitles at `now` (when
-   * the alarm has not yet): what the rights center lists.
+   * The user's benefit entitlements, after expiring those that can no longer be given or used at `now` and making this
+   * month's `monthly` ones the timeline entitles (each when the alarm has not yet): what the rights center lists.
    */
   async entitlements(userId: string, catalog: BenefitCatalog | undefined, program: MembershipProgram, now: number): Promise<EntitlementView[]> {
     return this.entitlementChange(userId, (book) => {
+      book.expire(program.timezone, now);
       book.issueMonthly(catalog, program, new IdentityBook(this.sql).segments(), now);
       return book.list();
     });

@@ -217,6 +217,8 @@ benefits:
       sources: [purchase, flashSale]
       channels: [app]
     window: { beginTime: "2026-12-01 00:00:00", endTime: "2026-12-31 23:59:59" }   # claim window (optional)
+    validity: { days: 30 }         # what is given expires unless used within this many days (24 h) of the run that
+                                   # gave it (optional; never when absent; not on a discount)
     price: { program: honey, points: 200 }   # points it costs (optional; claimed benefits only)
     quota: { perMonth: 1, perSegment: 3 }    # claims per calendar month of the program's timezone, and per entitling
                                    # identity segment (either or both; optional; claimed benefits only)
@@ -267,6 +269,18 @@ the revoke's commit (except a delivered redeem code's or partner benefit's, whic
 given is reclaimed by the reversal of the run that gave it (a coupon revoked, a code given back unless shown); used
 ones stay, and the revoke's answer lists both. A revoked monthly entitlement frees its month for a segment that now
 covers it (a renewal moved earlier).
+
+An entitlement that can no longer be given or used is \`expired\`: an \`available\` one whose entitling segment has
+ended (its end as the timeline placed it, in the program's timezone) or, for a monthly one, whose month has passed; a
+\`delivered\` one not used by its \`delivered.expiresAt\` (the benefit's \`validity\` counted from the claim or
+issuance that gave it, fixed then: a later edit of \`validity\` does not move it). The account expires them, each once
+and each a new D1 revision, when its alarm comes (at the next segment end or \`expiresAt\`, and at the new month of
+a monthly benefit) and before each read (\`GET /v1/me/benefits\`, the admin read) or use, whichever comes first; a
+use of an expired one is 409 ENTITLEMENT_STATE. An expired one keeps its quota unit (a delivered one was given:
+letting it lapse earns no other; an available one expires only once its segment or month is over, when its unit
+could not be claimed anyway), its price and what was given (a lapsed coupon or code is not reclaimed); a later refund
+of its segment leaves it expired. An issuance already on its way still gives an available one it reaches before any
+read or alarm expires it (the user was entitled when it was made).
 
 ## Code pools
 

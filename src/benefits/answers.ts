@@ -19,7 +19,8 @@ export const EntitlementSchema = z
     status: z.enum(ENTITLEMENT_STATUSES).openapi({
       description:
         "available (made, not yet given), claimed (given; its delivery on its way), delivered, failed (the delivery failed for good: " +
-        "its price came back), used, revoked (its identity was refunded: its price came back and what was given was reclaimed), expired",
+        "its price came back), used, revoked (its identity was refunded: its price came back and what was given was reclaimed), expired (an available one whose segment ended or month passed before it " +
+        "was given, or a delivered one not used by its `expiresAt`: it keeps its quota unit and its price)",
     }),
     requestId: z.string().nullable().openapi({ description: "The run that gave it (a claim, or its issuance)" }),
     delivered: z
@@ -32,6 +33,10 @@ export const EntitlementSchema = z
         partner: z.string().optional(),
         deliveryId: z.string().optional(),
         partnerRef: z.string().optional().openapi({ description: "The partner's reference for a delivered third-party benefit" }),
+        expiresAt: z.iso
+          .datetime()
+          .optional()
+          .openapi({ description: "When it expires unless used: the benefit's `validity` from the run that gave it (absent: never)" }),
       })
       .nullable()
       .openapi({ description: "What was given: the grant, its coupon, code or partner delivery" }),

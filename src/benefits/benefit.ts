@@ -1,7 +1,7 @@
 /**
  * Benefits: a material offered under rules, declared under `benefits:` beside the membership program. Condition
  * rules name who is entitled (identity types or a minimum rank, and the entitling segment's sources and channels);
- * common rules say how it is shown and when it may be claimed; operational rules its price in points, quota and stock.
+ * common rules say how it is shown, when it may be claimed and how long what is given stays usable; operational rules its price in points, quota and stock.
  */
 import { z } from "zod";
 import { ConfigIdSchema } from "../config/id";
@@ -30,6 +30,14 @@ export const BenefitSchema = z
     /** When it may be claimed, in the program's timezone; absent: whenever the user is entitled. */
     window: z
       .object({ beginTime: z.string().min(1), endTime: z.string().min(1) })
+      .strict()
+      .optional(),
+    /**
+     * How long what is given stays usable: an entitlement given (claimed or issued) and not used within `days` days
+     * (24 hours each) of the run that gave it expires. Absent: it never expires once given.
+     */
+    validity: z
+      .object({ days: z.number().int().min(1).max(3650) })
       .strict()
       .optional(),
     /** Points debited when it is claimed. */
@@ -61,6 +69,7 @@ export interface Benefit {
   material: Material;
   entitles: { identityTypes: string[] | null; minRank: number | null; sources: SegmentSource[] | null; channels: string[] | null };
   window: { begin: number; end: number } | null;
+  validity: { days: number } | null;
   price: { program: string; points: number } | null;
   quota: { perMonth?: number; perSegment?: number } | null;
   stock: { total: number; shards: number } | null;

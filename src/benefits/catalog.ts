@@ -105,6 +105,7 @@ export function compileCatalog(fields: Record<string, unknown>, sink: IssueSink,
     if (d.stock !== undefined && m?.type === "discount") fail([...path, "stock"], "a discount is passive: it is never claimed, so it has no stock");
     if (d.stock !== undefined && m && m.issuance !== "onClaim")
       fail([...path, "stock"], `a stock counts claims, and material '${m.id}' is not claimed (issuance: ${m.issuance})`);
+    if (d.validity && m?.type === "discount") fail([...path, "validity"], "a discount is passive: it is never given, so it has no validity");
     if (d.stockShards !== undefined && d.stock === undefined) fail([...path, "stockShards"], "stockShards spreads a stock: set stock too");
     if (d.stockShards !== undefined && d.stock !== undefined && d.stockShards > d.stock)
       fail([...path, "stockShards"], `at most one shard per unit: ${d.stockShards} shards for a stock of ${d.stock}`);
@@ -132,6 +133,7 @@ export function compileCatalog(fields: Record<string, unknown>, sink: IssueSink,
         channels: d.entitles.channels ?? null,
       },
       window,
+      validity: d.validity ?? null,
       price: d.price ?? null,
       quota: d.quota ?? null,
       stock: d.stock === undefined ? null : { total: d.stock, shards: d.stockShards ?? 1 },

@@ -12,6 +12,12 @@
  * month's claim counted no more); a service call marks a delivered one `used`. A revoked segment revokes its
  * entitlements that were not used: the price comes back in the revoke's commit and what was given is taken back by
  * the reversal of the run that gave it.
+ *
+ * An entitlement that can no longer be given or used `expired`: an `available` one whose entitling segment has ended
+ * or whose month has passed, a `delivered` one past its benefit's `validity` (fixed when it was given). The account
+ * expires them when its alarm comes and before every read or use of them, whichever is first, once each; an expired
+ * one keeps its quota unit and its price (see HOLDS_QUOTA). An issuance already on its way still gives an available
+ * one it reaches first: the user was entitled when it was made.
  */
 import type { StorageMigration } from "../../durable-objects/support/migrations";
 import type { RecordBatch } from "../accounts/account-plan";
@@ -46,6 +52,8 @@ export interface Delivered {
   partner?: string;
   deliveryId?: string;
   partnerRef?: string;
+  /** When it expires unless used first (its benefit's `validity` from the run that gave it), ISO 8601. */
+  expiresAt?: string;
 }
 
 /** An entitlement as answers show it. */
@@ -84,8 +92,12 @@ export type EntitlementRun =
       price: EntitlementPrice | null;
       /** The counter (in the benefits-center namespace) the claim's month quota counted it in. */
       limitKey: string | null;
+      /** The benefit's `validity` in days: what is given expires that long after the run unless used. */
+      validDays: number | null;
     }
-  | { kind: "issue"; id: string };
+  | { kind: "issue"; id: string; validDays: number | null };
+
+const DAY_MS = 86_400_000;
 
 export const entitlementTables: StorageMigration = (sql) =>
   sql.exec(`
@@ -130,8 +142,12 @@ const view = (r: Row): EntitlementView => ({
   changedAt: new Date(r.changed_at).toISOString(),
 });
 
-/** Statuses that hold a unit of a quota: a failed or revoked entitlement frees its unit for another claim. */
-export const HOLDS_QUOTA: readonly EntitlementStatus[] = ["available", "claimed", "delivered", "used"];
+/**
+ * Statuses that hold a unit of a quota: a failed or revoked entitlement frees its unit for another claim. An expired
+ * one keeps it: a delivered one was given (letting it lapse does not earn another), and an available one expires only
+ * when its segment or month is over, so the unit it would free could never be claimed anyway.
+ */
+export const HOLDS_QUOTA: readonly EntitlementStatus[] = ["available", "claimed", "delivered", "used", "expired"];
 
 /** The meta row holding when the next calendar month begins for a user whose identity runs into it (the alarm's). */
 const NEXT_MONTH_KEY = "entitlements_next_month";
@@ -259,6 +275,7 @@ export class EntitlementBook {
           grantId: reward.id,
           ...pick(detail, ["couponSn", "channel", "pool", "code", "partner"]),
           ...(delivery && { deliveryId: delivery.id }),
+          ...(r.validDays !== null && { expiresAt: new Date(now + r.validDays * DAY_MS).toISOString() }),
         }
       : null;
     const status: EntitlementStatus = delivery ? "claimed" : "delivered";
@@ -334,8 +351,9 @@ export class EntitlementBook {
     if (row.material_type !== "thirdParty") this.refund(row, `refund: benefit ${row.benefit_id} was not delivered`, now, ledger);
   }
 
-  /** Marks a delivered entitlement used; refused (writing nothing) in any other status. */
+  /** Marks a delivered entitlement used; refused in any other status (one past its validity expires first). */
   use(id: string, now: number): { ok: true; entitlement: EntitlementView } | { ok: false; code: "NOT_FOUND" | "ENTITLEMENT_STATE"; message: string } {
+    this.expire(undefined, now);
     const row = this.row(id);
     if (!row) return { ok: false, code: "NOT_FOUND", message: `no entitlement '${id}' of this user` };
     if (row.status === "used") return { ok: true, entitlement: view(row) };
@@ -346,12 +364,51 @@ export class EntitlementBook {
   }
 
   /**
+   * Expires (inside the caller's transaction) what can no longer be given or used at `now`: an `available` one whose
+   * segment has ended (its end as the timeline placed it, moved earlier by a refund before it too) or, given the
+   * program's `timeZone`, whose month has passed; a `delivered` one past its `expiresAt`. Each moves once, a revision
+   * copied like any other change. Returns how many expired.
+   */
+  expire(timeZone: string | undefined, now: number): number {
+    const rows = this.sql
+      .exec<Row & { segment_end: number | null }>(
+        `SELECT e.*, s.end_at AS segment_end FROM entitlements e LEFT JOIN identity_segments s ON s.id = e.segment_id
+          WHERE e.status IN ('available', 'delivered')`,
+      )
+      .toArray();
+    let n = 0;
+    for (const row of rows) {
+      const due = row.status === "delivered" ? expiresAt(row) : availableUntil(row, row.segment_end, timeZone);
+      if (due !== null && due <= now && this.move(row.id, [row.status], "expired", now)) n++;
+    }
+    return n;
+  }
+
+  /**
+   * The next instant an entitlement expires that the alarm can decide without the config: a segment end or a
+   * validity's end. A month's end is the new month's alarm (nextEvent), due whenever an identity runs into it.
+   */
+  static nextExpiry(sql: SqlStorage): number | null {
+    const r = sql
+      .exec<{ segment_end: number | null; expires_at: string | null }>(
+        `SELECT (SELECT min(s.end_at) FROM entitlements e JOIN identity_segments s ON s.id = e.segment_id WHERE e.status = 'available') AS segment_end,
+          (SELECT min(json_extract(delivered, '$.expiresAt')) FROM entitlements WHERE status = 'delivered') AS expires_at`,
+      )
+      .one();
+    const times = [r.segment_end, r.expires_at === null ? null : Date.parse(r.expires_at)].filter((t): t is number => t !== null);
+    return times.length === 0 ? null : Math.min(...times);
+  }
+
+  /**
    * Revokes the entitlements of revoked segments that were not used (inside the revoke's transaction): each price
-   * comes back now, and the run that gave each is reversed after the commit (a reclaim notice). Used ones stay.
+   * comes back now, and the run that gave each is reversed after the commit (a reclaim notice). Used and expired ones
+   * stay (only used ones are listed as kept).
    */
   reclaim(segmentIds: readonly string[], reason: string, ledger: PointLedger, now: number): EntitlementReclaim {
     const out: EntitlementReclaim = { revoked: [], kept: [] };
     if (segmentIds.length === 0) return out;
+    // One past its validity lapsed before the refund: it stays expired, its price kept, like a used one.
+    this.expire(undefined, now);
     const rows = this.sql
       .exec<Row>(
         "SELECT * FROM entitlements WHERE segment_id IN (SELECT value FROM json_each(?)) ORDER BY created_at, id",
@@ -432,6 +489,27 @@ export class EntitlementBook {
     });
   }
 }
+
+/** When a delivered entitlement expires unless used (null: its benefit had no validity when it was given). */
+function expiresAt(row: Row): number | null {
+  const at = row.delivered === null ? undefined : (JSON.parse(row.delivered) as Delivered).expiresAt;
+  return at === undefined ? null : Date.parse(at);
+}
+
+/**
+ * Until when an available entitlement can still be given: its segment's end, or its month's end when earlier (a
+ * monthly one's period is its month; one given with the identity has the segment's id instead). Null: not known.
+ */
+function availableUntil(row: Row, segmentEnd: number | null, timeZone: string | undefined): number | null {
+  const monthEnd =
+    timeZone !== undefined && MONTH_KEY.test(row.period)
+      ? monthStartAfter(parseActivityTime(`${row.period}-01 00:00:00`, timeZone)!, timeZone)
+      : null;
+  const ends = [segmentEnd, monthEnd].filter((t): t is number => t !== null);
+  return ends.length === 0 ? null : Math.min(...ends);
+}
+
+const MONTH_KEY = /^\d{4}-\d{2}$/;
 
 /** The first instant of the calendar month after the one holding `ms`, in `timeZone`. */
 export function monthStartAfter(ms: number, timeZone: string): number {

@@ -42,7 +42,7 @@ export async function issueEntitlement(env: Env, ctx: Ctx, config: CompiledConfi
       query: {},
       body: {},
       user: { id: n.userId, groups: [] },
-      entitlement: { kind: "issue", id: n.entitlementId },
+      entitlement: { kind: "issue", id: n.entitlementId, validDays: benefit.validity?.days ?? null },
     });
   } catch (e) {
     if (!(e instanceof AppError) || e.status >= 500) throw e;

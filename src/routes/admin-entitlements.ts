@@ -24,7 +24,8 @@ const route = createRoute({
   summary: "A user's benefit entitlements, with their status and what was given",
   description:
     "Read from the user's account, which decides them (D1's `entitlements` copy follows it a moment later). Like the " +
-    "rights center, the read makes this month's `monthly` entitlements the user's identities entitle, once.",
+    "rights center, the read makes this month's `monthly` entitlements the user's identities entitle, once, and expires " +
+    "those that can no longer be given or used.",
   security: [{ operator: [] }],
   request: {
     params: z.object({ userId: z.string().min(1).max(128).openapi({ description: "The user id (the `sub` of the user's tokens)" }) }),

@@ -94,6 +94,7 @@ export function registerBenefitClaims(app: OpenAPIHono<AppEnv>) {
       perSegment: benefit.quota?.perSegment ?? null,
       price: benefit.price && points ? { program: points, points: benefit.price.points } : null,
       limitKey: benefit.quota?.perMonth === undefined ? null : monthlyClaimsKey(benefit, now, program.timezone),
+      validDays: benefit.validity?.days ?? null,
     };
     const key = c.req.header("idempotency-key");
     const idem =

@@ -26,7 +26,9 @@ const route = createRoute({
   operationId: "useEntitlement",
   tags: ["Benefits"],
   summary: "Mark a delivered benefit entitlement used",
-  description: "Moves a `delivered` entitlement to `used`; one already used answers it again. Any other status is ENTITLEMENT_STATE.",
+  description:
+    "Moves a `delivered` entitlement to `used`; one already used answers it again. Any other status is ENTITLEMENT_STATE, " +
+    "a delivered one past its `expiresAt` too (it expires first).",
   security: [{ service: [] }],
   request: {
     params: z.object({ entitlementId: z.string().regex(/^ent_[A-Za-z0-9_-]{1,128}$/, "not an entitlement id") }),

@@ -62,7 +62,8 @@ const route = createRoute({
     "NOT_IN_WINDOW (outside its claim window), QUOTA_USED (claimed as often as its monthly or per-segment quota allows), " +
     "SOLD_OUT (its stock is given out or its code pool is empty) or INSUFFICIENT_POINTS (fewer spendable points than its price); beside it, the " +
     "user's `entitlements` of the benefit with their status. Reading it makes this month's `monthly` entitlements " +
-    "when the account's alarm has not yet (once per month; they are then given from the user's outbox).",
+    "when the account's alarm has not yet (once per month; they are then given from the user's outbox), and expires those that " +
+    "can no longer be given or used (an available one whose segment ended or month passed, a delivered one past its `expiresAt`).",
   security: [{ bearer: [] }],
   responses: {
     200: success(RightsSchema, "The user's rights"),

@@ -134,7 +134,7 @@ benefits:
     ],
     [
       `${materials}\nbenefits:\n  b: { material: coupon-20, title: B, entitles: { minRank: 1 }, stok: 1 }`,
-      "m.yaml: benefits.b.stok: unknown key 'stok'; did you mean 'stock'?; known: material, title, order, entitles, window, price, quota, stock, stockShards",
+      "m.yaml: benefits.b.stok: unknown key 'stok'; did you mean 'stock'?; known: material, title, order, entitles, window, validity, price, quota, stock, stockShards",
     ],
     [
       `${materials}\nbenefits:\n  b: { material: member-rate, title: B, entitles: { minRank: 1 }, stock: 10 }`,
