@@ -60,12 +60,9 @@ class ListCache {
   }
 }
 
-let cache: { env: Env; lists: ListCache } | undefined;
-
-function local(env: Env): ListCache {
-  if (cache?.env !== env) cache = { env, lists: new ListCache() };
-  return cache.lists;
-}
+// One copy per isolate, whatever env object a request brings (a binding swapped in for one request, as a test of an
+// unreachable D1 does, must not throw away the copy that keeps grants judged while D1 is down).
+const cache = new ListCache();
 
 async function sync(env: Env, lists: ListCache, now: number) {
   if (lists.version < 0) {
@@ -93,7 +90,7 @@ async function sync(env: Env, lists: ListCache, now: number) {
 
 /** The lists as this isolate knows them, refreshed first when older than RISK_LIST_REFRESH_MS. */
 async function current(env: Env): Promise<ListCache> {
-  const lists = local(env);
+  const lists = cache;
   const now = Date.now();
   if (now - lists.checkedAt < vars(env).RISK_LIST_REFRESH_MS) return lists;
   // Concurrent requests share one read.
@@ -163,7 +160,7 @@ export async function addToList(env: Env, list: RiskList, a: Addition, now: numb
     ),
   ]);
   const row = inserted!.results[0] as Row;
-  local(env).apply(row);
+  cache.apply(row);
   return entryOf(row);
 }
 
@@ -188,7 +185,7 @@ export async function removeFromList(
   ]);
   const row = updated!.results[0] as Row | undefined;
   if (!row) return undefined;
-  local(env).apply(row);
+  cache.apply(row);
   return entryOf(row);
 }
 
