@@ -191,10 +191,10 @@ const DESIGN = {
     file: COUNTER_SHARD,
   },
   idempotencyTtlMs: {
-    value: constant(ACCOUNT, "IDEMPOTENCY_TTL_MS"),
+    value: constant("src/accounts/account-plan.ts", "IDEMPOTENCY_TTL_MS"),
     unit: "ms",
     what: "how long a user's account keeps an Idempotency-Key and its answer (`IDEMPOTENCY_TTL_MS`)",
-    file: ACCOUNT,
+    file: "src/accounts/account-plan.ts",
   },
   forwardDelayMs: {
     value: constant(OUTBOX, "FORWARD_DELAY_MS"),
