@@ -49,7 +49,8 @@ const PAGE = 5000;
 class ListCache {
   version = -1;
   checkedAt = 0;
-  syncing: Promise<void> | undefined;
+  /** When the refresh under way began (null: none). */
+  refreshingSince: number | null = null;
   readonly entries: Record<RiskList, Map<string, number | null>> = { blacklist: new Map(), suspected: new Map() };
 
   apply(row: Pick<Row, "list" | "subject" | "expires_at" | "removed_at">) {
@@ -88,26 +89,31 @@ async function sync(env: Env, lists: ListCache, now: number) {
   }
 }
 
-/** The lists as this isolate knows them, refreshed first when older than RISK_LIST_REFRESH_MS. */
+/** How long a refresh may be under way before another request starts its own (one torn down mid-read never ends). */
+const REFRESH_STALLED_MS = 10_000;
+
+/**
+ * The lists as this isolate knows them, refreshed first when older than RISK_LIST_REFRESH_MS. One request refreshes
+ * while the others serve the copy held; no promise is shared between requests (Workers forbid one request awaiting
+ * another's I/O). An isolate that has never read the lists makes every request read them.
+ */
 async function current(env: Env): Promise<ListCache> {
   const lists = cache;
   const now = Date.now();
-  if (now - lists.checkedAt < vars(env).RISK_LIST_REFRESH_MS) return lists;
-  // Concurrent requests share one read.
-  lists.syncing ??= sync(env, lists, now)
-    .then(() => {
-      lists.checkedAt = Date.now();
-    })
-    .catch((e: unknown) => {
-      // The copy held so far keeps serving; the next request tries again.
-      log.error("risk lists not refreshed", { error: String(e) });
-      // Never read: grants wait rather than pass a blacklist this isolate has not seen.
-      if (lists.version < 0) throw new AppError("UNAVAILABLE", "risk lists unavailable: please retry shortly", { "retry-after": "1" });
-    })
-    .finally(() => {
-      lists.syncing = undefined;
-    });
-  await lists.syncing;
+  if (lists.version >= 0 && now - lists.checkedAt < vars(env).RISK_LIST_REFRESH_MS) return lists;
+  if (lists.version >= 0 && lists.refreshingSince !== null && now - lists.refreshingSince < REFRESH_STALLED_MS) return lists;
+  lists.refreshingSince = now;
+  try {
+    await sync(env, lists, now);
+    lists.checkedAt = Date.now();
+  } catch (e) {
+    // The copy held so far keeps serving; the next request tries again.
+    log.error("risk lists not refreshed", { error: String(e) });
+    // Never read: grants wait rather than pass a blacklist this isolate has not seen.
+    if (lists.version < 0) throw new AppError("UNAVAILABLE", "risk lists unavailable: please retry shortly", { "retry-after": "1" });
+  } finally {
+    lists.refreshingSince = null;
+  }
   return lists;
 }
 
